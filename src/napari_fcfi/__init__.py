@@ -1,0 +1,37 @@
+"""napari-fcfi: click-based interactive segmentation with FCFI for napari.
+
+The package is split into rooms that follow the data flow:
+
+* :mod:`napari_fcfi.model`      network definitions and checkpoints (torch only)
+* :mod:`napari_fcfi.engine`     one interactive session on one 2D image (no napari, no Qt)
+* :mod:`napari_fcfi.evaluation` robot user, metrics, datasets, ``fcfi eval``
+* :mod:`napari_fcfi.training`   iterative click training, ``fcfi train``
+* :mod:`napari_fcfi.plugin`     napari layers, dock widget, worker threads
+
+Heavy modules (torch) are imported lazily so that napari's plugin discovery stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY_EXPORTS = {
+    "load_model": "napari_fcfi.model",
+    "save_model": "napari_fcfi.model",
+    "list_models": "napari_fcfi.model",
+    "InteractiveSegmenter": "napari_fcfi.engine",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'napari_fcfi' has no attribute {name!r}")
+    value = getattr(import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,42 @@
+"""Shared fixtures: torch threads, paths to the read-only shared data, tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _limit_torch_threads():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def dsb_dir() -> Path:
+    path = SHARED_DATA / "dsb2018_train"
+    if not path.is_dir():
+        pytest.skip("shared dsb2018_train data not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def grabcut_dir() -> Path:
+    path = SHARED_DATA / "grabcut"
+    if not path.is_dir():
+        pytest.skip("shared grabcut data not present")
+    return path

@@ -1,0 +1,44 @@
+"""The package, its CLI and its napari manifest are wired correctly."""
+
+import subprocess
+import sys
+
+import pytest
+
+from napari_fcfi.cli import SUBCOMMANDS, main
+
+
+def test_fcfi_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main([name, "--help"])
+    assert excinfo.value.code == 0
+    assert f"fcfi {name}" in capsys.readouterr().out
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_fcfi.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert "napari-fcfi" in result.stdout
+
+
+def test_manifest_validates_and_is_installed():
+    npe2 = pytest.importorskip("npe2")
+    manifest = npe2.PluginManifest.from_distribution("napari-fcfi")
+    assert manifest.name == "napari-fcfi"
+    command_ids = {c.id for c in manifest.contributions.commands}
+    assert "napari-fcfi.make_widget" in command_ids
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-fcfi"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
