@@ -1,0 +1,331 @@
+"""Plugin tests: controller + layers in a real napari viewer (pytest-qt, Xvfb in CI).
+
+The engine stand-in ``DiskSegmenter`` has the engine's API and a predictable output (disks around
+positive clicks minus disks around negative clicks), so the tests can assert exact pixels. One test
+at the end runs the real engine with a tiny real network.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_fcfi.plugin.controller import SegmentationController  # noqa: E402
+from napari_fcfi.plugin.models import ModelCache  # noqa: E402
+from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner  # noqa: E402
+
+RADIUS = 5
+
+
+class DiskSegmenter:
+    """Engine stand-in: object = union of disks at positive clicks minus disks at negative ones."""
+
+    def __init__(self, model, delay: float = 0.0):
+        self.model = model
+        self.delay = delay
+        self.threshold = 0.49
+        self._history: list[list[tuple[int, int, bool]]] = [[]]
+        self._future: list[list[tuple[int, int, bool]]] = []
+        self.image = None
+        self.initial = None
+        self.channel = None
+
+    def set_image(self, image, channel_axis=None, channel=None, initial_mask=None):
+        self.image = np.asarray(image)
+        self.channel_axis, self.channel = channel_axis, channel
+        shape = self.image.shape if channel_axis is None else tuple(
+            n for ax, n in enumerate(self.image.shape) if ax != channel_axis
+        )
+        if len(shape) != 2:
+            raise ValueError(f"not a 2D slice: {self.image.shape}")
+        self.shape = shape
+        self.initial = None if initial_mask is None else np.asarray(initial_mask, bool)
+        self._history, self._future = [[]], []
+
+    @property
+    def clicks(self):
+        return list(self._history[-1])
+
+    def _prob(self, clicks):
+        rows, cols = np.ogrid[: self.shape[0], : self.shape[1]]
+        mask = np.zeros(self.shape, bool) if self.initial is None else self.initial.copy()
+        for row, col, positive in clicks:
+            disk = (rows - row) ** 2 + (cols - col) ** 2 <= RADIUS**2
+            mask = mask | disk if positive else mask & ~disk
+        return mask.astype(np.float32)
+
+    def add_click(self, row, col, positive):
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
+            raise ValueError(f"click ({row}, {col}) outside image {self.shape}")
+        if self.delay:
+            time.sleep(self.delay)
+        self._history.append(self.clicks + [(int(row), int(col), bool(positive))])
+        self._future = []
+        return self._prob(self._history[-1])
+
+    def undo(self):
+        if len(self._history) > 1:
+            self._future.append(self._history.pop())
+
+    def redo(self):
+        if self._future:
+            self._history.append(self._future.pop())
+
+    @property
+    def mask(self):
+        return self._prob(self._history[-1]) > self.threshold
+
+
+def disk(shape, row, col, radius=RADIUS):
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return (rows - row) ** 2 + (cols - col) ** 2 <= radius**2
+
+
+def make_controller(viewer, image_layer, runner=None, factory=DiskSegmenter, **kwargs):
+    cache = ModelCache(loader=lambda source, device: SimpleNamespace(name=source))
+    controller = SegmentationController(
+        viewer, cache, segmenter_factory=factory, runner=runner or ImmediateRunner(), **kwargs
+    )
+    controller.set_image_layer(image_layer, **{k: v for k, v in kwargs.items() if k in ()})
+    return controller
+
+
+class FakeMouseEvent:
+    """Minimal napari mouse event: what the drag callback reads."""
+
+    def __init__(self, position, button=1, modifiers=()):
+        self.type = "mouse_press"
+        self.position = tuple(position)
+        self.button = button
+        self.modifiers = tuple(modifiers)
+
+
+def click(controller, layer, world_position, button=1, modifiers=(), drag_to=None):
+    """Drive the registered mouse callback like napari does: press, (moves), release."""
+    event = FakeMouseEvent(world_position, button, modifiers)
+    callbacks = [cb for cb in layer.mouse_drag_callbacks if cb == controller.mouse_callback]
+    assert callbacks, "controller callback not registered on the layer"
+    generator = callbacks[0](layer, event)
+    if generator is None:
+        return
+    next(generator)
+    if drag_to is not None:
+        event.type, event.position = "mouse_move", tuple(drag_to)
+        next(generator)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(generator)
+
+
+def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((64, 80)).astype(np.float32))
+    controller = make_controller(viewer, image)
+    points = controller.points_layer
+    assert points.ndim == 2 and controller.preview_layer.data.shape == (64, 80)
+
+    points.add([20, 30])  # the layer's own add: feature default positive=True
+    expected = disk((64, 80), 20, 30)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+
+    controller._append_point(np.array([20.0, 34.0]), positive=False)
+    expected &= ~disk((64, 80), 20, 34)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+    assert list(points.features["positive"]) == [True, False]
+
+    # deleting a point removes that click and recomputes
+    points.remove([1])
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((64, 80), 20, 30))
+
+    assert controller.commit()
+    labels = controller.labels_layer
+    assert labels is not None and labels.data.shape == (64, 80)
+    np.testing.assert_array_equal(labels.data == 1, disk((64, 80), 20, 30))
+    assert len(points.data) == 0 and not controller.preview_layer.data.any()
+    assert controller.next_label_id() == 2
+    assert controller.click_log.records[0].clicks == [(20, 30, True)]
+
+
+def test_mouse_callback_positive_negative_drag_and_outside(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((50, 60), np.uint16))
+    controller = make_controller(viewer, image)
+    click(controller, image, (25, 25))
+    click(controller, controller.points_layer, (25, 28), button=2)  # right click: negative
+    click(controller, image, (10, 10), modifiers=("Control",))  # ctrl+left: negative
+    click(controller, image, (40, 40), drag_to=(30, 50))  # a drag pans, no click
+    click(controller, image, (70, 10))  # outside: ignored with a message
+    assert "outside" in viewer.status
+    assert list(controller.points_layer.features["positive"]) == [True, False, False]
+    expected = disk((50, 60), 25, 25) & ~disk((50, 60), 25, 28) & ~disk((50, 60), 10, 10)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+
+
+def test_undo_redo_reset(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.uint8))
+    controller = make_controller(viewer, image)
+    controller.add_click_world((10, 10), True)
+    controller.add_click_world((30, 30), True)
+    both = disk((40, 40), 10, 10) | disk((40, 40), 30, 30)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, both)
+    controller.undo()
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 10, 10))
+    controller.undo()
+    assert not controller.preview_layer.data.any()
+    controller.redo()
+    controller.redo()
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, both)
+    assert len(controller.points_layer.data) == 2
+    controller.undo()
+    controller.add_click_world((5, 35), True)  # a new click clears the redo stack
+    controller.redo()
+    assert "nothing to redo" in viewer.status
+    controller.reset_object()
+    assert len(controller.points_layer.data) == 0 and not controller.preview_layer.data.any()
+    assert not controller.commit()
+
+
+def test_stack_slices_keep_their_own_objects(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((5, 40, 50), np.float32))
+    controller = make_controller(viewer, image)
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 10, 10), True)
+    viewer.dims.set_current_step(0, 3)
+    assert not controller.preview_layer.data.any()  # slice 3 has no object yet
+    controller.add_click_world((3, 20, 30), True)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 50), 20, 30))
+    viewer.dims.set_current_step(0, 1)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 50), 10, 10))
+    controller.commit()  # commits slice 1 only
+    labels = controller.labels_layer.data
+    assert labels.shape == (5, 40, 50)
+    np.testing.assert_array_equal(labels[1] == 1, disk((40, 50), 10, 10))
+    assert not labels[3].any() and not labels[0].any()
+    viewer.dims.set_current_step(0, 3)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 50), 20, 30))
+    assert len(controller.points_layer.data) == 1  # slice 3's click is still there
+    controller.commit()
+    np.testing.assert_array_equal(controller.labels_layer.data[3] == 2, disk((40, 50), 20, 30))
+    assert [r.slice_key for r in controller.click_log.records] == [(1,), (3,)]
+
+
+def test_4d_rgb_scale_translate(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data = np.zeros((2, 3, 30, 40, 3), np.uint8)
+    image = viewer.add_image(data, rgb=True, scale=(1, 2, 0.5, 0.5), translate=(0, 0, 10, -5))
+    controller = make_controller(viewer, image)
+    assert controller.geometry.label_shape == (2, 3, 30, 40)
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(1, 2)
+    # world (t=1, z=4 (data 2), y=10+0.5*12, x=-5+0.5*20) -> data (1, 2, 12, 20)
+    assert controller.add_click_world((1, 4, 16.0, 5.0), True)
+    assert controller.sessions[(1, 2)].clicks[0].row == 12
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((30, 40), 12, 20))
+    assert not controller.add_click_world((1, 4, 9.0, 5.0), True)  # above the image
+    controller.commit()
+    labels = controller.labels_layer
+    np.testing.assert_allclose(labels.scale, (1, 2, 0.5, 0.5))
+    np.testing.assert_allclose(labels.translate, (0, 0, 10, -5))
+    np.testing.assert_allclose(controller.preview_layer.scale, (0.5, 0.5))
+    np.testing.assert_array_equal(labels.data[1, 2] == 1, disk((30, 40), 12, 20))
+    assert labels.data[0].max() == 0
+
+
+def test_never_overwrite_and_edit_existing_label(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32))
+    existing = np.zeros((40, 40), np.int32)
+    existing[:, :20] = 7
+    labels = viewer.add_labels(existing.copy())
+    controller = make_controller(viewer, image)
+    controller.set_labels_layer(labels)
+    assert controller.next_label_id() == 8
+    controller.add_click_world((20, 20), True)
+    controller.commit()
+    new = disk((40, 40), 20, 20)
+    np.testing.assert_array_equal(labels.data == 8, new & (existing == 0))
+    assert (labels.data == 7).sum() == 800  # label 7 untouched
+
+    controller.overwrite = True
+    controller.add_click_world((5, 10), True)
+    controller.commit()
+    np.testing.assert_array_equal(labels.data == 9, disk((40, 40), 5, 10))
+
+    # edit label 8: start from its mask, refine, commit replaces only label 8
+    before = labels.data.copy()
+    controller.overwrite = False
+    click(controller, image, (20, 25), modifiers=("Shift",))
+    assert controller.current_session().edit_label == 8
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, before == 8)
+    controller.add_click_world((20, 26), False)
+    controller.commit()
+    expected = (before == 8) & ~disk((40, 40), 20, 26)
+    np.testing.assert_array_equal(labels.data == 8, expected)
+    np.testing.assert_array_equal(labels.data == 9, before == 9)
+    assert (labels.data == 7).sum() == (before == 7).sum()
+    assert controller.next_label_id() == 10
+
+
+def test_threaded_runner_newest_state_wins(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32))
+    calls = []
+
+    def slow_factory(model):
+        seg = DiskSegmenter(model, delay=0.15)
+        original = seg.add_click
+
+        def counted(row, col, positive):
+            calls.append((row, col, threading.current_thread().name))
+            return original(row, col, positive)
+
+        seg.add_click = counted
+        return seg
+
+    runner = ThreadedRunner()
+    controller = make_controller(viewer, image, runner=runner, factory=slow_factory)
+    busy_states = []
+    controller.on_busy = busy_states.append
+    for col in (5, 15, 25, 35):
+        controller.add_click_world((20, col), True)
+    controller.commit()  # deferred until the newest prediction is in
+    qtbot.waitUntil(lambda: controller.labels_layer is not None, timeout=10000)
+    expected = np.zeros((40, 40), bool)
+    for col in (5, 15, 25, 35):
+        expected |= disk((40, 40), 20, col)
+    np.testing.assert_array_equal(controller.labels_layer.data == 1, expected)
+    assert all(name == "fcfi-inference" for *_rc, name in calls)
+    assert len(calls) < 8  # bursts coalesce: no full replay per click
+    assert True in busy_states
+    qtbot.waitUntil(lambda: busy_states[-1] is False, timeout=5000)
+    runner.shutdown()
+
+
+def test_errors_become_notifications_and_keep_labels(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 30), np.float32))
+    labels = viewer.add_labels(np.full((30, 30), 3, np.int32))
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", lambda message: shown.append(message))
+
+    def missing(source, device):
+        raise FileNotFoundError("no bundled weights")
+
+    controller = SegmentationController(
+        viewer, ModelCache(loader=missing), segmenter_factory=DiskSegmenter, runner=ImmediateRunner()
+    )
+    controller.set_image_layer(image)
+    controller.set_labels_layer(labels)
+    controller.add_click_world((10, 10), True)
+    assert shown and "bundled default weights" in shown[0]
+    assert not controller.commit()
+    assert (labels.data == 3).all()
