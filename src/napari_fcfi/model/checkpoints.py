@@ -246,18 +246,18 @@ def _torch_load_restricted(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, IndexError, ...
         text = str(error)
-        if "Weights only load failed" in text:
-            detail = next(
-                (line.strip() for line in text.splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                "it stores Python objects other than tensors and plain containers",
-            )
+        # A refused GLOBAL means the pickle asked to import something (a class, a function to call).
+        refused_global = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), None)
+        if "Weights only load failed" in text and refused_global:
+            detail = refused_global
             raise UnsafeCheckpointError(
                 f"{path}: refused: the file contains objects the safe loader does not allow ({detail}). "
                 "napari-fcfi never runs code stored in a checkpoint; official FCFI checkpoints contain "
                 "only tensors and plain values, so this file is not one."
             ) from error
+        first_line = text.strip().splitlines()[0] if text.strip() else ""
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {text.splitlines()[0] if text else ''})"
+            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {first_line})"
         ) from error
 
 
