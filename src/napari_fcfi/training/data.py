@@ -1,0 +1,289 @@
+"""Training data: instance-label folders, procedural images, object-centred crops.
+
+A training sample is one object of one image, cropped at a scale the engine will show the
+network, after microscopy augmentation and the engine's normalisation:
+
+* the engine's first click runs in a window of ``input_size`` native pixels centred on the
+  click (small objects are a small fraction of the window), later clicks in a zoom-in
+  window around the object (the object fills about half the window). So the crop side is
+  drawn such that the object's bounding-box side is a log-uniform fraction (default
+  0.06..0.7) of it, then the crop is resized to the network's training size.
+* neighbouring objects stay in the crop: for the network they are background.
+
+Sampling is a pure function of ``(seed, step, index in batch)``
+(:meth:`TrainingSampler.sample`), so a run is reproducible and a resumed run draws exactly
+the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy import ndimage as ndi
+
+from napari_fcfi.training.augment import augment_intensity, flip_rotate, robust_normalise
+from napari_fcfi.training.clicks import ClickSet, sample_initial_clicks
+from napari_fcfi.training.synthetic import synthetic_image
+
+IMAGE_SUFFIX = "_image"
+LABELS_SUFFIX = "_labels"
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def list_instance_folder(folder: str | Path) -> list[str]:
+    """Sorted sample ids of a folder holding ``<id>_image.<ext>`` and ``<id>_labels.<ext>`` pairs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"instance-label folder not found: {folder}")
+    ids = []
+    for path in sorted(folder.iterdir()):
+        stem = path.stem
+        if path.suffix.lower() in IMAGE_EXTENSIONS and stem.endswith(IMAGE_SUFFIX):
+            sample_id = stem[: -len(IMAGE_SUFFIX)]
+            if _find_file(folder, sample_id + LABELS_SUFFIX) is not None:
+                ids.append(sample_id)
+    if not ids:
+        raise ValueError(f"no '<id>_image.*' + '<id>_labels.*' pairs in {folder}")
+    return ids
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for ext in IMAGE_EXTENSIONS:
+        candidate = folder / (stem + ext)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _own_split(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic id split: a seeded permutation of the sorted ids; the first part is validation."""
+    ordered = sorted(ids)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_val = int(round(val_fraction * len(ordered)))
+    val = sorted(ordered[i] for i in order[:n_val])
+    train = sorted(ordered[i] for i in order[n_val:])
+    return train, val
+
+
+def _as_id(item: object) -> str:
+    """A sample id from whatever the evaluation split returns (id string, path, or record)."""
+    for attr in ("sample_id", "id", "image_path", "image", "path"):
+        if hasattr(item, attr):
+            item = getattr(item, attr)
+            break
+    stem = Path(str(item)).stem if ("/" in str(item) or "." in str(item)) else str(item)
+    return stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem
+
+
+def split_ids(folder: str | Path, val_fraction: float = 0.15, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Train/validation sample ids of an instance folder.
+
+    Uses the evaluation toolkit's ``split_instance_folder`` when it is available, so that the
+    validation split the evaluation reports on is the one training never sees; otherwise
+    the same kind of deterministic seeded split is computed here.
+    """
+    ids = list_instance_folder(folder)
+    try:
+        from napari_fcfi.evaluation.datasets import split_instance_folder  # type: ignore[attr-defined]
+    except ImportError:
+        return _own_split(ids, val_fraction, seed)
+    train, val = split_instance_folder(folder, val_fraction=val_fraction, seed=seed)
+    train_ids, val_ids = sorted({_as_id(x) for x in train}), sorted({_as_id(x) for x in val})
+    known = set(ids)
+    if not train_ids or not set(train_ids) <= known or not set(val_ids) <= known or set(train_ids) & set(val_ids):
+        raise ValueError(f"split_instance_folder returned ids that do not match the folder {folder}")
+    return train_ids, val_ids
+
+
+@dataclass
+class LabeledImage:
+    """One raw image with its instance labels and the objects worth training on."""
+
+    image: np.ndarray  # raw (H, W) or (H, W, 3), any dtype
+    labels: np.ndarray  # int32 (H, W), 0 = background
+    object_ids: np.ndarray  # ids of objects with at least ``min_area`` pixels
+    boxes: list[tuple[int, int, int, int]]  # (r0, c0, r1, c1) per object id, same order
+    name: str = ""
+
+
+def make_labeled_image(image: np.ndarray, labels: np.ndarray, name: str = "", min_area: int = 12) -> LabeledImage:
+    """Index the objects of ``labels`` (those with at least ``min_area`` pixels)."""
+    labels = np.asarray(labels).astype(np.int32)
+    if labels.shape != np.asarray(image).shape[:2]:
+        raise ValueError(f"{name}: image shape {np.asarray(image).shape} does not match labels {labels.shape}")
+    areas = np.bincount(labels.ravel())
+    slices = ndi.find_objects(labels)
+    ids, boxes = [], []
+    for label_id, sl in enumerate(slices, start=1):
+        if sl is None or areas[label_id] < min_area:
+            continue
+        ids.append(label_id)
+        boxes.append((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop))
+    return LabeledImage(np.asarray(image), labels, np.array(ids, np.int32), boxes, name)
+
+
+def load_instance_folder(folder: str | Path, ids: Sequence[str] | None = None) -> list[LabeledImage]:
+    """Read the image/labels pairs of ``folder`` (all, or those in ``ids``) into memory."""
+    folder = Path(folder)
+    ids = list_instance_folder(folder) if ids is None else list(ids)
+    images = []
+    for sample_id in ids:
+        image_path = _find_file(folder, sample_id + IMAGE_SUFFIX)
+        labels_path = _find_file(folder, sample_id + LABELS_SUFFIX)
+        if image_path is None or labels_path is None:
+            raise ValueError(f"missing image or labels for id {sample_id!r} in {folder}")
+        image = np.asarray(Image.open(image_path))
+        if image.ndim == 3:
+            image = image[..., :3]
+        labels = np.asarray(Image.open(labels_path))
+        item = make_labeled_image(image, labels, name=sample_id)
+        if len(item.object_ids):
+            images.append(item)
+    return images
+
+
+def make_synthetic_pool(count: int, seed: int, shape: tuple[int, int] = (256, 256)) -> list[LabeledImage]:
+    """``count`` procedural images, each from its own seeded generator."""
+    pool = []
+    for index in range(count):
+        image, labels = synthetic_image(np.random.default_rng([seed, 7919, index]), shape)
+        item = make_labeled_image(image, labels, name=f"synthetic-{index}")
+        if len(item.object_ids):
+            pool.append(item)
+    return pool
+
+
+@dataclass
+class Sample:
+    """One training sample at the network's input size."""
+
+    image: np.ndarray  # float32 (3, S, S) in [0, 1]
+    mask: np.ndarray  # float32 (1, S, S), 1 on the object
+    clicks: ClickSet
+    source: str
+
+
+def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Resize (C, H, W) float32 to (C, size, size); bilinear with antialiasing when shrinking."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))[None]
+    if mode == "bilinear":
+        shrinking = tensor.shape[-1] > size or tensor.shape[-2] > size
+        out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+    else:
+        out = F.interpolate(tensor, size=(size, size), mode=mode)
+    return out[0].numpy()
+
+
+def crop_window(
+    array: np.ndarray, top: int, left: int, height: int, width: int, fill: float = 0.0
+) -> np.ndarray:
+    """The window ``[top, top+height) x [left, left+width)`` of ``array`` (H, W, ...), padded with ``fill``."""
+    out = np.full((height, width) + array.shape[2:], fill, dtype=array.dtype)
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + height, array.shape[0]), min(left + width, array.shape[1])
+    if r1 > r0 and c1 > c0:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = array[r0:r1, c0:c1]
+    return out
+
+
+def _clamp_start(start: int, window: int, extent: int) -> int:
+    """Window start shifted so the window lies inside ``[0, extent)``; centred if it cannot."""
+    if window >= extent:
+        return -((window - extent) // 2)
+    return min(max(start, 0), extent - window)
+
+
+class TrainingSampler:
+    """Draws training samples from real and procedural images; deterministic per (seed, step, index)."""
+
+    def __init__(
+        self,
+        real: Sequence[LabeledImage],
+        synthetic: Sequence[LabeledImage] = (),
+        synthetic_fraction: float = 0.25,
+        crop_size: int = 256,
+        object_fraction: tuple[float, float] = (0.06, 0.7),
+        seed: int = 0,
+        augment: bool = True,
+    ) -> None:
+        if not real and not synthetic:
+            raise ValueError("TrainingSampler needs at least one real or synthetic image")
+        if not 0.0 <= synthetic_fraction <= 1.0:
+            raise ValueError(f"synthetic_fraction must be in [0, 1], got {synthetic_fraction}")
+        if not 0 < object_fraction[0] <= object_fraction[1] <= 1:
+            raise ValueError(f"object_fraction must satisfy 0 < low <= high <= 1, got {object_fraction}")
+        self.real = list(real)
+        self.synthetic = list(synthetic)
+        self.synthetic_fraction = synthetic_fraction if self.real and self.synthetic else float(not self.real)
+        self.crop_size = int(crop_size)
+        self.object_fraction = object_fraction
+        self.seed = int(seed)
+        self.augment = augment
+
+    def rng_for(self, step: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(step), int(index)])
+
+    def sample(self, step: int, index: int) -> Sample:
+        """The ``index``-th sample of the batch of optimizer step ``step``."""
+        rng = self.rng_for(step, index)
+        use_synthetic = rng.random() < self.synthetic_fraction
+        pool = self.synthetic if use_synthetic else self.real
+        item = pool[int(rng.integers(len(pool)))]
+        which = int(rng.integers(len(item.object_ids)))
+        return self.sample_object(item, which, rng, source="synthetic" if use_synthetic else "real")
+
+    def sample_object(self, item: LabeledImage, which: int, rng: np.random.Generator, source: str = "") -> Sample:
+        """A crop around object number ``which`` of ``item`` with augmentation and initial clicks."""
+        object_id = int(item.object_ids[which])
+        r0, c0, r1, c1 = item.boxes[which]
+        raw = augment_intensity(item.image, rng) if self.augment else np.asarray(item.image, np.float32)
+        normalised = robust_normalise(raw)  # whole image, as the engine normalises once per image
+
+        side = max(r1 - r0, c1 - c0)
+        lo, hi = self.object_fraction
+        fraction = math.exp(rng.uniform(math.log(lo), math.log(hi))) if self.augment else math.sqrt(lo * hi)
+        window = max(side / fraction, 16.0)
+        aspect = math.exp(rng.normal(0.0, 0.08)) if self.augment else 1.0  # mild anisotropic scale jitter
+        win_h, win_w = max(8, int(round(window * aspect))), max(8, int(round(window / aspect)))
+        # The object centre moves within the window but the object stays (mostly) inside.
+        center_r = (r0 + r1) / 2 + rng.uniform(-0.5, 0.5) * max(win_h - (r1 - r0), 0) * 0.8
+        center_c = (c0 + c1) / 2 + rng.uniform(-0.5, 0.5) * max(win_w - (c1 - c0), 0) * 0.8
+        # A window larger than the image is capped to the image (the engine never looks
+        # beyond it); a window that fits is shifted inside the image, as the engine clamps it.
+        height, width = item.labels.shape
+        win_h, win_w = min(win_h, max(height, width)), min(win_w, max(height, width))
+        top = _clamp_start(int(round(center_r - win_h / 2)), win_h, height)
+        left = _clamp_start(int(round(center_c - win_w / 2)), win_w, width)
+
+        image_crop = crop_window(normalised, top, left, win_h, win_w)
+        mask_crop = crop_window((item.labels == object_id).astype(np.float32), top, left, win_h, win_w)
+        image_out = _resize(image_crop.transpose(2, 0, 1), self.crop_size, "bilinear")
+        mask_out = _resize(mask_crop[None], self.crop_size, "bilinear") >= 0.5
+        if not mask_out.any():  # a sliver object vanished when shrinking: keep its centre pixel
+            rr = int(np.clip((center_r - top) / win_h * self.crop_size, 0, self.crop_size - 1))
+            cc = int(np.clip((center_c - left) / win_w * self.crop_size, 0, self.crop_size - 1))
+            mask_out[0, rr, cc] = True
+        if self.augment:
+            image_hwc, mask_hwc = flip_rotate(image_out.transpose(1, 2, 0), mask_out.transpose(1, 2, 0), rng)
+            image_out, mask_out = image_hwc.transpose(2, 0, 1), mask_hwc.transpose(2, 0, 1)
+        clicks = sample_initial_clicks(mask_out[0], rng)
+        return Sample(
+            image=np.ascontiguousarray(image_out, dtype=np.float32),
+            mask=np.ascontiguousarray(mask_out, dtype=np.float32),
+            clicks=clicks,
+            source=source or item.name,
+        )
+
+    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[ClickSet]]:
+        """Images (B, 3, S, S), masks (B, 1, S, S) and initial clicks for optimizer step ``step``."""
+        samples = [self.sample(step, i) for i in range(batch_size)]
+        images = torch.from_numpy(np.stack([s.image for s in samples]))
+        masks = torch.from_numpy(np.stack([s.mask for s in samples]))
+        return images, masks, [s.clicks for s in samples]

@@ -1,0 +1,282 @@
+"""The iterative click trainer (RITM/FCFI style) with checkpoints, resume and a JSONL log.
+
+One optimizer step:
+
+1. draw a batch (crops, masks, random initial clicks) for this step from the sampler;
+2. with probability mass spread over 0..``max_extra_clicks``, simulate that many robot
+   clicks on the network's own predictions, without gradients and in eval mode: the
+   feedback for the next pass is the previous prediction's probability, and each new
+   click goes to the larger error region of each sample;
+3. the trained pass: image + feedback, all clicks, the newest click as ``new_clicks`` for
+   FFCM, ``gate`` 0.0 when no click was simulated (first-click situation, empty feedback)
+   and 1.0 otherwise, ``is_training=True`` (soft FFCM window, ``valid_masks``);
+4. the FCFI loss (:func:`napari_fcfi.training.losses.fcfi_loss`) and an Adam step with a
+   warm-up + cosine learning-rate schedule.
+
+Everything random is derived from ``(seed, step)``, and checkpoints hold the model,
+optimizer, scheduler, scaler and step, so a resumed run continues exactly as the
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from napari_fcfi.training.clicks import new_clicks_tensor, next_robot_click, points_tensor
+from napari_fcfi.training.data import TrainingSampler
+from napari_fcfi.training.losses import LossWeights, fcfi_loss
+from napari_fcfi.training.validation import ValObject, robot_validate
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one run (stored in every checkpoint)."""
+
+    steps: int = 4000
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.02
+    max_extra_clicks: int = 3
+    seed: int = 0
+    val_every: int = 250
+    val_input_size: int = 256
+    val_max_clicks: int = 10
+    log_every: int = 10
+    checkpoint_minutes: float = 5.0
+    time_limit_minutes: float = 0.0  # 0: no limit
+    amp: bool = True  # used on CUDA only
+    loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
+
+
+def learning_rate_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``config.steps``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(config.steps - config.warmup_steps, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def validation_score(metrics: dict[str, float]) -> float:
+    """Lower is better: NoC@85 + NoC@90, ties broken by IoU after one click."""
+    return metrics["noc85"] + metrics["noc90"] - 0.01 * metrics["iou1"]
+
+
+class Trainer:
+    """Trains ``net`` on batches from ``sampler``; writes checkpoints and logs to ``out_dir``."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        sampler: TrainingSampler,
+        out_dir: str | Path,
+        config: TrainConfig,
+        val_objects: list[ValObject] | None = None,
+        device: str | torch.device = "cpu",
+        run_info: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.net = net.to(device)
+        self.sampler = sampler
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.val_objects = val_objects or []
+        self.device = torch.device(device)
+        self.run_info = run_info or {}
+        self.progress = progress
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: learning_rate_factor(step, self.config)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.loss_weights = LossWeights(**config.loss_weights)
+        self.step = 0
+        self.best_score = math.inf
+        self.best_metrics: dict[str, float] | None = None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------- one step
+    def _forward(self, net_input, points, new_clicks, gate: float, is_training: bool) -> dict[str, Any]:
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            return self.net(net_input, points, new_clicks, gate, is_training=is_training)
+
+    def simulate_clicks(self, images: torch.Tensor, masks: torch.Tensor, click_sets, extra_clicks: int):
+        """Run ``extra_clicks`` robot iterations without gradient; returns the feedback probability."""
+        prev = torch.zeros_like(images[:, :1])
+        if extra_clicks == 0:
+            return prev
+        self.net.eval()
+        masks_np = masks[:, 0].cpu().numpy() > 0.5
+        with torch.no_grad():
+            for iteration in range(extra_clicks):
+                out = self._forward(
+                    torch.cat([images, prev], dim=1),
+                    points_tensor(click_sets).to(self.device),
+                    new_clicks_tensor(click_sets).to(self.device),
+                    gate=0.0 if iteration == 0 else 1.0,
+                    is_training=False,
+                )
+                prev = torch.sigmoid(out["instances"].float())
+                if prev.shape[-2:] != images.shape[-2:]:
+                    prev = torch.nn.functional.interpolate(
+                        prev, size=images.shape[-2:], mode="bilinear", align_corners=True
+                    )
+                prev_np = prev[:, 0].cpu().numpy()
+                for b, click_set in enumerate(click_sets):
+                    click = next_robot_click(prev_np[b], masks_np[b])
+                    if click is not None:
+                        click_set.clicks.append(click)
+        self.net.train()
+        return prev
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimizer step on the batch of ``step``; returns the loss parts."""
+        config = self.config
+        images, masks, click_sets = self.sampler.batch(step, config.batch_size)
+        images, masks = images.to(self.device), masks.to(self.device)
+        extra_clicks = int(np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1))
+        self.net.train()
+        prev = self.simulate_clicks(images, masks, click_sets, extra_clicks)
+        gate = 1.0 if extra_clicks > 0 else 0.0
+        out = self._forward(
+            torch.cat([images, prev], dim=1),
+            points_tensor(click_sets).to(self.device),
+            new_clicks_tensor(click_sets).to(self.device),
+            gate=gate,
+            is_training=True,
+        )
+        loss, parts = fcfi_loss(out, masks, self.loss_weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        parts["loss"] = float(loss.detach())
+        parts["extra_clicks"] = extra_clicks
+        return parts
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "napari-fcfi-training-checkpoint/1",
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "model_config": getattr(self.net, "config", None),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_config": asdict(self.config),
+            "best_score": self.best_score,
+            "best_metrics": self.best_metrics,
+            "run_info": self.run_info,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, name: str) -> Path:
+        """Write ``out_dir/name`` atomically (a crash never leaves a half-written checkpoint)."""
+        path = self.out_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save` (model, optimizer, schedule, step)."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("format") != "napari-fcfi-training-checkpoint/1":
+            raise ValueError(f"{path} is not a napari-fcfi training checkpoint")
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best_score = float(state["best_score"])
+        self.best_metrics = state.get("best_metrics")
+        torch.set_rng_state(state["torch_rng"])
+
+    # ---------------------------------------------------------------- loop
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def validate(self) -> dict[str, float] | None:
+        if not self.val_objects:
+            return None
+        start = time.perf_counter()
+        metrics = robot_validate(
+            self.net,
+            self.val_objects,
+            input_size=self.config.val_input_size,
+            max_clicks=self.config.val_max_clicks,
+            device=str(self.device),
+        )
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+
+    def fit(self, on_log: Callable[[str], None] | None = None, until: int | None = None) -> dict[str, Any]:
+        """Train until ``config.steps`` (or step ``until``, or the time limit); returns a summary."""
+        config = self.config
+        end = config.steps if until is None else min(until, config.steps)
+        say = on_log or (lambda text: None)
+        start_time = time.time()
+        last_checkpoint = time.time()
+        window: list[dict[str, float]] = []
+        step_times: list[float] = []
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=self.step, desc="train", dynamic_ncols=True, mininterval=5)
+        stopped_early = False
+        while self.step < end:
+            t0 = time.perf_counter()
+            parts = self.train_step(self.step)
+            step_times.append(time.perf_counter() - t0)
+            self.step += 1
+            window.append(parts)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                record: dict[str, Any] = {"step": self.step, "time": round(time.time() - start_time, 1)}
+                record["lr"] = self.optimizer.param_groups[0]["lr"]
+                for key in window[0]:
+                    record[key] = float(np.mean([w[key] for w in window if key in w]))
+                record["step_seconds"] = float(np.mean(step_times))
+                self._log(record)
+                say(json.dumps(record))
+                window, step_times = [], []
+            if config.val_every and (self.step % config.val_every == 0 or self.step == config.steps):
+                metrics = self.validate()
+                if metrics is not None:
+                    record = {"step": self.step, "time": round(time.time() - start_time, 1), "val": metrics}
+                    self._log(record)
+                    say(json.dumps(record))
+                    score = validation_score(metrics)
+                    if score < self.best_score:
+                        self.best_score, self.best_metrics = score, {"step": self.step, **metrics}
+                        self.save("best.pt")
+            if time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
+                self.save("last.pt")
+                last_checkpoint = time.time()
+            if config.time_limit_minutes and time.time() - start_time >= config.time_limit_minutes * 60:
+                stopped_early = True
+                say(f"time limit reached at step {self.step}")
+                break
+        self.save("last.pt")
+        if bar is not None:
+            bar.close()
+        return {"step": self.step, "best": self.best_metrics, "stopped_early": stopped_early}

@@ -1,0 +1,330 @@
+"""Tests of the training room: data, augmentation, clicks, losses, the trainer, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from napari_fcfi.training.augment import augment_intensity, flip_rotate, robust_normalise
+from napari_fcfi.training.clicks import (
+    ClickSet,
+    new_clicks_tensor,
+    next_robot_click,
+    points_tensor,
+    sample_initial_clicks,
+)
+from napari_fcfi.training.data import (
+    TrainingSampler,
+    crop_window,
+    load_instance_folder,
+    make_labeled_image,
+    make_synthetic_pool,
+    split_ids,
+)
+from napari_fcfi.training.losses import fcfi_loss, normalized_focal_loss
+from napari_fcfi.training.synthetic import GENERATORS
+from napari_fcfi.training.trainer import Trainer, TrainConfig, learning_rate_factor
+from napari_fcfi.training.validation import ValObject, robot_validate
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny convolutions are far slower with 2 OpenMP threads on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class ContractStandIn(nn.Module):
+    """A tiny network that follows the FCFI call contract (docs/architecture.md).
+
+    It encodes clicks as disks, has a stride-4 feature map, an FFCM-like corrected feedback
+    inside a soft window around the newest click and a CFFM-like fused feedback, so that
+    every loss term of the trainer is exercised without the real (slow) network.
+    """
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.config = {"arch": "stand-in", "width": width}
+        self.encoder = nn.Sequential(
+            nn.Conv2d(6, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        )
+        self.feedback1_head = nn.Conv2d(width + 1, 1, 3, padding=1)
+        self.feedback2_head = nn.Conv2d(width + 1, 1, 3, padding=1)
+        self.head = nn.Conv2d(width + 1, 1, 3, padding=1)
+
+    @staticmethod
+    def _disks(points: torch.Tensor, height: int, width: int, radius: float = 5.0) -> torch.Tensor:
+        rows = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1)
+        cols = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width)
+        n = points.shape[1] // 2
+        maps = []
+        for group in (points[:, :n], points[:, n:]):
+            valid = (group[..., 0] >= 0).float().view(*group.shape[:2], 1, 1)
+            d2 = (rows - group[..., 0].view(*group.shape[:2], 1, 1)) ** 2 + (
+                cols - group[..., 1].view(*group.shape[:2], 1, 1)
+            ) ** 2
+            maps.append(((d2 <= radius**2).float() * valid).amax(dim=1, keepdim=True))
+        return torch.cat(maps, dim=1)
+
+    def forward(self, image, points, new_clicks, gate, is_training=False):
+        b, _, h, w = image.shape
+        prev = image[:, 3:4]
+        x = torch.cat([image, self._disks(points, h, w)], dim=1)
+        features = self.encoder(x)
+        small_prev = F.interpolate(prev, size=features.shape[-2:], mode="bilinear", align_corners=True)
+        feedback1 = torch.sigmoid(self.feedback1_head(torch.cat([features, small_prev], 1)))
+        rows = torch.arange(features.shape[-2], dtype=torch.float32).view(1, 1, -1, 1)
+        cols = torch.arange(features.shape[-1], dtype=torch.float32).view(1, 1, 1, -1)
+        click = new_clicks[:, 0].float() / 4
+        window = torch.sigmoid(6 - (rows - click[:, 0].view(-1, 1, 1, 1)).abs()) * torch.sigmoid(
+            6 - (cols - click[:, 1].view(-1, 1, 1, 1)).abs()
+        )
+        feedback1 = window * feedback1 + (1 - window) * small_prev
+        feedback2 = torch.sigmoid(self.feedback2_head(torch.cat([features, feedback1], 1)))
+        logits = self.head(torch.cat([features, gate * feedback2 + (1 - gate) * 0.5], 1))
+        out = {
+            "instances": F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True),
+            "updated_feedback1": feedback1,
+            "updated_feedback2": feedback2,
+        }
+        if is_training:
+            out["valid_masks"] = window
+        return out
+
+
+def _toy_items(count: int = 4, seed: int = 0):
+    return make_synthetic_pool(count, seed=seed, shape=(96, 96))
+
+
+# ------------------------------------------------------------------ augmentation / data
+def test_robust_normalise_maps_percentiles_and_handles_edge_cases():
+    image = np.linspace(0, 1000, 10000, dtype=np.float32).reshape(100, 100)
+    image[0, 0] = np.nan
+    out = robust_normalise(image)
+    assert out.shape == (100, 100, 3) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert np.isclose(np.percentile(out[..., 0], 50), 0.5, atol=0.02)
+    assert not robust_normalise(np.full((8, 8), 7.0)).any()
+    with pytest.raises(ValueError, match="expects"):
+        robust_normalise(np.zeros((2, 3, 4, 5)))
+
+
+def test_flip_rotate_keeps_image_and_mask_aligned(rng):
+    image = rng.random((40, 50, 3)).astype(np.float32)
+    mask = (image[..., 0] > 0.5)[..., None]
+    for seed in range(8):
+        out_image, out_mask = flip_rotate(image, mask, np.random.default_rng(seed))
+        assert out_image.shape[:2] == out_mask.shape[:2]
+        np.testing.assert_array_equal(out_image[..., 0] > 0.5, out_mask[..., 0])
+
+
+def test_sampler_crops_keep_mask_on_its_object():
+    """The mask of a crop is exactly the thresholded object in the (un-augmented) image crop."""
+    image = np.zeros((120, 140), np.float32)
+    labels = np.zeros((120, 140), np.int32)
+    labels[30:50, 40:70] = 1
+    labels[80:100, 90:110] = 2
+    image[labels == 1] = 100.0
+    image[labels == 2] = 50.0
+    item = make_labeled_image(image, labels)
+    sampler = TrainingSampler([item], crop_size=64, augment=False)
+    for which in (0, 1):
+        sample = sampler.sample_object(item, which, np.random.default_rng(which))
+        level = 1.0 if which == 0 else 0.5
+        on_object = np.isclose(sample.image[0], level, atol=0.05)
+        assert sample.mask.shape == (1, 64, 64)
+        agreement = (on_object == (sample.mask[0] > 0.5)).mean()
+        assert agreement > 0.97
+        row, col, positive = sample.clicks.clicks[0]
+        assert positive and sample.mask[0, row, col] == 1
+
+
+def test_augmented_samples_keep_clicks_on_mask():
+    sampler = TrainingSampler(_toy_items(), crop_size=64, seed=3)
+    for index in range(6):
+        sample = sampler.sample(step=0, index=index)
+        assert sample.image.shape == (3, 64, 64) and 0 <= sample.image.min() and sample.image.max() <= 1
+        for row, col, positive in sample.clicks.clicks:
+            assert sample.mask[0, row, col] == (1.0 if positive else 0.0)
+
+
+def test_intensity_augmentation_changes_range_but_keeps_shape(rng):
+    image = rng.random((32, 32)).astype(np.float32)
+    outs = [augment_intensity(image, np.random.default_rng(s)) for s in range(10)]
+    assert all(o.shape in {(32, 32), (32, 32, 3)} for o in outs)
+    assert max(o.max() for o in outs) > 100  # 12/16-bit-like ranges happen
+
+
+def test_sampler_is_deterministic_per_step_and_index():
+    items = _toy_items()
+    a = TrainingSampler(items, crop_size=48, seed=1).batch(step=5, batch_size=3)
+    b = TrainingSampler(items, crop_size=48, seed=1).batch(step=5, batch_size=3)
+    c = TrainingSampler(items, crop_size=48, seed=1).batch(step=6, batch_size=3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert [s.clicks for s in a[2]] == [s.clicks for s in b[2]]
+    assert not torch.equal(a[0], c[0])
+
+
+def test_crop_window_pads_outside_the_image():
+    array = np.arange(16, dtype=np.float32).reshape(4, 4)
+    out = crop_window(array, -1, 2, 3, 4, fill=-5)
+    assert out.shape == (3, 4)
+    np.testing.assert_array_equal(out[0], -5)
+    np.testing.assert_array_equal(out[1], [2, 3, -5, -5])
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_synthetic_generators_are_seeded_and_labelled(kind):
+    image_a, labels_a = GENERATORS[kind](np.random.default_rng(4), (96, 96))
+    image_b, labels_b = GENERATORS[kind](np.random.default_rng(4), (96, 96))
+    np.testing.assert_array_equal(image_a, image_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
+    assert image_a.shape == labels_a.shape == (96, 96)
+    assert labels_a.max() >= 1 and np.isfinite(image_a).all()
+
+
+def test_dsb_folder_reads_and_splits(dsb_dir):
+    train, val = split_ids(dsb_dir)
+    assert len(val) == pytest.approx(0.15 * (len(train) + len(val)), abs=1)
+    assert not set(train) & set(val)
+    assert split_ids(dsb_dir) == (train, val)
+    items = load_instance_folder(dsb_dir, val[:3])
+    assert len(items) == 3
+    for item in items:
+        assert item.labels.shape == item.image.shape[:2] and len(item.object_ids) > 0
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        split_ids(tmp_path / "nope")
+    with pytest.raises(ValueError, match="pairs"):
+        split_ids(tmp_path)
+
+
+# ------------------------------------------------------------------ clicks
+def test_robot_click_goes_to_the_larger_error():
+    gt = np.zeros((40, 40), bool)
+    gt[5:25, 5:25] = True
+    prob = np.zeros((40, 40), np.float32)
+    prob[5:25, 5:12] = 1.0  # most of the object missed -> positive click in the FN part
+    row, col, positive = next_robot_click(prob, gt)
+    assert positive and gt[row, col] and prob[row, col] == 0
+    prob = gt.astype(np.float32)
+    prob[28:40, 0:40] = 1.0  # a large false positive -> negative click there
+    row, col, positive = next_robot_click(prob, gt)
+    assert not positive and not gt[row, col] and prob[row, col] == 1
+    assert next_robot_click(gt.astype(np.float32), gt) is None
+
+
+def test_initial_clicks_and_tensors():
+    mask = np.zeros((50, 50), bool)
+    mask[10:30, 10:30] = True
+    for seed in range(20):
+        clicks = sample_initial_clicks(mask, np.random.default_rng(seed))
+        assert clicks.clicks[0][2]  # first click is positive
+        for row, col, positive in clicks.clicks:
+            assert mask[row, col] == positive
+    sets = [ClickSet([(1, 2, True), (3, 4, False), (5, 6, True)]), ClickSet([(7, 8, True)])]
+    points = points_tensor(sets)
+    assert points.shape == (2, 4, 3)
+    assert points[0, 0].tolist() == [1, 2, 0] and points[0, 1].tolist() == [5, 6, 2]
+    assert points[0, 2].tolist() == [3, 4, 1] and points[0, 3].tolist() == [-1, -1, -1]
+    assert points[1, 2].tolist() == [-1, -1, -1]
+    assert new_clicks_tensor(sets).tolist() == [[[5, 6, 1]], [[7, 8, 1]]]
+    with pytest.raises(ValueError, match="empty"):
+        sample_initial_clicks(np.zeros((5, 5), bool), np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ losses
+def test_normalized_focal_loss_orders_good_and_bad_predictions():
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 4:12, 4:12] = 1
+    good = (target * 2 - 1) * 4
+    bad = -good
+    assert (normalized_focal_loss(good, target) < normalized_focal_loss(bad, target)).all()
+    window = torch.zeros_like(target)
+    window[:, :, :8] = 1
+    masked = normalized_focal_loss(torch.sigmoid(good), target, valid=window, from_probabilities=True)
+    assert masked.shape == (2,) and torch.isfinite(masked).all()
+    with pytest.raises(ValueError, match="differ"):
+        normalized_focal_loss(good, target[:, :, :8])
+
+
+def test_fcfi_loss_uses_all_outputs():
+    torch.manual_seed(0)
+    net = ContractStandIn()
+    image = torch.rand(2, 4, 32, 32)
+    target = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    sets = [ClickSet([(10, 10, True)]), ClickSet([(20, 5, True)])]
+    out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0, is_training=True)
+    total, parts = fcfi_loss(out, target)
+    assert set(parts) == {"instances", "feedback1", "feedback2"}
+    total.backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+# ------------------------------------------------------------------ trainer
+def _trainer(tmp_path, steps=12, seed=0, name="run"):
+    torch.manual_seed(seed)
+    items = _toy_items()
+    sampler = TrainingSampler(items, crop_size=48, seed=seed)
+    config = TrainConfig(
+        steps=steps, batch_size=4, lr=5e-3, warmup_steps=2, seed=seed, val_every=0, log_every=2,
+        checkpoint_minutes=1e9,
+    )
+    return Trainer(ContractStandIn(), sampler, tmp_path / name, config, progress=False)
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path):
+    trainer = _trainer(tmp_path, steps=50)
+    trainer.config.max_extra_clicks = 0
+    trainer.config.warmup_steps = 1
+    # Train repeatedly on one batch: the loss must fall clearly.
+    trainer.sampler.batch = (lambda original: (lambda step, bs: original(0, bs)))(trainer.sampler.batch)
+    losses = [trainer.train_step(step)["loss"] for step in range(50)]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_training_is_deterministic_and_resume_is_exact(tmp_path):
+    straight = _trainer(tmp_path, steps=8, name="a")
+    straight.fit()
+    first = _trainer(tmp_path, steps=8, name="b")
+    first.fit(until=4)  # interrupted half-way
+    resumed = _trainer(tmp_path, steps=8, name="c")
+    resumed.load(tmp_path / "b" / "last.pt")
+    assert resumed.step == 4
+    resumed.fit()
+    again = _trainer(tmp_path, steps=8, name="d")
+    again.fit()
+    for key, value in straight.net.state_dict().items():
+        assert torch.equal(value, again.net.state_dict()[key]), key  # same seed -> same weights
+        assert torch.allclose(value.float(), resumed.net.state_dict()[key].float(), atol=1e-6), key
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6, 8] and all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_learning_rate_schedule_warms_up_and_decays():
+    config = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [learning_rate_factor(s, config) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[50] < factors[20] and factors[99] >= 0.1
+
+
+def test_robot_validation_reports_noc(tmp_path):
+    torch.manual_seed(0)
+    image = np.zeros((80, 90), np.float32)
+    mask = np.zeros((80, 90), bool)
+    mask[20:40, 30:60] = True
+    image[mask] = 1.0
+    objects = [ValObject(robust_normalise(image), mask, "toy")]
+    metrics = robot_validate(ContractStandIn(), objects, input_size=64, max_clicks=4)
+    assert set(metrics) == {"noc85", "noc90", "nof90", "iou1", "iou3"}
+    assert 1 <= metrics["noc85"] <= metrics["noc90"] <= 4 and 0 <= metrics["iou1"] <= 1
