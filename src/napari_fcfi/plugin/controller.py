@@ -41,10 +41,15 @@ from napari_fcfi.plugin.worker import ImmediateRunner, JobResult, ThreadedRunner
 SegmenterFactory = Callable[[Any], Any]
 
 
-def _engine_segmenter(model: Any) -> Any:
-    from napari_fcfi.engine import InteractiveSegmenter
+def engine_segmenter_factory(**settings: Any) -> SegmenterFactory:
+    """Factory of :class:`napari_fcfi.engine.InteractiveSegmenter` sessions with ``settings``."""
 
-    return InteractiveSegmenter(model)
+    def build(model: Any) -> Any:
+        from napari_fcfi.engine import InteractiveSegmenter
+
+        return InteractiveSegmenter(model, **settings)
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class SegmentationController:
     ) -> None:
         self.viewer = viewer
         self.model_cache = model_cache
-        self.segmenter_factory = segmenter_factory or _engine_segmenter
+        self.segmenter_factory = segmenter_factory or engine_segmenter_factory()
         self.runner = runner if runner is not None else ThreadedRunner()
         self.runner.on_result = self._on_result
         self.runner.on_busy = self._on_busy
@@ -572,7 +577,7 @@ class SegmentationController:
             feature_defaults={"positive": True},
             face_color=POSITIVE_COLOR,
             border_color="black",
-            size=max(4.0, 0.015 * max(geometry.plane_shape) * min(geometry.scale[-2:])),
+            size=max(3.0, 0.03 * max(geometry.plane_shape)) * min(geometry.scale[-2:]),
         )
         self.viewer.layers.selection.active = self.points_layer
 

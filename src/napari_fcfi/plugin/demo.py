@@ -1,0 +1,144 @@
+"""``fcfi demo``: napari with a sample nucleus image, the FCFI widget and the bundled model.
+
+    fcfi demo                                # interactive
+    fcfi demo --image cells.tif              # your own image
+    xvfb-run -a fcfi demo --screenshot widget.png   # headless: simulated clicks, screenshot, exit
+
+If the bundled weights are not installed the viewer still opens and says so in the widget and a
+napari notification; choose an official model or a weights file in the widget then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PLUGIN_NAME = "napari-fcfi"
+WIDGET_NAME = "FCFI interactive segmentation"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, help="image to open instead of the 2D nuclei sample")
+    parser.add_argument("--model", default="default", help="model: 'default' (bundled), an official name or a file")
+    parser.add_argument("--device", default="cpu", help="device for the network (cpu, cuda, mps)")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PATH",
+        help="simulate a few clicks, save a screenshot of the whole window to PATH and exit",
+    )
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for predictions (screenshot)")
+
+
+def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> Any:
+    """Add the image and the docked widget to ``viewer``; returns the widget."""
+    from napari_fcfi.plugin.models import describe_load_error
+    from napari_fcfi.plugin.sample_data import nuclei_2d
+    from napari_fcfi.plugin.widget import FCFIWidget
+
+    if image is None:
+        data, meta, _kind = nuclei_2d()[0]
+        viewer.add_image(data, **meta)
+    else:
+        viewer.open(str(image), layer_type="image")
+    try:
+        _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
+    except Exception:  # noqa: BLE001 - plugin not registered (e.g. source checkout): dock it directly
+        widget = FCFIWidget(viewer)
+        viewer.window.add_dock_widget(widget, name=WIDGET_NAME, area="right")
+    widget.model_combo.setEditText(model)
+    index = widget.device_combo.findText(device)
+    if index < 0:
+        widget.device_combo.addItem(device)
+        index = widget.device_combo.findText(device)
+    widget.device_combo.setCurrentIndex(index)
+    widget._on_model_choice()
+    try:
+        widget.controller.model_cache.get(model, device)  # load once now, so the first click is quick
+        widget._show_status(f"FCFI: model {model!r} loaded on {device}; left click = positive, right = negative")
+    except Exception as error:  # noqa: BLE001 - the viewer opens anyway, with a clear message
+        from napari.utils.notifications import show_warning
+
+        message = describe_load_error(model, error)
+        widget._show_status(message)
+        show_warning(message)
+    return widget
+
+
+def object_seeds(image: np.ndarray, count: int = 2) -> list[tuple[int, int]]:
+    """Pixel positions inside the ``count`` largest bright objects (Otsu), for simulated clicks."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    gray = image.mean(axis=-1) if image.ndim == 3 else image
+    gray = np.asarray(gray, dtype=np.float32)
+    foreground = gray > threshold_otsu(gray)
+    labels, n = ndi.label(foreground)
+    if n == 0:
+        return [(gray.shape[0] // 2, gray.shape[1] // 2)]
+    sizes = ndi.sum(foreground, labels, index=np.arange(1, n + 1))
+    seeds = []
+    for label in np.argsort(sizes)[::-1][:count] + 1:
+        distance = ndi.distance_transform_edt(labels == label)
+        row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        seeds.append((int(row), int(col)))
+    return seeds
+
+
+def wait_until_idle(widget: Any, timeout: float) -> bool:
+    """Process Qt events until no prediction is running or waiting (or ``timeout`` seconds)."""
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        session = widget.controller.current_session(create=False)
+        if not widget.controller.busy and (session is None or session.up_to_date):
+            QApplication.processEvents()
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def simulate_and_screenshot(viewer: Any, widget: Any, path: Path, timeout: float) -> Path:
+    """Commit one object, leave a second in progress (with a negative click), save a screenshot."""
+    controller = widget.controller
+    layer = controller.image_layer
+    plane = np.asarray(layer.data if layer.ndim == 2 else layer.data[(0,) * (layer.ndim - 2)])
+    seeds = object_seeds(plane, count=3)
+    to_world = lambda row, col: tuple(layer.data_to_world((row, col)))  # noqa: E731
+    for index, (row, col) in enumerate(seeds):
+        controller.add_click_world(to_world(row, col), positive=True)
+        wait_until_idle(widget, timeout)
+        if index < len(seeds) - 1:
+            controller.commit()
+            wait_until_idle(widget, timeout)
+    if seeds:
+        row, col = seeds[-1]
+        controller.add_click_world(to_world(min(row + 14, plane.shape[0] - 1), col), positive=False)
+        wait_until_idle(widget, timeout)
+    viewer.layers.selection.active = controller.points_layer
+    viewer.reset_view()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    import napari
+
+    viewer = napari.Viewer(title="napari-fcfi demo")
+    viewer.window.resize(1500, 950)
+    widget = open_demo(viewer, args.image, args.model, args.device)
+    if args.screenshot is not None:
+        path = simulate_and_screenshot(viewer, widget, args.screenshot, args.timeout)
+        print(f"screenshot saved to {path}")
+        widget.controller.close()
+        viewer.close()
+        return 0
+    napari.run()
+    return 0

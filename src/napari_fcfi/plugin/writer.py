@@ -1,0 +1,74 @@
+"""Labels writer: a napari labels layer to a compressed TIFF through tifffile.
+
+The label dtype is kept as is, the data are zlib-compressed, and the layer's scale and translate
+are stored twice: as the TIFF resolution tags of the x/y axes (pixels per unit, what most readers
+understand) and in tifffile's JSON metadata (``scale``, ``translate``, ``axes``, ``units``), which
+:func:`read_labels_tiff` gives back exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
+
+
+def write_labels_tiff(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: save ``data`` (labels) with ``attributes['scale'/'translate']``."""
+    target = Path(path)
+    if target.suffix.lower() not in TIFF_SUFFIXES:
+        target = target.with_suffix(".tif")
+    array = np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
+    if array.ndim < 2:
+        raise ValueError(f"labels to write must have at least 2 axes, got shape {array.shape}")
+    if array.dtype.kind not in "biu":
+        raise ValueError(f"labels must have an integer dtype, got {array.dtype} for {target}")
+    ndim = array.ndim
+    scale = _per_axis(attributes.get("scale"), ndim, 1.0, "scale")
+    translate = _per_axis(attributes.get("translate"), ndim, 0.0, "translate")
+    units = attributes.get("units")
+    metadata = {
+        "axes": AXIS_NAMES.get(ndim, "Q" * (ndim - 2) + "YX"),
+        "scale": scale,
+        "translate": translate,
+        "name": str(attributes.get("name", "")),
+    }
+    if units is not None:
+        metadata["units"] = [str(u) for u in units]
+    import tifffile
+
+    tifffile.imwrite(
+        target,
+        array,
+        compression="zlib",
+        metadata=metadata,
+        resolution=(1.0 / scale[-1], 1.0 / scale[-2]),  # (x, y) pixels per unit
+    )
+    return [str(target)]
+
+
+def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a TIFF written by :func:`write_labels_tiff`: ``(labels, {"scale", "translate", ...})``."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        data = tif.asarray()
+        meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
+    meta.pop("shape", None)
+    for key in ("scale", "translate"):
+        if key in meta:
+            meta[key] = tuple(float(v) for v in meta[key])
+    return data, meta
+
+
+def _per_axis(values: Sequence[float] | None, ndim: int, default: float, what: str) -> list[float]:
+    if values is None:
+        return [default] * ndim
+    values = [float(v) for v in values]
+    if len(values) < ndim:
+        raise ValueError(f"{what} {values} has fewer entries than the labels' {ndim} axes")
+    return values[-ndim:]
