@@ -31,26 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_fcfi.model.ops import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ConvBNReLU,
-    DiskClickMaps,
-    ImageNormalizer,
-    ScaleLayer,
-    SeparableConvBNReLU,
-    resize_bilinear,
-)
+from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
+from napari_fcfi.model.ops import IMAGENET_MEAN, IMAGENET_STD, DiskClickMaps, ImageNormalizer, ScaleLayer, resize_bilinear
 from napari_fcfi.model.resnet import RESNET_SPECS, ResNetV1s
 
-__all__ = ["FCFIDeepLab", "FocusedCorrectionDeepLab", "FeedbackFusionDeepLab"]
+__all__ = ["FCFIDeepLab"]
 
 # Name under which the reference stores its only norm layer class; accepted for config parity.
 _BATCHNORM_NAMES = ("torch.nn.modules.batchnorm.BatchNorm2d", "torch.nn.BatchNorm2d", "BatchNorm2d")
 SKIP_CHANNELS = 32  # fixed width of the stage-1 skip projection in the reference DeepLabV3+
 ASPP_RATES = (12, 24, 36)
 MAPS_TRANSFORM_CHANNELS = 64
-WINDOW_EDGE_SLOPE = 10.0  # steepness of the soft FFCM window used on the training path
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,187 +137,6 @@ class _ASPP(nn.Module):
         return self.project(torch.cat([branch(x) for branch in self.concurent], dim=1))
 
 
-# --------------------------------------------------------------------------------------------
-# FFCM and CFFM (DeepLab key layout: correction_module.info_encoder, feedback_fusion.*)
-# --------------------------------------------------------------------------------------------
-
-
-def _soft_box(length: int, start: torch.Tensor, end: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Soft 1-D indicator of ``[start, end)`` over ``arange(length)``: sigmoid edges, slope 10.
-
-    Written as ``1 / (1 + exp(-10 d))`` rather than ``torch.sigmoid`` so the values equal the
-    reference's bit for bit.
-    """
-    pos = torch.arange(length, device=device, dtype=torch.float32)
-
-    def edge(d: torch.Tensor) -> torch.Tensor:
-        return 1.0 / (1.0 + torch.exp(-WINDOW_EDGE_SLOPE * d))
-
-    return edge(pos - start) - edge(pos - end)
-
-
-class FocusedCorrectionDeepLab(nn.Module):
-    """FFCM: correct the previous mask around the newest click by feature affinity.
-
-    The encoder sees ``[image, click maps, previous mask, features]`` at feature resolution. In
-    a window of ``window_ratio`` x the input size centred on the click, the affinity of every
-    pixel to the click pixel (cosine similarity of the encoded features, in [0, 1] after ReLU)
-    pulls the previous mask towards the click's label. Inference crops the window, corrects it
-    and pastes it back, so everything outside the window is unchanged. Training corrects the
-    whole map, weighted by a soft window (product of sigmoids), and returns that window.
-    """
-
-    def __init__(self, feature_ch: int, mid_ch: int, window_ratio: float, aux_ch: int = 6) -> None:
-        super().__init__()
-        if window_ratio <= 0:
-            raise ValueError(f"FocusedCorrectionDeepLab: window_ratio must be > 0, got {window_ratio}")
-        self.window_ratio = float(window_ratio)
-        self.info_encoder = nn.Sequential(
-            ConvBNReLU(feature_ch + aux_ch, mid_ch),
-            SeparableConvBNReLU(mid_ch),
-            SeparableConvBNReLU(mid_ch),
-        )
-
-    def _windows(self, clicks: torch.Tensor, in_size: tuple[int, int], ft_size: tuple[int, int]) -> torch.Tensor:
-        """Per-sample window ``(top, left, bottom, right)`` in feature pixels, long ``(B, 4)``.
-
-        Input-scale window: click +- int(ratio*size/2 + 0.5), clamped to the image; then mapped
-        to feature scale with floor (start) and ceil (end) and clamped again.
-        """
-        (in_h, in_w), (ft_h, ft_w) = in_size, ft_size
-        half_h = int(self.window_ratio * in_h / 2 + 0.5)
-        half_w = int(self.window_ratio * in_w / 2 + 0.5)
-        row, col = clicks[:, 0], clicks[:, 1]
-        box = torch.stack(
-            [
-                (row - half_h).clamp(min=0),
-                (col - half_w).clamp(min=0),
-                (row + half_h).clamp(max=in_h),
-                (col + half_w).clamp(max=in_w),
-            ],
-            dim=1,
-        ).to(torch.float32)
-        scaled = torch.stack(
-            [
-                torch.floor(box[:, 0] / in_h * ft_h).clamp(min=0),
-                torch.floor(box[:, 1] / in_w * ft_w).clamp(min=0),
-                torch.ceil(box[:, 2] / in_h * ft_h).clamp(max=ft_h),
-                torch.ceil(box[:, 3] / in_w * ft_w).clamp(max=ft_w),
-            ],
-            dim=1,
-        )
-        return scaled.long()
-
-    @staticmethod
-    def _affinity(features: torch.Tensor, click_rc: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity ``(B, 1, h, w)`` of every pixel to the pixel ``click_rc`` (long (B, 2))."""
-        batch, channels, height, width = features.shape
-        row, col = click_rc[:, 0], click_rc[:, 1]
-        if bool(((row < 0) | (row >= height) | (col < 0) | (col >= width)).any()):
-            raise ValueError(
-                f"FFCM: new click {click_rc.tolist()} lies outside the feature map of size {(height, width)}"
-            )
-        unit = F.normalize(features, p=2, dim=1).reshape(batch, channels, height * width)
-        flat_index = (row * width + col).view(batch, 1, 1).expand(batch, channels, 1)
-        reference = torch.gather(unit, 2, flat_index)  # (B, C, 1)
-        return torch.einsum("bcx,bcp->bxp", reference, unit).reshape(batch, 1, height, width)
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        click_maps: torch.Tensor,
-        features: torch.Tensor,
-        feedback: torch.Tensor,
-        new_clicks: torch.Tensor,
-        is_training: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return ``(corrected feedback at feature size, soft window or None)``.
-
-        ``new_clicks`` is long ``(B, K, 3)`` ``(row, col, is_positive)`` at input scale; the K
-        clicks are applied one after another.
-        """
-        ft_size = (features.shape[-2], features.shape[-1])
-        in_size = (feedback.shape[-2], feedback.shape[-1])
-        if new_clicks.shape[1] == 0:
-            # Nothing to correct: the feedback passes through (the window is empty).
-            empty = features.new_zeros(features.shape[0], 1, *ft_size) if is_training else None
-            return resize_bilinear(feedback, ft_size), empty
-        image_ft = resize_bilinear(image, ft_size)
-        clicks_ft = resize_bilinear(click_maps, ft_size)
-        soft_window = None
-        for k in range(new_clicks.shape[1]):
-            click = new_clicks[:, k]
-            windows = self._windows(click, in_size, ft_size)
-            # Truncation (not rounding) to feature pixels, as in the reference.
-            click_ft = torch.stack(
-                [
-                    (click[:, 0].float() / in_size[0] * ft_size[0]).long(),
-                    (click[:, 1].float() / in_size[1] * ft_size[1]).long(),
-                ],
-                dim=1,
-            )
-            label = click[:, 2].to(features.dtype).view(-1, 1, 1, 1)
-            feedback_ft = resize_bilinear(feedback, ft_size)
-            encoded = self.info_encoder(torch.cat((image_ft, clicks_ft, feedback_ft, features), dim=1))
-            if is_training:
-                soft_window = torch.stack(
-                    [
-                        _soft_box(ft_size[0], w[0], w[2], features.device)[:, None]
-                        * _soft_box(ft_size[1], w[1], w[3], features.device)[None, :]
-                        for w in windows
-                    ]
-                ).unsqueeze(1)
-                affinity = self._affinity(encoded, click_ft)
-                corrected = affinity * label + (1 - affinity) * feedback_ft
-                feedback = (1 - soft_window) * feedback_ft + soft_window * corrected
-            else:
-                feedback = feedback_ft.clone()
-                for i, (top, left, bottom, right) in enumerate(windows.tolist()):
-                    patch_fb = feedback_ft[i : i + 1, :, top:bottom, left:right]
-                    patch_ft = encoded[i : i + 1, :, top:bottom, left:right]
-                    local_click = click_ft[i : i + 1] - torch.tensor([[top, left]], device=click_ft.device)
-                    affinity = self._affinity(patch_ft, local_click)
-                    feedback[i : i + 1, :, top:bottom, left:right] = (1 - affinity) * patch_fb + affinity * label[i : i + 1]
-        return feedback, soft_window
-
-
-class FeedbackFusionDeepLab(nn.Module):
-    """CFFM: refine the feedback from the features, then add a gated 1-channel residual to them.
-
-    Feedback pathway: ``[feedback, conv1x1(features)]`` -> conv3x3 -> two separable blocks ->
-    conv3x3 to 1 channel -> sigmoid. Feature pathway: ``features + gate * relu(bn(conv1x1(
-    [features, refined feedback])))``, the residual broadcast over all channels. With
-    ``update_num`` > 1 both pathways repeat on the updated features (the feedback input stays
-    the original one, as in the reference).
-    """
-
-    def __init__(self, feature_ch: int, mid_ch: int) -> None:
-        super().__init__()
-        self.feature_conv = ConvBNReLU(feature_ch, mid_ch, kernel_size=1, padding=0)
-        self.fusion_encoder = nn.Sequential(
-            ConvBNReLU(1 + mid_ch, mid_ch),
-            SeparableConvBNReLU(mid_ch),
-            SeparableConvBNReLU(mid_ch),
-            nn.Conv2d(mid_ch, 1, 3, padding=1),
-            nn.Sigmoid(),
-        )
-        self.residual_predictor = ConvBNReLU(feature_ch + 1, 1, kernel_size=1, padding=0)
-
-    def forward(
-        self, features: torch.Tensor, feedback: torch.Tensor, gate: float | torch.Tensor, update_num: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(updated features, refined feedback)`` at feature resolution."""
-        if update_num < 1:
-            raise ValueError(f"CFFM: update_num must be >= 1, got {update_num}")
-        feedback = resize_bilinear(feedback, features.shape[-2:])
-        refined = feedback
-        for _ in range(update_num):
-            refined = self.fusion_encoder(torch.cat((feedback, self.feature_conv(features)), dim=1))
-            residual = self.residual_predictor(torch.cat((features, refined), dim=1))
-            features = features + gate * residual
-        return features, refined
-
-
 class _DeepLabFeatures(nn.Module):
     """Backbone + ASPP + FFCM + CFFM + decoder; the official ``feature_extractor``."""
 
@@ -348,8 +158,9 @@ class _DeepLabFeatures(nn.Module):
         self.head = _DecoderHead(channels + SKIP_CHANNELS, channels)
         self.skip_project = _SkipProjection(stage1_ch)
         self.aspp = _ASPP(stage4_ch, channels, aspp_dropout)
-        self.correction_module = FocusedCorrectionDeepLab(channels, mid_ch, window_ratio)
-        self.feedback_fusion = FeedbackFusionDeepLab(channels, mid_ch)
+        # FFCM guide channels: normalised RGB (3) + two click disks (2) + previous mask (1).
+        self.correction_module = FocusedFeedbackCorrection(channels, 6, mid_ch, window_ratio)
+        self.feedback_fusion = CollaborativeFeedbackFusion(channels, mid_ch)
 
     def forward(
         self,
@@ -518,9 +329,9 @@ class FCFIDeepLab(nn.Module):
             raise ValueError(f"FCFIDeepLab: image must be (B, 4, H, W) (RGB + previous mask), got {tuple(image.shape)}")
         if new_clicks.ndim == 2:
             new_clicks = new_clicks[:, None]
-        if new_clicks.ndim != 3 or new_clicks.shape[-1] != 3 or new_clicks.shape[0] != image.shape[0]:
+        if new_clicks.ndim != 3 or new_clicks.shape[-1] != 3 or new_clicks.shape[0] != image.shape[0] or new_clicks.shape[1] < 1:
             raise ValueError(
-                f"FCFIDeepLab: new_clicks must be (B, K, 3) (row, col, is_positive) with B={image.shape[0]}, "
+                f"FCFIDeepLab: new_clicks must be (B, K, 3) (row, col, is_positive) with B={image.shape[0]} and K >= 1, "
                 f"got {tuple(new_clicks.shape)}"
             )
         if points.ndim != 3 or points.shape[0] != image.shape[0]:
