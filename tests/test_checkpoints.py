@@ -614,3 +614,20 @@ def test_dtype_policy(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
     with pytest.raises(DeviceError, match="does not support bfloat16"):
         resolve_dtype("bfloat16", cuda)
+
+
+def test_size_check_without_sha256(isolated_cache, monkeypatch, official_file, tiny_hrnet):
+    """Without a published checksum, a cached file must have about the registered size."""
+    data = official_file.read_bytes()
+    entry = ModelEntry(
+        name="tiny-unhashed", description="test", arch="hrnet", kind="official", filename="tiny.pth",
+        url="https://example.invalid/tiny.pth", sha256=None, size_bytes=len(data) + 300,
+    )
+    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
+    isolated_cache.mkdir(parents=True)
+    cached = isolated_cache / "tiny.pth"
+    cached.write_bytes(data)  # a few hundred bytes off (e.g. saved under another name): accepted
+    _assert_same_weights(load_model("tiny-unhashed", device="cpu"), tiny_hrnet)
+    cached.write_bytes(data[: len(data) // 2])  # truncated download: refused
+    with pytest.raises(ModelDownloadError, match="expected about"):
+        load_model("tiny-unhashed", device="cpu")
