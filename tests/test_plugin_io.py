@@ -1,0 +1,92 @@
+"""Plugin I/O: labels TIFF writer round trip, shipped sample data, manifest, demo screenshot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_fcfi.plugin.writer import read_labels_tiff, write_labels_tiff
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64])
+def test_writer_round_trip_keeps_dtype_scale_translate(tmp_path, dtype):
+    labels = np.zeros((3, 20, 30), dtype)
+    labels[1, 5:10, 5:25] = 7
+    labels[2, 12:18, 2:8] = np.iinfo(dtype).max
+    written = write_labels_tiff(
+        str(tmp_path / "labels.tiff"), labels, {"scale": (2.0, 0.5, 0.25), "translate": (0, 10, -3), "name": "x"}
+    )
+    assert written == [str(tmp_path / "labels.tiff")]
+    data, meta = read_labels_tiff(written[0])
+    assert data.dtype == labels.dtype
+    np.testing.assert_array_equal(data, labels)
+    assert meta["scale"] == (2.0, 0.5, 0.25) and meta["translate"] == (0.0, 10.0, -3.0)
+    import tifffile
+
+    with tifffile.TiffFile(written[0]) as tif:
+        page = tif.pages[0]
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE  # zlib
+        assert page.tags["XResolution"].value == (4, 1)  # 1 / 0.25 pixels per unit
+        assert page.tags["YResolution"].value == (2, 1)
+
+
+def test_writer_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="integer dtype"):
+        write_labels_tiff(str(tmp_path / "f.tif"), np.zeros((4, 4), np.float32), {})
+    with pytest.raises(ValueError, match="fewer entries"):
+        write_labels_tiff(str(tmp_path / "f.tif"), np.zeros((2, 4, 4), np.uint8), {"scale": (1, 1)})
+    assert not (tmp_path / "f.tif").exists()
+
+
+def test_writer_and_samples_through_npe2(tmp_path):
+    npe2 = pytest.importorskip("npe2")
+    manager = npe2.PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest("napari-fcfi")
+    assert {w.command for w in manifest.contributions.widgets} == {"napari-fcfi.make_widget"}
+    for key, shape in (("nuclei_2d", (256, 256)), ("nuclei_3d", (16, 128, 128))):
+        contribution = next(s for s in manifest.contributions.sample_data if s.key == key)
+        (data, meta, kind), = contribution.open()
+        assert kind == "image" and data.shape == shape and data.dtype == np.uint16
+        assert 0 < data.min() < data.max()
+    writer = manager.get_command("napari-fcfi.write_labels").exec(
+        args=(str(tmp_path / "w.tif"), np.ones((5, 6), np.uint16), {"scale": (1.0, 1.0)})
+    )
+    assert writer == [str(tmp_path / "w.tif")]
+
+
+def test_sample_data_files_are_small_and_labelled():
+    from napari_fcfi.plugin.sample_data import load_sample, sample_path
+
+    for name in ("nuclei_2d", "nuclei_stack_3d"):
+        assert sample_path(name).stat().st_size < 500 * 1024
+        image, labels = load_sample(name), load_sample(f"{name}_labels")
+        assert image.shape == labels.shape and labels.max() >= 10
+        # nuclei are brighter than background: a usable, realistic sample
+        assert image[labels > 0].mean() > 2 * image[labels == 0].mean()
+
+
+def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
+    pytest.importorskip("pytestqt")
+    from napari_fcfi.plugin.demo import object_seeds, simulate_and_screenshot
+    from napari_fcfi.plugin.models import ModelCache
+    from napari_fcfi.plugin.sample_data import load_sample
+    from napari_fcfi.plugin.widget import FCFIWidget
+    from napari_fcfi.plugin.worker import ImmediateRunner
+    from test_plugin import DiskSegmenter
+
+    image, labels = load_sample("nuclei_2d"), load_sample("nuclei_2d_labels")
+    seeds = object_seeds(image, count=3)
+    assert len(seeds) == 3 and all(labels[r, c] > 0 for r, c in seeds)
+    viewer = make_napari_viewer()
+    viewer.add_image(image)
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: object()),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+    )
+    viewer.window.add_dock_widget(widget)
+    path = simulate_and_screenshot(viewer, widget, tmp_path / "shot.png", timeout=10)
+    assert path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(np.unique(widget.controller.labels_layer.data)) == 3  # two committed objects + background
