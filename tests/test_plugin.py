@@ -329,3 +329,74 @@ def test_errors_become_notifications_and_keep_labels(make_napari_viewer, monkeyp
     assert shown and "bundled default weights" in shown[0]
     assert not controller.commit()
     assert (labels.data == 3).all()
+
+
+def test_switching_image_layers_keeps_each_images_objects(make_napari_viewer):
+    viewer = make_napari_viewer()
+    first = viewer.add_image(np.zeros((30, 30), np.float32), name="first")
+    second = viewer.add_image(np.zeros((30, 30), np.float32), name="second")
+    controller = make_controller(viewer, first)
+    controller.add_click_world((10, 10), True)
+    first_points = controller.points_layer
+    controller.set_image_layer(second)
+    assert controller.points_layer is not first_points and not first_points.visible
+    assert not controller.preview_layer.data.any()
+    controller.add_click_world((20, 20), True)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((30, 30), 20, 20))
+    controller.set_image_layer(first)
+    assert controller.points_layer is first_points and first_points.visible
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((30, 30), 10, 10))
+    controller.commit()
+    np.testing.assert_array_equal(controller.labels_layer.data == 1, disk((30, 30), 10, 10))
+    # removing an image layer removes its helper layers, never labels
+    labels = controller.labels_layer
+    controller.drop_image_layer(second)
+    viewer.layers.remove(second)
+    assert all("second FCFI" not in layer.name for layer in viewer.layers)
+    assert labels in viewer.layers
+
+
+def test_lazy_multichannel_stack(make_napari_viewer):
+    da = pytest.importorskip("dask.array")
+    viewer = make_napari_viewer()
+    data = da.zeros((2, 6, 32, 36), dtype=np.uint16, chunks=(1, 1, 32, 36))  # (c, z, y, x)
+    image = viewer.add_image(data)
+    seen = []
+
+    def factory(model):
+        seg = DiskSegmenter(model)
+        original = seg.set_image
+
+        def spy(array, channel_axis=None, channel=None, initial_mask=None):
+            seen.append((type(array), array.shape, channel_axis, channel))
+            original(array, channel_axis=channel_axis, channel=channel, initial_mask=initial_mask)
+
+        seg.set_image = spy
+        return seg
+
+    controller = make_controller(viewer, image, factory=factory)
+    controller.set_image_layer(image, channel_axis=0, channel=1)
+    assert controller.geometry.label_shape == (6, 32, 36)
+    viewer.dims.set_current_step(1, 4)  # world axes (c, z, y, x): z = 4
+    assert controller.add_click_world((0, 4, 16, 18), True)
+    assert seen == [(np.ndarray, (2, 32, 36), 0, 1)]  # only the slice was read, channels first
+    assert controller.sessions[(4,)].mask.sum() == disk((32, 36), 16, 18).sum()
+    with pytest.raises(ValueError, match="leading channel axis"):
+        controller.set_image_layer(image, channel_axis=1)
+
+
+def test_stale_results_are_dropped(make_napari_viewer):
+    from napari_fcfi.plugin.worker import JobResult
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 30), np.float32))
+    controller = make_controller(viewer, image)
+    controller.add_click_world((10, 10), True)
+    session = controller.current_session()
+    fresh = session.mask.copy()
+    stale = JobResult((id(image), ()), session.generation - 1, value=(None, np.ones((30, 30), bool), ()))
+    controller._on_result(stale)
+    other_image = JobResult((id(object()), ()), session.generation, value=(None, np.ones((30, 30), bool), ()))
+    controller._on_result(other_image)
+    np.testing.assert_array_equal(session.mask, fresh)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, fresh)

@@ -137,6 +137,7 @@ class SegmentationController:
         self.sessions: dict[SliceKey, SliceSession] = {}
         self._internal_points_edit = False
         self._hooked_layers: list[Any] = []
+        self._parked: dict[int, dict[str, Any]] = {}  # id(image layer) -> state while another is annotated
         self.viewer.dims.events.current_step.connect(self._on_dims_change)
 
     # ------------------------------------------------------------------ set-up
@@ -144,25 +145,71 @@ class SegmentationController:
         """Annotate ``layer``; its clicks layer and preview are created aligned with it.
 
         ``channel`` picks one channel of a multichannel/RGB image (``None``: composite of all).
-        Switching layers or channels drops the in-progress objects of the previous image but
-        never touches committed labels or the click log.
+        Each image layer keeps its own clicks layer, slice sessions and labels choice: switching to
+        another layer and back restores them (a prediction still running for the old layer is
+        dropped). Changing ``channel_axis`` changes the label grid and starts that image afresh.
+        Committed labels and the click log are never touched.
         """
         geometry = image_geometry(layer, channel_axis)
-        same_grid = self.image_layer is layer and self.geometry == geometry
+        if self.image_layer is layer and self.geometry == geometry:
+            self.channel_axis, self.channel = channel_axis, channel
+            for session in self.sessions.values():
+                session.engine = _EngineState()  # same grid, other channel: new engine sessions
+            self._refresh_view(recompute=True)
+            return
         self._unhook_layers()
+        if self.image_layer is not None:
+            self._park_current_image()
+        parked = self._parked.pop(id(layer), None)
+        if parked is not None and parked["layer"] is layer and parked["geometry"] == geometry:
+            self.sessions, self.labels_layer = parked["sessions"], parked["labels"]
+            self.points_layer, self.preview_layer = parked["points"], parked["preview"]
+            for helper in (self.points_layer, self.preview_layer):
+                helper.visible = True
+        else:
+            if parked is not None:
+                self._remove_layers(parked["points"], parked["preview"])
+            self.sessions, self.points_layer, self.preview_layer = {}, None, None
         self.image_layer, self.geometry = layer, geometry
         self.channel_axis, self.channel = channel_axis, channel
-        if not same_grid:
-            self.sessions.clear()
-            self._remove_helper_layers()
+        if self.points_layer is None or self.points_layer not in self.viewer.layers:
+            self._remove_layers(self.points_layer, self.preview_layer)
             self._create_helper_layers()
-        else:
-            for session in self.sessions.values():
-                session.engine = _EngineState()
         self._hook_layers()
         if self.labels_layer is not None and tuple(self.labels_layer.data.shape) != geometry.label_shape:
             self.labels_layer = None
+        self.on_label_id(self.next_label_id())
         self._refresh_view(recompute=True)
+
+    def drop_image_layer(self, layer: Any) -> None:
+        """Forget ``layer`` (removed from the viewer): its helper layers go, labels stay."""
+        parked = self._parked.pop(id(layer), None)
+        if parked is not None:
+            self._remove_layers(parked["points"], parked["preview"])
+        if layer is self.image_layer:
+            self._unhook_layers()
+            self._remove_layers(self.points_layer, self.preview_layer)
+            self.image_layer = self.geometry = self.points_layer = self.preview_layer = None
+            self.sessions = {}
+
+    def _park_current_image(self) -> None:
+        """Keep the current image's state aside (helpers hidden) while another layer is annotated."""
+        for session in self.sessions.values():
+            session.generation += 1  # results still in flight are stale now
+            session.shown_generation = session.generation
+            session.shown_config = ()  # recomputed when the image comes back
+            session.commit_pending = False
+        for helper in (self.points_layer, self.preview_layer):
+            if helper is not None:
+                helper.visible = False
+        self._parked[id(self.image_layer)] = {
+            "layer": self.image_layer,
+            "geometry": self.geometry,
+            "sessions": self.sessions,
+            "labels": self.labels_layer,
+            "points": self.points_layer,
+            "preview": self.preview_layer,
+        }
 
     def set_labels_layer(self, layer: Any | None) -> None:
         """Commit into ``layer`` (must match the image's label grid); ``None``: create one on commit."""
@@ -468,7 +515,7 @@ class SegmentationController:
                 self._update_preview()
             return
         job = self._make_job(session)
-        self.runner.submit(session.key, session.generation, job)
+        self.runner.submit((id(self.image_layer), session.key), session.generation, job)
 
     def _make_job(self, session: SliceSession) -> Callable[[], tuple]:
         clicks = session.clicks
@@ -518,7 +565,8 @@ class SegmentationController:
         return job
 
     def _on_result(self, result: JobResult) -> None:
-        session = self.sessions.get(result.slot)
+        image_id, key = result.slot
+        session = self.sessions.get(key) if image_id == id(self.image_layer) else None
         if session is None or result.generation != session.generation:
             return  # stale: a newer request for this slice exists
         session.shown_generation = result.generation
@@ -587,11 +635,10 @@ class SegmentationController:
             if layer is not None and layer in layers:
                 layers.move(layers.index(layer), len(layers))
 
-    def _remove_helper_layers(self) -> None:
-        for layer in (self.points_layer, self.preview_layer):
+    def _remove_layers(self, *layers: Any) -> None:
+        for layer in layers:
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-        self.points_layer = self.preview_layer = None
 
     def _hook_layers(self) -> None:
         self.points_layer.events.data.connect(self._on_points_data)

@@ -237,8 +237,9 @@ class FCFIWidget(QWidget):
         removed = event.value
         if removed is self.controller.labels_layer:
             self.controller.set_labels_layer(None)
-        if removed is self.controller.image_layer:
-            self.controller.image_layer = None
+        if removed is not None and removed is not self.controller.points_layer:
+            self.controller.drop_image_layer(removed)
+        self._bound_layers = [layer for layer in self._bound_layers if layer is not removed]
         self._refresh_layer_menus()
 
     def _on_image_choice(self, index: int | None = None) -> None:
