@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from napari_fcfi.cli import main as fcfi_main
-from napari_fcfi.model import checkpoints, device as device_module, registry
+from napari_fcfi.model import checkpoints, registry
+from napari_fcfi.model import device as device_module
 from napari_fcfi.model.checkpoints import (
     CheckpointError,
     StateDictMismatchError,

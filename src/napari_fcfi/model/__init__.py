@@ -49,7 +49,9 @@ __all__ = [
     "StateDictMismatchError",
     "ModelDownloadError",
     "DeviceError",
-    *_LAZY_EXPORTS,
+    "build_network",
+    "FCFIHRNet",
+    "FCFIDeepLab",
 ]
 
 
