@@ -17,6 +17,7 @@ and both run in eval mode on the inference path (and optionally the training pat
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import types
 from pathlib import Path
@@ -27,19 +28,19 @@ import torch
 from napari_fcfi.model.deeplab import FCFIDeepLab
 
 # The released ResNet-101 SBD model's explicit arguments (fact sheet r101_sbd.json).
-R101_SBD_ARGS = dict(
-    backbone="resnet101",
-    deeplab_ch=256,
-    mid_ch=32,
-    aspp_dropout=0.2,
-    update_num=1,
-    expansion_ratio=0.3,
-    use_leaky_relu=True,
-    use_rgb_conv=False,
-    use_disks=True,
-    norm_radius=5,
-    with_prev_mask=True,
-)
+R101_SBD_ARGS = {
+    "backbone": "resnet101",
+    "deeplab_ch": 256,
+    "mid_ch": 32,
+    "aspp_dropout": 0.2,
+    "update_num": 1,
+    "expansion_ratio": 0.3,
+    "use_leaky_relu": True,
+    "use_rgb_conv": False,
+    "use_disks": True,
+    "norm_radius": 5,
+    "with_prev_mask": True,
+}
 
 
 def _install_import_stubs() -> None:
@@ -92,8 +93,11 @@ def randomise_(net: torch.nn.Module, generator: torch.Generator) -> None:
                 fan_in = tensor[0].numel()
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * (1.5 / fan_in) ** 0.5)
             else:
-                tensor.copy_(1.0 + 0.1 * torch.randn(tensor.shape, generator=generator) if name.endswith("weight")
-                             else 0.1 * torch.randn(tensor.shape, generator=generator))
+                tensor.copy_(
+                    1.0 + 0.1 * torch.randn(tensor.shape, generator=generator)
+                    if name.endswith("weight")
+                    else 0.1 * torch.randn(tensor.shape, generator=generator)
+                )
 
 
 def make_inputs(batch: int, height: int, width: int, generator: torch.Generator):
@@ -148,19 +152,27 @@ def check_fidelity(
                 ref_new = new_clicks[:, 0] if is_training else new_clicks
                 ref = official(image, points, ref_new, gate, is_training=is_training)
                 got = ours(image, points, new_clicks, gate, is_training=is_training)
-                keys = ["instances", "updated_feedback1", "updated_feedback2"] + (["valid_masks"] if is_training else [])
+                keys = ["instances", "updated_feedback1", "updated_feedback2"] + (
+                    ["valid_masks"] if is_training else []
+                )
                 for key in keys:
                     if ref[key].shape != got[key].shape:
-                        raise AssertionError(f"{key}: shape {tuple(got[key].shape)} != official {tuple(ref[key].shape)}")
+                        raise AssertionError(
+                            f"{key}: shape {tuple(got[key].shape)} != official {tuple(ref[key].shape)}"
+                        )
                     path = "train" if is_training else "infer"
                     results[f"{path}/gate{gate:g}/{key}"] = float((ref[key] - got[key]).abs().max())
                 # Guard against a vacuous comparison: FFCM must have changed the previous mask
                 # somewhere, and the logits must vary.
                 # (previous mask taken to feature size and back the same way as feedback 1)
-                ft_size = (-(-(-(-height // 2)) // 2), -(-(-(-width // 2)) // 2))
+                ft_size = (math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2))
                 prev = torch.nn.functional.interpolate(
-                    torch.nn.functional.interpolate(image[:, 3:], size=ft_size, mode="bilinear", align_corners=True),
-                    size=(height, width), mode="bilinear", align_corners=False,
+                    torch.nn.functional.interpolate(
+                        image[:, 3:], size=ft_size, mode="bilinear", align_corners=True
+                    ),
+                    size=(height, width),
+                    mode="bilinear",
+                    align_corners=False,
                 )
                 results[f"{path}/gate{gate:g}/_fraction_fb1_changed"] = -float(
                     ((got["updated_feedback1"] - prev).abs() > 1e-3).float().mean()
@@ -187,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     results = check_fidelity(
-        args.official_repo, args.backbone, args.size[0], args.size[1], args.batch, args.seed,
+        args.official_repo,
+        args.backbone,
+        args.size[0],
+        args.size[1],
+        args.batch,
+        args.seed,
         training_path=not args.no_training_path,
     )
     for name, value in results.items():

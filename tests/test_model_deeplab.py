@@ -16,8 +16,8 @@ from napari_fcfi.model.resnet import ResNetV1s
 REPO_ROOT = Path(__file__).resolve().parents[1]
 R101_SHEET = REPO_ROOT.parent / "shared" / "docs" / "official_checkpoints" / "r101_sbd.json"
 
-TINY = dict(backbone="resnet18", base_width=16, deeplab_ch=32, mid_ch=8)
-TINY_BOTTLENECK = dict(backbone="resnet50", base_width=8, deeplab_ch=24, mid_ch=8)
+TINY = {"backbone": "resnet18", "base_width": 16, "deeplab_ch": 32, "mid_ch": 8}
+TINY_BOTTLENECK = {"backbone": "resnet50", "base_width": 8, "deeplab_ch": 24, "mid_ch": 8}
 
 
 def _inputs(batch: int, height: int, width: int, seed: int = 0):
@@ -27,7 +27,9 @@ def _inputs(batch: int, height: int, width: int, seed: int = 0):
     points[:, 0] = torch.tensor([height // 2, width // 2, 0.0])
     points[:, 1] = torch.tensor([height // 4, width // 3, 1.0])
     points[:, 2] = torch.tensor([3 * height // 4, 2 * width // 3, 2.0])
-    new_clicks = torch.tensor([[3 * height // 4, 2 * width // 3, 0]] * batch, dtype=torch.long).view(batch, 1, 3)
+    new_clicks = torch.tensor([[3 * height // 4, 2 * width // 3, 0]] * batch, dtype=torch.long).view(
+        batch, 1, 3
+    )
     return image, points, new_clicks
 
 
@@ -158,7 +160,10 @@ def test_config_is_json_and_rebuilds_the_same_network():
     rebuilt.eval()
     image, points, new_clicks = _inputs(1, 64, 64)
     with torch.no_grad():
-        assert torch.equal(net(image, points, new_clicks, 1.0)["instances"], rebuilt(image, points, new_clicks, 1.0)["instances"])
+        assert torch.equal(
+            net(image, points, new_clicks, 1.0)["instances"],
+            rebuilt(image, points, new_clicks, 1.0)["instances"],
+        )
     try:
         from napari_fcfi.model.networks import build_network
     except ImportError:  # pragma: no cover - networks.py is another helper's module
@@ -205,7 +210,9 @@ def test_official_r101_config_builds_exact_key_layout():
     assert n_params == sheet["summary"]["parameter_elements"] == 58_540_599
     backbone_keys = {k for k, _, _ in expected if k.startswith("feature_extractor.backbone.")}
     lr_mult_keys = {e["key"] for e in sheet["state_dict"] if e["lr_mult"] == 0.1}
-    assert {"feature_extractor.backbone." + n for n, _ in net.feature_extractor.backbone.named_parameters()} == lr_mult_keys
+    assert {
+        "feature_extractor.backbone." + n for n, _ in net.feature_extractor.backbone.named_parameters()
+    } == lr_mult_keys
     assert lr_mult_keys <= backbone_keys
     assert len(net.backbone_parameters()) == len(lr_mult_keys)
 

@@ -32,7 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
-from napari_fcfi.model.ops import IMAGENET_MEAN, IMAGENET_STD, DiskClickMaps, ImageNormalizer, ScaleLayer, resize_bilinear
+from napari_fcfi.model.ops import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DiskClickMaps,
+    ImageNormalizer,
+    ScaleLayer,
+    resize_bilinear,
+)
 from napari_fcfi.model.resnet import RESNET_SPECS, ResNetV1s
 
 __all__ = ["FCFIDeepLab"]
@@ -77,7 +84,9 @@ class _SeparableBlock(nn.Module):
 
 def _separable_stack(in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
     """Two separable blocks then a 1x1 conv with bias (DeepLab decoder and final head)."""
-    return nn.Sequential(_SeparableBlock(in_ch, mid_ch), _SeparableBlock(mid_ch, mid_ch), nn.Conv2d(mid_ch, out_ch, 1))
+    return nn.Sequential(
+        _SeparableBlock(in_ch, mid_ch), _SeparableBlock(mid_ch, mid_ch), nn.Conv2d(mid_ch, out_ch, 1)
+    )
 
 
 class _DecoderHead(nn.Module):
@@ -175,7 +184,9 @@ class _DeepLabFeatures(nn.Module):
         stage1, _, _, stage4 = self.backbone(image, stem_extra)
         skip = self.skip_project(stage1)
         features = resize_bilinear(self.aspp(stage4), skip.shape[-2:])
-        feedback1, soft_window = self.correction_module(image, click_maps, features, prev_mask, new_clicks, is_training)
+        feedback1, soft_window = self.correction_module(
+            image, click_maps, features, prev_mask, new_clicks, is_training
+        )
         features, feedback2 = self.feedback_fusion(features, feedback1, gate, self.update_num)
         decoded = self.head(torch.cat((features, skip), dim=1))
         return decoded, feedback1, soft_window, feedback2
@@ -242,12 +253,16 @@ class FCFIDeepLab(nn.Module):
         super().__init__()
         where = "FCFIDeepLab"
         if backbone not in RESNET_SPECS:
-            raise ValueError(f"{where}: unknown backbone {backbone!r}; expected one of {sorted(RESNET_SPECS)}")
+            raise ValueError(
+                f"{where}: unknown backbone {backbone!r}; expected one of {sorted(RESNET_SPECS)}"
+            )
         for name, value in (("deeplab_ch", deeplab_ch), ("mid_ch", mid_ch), ("update_num", update_num)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
         if deeplab_ch < 2:
-            raise ValueError(f"{where}: deeplab_ch must be >= 2 (the output head halves it), got {deeplab_ch}")
+            raise ValueError(
+                f"{where}: deeplab_ch must be >= 2 (the output head halves it), got {deeplab_ch}"
+            )
         if not 0 <= aspp_dropout < 1:
             raise ValueError(f"{where}: aspp_dropout must be in [0, 1), got {aspp_dropout}")
         unsupported = {
@@ -262,7 +277,8 @@ class FCFIDeepLab(nn.Module):
         for name, (value, supported) in unsupported.items():
             if value != supported:
                 raise ValueError(
-                    f"{where}: {name}={value!r} is not supported (only {supported!r}, as in the released models)"
+                    f"{where}: {name}={value!r} is not supported "
+                    f"(only {supported!r}, as in the released models)"
                 )
         norm_layer = _batchnorm_name(norm_layer, "norm_layer")
         if backbone_norm_layer is not None:
@@ -326,16 +342,26 @@ class FCFIDeepLab(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Run one prediction; see the module docstring for shapes and outputs."""
         if image.ndim != 4 or image.shape[1] != 4:
-            raise ValueError(f"FCFIDeepLab: image must be (B, 4, H, W) (RGB + previous mask), got {tuple(image.shape)}")
+            raise ValueError(
+                f"FCFIDeepLab: image must be (B, 4, H, W) (RGB + previous mask), got {tuple(image.shape)}"
+            )
         if new_clicks.ndim == 2:
             new_clicks = new_clicks[:, None]
-        if new_clicks.ndim != 3 or new_clicks.shape[-1] != 3 or new_clicks.shape[0] != image.shape[0] or new_clicks.shape[1] < 1:
+        if (
+            new_clicks.ndim != 3
+            or new_clicks.shape[-1] != 3
+            or new_clicks.shape[0] != image.shape[0]
+            or new_clicks.shape[1] < 1
+        ):
             raise ValueError(
-                f"FCFIDeepLab: new_clicks must be (B, K, 3) (row, col, is_positive) with B={image.shape[0]} and K >= 1, "
+                f"FCFIDeepLab: new_clicks must be (B, K, 3) (row, col, is_positive) "
+                f"with B={image.shape[0]} and K >= 1, "
                 f"got {tuple(new_clicks.shape)}"
             )
         if points.ndim != 3 or points.shape[0] != image.shape[0]:
-            raise ValueError(f"FCFIDeepLab: points must be (B, 2N, 3) with B={image.shape[0]}, got {tuple(points.shape)}")
+            raise ValueError(
+                f"FCFIDeepLab: points must be (B, 2N, 3) with B={image.shape[0]}, got {tuple(points.shape)}"
+            )
         new_clicks = new_clicks.long()
         size = image.shape[-2:]
         prev_mask = image[:, 3:]
@@ -350,7 +376,9 @@ class FCFIDeepLab(nn.Module):
         outputs = {
             "instances": resize_bilinear(self.head(decoded), size),
             # align_corners=False here (only here) is what the reference does.
-            "updated_feedback1": F.interpolate(feedback1, size=tuple(size), mode="bilinear", align_corners=False),
+            "updated_feedback1": F.interpolate(
+                feedback1, size=tuple(size), mode="bilinear", align_corners=False
+            ),
             "updated_feedback2": resize_bilinear(feedback2, size),
         }
         if is_training:

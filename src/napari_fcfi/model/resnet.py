@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RESNET_SPECS", "ResNetSpec", "ResNetV1s", "BasicResidualBlock", "BottleneckResidualBlock"]
+__all__ = ["RESNET_SPECS", "BasicResidualBlock", "BottleneckResidualBlock", "ResNetSpec", "ResNetV1s"]
 
 
 class BasicResidualBlock(nn.Module):
@@ -37,9 +37,13 @@ class BasicResidualBlock(nn.Module):
         downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=second_dilation, dilation=second_dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, padding=second_dilation, dilation=second_dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -73,7 +77,9 @@ class BottleneckResidualBlock(nn.Module):
         del second_dilation
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -162,7 +168,9 @@ class ResNetV1s(nn.Module):
         self.stage_channels = tuple(w * block.expansion for w in widths)
         del self._in_channels
 
-    def _make_stage(self, block: type[nn.Module], planes: int, num_blocks: int, stride: int, dilation: int) -> nn.Sequential:
+    def _make_stage(
+        self, block: type[nn.Module], planes: int, num_blocks: int, stride: int, dilation: int
+    ) -> nn.Sequential:
         out_channels = planes * block.expansion
         downsample = None
         if stride != 1 or self._in_channels != out_channels:
@@ -187,7 +195,8 @@ class ResNetV1s(nn.Module):
             missing = x.shape[1] - stem_extra.shape[1]
             if missing < 0:
                 raise ValueError(
-                    f"ResNetV1s: stem_extra has {stem_extra.shape[1]} channels, more than the stem's {x.shape[1]}"
+                    f"ResNetV1s: stem_extra has {stem_extra.shape[1]} channels, "
+                    f"more than the stem's {x.shape[1]}"
                 )
             x = x + F.pad(stem_extra, [0, 0, 0, 0, 0, missing])
         x = self.maxpool(x)
