@@ -115,7 +115,10 @@ def click(controller, layer, world_position, button=1, modifiers=(), drag_to=Non
     generator = callbacks[0](layer, event)
     if generator is None:
         return
-    next(generator)
+    try:
+        next(generator)
+    except StopIteration:
+        return  # the callback declined the press (e.g. the layer is not in pan/zoom mode)
     if drag_to is not None:
         event.type, event.position = "mouse_move", tuple(drag_to)
         next(generator)
@@ -166,6 +169,10 @@ def test_mouse_callback_positive_negative_drag_and_outside(make_napari_viewer):
     assert list(controller.points_layer.features["positive"]) == [True, False, False]
     expected = disk((50, 60), 25, 25) & ~disk((50, 60), 25, 28) & ~disk((50, 60), 10, 10)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+    # in the points layer's add mode napari adds the point itself; the callback must not add a second
+    controller.points_layer.mode = "add"
+    click(controller, controller.points_layer, (5, 5))
+    assert len(controller.points_layer.data) == 3
 
 
 def test_undo_redo_reset(make_napari_viewer):

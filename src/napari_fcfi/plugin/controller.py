@@ -281,10 +281,13 @@ class SegmentationController:
         """napari ``mouse_drag_callbacks`` entry: a click (not a drag) adds a click.
 
         Left click: positive; right click or Ctrl+left: negative; Shift+left: edit the label under
-        the cursor. Dragging keeps napari's pan/zoom.
+        the cursor. Dragging keeps napari's pan/zoom. Only in the layer's pan/zoom mode, so that the
+        points layer's own add/select tools keep working (their points become clicks as well).
         """
         if not self.annotating or getattr(event, "type", "mouse_press") != "mouse_press":
             return
+        if str(getattr(layer, "mode", "pan_zoom")) != "pan_zoom":
+            return  # the layer's own tools (e.g. the points layer's add mode) handle this press
         press_position = np.asarray(event.position, dtype=float)
         yield
         while getattr(event, "type", None) == "mouse_move":

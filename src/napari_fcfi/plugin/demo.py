@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for predictions (screenshot)")
 
 
-def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> Any:
-    """Add the image and the docked widget to ``viewer``; returns the widget."""
+def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple[Any, bool]:
+    """Add the image and the docked widget to ``viewer``; returns the widget and whether the model loaded."""
     from napari_fcfi.plugin.models import describe_load_error
     from napari_fcfi.plugin.sample_data import nuclei_2d
     from napari_fcfi.plugin.widget import FCFIWidget
@@ -60,13 +60,15 @@ def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> Any:
     try:
         widget.controller.model_cache.get(model, device)  # load once now, so the first click is quick
         widget._show_status(f"FCFI: model {model!r} loaded on {device}; left click = positive, right = negative")
+        loaded = True
     except Exception as error:  # noqa: BLE001 - the viewer opens anyway, with a clear message
         from napari.utils.notifications import show_warning
 
         message = describe_load_error(model, error)
         widget._show_status(message)
         show_warning(message)
-    return widget
+        loaded = False
+    return widget, loaded
 
 
 def object_seeds(image: np.ndarray, count: int = 2) -> list[tuple[int, int]]:
@@ -104,12 +106,15 @@ def wait_until_idle(widget: Any, timeout: float) -> bool:
     return False
 
 
-def simulate_and_screenshot(viewer: Any, widget: Any, path: Path, timeout: float) -> Path:
-    """Commit one object, leave a second in progress (with a negative click), save a screenshot."""
+def simulate_and_screenshot(viewer: Any, widget: Any, path: Path, timeout: float, clicks: bool = True) -> Path:
+    """Commit two objects, leave a third in progress (with a negative click), save a screenshot.
+
+    ``clicks=False`` (no model) saves the window as it is.
+    """
     controller = widget.controller
     layer = controller.image_layer
     plane = np.asarray(layer.data if layer.ndim == 2 else layer.data[(0,) * (layer.ndim - 2)])
-    seeds = object_seeds(plane, count=3)
+    seeds = object_seeds(plane, count=3) if clicks else []
     to_world = lambda row, col: tuple(layer.data_to_world((row, col)))  # noqa: E731
     for index, (row, col) in enumerate(seeds):
         controller.add_click_world(to_world(row, col), positive=True)
@@ -133,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
     viewer = napari.Viewer(title="napari-fcfi demo")
     viewer.window.resize(1500, 950)
-    widget = open_demo(viewer, args.image, args.model, args.device)
+    widget, loaded = open_demo(viewer, args.image, args.model, args.device)
     if args.screenshot is not None:
-        path = simulate_and_screenshot(viewer, widget, args.screenshot, args.timeout)
+        path = simulate_and_screenshot(viewer, widget, args.screenshot, args.timeout, clicks=loaded)
         print(f"screenshot saved to {path}")
         widget.controller.close()
         viewer.close()
