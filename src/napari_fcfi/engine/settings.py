@@ -21,7 +21,8 @@ setting                       microscopy      paper          meaning
 ``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA
 ============================  ==============  =============  =====================================
 
-(*) or the model's ``metadata["input_size"]`` when the model carries one (safetensors metadata);
+(*) or ``model.fcfi_metadata["input_size"]`` (or ``model.metadata``) when the model carries one
+(safetensors metadata written by ``save_model``);
 an explicit ``input_size=`` always wins.
 """
 
@@ -99,10 +100,15 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     preset = overrides.get("preset", "microscopy")
     base = SegmenterSettings(**_PAPER_DEFAULTS) if preset == "paper" else SegmenterSettings()
     if preset != "paper" and "input_size" not in overrides:
-        metadata = getattr(model, "metadata", None) or {}
-        size = metadata.get("input_size") if isinstance(metadata, dict) else None
+        size = None
+        for attribute in ("fcfi_metadata", "metadata"):  # load_model sets fcfi_metadata
+            metadata = getattr(model, attribute, None)
+            if isinstance(metadata, dict) and metadata.get("input_size") is not None:
+                size = metadata["input_size"]
+                break
         if size is not None:
-            base = replace(base, input_size=int(size))
+            # Stored as JSON: an int, or [height, width] of the training crops (use the long side).
+            base = replace(base, input_size=int(max(size) if isinstance(size, (list, tuple)) else size))
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(float(p) for p in overrides["percentiles"])
     return replace(base, **overrides).validate()
