@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_fcfi.plugin.controller import SegmentationController  # noqa: E402
+from napari_fcfi.plugin.controller import Click, SegmentationController  # noqa: E402
 from napari_fcfi.plugin.models import ModelCache  # noqa: E402
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner  # noqa: E402
 
@@ -407,3 +407,28 @@ def test_stale_results_are_dropped(make_napari_viewer):
     controller._on_result(other_image)
     np.testing.assert_array_equal(session.mask, fresh)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, fresh)
+
+
+def test_mouse_through_napari_dispatch(make_napari_viewer):
+    """napari's own press/move/release dispatch (the persisted, re-wrapped event) drives the callback."""
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+    wrapt = pytest.importorskip("wrapt")  # napari wraps the persisted event in such a proxy
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32), scale=(2, 2))
+    controller = make_controller(viewer, image)
+    layer = controller.points_layer
+
+    def send(dispatch, kind, position, button=1, modifiers=()):
+        event = SimpleNamespace(
+            type=kind, position=position, button=button, modifiers=modifiers, handled=False, is_dragging=kind == "mouse_move"
+        )
+        dispatch(layer, wrapt.ObjectProxy(event))
+
+    send(mouse_press_callbacks, "mouse_press", (20.0, 30.0), button=2)  # world (20, 30) = data (10, 15)
+    send(mouse_release_callbacks, "mouse_release", (20.0, 30.0), button=2)
+    send(mouse_press_callbacks, "mouse_press", (40.0, 40.0))
+    send(mouse_move_callbacks, "mouse_move", (60.0, 70.0))  # a drag: no click
+    send(mouse_release_callbacks, "mouse_release", (60.0, 70.0))
+    assert controller.sessions[()].clicks == (Click(10, 15, False),)
+
