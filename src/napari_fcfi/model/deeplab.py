@@ -19,7 +19,9 @@ Call contract (see ``docs/architecture.md``)::
 All outputs are returned at input size: ``instances`` (logits), ``updated_feedback1`` (FFCM),
 ``updated_feedback2`` (CFFM) and, on the training path, ``valid_masks``. As in the reference,
 ``updated_feedback1`` is upsampled with ``align_corners=False`` and ``valid_masks`` with nearest
-neighbour; everything else uses bilinear with ``align_corners=True``.
+neighbour; everything else uses bilinear with ``align_corners=True``. (``FCFIHRNet`` returns
+its feedbacks at stride 4 instead; the engine and the losses resize whatever they get, and a
+same-size ``align_corners=True`` resize is an exact identity, so both conventions work there.)
 """
 
 from __future__ import annotations
