@@ -432,3 +432,42 @@ def test_mouse_through_napari_dispatch(make_napari_viewer):
     send(mouse_release_callbacks, "mouse_release", (60.0, 70.0))
     assert controller.sessions[()].clicks == (Click(10, 15, False),)
 
+
+
+def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32))
+    loads = []
+
+    def loader(source, device):
+        loads.append(source)
+        return SimpleNamespace(radius={"small": 3, "large": 8}[source])
+
+    class RadiusSegmenter(DiskSegmenter):
+        def _prob(self, clicks):
+            rows, cols = np.ogrid[: self.shape[0], : self.shape[1]]
+            mask = np.zeros(self.shape, bool)
+            for row, col, _positive in clicks:
+                mask |= (rows - row) ** 2 + (cols - col) ** 2 <= self.model.radius**2
+            return mask.astype(np.float32)
+
+    runner = ThreadedRunner()
+    controller = SegmentationController(
+        viewer,
+        ModelCache(loader=loader),
+        segmenter_factory=lambda model: RadiusSegmenter(model, delay=0.2),
+        runner=runner,
+        model_source="small",
+    )
+    controller.set_image_layer(image)
+    controller.add_click_world((20, 20), True)
+    controller.set_model("large", "cpu")  # while the first prediction runs
+    session = controller.current_session()
+    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[:1] == ("large",), timeout=10000)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 20, 20, radius=8))
+    assert loads == ["small", "large"]  # each model loaded once
+    controller.set_model("small", "cpu")
+    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[:1] == ("small",), timeout=10000)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 20, 20, radius=3))
+    assert loads == ["small", "large"]  # cached: no second load
+    runner.shutdown()

@@ -578,6 +578,9 @@ class SegmentationController:
             self._error(str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}")
             return
         session.prob, session.mask, session.shown_config = result.value
+        if session.shown_config != self._config() and session.clicks:
+            self._request(session)  # model/threshold/channel changed while this ran: recompute
+            return
         if session.key == self.current_key():
             self._update_preview()
         if session.commit_pending:
