@@ -1,0 +1,103 @@
+"""Smoke tests of ``fcfi bench`` on a tiny network (no timing asserts: the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_fcfi import benchmark
+from napari_fcfi.cli import main
+from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
+from napari_fcfi.model.networks import build_preset
+
+TINY = "hrnet8-small-tiny"
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()  # `fcfi bench --threads` changes the process-wide setting
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_summarize_ms_median_and_p95():
+    stats = benchmark.summarize_ms([0.001 * v for v in range(1, 21)])  # 1..20 ms
+    assert stats["n"] == 20
+    assert stats["median_ms"] == pytest.approx(10.5)
+    assert stats["p95_ms"] == pytest.approx(19.0)
+    assert stats["min_ms"] == pytest.approx(1.0) and stats["max_ms"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="no timings"):
+        benchmark.summarize_ms([])
+
+
+def test_synthetic_input_follows_the_call_contract():
+    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    assert image.shape == (1, 4, 64, 64) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert points.shape == (1, 4, 3)  # 2 positives, 1 negative padded to 2
+    assert points[0, 3].tolist() == [-1.0, -1.0, -1.0]
+    assert new_clicks.dtype == torch.long and new_clicks.shape == (1, 1, 3)
+    assert int(new_clicks[0, 0, 2]) == 0  # the newest click is the negative one
+    assert gate == 1.0
+
+
+def test_stripped_network_keeps_backbone_and_drops_feedback_modules():
+    net = build_preset(TINY).eval()
+    stripped = benchmark.strip_feedback_modules(net)
+    kinds = (FocusedFeedbackCorrection, CollaborativeFeedbackFusion)
+    assert any(isinstance(m, kinds) for m in net.modules())
+    assert not any(isinstance(m, kinds) for m in stripped.modules())
+    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    with torch.inference_mode():
+        full = net(image, points, new_clicks, gate)["instances"]
+        without = stripped(image, points, new_clicks, gate)["instances"]
+    assert full.shape == without.shape == (1, 1, 64, 64)
+    assert not torch.equal(full, without)  # FFCM/CFFM really were taken out
+    with pytest.raises(ValueError, match="no FFCM/CFFM"):
+        benchmark.strip_feedback_modules(torch.nn.Conv2d(1, 1, 1))
+
+
+def test_synthetic_nuclei_image_is_uint16_with_bright_objects():
+    image, nuclei = benchmark.synthetic_nuclei_image(256, seed=1)
+    assert image.dtype == np.uint16 and image.shape == (256, 256)
+    row, col, _ = nuclei[0]
+    assert image[row, col] > 1000 > int(np.median(image))
+
+
+def test_fcfi_bench_end_to_end_on_a_tiny_network(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench", "--models", TINY, "--sizes", "64", "96", "--repeats", "2", "--warmup", "1",
+            "--threads", "1", "--devices", "auto", "--module-sizes", "64", "--engine-model", TINY,
+            "--engine-sizes", "192", "--engine-objects", "1", "--engine-clicks", "2", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "per-click network latency" in printed and "FFCM+CFFM cost" in printed and "engine overhead" in printed
+    results = json.loads(out.read_text())
+    assert results["machine"]["logical_cpus"] >= 1 and results["machine"]["torch"] == torch.__version__
+    latency = [r for r in results["latency"] if r["device"] == "cpu"]
+    assert [r["size"] for r in latency] == [64, 96]
+    for record in latency:
+        assert record["n"] == 2 and record["threads"] == 1 and record["precision"] == "fp32"
+        assert 0 < record["median_ms"] <= record["p95_ms"] and record["rss_peak_mb"] > 0
+    if not torch.cuda.is_available():
+        assert results["not_measured"][0]["device"] == "cuda"
+    (modules,) = results["feedback_modules"]
+    assert modules["size"] == 64 and modules["ffcm_hook_ms"] > 0 and modules["cffm_hook_ms"] > 0
+    (engine,) = results["engine"]
+    assert engine["clicks"] == 2 and engine["image"] == "192x192 uint16"
+    assert engine["network"]["median_ms"] > 0 and engine["overhead_pct"] is not None
+    assert results["targets"]["engine_overhead_below_10pct"]["met"] in (True, False)
+
+
+def test_fcfi_bench_rejects_bad_arguments(capsys):
+    assert main(["bench", "--models", TINY, "--repeats", "0", "--sections", "latency"]) == 2
+    assert "--repeats" in capsys.readouterr().err
+    assert main(["bench", "--models", "no-such-model", "--sections", "latency", "--sizes", "64"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
