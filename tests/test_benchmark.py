@@ -78,7 +78,11 @@ def test_fcfi_bench_end_to_end_on_a_tiny_network(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "per-click network latency" in printed and "FFCM+CFFM cost" in printed and "engine overhead" in printed
+    assert (
+        "per-click network latency" in printed
+        and "FFCM+CFFM cost" in printed
+        and "engine overhead" in printed
+    )
     results = json.loads(out.read_text())
     assert results["machine"]["logical_cpus"] >= 1 and results["machine"]["torch"] == torch.__version__
     latency = [r for r in results["latency"] if r["device"] == "cpu"]
