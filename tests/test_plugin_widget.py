@@ -153,3 +153,15 @@ def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path):
         replay.add_click(record.row, record.col, record.positive)
     np.testing.assert_array_equal(replay.mask, live_mask)
     runner.shutdown()
+
+
+def test_widgets_of_one_viewer_share_one_model_cache(make_napari_viewer):
+    from napari_fcfi.plugin.models import cache_for_viewer
+
+    viewer = make_napari_viewer()
+    other = make_napari_viewer()
+    first = FCFIWidget(viewer, runner=ImmediateRunner())
+    second = FCFIWidget(viewer, runner=ImmediateRunner())
+    assert first.controller.model_cache is second.controller.model_cache is cache_for_viewer(viewer)
+    assert cache_for_viewer(other) is not cache_for_viewer(viewer)
+    assert first.controller.segmenter_settings == {"preset": "microscopy"}

@@ -113,7 +113,9 @@ class SegmentationController:
     ) -> None:
         self.viewer = viewer
         self.model_cache = model_cache
-        self.segmenter_factory = segmenter_factory or engine_segmenter_factory()
+        # Engine settings recorded in the click log; only known when the default factory builds the engine.
+        self.segmenter_settings: dict[str, Any] = {} if segmenter_factory else {"preset": "microscopy"}
+        self.segmenter_factory = segmenter_factory or engine_segmenter_factory(**self.segmenter_settings)
         self.runner = runner if runner is not None else ThreadedRunner()
         self.runner.on_result = self._on_result
         self.runner.on_busy = self._on_busy

@@ -343,6 +343,7 @@ class FCFIWidget(QWidget):
             path,
             model=self.controller.model_source,
             settings={
+                **self.controller.segmenter_settings,
                 "device": self.controller.device,
                 "threshold": self.controller.threshold,
                 "channel_axis": self.controller.channel_axis,
