@@ -51,16 +51,18 @@ class DiskClickMaps(nn.Module):
         per_group = num_rows // 2
         if per_group == 0:
             return torch.zeros(batch, 2, height, width, device=points.device)
-        coords = points[..., :2].to(torch.float32)
-        rows = torch.arange(height, dtype=torch.float32, device=points.device)
-        cols = torch.arange(width, dtype=torch.float32, device=points.device)
-        # (pixel - click) squared per axis, summed: same float ops as the reference.
-        d_row = rows.view(1, 1, height, 1) - coords[..., 0].view(batch, num_rows, 1, 1)
-        d_col = cols.view(1, 1, 1, width) - coords[..., 1].view(batch, num_rows, 1, 1)
-        sq_dist = d_row * d_row + d_col * d_col
-        is_padding = coords.max(dim=-1).values < 0
-        sq_dist = sq_dist.masked_fill(is_padding.view(batch, num_rows, 1, 1), 1e6)
-        nearest = sq_dist.view(batch, 2, per_group, height, width).min(dim=2).values
+        coords = points[..., :2].to(torch.float32).reshape(batch, 2, per_group, 2)
+        is_padding = coords.max(dim=-1).values < 0  # (B, 2, N)
+        rows = torch.arange(height, dtype=torch.float32, device=points.device).view(1, 1, height, 1)
+        cols = torch.arange(width, dtype=torch.float32, device=points.device).view(1, 1, 1, width)
+        nearest = torch.full((batch, 2, height, width), float("inf"), device=points.device)
+        # One click slot at a time keeps memory at O(B*H*W) however many clicks there are.
+        for slot in range(per_group):
+            d_row = rows - coords[:, :, slot, 0].view(batch, 2, 1, 1)
+            d_col = cols - coords[:, :, slot, 1].view(batch, 2, 1, 1)
+            sq_dist = d_row * d_row + d_col * d_col  # same float ops as the reference
+            sq_dist.masked_fill_(is_padding[:, :, slot].view(batch, 2, 1, 1), float("inf"))
+            nearest = torch.minimum(nearest, sq_dist)
         return (nearest <= float(self.radius) ** 2).to(torch.float32)
 
 
