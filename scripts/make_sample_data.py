@@ -76,7 +76,9 @@ def nuclei_2d(seed: int = 7, shape: tuple[int, int] = (256, 256)) -> tuple[np.nd
     return _camera(rng, signal * illumination + background), labels
 
 
-def nuclei_stack_3d(seed: int = 11, shape: tuple[int, int, int] = (16, 128, 128)) -> tuple[np.ndarray, np.ndarray]:
+def nuclei_stack_3d(
+    seed: int = 11, shape: tuple[int, int, int] = (16, 128, 128)
+) -> tuple[np.ndarray, np.ndarray]:
     """A small 3D stack (z, y, x) of nuclei (uint16) and its 3D instance labels (uint16)."""
     rng = np.random.default_rng(seed)
     depth, height, width = shape
@@ -106,7 +108,9 @@ def save(path: Path, array: np.ndarray, axes: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default: the package's sample_data)")
+    parser.add_argument(
+        "--out", type=Path, default=OUT_DIR, help="output folder (default: the package's sample_data)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     image, labels = nuclei_2d()

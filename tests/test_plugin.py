@@ -17,9 +17,9 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_fcfi.plugin.controller import Click, SegmentationController  # noqa: E402
-from napari_fcfi.plugin.models import ModelCache  # noqa: E402
-from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner  # noqa: E402
+from napari_fcfi.plugin.controller import Click, SegmentationController
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
 RADIUS = 5
 
@@ -40,8 +40,10 @@ class DiskSegmenter:
     def set_image(self, image, channel_axis=None, channel=None, initial_mask=None):
         self.image = np.asarray(image)
         self.channel_axis, self.channel = channel_axis, channel
-        shape = self.image.shape if channel_axis is None else tuple(
-            n for ax, n in enumerate(self.image.shape) if ax != channel_axis
+        shape = (
+            self.image.shape
+            if channel_axis is None
+            else tuple(n for ax, n in enumerate(self.image.shape) if ax != channel_axis)
         )
         if len(shape) != 2:
             raise ValueError(f"not a 2D slice: {self.image.shape}")
@@ -412,6 +414,7 @@ def test_stale_results_are_dropped(make_napari_viewer):
 def test_mouse_through_napari_dispatch(make_napari_viewer):
     """napari's own press/move/release dispatch (the persisted, re-wrapped event) drives the callback."""
     from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+
     wrapt = pytest.importorskip("wrapt")  # napari wraps the persisted event in such a proxy
 
     viewer = make_napari_viewer()
@@ -421,7 +424,12 @@ def test_mouse_through_napari_dispatch(make_napari_viewer):
 
     def send(dispatch, kind, position, button=1, modifiers=()):
         event = SimpleNamespace(
-            type=kind, position=position, button=button, modifiers=modifiers, handled=False, is_dragging=kind == "mouse_move"
+            type=kind,
+            position=position,
+            button=button,
+            modifiers=modifiers,
+            handled=False,
+            is_dragging=kind == "mouse_move",
         )
         dispatch(layer, wrapt.ObjectProxy(event))
 
@@ -431,7 +439,6 @@ def test_mouse_through_napari_dispatch(make_napari_viewer):
     send(mouse_move_callbacks, "mouse_move", (60.0, 70.0))  # a drag: no click
     send(mouse_release_callbacks, "mouse_release", (60.0, 70.0))
     assert controller.sessions[()].clicks == (Click(10, 15, False),)
-
 
 
 def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer, qtbot):

@@ -14,7 +14,9 @@ def test_writer_round_trip_keeps_dtype_scale_translate(tmp_path, dtype):
     labels[1, 5:10, 5:25] = 7
     labels[2, 12:18, 2:8] = np.iinfo(dtype).max
     written = write_labels_tiff(
-        str(tmp_path / "labels.tiff"), labels, {"scale": (2.0, 0.5, 0.25), "translate": (0, 10, -3), "name": "x"}
+        str(tmp_path / "labels.tiff"),
+        labels,
+        {"scale": (2.0, 0.5, 0.25), "translate": (0, 10, -3), "name": "x"},
     )
     assert written == [str(tmp_path / "labels.tiff")]
     data, meta = read_labels_tiff(written[0])
@@ -46,7 +48,7 @@ def test_writer_and_samples_through_npe2(tmp_path):
     assert {w.command for w in manifest.contributions.widgets} == {"napari-fcfi.make_widget"}
     for key, shape in (("nuclei_2d", (256, 256)), ("nuclei_3d", (16, 128, 128))):
         contribution = next(s for s in manifest.contributions.sample_data if s.key == key)
-        (data, meta, kind), = contribution.open()
+        ((data, _meta, kind),) = contribution.open()
         assert kind == "image" and data.shape == shape and data.dtype == np.uint16
         assert 0 < data.min() < data.max()
     writer = manager.get_command("napari-fcfi.write_labels").exec(
@@ -68,12 +70,13 @@ def test_sample_data_files_are_small_and_labelled():
 
 def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     pytest.importorskip("pytestqt")
+    from test_plugin import DiskSegmenter
+
     from napari_fcfi.plugin.demo import object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache
     from napari_fcfi.plugin.sample_data import load_sample
     from napari_fcfi.plugin.widget import FCFIWidget
     from napari_fcfi.plugin.worker import ImmediateRunner
-    from test_plugin import DiskSegmenter
 
     image, labels = load_sample("nuclei_2d"), load_sample("nuclei_2d_labels")
     seeds = object_seeds(image, count=3)

@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_fcfi.plugin.models import ModelCache  # noqa: E402
-from napari_fcfi.plugin.widget import SHORTCUTS, FCFIWidget, channel_choices  # noqa: E402
-from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner  # noqa: E402
-from test_plugin import DiskSegmenter, disk  # noqa: E402
+from test_plugin import DiskSegmenter, disk
+
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import SHORTCUTS, FCFIWidget, channel_choices
+from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
 
 def fake_cache():
@@ -21,7 +22,12 @@ def fake_cache():
 
 
 def make_widget(viewer, runner=None, factory=DiskSegmenter, cache=None):
-    return FCFIWidget(viewer, model_cache=cache or fake_cache(), segmenter_factory=factory, runner=runner or ImmediateRunner())
+    return FCFIWidget(
+        viewer,
+        model_cache=cache or fake_cache(),
+        segmenter_factory=factory,
+        runner=runner or ImmediateRunner(),
+    )
 
 
 def test_widget_menus_keys_and_commit(make_napari_viewer):

@@ -47,7 +47,9 @@ class ClickLog:
             path = path.with_suffix(".csv")
         lengths = {len(r.slice_key) for r in self.records}
         if len(lengths) > 1:
-            raise ValueError(f"click log mixes slices of {sorted(lengths)} stack axes; save one image per log")
+            raise ValueError(
+                f"click log mixes slices of {sorted(lengths)} stack axes; save one image per log"
+            )
         axes = {0: (), 1: ("z",), 2: ("t", "z")}.get(lengths.pop() if lengths else 0)
         if axes is None:
             raise ValueError("click logs support at most 4D stacks (t, z, y, x)")
@@ -56,12 +58,23 @@ class ClickLog:
             "model": model,
             "settings": settings,
             "objects": [
-                {"label_id": r.label_id, "slice": list(r.slice_key), "clicks": len(r.clicks), "edited": r.edited}
+                {
+                    "label_id": r.label_id,
+                    "slice": list(r.slice_key),
+                    "clicks": len(r.clicks),
+                    "edited": r.edited,
+                }
                 for r in self.records
             ],
         }
         rows = [
-            {"object": r.label_id, "row": row, "col": col, "positive": bool(positive), "position": r.slice_key}
+            {
+                "object": r.label_id,
+                "row": row,
+                "col": col,
+                "positive": bool(positive),
+                "position": r.slice_key,
+            }
             for r in self.records
             for row, col, positive in r.clicks
         ]

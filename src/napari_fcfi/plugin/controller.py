@@ -15,8 +15,9 @@ runner's thread; everything else happens on the main thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,9 @@ class SegmentationController:
         self.viewer.dims.events.current_step.connect(self._on_dims_change)
 
     # ------------------------------------------------------------------ set-up
-    def set_image_layer(self, layer: Any, channel_axis: int | None = None, channel: int | None = None) -> None:
+    def set_image_layer(
+        self, layer: Any, channel_axis: int | None = None, channel: int | None = None
+    ) -> None:
         """Annotate ``layer``; its clicks layer and preview are created aligned with it.
 
         ``channel`` picks one channel of a multichannel/RGB image (``None``: composite of all).
@@ -215,12 +218,15 @@ class SegmentationController:
 
     def set_labels_layer(self, layer: Any | None) -> None:
         """Commit into ``layer`` (must match the image's label grid); ``None``: create one on commit."""
-        if layer is not None and self.geometry is not None:
-            if tuple(layer.data.shape) != self.geometry.label_shape:
-                raise ValueError(
-                    f"labels layer {layer.name!r} has shape {tuple(layer.data.shape)}, "
-                    f"the image needs {self.geometry.label_shape}"
-                )
+        if (
+            layer is not None
+            and self.geometry is not None
+            and tuple(layer.data.shape) != self.geometry.label_shape
+        ):
+            raise ValueError(
+                f"labels layer {layer.name!r} has shape {tuple(layer.data.shape)}, "
+                f"the image needs {self.geometry.label_shape}"
+            )
         self.labels_layer = layer
         self.on_label_id(self.next_label_id())
 
@@ -273,7 +279,9 @@ class SegmentationController:
         coords = world_to_grid(self.geometry, world_position)
         key, row, col = split_grid_point(self.geometry, coords)
         if not self.geometry.contains(key, row, col):
-            self._status(f"FCFI: click at ({row}, {col}) is outside the image {self.geometry.plane_shape}; ignored")
+            self._status(
+                f"FCFI: click at ({row}, {col}) is outside the image {self.geometry.plane_shape}; ignored"
+            )
             return False
         point = np.array([*key, row, col], dtype=float)
         self._append_point(point, positive)
@@ -296,7 +304,9 @@ class SegmentationController:
             yield
         release_position = np.asarray(getattr(event, "position", press_position), dtype=float)
         if self.geometry is not None and release_position.shape == press_position.shape:
-            moved = world_to_grid(self.geometry, release_position) - world_to_grid(self.geometry, press_position)
+            moved = world_to_grid(self.geometry, release_position) - world_to_grid(
+                self.geometry, press_position
+            )
             if np.abs(moved[-2:]).max() > 2.0:
                 return  # a drag: napari pans/zooms, no click
         modifiers = {str(getattr(m, "name", m)).lower() for m in getattr(event, "modifiers", ())}
@@ -397,7 +407,9 @@ class SegmentationController:
             self._status("FCFI: nothing to redo on this slice")
             return
         click = session.redo_stack.pop()
-        self._append_point(np.array([*session.key, click.row, click.col], float), click.positive, internal=True)
+        self._append_point(
+            np.array([*session.key, click.row, click.col], float), click.positive, internal=True
+        )
 
     def reset_object(self) -> None:
         """Forget the object in progress on the slice on screen (clicks and edit selection)."""
@@ -537,7 +549,7 @@ class SegmentationController:
             if engine.segmenter is None or engine.config != engine_config:
                 try:
                     model = cache.get(source, device)
-                except Exception as error:  # noqa: BLE001 - turned into an actionable message
+                except Exception as error:
                     raise RuntimeError(describe_load_error(source, error)) from error
                 image = read_slice(image_layer, geometry, session.key)
                 segmenter = factory(model)
@@ -547,7 +559,12 @@ class SegmentationController:
                     channel=channel,
                     initial_mask=initial_mask,
                 )
-                engine.segmenter, engine.config, engine.applied, engine.probs = segmenter, engine_config, (), []
+                engine.segmenter, engine.config, engine.applied, engine.probs = (
+                    segmenter,
+                    engine_config,
+                    (),
+                    [],
+                )
             segmenter = engine.segmenter
             keep = 0
             while keep < min(len(engine.applied), len(clicks)) and engine.applied[keep] == clicks[keep]:
@@ -577,7 +594,9 @@ class SegmentationController:
         session.shown_generation = result.generation
         if result.error is not None:
             session.commit_pending = False
-            self._error(str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}")
+            self._error(
+                str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}"
+            )
             return
         session.prob, session.mask, session.shown_config = result.value
         if session.shown_config != self._config() and session.clicks:
@@ -597,9 +616,14 @@ class SegmentationController:
 
     def _refresh_view(self, recompute: bool = False) -> None:
         session = self.current_session(create=False)
-        if recompute and session is not None and session.clicks:
-            if session.shown_config != self._config() and session.up_to_date:
-                self._request(session)
+        if (
+            recompute
+            and session is not None
+            and session.clicks
+            and session.up_to_date
+            and session.shown_config != self._config()
+        ):
+            self._request(session)
         self._update_preview()
 
     def _update_preview(self) -> None:

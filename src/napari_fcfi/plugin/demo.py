@@ -23,7 +23,9 @@ WIDGET_NAME = "FCFI interactive segmentation"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, help="image to open instead of the 2D nuclei sample")
-    parser.add_argument("--model", default="default", help="model: 'default' (bundled), an official name or a file")
+    parser.add_argument(
+        "--model", default="default", help="model: 'default' (bundled), an official name or a file"
+    )
     parser.add_argument("--device", default="cpu", help="device for the network (cpu, cuda, mps)")
     parser.add_argument(
         "--screenshot",
@@ -31,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="simulate a few clicks, save a screenshot of the whole window to PATH and exit",
     )
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for predictions (screenshot)")
+    parser.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for predictions (screenshot)"
+    )
 
 
 def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple[Any, bool]:
@@ -59,7 +63,9 @@ def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple
     widget._on_model_choice()
     try:
         widget.controller.model_cache.get(model, device)  # load once now, so the first click is quick
-        widget._show_status(f"FCFI: model {model!r} loaded on {device}; left click = positive, right = negative")
+        widget._show_status(
+            f"FCFI: model {model!r} loaded on {device}; left click = positive, right = negative"
+        )
         loaded = True
     except Exception as error:  # noqa: BLE001 - the viewer opens anyway, with a clear message
         from napari.utils.notifications import show_warning
@@ -106,7 +112,9 @@ def wait_until_idle(widget: Any, timeout: float) -> bool:
     return False
 
 
-def simulate_and_screenshot(viewer: Any, widget: Any, path: Path, timeout: float, clicks: bool = True) -> Path:
+def simulate_and_screenshot(
+    viewer: Any, widget: Any, path: Path, timeout: float, clicks: bool = True
+) -> Path:
     """Commit two objects, leave a third in progress (with a negative click), save a screenshot.
 
     ``clicks=False`` (no model) saves the window as it is.
@@ -115,7 +123,7 @@ def simulate_and_screenshot(viewer: Any, widget: Any, path: Path, timeout: float
     layer = controller.image_layer
     plane = np.asarray(layer.data if layer.ndim == 2 else layer.data[(0,) * (layer.ndim - 2)])
     seeds = object_seeds(plane, count=3) if clicks else []
-    to_world = lambda row, col: tuple(layer.data_to_world((row, col)))  # noqa: E731
+    to_world = lambda row, col: tuple(layer.data_to_world((row, col)))
     for index, (row, col) in enumerate(seeds):
         controller.add_click_world(to_world(row, col), positive=True)
         wait_until_idle(widget, timeout)

@@ -12,8 +12,9 @@ Nothing here touches Qt; the functions take napari layers or plain arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,9 @@ class ImageGeometry:
     def image_index(self, key: SliceKey) -> tuple[Any, ...]:
         """Index into the image array that yields the 2D slice ``key`` (channel axis kept)."""
         if len(key) != len(self.slice_shape):
-            raise ValueError(f"slice key {key} has {len(key)} indices, image has {len(self.slice_shape)} slice axes")
+            raise ValueError(
+                f"slice key {key} has {len(key)} indices, image has {len(self.slice_shape)} slice axes"
+            )
         index: list[Any] = [slice(None)] * len(self.data_shape)
         for ax, value in zip(self.label_axes[: len(key)], key):
             index[ax] = int(value)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_MODEL = "default"
 
@@ -59,7 +60,7 @@ class ModelCache:
             self._models.clear()
 
 
-_CACHES: "weakref.WeakKeyDictionary[Any, ModelCache]" = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[Any, ModelCache] = weakref.WeakKeyDictionary()
 
 
 def cache_for_viewer(viewer: Any) -> ModelCache:
@@ -81,8 +82,8 @@ def available_model_names() -> list[str]:
             name = entry if isinstance(entry, str) else getattr(entry, "name", None) or entry.get("name")
             if name and name not in names:
                 names.append(str(name))
-    except Exception:  # noqa: BLE001 - the model room may not offer a registry yet; the menu still works
-        pass
+    except Exception:  # noqa: BLE001 - a broken registry must not break the widget; "default" stays
+        return names
     return names
 
 

@@ -39,7 +39,12 @@ def nuclei_2d() -> list[tuple[np.ndarray, dict[str, Any], str]]:
 def nuclei_stack_3d() -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """Small 3D nuclei stack (z, y, x) = (16, 128, 128), uint16, z spacing 2x the pixel size."""
     stack = load_sample("nuclei_stack_3d")
-    meta = {"name": "nuclei 3D", "colormap": "gray", "scale": (2.0, 1.0, 1.0), "contrast_limits": _limits(stack)}
+    meta = {
+        "name": "nuclei 3D",
+        "colormap": "gray",
+        "scale": (2.0, 1.0, 1.0),
+        "contrast_limits": _limits(stack),
+    }
     return [(stack, meta, "image")]
 
 

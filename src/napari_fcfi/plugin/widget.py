@@ -96,12 +96,18 @@ class FCFIWidget(QWidget):
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
         form = QFormLayout()
-        self.image_combo = QComboBox(toolTip="Image layer to annotate (2D, 3D or 4D; grayscale, RGB or channels)")
+        self.image_combo = QComboBox(
+            toolTip="Image layer to annotate (2D, 3D or 4D; grayscale, RGB or channels)"
+        )
         self.channel_combo = QComboBox(toolTip="Which channel(s) the network sees")
-        self.labels_combo = QComboBox(toolTip="Labels layer that Commit writes into (created aligned with the image)")
+        self.labels_combo = QComboBox(
+            toolTip="Labels layer that Commit writes into (created aligned with the image)"
+        )
         self.model_combo = QComboBox(editable=True)
         self.model_combo.addItems(available_model_names())
-        self.model_combo.setToolTip("'default' = bundled weights, an official name (fcfi models), or a file path")
+        self.model_combo.setToolTip(
+            "'default' = bundled weights, an official name (fcfi models), or a file path"
+        )
         self.browse_button = QPushButton("…", toolTip="Choose a weights file (.safetensors or official .pth)")
         self.browse_button.setMaximumWidth(30)
         model_row = QHBoxLayout()
@@ -114,12 +120,16 @@ class FCFIWidget(QWidget):
         self.threshold_spin.setToolTip("Probability threshold of the object mask")
         self.label_spin = QSpinBox(minimum=1, maximum=2**31 - 1)
         self.label_spin.setToolTip("Label id of the next committed object (defaults to the next free id)")
-        self.edit_button = QPushButton("Edit", toolTip="Edit this existing label on the slice on screen (or Shift+click it)")
+        self.edit_button = QPushButton(
+            "Edit", toolTip="Edit this existing label on the slice on screen (or Shift+click it)"
+        )
         label_row = QHBoxLayout()
         label_row.addWidget(self.label_spin, 1)
         label_row.addWidget(self.edit_button)
         self.overwrite_check = QCheckBox("paint over existing labels")
-        self.overwrite_check.setToolTip("Off: commits paint only background, other labels are never overwritten")
+        self.overwrite_check.setToolTip(
+            "Off: commits paint only background, other labels are never overwritten"
+        )
         self.annotate_check = QCheckBox("annotation mode", checked=True)
         self.annotate_check.setToolTip(
             "Left click: positive click · right click or Ctrl+left: negative · Shift+left: edit label under "
@@ -149,8 +159,12 @@ class FCFIWidget(QWidget):
         for action, (button, text) in tips.items():
             button.setToolTip(f"{text} ({SHORTCUTS[action][1]})")
         self.save_button = QPushButton("Save click log…")
-        self.save_button.setToolTip("Save all committed objects' clicks, model and settings (CSV replayable by fcfi segment)")
-        for i, button in enumerate((self.commit_button, self.undo_button, self.redo_button, self.reset_button)):
+        self.save_button.setToolTip(
+            "Save all committed objects' clicks, model and settings (CSV replayable by fcfi segment)"
+        )
+        for i, button in enumerate(
+            (self.commit_button, self.undo_button, self.redo_button, self.reset_button)
+        ):
             buttons.addWidget(button, i // 2, i % 2)
         buttons.addWidget(self.save_button, 2, 0, 1, 2)
 
@@ -369,7 +383,7 @@ class FCFIWidget(QWidget):
         finally:
             self._syncing = False
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: Any) -> None:
         self.controller.close()
         super().closeEvent(event)
 
@@ -384,4 +398,4 @@ def _layer_action(action: Any) -> Any:
     return callback
 
 
-__all__ = ["FCFIWidget", "channel_choices", "SHORTCUTS"]
+__all__ = ["SHORTCUTS", "FCFIWidget", "channel_choices"]

@@ -8,8 +8,9 @@ understand) and in tifffile's JSON metadata (``scale``, ``translate``, ``axes``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
