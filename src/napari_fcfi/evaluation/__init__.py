@@ -1,0 +1,46 @@
+"""Evaluation room: robot user, NoC/NoF/IoU metrics, dataset readers, classical baselines, ``fcfi eval``.
+
+Python API::
+
+    from napari_fcfi.evaluation import evaluate, open_dataset, split_instance_folder
+    train_ids, val_ids = split_instance_folder("../shared/data/dsb2018_train", val_fraction=0.15, seed=0)
+    data = open_dataset("../shared/data/dsb2018_train", split="val", max_objects=5)
+    result = evaluate(model_or_factory, data, max_clicks=20)   # -> EvalResult
+    result.summary["noc@90"], result.iou_curve()
+
+Modules: :mod:`.robot`, :mod:`.metrics`, :mod:`.datasets`, :mod:`.baselines`, :mod:`.runner`,
+:mod:`.plots`, :mod:`.cli`. Nothing here imports napari or Qt; torch is imported only when a model
+is evaluated.
+"""
+
+from .baselines import BASELINES, GeodesicSegmenter, RandomWalkerSegmenter
+from .datasets import (
+    EvalDataset,
+    Sample,
+    instance_folder_ids,
+    open_dataset,
+    split_ids,
+    split_instance_folder,
+)
+from .robot import Click, RobotUser
+from .runner import EngineSegmenter, EvalResult, ObjectResult, evaluate, format_table, resolve_segmenter
+
+__all__ = [
+    "BASELINES",
+    "Click",
+    "EngineSegmenter",
+    "EvalDataset",
+    "EvalResult",
+    "GeodesicSegmenter",
+    "ObjectResult",
+    "RandomWalkerSegmenter",
+    "RobotUser",
+    "Sample",
+    "evaluate",
+    "format_table",
+    "instance_folder_ids",
+    "open_dataset",
+    "resolve_segmenter",
+    "split_ids",
+    "split_instance_folder",
+]
