@@ -272,13 +272,13 @@ def test_fcfi_loss_uses_all_outputs():
 
 
 # ------------------------------------------------------------------ trainer
-def _trainer(tmp_path, steps=12, seed=0, name="run"):
+def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False):
     torch.manual_seed(seed)
     items = _toy_items()
-    sampler = TrainingSampler(items, crop_size=48, seed=seed)
+    sampler = TrainingSampler(items, crop_size=48, seed=seed, view_size=64)
     config = TrainConfig(
         steps=steps, batch_size=4, lr=5e-3, warmup_steps=2, seed=seed, val_every=0, log_every=2,
-        checkpoint_minutes=1e9,
+        checkpoint_minutes=1e9, prefetch=prefetch,
     )
     return Trainer(ContractStandIn(), sampler, tmp_path / name, config, progress=False)
 
@@ -294,7 +294,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 
 
 def test_training_is_deterministic_and_resume_is_exact(tmp_path):
-    straight = _trainer(tmp_path, steps=8, name="a")
+    straight = _trainer(tmp_path, steps=8, name="a", prefetch=True)  # batches from a worker process
     straight.fit()
     first = _trainer(tmp_path, steps=8, name="b")
     first.fit(until=4)  # interrupted half-way
@@ -328,3 +328,18 @@ def test_robot_validation_reports_noc(tmp_path):
     metrics = robot_validate(ContractStandIn(), objects, input_size=64, max_clicks=4)
     assert set(metrics) == {"noc85", "noc90", "nof90", "iou1", "iou3"}
     assert 1 <= metrics["noc85"] <= metrics["noc90"] <= 4 and 0 <= metrics["iou1"] <= 1
+
+
+def test_ablation_switches_replace_modules_and_keep_the_contract():
+    from napari_fcfi.model.networks import FCFIHRNet
+    from napari_fcfi.training.ablation import apply_ablation
+
+    torch.manual_seed(0)
+    net = apply_ablation(FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True), use_ffcm=False, use_cffm=False)
+    sets = [ClickSet([(10, 12, True)]), ClickSet([(20, 3, True)])]
+    image = torch.rand(2, 4, 64, 64)
+    out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0, is_training=True)
+    assert out["instances"].shape == (2, 1, 64, 64)
+    expected = F.interpolate(image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True)
+    assert torch.allclose(out["updated_feedback2"], expected)  # CFFM off: feedback passes through
+    assert not any("correction_module" in k or "fusion_module" in k for k in net.state_dict())

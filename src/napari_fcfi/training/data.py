@@ -212,6 +212,7 @@ class TrainingSampler:
         object_fraction: tuple[float, float] = (0.06, 0.7),
         seed: int = 0,
         augment: bool = True,
+        view_size: int | None = None,
     ) -> None:
         if not real and not synthetic:
             raise ValueError("TrainingSampler needs at least one real or synthetic image")
@@ -226,6 +227,12 @@ class TrainingSampler:
         self.object_fraction = object_fraction
         self.seed = int(seed)
         self.augment = augment
+        # The engine shows the network windows of ``view_size`` pixels (its input size). With a
+        # smaller ``crop_size`` (faster training), a crop is a ``crop_size`` part of such a view,
+        # so objects keep the pixel size they will have at inference; only context is lost.
+        self.view_size = int(view_size or crop_size)
+        if self.view_size < self.crop_size:
+            raise ValueError(f"view_size ({self.view_size}) must be >= crop_size ({self.crop_size})")
 
     def rng_for(self, step: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(step), int(index)])
@@ -249,7 +256,10 @@ class TrainingSampler:
         side = max(r1 - r0, c1 - c0)
         lo, hi = self.object_fraction
         fraction = math.exp(rng.uniform(math.log(lo), math.log(hi))) if self.augment else math.sqrt(lo * hi)
-        window = max(side / fraction, 16.0)
+        # ``fraction`` is relative to the engine's view; the object fills at most 90% of the crop.
+        view_to_crop = self.crop_size / self.view_size
+        fraction = min(fraction, 0.9 * view_to_crop)
+        window = max(side / fraction * view_to_crop, 16.0)
         aspect = math.exp(rng.normal(0.0, 0.08)) if self.augment else 1.0  # mild anisotropic scale jitter
         win_h, win_w = max(8, int(round(window * aspect))), max(8, int(round(window / aspect)))
         # The object centre moves within the window but the object stays (mostly) inside.

@@ -54,6 +54,12 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_minutes: float = 5.0
     time_limit_minutes: float = 0.0  # 0: no limit
+    # > 0: re-fit ``steps`` every ``retune_every`` steps so the run ends at this many minutes
+    # (the schedule horizon then depends on machine speed; it is logged, so a rerun with the
+    # final ``--steps`` is exact). 0: ``steps`` is fixed and the run is bit-reproducible.
+    time_budget_minutes: float = 0.0
+    retune_every: int = 100
+    prefetch: bool = True  # build batches in a worker process while the network trains
     amp: bool = True  # used on CUDA only
     loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
 
@@ -140,10 +146,10 @@ class Trainer:
         self.net.train()
         return prev
 
-    def train_step(self, step: int) -> dict[str, float]:
-        """One optimizer step on the batch of ``step``; returns the loss parts."""
+    def train_step(self, step: int, batch=None) -> dict[str, float]:
+        """One optimizer step on the batch of ``step`` (drawn here unless given); returns the loss parts."""
         config = self.config
-        images, masks, click_sets = self.sampler.batch(step, config.batch_size)
+        images, masks, click_sets = batch if batch is not None else self.sampler.batch(step, config.batch_size)
         images, masks = images.to(self.device), masks.to(self.device)
         extra_clicks = int(np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1))
         self.net.train()
@@ -203,11 +209,49 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        if self.config.time_budget_minutes > 0:
+            self.config.steps = int(state["train_config"]["steps"])
         self.best_score = float(state["best_score"])
         self.best_metrics = state.get("best_metrics")
         torch.set_rng_state(state["torch_rng"])
 
     # ---------------------------------------------------------------- loop
+    def _batches(self, first_step: int):
+        """Yield ``(step, batch)`` from ``first_step`` on, built by one worker process."""
+        from torch.utils.data import DataLoader, Dataset
+
+        sampler, batch_size, total = self.sampler, self.config.batch_size, 10**9
+
+        class _Steps(Dataset):
+            def __len__(self) -> int:
+                return total - first_step
+
+            def __getitem__(self, offset: int):
+                step = first_step + offset
+                return step, sampler.batch(step, batch_size)
+
+        def _worker_init(_: int) -> None:
+            torch.set_num_threads(1)
+
+        loader = DataLoader(
+            _Steps(), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=2,
+            collate_fn=lambda item: item, worker_init_fn=_worker_init, persistent_workers=False,
+        )
+        yield from loader
+
+    def _retune_horizon(self, start_time: float, say: Callable[[str], None]) -> None:
+        """Fit ``config.steps`` so that training ends at the time budget (measured speed so far)."""
+        config = self.config
+        elapsed = time.time() - start_time
+        done = self.step - self._first_step
+        if done <= 0 or elapsed <= 0:
+            return
+        remaining = config.time_budget_minutes * 60 - elapsed
+        estimate = self.step + max(int(remaining / (elapsed / done)), 0)
+        config.steps = max(estimate, self.step + 1)
+        self._log({"step": self.step, "horizon": config.steps, "seconds_per_step": elapsed / done})
+        say(f"step {self.step}: schedule horizon set to {config.steps} steps ({elapsed / done:.2f} s/step)")
+
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -232,6 +276,7 @@ class Trainer:
         end = config.steps if until is None else min(until, config.steps)
         say = on_log or (lambda text: None)
         start_time = time.time()
+        self._first_step = self.step
         last_checkpoint = time.time()
         window: list[dict[str, float]] = []
         step_times: list[float] = []
@@ -241,9 +286,14 @@ class Trainer:
 
             bar = tqdm(total=config.steps, initial=self.step, desc="train", dynamic_ncols=True, mininterval=5)
         stopped_early = False
+        batches = self._batches(self.step) if config.prefetch else None
         while self.step < end:
             t0 = time.perf_counter()
-            parts = self.train_step(self.step)
+            batch = None
+            if batches is not None:
+                batch_step, batch = next(batches)
+                assert batch_step == self.step
+            parts = self.train_step(self.step, batch)
             step_times.append(time.perf_counter() - t0)
             self.step += 1
             window.append(parts)
@@ -272,6 +322,11 @@ class Trainer:
             if time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
                 self.save("last.pt")
                 last_checkpoint = time.time()
+            if config.time_budget_minutes > 0 and self.step % config.retune_every == 0 and until is None:
+                self._retune_horizon(start_time, say)
+                end = config.steps
+                if bar is not None:
+                    bar.total = config.steps
             if config.time_limit_minutes and time.time() - start_time >= config.time_limit_minutes * 60:
                 stopped_early = True
                 say(f"time limit reached at step {self.step}")
@@ -279,4 +334,5 @@ class Trainer:
         self.save("last.pt")
         if bar is not None:
             bar.close()
+        del batches
         return {"step": self.step, "best": self.best_metrics, "stopped_early": stopped_early}

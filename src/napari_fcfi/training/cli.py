@@ -1,0 +1,201 @@
+"""``fcfi train``: iterative click training on instance-label folders, and checkpoint export.
+
+Examples::
+
+    fcfi train --data ../shared/data/dsb2018_train --out runs/main --preset tiny \\
+        --steps 3000 --batch-size 8 --crop-size 160
+    fcfi train --resume runs/main/last.pt ...          # continue an interrupted run
+    fcfi train --export runs/main/best.pt model.safetensors --name my-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+#: Network sizes for ``--preset`` (FCFIHRNet constructor kwargs). All contain FFCM and CFFM.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(arch="hrnet", width=8, ocr_width=16, mid_ch=16, small=True),
+    "small": dict(arch="hrnet", width=12, ocr_width=24, mid_ch=24, small=True),
+    "medium": dict(arch="hrnet", width=18, ocr_width=48, mid_ch=32, small=True),
+    "hrnet18s": dict(arch="hrnet", width=18, ocr_width=48, mid_ch=64, small=False),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``fcfi train``."""
+    parser.add_argument("--data", type=Path, action="append", help="instance-label folder (repeatable)")
+    parser.add_argument("--out", type=Path, help="run folder (checkpoints, log.jsonl, train.log)")
+    parser.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS), help="network size")
+    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (schedule horizon)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-size", type=int, default=160, help="training crop side (px)")
+    parser.add_argument(
+        "--view-size", type=int, default=256, help="the engine's input size the crops are cut from (px)"
+    )
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--max-extra-clicks", type=int, default=3, help="robot clicks simulated before the step")
+    parser.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of procedural images")
+    parser.add_argument("--synthetic-images", type=int, default=400, help="size of the procedural image pool")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--val-objects", type=int, default=30, help="fixed validation objects for quick NoC")
+    parser.add_argument("--val-every", type=int, default=250, help="steps between validations (0: never)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--time-budget", type=float, default=0.0, metavar="MIN",
+                        help="fit the schedule to end after this many minutes (re-estimated as it runs)")
+    parser.add_argument("--time-limit", type=float, default=0.0, metavar="MIN", help="stop after this many minutes")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    parser.add_argument("--no-prefetch", action="store_true", help="build batches in the main process")
+    parser.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. runs/NAME/last.pt)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ffcm", action="store_true", help="ablation: FFCM replaced by a pass-through")
+    parser.add_argument("--no-cffm", action="store_true", help="ablation: CFFM replaced by a pass-through")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--export", nargs=2, metavar=("CKPT", "OUT"), help="write CKPT's model as safetensors OUT")
+    parser.add_argument("--name", default="fcfi-microscopy", help="model name stored by --export")
+    parser.add_argument("--description", default="", help="model description stored by --export")
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, name: str = "fcfi-microscopy", description: str = ""
+) -> Path:
+    """Write the model of a training checkpoint as a napari-fcfi safetensors file.
+
+    The metadata records the network input size and the training settings (steps, data,
+    best validation scores, command line) so that the model card can be checked against it.
+    """
+    import torch
+
+    from napari_fcfi.model import save_model
+    from napari_fcfi.model.networks import build_network
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state.get("format") != "napari-fcfi-training-checkpoint/1":
+        raise ValueError(f"{checkpoint} is not a napari-fcfi training checkpoint")
+    info = state.get("run_info", {})
+    if info.get("ablation", {}).get("ffcm", True) is False or info.get("ablation", {}).get("cffm", True) is False:
+        raise ValueError(f"{checkpoint} is an ablation run (FFCM/CFFM off); it cannot be exported as an FCFI model")
+    net = build_network(state["model_config"])
+    net.load_state_dict(state["model"])
+    net.eval()
+    train_config = state.get("train_config", {})
+    metadata = {
+        "name": name,
+        "description": description or f"FCFI trained by napari-fcfi ({info.get('preset', '?')} preset)",
+        "input_size": int(info.get("view_size", train_config.get("val_input_size", 256))),
+        "training": {
+            "step": int(state["step"]),
+            "best_validation": state.get("best_metrics"),
+            "train_config": train_config,
+            "data": info.get("data"),
+            "command": info.get("command"),
+        },
+    }
+    return save_model(net, out, metadata=metadata)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``fcfi train``."""
+    if args.export:
+        path = export_checkpoint(args.export[0], args.export[1], args.name, args.description)
+        print(f"wrote {path}")
+        return 0
+    if not args.data or args.out is None:
+        print("fcfi train: --data and --out are required (or use --export CKPT OUT)", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.training.ablation import apply_ablation
+    from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool, split_ids
+    from napari_fcfi.training.losses import LossWeights
+    from napari_fcfi.training.trainer import Trainer, TrainConfig
+    from napari_fcfi.training.validation import pick_validation_objects
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = _resolve_device(args.device)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    command = "fcfi train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else (
+        " ".join(shlex.quote(a) for a in sys.argv)
+    )
+    (out / "command.txt").write_text(command + "\n")
+    log_file = open(out / "train.log", "a", buffering=1)
+
+    def say(text: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
+        log_file.write(line + "\n")
+        if args.no_progress:
+            print(line, flush=True)
+
+    say(f"command: {command}")
+    real, val_items, data_info = [], [], []
+    for folder in args.data:
+        train_ids, val_ids = split_ids(folder, val_fraction=args.val_fraction, seed=0)
+        real += load_instance_folder(folder, train_ids)
+        val_items += load_instance_folder(folder, val_ids)
+        data_info.append({"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)})
+        say(f"data {folder}: {len(train_ids)} train / {len(val_ids)} validation images")
+    synthetic = make_synthetic_pool(args.synthetic_images, seed=args.seed) if args.synthetic_fraction > 0 else []
+    say(f"synthetic pool: {len(synthetic)} images")
+    sampler = TrainingSampler(
+        real, synthetic, synthetic_fraction=args.synthetic_fraction, crop_size=args.crop_size,
+        view_size=args.view_size, seed=args.seed,
+    )
+    val_objects = pick_validation_objects(val_items, count=args.val_objects, seed=0)
+
+    torch.manual_seed(args.seed)
+    net = build_network(TRAIN_PRESETS[args.preset])
+    apply_ablation(net, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
+    weights = LossWeights(
+        feedback1=0.0 if args.no_ffcm else LossWeights.feedback1,
+        feedback2=0.0 if args.no_cffm else LossWeights.feedback2,
+    )
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        max_extra_clicks=args.max_extra_clicks, seed=args.seed, val_every=args.val_every,
+        val_input_size=args.view_size, checkpoint_minutes=args.checkpoint_minutes,
+        time_limit_minutes=args.time_limit or args.time_budget, time_budget_minutes=args.time_budget,
+        amp=not args.no_amp, prefetch=not args.no_prefetch, loss_weights=asdict(weights),
+    )
+    n_params = sum(p.numel() for p in net.parameters())
+    run_info = {
+        "command": command, "preset": args.preset, "network": TRAIN_PRESETS[args.preset], "params": n_params,
+        "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
+        "view_size": args.view_size, "device": device, "threads": torch.get_num_threads(),
+        "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm},
+        "val_objects": [o.name for o in val_objects],
+    }
+    (out / "run_info.json").write_text(json.dumps(run_info, indent=2))
+    say(f"network {args.preset} {TRAIN_PRESETS[args.preset]}: {n_params} parameters; device {device}, "
+        f"{torch.get_num_threads()} threads")
+    trainer = Trainer(net, sampler, out, config, val_objects=val_objects, device=device, run_info=run_info,
+                      progress=not args.no_progress)
+    if args.resume:
+        trainer.load(args.resume)
+        say(f"resumed from {args.resume} at step {trainer.step}")
+    summary = trainer.fit(on_log=say)
+    say(f"done: {json.dumps(summary)}")
+    log_file.close()
+    return 0
