@@ -42,24 +42,87 @@ from napari_fcfi.model.networks import FCFIHRNet, upsample_outputs
 #: name -> (official HRNetModel kwargs, our FCFIHRNet kwargs)
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "hrnet18s_cocolvis": (
-        dict(width=18, ocr_width=48, mid_ch=64, with_aux_output=True, use_leaky_relu=True, update_num=1,
-             expansion_ratio=0.3, use_rgb_conv=False, use_disks=True, norm_radius=5, with_prev_mask=True),
-        dict(width=18, ocr_width=48, small=False, mid_ch=64, with_aux_output=True, use_leaky_relu=True,
-             update_num=1, expansion_ratio=0.3, norm_radius=5, with_prev_mask=True),
+        {
+            "width": 18,
+            "ocr_width": 48,
+            "mid_ch": 64,
+            "with_aux_output": True,
+            "use_leaky_relu": True,
+            "update_num": 1,
+            "expansion_ratio": 0.3,
+            "use_rgb_conv": False,
+            "use_disks": True,
+            "norm_radius": 5,
+            "with_prev_mask": True,
+        },
+        {
+            "width": 18,
+            "ocr_width": 48,
+            "small": False,
+            "mid_ch": 64,
+            "with_aux_output": True,
+            "use_leaky_relu": True,
+            "update_num": 1,
+            "expansion_ratio": 0.3,
+            "norm_radius": 5,
+            "with_prev_mask": True,
+        },
     ),
     "small_w8_ocr16": (
-        dict(width=8, ocr_width=16, small=True, mid_ch=16, with_aux_output=True, use_leaky_relu=True,
-             update_num=1, expansion_ratio=0.3, use_rgb_conv=False, use_disks=True, norm_radius=5,
-             with_prev_mask=True),
-        dict(width=8, ocr_width=16, small=True, mid_ch=16, with_aux_output=True, use_leaky_relu=True,
-             update_num=1, expansion_ratio=0.3, norm_radius=5, with_prev_mask=True),
+        {
+            "width": 8,
+            "ocr_width": 16,
+            "small": True,
+            "mid_ch": 16,
+            "with_aux_output": True,
+            "use_leaky_relu": True,
+            "update_num": 1,
+            "expansion_ratio": 0.3,
+            "use_rgb_conv": False,
+            "use_disks": True,
+            "norm_radius": 5,
+            "with_prev_mask": True,
+        },
+        {
+            "width": 8,
+            "ocr_width": 16,
+            "small": True,
+            "mid_ch": 16,
+            "with_aux_output": True,
+            "use_leaky_relu": True,
+            "update_num": 1,
+            "expansion_ratio": 0.3,
+            "norm_radius": 5,
+            "with_prev_mask": True,
+        },
     ),
     "w12_noocr_relu_2rounds": (
-        dict(width=12, ocr_width=0, small=True, mid_ch=24, with_aux_output=False, use_leaky_relu=False,
-             update_num=2, expansion_ratio=0.4, use_rgb_conv=False, use_disks=True, norm_radius=7,
-             with_prev_mask=True),
-        dict(width=12, ocr_width=0, small=True, mid_ch=24, with_aux_output=False, use_leaky_relu=False,
-             update_num=2, expansion_ratio=0.4, norm_radius=7, with_prev_mask=True),
+        {
+            "width": 12,
+            "ocr_width": 0,
+            "small": True,
+            "mid_ch": 24,
+            "with_aux_output": False,
+            "use_leaky_relu": False,
+            "update_num": 2,
+            "expansion_ratio": 0.4,
+            "use_rgb_conv": False,
+            "use_disks": True,
+            "norm_radius": 7,
+            "with_prev_mask": True,
+        },
+        {
+            "width": 12,
+            "ocr_width": 0,
+            "small": True,
+            "mid_ch": 24,
+            "with_aux_output": False,
+            "use_leaky_relu": False,
+            "update_num": 2,
+            "expansion_ratio": 0.4,
+            "norm_radius": 7,
+            "with_prev_mask": True,
+        },
     ),
 }
 
@@ -131,7 +194,9 @@ def make_inputs(batch: int, height: int, width: int, gen: torch.Generator, train
         for i in range(num_pos):
             points[b, i] = torch.tensor([coords[i, 0], coords[i, 1], float(i)])
         for j in range(num_neg):
-            points[b, per_group + j] = torch.tensor([coords[num_pos + j, 0], coords[num_pos + j, 1], float(num_pos + j)])
+            points[b, per_group + j] = torch.tensor(
+                [coords[num_pos + j, 0], coords[num_pos + j, 1], float(num_pos + j)]
+            )
         if b == 1:
             coords = torch.round(coords * 2) / 2  # half-pixel clicks: exact-radius boundaries
         last = coords[-1]
@@ -215,8 +280,10 @@ def sweep_modules(repo_gen: torch.Generator, cases: int) -> float:
             out, our_win = ours(image, click_maps, features, feedback, new.float(), is_training=True)
             worst["ffcm train"] = max(worst["ffcm train"], (ref - out).abs().max().item())
             worst["windows"] = max(worst["windows"], (ref_win - our_win).abs().max().item())
-    print(f"== module sweep over {cases} random sizes / clicks / radii / window ratios: "
-          + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
+    print(
+        f"== module sweep over {cases} random sizes / clicks / radii / window ratios: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in worst.items())
+    )
     return max(worst.values())
 
 
@@ -244,8 +311,7 @@ def negative_controls(official: torch.nn.Module, ours: torch.nn.Module, inputs) 
         with torch.no_grad():
             tensor.sub_(1e-3)
         results[label] = max(diffs["instances"], diffs["feedback1"])
-    print("  negative controls (each must be > 0): "
-          + ", ".join(f"{k}: {v:.2e}" for k, v in results.items()))
+    print("  negative controls (each must be > 0): " + ", ".join(f"{k}: {v:.2e}" for k, v in results.items()))
     if min(results.values()) == 0.0:
         print("  NEGATIVE CONTROL FAILED: the comparison is not sensitive")
         return float("inf")
@@ -254,10 +320,13 @@ def negative_controls(official: torch.nn.Module, ours: torch.nn.Module, inputs) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--official-repo", type=Path, required=True, help="checkout of the official FCFI code")
+    parser.add_argument(
+        "--official-repo", type=Path, required=True, help="checkout of the official FCFI code"
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--sizes", nargs="+", default=["320x480", "250x333", "97x131"],
-                        help="input sizes HxW")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["320x480", "250x333", "97x131"], help="input sizes HxW"
+    )
     parser.add_argument("--trials", type=int, default=2, help="random inputs per size and gate")
     parser.add_argument("--sweep-cases", type=int, default=60, help="module-level random cases")
     parser.add_argument("--tolerance", type=float, default=1e-5)
@@ -277,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         randomise(official, gen)
         ours = FCFIHRNet(**our_kwargs)
         ours.load_state_dict(official.state_dict(), strict=True)
-        print(f"== {name}: {sum(p.numel() for p in ours.parameters()):,} parameters, state dict loaded strict")
+        print(
+            f"== {name}: {sum(p.numel() for p in ours.parameters()):,} parameters, state dict loaded strict"
+        )
         for mode in ("infer", "train-path", "train-bn"):
             for model in (official, ours):
                 model.train(mode == "train-bn")
@@ -291,13 +362,17 @@ def main(argv: list[str] | None = None) -> int:
                         if mode == "train-bn":
                             # identical running stats before each call: BN updates them in train mode
                             ours.load_state_dict(official.state_dict(), strict=True)
-                        diffs, scale, changed = compare(official, ours, inputs, gate, is_training=mode != "infer")
+                        diffs, scale, changed = compare(
+                            official, ours, inputs, gate, is_training=mode != "infer"
+                        )
                         worst_here = max(diffs.values())
                         worst = max(worst, worst_here)
                         flag = "" if worst_here <= args.tolerance else "  <-- over tolerance"
                         text = " ".join(f"{k}={v:.2e}" for k, v in diffs.items())
-                        print(f"  {mode:10s} {height}x{width} gate={gate:.0f} #{trial}: {text} "
-                              f"(|logit| max {scale:.2f}, FFCM changed {100 * changed:.1f}%){flag}")
+                        print(
+                            f"  {mode:10s} {height}x{width} gate={gate:.0f} #{trial}: {text} "
+                            f"(|logit| max {scale:.2f}, FFCM changed {100 * changed:.1f}%){flag}"
+                        )
         worst = max(worst, negative_controls(official, ours, make_inputs(1, *sizes[-1], gen, training=False)))
     print(f"max abs difference over everything: {worst:.3e} (tolerance {args.tolerance:.0e})")
     return 0 if worst <= args.tolerance else 1

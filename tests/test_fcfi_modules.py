@@ -91,7 +91,11 @@ def test_ffcm_training_soft_window_and_gradients():
     out, window = ffcm(image, click_maps, features, feedback, clicks, is_training=True)
     assert out.shape == window.shape == (2, 1, 16, 16)
     assert window[0, 0, 5, 7] > 0.99 and window[0, 0, 0, 0] < 1e-3
-    assert window[1, 0, 14, 1] > 0.99 and window[1, 0, 15, 0] == pytest.approx(0.5, abs=0.01) and window[1, 0, 0, 15] < 1e-3
+    assert (
+        window[1, 0, 14, 1] > 0.99
+        and window[1, 0, 15, 0] == pytest.approx(0.5, abs=0.01)
+        and window[1, 0, 0, 15] < 1e-3
+    )
     out.sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
     assert all(p.grad is not None for p in ffcm.parameters())
@@ -104,7 +108,7 @@ def test_cffm_gate_zero_keeps_features_and_rounds():
     feedback = torch.rand(2, 1, 16, 16)
     with torch.no_grad():
         same, refined = cffm(features, feedback, gate=0.0, rounds=2)
-        moved, refined1 = cffm(features, feedback, gate=1.0, rounds=1)
+        moved, _ = cffm(features, feedback, gate=1.0, rounds=1)
     assert torch.equal(same, features)
     assert refined.shape == (2, 1, 16, 16) and torch.all((refined >= 0) & (refined <= 1))
     # the residual is non-negative and shared by all channels

@@ -19,9 +19,12 @@ from napari_fcfi.model.networks import (
 
 OFFICIAL_SHEET = (
     Path(__file__).resolve().parents[1].parent
-    / "shared" / "docs" / "official_checkpoints" / "hrnet18s_cocolvis.json"
+    / "shared"
+    / "docs"
+    / "official_checkpoints"
+    / "hrnet18s_cocolvis.json"
 )
-TINY = dict(width=4, ocr_width=8, small=True, mid_ch=8)
+TINY = {"width": 4, "ocr_width": 8, "small": True, "mid_ch": 8}
 
 
 def _inputs(batch: int = 2, height: int = 64, width: int = 48, seed: int = 0):
@@ -64,7 +67,10 @@ def test_training_path_gradients_reach_every_parameter():
     new_clicks = torch.tensor([[40.0, 30.0, 0.0], [20.0, 17.0, 1.0]])
     out = net(image, points, new_clicks, gate=1.0, is_training=True)
     assert out["valid_masks"].shape == (2, 1, 16, 12)
-    loss = sum(out[k].float().mean() for k in ("instances", "instances_aux", "updated_feedback1", "updated_feedback2"))
+    loss = sum(
+        out[k].float().mean()
+        for k in ("instances", "instances_aux", "updated_feedback1", "updated_feedback2")
+    )
     loss.backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert missing == []

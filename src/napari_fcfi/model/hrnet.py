@@ -99,9 +99,7 @@ class ExchangeModule(nn.Module):
     def __init__(self, channels: list[int], num_blocks: int) -> None:
         super().__init__()
         self.channels = list(channels)
-        self.branches = nn.ModuleList(
-            [_residual_stack(BasicBlock, c, c, num_blocks) for c in channels]
-        )
+        self.branches = nn.ModuleList([_residual_stack(BasicBlock, c, c, num_blocks) for c in channels])
         n = len(channels)
         self.fuse_layers: nn.ModuleList | None = None
         if n > 1:
@@ -186,9 +184,7 @@ class HRNetBackbone(nn.Module):
         layers: list[nn.Module | None] = []
         for i, ch in enumerate(channels):
             if i < len(previous):
-                layers.append(
-                    None if previous[i] == ch else _conv_bn(previous[i], ch, 3, 1, relu=True)
-                )
+                layers.append(None if previous[i] == ch else _conv_bn(previous[i], ch, 3, 1, relu=True))
             else:
                 extra = i + 1 - len(previous)
                 steps = [
@@ -213,9 +209,7 @@ class HRNetBackbone(nn.Module):
             x = x + stem_addition
         return self.relu(self.bn2(self.conv2(x)))
 
-    def forward_features(
-        self, x: torch.Tensor, stem_addition: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, stem_addition: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, 3, H, W)`` image -> ``(B, 15 * width, H/4, W/4)`` multi-resolution features."""
         xs = [self.layer1(self.stem(x, stem_addition))]
         for stage in (2, 3, 4):

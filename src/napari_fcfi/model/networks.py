@@ -40,14 +40,14 @@ NUM_CLASSES = 1
 #: Ready-made HRNet configurations (constructor kwargs of :class:`FCFIHRNet`).
 NETWORK_PRESETS: dict[str, dict[str, Any]] = {
     # The official "hrnet18s" COCO+LVIS release: full-depth HRNet-18, OCR 48, mid 64.
-    "hrnet18s-ocr48": dict(width=18, ocr_width=48, small=False, mid_ch=64),
+    "hrnet18s-ocr48": {"width": 18, "ocr_width": 48, "small": False, "mid_ch": 64},
     # RITM's HRNet-W18-small depth (2 blocks, 1/3/2 modules).
-    "hrnet18-small": dict(width=18, ocr_width=48, small=True, mid_ch=64),
-    "hrnet18-ocr64": dict(width=18, ocr_width=64, small=False, mid_ch=64),
-    "hrnet32-ocr128": dict(width=32, ocr_width=128, small=False, mid_ch=64),
+    "hrnet18-small": {"width": 18, "ocr_width": 48, "small": True, "mid_ch": 64},
+    "hrnet18-ocr64": {"width": 18, "ocr_width": 64, "small": False, "mid_ch": 64},
+    "hrnet32-ocr128": {"width": 32, "ocr_width": 128, "small": False, "mid_ch": 64},
     # CPU-sized networks for training from scratch.
-    "hrnet12-small-cpu": dict(width=12, ocr_width=24, small=True, mid_ch=24),
-    "hrnet8-small-tiny": dict(width=8, ocr_width=16, small=True, mid_ch=16),
+    "hrnet12-small-cpu": {"width": 12, "ocr_width": 24, "small": True, "mid_ch": 24},
+    "hrnet8-small-tiny": {"width": 8, "ocr_width": 16, "small": True, "mid_ch": 16},
 }
 
 
@@ -177,8 +177,12 @@ class FCFIHRNet(nn.Module):
         norm_mean_std: Sequence[Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:
         super().__init__()
-        for name, value, low in (("width", width, 1), ("mid_ch", mid_ch, 1), ("update_num", update_num, 1),
-                                 ("ocr_width", ocr_width, 0)):
+        for name, value, low in (
+            ("width", width, 1),
+            ("mid_ch", mid_ch, 1),
+            ("update_num", update_num, 1),
+            ("ocr_width", ocr_width, 0),
+        ):
             if int(value) != value or value < low:
                 raise ValueError(f"FCFIHRNet: {name} must be an integer >= {low}, got {value!r}")
         if len(norm_mean_std) != 2:

@@ -40,9 +40,7 @@ class ObjectAttention(nn.Module):
         super().__init__()
         self.key_ch = key_ch
         self.f_pixel = nn.Sequential(*_conv1x1_bn_relu(in_ch, key_ch), *_conv1x1_bn_relu(key_ch, key_ch))
-        self.f_object = nn.Sequential(
-            *_conv1x1_bn_relu(in_ch, key_ch), *_conv1x1_bn_relu(key_ch, key_ch)
-        )
+        self.f_object = nn.Sequential(*_conv1x1_bn_relu(in_ch, key_ch), *_conv1x1_bn_relu(key_ch, key_ch))
         self.f_down = nn.Sequential(*_conv1x1_bn_relu(in_ch, key_ch))
         self.f_up = nn.Sequential(*_conv1x1_bn_relu(key_ch, in_ch))
 

@@ -44,9 +44,7 @@ class DiskClickMaps(nn.Module):
 
     def forward(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if points.ndim != 3 or points.shape[-1] != 3 or points.shape[1] % 2 != 0:
-            raise ValueError(
-                f"DiskClickMaps: points must have shape (B, 2N, 3), got {tuple(points.shape)}"
-            )
+            raise ValueError(f"DiskClickMaps: points must have shape (B, 2N, 3), got {tuple(points.shape)}")
         batch, num_rows, _ = points.shape
         per_group = num_rows // 2
         if per_group == 0:
@@ -80,9 +78,7 @@ class ImageNormalizer(nn.Module):
         self.register_buffer(
             "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
         )
-        self.register_buffer(
-            "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return (rgb - self.mean.to(rgb.dtype)) / self.std.to(rgb.dtype)
