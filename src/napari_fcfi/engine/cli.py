@@ -1,0 +1,163 @@
+"""``fcfi segment``: segment an image headlessly from a click log.
+
+::
+
+    fcfi segment IMAGE --clicks CLICKS.csv --out LABELS.tif [--model default|NAME|PATH] [--device auto]
+                 [--channel-axis N] [--channel C ...] [--preset microscopy|paper] [--input-size S]
+
+* ``IMAGE``: TIFF (tifffile), ``.npy`` (memory-mapped) or anything scikit-image reads. Its axes are
+  ``[leading...,] Y, X`` plus an optional channel axis (``--channel-axis``); a 3D array whose last axis
+  has 3 or 4 entries is RGB(A) unless ``--channel-axis`` says otherwise.
+* ``CLICKS``: the click-log CSV of :mod:`napari_fcfi.engine.io` (what the napari widget saves):
+  columns ``object, [leading axes...,] row, col, positive``. Stacks need one column per leading axis
+  (``z``; ``t,z`` for 4D), in image axis order.
+* Each object's clicks on one slice are one session, applied in file order. Label ids are the
+  object values when all of them are integers >= 1, otherwise 1..n in order of first appearance.
+  Later objects paint over earlier ones where they overlap.
+* ``LABELS``: a zlib-compressed TIFF with the image's shape without the channel axis, uint16
+  (uint32 when an id exceeds 65535).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import ClickLog, load_click_log
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="image file (TIFF, .npy, PNG, JPEG, ...)")
+    parser.add_argument("--clicks", type=Path, required=True, help="click-log CSV (object, [z,] row, col, positive)")
+    parser.add_argument("--out", type=Path, required=True, help="output label TIFF")
+    parser.add_argument("--model", default="default", help="'default', a registered model name or a file path")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--channel-axis", type=int, default=None, help="index of the channel axis, if any")
+    parser.add_argument(
+        "--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite"
+    )
+    parser.add_argument("--preset", choices=("microscopy", "paper"), default="microscopy")
+    parser.add_argument("--input-size", type=int, default=None, help="network working size (pixels)")
+    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default 0.49)")
+
+
+def read_image(path: Path) -> Any:
+    """Read an image file; ``.npy`` stays memory-mapped so only clicked regions are loaded."""
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r")
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    from skimage import io
+
+    return io.imread(path)
+
+
+def label_ids(log: ClickLog) -> dict[Any, int]:
+    """Object value -> label id (the value itself when all are integers >= 1, else 1..n)."""
+    objects = list(OrderedDict.fromkeys(r.object for r in log.records))
+    if objects and all(isinstance(o, int) and o >= 1 for o in objects):
+        return {o: o for o in objects}
+    return {o: i + 1 for i, o in enumerate(objects)}
+
+
+def segment_with_log(
+    model: Any,
+    image: Any,
+    log: ClickLog,
+    channel_axis: int | None = None,
+    channel: Any = None,
+    **settings: Any,
+) -> np.ndarray:
+    """Label array for ``image`` from ``log`` (see the module docstring for all rules)."""
+    from .session import InteractiveSegmenter
+
+    shape = tuple(int(s) for s in image.shape)
+    ndim = len(shape)
+    if channel_axis is None and ndim == 3 and shape[-1] in (3, 4):
+        rgb_last = True
+        non_channel = [0, 1]
+    else:
+        rgb_last = False
+        if channel_axis is not None:
+            if not -ndim <= channel_axis < ndim:
+                raise ValueError(f"--channel-axis {channel_axis} is out of range for an image of shape {shape}")
+            channel_axis %= ndim
+        non_channel = [a for a in range(ndim) if a != channel_axis]
+    if len(non_channel) < 2:
+        raise ValueError(f"image of shape {shape} has fewer than 2 spatial axes")
+    leading = non_channel[:-2]
+    if len(log.axes) != len(leading):
+        raise ValueError(
+            f"the image has {len(leading)} leading (stack) axes but the click log has "
+            f"{len(log.axes)} axis column(s) {list(log.axes)}; add one column per leading axis "
+            f"(e.g. 'z' for a Z, Y, X stack)"
+        )
+    out_shape = tuple(shape[a] for a in non_channel)
+    ids = label_ids(log)
+    dtype = np.uint16 if max(ids.values(), default=0) <= np.iinfo(np.uint16).max else np.uint32
+    labels = np.zeros(out_shape, dtype=dtype)
+
+    groups: OrderedDict[tuple, list] = OrderedDict()
+    for record in log.records:
+        for axis, value in zip(leading, record.position):
+            if not 0 <= value < shape[axis]:
+                raise ValueError(f"click {record} has index {value} outside axis {axis} of size {shape[axis]}")
+        groups.setdefault((record.object, record.position), []).append(record)
+
+    segmenter = InteractiveSegmenter(model, **settings)
+    for (obj, position), records in groups.items():
+        index: list[Any] = [slice(None)] * ndim
+        for axis, value in zip(leading, position):
+            index[axis] = value
+        plane = image[tuple(index)] if leading else image
+        slice_channel_axis = None
+        if channel_axis is not None:
+            slice_channel_axis = channel_axis - sum(1 for a in leading if a < channel_axis)
+        segmenter.set_image(plane, channel_axis=None if rgb_last else slice_channel_axis, channel=channel)
+        for record in records:
+            try:
+                segmenter.add_click(record.row, record.col, record.positive)
+            except ValueError as error:
+                raise ValueError(f"object {obj!r} at {position}: {error}") from None
+        labels[tuple(position)][segmenter.mask] = ids[obj]
+    return labels
+
+
+def run(args: argparse.Namespace) -> int:
+    import tifffile
+
+    try:
+        log = load_click_log(args.clicks)
+        if not log.records:
+            raise ValueError(f"{args.clicks}: the click log has no clicks")
+        image = read_image(args.image)
+        from napari_fcfi.model import load_model
+
+        model = load_model(args.model, device=args.device)
+        settings: dict[str, Any] = {"preset": args.preset}
+        if args.input_size is not None:
+            settings["input_size"] = args.input_size
+        if args.threshold is not None:
+            settings["threshold"] = args.threshold
+        channel = None
+        if args.channel is not None:
+            channel = args.channel[0] if len(args.channel) == 1 else tuple(args.channel)
+        labels = segment_with_log(model, image, log, channel_axis=args.channel_axis, channel=channel, **settings)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fcfi segment: error: {error}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(args.out, labels, compression="zlib")
+    n_objects = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
+    print(f"wrote {args.out}: shape {labels.shape}, {labels.dtype}, {n_objects} object(s) from {len(log.records)} clicks")
+    return 0

@@ -1,0 +1,599 @@
+"""Engine: InteractiveSegmenter API, both protocols, window math, intensity handling, click logs, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_fcfi.engine import (
+    Box,
+    ClickLog,
+    ClickRecord,
+    ImageSource,
+    InteractiveSegmenter,
+    load_click_log,
+    save_click_log,
+)
+from napari_fcfi.engine.clicks import make_click, round_coordinate
+from napari_fcfi.engine.postprocess import connected_to_points
+from napari_fcfi.engine.windows import (
+    Patch,
+    box_iou,
+    clamp_box,
+    clicks_inside_roi,
+    expand_box,
+    focus_window,
+    paper_click_to_crop,
+    resized_shape,
+)
+
+
+class BlobNet(torch.nn.Module):
+    """Deterministic network following the call contract, for engine logic tests.
+
+    logits = blobs at positive (+) / negative (-) points + ``brightness_weight`` * (brightness - 0.5)
+    + gate * 6 * (feedback - 0.5) - 2 + ``column_slope`` * column (breaks left/right symmetry).
+    Feedback outputs are at stride 4. Every call is recorded in ``calls``.
+    """
+
+    def __init__(self, radius: float = 6.0, brightness_weight: float = 0.0, column_slope: float = 0.0):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(1.0))
+        self.radius = radius
+        self.brightness_weight = brightness_weight
+        self.column_slope = column_slope
+        self.calls: list[dict] = []
+
+    def forward(self, image, points, new_clicks, gate, is_training=False):
+        assert image.ndim == 4 and image.shape[1] == 4 and points.shape[-1] == 3
+        self.calls.append(
+            {"shape": tuple(image.shape), "points": points.clone(), "new_clicks": new_clicks.clone(),
+             "gate": float(gate), "image": image.clone()}
+        )
+        b, _, h, w = image.shape
+        rows = torch.arange(h, dtype=torch.float32).view(1, h, 1)
+        cols = torch.arange(w, dtype=torch.float32).view(1, 1, w)
+        half = points.shape[1] // 2
+        logits = torch.full((b, h, w), -2.0)
+        for j in range(points.shape[1]):
+            r = points[:, j, 0].view(b, 1, 1)
+            c = points[:, j, 1].view(b, 1, 1)
+            valid = (points[:, j, 2] >= 0).float().view(b, 1, 1)
+            blob = torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * self.radius**2))
+            logits = logits + valid * (12.0 if j < half else -12.0) * blob
+        logits = logits[:, None] * self.scale
+        logits = logits + self.brightness_weight * (image[:, :3].mean(1, keepdim=True) - 0.5)
+        logits = logits + float(gate) * 6.0 * (image[:, 3:4] - 0.5) + self.column_slope * cols[:, None]
+        feedback = F.avg_pool2d(torch.sigmoid(logits), 4, ceil_mode=True)
+        return {"instances": logits, "updated_feedback1": feedback, "updated_feedback2": feedback}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def blob_net():
+    return BlobNet().eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_fcfi():
+    networks = pytest.importorskip("napari_fcfi.model.networks")
+    torch.manual_seed(0)
+    return networks.FCFIHRNet(width=8, ocr_width=16, small=True, mid_ch=16).eval()
+
+
+def _cells(height=160, width=200, dtype=np.uint16):
+    image = np.full((height, width), 100, dtype=np.float64)
+    image[40:80, 50:100] = 3000
+    image[100:130, 140:180] = 2500
+    return image.astype(dtype)
+
+
+# ----------------------------------------------------------------------------- window math
+def test_expand_box_rounds_halves_to_even_and_respects_min_side():
+    # centre (10.5, 20.5), 4 x 6 box, ratio 3 -> 12 x 18 -> rows 10.5 -+ 6 = 4.5, 16.5 -> 4, 16 (half to even)
+    assert expand_box(Box(9, 12, 18, 23), 3.0, None) == Box(4, 16, 12, 30)
+    # min side 200 wins over 3 x 4 = 12: rows 10.5 -+ 100 = -89.5 -> -90, 110.5 -> 110
+    assert expand_box(Box(9, 12, 18, 23), 3.0, 200) == Box(-90, 110, -80, 120)
+    assert clamp_box(Box(-90, 110, -80, 120), 100, 50) == Box(0, 99, 0, 49)
+
+
+def test_roi_iou_and_inside_rule_match_official_definitions():
+    a, b = Box(0, 9, 0, 9), Box(5, 14, 0, 9)
+    assert box_iou(a, b) == pytest.approx(5 / 15)
+    assert box_iou(a, a) == 1.0
+    roi = Box(10, 20, 30, 40)
+    assert clicks_inside_roi(roi, [(10, 30), (19, 39)])
+    assert not clicks_inside_roi(roi, [(20, 35)])  # last row counts as outside
+    assert not clicks_inside_roi(roi, [(15, 40)])  # last column counts as outside
+    assert not clicks_inside_roi(roi, [(9, 35)])
+
+
+def test_resize_and_click_mapping_by_hand():
+    assert resized_shape(201, 301, 700) == (467, 700)  # 201 * 700 / 301 = 467.44
+    assert resized_shape(300, 300, 256) == (256, 256)
+    # ROI rows 100..300 (extent 200), crop height 467: 467 * (150 - 100) / 201
+    assert paper_click_to_crop(150, 100, 200, 467) == pytest.approx(467 * 50 / 201)
+
+
+def test_focus_window_is_centred_and_shifted_inside():
+    assert focus_window(500, 500, 256, 1000, 1000) == Box(372, 627, 372, 627)
+    assert focus_window(10, 990, 256, 1000, 1000) == Box(0, 255, 744, 999)
+    assert focus_window(5, 5, 256, 100, 300) == Box(0, 99, 0, 255)
+
+
+def test_patch_read_and_merge():
+    patch = Patch.from_array(Box(2, 3, 2, 4), np.ones((2, 3), np.float32))
+    assert patch.read(Box(0, 4, 0, 4)).sum() == 6
+    merged = patch.with_region(Box(3, 5, 4, 6), np.full((3, 3), 0.5, np.float32), keep_outside=True)
+    assert merged.box == Box(2, 5, 2, 6)
+    assert merged.value_at(2, 2) == 1.0 and merged.value_at(3, 4) == 0.5 and merged.value_at(5, 2) == 0.0
+    assert not merged.values.flags.writeable
+
+
+# ----------------------------------------------------------------------------- clicks
+def test_click_rounding_and_validation():
+    assert round_coordinate(2.5) == 3 and round_coordinate(2.49) == 2 and round_coordinate(-0.5) == 0
+    assert make_click(9.49, 0, True, 10, 10).row == 9
+    for row, col in ((9.5, 0), (-0.51, 0), (0, 10), (float("nan"), 1), (1, float("inf"))):
+        with pytest.raises(ValueError, match="click"):
+            make_click(row, col, True, 10, 10)
+    with pytest.raises(ValueError, match="positive"):
+        make_click(1, 1, "maybe", 10, 10)
+
+
+# ----------------------------------------------------------------------------- session API
+def test_undo_redo_any_depth_restores_every_state(blob_net):
+    seg = InteractiveSegmenter(blob_net)
+    seg.set_image(_cells())
+    clicks = [(60, 70, True), (50, 90, True), (110, 150, False), (70, 60, True), (45, 55, False), (75, 95, True)]
+    history = [seg.probability.copy()]
+    for click in clicks:
+        history.append(seg.add_click(*click).copy())
+    for depth in range(len(clicks), 0, -1):
+        assert seg.undo()
+        np.testing.assert_array_equal(seg.probability, history[depth - 1])
+        assert len(seg.clicks) == depth - 1
+    assert not seg.undo()
+    for depth in range(1, len(clicks) + 1):
+        assert seg.redo()
+        np.testing.assert_array_equal(seg.probability, history[depth])
+    assert not seg.redo()
+    # a new click after undo drops the redo branch
+    seg.undo()
+    seg.undo()
+    seg.add_click(65, 65, True)
+    assert not seg.can_redo and len(seg.clicks) == 5
+    # reset is undoable
+    seg.reset()
+    assert seg.clicks == [] and not seg.mask.any()
+    seg.undo()
+    assert len(seg.clicks) == 5
+
+
+@pytest.mark.parametrize("preset", ["microscopy", "paper"])
+def test_replay_equals_live_session(blob_net, preset):
+    image = _cells(dtype=np.uint8 if preset == "paper" else np.uint16)
+    seg = InteractiveSegmenter(blob_net, preset=preset)
+    seg.set_image(image)
+    for row, col, positive in [(60.4, 70.6, True), (50, 95, True), (110, 150, False), (42, 52, True)]:
+        seg.add_click(row, col, positive)
+    state = json.loads(json.dumps(seg.state()))  # survives JSON
+    again = InteractiveSegmenter.replay(BlobNet(), image, state)
+    assert again.clicks == seg.clicks
+    assert again.settings == seg.settings
+    np.testing.assert_array_equal(again.probability, seg.probability)
+    np.testing.assert_array_equal(again.mask, seg.mask)
+
+
+def test_initial_mask_is_feedback_and_first_click_uses_gate_one(blob_net):
+    image = _cells()
+    initial = np.zeros(image.shape, bool)
+    initial[40:80, 50:100] = True
+    seg = InteractiveSegmenter(blob_net)
+    seg.set_image(image, initial_mask=initial)
+    np.testing.assert_array_equal(seg.mask, initial)
+    seg.add_click(100, 150, False)
+    call = blob_net.calls[-1]
+    assert call["gate"] == 1.0
+    assert call["image"][0, 3].max() == 1.0  # the initial mask reached the network as feedback
+    assert seg.mask[60, 75]  # far from the negative click the object survives
+    state = json.loads(json.dumps(seg.state()))
+    again = InteractiveSegmenter.replay(BlobNet(), image, state)
+    np.testing.assert_array_equal(again.probability, seg.probability)
+    seg.reset()
+    np.testing.assert_array_equal(seg.mask, initial)
+
+
+def test_first_click_gate_zero_then_one_and_points_layout(blob_net):
+    seg = InteractiveSegmenter(blob_net, zoom_in=False)
+    seg.set_image(_cells(100, 120))
+    seg.add_click(50, 60, True)
+    seg.add_click(20, 20, False)
+    seg.add_click(52, 64, True)
+    gates = [c["gate"] for c in blob_net.calls]
+    assert gates == [0.0, 1.0, 1.0]
+    points = blob_net.calls[-1]["points"][0]
+    # positives first (order 0 and 2), then negatives (order 1) padded with -1; whole image resized to 256 long side
+    scale = 255 / 119
+    assert points.shape == (4, 3)
+    assert points[:, 2].tolist() == [0.0, 2.0, 1.0, -1.0]
+    assert points[3].tolist() == [-1.0, -1.0, -1.0]
+    assert points[0, 1].item() == pytest.approx(60 * scale, rel=1e-5)
+    assert blob_net.calls[-1]["new_clicks"][0, 0].tolist() == [round(52 * scale), round(64 * scale), 1]
+
+
+def test_bad_input_raises_value_error_and_keeps_state(blob_net):
+    seg = InteractiveSegmenter(blob_net)
+    image = _cells()
+    seg.set_image(image)
+    seg.add_click(60, 70, True)
+    before_prob, before_clicks = seg.probability.copy(), seg.clicks
+    for row, col in ((-3, 10), (10, 200), (float("nan"), 3), (5, float("-inf"))):
+        with pytest.raises(ValueError, match="click"):
+            seg.add_click(row, col, True)
+    for bad, match in (
+        (np.zeros((4, 5, 6)), "not 2D"),
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros((3, 4, 5, 6)), "not 2D"),
+        (np.array(["a"]), "dtype"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            seg.set_image(bad)
+    with pytest.raises(ValueError, match="initial_mask"):
+        seg.set_image(image, initial_mask=np.ones((3, 3)))
+    assert seg.clicks == before_clicks
+    np.testing.assert_array_equal(seg.probability, before_prob)
+    assert seg.image_shape == image.shape
+    with pytest.raises(RuntimeError, match="set_image"):
+        InteractiveSegmenter(blob_net).add_click(1, 1, True)
+    with pytest.raises(TypeError, match="unknown segmenter setting"):
+        InteractiveSegmenter(blob_net, zoom=True)
+
+
+def test_threshold_and_read_only_outputs(blob_net):
+    seg = InteractiveSegmenter(blob_net)
+    seg.set_image(_cells())
+    prob = seg.add_click(60, 70, True)
+    assert prob.dtype == np.float32 and prob.shape == (160, 200)
+    assert not prob.flags.writeable
+    np.testing.assert_array_equal(seg.mask, prob > 0.49)
+    seg.threshold = 0.9
+    np.testing.assert_array_equal(seg.mask, prob > 0.9)
+    with pytest.raises(ValueError):
+        seg.threshold = 1.5
+    timing = seg.last_timing
+    assert timing["network_runs"] >= 1 and timing["network_s"] > 0
+    assert timing["total_s"] >= timing["network_s"]
+
+
+# ----------------------------------------------------------------------------- paper protocol
+def test_paper_preset_zoom_in_window_and_mapping(blob_net):
+    image = (np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)
+    seg = InteractiveSegmenter(blob_net, preset="paper", flip=False)
+    seg.set_image(image)
+    seg.add_click(150, 200, True)
+    first = blob_net.calls[-1]
+    assert first["shape"] == (1, 4, 300, 400) and first["gate"] == 0.0  # click 1: whole image, native size
+    torch.testing.assert_close(first["image"][0, :3], torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+    stored = seg._current.roi_map  # map > 0.5 (the network's updated_feedback2) places the ROI
+    box = stored.bbox_above(0.5)
+    box = Box(min(box.r0, 160), max(box.r1, 160), min(box.c0, 210), max(box.c1, 210))
+    expected = clamp_box(expand_box(box, 3.0, 200), 300, 400)
+    seg.add_click(160, 210, True)
+    second = blob_net.calls[-1]
+    assert seg._current.roi == expected
+    h, w = resized_shape(expected.height, expected.width, 700)
+    assert second["shape"] == (1, 4, h, w) and second["gate"] == 1.0
+    r = h * (160 - expected.r0) / (expected.r1 - expected.r0 + 1)
+    c = w * (210 - expected.c0) / (expected.c1 - expected.c0 + 1)
+    assert second["points"][0, 1, :2].tolist() == pytest.approx([r, c], rel=1e-6)
+    assert second["new_clicks"][0, 0].tolist() == [int(np.float32(r)), int(np.float32(c)), 1]
+    outside = np.ones(image.shape[:2], bool)
+    outside[expected.slices] = False
+    assert not seg.probability[outside].any()  # pasted into a zero map
+
+
+def test_flip_averages_logits_and_mirrors_clicks():
+    net = BlobNet(column_slope=0.05).eval()
+    image = (np.random.default_rng(1).random((40, 50, 3)) * 255).astype(np.uint8)
+    seg = InteractiveSegmenter(net, preset="paper", zoom_in=False, flip=True)
+    seg.set_image(image)
+    prob = seg.add_click(10, 12, True)
+    call = net.calls[-1]
+    assert call["shape"][0] == 2
+    assert call["points"][1, 0, :2].tolist() == [10.0, 50 - 12 - 1]
+    torch.testing.assert_close(call["image"][1], torch.flip(call["image"][0], dims=[2]))
+    reference = BlobNet(column_slope=0.05)
+    with torch.no_grad():
+        out = reference(call["image"], call["points"], call["new_clicks"], 0.0)["instances"]
+    expected = torch.sigmoid(0.5 * (out[0, 0] + torch.flip(out[1, 0], dims=[1]))).numpy()
+    np.testing.assert_allclose(prob, expected, rtol=0, atol=1e-6)
+    assert not np.allclose(prob, torch.sigmoid(out[0, 0]).numpy(), atol=1e-3)  # flip changed the result
+
+
+# ----------------------------------------------------------------------------- microscopy protocol
+def test_focus_window_grows_while_object_touches_inner_border():
+    image = np.zeros((1024, 1024), np.uint16)
+    image[200:800, 200:800] = 1000
+    net = BlobNet(brightness_weight=20.0).eval()
+    seg = InteractiveSegmenter(net, keep_connected=False)
+    seg.set_image(image)
+    seg.add_click(500, 500, True)
+    assert [c["shape"][-1] for c in net.calls] == [256, 256, 256]  # 256, 512, 1024 (whole) windows
+    assert seg.last_timing["network_runs"] == 3
+    assert seg.last_window == Box(0, 1023, 0, 1023)
+    assert seg.mask[210, 210] and seg.mask[790, 790]
+
+    small = np.zeros((1024, 1024), np.uint16)
+    small[480:520, 480:520] = 1000
+    net.calls.clear()
+    seg.set_image(small)
+    seg.add_click(500, 500, True)
+    assert len(net.calls) == 1 and seg.last_window == Box(372, 627, 372, 627)
+
+
+def test_zoom_in_window_follows_object_and_is_sticky():
+    image = np.zeros((1000, 1000), np.uint16)
+    image[400:440, 500:560] = 1000
+    net = BlobNet(brightness_weight=20.0).eval()
+    seg = InteractiveSegmenter(net)
+    seg.set_image(image)
+    seg.add_click(420, 530, True)
+    obj = seg._current.probability.bbox_above(0.5)
+    seg.add_click(410, 520, True)
+    expected = clamp_box(expand_box(obj, 2.0, 48), 1000, 1000)
+    assert seg.last_window == expected
+    assert net.calls[-1]["shape"][-2:] == resized_shape(expected.height, expected.width, 256)
+    seg.add_click(430, 540, False)  # inside and similar: the ROI is kept
+    assert seg.last_window == expected
+
+
+def test_keep_connected_removes_parts_far_from_positive_clicks():
+    image = np.zeros((120, 120), np.uint8)
+    image[20:50, 20:50] = 255
+    image[70:100, 70:100] = 255
+    results = {}
+    for keep in (True, False):
+        seg = InteractiveSegmenter(BlobNet(brightness_weight=20.0), keep_connected=keep)
+        seg.set_image(image)
+        seg.add_click(35, 35, True)
+        results[keep] = seg.mask.copy()
+    assert results[False][85, 85] and results[False][35, 35]
+    assert results[True][35, 35] and not results[True][85, 85]
+    mask = np.zeros((5, 5), bool)
+    mask[0, 0] = mask[4, 4] = True
+    assert connected_to_points(mask, [(2, 2)]) is mask  # no positive click on the mask: unchanged
+
+
+# ----------------------------------------------------------------------------- intensities and channels
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.arange(64 * 80, dtype=np.uint8).reshape(64, 80),
+        (np.arange(64 * 80, dtype=np.uint32).reshape(64, 80) * 13).astype(np.uint16),
+        np.linspace(-5, 3, 64 * 80).reshape(64, 80).astype(np.int32),
+        np.linspace(-1e3, 1e3, 64 * 80).reshape(64, 80),
+        np.full((64, 80), 7.0),
+    ],
+    ids=["uint8", "uint16", "negative-int", "float", "constant"],
+)
+def test_intensity_types_normalise_to_unit_range(blob_net, image):
+    source = ImageSource(image)
+    crop = source.read(Box(0, 63, 0, 79))
+    assert crop.shape == (3, 64, 80) and crop.dtype == np.float32
+    assert np.isfinite(crop).all() and crop.min() >= 0 and crop.max() <= 1
+    assert (crop[0] == crop[1]).all() and (crop[1] == crop[2]).all()  # gray repeated
+    if image.min() != image.max():
+        assert crop.max() == 1.0 and crop.min() == 0.0
+    else:
+        assert (crop == 0).all()
+    seg = InteractiveSegmenter(blob_net)
+    seg.set_image(image)
+    assert np.isfinite(seg.add_click(30, 40, True)).all()
+
+
+def test_nan_inf_and_percentiles_are_robust():
+    image = np.linspace(0, 1000, 100 * 100).reshape(100, 100)
+    image[0, 0], image[0, 1], image[0, 2] = np.nan, np.inf, -np.inf
+    image[50, 50] = 1e9  # one hot pixel must not flatten the contrast
+    source = ImageSource(image)
+    crop = source.read(Box(0, 99, 0, 99))[0]
+    assert np.isfinite(crop).all()
+    assert crop[0, 0] == 0 and crop[0, 1] == 1 and crop[0, 2] == 0
+    assert 0.45 < crop[50, 40] < 0.55  # mid-range value stays mid-range
+
+
+def test_rgb_rgba_and_multichannel_choices():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, np.full((30, 40, 1), 255, np.uint8)], axis=2)
+    assert ImageSource(rgb).is_rgb and ImageSource(rgba).channels == (0, 1, 2)
+    np.testing.assert_array_equal(ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)),
+                                  np.moveaxis(rgb, 2, 0).astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(ImageSource(rgba, mode="uint8").read(Box(0, 29, 0, 39)),
+                                  ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)))
+    stack = rng.random((3, 30, 40)).astype(np.float32)  # channel-first, not RGB
+    stack[1] *= 1000
+    one = ImageSource(stack, channel_axis=0, channel=1).read(Box(0, 29, 0, 39))
+    assert (one[0] == one[2]).all() and one.max() == 1.0
+    composite = ImageSource(stack, channel_axis=0).read(Box(0, 29, 0, 39))
+    assert composite.shape == (3, 30, 40) and composite[1].max() == 1.0  # per-channel ranges
+    two = ImageSource(stack[:2], channel_axis=0).read(Box(0, 29, 0, 39))
+    assert (two[2] == 0).all()
+    with pytest.raises(ValueError, match="channel"):
+        ImageSource(rng.random((6, 30, 40)), channel_axis=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        ImageSource(stack, channel_axis=0, channel=5)
+
+
+class _RecordingArray:
+    """Array-like that records every index it is read with and refuses whole-array conversion."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = []
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.data[index]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole array was converted")
+
+
+def test_array_likes_are_read_only_where_needed(blob_net):
+    data = np.zeros((2000, 3000), np.uint16)
+    data[900:960, 1400:1480] = 5000
+    lazy = _RecordingArray(data)
+    seg = InteractiveSegmenter(blob_net)
+    seg.set_image(lazy)
+    seg.add_click(930, 1440, True)
+    seg.add_click(920, 1460, True)
+    sample, *crops = lazy.reads
+    assert sample[0].step > 1  # percentiles from a strided subsample
+    for rows, cols in crops:
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= 256 * 256
+    dask = pytest.importorskip("dask.array")
+    seg.set_image(dask.from_array(data, chunks=500))
+    assert seg.add_click(930, 1440, True)[930, 1440] > 0.49
+
+
+# ----------------------------------------------------------------------------- real network
+def test_tiny_fcfi_network_runs_both_presets(tiny_fcfi):
+    image = _cells(130, 170)
+    seg = InteractiveSegmenter(tiny_fcfi, input_size=128)
+    seg.set_image(image)
+    for click in [(60, 75, True), (50, 90, True), (110, 150, False)]:
+        prob = seg.add_click(*click)
+        assert prob.shape == image.shape and np.isfinite(prob).all()
+    replayed = InteractiveSegmenter.replay(tiny_fcfi, image, seg.state())
+    np.testing.assert_array_equal(replayed.probability, seg.probability)
+    paper = InteractiveSegmenter(tiny_fcfi, preset="paper", input_size=160)
+    rgb = np.repeat((image // 16).astype(np.uint8)[..., None], 3, axis=2)
+    paper.set_image(rgb)
+    for click in [(60, 75, True), (110, 150, False), (50, 90, True)]:
+        assert np.isfinite(paper.add_click(*click)).all()
+
+
+def test_model_metadata_input_size_is_used(blob_net):
+    blob_net.fcfi_metadata = {"input_size": 320}
+    assert InteractiveSegmenter(blob_net).settings.input_size == 320
+    assert InteractiveSegmenter(blob_net, input_size=200).settings.input_size == 200
+    assert InteractiveSegmenter(blob_net, preset="paper").settings.input_size == 700
+
+
+# ----------------------------------------------------------------------------- click log and CLI
+def test_click_log_round_trip_and_errors(tmp_path):
+    records = [ClickRecord(1, 3, 4.5, True, (2,)), ClickRecord("cell b", 7, 8, False, (3,))]
+    path = save_click_log(tmp_path / "log.csv", records, metadata={"model": "default", "settings": {"a": 1}})
+    text = path.read_text()
+    assert text.splitlines()[2] == "object,z,row,col,positive"
+    log = load_click_log(path)
+    assert log.records == records and log.axes == ("z",) and log.metadata["settings"] == {"a": 1}
+    path.write_text("object,t,z,row,col,positive\n1,0,2,5,6,1\n2,1,0,7,8,no\n")
+    log = load_click_log(path)
+    assert log.axes == ("t", "z") and log.records[1] == ClickRecord(2, 7.0, 8.0, False, (1, 0))
+    path.write_text("object,row,col,positive\n1,2,3,maybe\n")
+    with pytest.raises(ValueError, match=r"log.csv:2"):
+        load_click_log(path)
+    path.write_text("object,row,positive\n1,2,true\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_click_log(path)
+
+
+def _save_tiny(tmp_path, net):
+    checkpoints = pytest.importorskip("napari_fcfi.model.checkpoints")
+    return checkpoints.save_model(net, tmp_path / "tiny.safetensors", metadata={"input_size": 128})
+
+
+def test_cli_segment_end_to_end(tmp_path, tiny_fcfi):
+    tifffile = pytest.importorskip("tifffile")
+    from napari_fcfi.cli import main
+
+    model_path = _save_tiny(tmp_path, tiny_fcfi)
+    image = _cells(100, 120)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    save_click_log(tmp_path / "clicks.csv", [
+        ClickRecord(3, 60, 75, True), ClickRecord(3, 55, 90, True), ClickRecord(7, 115, 160, True),
+    ])
+    # click coordinates beyond the 100 x 120 image must fail cleanly
+    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(tmp_path / "clicks.csv"),
+                 "--out", str(tmp_path / "bad.tif"), "--model", str(model_path), "--device", "cpu"]) == 2
+    save_click_log(tmp_path / "clicks.csv", [
+        ClickRecord(3, 60, 75, True), ClickRecord(3, 55, 90, True), ClickRecord(7, 90, 100, True),
+    ])
+    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(tmp_path / "clicks.csv"),
+                 "--out", str(tmp_path / "labels.tif"), "--model", str(model_path), "--device", "cpu"]) == 0
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert labels.shape == image.shape and labels.dtype == np.uint16
+    assert set(np.unique(labels)) <= {0, 3, 7}
+
+    # the same clicks through the Python API give the same labels
+    from napari_fcfi.engine.cli import segment_with_log
+    from napari_fcfi.model import load_model
+
+    model = load_model(str(model_path), device="cpu")
+    expected = segment_with_log(model, image, load_click_log(tmp_path / "clicks.csv"))
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_cli_stack_uses_z_column(tmp_path, blob_net):
+    from napari_fcfi.engine.cli import segment_with_log
+
+    stack = np.stack([_cells(80, 90), _cells(80, 90) * 0, _cells(80, 90)])
+    log = ClickLog([ClickRecord("a", 60, 75, True, (0,)), ClickRecord("b", 40, 40, True, (2,))], ("z",))
+    labels = segment_with_log(blob_net, stack, log)
+    assert labels.shape == stack.shape
+    assert labels[0, 60, 75] == 1 and labels[2, 40, 40] == 2 and not labels[1].any()
+    with pytest.raises(ValueError, match="leading"):
+        segment_with_log(blob_net, stack, ClickLog([ClickRecord(1, 5, 5, True)], ()))
+
+
+# ----------------------------------------------------------------------------- large images
+@pytest.mark.slow
+def test_large_image_click_memory_and_time(tiny_fcfi):
+    import resource
+    import time
+    import tracemalloc
+
+    def run(size):
+        image = np.zeros((size, size), np.uint16)
+        c = size // 2
+        image[c - 30 : c + 30, c - 40 : c + 40] = 3000
+        seg = InteractiveSegmenter(tiny_fcfi)
+        seg.set_image(image)
+        seg.add_click(c, c, True)  # warm-up
+        seg.reset()
+        times = []
+        tracemalloc.start()
+        for click in [(c, c, True), (c - 20, c + 30, True), (c + 45, c, False)]:
+            start = time.perf_counter()
+            seg.add_click(*click)
+            _ = seg.mask
+            times.append(time.perf_counter() - start)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return sorted(times)[1], peak
+
+    small_time, _ = run(512)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    large_time, large_peak = run(8192)
+    print(f"median click 512^2: {small_time:.3f}s, 8192^2: {large_time:.3f}s; 8192^2 traced peak "
+          f"{large_peak / 2**20:.0f} MiB (image itself: 128 MiB), max RSS grew "
+          f"{(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024:.0f} MiB")
+    assert large_peak - 8192 * 8192 * 2 < 1024**3  # extra memory beyond the image < 1 GB
+    assert large_time <= 2.0 * small_time + 0.25  # + slack: timings are noisy on a shared 2-core machine
+    assert math.isfinite(large_time)
