@@ -187,3 +187,34 @@ def test_fcfi_eval_split_val_on_instance_folder(tmp_path, capsys):
     (val_id,) = split_instance_folder(folder, 0.25)[1]
     objects = json.loads((out / "geodesic.json").read_text())["objects"]
     assert [o["sample_id"] for o in objects] == [f"{val_id}#3"]
+
+
+def _tiny_network():
+    torch = pytest.importorskip("torch")
+    networks = pytest.importorskip("napari_fcfi.model.networks")
+    torch.manual_seed(0)
+    return networks.build_preset("hrnet8-small-tiny").eval()
+
+
+@pytest.mark.parametrize("preset", [None, "paper"])
+def test_evaluate_tiny_network_through_the_engine(preset):
+    net = _tiny_network()
+    s = noisy_blob_sample(0)
+    rgb = Sample(np.stack([s.image] * 3, axis=-1), s.gt_mask, None, "rgb")
+    result = evaluate(net, [s, rgb], max_clicks=2, preset=preset, name="tiny")
+    assert result.segmenter == "tiny" and result.summary["objects"] == 2
+    for obj in result.objects:
+        assert len(obj.ious) == 2 and all(0.0 <= v <= 1.0 for v in obj.ious)
+        assert obj.clicks[0] == (30, 34, True)  # the robot's first click does not depend on the model
+
+
+def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
+    model_room = pytest.importorskip("napari_fcfi.model")
+    path = model_room.save_model(_tiny_network(), tmp_path / "tiny.safetensors", metadata={"name": "tiny"})
+    data = _write_grabcut_folder(tmp_path / "grabcut", n=2)
+    out = tmp_path / "results"
+    assert main(["eval", "--data", str(data), "--model", str(path), "--baseline", "geodesic", "--max-clicks", "2",
+                 "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    assert "tiny" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())["results"]
+    assert set(summary) == {"tiny", "geodesic"} and summary["tiny"]["objects"] == 2

@@ -2,7 +2,11 @@
 
 Both follow the evaluation's segmenter protocol (``start(image)``, ``add_click(row, col, positive)``
 returning a float32 foreground probability (H, W), ``threshold`` = 0.5) and work on a window around
-the clicks and the current mask, so their cost follows the object, not the image:
+the clicks and the current mask, so their cost follows the object, not the image. The window is the
+bounding box of the clicks and the current mask, grown on each side by ``margin_fraction`` (0.5) of
+its larger extent and at least ``min_margin`` (24) pixels; the first click's window is therefore
+49 × 49 pixels, right for nuclei and too small for large photographed objects, which the next
+(positive) clicks then extend. Click seeds are disks of ``seed_radius`` (2) pixels.
 
 * :class:`RandomWalkerSegmenter`: :func:`skimage.segmentation.random_walker` (Grady 2006) on the
   normalised image; clicks become disk-shaped seeds (positive → object, negative → background), and
@@ -58,7 +62,7 @@ class _WindowedClickSegmenter:
     threshold = 0.5
     name = "baseline"
 
-    def __init__(self, seed_radius: int = 3, margin_fraction: float = 0.2, min_margin: int = 32):
+    def __init__(self, seed_radius: int = 2, margin_fraction: float = 0.5, min_margin: int = 24):
         if seed_radius < 0 or min_margin < 1 or margin_fraction < 0:
             raise ValueError("seed_radius >= 0, min_margin >= 1 and margin_fraction >= 0 are required")
         self.seed_radius = int(seed_radius)
@@ -102,7 +106,8 @@ class _WindowedClickSegmenter:
             mask_cols = np.flatnonzero(mask.any(axis=0))
             rows += [int(mask_rows[0]), int(mask_rows[-1])]
             cols += [int(mask_cols[0]), int(mask_cols[-1])]
-        margin = max(self.min_margin, int(round(self.margin_fraction * max(h, w))))
+        extent = max(max(rows) - min(rows), max(cols) - min(cols))
+        margin = max(self.min_margin, int(round(self.margin_fraction * extent)))
         return (
             max(0, min(rows) - margin),
             min(h, max(rows) + margin + 1),
@@ -159,8 +164,8 @@ class RandomWalkerSegmenter(_WindowedClickSegmenter):
 
     name = "random-walker"
 
-    def __init__(self, beta: float = 130.0, seed_radius: int = 3, margin_fraction: float = 0.2,
-                 min_margin: int = 32, max_side: int = 192):
+    def __init__(self, beta: float = 130.0, seed_radius: int = 2, margin_fraction: float = 0.5,
+                 min_margin: int = 24, max_side: int = 192):
         super().__init__(seed_radius, margin_fraction, min_margin)
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {max_side}")
@@ -205,8 +210,8 @@ class GeodesicSegmenter(_WindowedClickSegmenter):
 
     name = "geodesic"
 
-    def __init__(self, epsilon: float = 0.02, sigma: float = 1.0, seed_radius: int = 3,
-                 margin_fraction: float = 0.2, min_margin: int = 32):
+    def __init__(self, epsilon: float = 0.02, sigma: float = 1.0, seed_radius: int = 2,
+                 margin_fraction: float = 0.5, min_margin: int = 24):
         super().__init__(seed_radius, margin_fraction, min_margin)
         if epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
