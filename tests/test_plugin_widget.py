@@ -114,6 +114,16 @@ def test_click_log_saved_and_read_by_engine_io(make_napari_viewer, tmp_path):
     assert log.metadata["model"] == "default" and log.metadata["settings"]["threshold"] == pytest.approx(0.49)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only spins (10x slower on a busy 2-core machine)."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_network():
     torch = pytest.importorskip("torch")
     from napari_fcfi.model.networks import FCFIHRNet
@@ -122,7 +132,7 @@ def tiny_network():
     return FCFIHRNet(width=4, ocr_width=4, small=True, mid_ch=4).eval()
 
 
-def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path):
+def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_torch_thread):
     """The real InteractiveSegmenter with a tiny real network, run off the main thread."""
     from napari_fcfi.engine import InteractiveSegmenter
     from napari_fcfi.engine.io import load_click_log
@@ -171,3 +181,51 @@ def test_widgets_of_one_viewer_share_one_model_cache(make_napari_viewer):
     assert first.controller.model_cache is second.controller.model_cache is cache_for_viewer(viewer)
     assert cache_for_viewer(other) is not cache_for_viewer(viewer)
     assert first.controller.segmenter_settings == {"preset": "microscopy"}
+
+
+def test_click_log_replays_with_fcfi_segment(make_napari_viewer, tmp_path, one_torch_thread):
+    """Objects committed in a stack replay to the same labels through ``fcfi segment``'s code path."""
+    import tifffile
+
+    from napari_fcfi.engine import InteractiveSegmenter
+    from napari_fcfi.engine.io import load_click_log
+
+    engine_cli = pytest.importorskip("napari_fcfi.engine.cli")
+    network = tiny_network()
+    cache = ModelCache(loader=lambda source, device: pytest.fail("model must come from the cache"))
+    cache.put("tiny", "cpu", network)
+    image = np.random.default_rng(0).random((4, 48, 56)).astype(np.float32)
+    image[:, 15:30, 18:35] += 2.0
+    viewer = make_napari_viewer()
+    viewer.add_image(image)
+    settings = {"input_size": 64, "focus_growth_steps": 0}  # one network pass per click keeps CI fast
+    widget = FCFIWidget(
+        viewer,
+        model_cache=cache,
+        segmenter_factory=lambda model: InteractiveSegmenter(model, **settings),
+        runner=ImmediateRunner(),
+    )
+    controller = widget.controller
+    controller.set_model("tiny", "cpu")
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 20, 25), True)
+    # an untrained tiny net predicts a nearly flat probability: cut it at its median so the
+    # object is a real, partial mask
+    threshold = float(np.median(controller.current_session().prob))
+    controller.set_threshold(threshold)
+    controller.add_click_world((1, 28, 32), False)
+    assert 0 < controller.current_session().mask.sum() < 48 * 56
+    controller.commit()
+    viewer.dims.set_current_step(0, 3)
+    controller.add_click_world((3, 10, 10), True)
+    controller.commit()
+    labels = controller.labels_layer.data.copy()
+    assert labels[1].any() and labels[3].any() and not labels[0].any()
+
+    path = widget.save_click_log(tmp_path / "stack_clicks.csv")
+    tifffile.imwrite(tmp_path / "stack.tif", image)
+    log = load_click_log(path)
+    replayed = engine_cli.segment_with_log(
+        network, tifffile.imread(tmp_path / "stack.tif"), log, threshold=threshold, **settings
+    )
+    np.testing.assert_array_equal(replayed, labels)
