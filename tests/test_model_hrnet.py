@@ -152,3 +152,13 @@ def test_state_dict_matches_official_key_layout():
     # official checkpoint dtypes: float32 everywhere, int64 BN counters
     for entry, value in zip(sheet["state_dict"], net.state_dict().values()):
         assert str(value.dtype).removeprefix("torch.") == entry["dtype"]
+
+
+def test_bfloat16_network_accepts_float32_inputs():
+    net = FCFIHRNet(**TINY).eval().to(torch.bfloat16)
+    image, points, new_clicks = _inputs(batch=1, height=32, width=32)
+    new_clicks = torch.tensor([[[20, 17, 1]]])
+    with torch.no_grad():
+        out = net(image, points, new_clicks, gate=1.0)
+    assert out["instances"].dtype == torch.bfloat16 and out["instances"].shape == (1, 1, 32, 32)
+    assert torch.isfinite(out["instances"].float()).all()

@@ -161,6 +161,7 @@ class FocusedFeedbackCorrection(nn.Module):
             if is_training:
                 soft_masks = self.soft_window(window, feature_size)
                 soft_masks = soft_masks * valid.view(-1, 1, 1, 1).to(soft_masks.dtype)
+                soft_masks = soft_masks.to(feedback.dtype)
                 affinity = self.click_affinity(encoded, click)
                 inside = affinity * labels + (1 - affinity) * feedback
                 feedback = (1 - soft_masks) * feedback + soft_masks * inside

@@ -233,10 +233,13 @@ class FCFIHRNet(nn.Module):
         is_training: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Run the network; see the module docstring and ``docs/architecture.md``."""
+        # Inputs follow the weights' dtype so that a network moved to bfloat16/float16 accepts
+        # float32 inputs (a no-op in float32 and under autocast).
+        image = image.to(self.maps_transform[0].weight.dtype)
         rgb, feedback = split_network_input(image, type(self).__name__)
         height, width = rgb.shape[-2:]
         rgb = self.normalization(rgb)
-        click_maps = self.dist_maps(points, height, width)
+        click_maps = self.dist_maps(points, height, width).to(rgb.dtype)
         if self.with_prev_mask:
             click_maps = torch.cat((feedback, click_maps), dim=1)
         stem_addition = self.maps_transform(click_maps)
