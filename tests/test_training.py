@@ -343,3 +343,33 @@ def test_ablation_switches_replace_modules_and_keep_the_contract():
     expected = F.interpolate(image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True)
     assert torch.allclose(out["updated_feedback2"], expected)  # CFFM off: feedback passes through
     assert not any("correction_module" in k or "fusion_module" in k for k in net.state_dict())
+
+
+def test_bf16_autocast_step_is_finite(tmp_path):
+    trainer = _trainer(tmp_path, steps=2)
+    trainer.config.cpu_bf16 = True
+    trainer.use_bf16 = True
+    parts = trainer.train_step(0)
+    assert np.isfinite(parts["loss"])
+
+
+def test_export_writes_a_loadable_safetensors_model(tmp_path):
+    from napari_fcfi.model import load_model
+    from napari_fcfi.model.networks import FCFIHRNet
+    from napari_fcfi.training.cli import export_checkpoint
+
+    torch.manual_seed(0)
+    sampler = TrainingSampler(_toy_items(2), crop_size=48, seed=0)
+    config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False, checkpoint_minutes=1e9)
+    net = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True)
+    trainer = Trainer(net, sampler, tmp_path / "run", config, progress=False, run_info={"view_size": 64})
+    trainer.fit()
+    path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "model.safetensors", name="toy")
+    loaded = load_model(path, device="cpu")
+    net.eval()
+    sets = [ClickSet([(10, 12, True)])]
+    image = torch.rand(1, 4, 48, 48)
+    with torch.no_grad():
+        expected = net(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
+        got = loaded(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
+    assert torch.allclose(expected, got, atol=1e-5)

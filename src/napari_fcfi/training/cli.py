@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    parser.add_argument("--bf16", action="store_true", help="CPU: bfloat16 autocast (faster on AVX512-BF16 CPUs)")
     parser.add_argument("--no-prefetch", action="store_true", help="build batches in the main process")
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. runs/NAME/last.pt)")
     parser.add_argument("--seed", type=int, default=0)
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         max_extra_clicks=args.max_extra_clicks, seed=args.seed, val_every=args.val_every,
         val_input_size=args.view_size, checkpoint_minutes=args.checkpoint_minutes,
         time_limit_minutes=args.time_limit or args.time_budget, time_budget_minutes=args.time_budget,
-        amp=not args.no_amp, prefetch=not args.no_prefetch, loss_weights=asdict(weights),
+        amp=not args.no_amp, cpu_bf16=args.bf16, prefetch=not args.no_prefetch, loss_weights=asdict(weights),
     )
     n_params = sum(p.numel() for p in net.parameters())
     run_info = {

@@ -60,7 +60,8 @@ class TrainConfig:
     time_budget_minutes: float = 0.0
     retune_every: int = 100
     prefetch: bool = True  # build batches in a worker process while the network trains
-    amp: bool = True  # used on CUDA only
+    amp: bool = True  # CUDA: float16 autocast with a gradient scaler
+    cpu_bf16: bool = False  # CPU: bfloat16 autocast (about 1.5x faster on CPUs with AVX512-BF16/AMX)
     loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
 
 
@@ -101,6 +102,7 @@ class Trainer:
         self.run_info = run_info or {}
         self.progress = progress
         self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, self.config)
@@ -114,6 +116,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- one step
     def _forward(self, net_input, points, new_clicks, gate: float, is_training: bool) -> dict[str, Any]:
+        if self.use_bf16:
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+                return self.net(net_input, points, new_clicks, gate, is_training=is_training)
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             return self.net(net_input, points, new_clicks, gate, is_training=is_training)
 
