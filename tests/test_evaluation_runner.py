@@ -119,7 +119,7 @@ def test_baselines_segment_a_blob(cls):
     seg = cls()
     result = evaluate(seg, [noisy_blob_sample(0), noisy_blob_sample(1)], max_clicks=3)
     assert result.summary["iou@1"] > 0.8
-    assert result.summary["iou@3"] >= result.summary["iou@1"] - 0.05
+    assert result.summary["iou@3"] > 0.8  # boundary clicks may cost a little, never the object
     prob = seg.add_click(5, 5, False)
     assert prob.shape == (64, 64) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
 
