@@ -64,7 +64,9 @@ class EngineSegmenter:
         if image is self._image and hasattr(self._session, "reset"):
             self._session.reset()
             return
-        channel_axis = -1 if image.ndim == 3 else None
+        # (H, W, 3|4) is RGB(A) for the engine (one intensity range, colours kept); other channel
+        # counts are a channel axis (composite).
+        channel_axis = -1 if image.ndim == 3 and image.shape[-1] not in (3, 4) else None
         self._session.set_image(image, channel_axis=channel_axis)
         self._image = image
 
