@@ -336,6 +336,8 @@ def test_errors_become_notifications_and_keep_labels(make_napari_viewer, monkeyp
     controller.set_labels_layer(labels)
     controller.add_click_world((10, 10), True)
     assert shown and "bundled default weights" in shown[0]
+    controller.add_click_world((12, 12), True)
+    assert len(shown) == 1  # the same failure is notified once, the status keeps saying it
     assert not controller.commit()
     assert (labels.data == 3).all()
 
@@ -478,3 +480,17 @@ def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer
     np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 20, 20, radius=3))
     assert loads == ["small", "large"]  # cached: no second load
     runner.shutdown()
+
+
+def test_annotation_needs_the_2d_yx_view(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((4, 30, 30), np.float32))
+    controller = make_controller(viewer, image)
+    viewer.dims.ndisplay = 3
+    assert not controller.add_click_world((1, 10, 10), True)
+    assert "2D view" in viewer.status
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = (1, 0, 2)  # y is now a slider axis
+    assert not controller.add_click_world((1, 10, 10), True)
+    viewer.dims.order = (0, 1, 2)
+    assert controller.add_click_world((1, 10, 10), True)

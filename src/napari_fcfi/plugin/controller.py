@@ -140,6 +140,7 @@ class SegmentationController:
         self.sessions: dict[SliceKey, SliceSession] = {}
         self._internal_points_edit = False
         self._hooked_layers: list[Any] = []
+        self._last_error: str | None = None
         self._parked: dict[int, dict[str, Any]] = {}  # id(image layer) -> state while another is annotated
         self.viewer.dims.events.current_step.connect(self._on_dims_change)
 
@@ -233,6 +234,7 @@ class SegmentationController:
     def set_model(self, source: str, device: str = "cpu") -> None:
         """Use another model; every slice's clicks are replayed with it when shown."""
         self.model_source, self.device = str(source), str(device)
+        self._last_error = None
         self._refresh_view(recompute=True)
 
     def set_threshold(self, threshold: float) -> None:
@@ -276,6 +278,11 @@ class SegmentationController:
         if self.geometry is None or self.points_layer is None:
             self._status("FCFI: choose an image layer first")
             return False
+        if not self._plane_on_screen():
+            self._status(
+                "FCFI: clicks need the 2D view of the image's y/x plane (toggle 2D, reset axis order)"
+            )
+            return False
         coords = world_to_grid(self.geometry, world_position)
         key, row, col = split_grid_point(self.geometry, coords)
         if not self.geometry.contains(key, row, col):
@@ -286,6 +293,11 @@ class SegmentationController:
         point = np.array([*key, row, col], dtype=float)
         self._append_point(point, positive)
         return True
+
+    def _plane_on_screen(self) -> bool:
+        """True when the viewer shows the label grid's (row, col) plane in 2D, as annotation needs."""
+        dims = self.viewer.dims
+        return dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1)
 
     def mouse_callback(self, layer: Any, event: Any):
         """napari ``mouse_drag_callbacks`` entry: a click (not a drag) adds a click.
@@ -598,6 +610,7 @@ class SegmentationController:
                 str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}"
             )
             return
+        self._last_error = None
         session.prob, session.mask, session.shown_config = result.value
         if session.shown_config != self._config() and session.clicks:
             self._request(session)  # model/threshold/channel changed while this ran: recompute
@@ -691,9 +704,12 @@ class SegmentationController:
         self.on_status(message)
 
     def _error(self, message: str) -> None:
+        """Notify once per distinct failure (a missing model would otherwise fail on every click)."""
         from napari.utils.notifications import show_error
 
-        show_error(message)
+        if message != self._last_error:
+            show_error(message)
+        self._last_error = message
         self.on_status(message)
 
 
