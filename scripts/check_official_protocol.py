@@ -93,12 +93,17 @@ class ClickProbeNet(torch.nn.Module):
     FCFI network too, so all of the protocol is exercised.
     """
 
-    def __init__(self, net: torch.nn.Module) -> None:
+    def __init__(self, net: torch.nn.Module, bias: float = -3.0, blank_feedback_at: int = 0) -> None:
         super().__init__()
         self.net = net
+        self.bias = bias
+        # With k clicks the feedback is scaled below 0.5 everywhere, so click k + 1 meets an empty
+        # stored map (the official predictor then runs on the whole image but pastes into its old ROI).
+        self.blank_feedback_at = blank_feedback_at
 
     def forward(self, image, points, new_clicks, gate, is_training=False):
         out = self.net(image, points, new_clicks, gate, is_training=is_training)
+        n_clicks = int((points[0, :, 2] >= 0).sum())
         batch, _, height, width = image.shape
         rows = torch.arange(height, dtype=torch.float32)[:, None]
         cols = torch.arange(width, dtype=torch.float32)[None, :]
@@ -113,7 +118,7 @@ class ClickProbeNet(torch.nn.Module):
                 blob = torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * sigma**2))
                 term[b, 0] += (8.0 if j < half else -10.0) * blob
         brightness = image[:, :3].mean(1, keepdim=True)
-        term = term - 3.0 + 2.0 * (brightness - 0.5) + float(gate) * 5.0 * (image[:, 3:4] - 0.5)
+        term = term + self.bias + 2.0 * (brightness - 0.5) + float(gate) * 5.0 * (image[:, 3:4] - 0.5)
         instances = term + 0.5 * out["instances"]
         stride4 = torch.nn.functional.avg_pool2d(torch.sigmoid(term), 4, ceil_mode=True)
         fb2 = out["updated_feedback2"]
@@ -122,10 +127,12 @@ class ClickProbeNet(torch.nn.Module):
         result = dict(out)
         result["instances"] = instances
         result["updated_feedback2"] = 0.8 * stride4 + 0.2 * fb2
+        if n_clicks == self.blank_feedback_at:
+            result["updated_feedback2"] = 0.45 * result["updated_feedback2"]
         return result
 
 
-def build_network(kind: str, seed: int) -> torch.nn.Module:
+def build_network(kind: str, seed: int, bias: float = -3.0, blank_feedback_at: int = 0) -> torch.nn.Module:
     from napari_fcfi.model.networks import FCFIHRNet
 
     torch.manual_seed(seed)
@@ -144,7 +151,7 @@ def build_network(kind: str, seed: int) -> torch.nn.Module:
                 tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
             elif name.endswith("running_mean"):
                 tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
-    return ClickProbeNet(net).eval()
+    return ClickProbeNet(net, bias, blank_feedback_at).eval()
 
 
 def robot_click(gt: np.ndarray, pred: np.ndarray, not_clicked: np.ndarray) -> tuple[int, int, bool]:
@@ -180,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-zoom", action="store_true")
     parser.add_argument("--network", choices=("tiny", "hrnet18s"), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bias", type=float, default=-3.0, help="probe logit bias (higher: larger masks)")
+    parser.add_argument("--blank-feedback-at", type=int, default=4, help="click whose feedback map is blanked")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4)
     args = parser.parse_args(argv)
 
@@ -189,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     zoom_module = importlib.import_module("isegm.inference.transforms.zoom_in")
     clicker_module = importlib.import_module("isegm.inference.clicker")
 
-    torch.set_num_threads(2)
-    net = build_network(args.network, args.seed)
+    torch.set_num_threads(args.threads)
+    net = build_network(args.network, args.seed, args.bias, args.blank_feedback_at)
     adapter = OfficialCallAdapter(net).eval()
     flip, zoom = not args.no_flip, not args.no_zoom
 

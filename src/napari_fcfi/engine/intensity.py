@@ -153,9 +153,15 @@ class ImageSource:
             ranges.append((float(lo), float(hi)))
         return ranges * n if self.is_rgb else ranges
 
-    def read(self, box: Box) -> np.ndarray:
-        """Normalised float32 RGB crop ``(3, h, w)`` in ``[0, 1]`` of the inclusive ``box``."""
-        raw = self._read_raw(*box.slices)
+    def read(self, box: Box, step: int = 1) -> np.ndarray:
+        """Normalised float32 RGB crop ``(3, h, w)`` in ``[0, 1]`` of the inclusive ``box``.
+
+        ``step > 1`` reads every ``step``-th row and column (a strided read: large windows that will be
+        shrunk for the network are never loaded at full resolution).
+        """
+        raw = self._read_raw(
+            slice(box.r0, box.r1 + 1, step if step > 1 else None), slice(box.c0, box.c1 + 1, step if step > 1 else None)
+        )
         channels = [self._normalise(raw[..., i], i) for i in range(raw.shape[-1])]
         if len(channels) == 1:
             channels = channels * 3

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from .clicks import Click, make_click
 from .intensity import ImageSource
-from .postprocess import suppress_unconnected
+from .postprocess import connected_to_points, suppress_unconnected
 from .settings import SegmenterSettings, resolve_settings
 from .windows import (
     Box,
@@ -108,8 +108,9 @@ class InteractiveSegmenter:
         self._initial_mask: Patch | None = None
         self._history: list[_Snapshot] = []
         self._position = -1
-        self._full_cache: tuple[int, np.ndarray] | None = None
-        self._mask_cache: tuple[int, float, np.ndarray] | None = None
+        # Caches keyed by the snapshot object itself (identity), so a freed snapshot never aliases.
+        self._full_cache: tuple[_Snapshot, np.ndarray] | None = None
+        self._mask_cache: tuple[_Snapshot, float, np.ndarray] | None = None
         self.last_timing: dict[str, Any] = {}
         self.last_window: Box | None = None
         self.last_changed_box: Box | None = None
@@ -201,28 +202,33 @@ class InteractiveSegmenter:
     def probability(self) -> np.ndarray:
         """Full (H, W) float32 probability of the current object (read-only, shared; copy to edit)."""
         snapshot = self._current
-        if self._full_cache is None or self._full_cache[0] != id(snapshot):
+        if self._full_cache is None or self._full_cache[0] is not snapshot:
+            self._full_cache = None  # release the old full map before allocating the new one
             height, width = self.image_shape
             if snapshot.probability is None:
                 full = np.zeros((height, width), dtype=np.float32)
             else:
                 full = snapshot.probability.to_full(height, width)
             full.setflags(write=False)
-            self._full_cache = (id(snapshot), full)
+            self._full_cache = (snapshot, full)
         return self._full_cache[1]
 
     @property
     def mask(self) -> np.ndarray:
         """Full (H, W) bool mask: probability > :attr:`threshold` (read-only, shared)."""
         snapshot = self._current
-        key = (id(snapshot), self._threshold)
-        if self._mask_cache is None or self._mask_cache[:2] != key:
+        if (
+            self._mask_cache is None
+            or self._mask_cache[0] is not snapshot
+            or self._mask_cache[1] != self._threshold
+        ):
+            self._mask_cache = None
             height, width = self.image_shape
             mask = np.zeros((height, width), dtype=bool)
             if snapshot.probability is not None:
                 mask[snapshot.probability.box.slices] = snapshot.probability.values > self._threshold
             mask.setflags(write=False)
-            self._mask_cache = (*key, mask)
+            self._mask_cache = (snapshot, self._threshold, mask)
         return self._mask_cache[2]
 
     @property
@@ -359,6 +365,10 @@ class InteractiveSegmenter:
         # Paste target: the ROI stored in the state, even when this click ran on the whole image.
         paste = roi if settings.zoom_in else None
         prob_patch = self._paste(probability, paste, height, width)
+        if settings.keep_connected:  # off in the paper preset; images there are small
+            values = np.array(prob_patch.values)
+            local = [(c.row - prob_patch.box.r0, c.col - prob_patch.box.c0) for c in clicks if c.positive]
+            prob_patch = Patch(prob_patch.box, suppress_unconnected(values, self._threshold, local))
         map_patch = self._paste(feedback, paste, height, width) if feedback is not None else prob_patch
         self.last_window = region
         return _Snapshot(clicks, prob_patch, map_patch, roi if settings.zoom_in else None)
@@ -376,8 +386,6 @@ class InteractiveSegmenter:
         settings = self.settings
         clicks = before.clicks + (click,)
         height, width = source.height, source.width
-        positives = [(c.row, c.col) for c in clicks if c.positive]
-
         if before.probability is None:
             # First click without feedback: focus window at native resolution, grown while the object
             # touches an inner window side.
@@ -385,9 +393,6 @@ class InteractiveSegmenter:
             for step in range(settings.focus_growth_steps + 1):
                 window = focus_window(click.row, click.col, side, height, width)
                 values = self._predict_window(window, clicks, None, gate=0.0)
-                if settings.keep_connected:
-                    local = [(r - window.r0, c - window.c0) for r, c in positives]
-                    suppress_unconnected(values, self._threshold, local)
                 whole = window == full_box(height, width)
                 if whole or step == settings.focus_growth_steps:
                     break
@@ -416,45 +421,76 @@ class InteractiveSegmenter:
         else:
             window = full_box(height, width)
         values = self._predict_window(window, clicks, before.probability, gate=1.0)
-        merged = before.probability.with_region(window, values, keep_outside=True)
-        if settings.keep_connected:
-            array = np.array(merged.values)  # writable copy of the merged patch
-            local = [(r - merged.box.r0, c - merged.box.c0) for r, c in positives]
-            suppress_unconnected(array, self._threshold, local)
-            merged = Patch(merged.box, array)
+        old_box = before.probability.box
+        if window.union(old_box) == window:
+            merged = Patch(window, values)  # the window covers the old patch: no merge copy needed
+        else:
+            merged = Patch(*before.probability.merged_array(window, values))
         self.last_window = window
         return _Snapshot(clicks, merged, merged, roi if settings.zoom_in else None)
 
     def _predict_window(
         self, window: Box, clicks: Sequence[Click], feedback: Patch | None, gate: float
     ) -> np.ndarray:
-        """Probability (window-sized float32, writable) from one network run on ``window``."""
-        network_input = self._network_input(window, feedback)
-        size = resized_shape(window.height, window.width, self.settings.input_size)
-        if size != (window.height, window.width):
-            shrinking = size[0] < window.height
+        """Probability (window-sized float32, writable) from one network run on ``window``.
+
+        Windows much larger than ``input_size`` are read with a stride (every ``step``-th pixel, still at
+        least twice the network size, then antialiased down), so a 4096-pixel window never becomes a
+        full-resolution float tensor. Geometry stays exact: the sampled grid spans native rows
+        ``r0 .. r0 + (n - 1) * step``; the prediction is resized back onto that span and the few
+        rows/columns beyond it (fewer than ``step``) repeat the edge.
+        """
+        target = resized_shape(window.height, window.width, self.settings.input_size)
+        step = max(1, min(window.height // target[0], window.width // target[1]) // 2)
+        network_input = self._network_input(window, feedback, step)
+        n_rows, n_cols = network_input.shape[-2:]
+        if target != (n_rows, n_cols):
             network_input = F.interpolate(
-                network_input, size=size, mode="bilinear", align_corners=True, antialias=shrinking
+                network_input, size=target, mode="bilinear", align_corners=True, antialias=target[0] < n_rows
             )
         mapped = [
             (
-                aligned_click_to_crop(c.row, window.r0, window.height, size[0]),
-                aligned_click_to_crop(c.col, window.c0, window.width, size[1]),
+                aligned_click_to_crop((c.row - window.r0) / step, 0, n_rows, target[0]),
+                aligned_click_to_crop((c.col - window.c0) / step, 0, n_cols, target[1]),
                 c.positive,
             )
             for c in clicks
         ]
         logits, _ = self._infer(network_input, mapped, gate, truncate_new_click=False)
-        if logits.shape[-2:] != (window.height, window.width):
-            logits = F.interpolate(logits, size=(window.height, window.width), mode="bilinear", align_corners=True)
-        return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        if self.settings.keep_connected:
+            # Structural integrity at network resolution: cheap (input_size^2) whatever the window size.
+            # Removed parts get a very negative logit so they vanish after the resize back.
+            positives = [
+                (min(max(round(r), 0), target[0] - 1), min(max(round(c), 0), target[1] - 1))
+                for r, c, positive in mapped
+                if positive
+            ]
+            mask = (torch.sigmoid(logits[0, 0]) > self._threshold).numpy()
+            kept = connected_to_points(mask, positives)
+            if kept is not mask:
+                logits[0, 0][torch.from_numpy(mask & ~kept)] = -30.0
+        span = ((n_rows - 1) * step + 1, (n_cols - 1) * step + 1)
+        if tuple(logits.shape[-2:]) != span:
+            logits = F.interpolate(logits, size=span, mode="bilinear", align_corners=True)
+        probability = torch.sigmoid_(logits)[0, 0].float().numpy()
+        if span != (window.height, window.width):
+            probability = np.pad(
+                probability, ((0, window.height - span[0]), (0, window.width - span[1])), mode="edge"
+            )
+        return probability
 
     # ------------------------------------------------------------------ network
-    def _network_input(self, region: Box, feedback: Patch | None) -> torch.Tensor:
-        """(1, 4, h, w) float32 tensor: normalised RGB of ``region`` plus its feedback map."""
+    def _network_input(self, region: Box, feedback: Patch | None, step: int = 1) -> torch.Tensor:
+        """(1, 4, h, w) float32 tensor: normalised RGB of ``region`` plus its feedback map.
+
+        ``step > 1`` samples every ``step``-th pixel (see :meth:`_predict_window`).
+        """
         assert self._source is not None
-        rgb = self._source.read(region)
-        prev = np.zeros((1, region.height, region.width), np.float32) if feedback is None else feedback.read(region)[None]
+        rgb = self._source.read(region, step)
+        if feedback is None:
+            prev = np.zeros((1, *rgb.shape[1:]), np.float32)
+        else:
+            prev = feedback.read(region, step)[None]
         return torch.from_numpy(np.concatenate([rgb, prev], axis=0)[None])
 
     def _device(self) -> torch.device:

@@ -175,14 +175,22 @@ class Patch:
     def from_array(cls, box: Box, values: np.ndarray) -> "Patch":
         return cls(box, np.ascontiguousarray(values, dtype=np.float32))
 
-    def read(self, box: Box) -> np.ndarray:
-        """A new float32 array of ``box``'s shape with this patch's values (zeros outside it)."""
-        out = np.zeros((box.height, box.width), dtype=np.float32)
-        r0, r1 = max(box.r0, self.box.r0), min(box.r1, self.box.r1)
-        c0, c1 = max(box.c0, self.box.c0), min(box.c1, self.box.c1)
-        if r0 <= r1 and c0 <= c1:
-            out[r0 - box.r0 : r1 - box.r0 + 1, c0 - box.c0 : c1 - box.c0 + 1] = self.values[
-                r0 - self.box.r0 : r1 - self.box.r0 + 1, c0 - self.box.c0 : c1 - self.box.c0 + 1
+    def read(self, box: Box, step: int = 1) -> np.ndarray:
+        """A new float32 array with this patch's values on ``box`` (zeros outside the patch).
+
+        ``step > 1`` samples every ``step``-th row/column starting at ``box.r0``/``box.c0`` (the
+        result has ``ceil(height / step)`` rows), without building the full-resolution crop.
+        """
+        n_rows, n_cols = ceil_div(box.height, step), ceil_div(box.width, step)
+        out = np.zeros((n_rows, n_cols), dtype=np.float32)
+        i0 = max(0, ceil_div(self.box.r0 - box.r0, step))
+        i1 = min(n_rows - 1, (self.box.r1 - box.r0) // step)
+        j0 = max(0, ceil_div(self.box.c0 - box.c0, step))
+        j1 = min(n_cols - 1, (self.box.c1 - box.c0) // step)
+        if i0 <= i1 and j0 <= j1:
+            r_start, c_start = box.r0 + i0 * step - self.box.r0, box.c0 + j0 * step - self.box.c0
+            out[i0 : i1 + 1, j0 : j1 + 1] = self.values[
+                r_start : r_start + (i1 - i0) * step + 1 : step, c_start : c_start + (j1 - j0) * step + 1 : step
             ]
         return out
 
@@ -211,10 +219,15 @@ class Patch:
         """
         if not keep_outside:
             return Patch.from_array(box, values)
+        union, merged = self.merged_array(box, values)
+        return Patch(union, merged)
+
+    def merged_array(self, box: Box, values: np.ndarray) -> tuple[Box, np.ndarray]:
+        """(union box, new writable array): this patch with ``box`` overwritten by ``values``."""
         union = self.box.union(box)
         merged = self.read(union)
         merged[box.r0 - union.r0 : box.r1 - union.r0 + 1, box.c0 - union.c0 : box.c1 - union.c0 + 1] = values
-        return Patch(union, merged)
+        return union, merged
 
 
 def points_of(clicks: Sequence) -> list[tuple[int, int]]:
