@@ -145,6 +145,17 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
     assert list(points.features["positive"]) == [True, False]
 
+    # flipping a click's sign in the features table recomputes too
+    features = points.features.copy()
+    features.loc[1, "positive"] = True
+    points.features = features
+    np.testing.assert_array_equal(
+        controller.preview_layer.data > 0, disk((64, 80), 20, 30) | disk((64, 80), 20, 34)
+    )
+    features.loc[1, "positive"] = False
+    points.features = features
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+
     # deleting a point removes that click and recomputes
     points.remove([1])
     np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((64, 80), 20, 30))

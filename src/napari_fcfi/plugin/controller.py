@@ -344,7 +344,11 @@ class SegmentationController:
             layer.feature_defaults = {"positive": previous}
 
     def _remove_points_of(self, key: SliceKey, last_only: bool = False) -> None:
-        indices = [i for i, (k, _c) in enumerate(self._points_by_slice()) if k == key]
+        indices = [
+            i
+            for i, (k, click) in enumerate(self._points_by_slice())
+            if k == key and (not last_only or self.geometry.contains(k, click.row, click.col))
+        ]
         if last_only:
             indices = indices[-1:]
         if indices:
@@ -369,6 +373,10 @@ class SegmentationController:
             key, row, col = split_grid_point(self.geometry, coords)
             out.append((key, Click(row, col, bool(is_positive))))
         return out
+
+    def _on_points_features(self, event: Any = None) -> None:
+        """A click turned positive/negative in the features table: rebuild like a data change."""
+        self._on_points_data(event)
 
     def _on_points_data(self, event: Any) -> None:
         action = str(getattr(event, "action", "changed"))
@@ -687,6 +695,7 @@ class SegmentationController:
 
     def _hook_layers(self) -> None:
         self.points_layer.events.data.connect(self._on_points_data)
+        self.points_layer.events.features.connect(self._on_points_features)
         for layer in (self.points_layer, self.image_layer):
             layer.mouse_drag_callbacks.append(self.mouse_callback)
             self._hooked_layers.append(layer)
@@ -694,6 +703,7 @@ class SegmentationController:
     def _unhook_layers(self) -> None:
         if self.points_layer is not None:
             self.points_layer.events.data.disconnect(self._on_points_data)
+            self.points_layer.events.features.disconnect(self._on_points_features)
         for layer in self._hooked_layers:
             if self.mouse_callback in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self.mouse_callback)
