@@ -80,7 +80,7 @@ def test_split_depends_on_ids_not_order_and_changes_with_seed():
 
 def test_split_known_values_are_stable():
     # Frozen expectation: the split must never change silently (training runs rely on it).
-    train, val = split_ids([f"x{i}" for i in range(10)], 0.3, seed=0)
+    _train, val = split_ids([f"x{i}" for i in range(10)], 0.3, seed=0)
     assert val == split_ids([f"x{i}" for i in range(10)], 0.3, seed=0)[1]
     assert len(val) == 3
     assert val == ["x1", "x3", "x5"]
@@ -176,7 +176,12 @@ def test_sbd_mat_instances(tmp_path):
     (root / "val.txt").write_text("2008_000001\n")
     assert detect_dataset_type(root) == "sbd"
     samples = list(SBDDataset(root))
-    assert [s.sample_id for s in samples] == ["2008_000001#1", "2008_000001#2", "2008_000001#5", "2008_000001#7"]
+    assert [s.sample_id for s in samples] == [
+        "2008_000001#1",
+        "2008_000001#2",
+        "2008_000001#5",
+        "2008_000001#7",
+    ]
     assert samples[1].gt_mask.sum() == 100
     assert len(list(SBDDataset(root, max_objects=2))) == 2
 

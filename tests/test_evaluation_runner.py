@@ -59,8 +59,10 @@ def test_evaluate_fake_segmenter_known_ious():
     result = evaluate(fake, [disk_sample(radius=10)], max_clicks=5)
     (obj,) = result.objects
     # Radius 4, 8, 12, ... around the centre: IoU (r/10)^2 until the disk covers the object.
-    expected = [metrics.iou(fake_mask, disk_sample().gt_mask) for fake_mask in [
-        disk_sample(radius=4).gt_mask, disk_sample(radius=8).gt_mask]]
+    expected = [
+        metrics.iou(fake_mask, disk_sample().gt_mask)
+        for fake_mask in [disk_sample(radius=4).gt_mask, disk_sample(radius=8).gt_mask]
+    ]
     assert obj.ious[:2] == pytest.approx(expected)
     assert obj.ious[2] == pytest.approx(1.0)
     assert len(obj.ious) == 3  # no error left after the third click: the robot stops
@@ -151,8 +153,24 @@ def _write_grabcut_folder(root: Path, n=3) -> Path:
 def test_fcfi_eval_cli_end_to_end_with_baselines(tmp_path, capsys):
     data = _write_grabcut_folder(tmp_path / "grabcut")
     out = tmp_path / "results"
-    code = main(["eval", "--data", str(data), "--baseline", "random-walker", "--baseline", "geodesic",
-                 "--max-clicks", "3", "--out", str(out), "--limit", "2", "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--baseline",
+            "random-walker",
+            "--baseline",
+            "geodesic",
+            "--max-clicks",
+            "3",
+            "--out",
+            str(out),
+            "--limit",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "NoC@85" in printed and "random-walker" in printed and "geodesic" in printed
@@ -180,8 +198,27 @@ def test_fcfi_eval_split_val_on_instance_folder(tmp_path, capsys):
         skimage.io.imsave(folder / f"n{i}_image.png", s.image, check_contrast=False)
         skimage.io.imsave(folder / f"n{i}_labels.png", s.gt_mask.astype(np.uint16) * 3, check_contrast=False)
     out = tmp_path / "res"
-    assert main(["eval", "--data", str(folder), "--split", "val", "--val-fraction", "0.25", "--baseline",
-                 "geodesic", "--max-clicks", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(folder),
+                "--split",
+                "val",
+                "--val-fraction",
+                "0.25",
+                "--baseline",
+                "geodesic",
+                "--max-clicks",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     from napari_fcfi.evaluation.datasets import split_instance_folder
 
     (val_id,) = split_instance_folder(folder, 0.25)[1]
@@ -213,8 +250,27 @@ def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
     path = model_room.save_model(_tiny_network(), tmp_path / "tiny.safetensors", metadata={"name": "tiny"})
     data = _write_grabcut_folder(tmp_path / "grabcut", n=2)
     out = tmp_path / "results"
-    assert main(["eval", "--data", str(data), "--model", str(path), "--baseline", "geodesic", "--max-clicks", "2",
-                 "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--model",
+                str(path),
+                "--baseline",
+                "geodesic",
+                "--max-clicks",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "tiny" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())["results"]
     assert set(summary) == {"tiny", "geodesic"} and summary["tiny"]["objects"] == 2

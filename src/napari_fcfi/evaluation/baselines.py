@@ -107,7 +107,7 @@ class _WindowedClickSegmenter:
             rows += [int(mask_rows[0]), int(mask_rows[-1])]
             cols += [int(mask_cols[0]), int(mask_cols[-1])]
         extent = max(max(rows) - min(rows), max(cols) - min(cols))
-        margin = max(self.min_margin, int(round(self.margin_fraction * extent)))
+        margin = max(self.min_margin, round(self.margin_fraction * extent))
         return (
             max(0, min(rows) - margin),
             min(h, max(rows) + margin + 1),
@@ -123,8 +123,8 @@ class _WindowedClickSegmenter:
         """
         assert self._data is not None
         h, w = self._data.shape[:2]
-        out_h = max(2, int(round((r1 - r0) * scale)))
-        out_w = max(2, int(round((c1 - c0) * scale)))
+        out_h = max(2, round((r1 - r0) * scale))
+        out_w = max(2, round((c1 - c0) * scale))
         labels = np.zeros((out_h, out_w), np.uint8)
         # The rim is background only where the window ends inside the image (the image border is
         # not evidence of background); if that leaves no background at all, use the whole rim.
@@ -164,8 +164,14 @@ class RandomWalkerSegmenter(_WindowedClickSegmenter):
 
     name = "random-walker"
 
-    def __init__(self, beta: float = 130.0, seed_radius: int = 2, margin_fraction: float = 0.5,
-                 min_margin: int = 24, max_side: int = 192):
+    def __init__(
+        self,
+        beta: float = 130.0,
+        seed_radius: int = 2,
+        margin_fraction: float = 0.5,
+        min_margin: int = 24,
+        max_side: int = 192,
+    ):
         super().__init__(seed_radius, margin_fraction, min_margin)
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {max_side}")
@@ -186,8 +192,9 @@ class RandomWalkerSegmenter(_WindowedClickSegmenter):
         if not (labels == 1).any():
             return np.zeros((height, width), np.float32)
         if labels.shape != (height, width):
-            data = resize(data, labels.shape + data.shape[2:], order=1, anti_aliasing=True,
-                          preserve_range=True).astype(np.float32)
+            data = resize(
+                data, labels.shape + data.shape[2:], order=1, anti_aliasing=True, preserve_range=True
+            ).astype(np.float32)
         with warnings.catch_warnings():
             # skimage warns about isolated unlabeled regions and solver precision; both are harmless here.
             warnings.simplefilter("ignore")
@@ -210,8 +217,14 @@ class GeodesicSegmenter(_WindowedClickSegmenter):
 
     name = "geodesic"
 
-    def __init__(self, epsilon: float = 0.02, sigma: float = 1.0, seed_radius: int = 2,
-                 margin_fraction: float = 0.5, min_margin: int = 24):
+    def __init__(
+        self,
+        epsilon: float = 0.02,
+        sigma: float = 1.0,
+        seed_radius: int = 2,
+        margin_fraction: float = 0.5,
+        min_margin: int = 24,
+    ):
         super().__init__(seed_radius, margin_fraction, min_margin)
         if epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")

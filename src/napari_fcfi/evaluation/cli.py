@@ -42,8 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object (default 20)")
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (entries)")
-    parser.add_argument("--max-objects", type=int, default=None, help="at most K objects per image (instance datasets)")
-    parser.add_argument("--min-area", type=int, default=1, help="smallest object area in pixels (instance datasets)")
+    parser.add_argument(
+        "--max-objects", type=int, default=None, help="at most K objects per image (instance datasets)"
+    )
+    parser.add_argument(
+        "--min-area", type=int, default=1, help="smallest object area in pixels (instance datasets)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the object sampling (default 0)")
     parser.add_argument(
         "--split",
@@ -51,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("all", "train", "val"),
         help="instance folders: evaluate the deterministic train or validation split (split_instance_folder)",
     )
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="validation fraction of --split (0.15)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.15, help="validation fraction of --split (0.15)"
+    )
     parser.add_argument("--split-seed", type=int, default=0, help="seed of --split (default 0)")
     parser.add_argument(
         "--preset",
@@ -60,8 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="engine protocol for models (default: the engine's default, microscopy)",
     )
     parser.add_argument("--device", default="auto", help="device for models: auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--stop-iou", type=float, default=None,
-                        help="stop an object's clicks once this IoU is reached (faster; curves become lower bounds)")
+    parser.add_argument(
+        "--stop-iou",
+        type=float,
+        default=None,
+        help="stop an object's clicks once this IoU is reached (faster; curves become lower bounds)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_fcfi.evaluation.plots import plot_iou_curves
     from napari_fcfi.evaluation.runner import evaluate, format_table, resolve_segmenter
 
-    specs: list[tuple[str, str]] = [("model", m) for m in args.model] + [("baseline", b) for b in args.baseline]
+    specs: list[tuple[str, str]] = [("model", m) for m in args.model] + [
+        ("baseline", b) for b in args.baseline
+    ]
     if not specs:
         print("fcfi eval: give at least one --model or --baseline", file=sys.stderr)
         return 2
@@ -123,14 +135,25 @@ def run(args: argparse.Namespace) -> int:
             stop_iou=args.stop_iou,
             progress=not args.no_progress,
         )
-        result.settings.update({"source": spec, "kind": kind, "preset": args.preset if kind == "model" else None,
-                                "data": str(args.data), "split": args.split, "seed": args.seed,
-                                "max_objects": args.max_objects, "min_area": args.min_area})
+        result.settings.update(
+            {
+                "source": spec,
+                "kind": kind,
+                "preset": args.preset if kind == "model" else None,
+                "data": str(args.data),
+                "split": args.split,
+                "seed": args.seed,
+                "max_objects": args.max_objects,
+                "min_area": args.min_area,
+            }
+        )
         result.save_json(out / f"{_safe_name(label)}.json")
         results.append(result)
 
     table = format_table(results)
-    header = f"dataset: {dataset.name} ({len(dataset.limit(args.limit))} images), max clicks {args.max_clicks}"
+    header = (
+        f"dataset: {dataset.name} ({len(dataset.limit(args.limit))} images), max clicks {args.max_clicks}"
+    )
     print(header)
     print(table)
     (out / "results.txt").write_text(header + "\n" + table + "\n")

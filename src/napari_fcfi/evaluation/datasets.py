@@ -24,9 +24,9 @@ the objects of entry ``i`` and iterating the dataset yields every :class:`Sample
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -141,7 +141,7 @@ class EvalDataset:
         for index in range(len(self)):
             yield from self.samples(index)
 
-    def limit(self, n_entries: int | None) -> "EvalDataset":
+    def limit(self, n_entries: int | None) -> EvalDataset:
         """The first ``n_entries`` entries (all when ``None``)."""
         if n_entries is None or n_entries >= len(self):
             return self
@@ -172,7 +172,7 @@ class SampleList(EvalDataset):
         self._samples = list(samples)
         for s in self._samples:
             if not isinstance(s, Sample):
-                raise ValueError(f"SampleList expects Sample objects, got {type(s).__name__}")
+                raise TypeError(f"SampleList expects Sample objects, got {type(s).__name__}")
         self.name = name
 
     @property
@@ -221,7 +221,9 @@ def _pairs_from_dirs(images_dir: Path, masks_dir: Path, name: str) -> list[tuple
     return pairs
 
 
-def _pairs_from_suffixes(folder: Path, image_tag: str, mask_tag: str, name: str) -> list[tuple[str, Path, Path]]:
+def _pairs_from_suffixes(
+    folder: Path, image_tag: str, mask_tag: str, name: str
+) -> list[tuple[str, Path, Path]]:
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     for path in sorted(_require_dir(folder, name).iterdir()):
@@ -379,7 +381,7 @@ def split_ids(ids: Iterable[str], val_fraction: float = 0.15, seed: int = 0) -> 
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
     unique = sorted(set(ids))
-    n_val = int(round(val_fraction * len(unique)))
+    n_val = round(val_fraction * len(unique))
     if len(unique) >= 2:
         # Never leave a side empty just because of rounding on small folders.
         if val_fraction > 0.0:
@@ -421,7 +423,9 @@ class InstanceFolderDataset(_InstanceDataset):
         super().__init__(seed, min_area, max_objects)
         self.path = Path(path)
         self.name = name or self.path.name
-        pairs = {p[0]: p for p in _pairs_from_suffixes(self.path, "_image", "_labels", f"instance folder {path}")}
+        pairs = {
+            p[0]: p for p in _pairs_from_suffixes(self.path, "_image", "_labels", f"instance folder {path}")
+        }
         if not pairs:
             raise ValueError(f"instance folder {path}: no <id>_image.* / <id>_labels.* pairs")
         if ids is None:
@@ -471,13 +475,20 @@ class TiffStackDataset(_InstanceDataset):
             stem = path.stem
             if not stem.endswith("_image"):
                 raise ValueError(f"tiff stack {path}: expected a file named <name>_image.tif")
-            labels = [p for p in path.parent.glob(stem[: -len("_image")] + "_labels.*") if p.suffix.lower() in TIFF_SUFFIXES]
+            labels = [
+                p
+                for p in path.parent.glob(stem[: -len("_image")] + "_labels.*")
+                if p.suffix.lower() in TIFF_SUFFIXES
+            ]
             if not labels:
                 raise ValueError(f"tiff stack {path}: no matching <name>_labels.tif")
             pairs = [(stem[: -len("_image")], path, labels[0])]
         else:
-            pairs = [p for p in _pairs_from_suffixes(path, "_image", "_labels", f"tiff stacks {path}")
-                     if p[1].suffix.lower() in TIFF_SUFFIXES]
+            pairs = [
+                p
+                for p in _pairs_from_suffixes(path, "_image", "_labels", f"tiff stacks {path}")
+                if p[1].suffix.lower() in TIFF_SUFFIXES
+            ]
             if not pairs:
                 raise ValueError(f"tiff stacks {path}: no <name>_image.tif / <name>_labels.tif pairs")
         self._stacks: list[tuple[str, Path, Path]] = pairs
@@ -490,8 +501,9 @@ class TiffStackDataset(_InstanceDataset):
             if labels.ndim != 3:
                 raise ValueError(f"{labels_path}: label stack must be (Z, Y, X), got shape {labels.shape}")
             for z in range(labels.shape[0]):
-                if sample_object_labels(labels[z], key=f"{stack_name}/z{z}", seed=seed, min_area=min_area,
-                                        max_objects=1):
+                if sample_object_labels(
+                    labels[z], key=f"{stack_name}/z{z}", seed=seed, min_area=min_area, max_objects=1
+                ):
                     self._entries.append((stack_index, z))
 
     @property
@@ -546,7 +558,7 @@ def detect_dataset_type(path: str | Path) -> str:
         return "grabcut"
     label_files = [path / n for n in names if Path(n).stem.endswith("_labels")]
     if label_files:
-        first = sorted(label_files)[0]
+        first = min(label_files)
         if first.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
@@ -600,7 +612,11 @@ def open_dataset(
             train_ids, val_ids = split_instance_folder(path, val_fraction, split_seed)
             ids = val_ids if split == "val" else train_ids
             name = f"{path.name}[{split}]"
-        return InstanceFolderDataset(path, ids=ids, seed=seed, min_area=min_area, max_objects=max_objects, name=name)
+        return InstanceFolderDataset(
+            path, ids=ids, seed=seed, min_area=min_area, max_objects=max_objects, name=name
+        )
     if dataset_type not in builders:
-        raise ValueError(f"unknown dataset type {dataset_type!r}; choose auto or one of {', '.join(DATASET_TYPES)}")
+        raise ValueError(
+            f"unknown dataset type {dataset_type!r}; choose auto or one of {', '.join(DATASET_TYPES)}"
+        )
     return builders[dataset_type]()

@@ -14,7 +14,7 @@ Conventions (those of RITM/FCFI, so our numbers compare with the papers'):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

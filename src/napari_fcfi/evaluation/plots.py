@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -11,8 +11,8 @@ import numpy as np
 def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = None) -> Path:
     """Save a PNG of mean IoU after k clicks, one curve per :class:`EvalResult` in ``results``."""
     # A bare Figure with its own Agg canvas: no pyplot, so the global backend (napari's Qt) is untouched.
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if not results:
         raise ValueError("plot_iou_curves: no results to plot")
@@ -24,8 +24,13 @@ def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = Non
         curve = r.iou_curve()
         clicks = np.arange(1, len(curve) + 1)
         s = r.summary
-        ax.plot(clicks, curve, marker="o", markersize=3,
-                label=f"{r.segmenter} (NoC@85 {s['noc@85']:.2f}, NoC@90 {s['noc@90']:.2f})")
+        ax.plot(
+            clicks,
+            curve,
+            marker="o",
+            markersize=3,
+            label=f"{r.segmenter} (NoC@85 {s['noc@85']:.2f}, NoC@90 {s['noc@90']:.2f})",
+        )
     for level in (0.85, 0.90):
         ax.axhline(level, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlim(1, max_clicks)

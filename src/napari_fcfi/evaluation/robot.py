@@ -99,7 +99,9 @@ class RobotUser:
             pred_mask = np.zeros_like(self.gt_mask)
         pred_mask = np.asarray(pred_mask)
         if pred_mask.shape != self.gt_mask.shape:
-            raise ValueError(f"pred_mask shape {pred_mask.shape} differs from gt_mask shape {self.gt_mask.shape}")
+            raise ValueError(
+                f"pred_mask shape {pred_mask.shape} differs from gt_mask shape {self.gt_mask.shape}"
+            )
         pred_mask = pred_mask.astype(bool)
         false_neg = self.gt_mask & ~pred_mask & self.valid
         false_pos = ~self.gt_mask & pred_mask & self.valid

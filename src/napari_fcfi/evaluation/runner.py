@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class EngineSegmenter:
         self.name = name or "model"
 
     @classmethod
-    def from_session(cls, session: Any, name: str | None = None) -> "EngineSegmenter":
+    def from_session(cls, session: Any, name: str | None = None) -> EngineSegmenter:
         """Wrap an existing engine session (its settings are kept)."""
         self = cls.__new__(cls)
         self._session = session
@@ -178,14 +179,21 @@ class EvalResult:
         return path
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "EvalResult":
+    def load_json(cls, path: str | Path) -> EvalResult:
         data = json.loads(Path(path).read_text())
         objects = [
             ObjectResult(o["sample_id"], o["ious"], o["times"], [tuple(c) for c in o.get("clicks", [])])
             for o in data["objects"]
         ]
-        return cls(data["segmenter"], data["dataset"], data["max_clicks"], objects,
-                   data.get("skipped", []), data.get("elapsed_s", 0.0), data.get("settings", {}))
+        return cls(
+            data["segmenter"],
+            data["dataset"],
+            data["max_clicks"],
+            objects,
+            data.get("skipped", []),
+            data.get("elapsed_s", 0.0),
+            data.get("settings", {}),
+        )
 
 
 def _as_dataset(dataset: Any) -> EvalDataset:
@@ -207,7 +215,9 @@ def _to_mask(output: Any, threshold: float, shape: tuple[int, int]) -> np.ndarra
     return output if output.dtype == bool else output > threshold
 
 
-def run_object(segmenter: Any, sample: Sample, max_clicks: int = 20, stop_iou: float | None = None) -> ObjectResult:
+def run_object(
+    segmenter: Any, sample: Sample, max_clicks: int = 20, stop_iou: float | None = None
+) -> ObjectResult:
     """One robot session: up to ``max_clicks`` clicks on ``sample`` with ``segmenter``.
 
     The session stops early when no error is left or, if given, when the IoU reaches ``stop_iou``
@@ -274,7 +284,10 @@ def evaluate(
                 objects.append(run_object(seg, sample, max_clicks, stop_iou))
             bar.update(1)
             if objects:
-                bar.set_postfix(objects=len(objects), noc90=f"{metrics.noc([o.ious for o in objects], 0.9, max_clicks):.2f}")
+                bar.set_postfix(
+                    objects=len(objects),
+                    noc90=f"{metrics.noc([o.ious for o in objects], 0.9, max_clicks):.2f}",
+                )
     settings = {"preset": preset, "stop_iou": stop_iou, "limit": limit}
     return EvalResult(label, data.name, max_clicks, objects, skipped, time.perf_counter() - t_start, settings)
 
@@ -304,7 +317,11 @@ def format_table(results: Sequence[EvalResult]) -> str:
     sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
     def line(cells):
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            + " |"
+        )
 
     out = [sep, line(headers), sep, *(line(r) for r in rows), sep]
     return "\n".join(out)
