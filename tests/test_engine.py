@@ -360,7 +360,8 @@ def test_zoom_in_window_follows_object_and_is_sticky():
     seg.add_click(420, 530, True)
     obj = seg._current.probability.bbox_above(0.5)
     seg.add_click(410, 520, True)
-    expected = clamp_box(expand_box(obj, 2.0, 48), 1000, 1000)
+    assert seg.settings.min_window == 128  # input_size // 2 by default
+    expected = clamp_box(expand_box(obj, 2.0, 128), 1000, 1000)
     assert seg.last_window == expected
     assert net.calls[-1]["shape"][-2:] == resized_shape(expected.height, expected.width, 256)
     seg.add_click(430, 540, False)  # inside and similar: the ROI is kept
@@ -475,6 +476,27 @@ def test_array_likes_are_read_only_where_needed(blob_net):
     dask = pytest.importorskip("dask.array")
     seg.set_image(dask.from_array(data, chunks=500))
     assert seg.add_click(930, 1440, True)[930, 1440] > 0.49
+    zarr = pytest.importorskip("zarr")
+    stored = zarr.create_array(store={}, shape=data.shape, chunks=(500, 500), dtype=data.dtype)
+    stored[:] = data
+    seg.set_image(stored)
+    assert seg.add_click(930, 1440, True)[930, 1440] > 0.49
+
+
+def test_network_gets_inputs_in_the_model_dtype():
+    class HalfProbe(BlobNet):
+        def __init__(self):
+            super().__init__()
+            self.scale.data = self.scale.data.to(torch.bfloat16)
+
+        def forward(self, image, points, new_clicks, gate, is_training=False):
+            assert image.dtype == torch.bfloat16 and new_clicks.dtype == torch.int64
+            return super().forward(image.float(), points, new_clicks, gate, is_training)
+
+    seg = InteractiveSegmenter(HalfProbe())
+    seg.set_image(_cells())
+    assert seg.add_click(60, 70, True).dtype == np.float32
+    assert seg.device == torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- real network

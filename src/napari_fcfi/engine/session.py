@@ -493,12 +493,17 @@ class InteractiveSegmenter:
             prev = feedback.read(region, step)[None]
         return torch.from_numpy(np.concatenate([rgb, prev], axis=0)[None])
 
-    def _device(self) -> torch.device:
-        for parameter in self.model.parameters():
-            return parameter.device
-        for buffer in self.model.buffers():
-            return buffer.device
-        return torch.device("cpu")
+    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where the model lives and the floating dtype of its weights (inputs are sent there)."""
+        for tensor in (*self.model.parameters(), *self.model.buffers()):
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
+        return torch.device("cpu"), torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters: the engine runs the network there."""
+        return self._device_and_dtype()[0]
 
     def _infer(
         self,
@@ -525,7 +530,11 @@ class InteractiveSegmenter:
             new_clicks[..., 0].clamp_(0, height - 1)
             new_clicks[..., 1].clamp_(0, width - 1)
 
-        device = self._device()
+        device, dtype = self._device_and_dtype()
+        # A half-precision model (load_model(dtype="float16")) gets its image in that dtype; with
+        # autocast the float32 input is cast per operation instead.
+        image_dtype = dtype if (self.settings.autocast_dtype is None or device.type != "cuda") else torch.float32
+        network_input = network_input.to(device=device, dtype=image_dtype)
         was_training = self.model.training
         if was_training:
             self.model.eval()
@@ -536,12 +545,11 @@ class InteractiveSegmenter:
                 if autocast is not None:
                     with torch.autocast(device_type="cuda", dtype=getattr(torch, autocast)):
                         outputs = self.model(
-                            network_input.to(device), points.to(device), new_clicks.to(device), gate,
-                            is_training=False,
+                            network_input, points.to(device), new_clicks.to(device), gate, is_training=False
                         )
                 else:
                     outputs = self.model(
-                        network_input.to(device), points.to(device), new_clicks.to(device), gate, is_training=False
+                        network_input, points.to(device), new_clicks.to(device), gate, is_training=False
                     )
                 logits = _last(outputs["instances"]).float()
                 feedback = outputs.get("updated_feedback2")

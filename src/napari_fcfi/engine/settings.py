@@ -8,7 +8,8 @@ setting                       microscopy      paper          meaning
                                                              (paper: ZoomIn ``target_size``;
                                                              ``target_size=`` is accepted as alias)
 ``expansion_ratio``           2.0             3.0            zoom-in box = object box x ratio
-``min_window``                48              200            minimum zoom-in box side (pixels)
+``min_window``                input_size / 2  200            minimum zoom-in box side (pixels);
+                                                             microscopy: at most 2x magnification
 ``zoom_in``                   True            True           zoom in after the first click
 ``flip``                      False           True           horizontal-flip averaging (2x cost)
 ``threshold``                 0.49            0.49           mask = probability > threshold
@@ -39,7 +40,7 @@ class SegmenterSettings:
     preset: str = "microscopy"
     input_size: int = 256
     expansion_ratio: float = 2.0
-    min_window: int = 48
+    min_window: int | None = None  # None: input_size // 2
     zoom_in: bool = True
     flip: bool = False
     threshold: float = 0.49
@@ -111,4 +112,7 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
             base = replace(base, input_size=int(max(size) if isinstance(size, (list, tuple)) else size))
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(float(p) for p in overrides["percentiles"])
-    return replace(base, **overrides).validate()
+    settings = replace(base, **overrides)
+    if settings.min_window is None:
+        settings = replace(settings, min_window=max(1, int(settings.input_size) // 2))
+    return settings.validate()
