@@ -7,9 +7,11 @@ path a real mouse click takes after vispy); the clock stops when the controller 
 new mask into the preview layer (its ``data`` event) for that click. Per click it also records:
 
 * ``dispatch``: the press/release callbacks on the main thread (adds the point, submits the job),
+  also as main-thread CPU time (``dispatch_cpu``),
 * ``queue``: submit -> the worker thread starts the job,
-* ``job``: the job on the worker thread (engine ``add_click`` plus the mask copy); the engine's own
-  ``last_timing`` splits it into network and engine time,
+* ``job``: the job on the worker thread (engine ``add_click`` plus the mask copy), also as that
+  thread's CPU time (``job_cpu``, robust on a loaded machine when torch runs one thread); the
+  engine's own ``last_timing`` splits it into network and engine time,
 * ``deliver``: job done -> preview layer data set (Qt signal to the main thread, preview plane
   built, napari's layer refresh).
 
@@ -26,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 
 from napari_fcfi.benchmark import (
@@ -56,8 +56,11 @@ def _dispatch_click(layer: Any, world_position: tuple[float, ...], button: int =
 
         wrap = wrapt.ObjectProxy  # napari persists the press event in such a proxy
     except ImportError:  # pragma: no cover - wrapt ships with napari
-        wrap = lambda event: event  # noqa: E731
-    for kind, dispatch in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
+        wrap = lambda event: event
+    for kind, dispatch in (
+        ("mouse_press", mouse_press_callbacks),
+        ("mouse_release", mouse_release_callbacks),
+    ):
         event = SimpleNamespace(
             type=kind, position=world_position, button=button, modifiers=(), handled=False, is_dragging=False
         )
@@ -71,24 +74,26 @@ class _JobClock:
         self.submitted: float | None = None
         self.started: float | None = None
         self.finished: float | None = None
+        self.job_cpu: float | None = None
         original = runner.submit
 
         def submit(slot: Any, generation: int, job: Any) -> None:
             self.submitted = time.perf_counter()
 
             def timed_job() -> Any:
-                self.started = time.perf_counter()
+                self.started, cpu = time.perf_counter(), time.thread_time()
                 try:
                     return job()
                 finally:
                     self.finished = time.perf_counter()
+                    self.job_cpu = time.thread_time() - cpu
 
             original(slot, generation, timed_job)
 
         runner.submit = submit
 
     def reset(self) -> None:
-        self.submitted = self.started = self.finished = None
+        self.submitted = self.started = self.finished = self.job_cpu = None
 
 
 def measure_napari(
@@ -125,9 +130,9 @@ def measure_napari(
         while True:
             app.processEvents()
             session = controller.current_session(create=False)
-            if session is not None and session.generation > generation_before and session.up_to_date:
-                if not controller.busy:
-                    return
+            shown = session is not None and session.generation > generation_before and session.up_to_date
+            if shown and not controller.busy:
+                return
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no preview update within {timeout_s} s")
             time.sleep(0.0002)
@@ -140,9 +145,11 @@ def measure_napari(
                 generation = session.generation
                 clock.reset()
                 preview_times.clear()
-                start = time.perf_counter()
-                _dispatch_click(controller.points_layer, (float(row), float(col)), button=1 if positive else 2)
-                dispatched = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.thread_time()
+                _dispatch_click(
+                    controller.points_layer, (float(row), float(col)), button=1 if positive else 2
+                )
+                dispatched, dispatch_cpu = time.perf_counter(), time.thread_time() - cpu_start
                 wait_until_shown(generation)
                 if not preview_times or clock.finished is None:
                     raise RuntimeError("the click did not reach the engine / preview layer")
@@ -154,6 +161,8 @@ def measure_napari(
                     {
                         "e2e_s": shown - start,
                         "dispatch_s": dispatched - start,
+                        "dispatch_cpu_s": dispatch_cpu,
+                        "job_cpu_s": clock.job_cpu,
                         "queue_s": clock.started - clock.submitted,
                         "job_s": clock.finished - clock.started,
                         "deliver_s": shown - clock.finished,
@@ -181,6 +190,8 @@ def measure_napari(
         "clicks": len(records),
         "e2e": e2e,
         "dispatch": stats("dispatch_s"),
+        "dispatch_cpu": stats("dispatch_cpu_s"),
+        "job_cpu": stats("job_cpu_s"),
         "queue": stats("queue_s"),
         "job": stats("job_s"),
         "deliver": stats("deliver_s"),
@@ -194,14 +205,17 @@ def measure_napari(
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "napari end to end per click (ms, medians; p95 of e2e in brackets)",
-        f"{'model':<28} {'image':<18} {'n':>3} {'e2e':>8} {'(p95)':>8} {'dispatch':>8} {'queue':>7} {'job':>8} "
-        f"{'network':>8} {'deliver':>8}",
+        (
+            f"{'model':<28} {'image':<18} {'n':>3} {'e2e':>8} {'(p95)':>8} {'dispatch':>8} {'queue':>7} "
+            f"{'job':>8} {'network':>8} {'deliver':>8} {'disp CPU':>8} {'job CPU':>8}"
+        ),
     ]
     for r in rows:
         lines.append(
             f"{r['model']:<28} {r['image']:<18} {r['clicks']:>3} {r['e2e']['median_ms']:>8.1f} "
             f"{r['e2e']['p95_ms']:>8.1f} {r['dispatch']['median_ms']:>8.1f} {r['queue']['median_ms']:>7.1f} "
-            f"{r['job']['median_ms']:>8.1f} {r['network']['median_ms']:>8.1f} {r['deliver']['median_ms']:>8.1f}"
+            f"{r['job']['median_ms']:>8.1f} {r['network']['median_ms']:>8.1f} {r['deliver']['median_ms']:>8.1f} "
+            f"{r['dispatch_cpu']['median_ms']:>8.1f} {r['job_cpu']['median_ms']:>8.1f}"
         )
     return "\n".join(lines)
 
