@@ -312,6 +312,30 @@ def test_paper_preset_zoom_in_window_and_mapping(blob_net):
     assert not seg.probability[outside].any()  # pasted into a zero map
 
 
+def test_paper_empty_stored_map_runs_whole_image_but_pastes_into_kept_roi():
+    class BlankAtThree(BlobNet):
+        def forward(self, image, points, new_clicks, gate, is_training=False):
+            out = super().forward(image, points, new_clicks, gate, is_training)
+            if int((points[0, :, 2] >= 0).sum()) == 3:  # third click: stored map below 0.5 everywhere
+                out["updated_feedback2"] = 0.4 * out["updated_feedback2"]
+            return out
+
+    net = BlankAtThree(radius=12.0).eval()
+    image = (np.random.default_rng(2).random((400, 500, 3)) * 255).astype(np.uint8)
+    seg = InteractiveSegmenter(net, preset="paper", flip=False)
+    seg.set_image(image)
+    for click in [(200, 250, True), (205, 255, True), (195, 245, True)]:
+        seg.add_click(*click)
+    roi = seg._current.roi
+    assert roi is not None and roi != Box(0, 399, 0, 499)
+    prob = seg.add_click(210, 240, True)
+    assert net.calls[-1]["shape"] == (1, 4, 400, 500)  # official: the click runs on the whole image...
+    assert seg._current.roi == roi  # ...the ROI is kept...
+    outside = np.ones(prob.shape, bool)
+    outside[roi.slices] = False
+    assert not prob[outside].any()  # ...and the whole-image result is resized into it
+
+
 def test_flip_averages_logits_and_mirrors_clicks():
     net = BlobNet(column_slope=0.05).eval()
     image = (np.random.default_rng(1).random((40, 50, 3)) * 255).astype(np.uint8)
