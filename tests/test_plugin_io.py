@@ -72,7 +72,7 @@ def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     pytest.importorskip("pytestqt")
     from test_plugin import DiskSegmenter
 
-    from napari_fcfi.plugin.demo import object_seeds, simulate_and_screenshot
+    from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache
     from napari_fcfi.plugin.sample_data import load_sample
     from napari_fcfi.plugin.widget import FCFIWidget
@@ -81,6 +81,8 @@ def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     image, labels = load_sample("nuclei_2d"), load_sample("nuclei_2d_labels")
     seeds = object_seeds(image, count=3)
     assert len(seeds) == 3 and all(labels[r, c] > 0 for r, c in seeds)
+    row, col = background_beside(image, *seeds[-1])
+    assert labels[row, col] == 0 and row > seeds[-1][0]
     viewer = make_napari_viewer()
     viewer.add_image(image)
     widget = FCFIWidget(
@@ -93,3 +95,22 @@ def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     path = simulate_and_screenshot(viewer, widget, tmp_path / "shot.png", timeout=10)
     assert path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(np.unique(widget.controller.labels_layer.data)) == 3  # two committed objects + background
+
+
+@pytest.mark.slow
+def test_fcfi_demo_screenshot_command(tmp_path):
+    """The README's headless demo command: a fresh napari process saves a PNG and exits."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") is None:
+        pytest.skip("needs a display or xvfb-run")
+    out = tmp_path / "demo.png"
+    command = [sys.executable, "-m", "napari_fcfi.cli", "demo", "--screenshot", str(out), "--timeout", "120"]
+    if not os.environ.get("DISPLAY"):
+        command = ["xvfb-run", "-a", *command]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

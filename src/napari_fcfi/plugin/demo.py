@@ -97,6 +97,17 @@ def object_seeds(image: np.ndarray, count: int = 2) -> list[tuple[int, int]]:
     return seeds
 
 
+def background_beside(image: np.ndarray, row: int, col: int, margin: int = 3) -> tuple[int, int]:
+    """A background pixel just below the object at (row, col) (Otsu), for a simulated negative click."""
+    from skimage.filters import threshold_otsu
+
+    gray = np.asarray(image.mean(axis=-1) if image.ndim == 3 else image, dtype=np.float32)
+    foreground = gray > threshold_otsu(gray)
+    below = np.nonzero(~foreground[row:, col])[0]
+    target = row + (int(below[0]) + margin if below.size else 0)
+    return min(target, gray.shape[0] - 1), col
+
+
 def wait_until_idle(widget: Any, timeout: float) -> bool:
     """Process Qt events until no prediction is running or waiting (or ``timeout`` seconds)."""
     from qtpy.QtWidgets import QApplication
@@ -131,8 +142,8 @@ def simulate_and_screenshot(
             controller.commit()
             wait_until_idle(widget, timeout)
     if seeds:
-        row, col = seeds[-1]
-        controller.add_click_world(to_world(min(row + 14, plane.shape[0] - 1), col), positive=False)
+        row, col = background_beside(plane, *seeds[-1])
+        controller.add_click_world(to_world(row, col), positive=False)
         wait_until_idle(widget, timeout)
     viewer.layers.selection.active = controller.points_layer
     viewer.reset_view()
@@ -142,9 +153,15 @@ def simulate_and_screenshot(
 
 
 def run(args: argparse.Namespace) -> int:
-    import napari
+    import contextlib
 
-    viewer = napari.Viewer(title="napari-fcfi demo")
+    import napari
+    from napari.utils.notifications import notification_manager
+
+    # In a screenshot, napari's start-up toast (e.g. about its Qt backend) would cover the canvas.
+    quiet = notification_manager.notification_ready.blocker() if args.screenshot else contextlib.nullcontext()
+    with quiet:
+        viewer = napari.Viewer(title="napari-fcfi demo")
     viewer.window.resize(1500, 950)
     widget, loaded = open_demo(viewer, args.image, args.model, args.device)
     if args.screenshot is not None:
