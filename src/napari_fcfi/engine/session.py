@@ -265,11 +265,17 @@ class InteractiveSegmenter:
         return True
 
     def reset(self) -> None:
-        """Back to the state right after :meth:`set_image` (initial mask kept). Undoable."""
-        current = self._current
-        if not current.clicks and current.probability is self._initial_mask:
-            return
-        self._push(self._initial_snapshot())
+        """Back to the state right after :meth:`set_image` (initial mask kept).
+
+        Clears the undo/redo history too (not undoable), so a session reused for many objects (as the
+        evaluation does) never accumulates the probability patches of earlier objects.
+        """
+        self._require_image()
+        old = self._current.probability
+        self._history = [self._initial_snapshot()]
+        self._position = 0
+        self._invalidate()
+        self.last_changed_box = _union_boxes(old, self._initial_mask)
 
     def _move_to(self, position: int) -> None:
         old = self._current.probability
