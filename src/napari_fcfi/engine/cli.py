@@ -136,6 +136,8 @@ def segment_with_log(
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
+    from napari_fcfi.model import ModelDownloadError
+
     try:
         log = load_click_log(args.clicks)
         if not log.records:
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         if args.channel is not None:
             channel = args.channel[0] if len(args.channel) == 1 else tuple(args.channel)
         labels = segment_with_log(model, image, log, channel_axis=args.channel_axis, channel=channel, **settings)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ModelDownloadError) as error:
         print(f"fcfi segment: error: {error}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
