@@ -229,3 +229,11 @@ def test_click_log_replays_with_fcfi_segment(make_napari_viewer, tmp_path, one_t
         network, tifffile.imread(tmp_path / "stack.tif"), log, threshold=threshold, **settings
     )
     np.testing.assert_array_equal(replayed, labels)
+
+
+def test_widget_docks_through_the_npe2_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.float32))
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-fcfi", "FCFI interactive segmentation")
+    assert isinstance(widget, FCFIWidget) and widget.controller.points_layer is not None
+    widget.controller.close()

@@ -341,9 +341,12 @@ class FCFIWidget(QWidget):
     # ------------------------------------------------------------------ saving
     def _ask_save_click_log(self) -> None:
         start = ""
-        source = getattr(self.controller.labels_layer, "source", None)
-        if source is not None and getattr(source, "path", None):
-            start = str(Path(source.path).with_suffix("")) + "_clicks.csv"
+        # Beside the labels file when the labels came from disk, else beside the image.
+        for layer in (self.controller.labels_layer, self.controller.image_layer):
+            path = getattr(getattr(layer, "source", None), "path", None)
+            if path:
+                start = str(Path(path).with_suffix("")) + "_clicks.csv"
+                break
         path, _ = QFileDialog.getSaveFileName(self, "Save FCFI click log", start, "Click log (*.csv)")
         if path:
             self.save_click_log(path)
