@@ -24,17 +24,17 @@ from .settings import PRESETS, SegmenterSettings, resolve_settings
 from .windows import Box, Patch
 
 __all__ = [
-    "InteractiveSegmenter",
-    "Click",
-    "SegmenterSettings",
     "PRESETS",
-    "resolve_settings",
-    "ImageSource",
-    "normalize_intensity",
     "Box",
-    "Patch",
+    "Click",
     "ClickLog",
     "ClickRecord",
+    "ImageSource",
+    "InteractiveSegmenter",
+    "Patch",
+    "SegmenterSettings",
     "load_click_log",
+    "normalize_intensity",
+    "resolve_settings",
     "save_click_log",
 ]

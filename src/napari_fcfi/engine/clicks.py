@@ -26,13 +26,13 @@ class Click:
         return {"row": self.row, "col": self.col, "positive": self.positive}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Click":
+    def from_dict(cls, data: dict) -> Click:
         return cls(int(data["row"]), int(data["col"]), parse_bool(data["positive"]))
 
 
 def round_coordinate(value: float) -> int:
     """Pixel index of a continuous coordinate: ``floor(value + 0.5)``."""
-    return int(math.floor(float(value) + 0.5))
+    return math.floor(float(value) + 0.5)
 
 
 def parse_bool(value: object) -> bool:

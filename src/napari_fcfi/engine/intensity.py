@@ -27,7 +27,8 @@ channel axis) into that, one crop at a time:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

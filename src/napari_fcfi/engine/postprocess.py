@@ -8,7 +8,7 @@ because the network disagrees with one click pixel would lose more than it fixes
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage

@@ -45,8 +45,9 @@ clicks cost the size of the processed window, not of the image. :attr:`probabili
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -597,7 +598,7 @@ class InteractiveSegmenter:
         }
 
     @classmethod
-    def replay(cls, model: torch.nn.Module, image: Any, state: dict[str, Any], **overrides: Any) -> "InteractiveSegmenter":
+    def replay(cls, model: torch.nn.Module, image: Any, state: dict[str, Any], **overrides: Any) -> InteractiveSegmenter:
         """A new session on ``image`` with ``state``'s settings and clicks re-applied in order."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a napari-fcfi session state (format={state.get('format')!r})")

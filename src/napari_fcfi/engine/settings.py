@@ -57,7 +57,7 @@ class SegmenterSettings:
         data["percentiles"] = list(self.percentiles)
         return data
 
-    def validate(self) -> "SegmenterSettings":
+    def validate(self) -> SegmenterSettings:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if int(self.input_size) < 16:
@@ -74,15 +74,15 @@ class SegmenterSettings:
         return self
 
 
-_PAPER_DEFAULTS = dict(
-    preset="paper",
-    input_size=700,
-    expansion_ratio=3.0,
-    min_window=200,
-    flip=True,
-    keep_connected=False,
-    normalization="uint8",
-)
+_PAPER_DEFAULTS = {
+    "preset": "paper",
+    "input_size": 700,
+    "expansion_ratio": 3.0,
+    "min_window": 200,
+    "flip": True,
+    "keep_connected": False,
+    "normalization": "uint8",
+}
 
 _ALIASES = {"target_size": "input_size"}
 

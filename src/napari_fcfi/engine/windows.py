@@ -12,8 +12,9 @@ Conventions used throughout the engine:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Box(NamedTuple):
     def contains(self, row: int, col: int) -> bool:
         return self.r0 <= row <= self.r1 and self.c0 <= col <= self.c1
 
-    def union(self, other: "Box") -> "Box":
+    def union(self, other: Box) -> Box:
         return Box(min(self.r0, other.r0), max(self.r1, other.r1), min(self.c0, other.c0), max(self.c1, other.c1))
 
     def touches_inner_border(self, mask: np.ndarray, image_height: int, image_width: int) -> bool:
@@ -90,10 +91,10 @@ def expand_box(box: Box, ratio: float, min_side: float | None) -> Box:
         height = max(height, min_side)
         width = max(width, min_side)
     return Box(
-        int(round(r_centre - 0.5 * height)),
-        int(round(r_centre + 0.5 * height)),
-        int(round(c_centre - 0.5 * width)),
-        int(round(c_centre + 0.5 * width)),
+        round(r_centre - 0.5 * height),
+        round(r_centre + 0.5 * height),
+        round(c_centre - 0.5 * width),
+        round(c_centre + 0.5 * width),
     )
 
 
@@ -123,7 +124,7 @@ def clicks_inside_roi(roi: Box, points: Iterable[tuple[float, float]]) -> bool:
 def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
     """Shape whose longest side is ``long_side`` with the aspect ratio kept (Python rounding)."""
     scale = long_side / max(height, width)
-    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def paper_click_to_crop(coord: float, start: int, extent: int, crop_size: int) -> float:
@@ -172,7 +173,7 @@ class Patch:
             self.values.setflags(write=False)
 
     @classmethod
-    def from_array(cls, box: Box, values: np.ndarray) -> "Patch":
+    def from_array(cls, box: Box, values: np.ndarray) -> Patch:
         return cls(box, np.ascontiguousarray(values, dtype=np.float32))
 
     def read(self, box: Box, step: int = 1) -> np.ndarray:
@@ -211,7 +212,7 @@ class Patch:
         full[self.box.slices] = self.values
         return full
 
-    def with_region(self, box: Box, values: np.ndarray, keep_outside: bool) -> "Patch":
+    def with_region(self, box: Box, values: np.ndarray, keep_outside: bool) -> Patch:
         """A new patch where ``box`` holds ``values``.
 
         ``keep_outside=True`` keeps this patch's values outside ``box`` (the new patch covers the union);
