@@ -80,13 +80,20 @@ def _looks_like_model(obj: Any) -> bool:
 
 
 def resolve_segmenter(
-    spec: Any, *, preset: str | None = None, device: str | None = None, name: str | None = None
+    spec: Any,
+    *,
+    preset: str | None = None,
+    device: str | None = None,
+    name: str | None = None,
+    engine_settings: dict | None = None,
 ) -> tuple[str, Callable[[], Any]]:
     """Turn ``spec`` into ``(name, factory)``; ``factory()`` gives an object with ``start``/``add_click``.
 
     ``spec``: a baseline name, a model source for ``load_model`` (str/Path), a loaded model, an
     engine session (``set_image``/``add_click``), a segmenter object, or a zero-argument callable.
+    ``preset`` and ``engine_settings`` (e.g. ``{"input_size": 128}``) configure the engine for models.
     """
+    settings = dict(engine_settings or {})
     if isinstance(spec, (str, Path)):
         key = str(spec)
         if key in BASELINES:
@@ -96,12 +103,12 @@ def resolve_segmenter(
 
         model = load_model(key, device=device) if device is not None else load_model(key)
         label = name or (Path(key).stem if Path(key).suffix else key)
-        return label, lambda: EngineSegmenter(model, preset=preset, name=label)
+        return label, lambda: EngineSegmenter(model, preset=preset, name=label, **settings)
     if isinstance(spec, type):  # a segmenter class is a factory (its methods are not bound yet)
         return name or getattr(spec, "name", spec.__name__), spec
     if _looks_like_model(spec):
         label = name or type(spec).__name__
-        return label, lambda: EngineSegmenter(spec, preset=preset, name=label)
+        return label, lambda: EngineSegmenter(spec, preset=preset, name=label, **settings)
     if hasattr(spec, "start") and hasattr(spec, "add_click"):
         return name or getattr(spec, "name", type(spec).__name__), lambda: spec
     if hasattr(spec, "set_image") and hasattr(spec, "add_click"):
@@ -255,6 +262,7 @@ def evaluate(
     limit: int | None = None,
     stop_iou: float | None = None,
     progress: bool = False,
+    engine_settings: dict | None = None,
 ) -> EvalResult:
     """Evaluate ``segmenter`` (see :func:`resolve_segmenter`) with the robot user on ``dataset``.
 
@@ -262,12 +270,14 @@ def evaluate(
     or an iterable of :class:`~napari_fcfi.evaluation.datasets.Sample`. ``limit`` keeps the first N
     images (entries). ``stop_iou`` (e.g. 0.9 for fast validation during training) stops an object's
     session once reached; NoC at or below that threshold is unchanged, the IoU curve is then a lower
-    bound. Objects whose ground truth is empty outside the ignore region are skipped (listed in
+    bound. ``engine_settings`` go to the engine when a model is evaluated. Objects whose ground truth is empty outside the ignore region are skipped (listed in
     ``EvalResult.skipped``).
     """
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-    label, factory = resolve_segmenter(segmenter, preset=preset, device=device, name=name)
+    label, factory = resolve_segmenter(
+        segmenter, preset=preset, device=device, name=name, engine_settings=engine_settings
+    )
     data = _as_dataset(dataset).limit(limit)
     seg = factory()
     objects: list[ObjectResult] = []
@@ -288,7 +298,7 @@ def evaluate(
                     objects=len(objects),
                     noc90=f"{metrics.noc([o.ious for o in objects], 0.9, max_clicks):.2f}",
                 )
-    settings = {"preset": preset, "stop_iou": stop_iou, "limit": limit}
+    settings = {"preset": preset, "stop_iou": stop_iou, "limit": limit, "engine_settings": engine_settings}
     return EvalResult(label, data.name, max_clicks, objects, skipped, time.perf_counter() - t_start, settings)
 
 
