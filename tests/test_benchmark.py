@@ -74,6 +74,7 @@ def test_fcfi_bench_end_to_end_on_a_tiny_network(tmp_path, capsys):
             "bench", "--models", TINY, "--sizes", "64", "96", "--repeats", "2", "--warmup", "1",
             "--threads", "1", "--devices", "auto", "--module-sizes", "64", "--engine-model", TINY,
             "--engine-sizes", "192", "--engine-objects", "1", "--engine-clicks", "2", "--out", str(out),
+            "--markdown", str(tmp_path / "bench.md"),
         ]
     )  # fmt: skip
     assert code == 0
@@ -98,6 +99,9 @@ def test_fcfi_bench_end_to_end_on_a_tiny_network(tmp_path, capsys):
     assert engine["clicks"] == 2 and engine["image"] == "192x192 uint16"
     assert engine["network"]["median_ms"] > 0 and engine["overhead_pct"] is not None
     assert results["targets"]["engine_overhead_below_10pct"]["met"] in (True, False)
+    assert engine["cpu_network"]["median_ms"] > 0 and latency[0]["cpu_median_ms"] > 0
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "| hrnet8-small-tiny | random | cpu | fp32 | 64 |" in markdown and "192x192 uint16" in markdown
 
 
 def test_fcfi_bench_rejects_bad_arguments(capsys):

@@ -826,6 +826,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_BUNDLED_PRESET})",
     )
     parser.add_argument("--out", type=Path, default=None, help="write every result as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables as Markdown here")
 
 
 def _resolve_devices(requested: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -935,6 +936,74 @@ def format_tables(results: dict[str, Any]) -> str:
         for name, target in results["targets"].items():
             lines.append(f"  {name}: {target}")
     return "\n".join(lines)
+
+
+def format_markdown(results: dict[str, Any]) -> str:
+    """Markdown tables of a results dict (what ``docs/benchmarks.md`` shows)."""
+    machine = results.get("machine", {})
+    out = [
+        (
+            f"Machine: {machine.get('cpu')}, {machine.get('logical_cpus')} logical CPUs; torch {machine.get('torch')}, "
+            f"{machine.get('torch_threads')} torch thread(s); Python {machine.get('python')}; napari-fcfi "
+            f"{machine.get('napari_fcfi')} (git {machine.get('git_commit')}); {machine.get('date_utc')}; "
+            f"load average at start {machine.get('load_average')}, at end {machine.get('load_average_end')}."
+        ),
+        "",
+    ]
+    if results.get("command"):
+        out += [f"Command: `{results['command']}`", ""]
+    if results.get("latency"):
+        out += [
+            "| model | weights | device | precision | input | median ms | p95 ms | CPU ms | n | RSS + MB | CUDA MB |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["latency"]:
+            out.append(
+                f"| {r['model']} | {r['weights']} | {r['device']} | {r['precision']} | {r['size']} | "
+                f"{r['median_ms']:.0f} | {r['p95_ms']:.0f} | {_fmt(r.get('cpu_median_ms'), 0)} | {r['n']} | "
+                f"{_fmt(r['rss_increase_mb'], 0)} | {_fmt(r['cuda_peak_mb'], 0)} |"
+            )
+        out.append("")
+    for item in results.get("not_measured", []):
+        out += [f"Not measured: **{item['device']}** ({item['reason']}).", ""]
+    if results.get("feedback_modules"):
+        out += [
+            (
+                "| model | input | full ms (wall / CPU) | without FFCM+CFFM | cost % (wall / CPU) "
+                "| FFCM hook ms (CPU) | CFFM hook ms (CPU) | hooks % of full (CPU) |"
+            ),
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["feedback_modules"]:
+            out.append(
+                f"| {r['model']} | {r['size']} | {r['full_median_ms']:.0f} / {_fmt(r.get('cpu_full_median_ms'), 0)} | "
+                f"{r['without_median_ms']:.0f} / {_fmt(r.get('cpu_without_median_ms'), 0)} | "
+                f"{r['cost_pct_of_full']:.1f} / {_fmt(r.get('cpu_cost_pct_of_full'))} | "
+                f"{_fmt(r.get('cpu_ffcm_hook_ms'))} | {_fmt(r.get('cpu_cffm_hook_ms'))} | "
+                f"{_fmt(r.get('cpu_hook_pct_of_full'))} |"
+            )
+        out.append("")
+    if results.get("engine"):
+        out += [
+            (
+                "| model | image | clicks | network runs | total ms (wall / CPU) | network ms (wall / CPU) "
+                "| engine ms (wall / CPU) | engine % of network (wall / CPU) | set_image ms |"
+            ),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["engine"]:
+
+            def both(key: str, r: dict[str, Any] = r) -> str:
+                cpu = r.get("cpu_" + key)
+                return f"{r[key]['median_ms']:.0f} / {_fmt(cpu['median_ms'] if cpu else None, 0)}"
+
+            out.append(
+                f"| {r['model']} | {r['image']} | {r['clicks']} | {r['network_runs']} | {both('total')} | "
+                f"{both('network')} | {both('engine')} | {_fmt(r['overhead_pct'])} / "
+                f"{_fmt(r.get('cpu_overhead_pct'))} | {r['set_image_median_ms']:.0f} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
@@ -1104,6 +1173,10 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
         _print(f"\nwrote {args.out}")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(format_markdown(results) + "\n")
+        _print(f"wrote {args.markdown}")
     return 0
 
 
@@ -1111,6 +1184,7 @@ __all__ = [
     "add_arguments",
     "build_benchmark_model",
     "evaluate_targets",
+    "format_markdown",
     "format_tables",
     "machine_info",
     "measure_engine",
