@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_image(path: Path) -> Any:
-    """Read an image file; ``.npy`` stays memory-mapped so only clicked regions are loaded."""
+    """Read an image file; ``.npy`` and plain TIFFs stay memory-mapped so only clicked regions are loaded."""
     suffix = path.suffix.lower()
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
@@ -56,7 +56,10 @@ def read_image(path: Path) -> Any:
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        return tifffile.imread(path)
+        try:  # uncompressed, contiguous TIFFs are memory-mapped (big images stay on disk)
+            return tifffile.memmap(path, mode="r")
+        except (ValueError, OSError):
+            return tifffile.imread(path)
     from skimage import io
 
     return io.imread(path)
