@@ -52,7 +52,7 @@ from torch import nn
 
 DEFAULT_MODELS = ("default", "hrnet18s-ocr48", "deeplab-r101")
 DEFAULT_SIZES = (256, 400, 512, 700)
-DEFAULT_BUNDLED_PRESET = "hrnet12-small-cpu"
+DEFAULT_BUNDLED_PRESET = "hrnet8-small-tiny"  # the architecture of the bundled model (docs/model_card.md)
 SECTIONS = ("latency", "modules", "engine")
 CUDA_PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST = {"fp16": "float16", "bf16": "bfloat16"}
