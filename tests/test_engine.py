@@ -51,8 +51,13 @@ class BlobNet(torch.nn.Module):
     def forward(self, image, points, new_clicks, gate, is_training=False):
         assert image.ndim == 4 and image.shape[1] == 4 and points.shape[-1] == 3
         self.calls.append(
-            {"shape": tuple(image.shape), "points": points.clone(), "new_clicks": new_clicks.clone(),
-             "gate": float(gate), "image": image.clone()}
+            {
+                "shape": tuple(image.shape),
+                "points": points.clone(),
+                "new_clicks": new_clicks.clone(),
+                "gate": float(gate),
+                "image": image.clone(),
+            }
         )
         b, _, h, w = image.shape
         rows = torch.arange(h, dtype=torch.float32).view(1, h, 1)
@@ -163,7 +168,14 @@ def test_click_rounding_and_validation():
 def test_undo_redo_any_depth_restores_every_state(blob_net):
     seg = InteractiveSegmenter(blob_net)
     seg.set_image(_cells())
-    clicks = [(60, 70, True), (50, 90, True), (110, 150, False), (70, 60, True), (45, 55, False), (75, 95, True)]
+    clicks = [
+        (60, 70, True),
+        (50, 90, True),
+        (110, 150, False),
+        (70, 60, True),
+        (45, 55, False),
+        (75, 95, True),
+    ]
     history = [seg.probability.copy()]
     for click in clicks:
         history.append(seg.add_click(*click).copy())
@@ -450,10 +462,14 @@ def test_rgb_rgba_and_multichannel_choices():
     rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
     rgba = np.concatenate([rgb, np.full((30, 40, 1), 255, np.uint8)], axis=2)
     assert ImageSource(rgb).is_rgb and ImageSource(rgba).channels == (0, 1, 2)
-    np.testing.assert_array_equal(ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)),
-                                  np.moveaxis(rgb, 2, 0).astype(np.float32) / np.float32(255))
-    np.testing.assert_array_equal(ImageSource(rgba, mode="uint8").read(Box(0, 29, 0, 39)),
-                                  ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)))
+    np.testing.assert_array_equal(
+        ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)),
+        np.moveaxis(rgb, 2, 0).astype(np.float32) / np.float32(255),
+    )
+    np.testing.assert_array_equal(
+        ImageSource(rgba, mode="uint8").read(Box(0, 29, 0, 39)),
+        ImageSource(rgb, mode="uint8").read(Box(0, 29, 0, 39)),
+    )
     stack = rng.random((3, 30, 40)).astype(np.float32)  # channel-first, not RGB
     stack[1] *= 1000
     one = ImageSource(stack, channel_axis=0, channel=1).read(Box(0, 29, 0, 39))
@@ -538,6 +554,30 @@ def test_tiny_fcfi_network_runs_both_presets(tiny_fcfi):
         assert np.isfinite(paper.add_click(*click)).all()
 
 
+def test_microscopy_plumbing_equals_direct_network_calls(tiny_fcfi):
+    """Window = whole image at the network size: the engine must equal hand-made network calls."""
+    image = np.random.default_rng(3).random((64, 64)).astype(np.float32)
+    seg = InteractiveSegmenter(tiny_fcfi, input_size=64, zoom_in=False, keep_connected=False, normalization="none")
+    seg.set_image(image)
+    rgb = torch.from_numpy(np.repeat(image[None, None], 3, axis=1))
+    previous = torch.zeros(1, 1, 64, 64)
+    clicks = [(30, 20, True), (10, 50, False)]
+    for k, (row, col, positive) in enumerate(clicks):
+        prob = seg.add_click(row, col, positive)
+        done = clicks[: k + 1]
+        pos = [(r, c, i) for i, (r, c, p) in enumerate(done) if p]
+        neg = [(r, c, i) for i, (r, c, p) in enumerate(done) if not p]
+        n = max(len(pos), len(neg))
+        pad = [(-1, -1, -1)]
+        points = torch.tensor([pos + pad * (n - len(pos)) + neg + pad * (n - len(neg))], dtype=torch.float32)
+        new_click = torch.tensor([[[row, col, int(positive)]]])
+        with torch.inference_mode():
+            out = tiny_fcfi(torch.cat([rgb, previous], 1), points, new_click, float(k > 0), is_training=False)
+        expected = torch.sigmoid(out["instances"])
+        np.testing.assert_allclose(prob, expected[0, 0].numpy(), rtol=0, atol=1e-6)
+        previous = expected
+
+
 def test_model_metadata_input_size_is_used(blob_net):
     blob_net.fcfi_metadata = {"input_size": 320}
     assert InteractiveSegmenter(blob_net).settings.input_size == 320
@@ -576,17 +616,57 @@ def test_cli_segment_end_to_end(tmp_path, tiny_fcfi):
     model_path = _save_tiny(tmp_path, tiny_fcfi)
     image = _cells(100, 120)
     tifffile.imwrite(tmp_path / "img.tif", image)
-    save_click_log(tmp_path / "clicks.csv", [
-        ClickRecord(3, 60, 75, True), ClickRecord(3, 55, 90, True), ClickRecord(7, 115, 160, True),
-    ])
+    save_click_log(
+        tmp_path / "clicks.csv",
+        [
+            ClickRecord(3, 60, 75, True),
+            ClickRecord(3, 55, 90, True),
+            ClickRecord(7, 115, 160, True),
+        ],
+    )
     # click coordinates beyond the 100 x 120 image must fail cleanly
-    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(tmp_path / "clicks.csv"),
-                 "--out", str(tmp_path / "bad.tif"), "--model", str(model_path), "--device", "cpu"]) == 2
-    save_click_log(tmp_path / "clicks.csv", [
-        ClickRecord(3, 60, 75, True), ClickRecord(3, 55, 90, True), ClickRecord(7, 90, 100, True),
-    ])
-    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(tmp_path / "clicks.csv"),
-                 "--out", str(tmp_path / "labels.tif"), "--model", str(model_path), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "img.tif"),
+                "--clicks",
+                str(tmp_path / "clicks.csv"),
+                "--out",
+                str(tmp_path / "bad.tif"),
+                "--model",
+                str(model_path),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    save_click_log(
+        tmp_path / "clicks.csv",
+        [
+            ClickRecord(3, 60, 75, True),
+            ClickRecord(3, 55, 90, True),
+            ClickRecord(7, 90, 100, True),
+        ],
+    )
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "img.tif"),
+                "--clicks",
+                str(tmp_path / "clicks.csv"),
+                "--out",
+                str(tmp_path / "labels.tif"),
+                "--model",
+                str(model_path),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert labels.shape == image.shape and labels.dtype == np.uint16
     assert set(np.unique(labels)) <= {0, 3, 7}
@@ -676,8 +756,10 @@ def test_large_image_click_memory_and_time(tiny_fcfi):
         _peak_rss_reset()
         large_time, seg = _clicks_on_image(net, 8192)
         extra = _rss_mib("VmHWM") - base - 8192 * 8192 * 2 / 2**20  # beyond the 128 MiB image itself
-        print(f"8192^2 {label}: median click {large_time:.3f}s (512^2: {small_time:.3f}s), "
-              f"peak extra memory {extra:.0f} MiB, last window {seg.last_window}")
+        print(
+            f"8192^2 {label}: median click {large_time:.3f}s (512^2: {small_time:.3f}s), "
+            f"peak extra memory {extra:.0f} MiB, last window {seg.last_window}"
+        )
         assert extra < 1024
         if net is probe:
             assert large_time <= 2.0 * small_time + 0.2  # slack: timings are noisy on a shared machine
