@@ -211,6 +211,9 @@ def test_undo_redo_reset(make_napari_viewer):
     controller.reset_object()
     assert len(controller.points_layer.data) == 0 and not controller.preview_layer.data.any()
     assert not controller.commit()
+    controller.add_click_world((20, 20), False)  # only a negative click: an empty object
+    assert not controller.commit() and "empty" in viewer.status
+    assert controller.labels_layer is None
 
 
 def test_stack_slices_keep_their_own_objects(make_napari_viewer):

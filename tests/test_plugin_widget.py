@@ -158,12 +158,19 @@ def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_t
     qtbot.waitUntil(lambda: session.up_to_date and session.prob is not None, timeout=60000)
     assert session.prob.shape == (48, 56) and session.prob.dtype == np.float32
     np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
+    # an untrained net predicts a nearly flat map: cut at its median for a real, partial object
+    threshold = float(np.median(session.prob))
+    controller.set_threshold(threshold)
+    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[-1] == threshold, timeout=60000)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
     live_mask = session.mask.copy()
+    assert 0 < live_mask.sum() < live_mask.size
     controller.commit()
     qtbot.waitUntil(lambda: len(controller.click_log) == 1, timeout=60000)
+    np.testing.assert_array_equal(controller.labels_layer.data == 1, live_mask)
     # the saved click log replays to the same object with the engine alone
     log = load_click_log(widget.save_click_log(tmp_path / "log.csv"))
-    replay = InteractiveSegmenter(network, input_size=64)
+    replay = InteractiveSegmenter(network, input_size=64, threshold=threshold)
     replay.set_image(image)
     for record in log.records:
         replay.add_click(record.row, record.col, record.positive)

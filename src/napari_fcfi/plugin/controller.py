@@ -53,6 +53,14 @@ def engine_segmenter_factory(**settings: Any) -> SegmenterFactory:
     return build
 
 
+def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice]:
+    """Row/col slices of the smallest box holding ``mask`` (an empty box for an empty mask)."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 @dataclass(frozen=True)
 class Click:
     row: int
@@ -481,36 +489,42 @@ class SegmentationController:
 
     def _commit(self, session: SliceSession) -> bool:
         session.commit_pending = False
-        if session.mask is None or (not session.clicks and session.edit_label is None):
+        editing = session.edit_label is not None
+        if session.mask is None or (not session.clicks and not editing):
             self._status("FCFI: nothing to commit on this slice")
             return False
+        if not editing and not session.mask.any():
+            self._status("FCFI: the object is empty; add a positive click or lower the threshold")
+            return False
         labels = self._ensure_labels_layer()
-        label_id = session.edit_label or self.next_label_id()
-        plane = np.asarray(labels.data[session.key])
+        label_id = session.edit_label if editing else self.next_label_id()
+        # Work inside the box of the new object (and of the edited label) only: big planes stay cheap.
+        window = _bounding_slices(session.mask | session.initial_mask if editing else session.mask)
+        plane = np.asarray(labels.data[(*session.key, *window)])
         painted = paint_object(
             plane,
-            session.mask,
+            session.mask[window],
             label_id,
-            replace_label=session.edit_label is not None,
+            replace_label=editing,
             overwrite=self.overwrite,
         )
         rows, cols = np.nonzero(painted != plane)
         if rows.size:
-            index = tuple(np.full(rows.size, k) for k in session.key) + (rows, cols)
+            index = tuple(np.full(rows.size, k) for k in session.key)
+            index += (rows + window[0].start, cols + window[1].start)
             labels.data_setitem(index, painted[rows, cols])
         self.click_log.add(
             ObjectRecord(
                 label_id=label_id,
                 slice_key=session.key,
                 clicks=[(c.row, c.col, c.positive) for c in session.clicks],
-                edited=session.edit_label is not None,
+                edited=editing,
             )
         )
-        self._status(f"FCFI: committed label {label_id} ({int(session.mask.sum())} px)")
+        self._status(f"FCFI: committed label {label_id} ({int((painted == label_id).sum())} px)")
         self._remove_points_of(session.key)
         self._restart_session(session)
-        if session.edit_label is None and self.label_id is not None:
-            self.label_id = None
+        self.label_id = None  # a chosen id is used once; then the next free id again
         self.on_label_id(self.next_label_id())
         self._refresh_view()
         return True
