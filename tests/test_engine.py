@@ -690,6 +690,11 @@ def test_cli_stack_uses_z_column(tmp_path, blob_net):
     assert labels[0, 60, 75] == 1 and labels[2, 40, 40] == 2 and not labels[1].any()
     with pytest.raises(ValueError, match="leading"):
         segment_with_log(blob_net, stack, ClickLog([ClickRecord(1, 5, 5, True)], ()))
+    # (Z, C, Y, X) with a channel axis: labels drop the channel axis; one channel is chosen
+    zcyx = np.stack([np.stack([_cells(80, 90), _cells(80, 90) * 0]) for _ in range(2)])
+    log = ClickLog([ClickRecord(5, 60, 75, True, (1,))], ("z",))
+    labels = segment_with_log(blob_net, zcyx, log, channel_axis=1, channel=0)
+    assert labels.shape == (2, 80, 90) and labels[1, 60, 75] == 5 and not labels[0].any()
 
 
 # ----------------------------------------------------------------------------- large images
