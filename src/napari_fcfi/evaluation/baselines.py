@@ -62,14 +62,24 @@ class _WindowedClickSegmenter:
     threshold = 0.5
     name = "baseline"
 
-    def __init__(self, seed_radius: int = 2, margin_fraction: float = 0.5, min_margin: int = 24):
-        if seed_radius < 0 or min_margin < 1 or margin_fraction < 0:
-            raise ValueError("seed_radius >= 0, min_margin >= 1 and margin_fraction >= 0 are required")
+    def __init__(
+        self,
+        seed_radius: int = 2,
+        margin_fraction: float = 0.5,
+        min_margin: int = 24,
+        correction_radius: int = 0,
+    ):
+        if seed_radius < 0 or correction_radius < 0 or min_margin < 1 or margin_fraction < 0:
+            raise ValueError(
+                "seed_radius >= 0, correction_radius >= 0, min_margin >= 1 and margin_fraction >= 0 are required"
+            )
         self.seed_radius = int(seed_radius)
+        self.correction_radius = int(correction_radius)
         self.margin_fraction = float(margin_fraction)
         self.min_margin = int(min_margin)
         self._data: np.ndarray | None = None
         self.clicks: list[tuple[int, int, bool]] = []
+        self._seeds: list[tuple[np.ndarray, np.ndarray, bool]] = []
         self._prob: np.ndarray | None = None
 
     # -- protocol -------------------------------------------------------------------------------
@@ -77,6 +87,7 @@ class _WindowedClickSegmenter:
         """Begin a new object on ``image`` ((H, W) or (H, W, C)); ``gt_ignore`` is not used."""
         self._data = normalise_for_baselines(image)
         self.clicks = []
+        self._seeds = []
         self._prob = np.zeros(self._data.shape[:2], np.float32)
 
     def add_click(self, row: int, col: int, positive: bool) -> np.ndarray:
@@ -86,6 +97,7 @@ class _WindowedClickSegmenter:
         h, w = self._data.shape[:2]
         if not (np.isfinite(row) and np.isfinite(col)) or not (0 <= row < h and 0 <= col < w):
             raise ValueError(f"click ({row}, {col}) lies outside the image of shape {(h, w)}")
+        self._seeds.append(self._click_seed_pixels(int(row), int(col), bool(positive)))
         self.clicks.append((int(row), int(col), bool(positive)))
         r0, r1, c0, c1 = self._window()
         window_prob = self._segment_window(r0, r1, c0, c1)
@@ -115,6 +127,24 @@ class _WindowedClickSegmenter:
             min(w, max(cols) + margin + 1),
         )
 
+    def _click_seed_pixels(self, row: int, col: int, positive: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Seed pixels of one click: the click pixel plus the pixels of a ``seed_radius`` disk whose
+        current label the click corrects (background for a positive click, object for a negative one).
+
+        A click corrects an error, so the disk must not spill across the error's border: on thin
+        boundary errors (1-2 px bands around nuclei) a full disk would seed the wrong side and the
+        next click would have to undo it.
+        """
+        assert self._data is not None and self._prob is not None
+        h, w = self._data.shape[:2]
+        r = self.seed_radius if not self.clicks else self.correction_radius
+        yy, xx = np.mgrid[max(0, row - r) : min(h, row + r + 1), max(0, col - r) : min(w, col + r + 1)]
+        in_disk = (yy - row) ** 2 + (xx - col) ** 2 <= r * r
+        predicted_object = self._prob[yy, xx] > self.threshold
+        keep = in_disk & (predicted_object != positive)
+        keep |= (yy == row) & (xx == col)
+        return yy[keep], xx[keep], positive
+
     def _seed_labels(self, r0: int, r1: int, c0: int, c1: int, scale: float = 1.0) -> np.ndarray:
         """Window seeds: 0 unknown, 1 object (positive disks), 2 background (negative disks, rim).
 
@@ -141,13 +171,11 @@ class _WindowedClickSegmenter:
             rim[0, :] = rim[-1, :] = rim[:, 0] = rim[:, -1] = True
         labels[rim] = 2
         sy, sx = out_h / (r1 - r0), out_w / (c1 - c0)
-        yy, xx = np.ogrid[0:out_h, 0:out_w]
-        radius = max(self.seed_radius * min(sy, sx), 0.5)
-        for row, col, positive in self.clicks:  # later clicks override earlier ones where disks overlap
-            cy = min(out_h - 1, max(0, int((row - r0 + 0.5) * sy)))
-            cx = min(out_w - 1, max(0, int((col - c0 + 0.5) * sx)))
-            disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-            labels[disk] = 1 if positive else 2
+        for rows, cols, positive in self._seeds:  # later clicks override earlier ones where seeds overlap
+            inside = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
+            cy = np.minimum(((rows[inside] - r0 + 0.5) * sy).astype(int), out_h - 1)
+            cx = np.minimum(((cols[inside] - c0 + 0.5) * sx).astype(int), out_w - 1)
+            labels[cy, cx] = 1 if positive else 2
         return labels
 
     def _segment_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -171,8 +199,9 @@ class RandomWalkerSegmenter(_WindowedClickSegmenter):
         margin_fraction: float = 0.5,
         min_margin: int = 24,
         max_side: int = 192,
+        correction_radius: int = 0,
     ):
-        super().__init__(seed_radius, margin_fraction, min_margin)
+        super().__init__(seed_radius, margin_fraction, min_margin, correction_radius)
         if max_side < 16:
             raise ValueError(f"max_side must be >= 16, got {max_side}")
         self.beta = float(beta)
@@ -224,8 +253,9 @@ class GeodesicSegmenter(_WindowedClickSegmenter):
         seed_radius: int = 2,
         margin_fraction: float = 0.5,
         min_margin: int = 24,
+        correction_radius: int = 0,
     ):
-        super().__init__(seed_radius, margin_fraction, min_margin)
+        super().__init__(seed_radius, margin_fraction, min_margin, correction_radius)
         if epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
         self.epsilon = float(epsilon)
