@@ -81,14 +81,14 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, strength: flo
 
     # Dynamic range of the sensor: map to 8/12/16-bit-like counts with a dark offset.
     full_scale = float(rng.choice([255.0, 4095.0, 65535.0]))
-    counts = x * math.exp(rng.uniform(math.log(0.1), 0.0)) * full_scale
+    counts = x * math.exp(rng.uniform(math.log(0.15), 0.0)) * full_scale
     if rng.random() < 0.4 * strength:  # shot noise at a random photon budget
-        photons = math.exp(rng.uniform(math.log(10.0), math.log(500.0)))
+        photons = math.exp(rng.uniform(math.log(20.0), math.log(500.0)))
         counts = rng.poisson(np.clip(counts, 0, None) / full_scale * photons).astype(np.float32) * (
             full_scale / photons
         )
     if rng.random() < 0.5 * strength:  # read noise
-        counts = counts + rng.normal(0.0, rng.uniform(0.005, 0.08) * full_scale * 0.2, counts.shape)
+        counts = counts + rng.normal(0.0, rng.uniform(0.005, 0.05) * full_scale * 0.2, counts.shape)
     counts = counts + rng.uniform(0.0, 0.1) * full_scale
     return counts.astype(np.float32)
 

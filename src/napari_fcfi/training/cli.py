@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefetch", action="store_true", help="build batches in the main process")
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. runs/NAME/last.pt)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--click-scale-init", type=float, default=1.0,
+        help="initial |scale| of the click encoder output (the official 0.05 protects a pre-trained backbone; "
+        "training from scratch needs the clicks heard from the start); <= 0 keeps the network's own",
+    )
     parser.add_argument("--no-ffcm", action="store_true", help="ablation: FFCM replaced by a pass-through")
     parser.add_argument("--no-cffm", action="store_true", help="ablation: CFFM replaced by a pass-through")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -114,6 +119,18 @@ def export_checkpoint(
     return save_model(net, out, metadata=metadata)
 
 
+def set_click_scale(net: Any, value: float) -> None:
+    """Set the learned scale of the click encoder (``maps_transform``'s last layer) to ``value``."""
+    import torch
+
+    scales = [m for name, m in net.named_modules() if name.startswith("maps_transform") and hasattr(m, "scale")]
+    if not scales:
+        raise ValueError(f"{type(net).__name__} has no click-encoder scale to initialise")
+    with torch.no_grad():
+        for module in scales:
+            module.scale.fill_(float(value))
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``fcfi train``."""
     if args.export:
@@ -168,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     net = build_network(TRAIN_PRESETS[args.preset])
+    if args.click_scale_init > 0:
+        set_click_scale(net, args.click_scale_init)
     apply_ablation(net, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
     weights = LossWeights(
         feedback1=0.0 if args.no_ffcm else LossWeights.feedback1,
@@ -185,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         "command": command, "preset": args.preset, "network": TRAIN_PRESETS[args.preset], "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
         "view_size": args.view_size, "device": device, "threads": torch.get_num_threads(),
-        "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm},
+        "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm}, "click_scale_init": args.click_scale_init,
         "val_objects": [o.name for o in val_objects],
     }
     (out / "run_info.json").write_text(json.dumps(run_info, indent=2))

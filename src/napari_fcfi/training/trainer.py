@@ -176,6 +176,11 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         parts["loss"] = float(loss.detach())
+        with torch.no_grad():  # IoU of the trained pass: an easy-to-read progress signal
+            pred = out["instances"].float() > 0
+            gt = masks > 0.5
+            union = (pred | gt).sum(dim=(1, 2, 3)).clamp_min(1)
+            parts["train_iou"] = float(((pred & gt).sum(dim=(1, 2, 3)) / union).mean())
         parts["extra_clicks"] = extra_clicks
         return parts
 
