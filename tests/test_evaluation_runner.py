@@ -286,3 +286,17 @@ def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
     assert "tiny" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())["results"]
     assert set(summary) == {"tiny", "geodesic"} and summary["tiny"]["objects"] == 1
+
+
+def test_correction_clicks_seed_only_the_side_they_correct():
+    seg = GeodesicSegmenter(seed_radius=2, correction_radius=2)
+    s = noisy_blob_sample(0)
+    seg.start(s.image)
+    first = seg.add_click(30, 34, True) > seg.threshold
+    rows, cols, positive = seg._seeds[0]
+    assert positive and len(rows) == 13  # the first click seeds its full radius-2 disk
+    edge_row = int(np.flatnonzero(first[:, 34])[0])  # top edge of the predicted object in column 34
+    seg.add_click(edge_row, 34, False)
+    rows, cols, positive = seg._seeds[1]
+    assert not positive and first[rows, cols].all()  # never seeds pixels predicted as background
+    assert 1 <= len(rows) < 13

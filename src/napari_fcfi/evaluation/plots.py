@@ -34,6 +34,9 @@ def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = Non
     for level in (0.85, 0.90):
         ax.axhline(level, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlim(1, max_clicks)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("number of clicks")
     ax.set_ylabel("mean IoU")
