@@ -163,6 +163,7 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     assert controller.commit()
     labels = controller.labels_layer
     assert labels is not None and labels.data.shape == (64, 80)
+    assert viewer.layers.selection.active is points  # the next click still annotates
     np.testing.assert_array_equal(labels.data == 1, disk((64, 80), 20, 30))
     assert len(points.data) == 0 and not controller.preview_layer.data.any()
     assert controller.next_label_id() == 2

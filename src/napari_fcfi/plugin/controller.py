@@ -548,6 +548,8 @@ class SegmentationController:
                 translate=geometry.translate,
             )
             self._keep_points_on_top()
+            # napari selects a new layer; keep the clicks layer active so the next click annotates.
+            self.viewer.layers.selection.active = self.points_layer
         return self.labels_layer
 
     # ------------------------------------------------------------------ inference
