@@ -244,3 +244,17 @@ def test_widget_docks_through_the_npe2_manifest(make_napari_viewer):
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-fcfi", "FCFI interactive segmentation")
     assert isinstance(widget, FCFIWidget) and widget.controller.points_layer is not None
     widget.controller.close()
+
+
+def test_widget_opened_before_any_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    assert widget.controller.image_layer is None
+    widget.controller.add_click_world((1, 1), True)  # no image yet: a message, no crash
+    assert "image layer" in widget.status_label.text()
+    image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late")
+    assert widget.controller.image_layer is image
+    assert widget.controller.points_layer.ndim == 3
+    viewer.layers.remove(image)
+    assert widget.controller.image_layer is None
+    assert not any("FCFI" in layer.name for layer in viewer.layers)
