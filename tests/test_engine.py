@@ -583,6 +583,18 @@ def test_model_metadata_input_size_is_used(blob_net):
     assert InteractiveSegmenter(blob_net).settings.input_size == 320
     assert InteractiveSegmenter(blob_net, input_size=200).settings.input_size == 200
     assert InteractiveSegmenter(blob_net, preset="paper").settings.input_size == 700
+    blob_net.fcfi_metadata = {"input_size": 160, "view_size": 256}
+    settings = InteractiveSegmenter(blob_net).settings
+    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 128)
+
+
+def test_view_size_sets_the_native_focus_window_and_input_size_the_network_size():
+    net = BlobNet().eval()
+    seg = InteractiveSegmenter(net, input_size=160, view_size=256)
+    seg.set_image(np.zeros((1000, 1000), np.uint16))
+    seg.add_click(500, 500, True)
+    assert seg.last_window == Box(372, 627, 372, 627)
+    assert net.calls[-1]["shape"] == (1, 4, 160, 160)
 
 
 # ----------------------------------------------------------------------------- click log and CLI

@@ -22,12 +22,12 @@ Protocols (see :mod:`.settings` for every parameter):
 
 **microscopy** (default) is built for large, non-RGB images:
 
-* first click (no feedback yet): a focus window of ``input_size`` pixels at native resolution centred
-  on the click (shifted to fit); while the predicted mask touches a window side that is not an image
-  side, the window doubles (at most ``focus_growth_steps`` times, or until it is the whole image) and
-  is resized to ``input_size``;
+* first click (no feedback yet): a focus window of ``view_size`` (default: ``input_size``) native
+  pixels centred on the click (shifted to fit), resized to ``input_size``; while the predicted mask
+  touches a window side that is not an image side, the window doubles (at most
+  ``focus_growth_steps`` times, or until it is the whole image);
 * later clicks: zoom-in box of (probability > 0.5) plus clicks, expanded by ``expansion_ratio`` with
-  ``min_window`` per side (``input_size`` when there is no object yet), sticky like the paper's ROI,
+  ``min_window`` per side (``view_size`` when there is no object yet), sticky like the paper's ROI,
   resized to ``input_size`` (long side) with an align-corners-consistent click mapping;
 * the probability outside the processed window is kept (not zeroed); mask parts not 8-connected to a
   positive click are removed (``keep_connected``).
@@ -396,7 +396,7 @@ class InteractiveSegmenter:
         if before.probability is None:
             # First click without feedback: focus window at native resolution, grown while the object
             # touches an inner window side.
-            side = settings.input_size
+            side = settings.view_size
             for step in range(settings.focus_growth_steps + 1):
                 window = focus_window(click.row, click.col, side, height, width)
                 values = self._predict_window(window, clicks, None, gate=0.0)
@@ -414,7 +414,7 @@ class InteractiveSegmenter:
         if settings.zoom_in:
             object_box = before.probability.bbox_above(settings.roi_prob_threshold)
             points = [(c.row, c.col) for c in clicks]
-            min_side = settings.min_window if object_box is not None else settings.input_size
+            min_side = settings.min_window if object_box is not None else settings.view_size
             candidate = clamp_box(
                 expand_box(bbox_with_points(object_box, points), settings.expansion_ratio, min_side), height, width
             )

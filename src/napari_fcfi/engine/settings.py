@@ -8,8 +8,11 @@ setting                       microscopy      paper          meaning
                                                              (paper: ZoomIn ``target_size``;
                                                              ``target_size=`` is accepted as alias)
 ``expansion_ratio``           2.0             3.0            zoom-in box = object box x ratio
-``min_window``                input_size / 2  200            minimum zoom-in box side (pixels);
+``min_window``                view_size / 2   200            minimum zoom-in box side (pixels);
                                                              microscopy: at most 2x magnification
+``view_size``                 input_size (*)  (unused)       native side of the first-click focus
+                                                             window (and of the zoom-in window
+                                                             when there is no object yet)
 ``zoom_in``                   True            True           zoom in after the first click
 ``flip``                      False           True           horizontal-flip averaging (2x cost)
 ``threshold``                 0.49            0.49           mask = probability > threshold
@@ -22,9 +25,9 @@ setting                       microscopy      paper          meaning
 ``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA
 ============================  ==============  =============  =====================================
 
-(*) or ``model.fcfi_metadata["input_size"]`` (or ``model.metadata``) when the model carries one
-(safetensors metadata written by ``save_model``);
-an explicit ``input_size=`` always wins.
+(*) or ``model.fcfi_metadata["input_size"]`` / ``["view_size"]`` (or ``model.metadata``) when the
+model carries them (safetensors metadata written by ``save_model``); explicit arguments always win.
+A model trained on ``view_size``-pixel windows shrunk to a smaller network size can store both.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class SegmenterSettings:
     preset: str = "microscopy"
     input_size: int = 256
     expansion_ratio: float = 2.0
-    min_window: int | None = None  # None: input_size // 2
+    min_window: int | None = None  # None: view_size // 2
+    view_size: int | None = None  # None: input_size
     zoom_in: bool = True
     flip: bool = False
     threshold: float = 0.49
@@ -62,6 +66,8 @@ class SegmenterSettings:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if int(self.input_size) < 16:
             raise ValueError(f"input_size must be at least 16 pixels, got {self.input_size}")
+        if self.view_size is not None and int(self.view_size) < 1:
+            raise ValueError(f"view_size must be positive, got {self.view_size}")
         if not self.expansion_ratio > 0:
             raise ValueError(f"expansion_ratio must be positive, got {self.expansion_ratio}")
         if not 0.0 < self.threshold < 1.0:
@@ -91,7 +97,7 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     """Settings for a preset (``preset=`` in ``overrides``) with explicit overrides applied.
 
     Unknown keywords raise ``TypeError`` naming them. For the microscopy preset the model's
-    ``metadata["input_size"]`` (if any) replaces the default working size.
+    ``metadata["input_size"]`` / ``["view_size"]`` (if any) replace the defaults.
     """
     overrides = {_ALIASES.get(k, k): v for k, v in overrides.items()}
     known = {f.name for f in fields(SegmenterSettings)}
@@ -100,19 +106,27 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
         raise TypeError(f"unknown segmenter setting(s) {unknown}; valid settings: {sorted(known)}")
     preset = overrides.get("preset", "microscopy")
     base = SegmenterSettings(**_PAPER_DEFAULTS) if preset == "paper" else SegmenterSettings()
-    if preset != "paper" and "input_size" not in overrides:
-        size = None
-        for attribute in ("fcfi_metadata", "metadata"):  # load_model sets fcfi_metadata
-            metadata = getattr(model, attribute, None)
-            if isinstance(metadata, dict) and metadata.get("input_size") is not None:
-                size = metadata["input_size"]
-                break
-        if size is not None:
-            # Stored as JSON: an int, or [height, width] of the training crops (use the long side).
-            base = replace(base, input_size=int(max(size) if isinstance(size, (list, tuple)) else size))
+    if preset != "paper":
+        for key in ("input_size", "view_size"):
+            size = _metadata_size(model, key)
+            if size is not None and key not in overrides:
+                base = replace(base, **{key: size})
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(float(p) for p in overrides["percentiles"])
     settings = replace(base, **overrides)
+    if settings.view_size is None:
+        settings = replace(settings, view_size=int(settings.input_size))
     if settings.min_window is None:
-        settings = replace(settings, min_window=max(1, int(settings.input_size) // 2))
+        settings = replace(settings, min_window=max(1, int(settings.view_size) // 2))
     return settings.validate()
+
+
+def _metadata_size(model: Any, key: str) -> int | None:
+    """``key`` from the model's metadata dict (``fcfi_metadata`` from load_model, or ``metadata``)."""
+    for attribute in ("fcfi_metadata", "metadata"):
+        metadata = getattr(model, attribute, None)
+        if isinstance(metadata, dict) and metadata.get(key) is not None:
+            size = metadata[key]
+            # Stored as JSON: an int, or [height, width] (use the long side).
+            return int(max(size) if isinstance(size, (list, tuple)) else size)
+    return None
