@@ -38,6 +38,7 @@ import torch
 
 from napari_fcfi.benchmark import (
     DEFAULT_BUNDLED_PRESET,
+    ImageDrivenOutputs,
     build_benchmark_model,
     engine_click_plan,
     load_average,
@@ -228,15 +229,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=4, help="timed objects per image (default 4)")
     parser.add_argument("--clicks", type=int, default=5, help="clicks per object (default 5)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--outputs",
+        choices=["auto", "model", "image"],
+        default="auto",
+        help="'image': the network runs but predicts the bright nucleus under the click (see "
+        "napari_fcfi.benchmark.ImageDrivenOutputs); 'auto' (default): 'image' for random weights",
+    )
     parser.add_argument("--show", action="store_true", help="show the viewer window (includes painting)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     net, info = build_benchmark_model(args.model, args.bundled_preset)
+    outputs = (
+        args.outputs if args.outputs != "auto" else ("image" if info["weights"] == "random" else "model")
+    )
+    if outputs == "image":
+        net = ImageDrivenOutputs(net)
+    info["outputs"] = outputs
     rows = []
     for size in args.image_sizes:
         row = measure_napari(net, info["model"], size, args.objects, args.clicks, show=args.show)
+        row["outputs"] = outputs
         rows.append(row)
         print(
             f"napari {info['model']} {row['image']}: e2e median {row['e2e']['median_ms']:.1f} ms "
