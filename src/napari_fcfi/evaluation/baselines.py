@@ -6,7 +6,9 @@ the clicks and the current mask, so their cost follows the object, not the image
 bounding box of the clicks and the current mask, grown on each side by ``margin_fraction`` (0.5) of
 its larger extent and at least ``min_margin`` (24) pixels; the first click's window is therefore
 49 × 49 pixels, right for nuclei and too small for large photographed objects, which the next
-(positive) clicks then extend. Click seeds are disks of ``seed_radius`` (2) pixels.
+(positive) clicks then extend. The first click seeds a disk of ``seed_radius`` (2) pixels; later
+clicks seed a disk of ``correction_radius`` (0: the click pixel only) restricted to the pixels whose
+current label they correct (see :meth:`_WindowedClickSegmenter._click_seed_pixels`).
 
 * :class:`RandomWalkerSegmenter`: :func:`skimage.segmentation.random_walker` (Grady 2006) on the
   normalised image; clicks become disk-shaped seeds (positive → object, negative → background), and
