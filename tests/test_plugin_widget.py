@@ -255,6 +255,12 @@ def test_widget_opened_before_any_image(make_napari_viewer):
     image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late")
     assert widget.controller.image_layer is image
     assert widget.controller.points_layer.ndim == 3
+    widget.label_spin.setValue(5)  # a chosen id works for a labels layer created on first commit
+    viewer.dims.set_current_step(0, 0)
+    widget.controller.add_click_world((0, 10, 10), True)
+    widget.controller.commit()
+    assert set(np.unique(widget.controller.labels_layer.data)) == {0, 5}
+    assert widget.label_spin.value() == 6
     viewer.layers.remove(image)
     assert widget.controller.image_layer is None
     assert not any("FCFI" in layer.name for layer in viewer.layers)

@@ -308,8 +308,7 @@ class FCFIWidget(QWidget):
     def _on_label_spin(self, value: int) -> None:
         if self._syncing:
             return
-        auto = self.controller.labels_layer is None or value == self._auto_label_id()
-        self.controller.label_id = None if auto else int(value)
+        self.controller.label_id = None if value == self._auto_label_id() else int(value)
 
     def _auto_label_id(self) -> int:
         saved, self.controller.label_id = self.controller.label_id, None
