@@ -60,6 +60,23 @@ def test_stripped_network_keeps_backbone_and_drops_feedback_modules():
         benchmark.strip_feedback_modules(torch.nn.Conv2d(1, 1, 1))
 
 
+def test_image_driven_outputs_run_the_network_and_predict_the_bright_object():
+    net = build_preset(TINY).eval()
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    wrapped = benchmark.ImageDrivenOutputs(net)
+    assert not wrapped.training and wrapped.config == net.config
+    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    image[:, :3] = 0.1
+    image[:, :3, 10:20, 30:40] = 0.9
+    with torch.inference_mode():
+        out = wrapped(image, points, new_clicks, gate)
+    assert calls == [1]  # the real network ran (its cost is what is timed)
+    object_mask = out["instances"][0, 0] > 0
+    assert object_mask[10:20, 30:40].all() and int(object_mask.sum()) == 100
+    assert out["updated_feedback2"].shape == (1, 1, 16, 16)
+
+
 def test_synthetic_nuclei_image_is_uint16_with_bright_objects():
     image, nuclei = benchmark.synthetic_nuclei_image(256, seed=1)
     assert image.dtype == np.uint16 and image.shape == (256, 256)
