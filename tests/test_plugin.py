@@ -278,6 +278,10 @@ def test_never_overwrite_and_edit_existing_label(make_napari_viewer):
     new = disk((40, 40), 20, 20)
     np.testing.assert_array_equal(labels.data == 8, new & (existing == 0))
     assert (labels.data == 7).sum() == 800  # label 7 untouched
+    controller.add_click_world((20, 8), True)  # entirely inside label 7: nothing to paint
+    assert not controller.commit() and "existing labels" in viewer.status
+    assert len(controller.current_session().clicks) == 1  # the object stays for another try
+    controller.reset_object()
 
     controller.overwrite = True
     controller.add_click_world((5, 10), True)

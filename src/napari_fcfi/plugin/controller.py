@@ -508,6 +508,12 @@ class SegmentationController:
             replace_label=editing,
             overwrite=self.overwrite,
         )
+        if not editing and not (painted == label_id).any():
+            self._status(
+                "FCFI: nothing to paint: the object lies on existing labels "
+                "(tick 'paint over existing labels' to overwrite them)"
+            )
+            return False
         rows, cols = np.nonzero(painted != plane)
         if rows.size:
             index = tuple(np.full(rows.size, k) for k in session.key)

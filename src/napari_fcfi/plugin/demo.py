@@ -130,11 +130,23 @@ def simulate_and_screenshot(
 
     ``clicks=False`` (no model) saves the window as it is.
     """
+    from napari_fcfi.plugin.layers import read_slice
+
     controller = widget.controller
-    layer = controller.image_layer
-    plane = np.asarray(layer.data if layer.ndim == 2 else layer.data[(0,) * (layer.ndim - 2)])
-    seeds = object_seeds(plane, count=3) if clicks else []
-    to_world = lambda row, col: tuple(layer.data_to_world((row, col)))
+    geometry, key = controller.geometry, controller.current_key()
+    seeds: list[tuple[int, int]] = []
+    plane = np.zeros((1, 1))
+    if clicks and geometry is not None and key is not None:
+        plane = read_slice(controller.image_layer, geometry, key)
+        channel_axis = geometry.slice_channel_axis()
+        if channel_axis is not None:
+            plane = np.moveaxis(plane, channel_axis, -1).mean(axis=-1)
+        seeds = object_seeds(plane, count=3)
+
+    def to_world(row: int, col: int) -> tuple[float, ...]:
+        grid = np.array([*key, row, col], dtype=float)
+        return tuple(np.asarray(geometry.translate) + np.asarray(geometry.scale) * grid)
+
     for index, (row, col) in enumerate(seeds):
         controller.add_click_world(to_world(row, col), positive=True)
         wait_until_idle(widget, timeout)
