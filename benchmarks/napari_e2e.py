@@ -18,7 +18,7 @@ new mask into the preview layer (its ``data`` event) for that click. Per click i
 Needs a display: run under Xvfb::
 
     xvfb-run -a python benchmarks/napari_e2e.py --model default --image-sizes 512 8192 \
-        --objects 4 --clicks 5 --threads 1 --out benchmarks/results/napari_e2e.json
+        --objects 4 --clicks 5 --threads 1 --out benchmarks/measurements/napari_e2e.json
 
 ``--show`` opens the viewer window (then the time also includes painting, which a hidden viewer
 skips). Uses synthetic uint16 nucleus images (``napari_fcfi.benchmark.synthetic_nuclei_image``).

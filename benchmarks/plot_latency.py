@@ -1,6 +1,6 @@
 """Plot per-click latency against input size from ``fcfi bench --out`` JSON files.
 
-    python benchmarks/plot_latency.py benchmarks/results/cpu_1thread_loaded.json \
+    python benchmarks/plot_latency.py benchmarks/measurements/cpu_1thread_loaded.json \
         --out docs/images/latency.png
 
 One line per (model, device, precision): the wall-clock median with a bar up to the p95 and, where
@@ -41,7 +41,7 @@ def plot(records: list[dict[str, Any]], machines: list[dict[str, Any]], out: Pat
     for record in records:
         key = (record["model"], record["device"], record["precision"], record.get("threads", 0))
         groups[key].append(record)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(10.5, 5.0), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (key, rows) in enumerate(sorted(groups.items())):
         rows = sorted(rows, key=lambda r: r["size"])
@@ -76,7 +76,7 @@ def plot(records: list[dict[str, Any]], machines: list[dict[str, Any]], out: Pat
         (title or "FCFI per-click network latency (median, bar to p95)") + "\n" + subtitle, fontsize=9
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
