@@ -270,8 +270,8 @@ def evaluate(
     or an iterable of :class:`~napari_fcfi.evaluation.datasets.Sample`. ``limit`` keeps the first N
     images (entries). ``stop_iou`` (e.g. 0.9 for fast validation during training) stops an object's
     session once reached; NoC at or below that threshold is unchanged, the IoU curve is then a lower
-    bound. ``engine_settings`` go to the engine when a model is evaluated. Objects whose ground truth is empty outside the ignore region are skipped (listed in
-    ``EvalResult.skipped``).
+    bound. ``engine_settings`` go to the engine when a model is evaluated. Objects whose ground
+    truth is empty outside the ignore region are skipped (listed in ``EvalResult.skipped``).
     """
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
