@@ -121,6 +121,26 @@ def test_fcfi_bench_end_to_end_on_a_tiny_network(tmp_path, capsys):
     assert "| hrnet8-small-tiny | random | cpu | fp32 | 64 |" in markdown and "192x192 uint16" in markdown
 
 
+def test_bench_default_uses_the_bundled_weights_when_present(tmp_path, monkeypatch):
+    from napari_fcfi.model import registry, save_model
+
+    weights = tmp_path / "fcfi_default.safetensors"
+    save_model(build_preset(TINY), weights, metadata={"name": "test-default", "input_size": [64, 64]})
+    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS", weights)
+    out = tmp_path / "bundled.json"
+    code = main(
+        [
+            "bench", "--models", "default", "--sizes", "64", "--repeats", "2", "--warmup", "1", "--threads", "1",
+            "--sections", "latency", "--devices", "cpu", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["bundled_weights"] == "bundled" and results["bundled_working_size"] == 64
+    assert results["latency"][0]["model"] == "default" and results["latency"][0]["weights"] == "bundled"
+    assert results["targets"]["bundled_cpu_at_most_150ms"]["size"] == 64
+
+
 def test_fcfi_bench_rejects_bad_arguments(capsys):
     assert main(["bench", "--models", TINY, "--repeats", "0", "--sections", "latency"]) == 2
     assert "--repeats" in capsys.readouterr().err
