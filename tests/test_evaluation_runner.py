@@ -274,6 +274,8 @@ def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
                 "2",
                 "--limit",
                 "1",
+                "--threads",
+                "2",  # the conftest's setting: exercised without changing other tests' threads
                 "--device",
                 "cpu",
                 "--out",

@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop an object's clicks once this IoU is reached (faster; curves become lower bounds)",
     )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads for models (0: leave torch's default)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -106,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fcfi eval: {exc}", file=sys.stderr)
         return 2
+
+    if args.threads < 0:
+        print(f"fcfi eval: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.threads and args.model:
+        import torch
+
+        torch.set_num_threads(args.threads)  # SPC comparable across runs (the machine is shared)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
