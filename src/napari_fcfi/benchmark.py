@@ -143,6 +143,12 @@ def machine_info() -> dict[str, Any]:
         "git_commit": _git_commit(),
         "cuda_available": bool(torch.cuda.is_available()),
         "load_average": load_average(),
+        # Thread settings change CPU timings a lot on a shared machine (see docs/benchmarks.md).
+        "thread_env": {
+            name: os.environ[name]
+            for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT")
+            if name in os.environ
+        },
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
