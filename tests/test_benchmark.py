@@ -146,3 +146,31 @@ def test_fcfi_bench_rejects_bad_arguments(capsys):
     assert "--repeats" in capsys.readouterr().err
     assert main(["bench", "--models", "no-such-model", "--sections", "latency", "--sizes", "64"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_napari_end_to_end_script_on_a_tiny_network(tmp_path):
+    """benchmarks/napari_e2e.py in a fresh process (under xvfb-run when there is no display)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("napari")
+    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") is None:
+        pytest.skip("needs a display or xvfb-run")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "napari_e2e.py"
+    out = tmp_path / "e2e.json"
+    command = [
+        sys.executable, str(script), "--model", TINY, "--image-sizes", "256", "--objects", "1", "--clicks", "2",
+        "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    if not os.environ.get("DISPLAY"):
+        command = ["xvfb-run", "-a", *command]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["napari_e2e"]
+    assert row["clicks"] == 2 and row["outputs"] == "image"
+    assert row["e2e"]["median_ms"] >= row["job"]["median_ms"] > 0
+    assert row["network"]["median_ms"] > 0 and row["deliver"]["median_ms"] >= 0
