@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import copy
 import datetime as _dt
+import itertools
 import json
 import os
 import platform
@@ -717,7 +718,8 @@ def measure_engine(
     cpu_totals, cpu_networks = [], []
     release_free_memory()
     load_before = load_average()
-    with PeakRssSampler() as rss, module_timers(net, [""], torch.device("cpu")) as hooks:
+    device = next(itertools.chain(net.parameters(), net.buffers()), torch.empty(0)).device
+    with PeakRssSampler() as rss, module_timers(net, [""], device) as hooks:
         for plan in plans:
             start = time.perf_counter()
             segmenter.set_image(image)
@@ -875,6 +877,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "its prediction is replaced by the bright nucleus under the click (ImageDrivenOutputs), 'auto' = "
         "'image' for random weights, else 'model' (default)",
     )
+    parser.add_argument(
+        "--engine-device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="device of the network in the engine benchmark (default cpu)",
+    )
     parser.add_argument("--engine-objects", type=int, default=4, help="objects per image (default 4)")
     parser.add_argument("--engine-clicks", type=int, default=5, help="clicks per object (default 5)")
     parser.add_argument(
@@ -909,6 +917,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
     if args.repeats_large is not None and args.repeats_large < 1:
         raise ValueError(f"--repeats-large must be >= 1, got {args.repeats_large}")
+    if getattr(args, "engine_device", "cpu") == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--engine-device cuda: torch cannot use CUDA here")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     for option in ("sizes", "module_sizes", "engine_sizes"):
@@ -1215,15 +1225,18 @@ def run(args: argparse.Namespace) -> int:
             outputs = args.engine_outputs
             if outputs == "auto":
                 outputs = "image" if info["weights"] == "random" else "model"
-            engine_net = ImageDrivenOutputs(net) if outputs == "image" else net
+            engine_net = (ImageDrivenOutputs(net) if outputs == "image" else net).to(args.engine_device)
             for size in args.engine_sizes:
                 record = measure_engine(engine_net, size, args.engine_clicks, args.engine_objects)
-                results["engine"].append({"model": info["model"], "outputs": outputs, **record})
+                results["engine"].append(
+                    {"model": info["model"], "outputs": outputs, "device": args.engine_device, **record}
+                )
                 _print(
                     f"engine {info['model']:<24} {record['image']:<17} total {record['total']['median_ms']:.1f} ms  "
                     f"network {record['network']['median_ms']:.1f} ms  engine {record['engine']['median_ms']:.1f} ms  "
                     f"overhead {_fmt(record['overhead_pct'])} %"
                 )
+            cache[args.engine_model] = (net.to("cpu"), info)
     except ValueError as error:
         print(f"fcfi bench: {error}", file=sys.stderr)
         return 2
