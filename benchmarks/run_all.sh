@@ -23,6 +23,8 @@ fcfi bench --models default hrnet18s-ocr48 --sizes 256 400 --channels-last --sec
 if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     fcfi bench --devices cuda --models default hrnet18s-ocr48 deeplab-r101 --sections latency modules \
         --out "$out/${tag}_cuda.json" --markdown "$out/${tag}_cuda.md"
+    fcfi bench --sections engine --engine-device cuda --out "$out/${tag}_cuda_engine.json" \
+        --markdown "$out/${tag}_cuda_engine.md"
 fi
 
 # 4. napari end to end (needs a display: Xvfb when there is none)
