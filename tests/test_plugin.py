@@ -21,6 +21,16 @@ from napari_fcfi.plugin.controller import Click, SegmentationController
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The plugin sets torch's (process-wide) thread count for CPU inference; restore it."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
 RADIUS = 5
 
 

@@ -17,6 +17,15 @@ from napari_fcfi.plugin.widget import SHORTCUTS, FCFIWidget, channel_choices
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The plugin sets torch's (process-wide) thread count for CPU inference; restore it."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
 def fake_cache():
     return ModelCache(loader=lambda source, device: SimpleNamespace(name=source, device=device))
 
@@ -264,3 +273,16 @@ def test_widget_opened_before_any_image(make_napari_viewer):
     viewer.layers.remove(image)
     assert widget.controller.image_layer is None
     assert not any("FCFI" in layer.name for layer in viewer.layers)
+
+
+def test_cpu_threads_setting_applies_to_inference(make_napari_viewer):
+    import torch
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.float32))
+    widget = make_widget(viewer)
+    assert widget.threads_spin.value() == widget.controller.cpu_threads >= 1
+    torch.set_num_threads(2)
+    widget.threads_spin.setValue(1)
+    widget.controller.add_click_world((5, 5), True)
+    assert torch.get_num_threads() == 1

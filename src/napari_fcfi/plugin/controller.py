@@ -15,6 +15,7 @@ runner's thread; everything else happens on the main thread.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,18 @@ def engine_segmenter_factory(**settings: Any) -> SegmenterFactory:
         return InteractiveSegmenter(model, **settings)
 
     return build
+
+
+def default_cpu_threads() -> int:
+    """Torch threads for interactive CPU inference: all cores but one (napari's main thread)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _use_torch_threads(count: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
 
 
 def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice]:
@@ -131,6 +144,10 @@ class SegmentationController:
         self.model_source = model_source
         self.device = device
         self.threshold = 0.49
+        # torch intra-op threads for CPU inference (process-wide). With every core busy (napari's
+        # main thread, other jobs) extra OpenMP threads spin against each other: on a loaded 2-core
+        # machine a click took 0.7-3 s with 2 threads and ~0.1 s with 1 (docs/benchmarks.md).
+        self.cpu_threads: int | None = default_cpu_threads()
         self.overwrite = False
         self.label_id: int | None = None  # None: next free label at commit time
         self.annotating = True
@@ -586,7 +603,11 @@ class SegmentationController:
         cache, factory = self.model_cache, self.segmenter_factory
         source, device, _channel_axis, channel, threshold = config
 
+        cpu_threads = self.cpu_threads
+
         def job() -> tuple:
+            if cpu_threads and str(device).startswith("cpu"):
+                _use_torch_threads(cpu_threads)
             engine_config = (id(image_layer), source, device, channel, serial)
             if engine.segmenter is None or engine.config != engine_config:
                 try:

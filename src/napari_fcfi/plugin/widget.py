@@ -7,6 +7,7 @@ busy/status/errors.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,11 @@ class FCFIWidget(QWidget):
         model_row.addWidget(self.browse_button)
         self.device_combo = QComboBox(toolTip="Device that runs the network")
         self.device_combo.addItems(available_devices())
+        self.threads_spin = QSpinBox(minimum=1, maximum=max(1, os.cpu_count() or 1))
+        self.threads_spin.setValue(self.controller.cpu_threads or 1)
+        self.threads_spin.setToolTip(
+            "torch threads for CPU inference (whole process); fewer than the cores keeps napari responsive"
+        )
         self.threshold_spin = QDoubleSpinBox(minimum=0.01, maximum=0.99, singleStep=0.05, decimals=2)
         self.threshold_spin.setValue(self.controller.threshold)
         self.threshold_spin.setToolTip("Probability threshold of the object mask")
@@ -139,7 +145,11 @@ class FCFIWidget(QWidget):
         form.addRow("Channel", self.channel_combo)
         form.addRow("Labels", self.labels_combo)
         form.addRow("Model", model_row)
-        form.addRow("Device", self.device_combo)
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device_combo, 1)
+        device_row.addWidget(QLabel("threads"))
+        device_row.addWidget(self.threads_spin)
+        form.addRow("Device", device_row)
         form.addRow("Threshold", self.threshold_spin)
         form.addRow("Label id", label_row)
         form.addRow("", self.overwrite_check)
@@ -186,6 +196,7 @@ class FCFIWidget(QWidget):
         self.model_combo.activated.connect(self._on_model_choice)
         self.model_combo.lineEdit().editingFinished.connect(self._on_model_choice)
         self.device_combo.currentIndexChanged.connect(self._on_model_choice)
+        self.threads_spin.valueChanged.connect(lambda n: setattr(self.controller, "cpu_threads", int(n)))
         self.browse_button.clicked.connect(self._browse_model)
         self.threshold_spin.valueChanged.connect(self.controller.set_threshold)
         self.label_spin.valueChanged.connect(self._on_label_spin)
