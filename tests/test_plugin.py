@@ -18,6 +18,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_fcfi.plugin.controller import Click, SegmentationController
+from napari_fcfi.plugin.layers import NEGATIVE_COLOR, POSITIVE_COLOR
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
@@ -154,6 +155,7 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     expected &= ~disk((64, 80), 20, 34)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
     assert list(points.features["positive"]) == [True, False]
+    np.testing.assert_allclose(points.face_color, [POSITIVE_COLOR, NEGATIVE_COLOR])
 
     # flipping a click's sign in the features table recomputes too
     features = points.features.copy()

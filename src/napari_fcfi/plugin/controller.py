@@ -416,7 +416,6 @@ class SegmentationController:
             by_slice.setdefault(key, []).append(click)
         if outside:
             self._status(f"FCFI: {outside} click(s) outside the image are ignored")
-        self._color_points()
         current = self.current_key()
         for key in set(by_slice) | set(self.sessions):
             clicks = tuple(by_slice.get(key, ()))
@@ -427,13 +426,6 @@ class SegmentationController:
                 session.redo_stack.clear()
             session.clicks = clicks
             self._request(session, show=key == current)
-
-    def _color_points(self) -> None:
-        layer = self.points_layer
-        if layer is None or len(layer.data) == 0 or "positive" not in layer.features:
-            return
-        positive = layer.features["positive"].to_numpy(dtype=bool)
-        layer.face_color = np.where(positive[:, None], POSITIVE_COLOR, NEGATIVE_COLOR)
 
     # ------------------------------------------------------------------ object actions
     def undo(self) -> None:
@@ -719,7 +711,9 @@ class SegmentationController:
             translate=geometry.translate,
             features={"positive": np.zeros(0, dtype=bool)},
             feature_defaults={"positive": True},
-            face_color=POSITIVE_COLOR,
+            # Colour follows the `positive` feature (napari maps it, also for points added by its tools).
+            face_color="positive",
+            face_color_cycle={True: tuple(POSITIVE_COLOR), False: tuple(NEGATIVE_COLOR)},
             border_color="black",
             size=max(3.0, 0.03 * max(geometry.plane_shape)) * min(geometry.scale[-2:]),
         )
