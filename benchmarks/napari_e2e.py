@@ -105,8 +105,13 @@ def measure_napari(
     clicks_per_object: int,
     show: bool = False,
     timeout_s: float = 300.0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Per-click end-to-end timings on one synthetic image in a fresh viewer."""
+    """Per-click end-to-end timings on one synthetic image in a fresh viewer.
+
+    ``threads``: torch CPU threads for the plugin's inference (its ``cpu_threads`` setting);
+    None keeps the plugin's default.
+    """
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
@@ -121,6 +126,8 @@ def measure_napari(
     cache = ModelCache(loader=lambda source, device: net)
     cache.put(model_name, "cpu", net)
     controller = SegmentationController(viewer, cache, model_source=model_name, device="cpu")
+    if threads is not None:
+        controller.cpu_threads = threads  # the plugin applies it on its inference thread
     clock = _JobClock(controller.runner)
     image_layer = viewer.add_image(image, name="nuclei")
     controller.set_image_layer(image_layer)
@@ -201,7 +208,8 @@ def measure_napari(
         "image": f"{image_size}x{image_size} uint16",
         "image_size": image_size,
         "shown": show,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # as left by the plugin's inference thread
+        "plugin_cpu_threads": getattr(controller, "cpu_threads", None),
         "clicks": len(records),
         "e2e": e2e,
         "dispatch": stats("dispatch_s"),
@@ -242,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-sizes", nargs="+", type=int, default=[512, 8192])
     parser.add_argument("--objects", type=int, default=4, help="timed objects per image (default 4)")
     parser.add_argument("--clicks", type=int, default=5, help="clicks per object (default 5)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for inference (the plugin's cpu_threads; default: the plugin's, cores - 1)",
+    )
     parser.add_argument(
         "--outputs",
         choices=["auto", "model", "image"],
@@ -264,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     info["outputs"] = outputs
     rows = []
     for size in args.image_sizes:
-        row = measure_napari(net, info["model"], size, args.objects, args.clicks, show=args.show)
+        row = measure_napari(
+            net, info["model"], size, args.objects, args.clicks, show=args.show, threads=args.threads
+        )
         row["outputs"] = outputs
         rows.append(row)
         print(
