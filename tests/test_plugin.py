@@ -92,8 +92,12 @@ class DiskSegmenter:
             self._history.append(self._future.pop())
 
     @property
+    def probability(self):
+        return self._prob(self._history[-1])
+
+    @property
     def mask(self):
-        return self._prob(self._history[-1]) > self.threshold
+        return self.probability > self.threshold
 
 
 def disk(shape, row, col, radius=RADIUS):

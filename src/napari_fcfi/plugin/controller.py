@@ -88,7 +88,6 @@ class _EngineState:
     segmenter: Any = None
     config: tuple = ()
     applied: tuple[Click, ...] = ()
-    probs: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -614,12 +613,7 @@ class SegmentationController:
                     channel=channel,
                     initial_mask=initial_mask,
                 )
-                engine.segmenter, engine.config, engine.applied, engine.probs = (
-                    segmenter,
-                    engine_config,
-                    (),
-                    [],
-                )
+                engine.segmenter, engine.config, engine.applied = segmenter, engine_config, ()
             segmenter = engine.segmenter
             keep = 0
             while keep < min(len(engine.applied), len(clicks)) and engine.applied[keep] == clicks[keep]:
@@ -627,17 +621,19 @@ class SegmentationController:
             try:
                 for _ in range(len(engine.applied) - keep):
                     segmenter.undo()
-                    engine.applied, engine.probs = engine.applied[:-1], engine.probs[:-1]
+                    engine.applied = engine.applied[:-1]
                 for click in clicks[keep:]:
-                    prob = segmenter.add_click(click.row, click.col, click.positive)
+                    segmenter.add_click(click.row, click.col, click.positive)
                     engine.applied += (click,)
-                    engine.probs.append(np.asarray(prob, dtype=np.float32))
                 segmenter.threshold = threshold
+                # Only the newest map is kept: one full-size float map per click would grow without
+                # bound on large images (the engine keeps its own history as compact patches).
+                prob = np.asarray(segmenter.probability, dtype=np.float32)
                 mask = np.asarray(segmenter.mask, dtype=bool).copy()
             except Exception:
                 engine.segmenter = None  # rebuilt and replayed on the next request
                 raise
-            return engine.probs[-1], mask, config
+            return prob, mask, config
 
         return job
 
