@@ -13,7 +13,11 @@
   (``z``; ``t,z`` for 4D), in image axis order.
 * Each object's clicks on one slice are one session, applied in file order. Label ids are the
   object values when all of them are integers >= 1, otherwise 1..n in order of first appearance.
-  Later objects paint over earlier ones where they overlap.
+  Where objects overlap, a later object paints only background (the widget's default) unless the
+  log's settings say ``"overwrite": true`` or ``--overwrite`` is given.
+* Settings recorded in the log's metadata line by the widget (model, preset, threshold, channel axis,
+  channel, overwrite) are used unless the command line gives them, so a saved log regenerates the
+  widget's labels.
 * ``LABELS``: a zlib-compressed TIFF with the image's shape without the channel axis, uint16
   (uint32 when an id exceeds 65535).
 """
@@ -35,15 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file (TIFF, .npy, PNG, JPEG, ...)")
     parser.add_argument("--clicks", type=Path, required=True, help="click-log CSV (object, [z,] row, col, positive)")
     parser.add_argument("--out", type=Path, required=True, help="output label TIFF")
-    parser.add_argument("--model", default="default", help="'default', a registered model name or a file path")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="'default', a registered model name or a file path (default: the log's model, else 'default')",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--channel-axis", type=int, default=None, help="index of the channel axis, if any")
     parser.add_argument(
         "--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite"
     )
-    parser.add_argument("--preset", choices=("microscopy", "paper"), default="microscopy")
+    parser.add_argument(
+        "--preset", choices=("microscopy", "paper"), default=None, help="engine protocol (default: the log's, else microscopy)"
+    )
     parser.add_argument("--input-size", type=int, default=None, help="network working size (pixels)")
-    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default 0.49)")
+    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the log's, else 0.49)")
+    parser.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let later objects paint over earlier labels (default: the log's setting, else no)",
+    )
 
 
 def read_image(path: Path) -> Any:
@@ -79,6 +95,7 @@ def segment_with_log(
     log: ClickLog,
     channel_axis: int | None = None,
     channel: Any = None,
+    overwrite: bool = False,
     **settings: Any,
 ) -> np.ndarray:
     """Label array for ``image`` from ``log`` (see the module docstring for all rules)."""
@@ -132,7 +149,9 @@ def segment_with_log(
                 segmenter.add_click(record.row, record.col, record.positive)
             except ValueError as error:
                 raise ValueError(f"object {obj!r} at {position}: {error}") from None
-        labels[tuple(position)][segmenter.mask] = ids[obj]
+        plane_labels = labels[tuple(position)]
+        paint = segmenter.mask if overwrite else segmenter.mask & (plane_labels == 0)
+        plane_labels[paint] = ids[obj]
     return labels
 
 
@@ -148,16 +167,22 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(args.image)
         from napari_fcfi.model import load_model
 
-        model = load_model(args.model, device=args.device)
-        settings: dict[str, Any] = {"preset": args.preset}
+        recorded = log.metadata.get("settings") or {}
+        model = load_model(args.model or log.metadata.get("model") or "default", device=args.device)
+        settings: dict[str, Any] = {"preset": args.preset or recorded.get("preset") or "microscopy"}
         if args.input_size is not None:
             settings["input_size"] = args.input_size
-        if args.threshold is not None:
-            settings["threshold"] = args.threshold
-        channel = None
-        if args.channel is not None:
-            channel = args.channel[0] if len(args.channel) == 1 else tuple(args.channel)
-        labels = segment_with_log(model, image, log, channel_axis=args.channel_axis, channel=channel, **settings)
+        threshold = args.threshold if args.threshold is not None else recorded.get("threshold")
+        if threshold is not None:
+            settings["threshold"] = float(threshold)
+        channel_axis = args.channel_axis if args.channel_axis is not None else recorded.get("channel_axis")
+        channel = recorded.get("channel") if args.channel is None else args.channel
+        if isinstance(channel, list):
+            channel = channel[0] if len(channel) == 1 else tuple(channel)
+        overwrite = bool(recorded.get("overwrite", False)) if args.overwrite is None else args.overwrite
+        labels = segment_with_log(
+            model, image, log, channel_axis=channel_axis, channel=channel, overwrite=overwrite, **settings
+        )
     except (ValueError, FileNotFoundError, ModelDownloadError) as error:
         print(f"fcfi segment: error: {error}", file=sys.stderr)
         return 2
