@@ -17,7 +17,7 @@ def _overlapping_objects_image() -> np.ndarray:
 
 
 def _two_objects_log() -> ClickLog:
-    return ClickLog([ClickRecord(1, 50, 50, True), ClickRecord(2, 50, 58, True)], ())
+    return ClickLog([ClickRecord(1, 50, 50, True), ClickRecord(2, 50, 54, True)], ())
 
 
 def test_later_object_paints_only_background_unless_overwrite():
