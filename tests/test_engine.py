@@ -369,7 +369,7 @@ def test_focus_window_grows_while_object_touches_inner_border():
     image = np.zeros((1024, 1024), np.uint16)
     image[200:800, 200:800] = 1000
     net = BlobNet(brightness_weight=20.0).eval()
-    seg = InteractiveSegmenter(net, keep_connected=False)
+    seg = InteractiveSegmenter(net, keep_connected=False, first_click_zoom=None)
     seg.set_image(image)
     seg.add_click(500, 500, True)
     assert [c["shape"][-1] for c in net.calls] == [256, 256, 256]  # 256, 512, 1024 (whole) windows
@@ -385,6 +385,55 @@ def test_focus_window_grows_while_object_touches_inner_border():
     assert len(net.calls) == 1 and seg.last_window == Box(372, 627, 372, 627)
 
 
+@pytest.mark.parametrize("mode", ["fresh", "feedback"])
+def test_first_click_zoom_reruns_a_small_object_in_its_zoom_window(mode):
+    image = np.zeros((1000, 1000), np.uint16)
+    image[490:510, 480:520] = 1000
+    net = BlobNet(radius=2.0, brightness_weight=20.0).eval()
+    seg = InteractiveSegmenter(net, first_click_zoom=mode)
+    seg.set_image(image)
+    seg.add_click(500, 500, True)
+    assert len(net.calls) == 2 and seg.last_timing["network_runs"] == 2
+    first_window = Box(372, 627, 372, 627)
+    # The first pass's object (native pixels) gives the zoom box: object box x 2, at least 48 px.
+    assert seg.settings.min_window == 48
+    zoom = seg.last_window
+    assert zoom.height < first_window.height / 2 and zoom.r0 <= 490 and zoom.r1 >= 509 and zoom.c0 <= 480
+    assert net.calls[1]["shape"][-2:] == resized_shape(zoom.height, zoom.width, 256)
+    second = net.calls[1]
+    if mode == "fresh":
+        assert second["gate"] == 0.0 and float(second["image"][0, 3].abs().max()) == 0.0
+    else:
+        assert second["gate"] == 1.0 and float(second["image"][0, 3].max()) > 0.5
+    # The refined values are pasted into the first pass's patch (which still covers the focus window).
+    assert seg.probability_patch.box == first_window
+    assert seg.mask[500, 485] and seg.mask[500, 515] and not seg.mask[480, 500]
+
+
+def test_first_click_zoom_skips_large_objects_and_can_be_switched_off():
+    image = np.zeros((1000, 1000), np.uint16)
+    image[440:560, 440:560] = 1000  # zoom box 240 px > half the 256 px focus window: no second pass
+    net = BlobNet(brightness_weight=20.0).eval()
+    seg = InteractiveSegmenter(net)
+    seg.set_image(image)
+    seg.add_click(500, 500, True)
+    assert len(net.calls) == 1 and seg.last_window == Box(372, 627, 372, 627)
+
+    small = np.zeros((1000, 1000), np.uint16)
+    small[490:510, 490:510] = 1000
+    for off in (None, False):
+        net.calls.clear()
+        seg = InteractiveSegmenter(net, first_click_zoom=off)
+        assert seg.settings.first_click_zoom is None
+        seg.set_image(small)
+        seg.add_click(500, 500, True)
+        assert len(net.calls) == 1
+    assert InteractiveSegmenter(net, first_click_zoom=True).settings.first_click_zoom == "fresh"
+    assert InteractiveSegmenter(net, preset="paper").settings.first_click_zoom is None
+    with pytest.raises(ValueError, match="first_click_zoom"):
+        InteractiveSegmenter(net, first_click_zoom="sideways")
+
+
 def test_zoom_in_window_follows_object_and_is_sticky():
     image = np.zeros((1000, 1000), np.uint16)
     image[400:440, 500:560] = 1000
@@ -394,8 +443,8 @@ def test_zoom_in_window_follows_object_and_is_sticky():
     seg.add_click(420, 530, True)
     obj = seg._current.probability.bbox_above(0.5)
     seg.add_click(410, 520, True)
-    assert seg.settings.min_window == 128  # input_size // 2 by default
-    expected = clamp_box(expand_box(obj, 2.0, 128), 1000, 1000)
+    assert seg.settings.min_window == 48  # view_size * 3 // 16 by default
+    expected = clamp_box(expand_box(obj, 2.0, 48), 1000, 1000)
     assert seg.last_window == expected
     assert net.calls[-1]["shape"][-2:] == resized_shape(expected.height, expected.width, 256)
     seg.add_click(430, 540, False)  # inside and similar: the ROI is kept
@@ -585,12 +634,12 @@ def test_model_metadata_input_size_is_used(blob_net):
     assert InteractiveSegmenter(blob_net, preset="paper").settings.input_size == 700
     blob_net.fcfi_metadata = {"input_size": 160, "view_size": 256}
     settings = InteractiveSegmenter(blob_net).settings
-    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 128)
+    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 48)
 
 
 def test_view_size_sets_the_native_focus_window_and_input_size_the_network_size():
     net = BlobNet().eval()
-    seg = InteractiveSegmenter(net, input_size=160, view_size=256)
+    seg = InteractiveSegmenter(net, input_size=160, view_size=256, first_click_zoom=None)
     seg.set_image(np.zeros((1000, 1000), np.uint16))
     seg.add_click(500, 500, True)
     assert seg.last_window == Box(372, 627, 372, 627)

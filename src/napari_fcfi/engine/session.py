@@ -25,7 +25,10 @@ Protocols (see :mod:`.settings` for every parameter):
 * first click (no feedback yet): a focus window of ``view_size`` (default: ``input_size``) native
   pixels centred on the click (shifted to fit), resized to ``input_size``; while the predicted mask
   touches a window side that is not an image side, the window doubles (at most
-  ``focus_growth_steps`` times, or until it is the whole image);
+  ``focus_growth_steps`` times, or until it is the whole image); when the predicted object is small
+  (its zoom-in box is at most half the focus window), a second pass on that zoom-in box replaces the
+  prediction there (``first_click_zoom``: "fresh" = gate 0 and no feedback, "feedback" = the first
+  pass as feedback with gate 1), so small nuclei get the magnification of a later click;
 * later clicks: zoom-in box of (probability > 0.5) plus clicks, expanded by ``expansion_ratio`` with
   ``min_window`` per side (``view_size`` when there is no object yet), sticky like the paper's ROI,
   resized to ``input_size`` (long side) with an align-corners-consistent click mapping;
@@ -75,6 +78,8 @@ from .windows import (
 )
 
 STATE_FORMAT = "napari-fcfi-session"
+# The first-click zoom pass runs when it magnifies the object at least this much.
+_FIRST_CLICK_ZOOM_GAIN = 2.0
 STATE_VERSION = 1
 
 
@@ -407,8 +412,20 @@ class InteractiveSegmenter:
                 if not window.touches_inner_border(values > self._threshold, height, width):
                     break
                 side *= 2
-            self.last_window = window
             patch = Patch.from_array(window, values)
+            zoom = None
+            if settings.first_click_zoom and settings.zoom_in:  # zoom_in=False: no zoomed pass at all
+                zoom = self._first_click_zoom_window(window, values, click)
+            if zoom is not None:
+                # A small object is only a few feature pixels in the focus window; a second pass on
+                # its zoom-in window (what a second click would use) draws its boundary at full detail.
+                if settings.first_click_zoom == "feedback":
+                    refined = self._predict_window(zoom, clicks, patch, gate=1.0)
+                else:
+                    refined = self._predict_window(zoom, clicks, None, gate=0.0)
+                patch = Patch(*patch.merged_array(zoom, refined))
+                window = zoom
+            self.last_window = window
             return _Snapshot(clicks, patch, patch, None)
 
         roi = before.roi
@@ -436,6 +453,30 @@ class InteractiveSegmenter:
             merged = Patch(*before.probability.merged_array(window, values))
         self.last_window = window
         return _Snapshot(clicks, merged, merged, roi if settings.zoom_in else None)
+
+    def _first_click_zoom_window(self, window: Box, values: np.ndarray, click: Click) -> Box | None:
+        """Zoom-in window for a second first-click pass, or None when zooming would gain little.
+
+        The object is the component (probability > ``roi_prob_threshold``) under the click, or the
+        click pixel alone when the first pass missed it; its box is expanded like a later click's
+        zoom-in box. The pass runs only when that box is at most half the focus window's long side
+        (at least 2x magnification).
+        """
+        source = self._source
+        assert source is not None
+        settings = self.settings
+        local = (click.row - window.r0, click.col - window.c0)
+        above = values > settings.roi_prob_threshold
+        box = bbox_of_mask(connected_to_points(above, [local])) if above[local] else None
+        if box is None:
+            box = Box(local[0], local[0], local[1], local[1])
+        box = Box(box.r0 + window.r0, box.r1 + window.r0, box.c0 + window.c0, box.c1 + window.c0)
+        zoom = clamp_box(
+            expand_box(box, settings.expansion_ratio, settings.min_window), source.height, source.width
+        )
+        if _FIRST_CLICK_ZOOM_GAIN * max(zoom.height, zoom.width) > max(window.height, window.width):
+            return None
+        return zoom
 
     def _predict_window(
         self, window: Box, clicks: Sequence[Click], feedback: Patch | None, gate: float
