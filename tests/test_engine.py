@@ -395,8 +395,8 @@ def test_first_click_zoom_reruns_a_small_object_in_its_zoom_window(mode):
     seg.add_click(500, 500, True)
     assert len(net.calls) == 2 and seg.last_timing["network_runs"] == 2
     first_window = Box(372, 627, 372, 627)
-    # The first pass's object (native pixels) gives the zoom box: object box x 2, at least 48 px.
-    assert seg.settings.min_window == 48
+    # The first pass's object (native pixels) gives the zoom box: object box x 2, at least 64 px.
+    assert seg.settings.min_window == 64
     zoom = seg.last_window
     assert zoom.height < first_window.height / 2 and zoom.r0 <= 490 and zoom.r1 >= 509 and zoom.c0 <= 480
     assert net.calls[1]["shape"][-2:] == resized_shape(zoom.height, zoom.width, 256)
@@ -443,8 +443,8 @@ def test_zoom_in_window_follows_object_and_is_sticky():
     seg.add_click(420, 530, True)
     obj = seg._current.probability.bbox_above(0.5)
     seg.add_click(410, 520, True)
-    assert seg.settings.min_window == 48  # view_size * 3 // 16 by default
-    expected = clamp_box(expand_box(obj, 2.0, 48), 1000, 1000)
+    assert seg.settings.min_window == 64  # view_size // 4 by default
+    expected = clamp_box(expand_box(obj, 2.0, 64), 1000, 1000)
     assert seg.last_window == expected
     assert net.calls[-1]["shape"][-2:] == resized_shape(expected.height, expected.width, 256)
     seg.add_click(430, 540, False)  # inside and similar: the ROI is kept
@@ -634,7 +634,7 @@ def test_model_metadata_input_size_is_used(blob_net):
     assert InteractiveSegmenter(blob_net, preset="paper").settings.input_size == 700
     blob_net.fcfi_metadata = {"input_size": 160, "view_size": 256}
     settings = InteractiveSegmenter(blob_net).settings
-    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 48)
+    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 64)
 
 
 def test_view_size_sets_the_native_focus_window_and_input_size_the_network_size():

@@ -8,10 +8,10 @@ setting                       microscopy      paper          meaning
                                                              (paper: ZoomIn ``target_size``;
                                                              ``target_size=`` is accepted as alias)
 ``expansion_ratio``           2.0             3.0            zoom-in box = object box x ratio
-``min_window``                view_size*3/16  200            minimum zoom-in box side (pixels);
-                                                             microscopy: 48 for view_size 256, so
+``min_window``                view_size / 4   200            minimum zoom-in box side (pixels);
+                                                             microscopy: 64 for view_size 256, so
                                                              a small nucleus is magnified up to
-                                                             ~5x (measured: docs/engine.md)
+                                                             4x (measured: docs/engine.md)
 ``view_size``                 input_size (*)  (unused)       native side of the first-click focus
                                                              window (and of the zoom-in window
                                                              when there is no object yet)
@@ -50,7 +50,7 @@ class SegmenterSettings:
     preset: str = "microscopy"
     input_size: int = 256
     expansion_ratio: float = 2.0
-    min_window: int | None = None  # None: view_size * 3 // 16
+    min_window: int | None = None  # None: view_size // 4
     view_size: int | None = None  # None: input_size
     zoom_in: bool = True
     flip: bool = False
@@ -132,7 +132,7 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     if settings.view_size is None:
         settings = replace(settings, view_size=int(settings.input_size))
     if settings.min_window is None:
-        settings = replace(settings, min_window=max(1, int(settings.view_size) * 3 // 16))
+        settings = replace(settings, min_window=max(1, int(settings.view_size) // 4))
     return settings.validate()
 
 
