@@ -119,7 +119,8 @@ def _forward(net: torch.nn.Module) -> dict:
 
 
 def test_official_checkpoint_loads_strictly_and_matches(official_file, tiny_hrnet):
-    net = load_model(official_file, device="cpu")
+    # NCHW weights: the loaded network must reproduce the original bit for bit
+    net = load_model(official_file, device="cpu", channels_last=False)
     assert type(net).__name__ == "FCFIHRNet"
     assert not net.training
     assert all(not parameter.requires_grad for parameter in net.parameters())
@@ -128,6 +129,11 @@ def test_official_checkpoint_loads_strictly_and_matches(official_file, tiny_hrne
     _assert_same_weights(net, tiny_hrnet)
     expected, got = _forward(tiny_hrnet), _forward(net)
     assert torch.equal(expected["instances"], got["instances"])
+    # the CPU default stores weights channels_last (faster); same result up to float rounding
+    fast = load_model(official_file, device="cpu")
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(_forward(fast)["instances"], expected["instances"], rtol=0, atol=1e-5)
 
 
 def test_fcfi_convert_round_trip(official_file, tiny_hrnet, tmp_path, capsys):
