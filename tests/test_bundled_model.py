@@ -54,7 +54,10 @@ def test_default_model_is_fcfi_with_ffcm_and_cffm(default_model):
     assert config["arch"] == "hrnet" and config["with_prev_mask"] is True
     # The engine takes its working size from the metadata: it must be what the model was trained at.
     assert default_model.fcfi_metadata["input_size"] == 256
-    assert InteractiveSegmenter(default_model).settings.input_size == 256
+    settings = InteractiveSegmenter(default_model).settings
+    # Trained on 256 px native views shown at 256 px; zoom-in windows down to 64 px (docs/engine.md).
+    assert (settings.input_size, settings.view_size, settings.min_window) == (256, 256, 64)
+    assert settings.first_click_zoom == "fresh"
 
 
 def test_default_model_segments_sample_nuclei_in_three_clicks(default_model):
