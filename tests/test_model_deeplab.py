@@ -231,3 +231,25 @@ def test_matches_official_implementation():
     results = check_fidelity(Path(official), backbone="resnet34", height=56, width=72, batch=2)
     diffs = {k: v for k, v in results.items() if not k.rsplit("/", 1)[1].startswith("_")}
     assert max(diffs.values()) <= 1e-5, diffs
+
+
+def test_feedback_modules_can_be_switched_off_for_the_ablation():
+    from napari_fcfi.model.networks import build_network
+
+    net = _tiny(use_ffcm=False, use_cffm=False)
+    keys = list(net.state_dict())
+    assert not any("correction_module" in k or "feedback_fusion" in k for k in keys)
+    assert net.config["use_ffcm"] is False and net.config["use_cffm"] is False
+    image, points, new_clicks = _inputs(1, 64, 64)
+    # A linear ramp survives the align-corners down/up resampling exactly.
+    image[:, 3] = torch.linspace(0, 1, 64).view(1, 64)
+    with torch.no_grad():
+        out = net(image, points, new_clicks, 1.0, is_training=True)
+    assert out["instances"].shape == (1, 1, 64, 64)
+    # Without FFCM there is no correction window; without CFFM the feedback passes through.
+    assert out["valid_masks"] is None
+    assert torch.allclose(out["updated_feedback2"], image[:, 3:], atol=1e-5)
+    rebuilt = build_network(net.config)
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
+    full_keys = set(_tiny().state_dict())
+    assert set(keys) < full_keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from napari_fcfi.training.data import (
     make_synthetic_pool,
     split_ids,
 )
-from napari_fcfi.training.losses import fcfi_loss, normalized_focal_loss
+from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import Trainer, TrainConfig, learning_rate_factor
 from napari_fcfi.training.validation import ValObject, robot_validate
@@ -330,19 +331,50 @@ def test_robot_validation_reports_noc(tmp_path):
     assert 1 <= metrics["noc85"] <= metrics["noc90"] <= 4 and 0 <= metrics["iou1"] <= 1
 
 
-def test_ablation_switches_replace_modules_and_keep_the_contract():
-    from napari_fcfi.model.networks import FCFIHRNet
-    from napari_fcfi.training.ablation import apply_ablation
+@pytest.mark.parametrize("use_ffcm,use_cffm", [(False, False), (True, False), (False, True)])
+def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_path, use_ffcm, use_cffm):
+    from napari_fcfi.model import load_model
+    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.training.ablation import ablation_config, feedback_modules_in
+    from napari_fcfi.training.cli import export_checkpoint
 
     torch.manual_seed(0)
-    net = apply_ablation(FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True), use_ffcm=False, use_cffm=False)
+    config = ablation_config(
+        {"arch": "hrnet", "width": 4, "ocr_width": 4, "mid_ch": 4, "small": True}, use_ffcm, use_cffm
+    )
+    net = build_network(config)
+    assert feedback_modules_in(net) == {"ffcm": use_ffcm, "cffm": use_cffm}
+    keys = list(net.state_dict())
+    assert any("correction_module" in k for k in keys) == use_ffcm
+    assert any("fusion_module" in k for k in keys) == use_cffm
+
     sets = [ClickSet([(10, 12, True)]), ClickSet([(20, 3, True)])]
     image = torch.rand(2, 4, 64, 64)
     out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0, is_training=True)
     assert out["instances"].shape == (2, 1, 64, 64)
     expected = F.interpolate(image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True)
-    assert torch.allclose(out["updated_feedback2"], expected)  # CFFM off: feedback passes through
-    assert not any("correction_module" in k or "fusion_module" in k for k in net.state_dict())
+    if not use_cffm and not use_ffcm:
+        assert torch.allclose(out["updated_feedback2"], expected)  # both off: feedback passes through
+    if not use_ffcm:
+        assert torch.allclose(out["updated_feedback1"], expected) and out["valid_masks"] is None
+
+    # One real training step with the switched-off losses dropped, then export and reload.
+    sampler = TrainingSampler(_toy_items(2), crop_size=48, seed=0)
+    weights = LossWeights(feedback1=LossWeights.feedback1 if use_ffcm else 0.0,
+                          feedback2=LossWeights.feedback2 if use_cffm else 0.0)
+    train_config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False,
+                               checkpoint_minutes=1e9, loss_weights=asdict(weights))
+    trainer = Trainer(net, sampler, tmp_path / "run", train_config, progress=False, run_info={"view_size": 64})
+    assert trainer.fit()["step"] == 1
+    path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "ablation.safetensors", name="ablation")
+    loaded = load_model(path, device="cpu")
+    assert feedback_modules_in(loaded) == {"ffcm": use_ffcm, "cffm": use_cffm}
+    net.eval()
+    with torch.no_grad():
+        single = [sets[0]]
+        want = net(image[:1], points_tensor(single), new_clicks_tensor(single), 1.0)["instances"]
+        got = loaded(image[:1], points_tensor(single), new_clicks_tensor(single), 1.0)["instances"]
+    assert torch.allclose(want, got, atol=1e-5)
 
 
 def test_bf16_autocast_step_is_finite(tmp_path):

@@ -444,38 +444,6 @@ def measure_forward(
 # FFCM + CFFM cost
 
 
-class CorrectionPassThrough(nn.Module):
-    """Stands in for FFCM: returns the feedback at feature resolution, unchanged."""
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        click_maps: torch.Tensor,
-        features: torch.Tensor,
-        feedback: torch.Tensor,
-        *args: Any,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, None]:
-        return _at_feature_size(feedback, features), None
-
-
-class FusionPassThrough(nn.Module):
-    """Stands in for CFFM: features unchanged, feedback at feature resolution."""
-
-    def forward(
-        self, features: torch.Tensor, feedback: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return features, _at_feature_size(feedback, features)
-
-
-def _at_feature_size(feedback: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    from napari_fcfi.model.ops import resize_bilinear
-
-    if feedback.shape[-2:] != features.shape[-2:]:
-        feedback = resize_bilinear(feedback, features.shape[-2:])
-    return feedback
-
-
 def _feedback_module_names(net: Any) -> tuple[list[str], list[str]]:
     from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
 
@@ -489,11 +457,13 @@ def strip_feedback_modules(net: Any) -> Any:
 
     Raises ValueError when the network has neither module.
     """
+    from napari_fcfi.model.fcfi_modules import CorrectionOff, FusionOff
+
     ffcm, cffm = _feedback_module_names(net)
     if not ffcm and not cffm:
         raise ValueError(f"{type(net).__name__} has no FFCM/CFFM module to strip")
     stripped = copy.deepcopy(net)
-    for names, replacement in ((ffcm, CorrectionPassThrough), (cffm, FusionPassThrough)):
+    for names, replacement in ((ffcm, CorrectionOff), (cffm, FusionOff)):
         for name in names:
             parent_name, _, child = name.rpartition(".")
             parent = stripped.get_submodule(parent_name) if parent_name else stripped

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
+from napari_fcfi.model.fcfi_modules import make_feedback_modules
 from napari_fcfi.model.ops import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -160,6 +160,8 @@ class _DeepLabFeatures(nn.Module):
         aspp_dropout: float,
         window_ratio: float,
         update_num: int,
+        use_ffcm: bool = True,
+        use_cffm: bool = True,
     ) -> None:
         super().__init__()
         self.update_num = update_num
@@ -170,8 +172,9 @@ class _DeepLabFeatures(nn.Module):
         self.skip_project = _SkipProjection(stage1_ch)
         self.aspp = _ASPP(stage4_ch, channels, aspp_dropout)
         # FFCM guide channels: normalised RGB (3) + two click disks (2) + previous mask (1).
-        self.correction_module = FocusedFeedbackCorrection(channels, 6, mid_ch, window_ratio)
-        self.feedback_fusion = CollaborativeFeedbackFusion(channels, mid_ch)
+        self.correction_module, self.feedback_fusion = make_feedback_modules(
+            channels, 6, mid_ch, window_ratio, use_ffcm, use_cffm
+        )
 
     def forward(
         self,
@@ -226,6 +229,8 @@ class FCFIDeepLab(nn.Module):
         use_rgb_conv, use_disks, conv_extend, clicks_groups, cpu_dist_maps, norm_layer,
             backbone_norm_layer: official options, accepted only at the released values.
         base_width: ResNet first-stage width (64 standard).
+        use_ffcm, use_cffm: build FFCM / CFFM (False: a parameter-free pass-through, for the
+            ablation study).
     """
 
     def __init__(
@@ -251,6 +256,8 @@ class FCFIDeepLab(nn.Module):
         norm_layer: Any = "torch.nn.modules.batchnorm.BatchNorm2d",
         backbone_norm_layer: Any = None,
         base_width: int = 64,
+        use_ffcm: bool = True,
+        use_cffm: bool = True,
     ) -> None:
         super().__init__()
         where = "FCFIDeepLab"
@@ -311,6 +318,11 @@ class FCFIDeepLab(nn.Module):
             "backbone_norm_layer": backbone_norm_layer,
             "base_width": int(base_width),
         }
+        # Recorded only when switched off, so the configs of full FCFI models stay as they were.
+        if not use_ffcm:
+            self.config["use_ffcm"] = False
+        if not use_cffm:
+            self.config["use_cffm"] = False
         self.with_aux_output = False
         self.binary_prev_mask = bool(binary_prev_mask)
         self.backbone_lr_mult = float(backbone_lr_mult)
@@ -326,7 +338,8 @@ class FCFIDeepLab(nn.Module):
             ScaleLayer(0.05),
         )
         self.feature_extractor = _DeepLabFeatures(
-            backbone, base_width, deeplab_ch, mid_ch, aspp_dropout, expansion_ratio, update_num
+            backbone, base_width, deeplab_ch, mid_ch, aspp_dropout, expansion_ratio, update_num,
+            use_ffcm=bool(use_ffcm), use_cffm=bool(use_cffm),
         )
         self.head = _OutputHead(deeplab_ch, 1)
 
@@ -384,7 +397,10 @@ class FCFIDeepLab(nn.Module):
             "updated_feedback2": resize_bilinear(feedback2, size),
         }
         if is_training:
-            outputs["valid_masks"] = F.interpolate(soft_window, size=tuple(size), mode="nearest")
+            # No window when FFCM is switched off (ablation).
+            outputs["valid_masks"] = (
+                None if soft_window is None else F.interpolate(soft_window, size=tuple(size), mode="nearest")
+            )
         return outputs
 
 

@@ -225,3 +225,50 @@ class CollaborativeFeedbackFusion(nn.Module):
             residual = self.residual_predictor(torch.cat((features, refined), dim=1))
             features = features + gate * residual
         return features, refined
+
+
+# ----------------------------------------------------------------------------------------------
+# Switched-off modules (ablations, and the "backbone alone" benchmark)
+
+
+def _feedback_at(feedback: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    return _resize_like(feedback, features.shape[-2:])
+
+
+class CorrectionOff(nn.Module):
+    """Stands in for FFCM: the "corrected" feedback is the previous mask, and there is no window.
+
+    It has no parameters, so a network built with it loads a state dict without FFCM keys.
+    """
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        click_maps: torch.Tensor,
+        features: torch.Tensor,
+        feedback: torch.Tensor,
+        new_clicks: torch.Tensor | None = None,
+        is_training: bool = False,
+    ) -> tuple[torch.Tensor, None]:
+        return _feedback_at(feedback, features), None
+
+
+class FusionOff(nn.Module):
+    """Stands in for CFFM: the features are not updated and the feedback is passed on."""
+
+    def forward(
+        self, features: torch.Tensor, feedback: torch.Tensor, gate: float = 1.0, rounds: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return features, _feedback_at(feedback, features)
+
+
+def make_feedback_modules(
+    feature_ch: int, guide_ch: int, mid_ch: int, window_ratio: float, use_ffcm: bool, use_cffm: bool
+) -> tuple[nn.Module, nn.Module]:
+    """FFCM and CFFM for a network, or their parameter-free stand-ins where switched off."""
+    correction = (
+        FocusedFeedbackCorrection(feature_ch, guide_ch, mid_ch, window_ratio=window_ratio)
+        if use_ffcm else CorrectionOff()
+    )
+    fusion = CollaborativeFeedbackFusion(feature_ch, mid_ch) if use_cffm else FusionOff()
+    return correction, fusion

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
+from napari_fcfi.model.fcfi_modules import make_feedback_modules
 from napari_fcfi.model.hrnet import STEM_CHANNELS, HRNetBackbone
 from napari_fcfi.model.ocr import ObjectContextHead, RegionGather
 from napari_fcfi.model.ops import (
@@ -77,6 +77,8 @@ class HRNetFCFIExtractor(HRNetBackbone):
         guide_ch: int,
         update_num: int,
         expansion_ratio: float,
+        use_ffcm: bool = True,
+        use_cffm: bool = True,
     ) -> None:
         super().__init__(width=width, small=small)
         feature_ch = self.out_channels
@@ -105,10 +107,9 @@ class HRNetFCFIExtractor(HRNetBackbone):
                 nn.ReLU(),
                 nn.Conv2d(feature_ch, NUM_CLASSES, 1),
             )
-        self.correction_module = FocusedFeedbackCorrection(
-            feature_ch, guide_ch, mid_ch, window_ratio=expansion_ratio
+        self.correction_module, self.fusion_module = make_feedback_modules(
+            feature_ch, guide_ch, mid_ch, expansion_ratio, use_ffcm, use_cffm
         )
-        self.fusion_module = CollaborativeFeedbackFusion(feature_ch, mid_ch)
 
     def forward(  # type: ignore[override]
         self,
@@ -158,6 +159,8 @@ class FCFIHRNet(nn.Module):
         with_prev_mask: feed the previous mask into the click encoding as well (it always
             reaches FFCM/CFFM).
         norm_mean_std: ``(mean, std)`` for the RGB normalisation.
+        use_ffcm, use_cffm: build FFCM / CFFM (False: a parameter-free pass-through, for the
+            ablation study; the previous mask still reaches the click encoding).
     """
 
     arch = "hrnet"
@@ -175,6 +178,8 @@ class FCFIHRNet(nn.Module):
         with_aux_output: bool = True,
         with_prev_mask: bool = True,
         norm_mean_std: Sequence[Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+        use_ffcm: bool = True,
+        use_cffm: bool = True,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -202,6 +207,11 @@ class FCFIHRNet(nn.Module):
             "with_prev_mask": bool(with_prev_mask),
             "norm_mean_std": [mean, std],
         }
+        # Recorded only when switched off, so the configs of full FCFI models stay as they were.
+        if not use_ffcm:
+            self._config["use_ffcm"] = False
+        if not use_cffm:
+            self._config["use_cffm"] = False
         self.with_aux_output = self._config["with_aux_output"]
         self.with_prev_mask = bool(with_prev_mask)
         self.normalization = ImageNormalizer(mean, std)
@@ -217,6 +227,8 @@ class FCFIHRNet(nn.Module):
             guide_ch=3 + coord_ch + 1,
             update_num=int(update_num),
             expansion_ratio=float(expansion_ratio),
+            use_ffcm=bool(use_ffcm),
+            use_cffm=bool(use_cffm),
         )
 
     @property

@@ -93,20 +93,27 @@ def export_checkpoint(
 
     from napari_fcfi.model import save_model
     from napari_fcfi.model.networks import build_network
+    from napari_fcfi.training.ablation import ablation_config, feedback_modules_in
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if state.get("format") != "napari-fcfi-training-checkpoint/1":
         raise ValueError(f"{checkpoint} is not a napari-fcfi training checkpoint")
     info = state.get("run_info", {})
-    if info.get("ablation", {}).get("ffcm", True) is False or info.get("ablation", {}).get("cffm", True) is False:
-        raise ValueError(f"{checkpoint} is an ablation run (FFCM/CFFM off); it cannot be exported as an FCFI model")
-    net = build_network(state["model_config"])
+    model_config = dict(state["model_config"])
+    # Runs from before the flags were part of the network config recorded them only here.
+    ablation = info.get("ablation", {})
+    model_config = ablation_config(
+        model_config,
+        use_ffcm=model_config.get("use_ffcm", True) and ablation.get("ffcm", True),
+        use_cffm=model_config.get("use_cffm", True) and ablation.get("cffm", True),
+    )
+    net = build_network(model_config)
     net.load_state_dict(state["model"])
     net.eval()
     train_config = state.get("train_config", {})
     metadata = {
         "name": name,
-        "description": description or f"FCFI trained by napari-fcfi ({info.get('preset', '?')} preset)",
+        "description": description or _default_description(info.get("preset", "?"), feedback_modules_in(net)),
         "input_size": int(info.get("view_size", train_config.get("val_input_size", 256))),
         "training": {
             "step": int(state["step"]),
@@ -117,6 +124,14 @@ def export_checkpoint(
         },
     }
     return save_model(net, out, metadata=metadata)
+
+
+def _default_description(preset: str, modules: dict[str, bool]) -> str:
+    if all(modules.values()):
+        return f"FCFI trained by napari-fcfi ({preset} preset)"
+    kept = [name.upper() for name, present in modules.items() if present]
+    return (f"ablation of FCFI trained by napari-fcfi ({preset} preset) with "
+            f"{' + '.join(kept) if kept else 'neither FFCM nor CFFM'}")
 
 
 def set_click_scale(net: Any, value: float) -> None:
@@ -144,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from napari_fcfi.model.networks import build_network
-    from napari_fcfi.training.ablation import apply_ablation
+    from napari_fcfi.training.ablation import ablation_config
     from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool, split_ids
     from napari_fcfi.training.losses import LossWeights
     from napari_fcfi.training.trainer import Trainer, TrainConfig
@@ -184,10 +199,10 @@ def run(args: argparse.Namespace) -> int:
     val_objects = pick_validation_objects(val_items, count=args.val_objects, seed=0)
 
     torch.manual_seed(args.seed)
-    net = build_network(TRAIN_PRESETS[args.preset])
+    network_config = ablation_config(TRAIN_PRESETS[args.preset], use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
+    net = build_network(network_config)
     if args.click_scale_init > 0:
         set_click_scale(net, args.click_scale_init)
-    apply_ablation(net, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
     weights = LossWeights(
         feedback1=0.0 if args.no_ffcm else LossWeights.feedback1,
         feedback2=0.0 if args.no_cffm else LossWeights.feedback2,
@@ -201,14 +216,14 @@ def run(args: argparse.Namespace) -> int:
     )
     n_params = sum(p.numel() for p in net.parameters())
     run_info = {
-        "command": command, "preset": args.preset, "network": TRAIN_PRESETS[args.preset], "params": n_params,
+        "command": command, "preset": args.preset, "network": network_config, "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
         "view_size": args.view_size, "device": device, "threads": torch.get_num_threads(),
         "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm}, "click_scale_init": args.click_scale_init,
         "val_objects": [o.name for o in val_objects],
     }
     (out / "run_info.json").write_text(json.dumps(run_info, indent=2))
-    say(f"network {args.preset} {TRAIN_PRESETS[args.preset]}: {n_params} parameters; device {device}, "
+    say(f"network {args.preset} {network_config}: {n_params} parameters; device {device}, "
         f"{torch.get_num_threads()} threads")
     trainer = Trainer(net, sampler, out, config, val_objects=val_objects, device=device, run_info=run_info,
                       progress=not args.no_progress)
