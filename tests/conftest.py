@@ -21,6 +21,29 @@ def _limit_torch_threads():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The plugin sets torch's (process-wide) thread count for CPU inference; restore it."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only spins (10x slower on a busy 2-core machine)."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

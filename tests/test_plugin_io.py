@@ -8,15 +8,6 @@ import pytest
 from napari_fcfi.plugin.writer import read_labels_tiff, write_labels_tiff
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """The plugin sets torch's (process-wide) thread count for CPU inference; restore it."""
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64])
 def test_writer_round_trip_keeps_dtype_scale_translate(tmp_path, dtype):
     labels = np.zeros((3, 20, 30), dtype)

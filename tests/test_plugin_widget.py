@@ -10,20 +10,11 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from test_plugin import DiskSegmenter, disk
+from plugin_helpers import DiskSegmenter, disk
 
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import SHORTCUTS, FCFIWidget, channel_choices
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """The plugin sets torch's (process-wide) thread count for CPU inference; restore it."""
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
 
 
 def fake_cache():
@@ -121,16 +112,6 @@ def test_click_log_saved_and_read_by_engine_io(make_napari_viewer, tmp_path):
         (2, (0,), 20, 20, True),
     ]
     assert log.metadata["model"] == "default" and log.metadata["settings"]["threshold"] == pytest.approx(0.49)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny tensors: a second intra-op thread only spins (10x slower on a busy 2-core machine)."""
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_network():

@@ -8,8 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from napari_fcfi.training.augment import augment_intensity, flip_rotate, robust_normalise
 from napari_fcfi.training.clicks import (
@@ -29,7 +29,7 @@ from napari_fcfi.training.data import (
 )
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
-from napari_fcfi.training.trainer import Trainer, TrainConfig, learning_rate_factor
+from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor
 from napari_fcfi.training.validation import ValObject, robot_validate
 
 

@@ -3,7 +3,8 @@
 The predictor here follows the engine's microscopy protocol closely enough for model
 selection, without depending on the engine: the first click runs in a window of
 ``input_size`` native pixels centred on the click; later clicks in a zoom-in window around
-the current object and the clicks (bounding box expanded x2, at least 48 px), resized to
+the current object and the clicks (bounding box expanded x2, at least ``input_size // 4`` px, the engine's default
+``min_window``), resized to
 ``input_size``. The previous probability map is the feedback; the newest click goes to FFCM.
 Final numbers for the model card come from the evaluation toolkit (``fcfi eval``).
 """
@@ -98,7 +99,7 @@ class WindowedPredictor:
             rows += [int(fg_r.min()), int(fg_r.max())]
             cols += [int(fg_c.min()), int(fg_c.max())]
         r0, r1, c0, c1 = min(rows), max(rows), min(cols), max(cols)
-        side = max(2 * max(r1 - r0 + 1, c1 - c0 + 1), 48)
+        side = max(2 * max(r1 - r0 + 1, c1 - c0 + 1), self.input_size // 4)
         return _window_around((r0 + r1) / 2, (c0 + c1) / 2, side, side, height, width)
 
     @torch.no_grad()
