@@ -405,3 +405,31 @@ def test_export_writes_a_loadable_safetensors_model(tmp_path):
         expected = net(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
         got = loaded(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
     assert torch.allclose(expected, got, atol=1e-5)
+
+
+def test_modalities_are_recognised_and_balanced_sampling_favours_rare_ones():
+    from collections import Counter
+
+    from napari_fcfi.training.data import image_modality, make_labeled_image
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:20, 10:20] = 1
+    fluorescence = np.where(labels > 0, 200, 20).astype(np.uint8)
+    brightfield = 255 - fluorescence
+    stained = np.stack([brightfield, brightfield // 2, np.full_like(brightfield, 220)], -1)
+    gray_rgb = np.repeat(fluorescence[..., None], 3, -1)
+    kinds = {"f": fluorescence, "b": brightfield, "s": stained, "g": gray_rgb}
+    items = {k: make_labeled_image(v, labels, name=k) for k, v in kinds.items()}
+    assert [image_modality(items[k]) for k in "fbsg"] == [
+        "dark background", "light background", "colour", "dark background"
+    ]
+
+    real = [items["f"]] * 16 + [items["s"]] * 4  # 80 % / 20 % of the images
+    counts = {}
+    for balance in (False, True):
+        sampler = TrainingSampler(real, synthetic_fraction=0.0, crop_size=32, seed=0, balance_modalities=balance)
+        drawn = Counter(sampler.sample(step, 0).source for step in range(300))
+        assert set(drawn) == {"real:f", "real:s"}
+        counts[balance] = drawn["real:s"] / 300
+    assert 0.12 < counts[False] < 0.28
+    assert 0.26 < counts[True] < 0.42  # sqrt weights: 2 / (4 + 2) = 1/3

@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="initial |scale| of the click encoder output (the official 0.05 protects a pre-trained backbone; "
         "training from scratch needs the clicks heard from the start); <= 0 keeps the network's own",
     )
+    parser.add_argument(
+        "--balance-modalities", action="store_true",
+        help="draw real images by modality (fluorescence / stained tissue / brightfield), sqrt-weighted",
+    )
     parser.add_argument("--no-ffcm", action="store_true", help="ablation: FFCM replaced by a pass-through")
     parser.add_argument("--no-cffm", action="store_true", help="ablation: CFFM replaced by a pass-through")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -194,8 +198,12 @@ def run(args: argparse.Namespace) -> int:
     say(f"synthetic pool: {len(synthetic)} images")
     sampler = TrainingSampler(
         real, synthetic, synthetic_fraction=args.synthetic_fraction, crop_size=args.crop_size,
-        view_size=args.view_size, seed=args.seed,
+        view_size=args.view_size, seed=args.seed, balance_modalities=args.balance_modalities,
     )
+    if sampler.modality_groups:
+        say("modalities: " + ", ".join(
+            f"{len(group)} images at {weight:.0%}" for group, weight in zip(sampler.modality_groups, sampler.modality_weights)
+        ))
     val_objects = pick_validation_objects(val_items, count=args.val_objects, seed=0)
 
     torch.manual_seed(args.seed)
@@ -218,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     run_info = {
         "command": command, "preset": args.preset, "network": network_config, "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
+        "balance_modalities": args.balance_modalities,
         "view_size": args.view_size, "device": device, "threads": torch.get_num_threads(),
         "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm}, "click_scale_init": args.click_scale_init,
         "val_objects": [o.name for o in val_objects],

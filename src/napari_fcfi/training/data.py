@@ -167,7 +167,7 @@ class Sample:
     image: np.ndarray  # float32 (3, S, S) in [0, 1]
     mask: np.ndarray  # float32 (1, S, S), 1 on the object
     clicks: ClickSet
-    source: str
+    source: str  # "real:<image name>" or "synthetic:<image name>"
 
 
 def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
@@ -200,8 +200,38 @@ def _clamp_start(start: int, window: int, extent: int) -> int:
     return min(max(start, 0), extent - window)
 
 
+MODALITIES = ("colour", "dark background", "light background")
+
+
+def image_modality(item: LabeledImage) -> str:
+    """Rough imaging modality of a real image, for balanced sampling.
+
+    "colour": RGB whose channels really differ (stained tissue); otherwise "light background"
+    when the objects are darker than the background (brightfield), else "dark background"
+    (fluorescence).
+    """
+    image = np.asarray(item.image, np.float32)
+    if image.ndim == 3 and image.shape[-1] >= 3:
+        rgb = image[..., :3]
+        spread = float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean())
+        if spread > 0.02 * max(float(rgb.max() - rgb.min()), 1e-6):
+            return "colour"
+        image = rgb.mean(-1)
+    inside = item.labels > 0
+    if not inside.any() or inside.all():
+        return "dark background"
+    return "light background" if image[inside].mean() < image[~inside].mean() else "dark background"
+
+
 class TrainingSampler:
-    """Draws training samples from real and procedural images; deterministic per (seed, step, index)."""
+    """Draws training samples from real and procedural images; deterministic per (seed, step, index).
+
+    With ``balance_modalities`` a real image is drawn by first drawing one of the modalities present
+    (:func:`image_modality`) with probability proportional to the square root of its image count,
+    then an image of it. On the DSB training split (418 fluorescence, 77 stained tissue, 12
+    brightfield images) that moves the shares from 82/15/2 % to 62/27/11 %: the rare modalities are
+    seen far more often without drawing the dozen brightfield images a third of the time.
+    """
 
     def __init__(
         self,
@@ -213,6 +243,7 @@ class TrainingSampler:
         seed: int = 0,
         augment: bool = True,
         view_size: int | None = None,
+        balance_modalities: bool = False,
     ) -> None:
         if not real and not synthetic:
             raise ValueError("TrainingSampler needs at least one real or synthetic image")
@@ -233,6 +264,14 @@ class TrainingSampler:
         self.view_size = int(view_size or crop_size)
         if self.view_size < self.crop_size:
             raise ValueError(f"view_size ({self.view_size}) must be >= crop_size ({self.crop_size})")
+        self.balance_modalities = bool(balance_modalities)
+        groups: dict[str, list[int]] = {}
+        if self.balance_modalities:
+            for index, item in enumerate(self.real):
+                groups.setdefault(image_modality(item), []).append(index)
+        self.modality_groups = [groups[name] for name in MODALITIES if name in groups]
+        weights = np.sqrt([len(group) for group in self.modality_groups])
+        self.modality_weights = weights / weights.sum() if len(weights) else weights
 
     def rng_for(self, step: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(step), int(index)])
@@ -242,9 +281,13 @@ class TrainingSampler:
         rng = self.rng_for(step, index)
         use_synthetic = rng.random() < self.synthetic_fraction
         pool = self.synthetic if use_synthetic else self.real
-        item = pool[int(rng.integers(len(pool)))]
+        if not use_synthetic and self.modality_groups:
+            group = self.modality_groups[int(rng.choice(len(self.modality_groups), p=self.modality_weights))]
+            item = pool[group[int(rng.integers(len(group)))]]
+        else:
+            item = pool[int(rng.integers(len(pool)))]
         which = int(rng.integers(len(item.object_ids)))
-        return self.sample_object(item, which, rng, source="synthetic" if use_synthetic else "real")
+        return self.sample_object(item, which, rng, source=f"{'synthetic' if use_synthetic else 'real'}:{item.name}")
 
     def sample_object(self, item: LabeledImage, which: int, rng: np.random.Generator, source: str = "") -> Sample:
         """A crop around object number ``which`` of ``item`` with augmentation and initial clicks."""
