@@ -468,43 +468,6 @@ def test_keep_connected_removes_parts_far_from_positive_clicks():
     assert connected_to_points(mask, [(2, 2)]) is mask  # no positive click on the mask: unchanged
 
 
-def test_click_radius_makes_every_click_win_its_own_pixels():
-    from types import SimpleNamespace
-
-    from napari_fcfi.engine.postprocess import enforce_clicks
-
-    class IgnoresNegativeClicks(BlobNet):
-        def forward(self, image, points, new_clicks, gate, is_training=False):
-            points = points.clone()
-            points[:, points.shape[1] // 2 :, 2] = -1  # the negative half of the click tensor
-            return super().forward(image, points, new_clicks, gate, is_training)
-
-    image = np.zeros((120, 120), np.uint8)
-    image[20:80, 20:80] = 255
-    masks = {}
-    for radius in (0.0, 1.0):
-        seg = InteractiveSegmenter(IgnoresNegativeClicks(brightness_weight=20.0), click_radius=radius)
-        seg.set_image(image)
-        seg.add_click(50, 50, True)
-        seg.add_click(21, 50, False)  # "not object" on the bright object's edge: the network ignores it
-        masks[radius] = seg.mask.copy()
-    assert masks[0.0][21, 50] and masks[0.0][50, 50]
-    assert not masks[1.0][21, 50] and not masks[1.0][22, 50] and not masks[1.0][21, 51]
-    assert masks[1.0][23, 50] and masks[1.0][50, 50]  # only the disk of radius 1 changes
-    assert (masks[0.0] ^ masks[1.0]).sum() <= 5
-
-    window = SimpleNamespace(r0=10, c0=20)
-    prob = np.full((8, 8), 0.7, np.float32)
-    clicks = [SimpleNamespace(row=12, col=22, positive=False), SimpleNamespace(row=12, col=23, positive=True),
-              SimpleNamespace(row=40, col=40, positive=False)]  # the last one lies outside the window
-    enforce_clicks(prob, window, clicks, 1.0)
-    assert prob[2, 2] == 1.0 and prob[2, 3] == 1.0  # the later (positive) click wins the overlap
-    assert prob[2, 1] == 0.0 and prob[1, 2] == 0.0 and prob[3, 2] == 0.0  # the rest of the negative disk
-    assert prob[1, 3] == 1.0 and prob[2, 4] == 1.0 and prob[1, 1] == np.float32(0.7)
-    with pytest.raises(ValueError, match="click_radius"):
-        InteractiveSegmenter(BlobNet(), click_radius=-1)
-
-
 # ----------------------------------------------------------------------------- intensities and channels
 @pytest.mark.parametrize(
     "image",

@@ -9,7 +9,6 @@ because the network disagrees with one click pixel would lose more than it fixes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -47,27 +46,4 @@ def suppress_unconnected(
     kept = connected_to_points(mask, points)
     if kept is not mask:
         probability[mask & ~kept] = 0.0
-    return probability
-
-
-def enforce_clicks(probability: np.ndarray, window: Any, clicks: Iterable[Any], radius: float) -> np.ndarray:
-    """Click consistency: pixels within ``radius`` of a click take the click's label (in place).
-
-    A negative click on a one-pixel boundary error is often outvoted by the network (the clicked
-    pixel stays in the mask), which users read as "the click did nothing". Clicks are applied in
-    order, so a later click wins where two disks overlap. ``probability`` covers ``window`` (a box
-    with ``r0``/``c0``); ``clicks`` have native ``row``/``col``/``positive``. Returns ``probability``.
-    """
-    height, width = probability.shape
-    reach = int(np.floor(radius))
-    offsets = np.arange(-reach, reach + 1)
-    disk = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius * radius
-    for click in clicks:
-        row, col = int(click.row) - window.r0, int(click.col) - window.c0
-        r0, r1 = max(row - reach, 0), min(row + reach + 1, height)
-        c0, c1 = max(col - reach, 0), min(col + reach + 1, width)
-        if r0 >= r1 or c0 >= c1:
-            continue  # the click is outside this window
-        part = disk[r0 - (row - reach) : r1 - (row - reach), c0 - (col - reach) : c1 - (col - reach)]
-        probability[r0:r1, c0:c1][part] = 1.0 if click.positive else 0.0
     return probability

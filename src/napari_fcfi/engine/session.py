@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from .clicks import Click, make_click
 from .intensity import ImageSource
-from .postprocess import connected_to_points, enforce_clicks, suppress_unconnected
+from .postprocess import connected_to_points, suppress_unconnected
 from .settings import SegmenterSettings, resolve_settings
 from .windows import (
     Box,
@@ -526,8 +526,6 @@ class InteractiveSegmenter:
             probability = np.pad(
                 probability, ((0, window.height - span[0]), (0, window.width - span[1])), mode="edge"
             )
-        if self.settings.click_radius > 0:
-            enforce_clicks(probability, window, clicks, self.settings.click_radius)
         return probability
 
     # ------------------------------------------------------------------ network

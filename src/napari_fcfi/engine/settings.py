@@ -28,16 +28,11 @@ setting                       microscopy      paper          meaning
                                                              small object: "fresh" (gate 0, no
                                                              feedback), "feedback" (gate 1, first
                                                              pass as feedback) or None (off)
-``click_radius``              0 (**)          0              click consistency: pixels within this
-                                                             native radius of a click always follow
-                                                             it (1 = the clicked pixel and its 4
-                                                             neighbours; 0 = off)
 ``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA
 ============================  ==============  =============  =====================================
 
 (*) or ``model.fcfi_metadata["input_size"]`` / ``["view_size"]`` (or ``model.metadata``) when the
 model carries them (safetensors metadata written by ``save_model``); explicit arguments always win.
-(**) see docs/engine.md for the measurement behind the microscopy default.
 A model trained on ``view_size``-pixel windows shrunk to a smaller network size can store both.
 """
 
@@ -67,7 +62,6 @@ class SegmenterSettings:
     roi_prob_threshold: float = 0.5
     focus_growth_steps: int = 3
     first_click_zoom: str | None = "fresh"
-    click_radius: float = 0.0
     autocast_dtype: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,8 +86,6 @@ class SegmenterSettings:
             raise ValueError(
                 f"first_click_zoom must be one of {FIRST_CLICK_ZOOM_MODES}, got {self.first_click_zoom!r}"
             )
-        if not 0.0 <= float(self.click_radius) <= 64.0:
-            raise ValueError(f"click_radius must be between 0 and 64 pixels, got {self.click_radius}")
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
