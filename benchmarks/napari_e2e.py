@@ -4,7 +4,7 @@ Runs a real (headless) napari viewer with the plugin's :class:`SegmentationContr
 background :class:`ThreadedRunner` and the FCFI engine. Each click is sent through napari's own
 mouse dispatch (``mouse_press_callbacks`` / ``mouse_release_callbacks`` on the clicks layer, the
 path a real mouse click takes after vispy); the clock stops when the controller has written the
-new mask into the preview layer (its ``data`` event) for that click. Per click it also records:
+new mask into the preview layer (its ``set_data`` event) for that click. Per click it also records:
 
 * ``dispatch``: the press/release callbacks on the main thread (adds the point, submits the job),
   also as main-thread CPU time (``dispatch_cpu``),
@@ -139,7 +139,9 @@ def measure_napari(
         preview_times.append(time.perf_counter())
         waiting.quit()
 
-    controller.preview_layer.events.data.connect(on_preview_data)
+    # The controller rewrites the preview in place and refreshes it (``set_data``); a full
+    # replacement of the plane emits ``set_data`` as well.
+    controller.preview_layer.events.set_data.connect(on_preview_data)
 
     def is_shown(generation_before: int) -> bool:
         session = controller.current_session(create=False)

@@ -35,9 +35,11 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     expected = disk((64, 80), 20, 30)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
 
+    shown = controller.preview_layer.data
     controller._append_point(np.array([20.0, 34.0]), positive=False)
     expected &= ~disk((64, 80), 20, 34)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
+    assert controller.preview_layer.data is shown  # later updates rewrite the object's box in place
     assert list(points.features["positive"]) == [True, False]
     np.testing.assert_allclose(points.face_color, [POSITIVE_COLOR, NEGATIVE_COLOR])
 

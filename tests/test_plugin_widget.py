@@ -145,11 +145,13 @@ def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_t
     controller.add_click_world((20, 25), True)
     controller.add_click_world((30, 30), False)
     session = controller.current_session()
-    qtbot.waitUntil(lambda: session.up_to_date and session.prob is not None, timeout=60000)
-    assert session.prob.shape == (48, 56) and session.prob.dtype == np.float32
+    qtbot.waitUntil(lambda: session.up_to_date and session.mask is not None, timeout=60000)
+    assert session.mask.shape == (48, 56) and session.mask.dtype == bool
     np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
     # an untrained net predicts a nearly flat map: cut at its median for a real, partial object
-    threshold = float(np.median(session.prob))
+    probability = session.engine.segmenter.probability  # the worker is idle now
+    assert probability.shape == (48, 56) and probability.dtype == np.float32
+    threshold = float(np.median(probability))
     controller.set_threshold(threshold)
     qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[-1] == threshold, timeout=60000)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
@@ -208,7 +210,7 @@ def test_click_log_replays_with_fcfi_segment(make_napari_viewer, tmp_path, one_t
     controller.add_click_world((1, 20, 25), True)
     # an untrained tiny net predicts a nearly flat probability: cut it at its median so the
     # object is a real, partial mask
-    threshold = float(np.median(controller.current_session().prob))
+    threshold = float(np.median(controller.current_session().engine.segmenter.probability))
     controller.set_threshold(threshold)
     controller.add_click_world((1, 28, 32), False)
     assert 0 < controller.current_session().mask.sum() < 48 * 56
