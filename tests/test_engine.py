@@ -830,3 +830,17 @@ def test_large_image_click_memory_and_time(tiny_fcfi):
         if net is probe:
             assert large_time <= 2.0 * small_time + 0.2  # slack: timings are noisy on a shared machine
         del seg
+
+
+def test_bfloat16_autocast_runs_on_the_cpu_and_stays_close_to_float32(tiny_fcfi):
+    image = np.zeros((96, 96), np.uint8)
+    image[30:60, 30:60] = 200
+    probabilities = {}
+    for dtype in (None, "bfloat16"):
+        seg = InteractiveSegmenter(tiny_fcfi, input_size=64, autocast_dtype=dtype)
+        seg.set_image(image)
+        seg.add_click(45, 45, True)
+        probabilities[dtype] = seg.add_click(35, 50, False).copy()
+        assert probabilities[dtype].dtype == np.float32
+    assert not np.array_equal(probabilities[None], probabilities["bfloat16"])  # it really ran in bf16
+    assert np.abs(probabilities[None] - probabilities["bfloat16"]).max() < 0.1

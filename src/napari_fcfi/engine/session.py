@@ -583,17 +583,17 @@ class InteractiveSegmenter:
         device, dtype = self._device_and_dtype()
         # A half-precision model (load_model(dtype="float16")) gets its image in that dtype; with
         # autocast the float32 input is cast per operation instead.
-        image_dtype = dtype if (self.settings.autocast_dtype is None or device.type != "cuda") else torch.float32
+        autocast = self.settings.autocast_dtype if device.type in ("cuda", "cpu") else None
+        image_dtype = dtype if autocast is None else torch.float32
         network_input = network_input.to(device=device, dtype=image_dtype)
         was_training = self.model.training
         if was_training:
             self.model.eval()
         try:
-            autocast = self.settings.autocast_dtype if device.type == "cuda" else None
             start = time.perf_counter()
             with torch.inference_mode():
                 if autocast is not None:
-                    with torch.autocast(device_type="cuda", dtype=getattr(torch, autocast)):
+                    with torch.autocast(device_type=device.type, dtype=getattr(torch, autocast)):
                         outputs = self.model(
                             network_input, points.to(device), new_clicks.to(device), gate, is_training=False
                         )

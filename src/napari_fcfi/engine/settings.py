@@ -28,7 +28,9 @@ setting                       microscopy      paper          meaning
                                                              small object: "fresh" (gate 0, no
                                                              feedback), "feedback" (gate 1, first
                                                              pass as feedback) or None (off)
-``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA
+``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA;
+                                                             "bfloat16" also on CPUs with AVX512-BF16
+                                                             or AMX (slower on CPUs without them)
 ============================  ==============  =============  =====================================
 
 (*) or ``model.fcfi_metadata["input_size"]`` / ``["view_size"]`` (or ``model.metadata``) when the
