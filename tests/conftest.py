@@ -34,14 +34,24 @@ def _restore_torch_threads():
     torch.set_num_threads(previous)
 
 
+def _torch_threads(count: int):
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny tensors: a second intra-op thread only spins (10x slower on a busy 2-core machine)."""
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    yield from _torch_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_per_module():
+    """``one_torch_thread`` for a whole module (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    yield from _torch_threads(1)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.evaluation.robot import RobotUser
@@ -19,12 +18,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "src" / "napari_fcfi" / "s
 MAX_BYTES = 25 * 1024 * 1024
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")

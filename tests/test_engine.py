@@ -77,13 +77,8 @@ class BlobNet(torch.nn.Module):
         return {"instances": logits, "updated_feedback1": feedback, "updated_feedback2": feedback}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture
