@@ -67,7 +67,6 @@ def _use_torch_threads(count: int) -> None:
 
 
 Slices2D = tuple[slice, slice]
-_NO_BOX = object()  # a segmenter without ``object_box`` (test stand-ins): compute the box here
 
 
 def _bounding_slices(mask: np.ndarray) -> Slices2D:
@@ -645,18 +644,13 @@ class SegmentationController:
                     segmenter.add_click(click.row, click.col, click.positive)
                     engine.applied += (click,)
                 segmenter.threshold = threshold
-                # Only the mask leaves the engine (no full-size probability map: 256 MB at 8192²),
-                # with its box, so the GUI thread touches only that part of big planes.
-                # The engine's mask is read-only and replaced (never edited) on the next click, so
-                # it is shared, not copied; its box comes from the engine's sparse map when offered.
+                # Only the mask leaves the engine (no full-size probability map: 256 MB at 8192²), with
+                # its box so the GUI thread touches only that part of big planes. The engine's mask is
+                # read-only and replaced (never edited) on the next click: shared, not copied. The box
+                # comes from the engine's sparse map; a full scan only for stand-ins or an empty object.
                 mask = np.asarray(segmenter.mask, dtype=bool)
-                object_box = getattr(segmenter, "object_box", _NO_BOX)
-                if object_box is _NO_BOX:
-                    box = _bounding_slices(mask)
-                elif object_box is None:
-                    box = (slice(0, 0), slice(0, 0))
-                else:
-                    box = object_box.slices
+                object_box = getattr(segmenter, "object_box", None)
+                box = _bounding_slices(mask) if object_box is None else object_box.slices
             except Exception:
                 engine.segmenter = None  # rebuilt and replayed on the next request
                 raise
@@ -720,9 +714,8 @@ class SegmentationController:
         if mask is not None:
             new_box = session.mask_box if session.mask_box is not None else _bounding_slices(mask)
         plane = layer.data
-        shown = self._preview_boxes.get(id(layer), "unknown")
         if (
-            shown == "unknown"
+            id(layer) not in self._preview_boxes
             or not isinstance(plane, np.ndarray)
             or plane.shape != tuple(self.geometry.plane_shape)
             or (mask is not None and mask.shape != plane.shape)
@@ -732,7 +725,7 @@ class SegmentationController:
                 fresh[mask] = 1
             layer.data = fresh
         else:
-            region = _union_slices(shown, new_box)
+            region = _union_slices(self._preview_boxes[id(layer)], new_box)
             if region is None:
                 return  # nothing was shown and nothing is to be shown
             plane[region] = 0 if mask is None else mask[region]
@@ -751,6 +744,7 @@ class SegmentationController:
             opacity=0.5,
             colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
         )
+        self._preview_boxes[id(self.preview_layer)] = None  # created empty: updates can be partial
         self.points_layer = self.viewer.add_points(
             np.empty((0, len(geometry.label_shape))),
             ndim=len(geometry.label_shape),

@@ -97,21 +97,13 @@ def export_checkpoint(
 
     from napari_fcfi.model import save_model
     from napari_fcfi.model.networks import build_network
-    from napari_fcfi.training.ablation import ablation_config, feedback_modules_in
+    from napari_fcfi.training.ablation import feedback_modules_in
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if state.get("format") != "napari-fcfi-training-checkpoint/1":
         raise ValueError(f"{checkpoint} is not a napari-fcfi training checkpoint")
     info = state.get("run_info", {})
-    model_config = dict(state["model_config"])
-    # Runs from before the flags were part of the network config recorded them only here.
-    ablation = info.get("ablation", {})
-    model_config = ablation_config(
-        model_config,
-        use_ffcm=model_config.get("use_ffcm", True) and ablation.get("ffcm", True),
-        use_cffm=model_config.get("use_cffm", True) and ablation.get("cffm", True),
-    )
-    net = build_network(model_config)
+    net = build_network(state["model_config"])  # ablation runs carry use_ffcm/use_cffm in it
     net.load_state_dict(state["model"])
     net.eval()
     train_config = state.get("train_config", {})
