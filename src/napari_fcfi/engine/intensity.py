@@ -141,17 +141,7 @@ class ImageSource:
         sample = self._read_raw(slice(None, None, step), slice(None, None, step))
         n = sample.shape[-1]
         columns = [sample.reshape(-1, n)] if self.is_rgb else [sample[..., i].ravel()[:, None] for i in range(n)]
-        ranges = []
-        for values in columns:
-            values = values.ravel().astype(np.float64)
-            values = values[np.isfinite(values)]
-            if values.size == 0:
-                ranges.append((0.0, 0.0))
-                continue
-            lo, hi = np.percentile(values, self.percentiles)
-            if not hi > lo:
-                lo, hi = float(values.min()), float(values.max())
-            ranges.append((float(lo), float(hi)))
+        ranges = [percentile_range(values, self.percentiles) for values in columns]
         return ranges * n if self.is_rgb else ranges
 
     def read(self, box: Box, step: int = 1) -> np.ndarray:
@@ -173,19 +163,37 @@ class ImageSource:
     def _normalise(self, data: np.ndarray, index: int) -> np.ndarray:
         if self.mode == "uint8":
             return data.astype(np.float32) / np.float32(255.0)
-        values = data.astype(np.float32)
         if self.mode == "percentile":
-            lo, hi = self.ranges[index]
-            if hi > lo:
-                values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-            else:
-                values = np.zeros_like(values)
-        values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
+            return rescale_to_unit(data, *self.ranges[index])
+        values = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(values, 0.0, 1.0, out=values)
 
     def read_region(self, box: Box) -> np.ndarray:
         """Raw (un-normalised) crop ``(h, w, C)`` of the selected channels, for callers that need it."""
         return self._read_raw(*box.slices)
+
+
+def percentile_range(values: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """``(low, high)`` percentiles of the finite ``values``; min/max when they coincide; (0, 0) if none."""
+    values = np.asarray(values).ravel().astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(values, percentiles)
+    if not hi > lo:
+        lo, hi = float(values.min()), float(values.max())
+    return float(lo), float(hi)
+
+
+def rescale_to_unit(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Float32 ``(data - lo) / (hi - lo)`` clipped to [0, 1] (all 0 for an empty range); NaN -> 0, +Inf -> 1."""
+    values = data.astype(np.float32)
+    if hi > lo:
+        values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    else:
+        values = np.zeros_like(values)
+    values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
 def normalize_intensity(

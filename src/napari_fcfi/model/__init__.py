@@ -31,7 +31,8 @@ from napari_fcfi.model.registry import ModelDownloadError, list_models
 _LAZY_EXPORTS = {
     "build_network": "napari_fcfi.model.networks",
     "FCFIHRNet": "napari_fcfi.model.networks",
-    "FCFIDeepLab": "napari_fcfi.model.networks",
+    "FCFIDeepLab": "napari_fcfi.model.deeplab",
+    "FCFIMobile": "napari_fcfi.model.mobile",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "build_network",
     "FCFIHRNet",
     "FCFIDeepLab",
+    "FCFIMobile",
 ]
 
 
@@ -60,8 +62,6 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'napari_fcfi.model' has no attribute {name!r}")
     module = import_module(module_name)
-    if not hasattr(module, name) and name == "FCFIDeepLab":
-        module = import_module("napari_fcfi.model.deeplab")
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -182,12 +182,14 @@ def _build_network(config: dict[str, Any]) -> nn.Module:
 
 
 def _network_class(arch: str) -> type[nn.Module]:
-    names = {"hrnet": "FCFIHRNet", "deeplab": "FCFIDeepLab"}
+    names = {"hrnet": "FCFIHRNet", "deeplab": "FCFIDeepLab", "mobile": "FCFIMobile"}
     if arch not in names:
         raise UnsupportedCheckpointError(f"unknown architecture {arch!r}; known: {sorted(names)}")
     module_names = ["napari_fcfi.model.networks"]
     if arch == "deeplab":
         module_names.append("napari_fcfi.model.deeplab")
+    if arch == "mobile":
+        module_names.append("napari_fcfi.model.mobile")
     cls = None
     for module_name in module_names:
         try:

@@ -308,8 +308,12 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
         from napari_fcfi.model.deeplab import FCFIDeepLab  # lazy: other module, heavier backbone
 
         cls = FCFIDeepLab
+    elif arch == "mobile":
+        from napari_fcfi.model.mobile import FCFIMobile  # lazy: imports this module
+
+        cls = FCFIMobile
     else:
-        raise ValueError(f"build_network: unknown arch {arch!r} (expected 'hrnet' or 'deeplab')")
+        raise ValueError(f"build_network: unknown arch {arch!r} (expected 'hrnet', 'deeplab' or 'mobile')")
     try:
         return cls(**kwargs)
     except TypeError as exc:

