@@ -21,7 +21,7 @@ Needs a display: run under Xvfb::
         --objects 4 --clicks 5 --threads 1 --out benchmarks/measurements/napari_e2e.json
 
 ``--show`` opens the viewer window (then the time also includes painting, which a hidden viewer
-skips). Uses synthetic uint16 nucleus images (``napari_fcfi.benchmark.synthetic_nuclei_image``).
+skips). Uses synthetic uint16 nucleus images (``napari_fcfi.bench.synthetic.synthetic_nuclei_image``).
 """
 
 from __future__ import annotations
@@ -36,16 +36,11 @@ from typing import Any
 
 import torch
 
-from napari_fcfi.benchmark import (
-    DEFAULT_BUNDLED_PRESET,
-    ImageDrivenOutputs,
-    build_benchmark_model,
-    engine_click_plan,
-    load_average,
-    machine_info,
-    summarize_ms,
-    synthetic_nuclei_image,
-)
+from napari_fcfi.bench.image_driven_outputs import ImageDrivenOutputs
+from napari_fcfi.bench.machine import load_average, machine_info
+from napari_fcfi.bench.models import DEFAULT_BUNDLED_PRESET, build_benchmark_model
+from napari_fcfi.bench.synthetic import engine_click_plan, synthetic_nuclei_image
+from napari_fcfi.bench.timing import summarize_ms
 
 
 def _dispatch_click(layer: Any, world_position: tuple[float, ...], button: int = 1) -> None:
@@ -263,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "model", "image"],
         default="auto",
         help="'image': the network runs but predicts the bright nucleus under the click (see "
-        "napari_fcfi.benchmark.ImageDrivenOutputs); 'auto' (default): 'image' for random weights",
+        "napari_fcfi.bench.image_driven_outputs.ImageDrivenOutputs); "
+        "'auto' (default): 'image' for random weights",
     )
     parser.add_argument("--show", action="store_true", help="show the viewer window (includes painting)")
     parser.add_argument("--out", type=Path, default=None)

@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from napari_fcfi.benchmark import BUNDLED_CPU_TARGET_MS
+from napari_fcfi.bench.targets import BUNDLED_CPU_TARGET_MS
 
 
 def load_records(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_fcfi import benchmark
+from napari_fcfi.bench.feedback_modules import network_without_feedback_modules
+from napari_fcfi.bench.image_driven_outputs import ImageDrivenOutputs
+from napari_fcfi.bench.synthetic import synthetic_network_input, synthetic_nuclei_image
+from napari_fcfi.bench.timing import summarize_ms
 from napari_fcfi.cli import main
 from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
 from napari_fcfi.model.networks import build_preset
@@ -24,17 +27,17 @@ def _restore_torch_threads():
 
 
 def test_summarize_ms_median_and_p95():
-    stats = benchmark.summarize_ms([0.001 * v for v in range(1, 21)])  # 1..20 ms
+    stats = summarize_ms([0.001 * v for v in range(1, 21)])  # 1..20 ms
     assert stats["n"] == 20
     assert stats["median_ms"] == pytest.approx(10.5)
     assert stats["p95_ms"] == pytest.approx(19.0)
     assert stats["min_ms"] == pytest.approx(1.0) and stats["max_ms"] == pytest.approx(20.0)
     with pytest.raises(ValueError, match="no timings"):
-        benchmark.summarize_ms([])
+        summarize_ms([])
 
 
 def test_synthetic_input_follows_the_call_contract():
-    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    image, points, new_clicks, gate = synthetic_network_input(64)
     assert image.shape == (1, 4, 64, 64) and image.dtype == torch.float32
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     assert points.shape == (1, 4, 3)  # 2 positives, 1 negative padded to 2
@@ -44,29 +47,42 @@ def test_synthetic_input_follows_the_call_contract():
     assert gate == 1.0
 
 
-def test_stripped_network_keeps_backbone_and_drops_feedback_modules():
+def test_network_without_feedback_modules_is_built_from_the_config_flags_with_the_same_weights():
     net = build_preset(TINY).eval()
-    stripped = benchmark.strip_feedback_modules(net)
+    without_modules = network_without_feedback_modules(net)
+    assert without_modules.config == {**net.config, "use_ffcm": False, "use_cffm": False}
     kinds = (FocusedFeedbackCorrection, CollaborativeFeedbackFusion)
     assert any(isinstance(m, kinds) for m in net.modules())
-    assert not any(isinstance(m, kinds) for m in stripped.modules())
-    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    assert not any(isinstance(m, kinds) for m in without_modules.modules())
+    assert not without_modules.training
+    full_weights = net.state_dict()
+    for key, value in without_modules.state_dict().items():  # backbone, click encoding, head: shared
+        assert torch.equal(value, full_weights[key]), key
+    image, points, new_clicks, gate = synthetic_network_input(64)
     with torch.inference_mode():
         full = net(image, points, new_clicks, gate)["instances"]
-        without = stripped(image, points, new_clicks, gate)["instances"]
+        without = without_modules(image, points, new_clicks, gate)["instances"]
     assert full.shape == without.shape == (1, 1, 64, 64)
-    assert not torch.equal(full, without)  # FFCM/CFFM really were taken out
+    assert not torch.equal(full, without)  # FFCM/CFFM really were switched off
     with pytest.raises(ValueError, match="no FFCM/CFFM"):
-        benchmark.strip_feedback_modules(torch.nn.Conv2d(1, 1, 1))
+        network_without_feedback_modules(torch.nn.Conv2d(1, 1, 1))
+
+
+def test_network_without_feedback_modules_follows_dtype_and_memory_format():
+    net = build_preset(TINY).eval().to(torch.bfloat16).to(memory_format=torch.channels_last)
+    without_modules = network_without_feedback_modules(net)
+    assert {p.dtype for p in without_modules.parameters()} == {torch.bfloat16}
+    kernels = [p for p in without_modules.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
 
 
 def test_image_driven_outputs_run_the_network_and_predict_the_bright_object():
     net = build_preset(TINY).eval()
     calls = []
     net.register_forward_hook(lambda *args: calls.append(1))
-    wrapped = benchmark.ImageDrivenOutputs(net)
+    wrapped = ImageDrivenOutputs(net)
     assert not wrapped.training and wrapped.config == net.config
-    image, points, new_clicks, gate = benchmark.synthetic_network_input(64)
+    image, points, new_clicks, gate = synthetic_network_input(64)
     image[:, :3] = 0.1
     image[:, :3, 10:20, 30:40] = 0.9
     with torch.inference_mode():
@@ -78,7 +94,7 @@ def test_image_driven_outputs_run_the_network_and_predict_the_bright_object():
 
 
 def test_synthetic_nuclei_image_is_uint16_with_bright_objects():
-    image, nuclei = benchmark.synthetic_nuclei_image(256, seed=1)
+    image, nuclei = synthetic_nuclei_image(256, seed=1)
     assert image.dtype == np.uint16 and image.shape == (256, 256)
     row, col, _ = nuclei[0]
     assert image[row, col] > 1000 > int(np.median(image))

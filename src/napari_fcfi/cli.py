@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("napari_fcfi.training.cli", "train an FCFI model on instance-label folders"),
     "convert": ("napari_fcfi.model.cli_convert", "convert an official FCFI .pth checkpoint to safetensors"),
     "models": ("napari_fcfi.model.cli_models", "list the bundled and registered models"),
-    "bench": ("napari_fcfi.benchmark", "measure per-click latency and memory"),
+    "bench": ("napari_fcfi.bench.cli", "measure per-click latency and memory"),
 }
 
 
