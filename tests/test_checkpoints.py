@@ -16,19 +16,19 @@ import pytest
 import torch
 
 from napari_fcfi.cli import main as fcfi_main
-from napari_fcfi.model import checkpoints, registry
 from napari_fcfi.model import device as device_module
-from napari_fcfi.model.checkpoints import (
+from napari_fcfi.model import official, registry
+from napari_fcfi.model.device import DeviceError, resolve_device, resolve_dtype
+from napari_fcfi.model.errors import (
     CheckpointError,
     StateDictMismatchError,
     UnsafeCheckpointError,
     UnsupportedCheckpointError,
-    load_model,
-    read_metadata,
-    save_model,
 )
-from napari_fcfi.model.device import DeviceError, resolve_device, resolve_dtype
+from napari_fcfi.model.loading import load_model
+from napari_fcfi.model.networks import build_network
 from napari_fcfi.model.registry import ModelDownloadError, ModelEntry
+from napari_fcfi.model.safetensors_format import read_metadata, save_model
 
 HRNET_CLASS = "isegm.model.is_hrnet_model.HRNetModel"
 DEEPLAB_CLASS = "isegm.model.is_deeplab_model.DeeplabModel"
@@ -290,7 +290,7 @@ def test_pickled_code_is_never_run(tmp_path, tiny_hrnet):
     with pytest.raises(UnsafeCheckpointError, match="never runs code"):
         load_model(path, device="cpu")
     with pytest.raises(UnsafeCheckpointError):
-        checkpoints.convert_official_checkpoint(path, tmp_path / "out.safetensors")
+        official.convert_official_checkpoint(path, tmp_path / "out.safetensors")
     assert not marker.exists()
     assert not (tmp_path / "out.safetensors").exists()
 
@@ -562,11 +562,11 @@ def test_official_release_configs_map_onto_our_networks(sheet):
     if not path.is_file():
         pytest.skip("official checkpoint fact sheets not present")
     facts = json.loads(path.read_text())
-    arch = checkpoints.OFFICIAL_CLASSES[facts["config"]["class"]]
+    arch = official.OFFICIAL_CLASSES[facts["config"]["class"]]
     params = {name: record["value"] for name, record in facts["config"]["params"].items()}
-    config = checkpoints.official_config_to_network_config(arch, params, sheet)
+    config = official.official_config_to_network_config(arch, params, sheet)
     with torch.device("meta"):  # shapes only: no memory for 10 M / 58 M parameters
-        net = checkpoints._build_network(config)
+        net = build_network(config)
     ours = [(key, list(value.shape)) for key, value in net.state_dict().items()]
     assert ours == [(entry["key"], entry["shape"]) for entry in facts["state_dict"]]
 

@@ -661,8 +661,8 @@ def test_click_log_round_trip_and_errors(tmp_path):
 
 
 def _save_tiny(tmp_path, net):
-    checkpoints = pytest.importorskip("napari_fcfi.model.checkpoints")
-    return checkpoints.save_model(net, tmp_path / "tiny.safetensors", metadata={"input_size": 128})
+    safetensors_format = pytest.importorskip("napari_fcfi.model.safetensors_format")
+    return safetensors_format.save_model(net, tmp_path / "tiny.safetensors", metadata={"input_size": 128})
 
 
 def test_cli_segment_end_to_end(tmp_path, tiny_fcfi):

@@ -14,18 +14,17 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from napari_fcfi.model.checkpoints import (
+from napari_fcfi.model.device import DeviceError, available_devices, resolve_device, resolve_dtype
+from napari_fcfi.model.errors import (
     CheckpointError,
     StateDictMismatchError,
     UnsafeCheckpointError,
     UnsupportedCheckpointError,
-    convert_official_checkpoint,
-    load_model,
-    read_metadata,
-    save_model,
 )
-from napari_fcfi.model.device import DeviceError, available_devices, resolve_device, resolve_dtype
+from napari_fcfi.model.loading import load_model
+from napari_fcfi.model.official import convert_official_checkpoint
 from napari_fcfi.model.registry import ModelDownloadError, list_models
+from napari_fcfi.model.safetensors_format import read_metadata, save_model
 
 # Network classes are imported on first use: their modules are larger and not needed to list models.
 _LAZY_EXPORTS = {

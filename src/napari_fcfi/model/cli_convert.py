@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_fcfi.model.checkpoints import CheckpointError, convert_official_checkpoint
+    from napari_fcfi.model.errors import CheckpointError
+    from napari_fcfi.model.official import convert_official_checkpoint
 
     try:
         summary = convert_official_checkpoint(
