@@ -51,7 +51,7 @@ def test_default_model_is_fcfi_with_ffcm_and_cffm(default_model):
     assert default_model.fcfi_metadata["input_size"] == 256
     settings = InteractiveSegmenter(default_model).settings
     # Trained on 256 px native views shown at 256 px; zoom-in windows down to 64 px (docs/engine.md).
-    assert (settings.input_size, settings.view_size, settings.min_window) == (256, 256, 64)
+    assert (settings.input_size, settings.focus_size, settings.min_window) == (256, 256, 64)
     assert settings.first_click_zoom == "fresh"
 
 

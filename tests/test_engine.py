@@ -438,7 +438,7 @@ def test_zoom_in_window_follows_object_and_is_sticky():
     seg.add_click(420, 530, True)
     obj = seg._current.probability.bbox_above(0.5)
     seg.add_click(410, 520, True)
-    assert seg.settings.min_window == 64  # view_size // 4 by default
+    assert seg.settings.min_window == 64  # focus_size // 4 by default
     expected = clamp_box(expand_box(obj, 2.0, 64), 1000, 1000)
     assert seg.last_window == expected
     assert net.calls[-1]["shape"][-2:] == resized_shape(expected.height, expected.width, 256)
@@ -627,14 +627,14 @@ def test_model_metadata_input_size_is_used(blob_net):
     assert InteractiveSegmenter(blob_net).settings.input_size == 320
     assert InteractiveSegmenter(blob_net, input_size=200).settings.input_size == 200
     assert InteractiveSegmenter(blob_net, preset="paper").settings.input_size == 700
-    blob_net.fcfi_metadata = {"input_size": 160, "view_size": 256}
+    blob_net.fcfi_metadata = {"input_size": 160, "focus_size": 256}
     settings = InteractiveSegmenter(blob_net).settings
-    assert (settings.input_size, settings.view_size, settings.min_window) == (160, 256, 64)
+    assert (settings.input_size, settings.focus_size, settings.min_window) == (160, 256, 64)
 
 
-def test_view_size_sets_the_native_focus_window_and_input_size_the_network_size():
+def test_focus_size_sets_the_native_focus_window_and_input_size_the_network_size():
     net = BlobNet().eval()
-    seg = InteractiveSegmenter(net, input_size=160, view_size=256, first_click_zoom=None)
+    seg = InteractiveSegmenter(net, input_size=160, focus_size=256, first_click_zoom=None)
     seg.set_image(np.zeros((1000, 1000), np.uint16))
     seg.add_click(500, 500, True)
     assert seg.last_window == Box(372, 627, 372, 627)

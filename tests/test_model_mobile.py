@@ -13,7 +13,7 @@ from napari_fcfi.model import load_model, save_model
 from napari_fcfi.model.imagenet import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_backbone
 from napari_fcfi.model.mobile import FCFIMobile
 from napari_fcfi.model.mobile_backbones import SamePadConv2d, build_backbone
-from napari_fcfi.training.clicks import ClickSet, new_clicks_tensor, points_tensor
+from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
@@ -98,14 +98,14 @@ def test_clicks_start_silent_and_the_contract_holds(backbone):
     with torch.no_grad():
         rgb = net.normalization(image[:, :3])
         plain = net.backbone(rgb)[1]
-        sets = [ClickSet([(10, 12, True), (40, 40, False)])]
+        sets = [[(10, 12, True), (40, 40, False)]]
         maps = torch.cat([image[:, 3:], net.dist_maps(points_tensor(sets), 64, 64)], 1)
         injected = net.backbone(rgb, net.maps_transform(maps))[1]
         assert torch.equal(plain, injected)
-        out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0)
+        out = net(image, points_tensor(sets), newest_click_tensor(sets), 1.0)
     assert out["instances"].shape == (1, 1, 64, 64)
     assert out["updated_feedback1"].shape == out["updated_feedback2"].shape == (1, 1, 16, 16)
-    train_out = net.train()(image.repeat(2, 1, 1, 1), points_tensor(sets * 2), new_clicks_tensor(sets * 2), 1.0,
+    train_out = net.train()(image.repeat(2, 1, 1, 1), points_tensor(sets * 2), newest_click_tensor(sets * 2), 1.0,
                             is_training=True)
     assert train_out["valid_masks"].shape == (2, 1, 16, 16)
 
@@ -119,11 +119,11 @@ def test_mobile_model_round_trips_through_safetensors(tmp_path):
     path = save_model(net, tmp_path / "mobile.safetensors", metadata={"name": "toy", "input_size": 64})
     loaded = load_model(path, device="cpu")
     assert loaded.config == net.config and loaded.config["arch"] == "mobile"
-    sets = [ClickSet([(30, 20, True)])]
+    sets = [[(30, 20, True)]]
     image = torch.rand(1, 4, 64, 64)
     with torch.no_grad():
-        want = net(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
-        got = loaded(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
+        want = net(image, points_tensor(sets), newest_click_tensor(sets), 0.0)["instances"]
+        got = loaded(image, points_tensor(sets), newest_click_tensor(sets), 0.0)["instances"]
     assert torch.allclose(want, got, atol=1e-5)
 
 

@@ -12,13 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
-from napari_fcfi.training.clicks import (
-    ClickSet,
-    new_clicks_tensor,
-    next_robot_click,
-    points_tensor,
-    sample_initial_clicks,
-)
+from napari_fcfi.engine.clicks import Click
+from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
+from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.data import (
     TrainingSampler,
     crop_window,
@@ -148,7 +144,7 @@ def test_sampler_crops_keep_mask_on_its_object():
         assert sample.mask.shape == (1, 64, 64)
         agreement = (on_object == (sample.mask[0] > 0.5)).mean()
         assert agreement > 0.97
-        row, col, positive = sample.clicks.clicks[0]
+        row, col, positive = sample.clicks[0]
         assert positive and sample.mask[0, row, col] == 1
 
 
@@ -157,7 +153,7 @@ def test_augmented_samples_keep_clicks_on_mask():
     for index in range(6):
         sample = sampler.sample(step=0, index=index)
         assert sample.image.shape == (3, 64, 64) and 0 <= sample.image.min() and sample.image.max() <= 1
-        for row, col, positive in sample.clicks.clicks:
+        for row, col, positive in sample.clicks:
             assert sample.mask[0, row, col] == (1.0 if positive else 0.0)
 
 
@@ -182,7 +178,7 @@ def test_sampler_is_deterministic_per_step_and_index():
     b = TrainingSampler(items, crop_size=48, seed=1).batch(step=5, batch_size=3)
     c = TrainingSampler(items, crop_size=48, seed=1).batch(step=6, batch_size=3)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert [s.clicks for s in a[2]] == [s.clicks for s in b[2]]
+    assert a[2] == b[2]
     assert not torch.equal(a[0], c[0])
 
 
@@ -223,18 +219,22 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 # ------------------------------------------------------------------ clicks
-def test_robot_click_goes_to_the_larger_error():
-    gt = np.zeros((40, 40), bool)
-    gt[5:25, 5:25] = True
-    prob = np.zeros((40, 40), np.float32)
-    prob[5:25, 5:12] = 1.0  # most of the object missed -> positive click in the FN part
-    row, col, positive = next_robot_click(prob, gt)
-    assert positive and gt[row, col] and prob[row, col] == 0
-    prob = gt.astype(np.float32)
-    prob[28:40, 0:40] = 1.0  # a large false positive -> negative click there
-    row, col, positive = next_robot_click(prob, gt)
-    assert not positive and not gt[row, col] and prob[row, col] == 1
-    assert next_robot_click(gt.astype(np.float32), gt) is None
+def test_simulated_clicks_come_from_the_evaluation_robot(tmp_path):
+    """Training's robot clicks are the evaluation robot's (same ties, never the same pixel twice)."""
+    from napari_fcfi.evaluation.robot import RobotUser
+
+    trainer = _trainer(tmp_path, steps=1)
+    images, masks, click_sets = trainer.sampler.batch(0, 4)
+    before = [list(c) for c in click_sets]
+    prev = trainer.simulate_clicks(images, masks, click_sets, extra_clicks=2)
+    for sample, (start, clicks) in enumerate(zip(before, click_sets)):
+        assert clicks[: len(start)] == start and len(clicks) <= len(start) + 2
+        assert len(set((c.row, c.col) for c in clicks)) == len(clicks)
+        if len(clicks) == len(start) + 2:  # the last click answers the final prediction like RobotUser
+            robot = RobotUser(masks[sample, 0].numpy() > 0.5)
+            for done in clicks[:-1]:
+                robot._not_clicked[done.row, done.col] = False
+            assert robot.next_click(prev[sample, 0].numpy() > 0.49) is not None
 
 
 def test_initial_clicks_and_tensors():
@@ -242,16 +242,18 @@ def test_initial_clicks_and_tensors():
     mask[10:30, 10:30] = True
     for seed in range(20):
         clicks = sample_initial_clicks(mask, np.random.default_rng(seed))
-        assert clicks.clicks[0][2]  # first click is positive
-        for row, col, positive in clicks.clicks:
+        assert clicks[0].positive  # first click is positive
+        for row, col, positive in clicks:
             assert mask[row, col] == positive
-    sets = [ClickSet([(1, 2, True), (3, 4, False), (5, 6, True)]), ClickSet([(7, 8, True)])]
+    sets = [[Click(1, 2, True), Click(3, 4, False), Click(5, 6, True)], [Click(7, 8, True)]]
     points = points_tensor(sets)
     assert points.shape == (2, 4, 3)
     assert points[0, 0].tolist() == [1, 2, 0] and points[0, 1].tolist() == [5, 6, 2]
     assert points[0, 2].tolist() == [3, 4, 1] and points[0, 3].tolist() == [-1, -1, -1]
     assert points[1, 2].tolist() == [-1, -1, -1]
-    assert new_clicks_tensor(sets).tolist() == [[[5, 6, 1]], [[7, 8, 1]]]
+    assert newest_click_tensor(sets).tolist() == [[[5, 6, 1]], [[7, 8, 1]]]
+    assert newest_click_tensor([[(2.6, 9.4, False)]], truncate=True).tolist() == [[[2, 9, 0]]]
+    assert newest_click_tensor([[(2.6, 9.7, True)]], size=(8, 8)).tolist() == [[[3, 7, 1]]]
     with pytest.raises(ValueError, match="empty"):
         sample_initial_clicks(np.zeros((5, 5), bool), np.random.default_rng(0))
 
@@ -276,8 +278,8 @@ def test_fcfi_loss_uses_all_outputs():
     net = ContractStandIn()
     image = torch.rand(2, 4, 32, 32)
     target = (torch.rand(2, 1, 32, 32) > 0.5).float()
-    sets = [ClickSet([(10, 10, True)]), ClickSet([(20, 5, True)])]
-    out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0, is_training=True)
+    sets = [[(10, 10, True)], [(20, 5, True)]]
+    out = net(image, points_tensor(sets), newest_click_tensor(sets), 1.0, is_training=True)
     total, parts = fcfi_loss(out, target)
     assert set(parts) == {"instances", "feedback1", "feedback2"}
     total.backward()
@@ -369,9 +371,9 @@ def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_p
     assert any("correction_module" in k for k in keys) == use_ffcm
     assert any("fusion_module" in k for k in keys) == use_cffm
 
-    sets = [ClickSet([(10, 12, True)]), ClickSet([(20, 3, True)])]
+    sets = [[(10, 12, True)], [(20, 3, True)]]
     image = torch.rand(2, 4, 64, 64)
-    out = net(image, points_tensor(sets), new_clicks_tensor(sets), 1.0, is_training=True)
+    out = net(image, points_tensor(sets), newest_click_tensor(sets), 1.0, is_training=True)
     assert out["instances"].shape == (2, 1, 64, 64)
     expected = F.interpolate(image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True)
     if not use_cffm and not use_ffcm:
@@ -393,8 +395,8 @@ def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_p
     net.eval()
     with torch.no_grad():
         single = [sets[0]]
-        want = net(image[:1], points_tensor(single), new_clicks_tensor(single), 1.0)["instances"]
-        got = loaded(image[:1], points_tensor(single), new_clicks_tensor(single), 1.0)["instances"]
+        want = net(image[:1], points_tensor(single), newest_click_tensor(single), 1.0)["instances"]
+        got = loaded(image[:1], points_tensor(single), newest_click_tensor(single), 1.0)["instances"]
     assert torch.allclose(want, got, atol=1e-5)
 
 
@@ -420,11 +422,11 @@ def test_export_writes_a_loadable_safetensors_model(tmp_path):
     path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "model.safetensors", name="toy")
     loaded = load_model(path, device="cpu")
     net.eval()
-    sets = [ClickSet([(10, 12, True)])]
+    sets = [[(10, 12, True)]]
     image = torch.rand(1, 4, 48, 48)
     with torch.no_grad():
-        expected = net(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
-        got = loaded(image, points_tensor(sets), new_clicks_tensor(sets), 0.0)["instances"]
+        expected = net(image, points_tensor(sets), newest_click_tensor(sets), 0.0)["instances"]
+        got = loaded(image, points_tensor(sets), newest_click_tensor(sets), 0.0)["instances"]
     assert torch.allclose(expected, got, atol=1e-5)
 
 

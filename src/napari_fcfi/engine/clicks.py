@@ -10,13 +10,16 @@ is not kept, so ``state()``/replay and the click log are exact.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from numbers import Real
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Click:
-    """One click on pixel ``(row, col)``; ``positive`` is True for "object", False for "background"."""
+class Click(NamedTuple):
+    """One click on pixel ``(row, col)``; ``positive`` is True for "object", False for "background".
+
+    The package's only click type (engine, plugin, evaluation robot, training). A named tuple, so it
+    unpacks as ``row, col, positive`` and compares equal to the plain tuple.
+    """
 
     row: int
     col: int

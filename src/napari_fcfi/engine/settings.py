@@ -8,11 +8,11 @@ setting                       microscopy      paper          meaning
                                                              (paper: ZoomIn ``target_size``;
                                                              ``target_size=`` is accepted as alias)
 ``expansion_ratio``           2.0             3.0            zoom-in box = object box x ratio
-``min_window``                view_size / 4   200            minimum zoom-in box side (pixels);
-                                                             microscopy: 64 for view_size 256, so
+``min_window``                focus_size / 4  200            minimum zoom-in box side (pixels);
+                                                             microscopy: 64 for focus_size 256, so
                                                              a small nucleus is magnified up to
                                                              4x (measured: docs/engine.md)
-``view_size``                 input_size (*)  (unused)       native side of the first-click focus
+``focus_size``                input_size (*)  (unused)       native side of the first-click focus
                                                              window (and of the zoom-in window
                                                              when there is no object yet)
 ``zoom_in``                   True            True           zoom in after the first click
@@ -33,9 +33,11 @@ setting                       microscopy      paper          meaning
                                                              or AMX (slower on CPUs without them)
 ============================  ==============  =============  =====================================
 
-(*) or ``model.fcfi_metadata["input_size"]`` / ``["view_size"]`` (or ``model.metadata``) when the
+(*) or ``model.fcfi_metadata["input_size"]`` / ``["focus_size"]`` (or ``model.metadata``) when the
 model carries them (safetensors metadata written by ``save_model``); explicit arguments always win.
-A model trained on ``view_size``-pixel windows shrunk to a smaller network size can store both.
+``input_size`` is the one name of the network's working size across training (``fcfi train
+--input-size``), model metadata and engine. A model trained on windows of ``focus_size`` native pixels
+shrunk to a smaller network size can store both.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 PRESETS = ("microscopy", "paper")
+#: Probability above which a pixel belongs to the object: FCFI's (and RITM's) evaluation value. The
+#: package's only copy: the plugin, evaluation and training read it from here.
+DEFAULT_THRESHOLD = 0.49
 FIRST_CLICK_ZOOM_MODES = (None, "fresh", "feedback")
 
 
@@ -52,11 +57,11 @@ class SegmenterSettings:
     preset: str = "microscopy"
     input_size: int = 256
     expansion_ratio: float = 2.0
-    min_window: int | None = None  # None: view_size // 4
-    view_size: int | None = None  # None: input_size
+    min_window: int | None = None  # None: focus_size // 4
+    focus_size: int | None = None  # None: input_size
     zoom_in: bool = True
     flip: bool = False
-    threshold: float = 0.49
+    threshold: float = DEFAULT_THRESHOLD
     keep_connected: bool = True
     normalization: str = "percentile"
     percentiles: tuple[float, float] = (0.5, 99.5)
@@ -76,8 +81,8 @@ class SegmenterSettings:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if int(self.input_size) < 16:
             raise ValueError(f"input_size must be at least 16 pixels, got {self.input_size}")
-        if self.view_size is not None and int(self.view_size) < 1:
-            raise ValueError(f"view_size must be positive, got {self.view_size}")
+        if self.focus_size is not None and int(self.focus_size) < 1:
+            raise ValueError(f"focus_size must be positive, got {self.focus_size}")
         if not self.expansion_ratio > 0:
             raise ValueError(f"expansion_ratio must be positive, got {self.expansion_ratio}")
         if not 0.0 < self.threshold < 1.0:
@@ -112,7 +117,7 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     """Settings for a preset (``preset=`` in ``overrides``) with explicit overrides applied.
 
     Unknown keywords raise ``TypeError`` naming them. For the microscopy preset the model's
-    ``metadata["input_size"]`` / ``["view_size"]`` (if any) replace the defaults.
+    ``metadata["input_size"]`` / ``["focus_size"]`` (if any) replace the defaults.
     """
     overrides = {_ALIASES.get(k, k): v for k, v in overrides.items()}
     known = {f.name for f in fields(SegmenterSettings)}
@@ -122,7 +127,7 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     preset = overrides.get("preset", "microscopy")
     base = SegmenterSettings(**_PAPER_DEFAULTS) if preset == "paper" else SegmenterSettings()
     if preset != "paper":
-        for key in ("input_size", "view_size"):
+        for key in ("input_size", "focus_size"):
             size = _metadata_size(model, key)
             if size is not None and key not in overrides:
                 base = replace(base, **{key: size})
@@ -131,10 +136,10 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(float(p) for p in overrides["percentiles"])
     settings = replace(base, **overrides)
-    if settings.view_size is None:
-        settings = replace(settings, view_size=int(settings.input_size))
+    if settings.focus_size is None:
+        settings = replace(settings, focus_size=int(settings.input_size))
     if settings.min_window is None:
-        settings = replace(settings, min_window=max(1, int(settings.view_size) // 4))
+        settings = replace(settings, min_window=max(1, int(settings.focus_size) // 4))
     return settings.validate()
 
 

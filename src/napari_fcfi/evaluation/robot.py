@@ -27,19 +27,10 @@ forward (the published code would click a meaningless pixel here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-
-@dataclass(frozen=True)
-class Click:
-    """One robot click: pixel ``(row, col)`` and whether it marks the object (positive)."""
-
-    row: int
-    col: int
-    positive: bool
+from napari_fcfi.engine.clicks import Click
 
 
 def _border_distance(mask: np.ndarray) -> np.ndarray:
@@ -58,6 +49,39 @@ def _border_distance(mask: np.ndarray) -> np.ndarray:
     window = np.pad(mask[r0:r1, c0:c1], 1, mode="constant", constant_values=False)
     dist[r0:r1, c0:c1] = distance_transform_edt(window)[1:-1, 1:-1]
     return dist
+
+
+def robot_click(
+    gt_mask: np.ndarray,
+    pred_mask: np.ndarray,
+    valid: np.ndarray | None = None,
+    not_clicked: np.ndarray | None = None,
+) -> Click | None:
+    """The robot's next click for one prediction (the rules of the module docstring), or ``None``.
+
+    ``valid`` (bool) marks pixels that may count as errors (``None``: all); ``not_clicked`` (bool)
+    is False on pixels clicked before, which are never clicked again. Training's click simulation
+    calls this too, so the network is trained on the user the evaluation simulates.
+    """
+    false_neg = gt_mask & ~pred_mask
+    false_pos = ~gt_mask & pred_mask
+    if valid is not None:
+        false_neg &= valid
+        false_pos &= valid
+    fn_dist = _border_distance(false_neg)
+    fp_dist = _border_distance(false_pos)
+    if not_clicked is not None:
+        fn_dist *= not_clicked
+        fp_dist *= not_clicked
+    fn_max = fn_dist.max()
+    fp_max = fp_dist.max()
+    if fn_max <= 0 and fp_max <= 0:
+        return None
+    positive = bool(fn_max > fp_max)
+    dist = fn_dist if positive else fp_dist
+    # argmax returns the first maximum in row-major (C) order: the published tie-breaking.
+    row, col = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return Click(int(row), int(col), positive)
 
 
 class RobotUser:
@@ -102,20 +126,9 @@ class RobotUser:
             raise ValueError(
                 f"pred_mask shape {pred_mask.shape} differs from gt_mask shape {self.gt_mask.shape}"
             )
-        pred_mask = pred_mask.astype(bool)
-        false_neg = self.gt_mask & ~pred_mask & self.valid
-        false_pos = ~self.gt_mask & pred_mask & self.valid
-        fn_dist = _border_distance(false_neg) * self._not_clicked
-        fp_dist = _border_distance(false_pos) * self._not_clicked
-        fn_max = fn_dist.max()
-        fp_max = fp_dist.max()
-        if fn_max <= 0 and fp_max <= 0:
+        click = robot_click(self.gt_mask, pred_mask.astype(bool), self.valid, self._not_clicked)
+        if click is None:
             return None
-        positive = bool(fn_max > fp_max)
-        dist = fn_dist if positive else fp_dist
-        # argmax returns the first maximum in row-major (C) order: the published tie-breaking.
-        row, col = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        click = Click(int(row), int(col), positive)
         self.clicks.append(click)
-        self._not_clicked[row, col] = False
+        self._not_clicked[click.row, click.col] = False
         return click

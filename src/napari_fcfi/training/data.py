@@ -30,7 +30,8 @@ from scipy import ndimage as ndi
 
 from napari_fcfi.engine.windows import subsample_step
 from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
-from napari_fcfi.training.clicks import ClickSet, sample_initial_clicks
+from napari_fcfi.engine.clicks import Click
+from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.synthetic import synthetic_image
 
 IMAGE_SUFFIX = "_image"
@@ -177,7 +178,7 @@ class Sample:
 
     image: np.ndarray  # float32 (3, S, S) in [0, 1]
     mask: np.ndarray  # float32 (1, S, S), 1 on the object
-    clicks: ClickSet
+    clicks: list[Click]
     source: str  # "real:<image name>" or "synthetic:<image name>"
 
 
@@ -358,7 +359,7 @@ class TrainingSampler:
             source=source or item.name,
         )
 
-    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[ClickSet]]:
+    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[list[Click]]]:
         """Images (B, 3, S, S), masks (B, 1, S, S) and initial clicks for optimizer step ``step``."""
         samples = [self.sample(step, i) for i in range(batch_size)]
         images = torch.from_numpy(np.stack([s.image for s in samples]))

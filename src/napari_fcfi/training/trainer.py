@@ -32,7 +32,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from napari_fcfi.training.clicks import new_clicks_tensor, next_robot_click, points_tensor
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
+from napari_fcfi.evaluation.robot import robot_click
+from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.training.data import TrainingSampler
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
 from napari_fcfi.evaluation.datasets import Sample
@@ -182,7 +184,7 @@ class Trainer:
                 out = self._forward(
                     torch.cat([images, prev], dim=1),
                     points_tensor(click_sets).to(self.device),
-                    new_clicks_tensor(click_sets).to(self.device),
+                    newest_click_tensor(click_sets).to(self.device),
                     gate=0.0 if iteration == 0 else 1.0,
                     is_training=False,
                 )
@@ -192,10 +194,13 @@ class Trainer:
                         prev, size=images.shape[-2:], mode="bilinear", align_corners=True
                     )
                 prev_np = prev[:, 0].cpu().numpy()
-                for b, click_set in enumerate(click_sets):
-                    click = next_robot_click(prev_np[b], masks_np[b])
+                for b, clicks in enumerate(click_sets):
+                    not_clicked = np.ones(masks_np[b].shape, bool)
+                    for done in clicks:
+                        not_clicked[done.row, done.col] = False
+                    click = robot_click(masks_np[b], prev_np[b] > DEFAULT_THRESHOLD, None, not_clicked)
                     if click is not None:
-                        click_set.clicks.append(click)
+                        clicks.append(click)
         self.net.train()
         return prev
 
@@ -211,7 +216,7 @@ class Trainer:
         out = self._forward(
             torch.cat([images, prev], dim=1),
             points_tensor(click_sets).to(self.device),
-            new_clicks_tensor(click_sets).to(self.device),
+            newest_click_tensor(click_sets).to(self.device),
             gate=gate,
             is_training=True,
         )

@@ -1,0 +1,182 @@
+"""Running the network on one window of the image: input building, flip averaging, device, timing.
+
+:class:`NetworkRunner` knows the model and the image source, not the session's history or protocol.
+The protocols (:mod:`.protocols`) ask it for
+
+* :meth:`NetworkRunner.predict_window`: the probability of a window of the image (microscopy
+  protocol), read with a stride when the window is much larger than the network, resized to
+  ``input_size``, with clicks mapped align-corners-consistently and the structural-integrity cleanup;
+* :meth:`NetworkRunner.infer`: one raw network run (logits and CFFM feedback at input size) on a
+  prepared ``(1, 4, h, w)`` input (paper protocol).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
+
+from .clicks import Click
+from .intensity import ImageSource
+from .postprocess import connected_to_points
+from .settings import SegmenterSettings
+from .windows import Box, Patch, aligned_click_to_crop, resized_shape
+
+
+class NetworkRunner:
+    """Runs ``model`` on windows of one image; counts network time for :attr:`InteractiveSegmenter.last_timing`."""
+
+    def __init__(self, model: torch.nn.Module, settings: SegmenterSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.source: ImageSource | None = None
+        self.network_seconds = 0.0
+        self.network_runs = 0
+
+    def start_timing(self) -> None:
+        self.network_seconds = 0.0
+        self.network_runs = 0
+
+    # ------------------------------------------------------------------ microscopy windows
+    def predict_window(
+        self, window: Box, clicks: Sequence[Click], feedback: Patch | None, gate: float, threshold: float
+    ) -> np.ndarray:
+        """Probability (window-sized float32, writable) from one network run on ``window``.
+
+        Windows much larger than ``input_size`` are read with a stride (every ``step``-th pixel, still at
+        least twice the network size, then antialiased down), so a 4096-pixel window never becomes a
+        full-resolution float tensor. Geometry stays exact: the sampled grid spans native rows
+        ``r0 .. r0 + (n - 1) * step``; the prediction is resized back onto that span and the few
+        rows/columns beyond it (fewer than ``step``) repeat the edge.
+        """
+        target = resized_shape(window.height, window.width, self.settings.input_size)
+        step = max(1, min(window.height // target[0], window.width // target[1]) // 2)
+        network_input = self.network_input(window, feedback, step)
+        n_rows, n_cols = network_input.shape[-2:]
+        if target != (n_rows, n_cols):
+            network_input = F.interpolate(
+                network_input, size=target, mode="bilinear", align_corners=True, antialias=target[0] < n_rows
+            )
+        mapped = [
+            (
+                aligned_click_to_crop((c.row - window.r0) / step, 0, n_rows, target[0]),
+                aligned_click_to_crop((c.col - window.c0) / step, 0, n_cols, target[1]),
+                c.positive,
+            )
+            for c in clicks
+        ]
+        logits, _ = self.infer(network_input, mapped, gate, truncate_new_click=False)
+        if self.settings.keep_connected:
+            # Structural integrity at network resolution: cheap (input_size^2) whatever the window size.
+            # Removed parts get a very negative logit so they vanish after the resize back.
+            positives = [
+                (min(max(round(r), 0), target[0] - 1), min(max(round(c), 0), target[1] - 1))
+                for r, c, positive in mapped
+                if positive
+            ]
+            mask = (torch.sigmoid(logits[0, 0]) > threshold).numpy()
+            kept = connected_to_points(mask, positives)
+            if kept is not mask:
+                logits[0, 0][torch.from_numpy(mask & ~kept)] = -30.0
+        span = ((n_rows - 1) * step + 1, (n_cols - 1) * step + 1)
+        if tuple(logits.shape[-2:]) != span:
+            logits = F.interpolate(logits, size=span, mode="bilinear", align_corners=True)
+        probability = torch.sigmoid_(logits)[0, 0].float().numpy()
+        if span != (window.height, window.width):
+            probability = np.pad(
+                probability, ((0, window.height - span[0]), (0, window.width - span[1])), mode="edge"
+            )
+        return probability
+
+    def network_input(self, region: Box, feedback: Patch | None, step: int = 1) -> torch.Tensor:
+        """(1, 4, h, w) float32 tensor: normalised RGB of ``region`` plus its feedback map.
+
+        ``step > 1`` samples every ``step``-th pixel (see :meth:`predict_window`).
+        """
+        assert self.source is not None
+        rgb = self.source.read(region, step)
+        if feedback is None:
+            prev = np.zeros((1, *rgb.shape[1:]), np.float32)
+        else:
+            prev = feedback.read(region, step)[None]
+        return torch.from_numpy(np.concatenate([rgb, prev], axis=0)[None])
+
+    # ------------------------------------------------------------------ the network
+    def device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where the model lives and the floating dtype of its weights (inputs are sent there)."""
+        # Looked up per run, lazily: unpacking every parameter cost 1.7-4.3 ms (docs/benchmarks.md).
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
+        return torch.device("cpu"), torch.float32
+
+    def infer(
+        self,
+        network_input: torch.Tensor,
+        clicks: Sequence[tuple[float, float, bool]],
+        gate: float,
+        truncate_new_click: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the network (with flip averaging when enabled) on a (1, 4, h, w) input.
+
+        Returns flip-averaged logits and ``updated_feedback2`` at the input size (1, 1, h, w), on CPU.
+        """
+        height, width = network_input.shape[-2:]
+        batches = [list(clicks)]
+        if self.settings.flip:
+            network_input = torch.cat([network_input, torch.flip(network_input, dims=[3])], dim=0)
+            batches.append([(r, width - c - 1, p) for r, c, p in clicks])
+        points = points_tensor(batches)
+        new_clicks = newest_click_tensor(batches, truncate=truncate_new_click, size=(height, width))
+
+        device, dtype = self.device_and_dtype()
+        # A half-precision model (load_model(dtype="float16")) gets its image in that dtype; with
+        # autocast the float32 input is cast per operation instead.
+        autocast = self.settings.autocast_dtype if device.type in ("cuda", "cpu") else None
+        network_input = network_input.to(device=device, dtype=dtype if autocast is None else torch.float32)
+        was_training = self.model.training
+        if was_training:
+            self.model.eval()
+        try:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                outputs = self._forward(network_input, points.to(device), new_clicks.to(device), gate, device, autocast)
+                logits = _last(outputs["instances"]).float()
+                feedback = outputs.get("updated_feedback2")
+                feedback = None if feedback is None else _last(feedback).float()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            self.network_seconds += time.perf_counter() - start
+            self.network_runs += 1
+        finally:
+            if was_training:
+                self.model.train()
+
+        logits = F.interpolate(logits.cpu(), size=(height, width), mode="bilinear", align_corners=True)
+        if feedback is not None:
+            feedback = F.interpolate(feedback.cpu(), size=(height, width), mode="bilinear", align_corners=True)
+        if self.settings.flip:
+            logits = 0.5 * (logits[:1] + torch.flip(logits[1:], dims=[3]))
+            if feedback is not None:
+                feedback = 0.5 * (feedback[:1] + torch.flip(feedback[1:], dims=[3]))
+        return logits, feedback
+
+    def _forward(
+        self, image: torch.Tensor, points: torch.Tensor, new_clicks: torch.Tensor, gate: float,
+        device: torch.device, autocast: str | None,
+    ) -> dict[str, Any]:
+        if autocast is None:
+            return self.model(image, points, new_clicks, gate, is_training=False)
+        with torch.autocast(device_type=device.type, dtype=getattr(torch, autocast)):
+            return self.model(image, points, new_clicks, gate, is_training=False)
+
+
+def _last(value: Any) -> torch.Tensor:
+    return value[-1] if isinstance(value, (list, tuple)) else value
