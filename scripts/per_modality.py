@@ -14,7 +14,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from napari_fcfi.evaluation.datasets import read_image
+from napari_fcfi.engine.io import read_image
 from napari_fcfi.evaluation.metrics import summarize
 from napari_fcfi.evaluation.runner import EvalResult
 from napari_fcfi.training.data import image_modality, make_labeled_image

@@ -21,8 +21,8 @@ from napari_fcfi.training.data import (
     load_instance_folder,
     make_labeled_image,
     make_synthetic_pool,
-    split_ids,
 )
+from napari_fcfi.evaluation.datasets import split_instance_folder
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor
@@ -201,10 +201,9 @@ def test_synthetic_generators_are_seeded_and_labelled(kind):
 
 
 def test_dsb_folder_reads_and_splits(dsb_dir):
-    train, val = split_ids(dsb_dir)
+    train, val = split_instance_folder(dsb_dir)
     assert len(val) == pytest.approx(0.15 * (len(train) + len(val)), abs=1)
     assert not set(train) & set(val)
-    assert split_ids(dsb_dir) == (train, val)
     items = load_instance_folder(dsb_dir, val[:3])
     assert len(items) == 3
     for item in items:
@@ -212,10 +211,10 @@ def test_dsb_folder_reads_and_splits(dsb_dir):
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="not found"):
-        split_ids(tmp_path / "nope")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_instance_folder(tmp_path / "nope")
     with pytest.raises(ValueError, match="pairs"):
-        split_ids(tmp_path)
+        load_instance_folder(tmp_path)
 
 
 # ------------------------------------------------------------------ clicks

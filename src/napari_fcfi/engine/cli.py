@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import ClickLog, load_click_log
+from .io import ClickLog, load_click_log, read_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,25 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="let later objects paint over earlier labels (default: the log's setting, else no)",
     )
-
-
-def read_image(path: Path) -> Any:
-    """Read an image file; ``.npy`` and plain TIFFs stay memory-mapped so only clicked regions are loaded."""
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {path}")
-    if suffix == ".npy":
-        return np.load(path, mmap_mode="r")
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        try:  # uncompressed, contiguous TIFFs are memory-mapped (big images stay on disk)
-            return tifffile.memmap(path, mode="r")
-        except (ValueError, OSError):
-            return tifffile.imread(path)
-    from skimage import io
-
-    return io.imread(path)
 
 
 def label_ids(log: ClickLog) -> dict[Any, int]:

@@ -27,35 +27,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def normalise_for_baselines(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Float32 image in [0, 1]: (H, W) or (H, W, C), each channel stretched between percentiles.
+def normalise_for_baselines(image: np.ndarray) -> np.ndarray:
+    """The engine's normalisation (:func:`napari_fcfi.engine.intensity.normalize_intensity`), so the
+    baselines see what the network sees: float32 in [0, 1], (H, W) for gray input, (H, W, 3) for colour."""
+    from napari_fcfi.engine.intensity import normalize_intensity
 
-    Non-finite values become the channel's low percentile; constant channels become 0.
-    """
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim == 3 and array.shape[-1] == 4:
-        array = array[..., :3]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] > 4):
         raise ValueError(f"image must be (H, W) or (H, W, C) with C <= 4, got shape {array.shape}")
-    data = array.astype(np.float32, copy=True)
-    channels = data[..., None] if data.ndim == 2 else data
-    for c in range(channels.shape[-1]):
-        plane = channels[..., c]
-        finite = np.isfinite(plane)
-        if not finite.any():
-            plane[...] = 0.0
-            continue
-        lo, hi = np.percentile(plane[finite], [low, high])
-        plane[~finite] = lo
-        if hi > lo:
-            plane -= lo
-            plane /= hi - lo
-            np.clip(plane, 0.0, 1.0, out=plane)
-        else:
-            plane[...] = 0.0
-    return data
+    normalised = normalize_intensity(array)
+    return normalised[..., 0] if array.ndim == 2 else normalised
 
 
 class _WindowedClickSegmenter:

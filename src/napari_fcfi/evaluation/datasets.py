@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_fcfi.engine.io import read_image
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 DATASET_TYPES = (
@@ -58,18 +60,6 @@ class Sample:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a 2D image file (PNG/JPEG/TIFF/BMP) as a numpy array without changing its dtype."""
-    path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    import skimage.io
-
-    return np.asarray(skimage.io.imread(path))
-
-
 def _drop_alpha(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[-1] == 4:
         return image[..., :3]
@@ -201,8 +191,8 @@ class _PairedMaskDataset(EvalDataset):
 
     def samples(self, index: int) -> list[Sample]:
         sample_id, image_path, mask_path = self._pairs[index]
-        image = _drop_alpha(read_image(image_path))
-        raw = read_image(mask_path)
+        image = _drop_alpha(read_image(image_path, lazy=False))
+        raw = read_image(mask_path, lazy=False)
         gt, ignore = self.decode_mask(raw)
         if gt.shape != image.shape[:2]:
             raise ValueError(f"{mask_path}: mask shape {gt.shape} differs from image shape {image.shape[:2]}")
@@ -365,15 +355,19 @@ class SBDDataset(_InstanceDataset):
 
     def samples(self, index: int) -> list[Sample]:
         image_id = self._ids[index]
-        image = _drop_alpha(read_image(self.path / "img" / f"{image_id}.jpg"))
+        image = _drop_alpha(read_image(self.path / "img" / f"{image_id}.jpg", lazy=False))
         labels = read_sbd_instances(self.path / "inst" / f"{image_id}.mat")
         return self._objects(image_id, image, labels)
 
 
+def instance_folder_pairs(path: str | Path) -> list[tuple[str, Path, Path]]:
+    """``(id, image path, labels path)`` of an instance folder of ``<id>_image.*`` / ``<id>_labels.*`` files."""
+    return _pairs_from_suffixes(Path(path), "_image", "_labels", f"instance folder {path}")
+
+
 def instance_folder_ids(path: str | Path) -> list[str]:
     """Sorted ids ``<id>`` of an instance folder holding ``<id>_image.*`` and ``<id>_labels.*`` files."""
-    pairs = _pairs_from_suffixes(Path(path), "_image", "_labels", f"instance folder {path}")
-    return [p[0] for p in pairs]
+    return [p[0] for p in instance_folder_pairs(path)]
 
 
 def split_ids(ids: Iterable[str], val_fraction: float = 0.15, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -441,8 +435,8 @@ class InstanceFolderDataset(_InstanceDataset):
 
     def samples(self, index: int) -> list[Sample]:
         image_id, image_path, labels_path = self._pairs[index]
-        image = _drop_alpha(read_image(image_path))
-        labels = read_image(labels_path)
+        image = _drop_alpha(read_image(image_path, lazy=False))
+        labels = read_image(labels_path, lazy=False)
         if labels.ndim != 2:
             raise ValueError(f"{labels_path}: instance labels must be 2D, got shape {labels.shape}")
         return self._objects(image_id, image, labels)

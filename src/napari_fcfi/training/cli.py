@@ -184,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_fcfi.model.networks import build_network
     from napari_fcfi.training.ablation import ablation_config
-    from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool, split_ids
+    from napari_fcfi.evaluation.datasets import split_instance_folder
+    from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool
     from napari_fcfi.training.losses import LossWeights
     from napari_fcfi.training.trainer import Trainer, TrainConfig
     from napari_fcfi.training.validation import pick_validation_samples
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"command: {command}")
     real, val_sources, data_info = [], [], []
     for folder in args.data:
-        train_ids, val_ids = split_ids(folder, val_fraction=args.val_fraction, seed=0)
+        train_ids, val_ids = split_instance_folder(folder, val_fraction=args.val_fraction, seed=0)
         real += load_instance_folder(folder, train_ids)
         val_sources.append((folder, load_instance_folder(folder, val_ids)))
         data_info.append({"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)})

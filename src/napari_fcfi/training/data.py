@@ -25,86 +25,19 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from scipy import ndimage as ndi
 
 from napari_fcfi.engine.windows import subsample_step
 from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.io import read_image
+from napari_fcfi.evaluation.datasets import instance_folder_pairs
 from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.synthetic import synthetic_image
 
-IMAGE_SUFFIX = "_image"
-LABELS_SUFFIX = "_labels"
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 # Pixels of the strided subsample the percentile range is taken from (the engine uses up to 1 M; the
 # range of 64 k pixels differs from it by well under one percent of the range).
 PERCENTILE_SAMPLE_PIXELS = 65_536
-
-
-def list_instance_folder(folder: str | Path) -> list[str]:
-    """Sorted sample ids of a folder holding ``<id>_image.<ext>`` and ``<id>_labels.<ext>`` pairs."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"instance-label folder not found: {folder}")
-    ids = []
-    for path in sorted(folder.iterdir()):
-        stem = path.stem
-        if path.suffix.lower() in IMAGE_EXTENSIONS and stem.endswith(IMAGE_SUFFIX):
-            sample_id = stem[: -len(IMAGE_SUFFIX)]
-            if _find_file(folder, sample_id + LABELS_SUFFIX) is not None:
-                ids.append(sample_id)
-    if not ids:
-        raise ValueError(f"no '<id>_image.*' + '<id>_labels.*' pairs in {folder}")
-    return ids
-
-
-def _find_file(folder: Path, stem: str) -> Path | None:
-    for ext in IMAGE_EXTENSIONS:
-        candidate = folder / (stem + ext)
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def _own_split(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Deterministic id split: a seeded permutation of the sorted ids; the first part is validation."""
-    ordered = sorted(ids)
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    n_val = int(round(val_fraction * len(ordered)))
-    val = sorted(ordered[i] for i in order[:n_val])
-    train = sorted(ordered[i] for i in order[n_val:])
-    return train, val
-
-
-def _as_id(item: object) -> str:
-    """A sample id from whatever the evaluation split returns (id string, path, or record)."""
-    for attr in ("sample_id", "id", "image_path", "image", "path"):
-        if hasattr(item, attr):
-            item = getattr(item, attr)
-            break
-    stem = Path(str(item)).stem if ("/" in str(item) or "." in str(item)) else str(item)
-    return stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem
-
-
-def split_ids(folder: str | Path, val_fraction: float = 0.15, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Train/validation sample ids of an instance folder.
-
-    Uses the evaluation toolkit's ``split_instance_folder`` when it is available, so that the
-    validation split the evaluation reports on is the one training never sees; otherwise
-    the same kind of deterministic seeded split is computed here.
-    """
-    ids = list_instance_folder(folder)
-    try:
-        from napari_fcfi.evaluation.datasets import split_instance_folder  # type: ignore[attr-defined]
-    except ImportError:
-        return _own_split(ids, val_fraction, seed)
-    train, val = split_instance_folder(folder, val_fraction=val_fraction, seed=seed)
-    train_ids, val_ids = sorted({_as_id(x) for x in train}), sorted({_as_id(x) for x in val})
-    known = set(ids)
-    if not train_ids or not set(train_ids) <= known or not set(val_ids) <= known or set(train_ids) & set(val_ids):
-        raise ValueError(f"split_instance_folder returned ids that do not match the folder {folder}")
-    return train_ids, val_ids
 
 
 @dataclass
@@ -143,18 +76,19 @@ def load_instance_folder(folder: str | Path, ids: Sequence[str] | None = None) -
     """
     folder = Path(folder)
     group = f"{folder.parent.name}/{folder.name}" if folder.name in ("train", "val", "test") else folder.name
-    ids = list_instance_folder(folder) if ids is None else list(ids)
+    pairs = {sample_id: (image, labels) for sample_id, image, labels in instance_folder_pairs(folder)}
+    if not pairs:
+        raise ValueError(f"no '<id>_image.*' + '<id>_labels.*' pairs in {folder}")
+    wanted = sorted(pairs) if ids is None else list(ids)
     images = []
-    for sample_id in ids:
-        image_path = _find_file(folder, sample_id + IMAGE_SUFFIX)
-        labels_path = _find_file(folder, sample_id + LABELS_SUFFIX)
-        if image_path is None or labels_path is None:
+    for sample_id in wanted:
+        if sample_id not in pairs:
             raise ValueError(f"missing image or labels for id {sample_id!r} in {folder}")
-        image = np.asarray(Image.open(image_path))
+        image_path, labels_path = pairs[sample_id]
+        image = np.asarray(read_image(image_path, lazy=False))
         if image.ndim == 3:
             image = image[..., :3]
-        labels = np.asarray(Image.open(labels_path))
-        item = make_labeled_image(image, labels, name=sample_id)
+        item = make_labeled_image(image, np.asarray(read_image(labels_path, lazy=False)), name=sample_id)
         item.group = group
         if len(item.object_ids):
             images.append(item)
