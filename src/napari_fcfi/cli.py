@@ -15,7 +15,7 @@ from typing import Sequence
 # name -> (module implementing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("napari_fcfi.plugin.demo", "open napari with a sample image, the FCFI widget and the bundled model"),
-    "segment": ("napari_fcfi.engine.cli", "segment an image headlessly from a CSV click log"),
+    "segment": ("napari_fcfi.annotation.cli", "segment an image headlessly from a CSV click log"),
     "eval": ("napari_fcfi.evaluation.cli", "evaluate models and baselines with a robot user (NoC/NoF/IoU curves)"),
     "train": ("napari_fcfi.training.cli", "train an FCFI model on instance-label folders"),
     "convert": ("napari_fcfi.model.cli_convert", "convert an official FCFI .pth checkpoint to safetensors"),

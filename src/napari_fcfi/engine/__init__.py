@@ -10,15 +10,18 @@ Public API::
     state = seg.state()                                    # JSON-serialisable
     again = InteractiveSegmenter.replay(model, image, state)
 
-Modules: :mod:`.session` (the segmenter and both protocols), :mod:`.settings` (presets),
-:mod:`.clicks` (click rounding/validation), :mod:`.intensity` (normalisation, lazy crops),
-:mod:`.windows` (boxes, patches, zoom-in math), :mod:`.postprocess` (connected-component cleanup),
-:mod:`.io` (click-log CSV), :mod:`.cli` (``fcfi segment``).
+Modules: :mod:`.session` (the segmenter: image, history, persistence), :mod:`.protocols` (paper and
+microscopy: where each click runs the network), :mod:`.network_runner` (running the network on a
+window), :mod:`.settings` (presets), :mod:`.clicks` (the click type, rounding/validation),
+:mod:`.intensity` (normalisation, lazy crops), :mod:`.windows` (boxes, patches, zoom-in math),
+:mod:`.masks` (exact JSON form of masks), :mod:`.postprocess` (connected-component cleanup),
+:mod:`.io` (reading image files). Stacks, labels and click logs are the annotation room's
+(:mod:`napari_fcfi.annotation`).
 """
 
 from .clicks import Click
 from .intensity import ImageSource, normalize_intensity
-from .io import ClickLog, ClickRecord, load_click_log, save_click_log
+from .io import read_image
 from .session import InteractiveSegmenter
 from .settings import PRESETS, SegmenterSettings, resolve_settings
 from .windows import Box, Patch
@@ -27,14 +30,11 @@ __all__ = [
     "PRESETS",
     "Box",
     "Click",
-    "ClickLog",
-    "ClickRecord",
     "ImageSource",
     "InteractiveSegmenter",
     "Patch",
     "SegmenterSettings",
-    "load_click_log",
+    "read_image",
     "normalize_intensity",
     "resolve_settings",
-    "save_click_log",
 ]

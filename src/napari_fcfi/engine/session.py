@@ -28,6 +28,7 @@ import torch
 
 from .clicks import Click, make_click
 from .intensity import ImageSource
+from .masks import decode_mask, encode_box_mask
 from .network_runner import NetworkRunner
 from .protocols import Snapshot, make_protocol
 from .settings import SegmenterSettings, resolve_settings
@@ -293,7 +294,9 @@ class InteractiveSegmenter:
             "channel_axis": self._image_args.get("channel_axis"),
             "channel": channel,
             "clicks": [c.to_dict() for c in self._current.clicks],
-            "initial_mask": _encode_mask(self._initial_mask),
+            "initial_mask": None if self._initial_mask is None else encode_box_mask(
+                self._initial_mask.box, self._initial_mask.values > 0.5
+            ),
         }
 
     @classmethod
@@ -305,7 +308,7 @@ class InteractiveSegmenter:
         settings.update(overrides)
         segmenter = cls(model, **settings)
         shape = tuple(state["image_shape"])
-        initial = _decode_mask(state.get("initial_mask"), shape)
+        initial = decode_mask(state.get("initial_mask"), shape)
         segmenter.set_image(
             image, channel_axis=state.get("channel_axis"), initial_mask=initial, channel=state.get("channel")
         )
@@ -325,31 +328,3 @@ def _union_boxes(a: Patch | None, b: Patch | None) -> Box | None:
     for box in boxes[1:]:
         out = out.union(box)
     return out
-
-
-def _encode_mask(patch: Patch | None) -> dict[str, Any] | None:
-    """Run-length code of a 0/1 patch: box plus alternating run lengths (row-major, starting with 0s)."""
-    if patch is None:
-        return None
-    flat = (patch.values > 0.5).ravel()
-    changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    if flat[0]:
-        runs = [0] + runs
-    return {"box": [int(v) for v in patch.box], "runs": [int(r) for r in runs]}
-
-
-def _decode_mask(data: dict[str, Any] | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    if data is None:
-        return None
-    box = Box(*data["box"])
-    flat = np.zeros(box.height * box.width, dtype=bool)
-    position, value = 0, False
-    for run in data["runs"]:
-        flat[position : position + run] = value
-        position += run
-        value = not value
-    mask = np.zeros(shape, dtype=bool)
-    mask[box.slices] = flat.reshape(box.height, box.width)
-    return mask

@@ -1,184 +1,127 @@
-"""Geometry between an image layer, its 2D slices and the aligned clicks/preview/labels layers.
+"""The helper layers of an annotated image: its clicks (points) and the object preview (labels).
 
-An image layer may be 2D, 3D (z or t) or 4D (t, z, y, x), grayscale or with a channel axis (an
-RGB(A) layer, or a multichannel array with one axis holding the channels). Annotation works on
-one 2D slice: the last two non-channel axes are the spatial axes (rows, cols); every other
-non-channel axis indexes the slice. The labels, clicks and preview layers live on the *label
-grid*: the image axes without the channel axis, with the image's scale and translate, so that a
-point's data coordinates are directly (slice indices..., row, col) of the image.
-
-Nothing here touches Qt; the functions take napari layers or plain arrays.
+Helper layers carry ``metadata["napari_fcfi"] = {"role": ..., "image": <image layer unique_id>}``, so a
+widget opened again (or a second widget) finds and reuses them instead of adding duplicates, and
+they can be removed with their image. Markers keep a fixed size on screen (``canvas_size_limits``),
+so clicks never hide the object on a large image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-SliceKey = tuple[int, ...]
+from napari_fcfi.annotation.geometry import ImageGeometry, make_geometry
 
 POSITIVE_COLOR = np.array([0.2, 1.0, 0.2, 1.0], dtype=np.float32)
 NEGATIVE_COLOR = np.array([1.0, 0.15, 0.35, 1.0], dtype=np.float32)
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
+MARKER_SCREEN_PX = 9.0  # click markers are drawn this many screen pixels wide at any zoom
+TAG = "napari_fcfi"
 
 
-@dataclass(frozen=True)
-class ImageGeometry:
-    """How an image array maps onto the label grid and its 2D slices.
-
-    ``data_shape`` is the image array shape, ``channel_axis`` the data axis holding channels
-    (``None`` for grayscale), ``scale``/``translate`` the per-axis world transform of the label
-    grid (channel axis removed).
-    """
-
-    data_shape: tuple[int, ...]
-    channel_axis: int | None
-    scale: tuple[float, ...]
-    translate: tuple[float, ...]
-
-    @property
-    def label_axes(self) -> tuple[int, ...]:
-        """Image data axes that make up the label grid (every axis except the channel axis)."""
-        return tuple(ax for ax in range(len(self.data_shape)) if ax != self.channel_axis)
-
-    @property
-    def label_shape(self) -> tuple[int, ...]:
-        return tuple(self.data_shape[ax] for ax in self.label_axes)
-
-    @property
-    def slice_shape(self) -> tuple[int, ...]:
-        """Sizes of the axes that index a 2D slice (empty for a 2D image)."""
-        return self.label_shape[:-2]
-
-    @property
-    def plane_shape(self) -> tuple[int, int]:
-        rows, cols = self.label_shape[-2:]
-        return int(rows), int(cols)
-
-    def image_index(self, key: SliceKey) -> tuple[Any, ...]:
-        """Index into the image array that yields the 2D slice ``key`` (channel axis kept)."""
-        if len(key) != len(self.slice_shape):
-            raise ValueError(
-                f"slice key {key} has {len(key)} indices, image has {len(self.slice_shape)} slice axes"
-            )
-        index: list[Any] = [slice(None)] * len(self.data_shape)
-        for ax, value in zip(self.label_axes[: len(key)], key):
-            index[ax] = int(value)
-        return tuple(index)
-
-    def slice_channel_axis(self) -> int | None:
-        """Channel axis of the 2D slice returned by :meth:`image_index` (``None`` for grayscale)."""
-        if self.channel_axis is None:
-            return None
-        # Slice axes before the channel axis disappear when indexed with integers.
-        removed_before = sum(1 for ax in self.label_axes[: len(self.slice_shape)] if ax < self.channel_axis)
-        return self.channel_axis - removed_before
-
-    def contains(self, key: SliceKey, row: int, col: int) -> bool:
-        rows, cols = self.plane_shape
-        inside_slice = all(0 <= k < n for k, n in zip(key, self.slice_shape))
-        return inside_slice and 0 <= row < rows and 0 <= col < cols
-
-
-def image_geometry(layer: Any, channel_axis: int | None = None) -> ImageGeometry:
-    """Geometry of a napari image layer.
-
-    RGB(A) layers use their last axis as channel axis. For other layers ``channel_axis`` names the
-    data axis holding channels (napari itself usually splits channels into layers, in which case
-    it stays ``None``). The label grid must align with the image under napari's right-aligned
-    broadcasting, so a non-RGB channel axis has to be the first data axis.
-    """
+def geometry_of(layer: Any, channel_axis: int | None = None) -> ImageGeometry:
+    """Label-grid geometry of a napari image layer (RGB layers use their colour axis)."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    shape = tuple(int(n) for n in data.shape)
-    layer_scale = tuple(float(s) for s in layer.scale)
-    layer_translate = tuple(float(t) for t in layer.translate)
-    if getattr(layer, "rgb", False):
-        # napari's scale/translate of an RGB layer already exclude the colour axis.
-        return ImageGeometry(shape, len(shape) - 1, layer_scale, layer_translate)
-    if channel_axis is not None:
-        if channel_axis < 0:
-            channel_axis += len(shape)
-        if not 0 <= channel_axis < len(shape):
-            raise ValueError(f"channel axis {channel_axis} is outside the image's {len(shape)} axes {shape}")
-        if channel_axis != 0:
-            raise ValueError(
-                f"channel axis {channel_axis} of image {shape}: only a leading channel axis keeps the labels "
-                "aligned; split the channels into layers (Layers > Split stack) or move the axis first"
-            )
-        keep = [ax for ax in range(len(shape)) if ax != channel_axis]
-        layer_scale = tuple(layer_scale[ax] for ax in keep)
-        layer_translate = tuple(layer_translate[ax] for ax in keep)
-    geometry = ImageGeometry(shape, channel_axis, layer_scale, layer_translate)
-    if len(geometry.label_shape) < 2:
-        raise ValueError(f"image of shape {shape} has fewer than two spatial axes")
-    return geometry
+    rgb = bool(getattr(layer, "rgb", False))
+    return make_geometry(
+        data.shape, None if rgb else channel_axis, rgb=rgb, scale=tuple(layer.scale), translate=tuple(layer.translate)
+    )
 
 
-def read_slice(layer: Any, geometry: ImageGeometry, key: SliceKey) -> np.ndarray:
-    """The 2D slice ``key`` of the layer's (highest resolution) data, read as a numpy array.
-
-    Only the slice is read from lazy arrays (dask, zarr), never the whole stack.
-    """
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return np.asarray(data[geometry.image_index(key)])
+def image_data(layer: Any) -> Any:
+    """The full-resolution array of an image layer (multiscale: level 0)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def world_to_grid(geometry: ImageGeometry, world_point: Sequence[float]) -> np.ndarray:
-    """World coordinates -> fractional label-grid data coordinates (right-aligned, like napari)."""
-    ndim = len(geometry.label_shape)
-    point = np.asarray(world_point, dtype=float)[-ndim:]
-    if point.shape[0] < ndim:
-        raise ValueError(f"world point {tuple(world_point)} has fewer than {ndim} coordinates")
-    return (point - np.asarray(geometry.translate)) / np.asarray(geometry.scale)
+def role_of(layer: Any) -> tuple[str | None, str | None]:
+    """``(role, image unique_id)`` of a helper layer, ``(None, None)`` for any other layer."""
+    tag = getattr(layer, "metadata", {}).get(TAG) if hasattr(layer, "metadata") else None
+    if not isinstance(tag, dict):
+        return None, None
+    return tag.get("role"), tag.get("image")
 
 
-def split_grid_point(geometry: ImageGeometry, coords: Sequence[float]) -> tuple[SliceKey, int, int]:
-    """Label-grid data coordinates -> (slice key, row, col), rounded to the nearest pixel."""
-    rounded = np.round(np.asarray(coords, dtype=float)).astype(int)
-    key = tuple(int(v) for v in rounded[:-2])
-    return key, int(rounded[-2]), int(rounded[-1])
+def is_helper(layer: Any) -> bool:
+    return role_of(layer)[0] in ("clicks", "preview")
 
 
-def current_slice_key(geometry: ImageGeometry, world_point: Sequence[float]) -> SliceKey | None:
-    """The slice on screen for the viewer's current world point, or ``None`` if it lies outside the stack."""
-    if len(world_point) < len(geometry.label_shape):
-        return None  # the viewer has fewer dims than the image (e.g. while layers are being removed)
-    coords = world_to_grid(geometry, world_point)
-    key = tuple(int(v) for v in np.round(coords[:-2]))
-    if all(0 <= k < n for k, n in zip(key, geometry.slice_shape)):
-        return key
+def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> Any | None:
+    """The existing ``role`` layer of ``image`` when it still fits the image's label grid."""
+    for layer in viewer.layers:
+        if role_of(layer) == (role, str(image.unique_id)):
+            ndim = len(geometry.label_shape) if role == "clicks" else 2
+            if layer.ndim == ndim:
+                return layer
     return None
 
 
-def next_free_label(data: Any) -> int:
-    """One more than the largest label in ``data`` (1 for an empty labels array)."""
-    array = np.asarray(data)
-    return int(array.max()) + 1 if array.size else 1
+def helpers_of(viewer: Any, image_id: str) -> list[Any]:
+    return [layer for layer in viewer.layers if role_of(layer)[1] == image_id and is_helper(layer)]
 
 
-def paint_object(
-    plane: np.ndarray,
-    mask: np.ndarray,
-    label_id: int,
-    *,
-    replace_label: bool,
-    overwrite: bool,
-) -> np.ndarray:
-    """Return ``plane`` with the object ``mask`` written as ``label_id``.
+def create_clicks_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> Any:
+    """A points layer on the image's label grid whose ``positive`` feature colours the markers."""
+    layer = viewer.add_points(
+        np.empty((0, len(geometry.label_shape))),
+        ndim=len(geometry.label_shape),
+        name=f"{image.name} FCFI clicks",
+        scale=geometry.scale,
+        translate=geometry.translate,
+        features={"positive": np.zeros(0, dtype=bool)},
+        feature_defaults={"positive": True},
+        face_color="positive",
+        face_color_cycle={True: tuple(POSITIVE_COLOR), False: tuple(NEGATIVE_COLOR)},
+        border_color="black",
+        metadata={TAG: {"role": "clicks", "image": str(image.unique_id)}},
+    )
+    style_clicks_layer(layer)
+    return layer
 
-    * ``overwrite=False`` (default in the widget) paints only background (0) and the object's own
-      pixels; other labels are never touched.
-    * ``replace_label=True`` (editing an existing label): pixels of ``label_id`` outside the new
-      mask go back to background, so only that label changes.
-    """
-    if mask.shape != plane.shape:
-        raise ValueError(f"mask shape {mask.shape} does not match the labels slice shape {plane.shape}")
-    out = plane.copy()
-    if replace_label:
-        out[(plane == label_id) & ~mask] = 0
-    writable = mask if overwrite else mask & ((plane == 0) | (plane == label_id))
-    out[writable] = label_id
-    return out
+
+def style_clicks_layer(layer: Any) -> None:
+    """Fixed on-screen marker size whatever the image size and zoom."""
+    layer.canvas_size_limits = (MARKER_SCREEN_PX, MARKER_SCREEN_PX)
+    layer.current_size = 1.0
+    if len(layer.data):
+        layer.size = 1.0
+
+
+def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> Any:
+    """A 2D labels layer showing the object in progress of the slice on screen."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return viewer.add_labels(
+        np.zeros(geometry.plane_shape, dtype=np.uint8),
+        name=f"{image.name} FCFI preview",
+        scale=geometry.scale[-2:],
+        translate=geometry.translate[-2:],
+        opacity=0.5,
+        colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
+        metadata={TAG: {"role": "preview", "image": str(image.unique_id)}},
+    )
+
+
+def remove_layers(viewer: Any, *layers: Any) -> None:
+    for layer in layers:
+        if layer is not None and layer in viewer.layers:
+            viewer.layers.remove(layer)
+
+
+def keep_on_top(viewer: Any, *layers: Any) -> None:
+    for layer in layers:
+        if layer is not None and layer in viewer.layers:
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+
+
+def labels_fit(labels: Any, geometry: ImageGeometry) -> str | None:
+    """Why a labels layer cannot receive the image's objects, or None when it can."""
+    shape = tuple(labels.data.shape)
+    if shape != geometry.label_shape:
+        return f"its shape {shape} differs from the image's label grid {geometry.label_shape}"
+    if not np.allclose(tuple(labels.scale), geometry.scale) or not np.allclose(tuple(labels.translate), geometry.translate):
+        return "its scale/translate differ from the image's (objects would be drawn in the wrong place)"
+    if np.dtype(labels.data.dtype).kind not in "iu":
+        return f"its data type {labels.data.dtype} is not an integer type"
+    return None

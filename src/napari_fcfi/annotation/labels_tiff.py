@@ -1,4 +1,4 @@
-"""Labels writer: a napari labels layer to a compressed TIFF through tifffile.
+"""Labels TIFF files: compressed, dtype kept, scale/translate stored (napari writer and reader, fcfi segment).
 
 The label dtype is kept as is, the data are zlib-compressed, and the layer's scale and translate
 are stored twice: as the TIFF resolution tags of the x/y axes (pixels per unit, what most readers
@@ -18,8 +18,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
 
 
-def write_labels_tiff(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """npe2 single-layer writer: save ``data`` (labels) with ``attributes['scale'/'translate']``."""
+def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """Save ``data`` (labels) with ``attributes['scale'/'translate'/'name'/'units']`` (npe2 writer signature)."""
     target = Path(path)
     if target.suffix.lower() not in TIFF_SUFFIXES:
         target = target.with_suffix(".tif")

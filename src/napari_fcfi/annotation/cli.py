@@ -1,0 +1,115 @@
+"""``fcfi segment``: segment an image headlessly from a click log.
+
+::
+
+    fcfi segment IMAGE --clicks CLICKS.csv --out LABELS.tif [--model default|NAME|PATH] [--device auto]
+                 [--channel-axis N] [--channel C ...] [--preset microscopy|paper] [--input-size S]
+
+* ``IMAGE``: TIFF, ``.npy`` (memory-mapped) or anything scikit-image reads
+  (:func:`napari_fcfi.engine.io.read_image`). Its axes are ``[leading...,] Y, X`` plus an optional
+  channel axis: a leading one given with ``--channel-axis 0``, or RGB(A) as the last axis (a 3D array
+  whose last axis has 3 or 4 entries, unless ``--channel-axis`` says otherwise).
+* ``CLICKS``: the click log of :mod:`napari_fcfi.annotation.clicklog` (what the napari widget saves).
+  Every object's steps (clicks on slices, edits from an initial mask, propagations through the
+  stack) are replayed in order and painted with the widget's rules (:mod:`.painting`), so the
+  labels equal the widget's.
+* Settings recorded in the log (model, preset, threshold, input size, channel axis and channel, the
+  labels dtype, scale and translate) are used unless the command line gives them.
+* ``LABELS``: a zlib-compressed TIFF with the image's shape without the channel axis, the labels
+  dtype the widget used (else uint16, uint32 above 65535), and the layer's scale/translate
+  (:mod:`.labels_tiff`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="image file (TIFF, .npy, PNG, JPEG, ...)")
+    parser.add_argument("--clicks", type=Path, required=True, help="click-log CSV (object, [step,] [z,] row, col, positive)")
+    parser.add_argument("--out", type=Path, required=True, help="output label TIFF")
+    parser.add_argument("--model", default=None,
+                        help="'default', a registered model name or a file path (default: the log's model, else 'default')")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--channel-axis", type=int, default=None, help="index of a leading channel axis, if any")
+    parser.add_argument("--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite")
+    parser.add_argument("--preset", choices=("microscopy", "paper"), default=None,
+                        help="engine protocol (default: the log's, else microscopy)")
+    parser.add_argument("--input-size", type=int, default=None, help="network working size (pixels)")
+    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the log's, else 0.49)")
+    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=None,
+                        help="let objects paint over earlier labels (default: as recorded per object, else no)")
+
+
+def image_geometry_for(image: Any, channel_axis: int | None, recorded: dict[str, Any]) -> Any:
+    """Label-grid geometry of an image file: a leading channel axis, or RGB(A) as the last axis."""
+    from .geometry import make_geometry
+
+    shape = tuple(int(s) for s in image.shape)
+    rgb = channel_axis is None and len(shape) >= 3 and shape[-1] in (3, 4) and bool(recorded.get("rgb", True))
+    ndim = len(shape) - (1 if rgb or channel_axis is not None else 0)
+    scale = recorded.get("scale")
+    translate = recorded.get("translate")
+    if scale is not None and len(scale) != ndim:
+        scale = None  # recorded for another layout: the labels keep unit scale
+    if translate is not None and len(translate) != ndim:
+        translate = None
+    if channel_axis is not None and not rgb:
+        scale = None if scale is None else [1.0, *scale]
+        translate = None if translate is None else [0.0, *translate]
+    return make_geometry(shape, channel_axis, rgb=rgb, scale=scale, translate=translate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_fcfi.engine.io import read_image
+    from napari_fcfi.model import ModelDownloadError, load_model
+
+    from .clicklog import ClickLog, read_log_metadata
+    from .labels_tiff import write_labels_tiff
+    from .replay import replay_click_log
+
+    try:
+        image = read_image(args.image)
+        recorded = dict(read_log_metadata(args.clicks).get("settings") or {})
+        channel_axis = args.channel_axis if args.channel_axis is not None else recorded.get("channel_axis")
+        geometry = image_geometry_for(image, channel_axis, recorded)
+        log = ClickLog.load(args.clicks, plane_shape=geometry.plane_shape)
+        if not log.records:
+            raise ValueError(f"{args.clicks}: the click log has no objects")
+        if len(log.axes or ()) != len(geometry.slice_shape):
+            raise ValueError(
+                f"the image has {len(geometry.slice_shape)} leading (stack) axes but the click log has "
+                f"{len(log.axes or ())} axis column(s) {list(log.axes or ())}; add one column per leading axis "
+                "(e.g. 'z' for a Z, Y, X stack)"
+            )
+        if args.overwrite is not None:
+            for record in log.records:
+                record.overwrite = args.overwrite
+        model = load_model(args.model or log.metadata.get("model") or "default", device=args.device)
+        settings: dict[str, Any] = {"preset": args.preset or recorded.get("preset") or "microscopy"}
+        for key in ("input_size", "threshold", "focus_size", "min_window", "expansion_ratio"):
+            value = getattr(args, key, None) if key in ("input_size", "threshold") else None
+            value = value if value is not None else recorded.get(key)
+            if value is not None:
+                settings[key] = value
+        channel = recorded.get("channel") if args.channel is None else args.channel
+        if isinstance(channel, list):
+            channel = channel[0] if len(channel) == 1 else tuple(channel)
+        labels = replay_click_log(model, image, geometry, log, channel=channel, dtype=recorded.get("labels_dtype"),
+                                  **settings)
+    except (ValueError, FileNotFoundError, ModelDownloadError) as error:
+        print(f"fcfi segment: error: {error}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    written = write_labels_tiff(str(args.out), labels, {"scale": geometry.scale, "translate": geometry.translate,
+                                                       "name": args.out.stem})
+    n_objects = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
+    print(f"wrote {written[0]}: shape {labels.shape}, {labels.dtype}, {n_objects} object(s) from "
+          f"{len(log.records)} committed object(s)")
+    return 0

@@ -1,0 +1,311 @@
+"""The click log: every committed object, as the steps that made it, and its CSV file.
+
+An :class:`ObjectRecord` holds a label id and the ordered steps of its annotation:
+
+* :class:`ClicksStep`: clicks on one 2D slice, starting from nothing, from an initial mask (the
+  label being edited) or from the mask a propagation left on that slice;
+* :class:`PropagateStep`: carrying the object from one slice through its neighbours along a stack
+  axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice.
+
+:func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
+the labels. The napari widget writes the log; ``fcfi segment`` reads it.
+
+CSV format (UTF-8, comma separated)::
+
+    # napari-fcfi click log v2
+    # metadata: {"model": "default", "settings": {...}, "axes": ["z"], "objects": [...]}
+    object,step,z,row,col,positive
+    1,0,4,120,88,true
+    1,0,4,131,95,false
+
+* ``#`` lines are comments; the ``# metadata:`` line holds one JSON object: model, engine settings,
+  image name and, per object, its label id, whether it replaced (edited) that label, whether it
+  painted over other labels, and its steps (kind, slice, the initial mask as run lengths, the
+  propagation's axis, direction and range).
+* Required columns: ``object``, ``row``, ``col``, ``positive``; ``step`` (the step of the object the
+  click belongs to) is written by the widget. Every other column is a leading (stack) axis, in image
+  axis order: ``z`` for (Z, Y, X), ``t,z`` for (T, Z, Y, X). ``row``/``col`` may be fractional (the
+  engine rounds with ``floor(x + 0.5)``), ``positive`` is true/false, 1/0 or yes/no.
+* Logs without per-object metadata (hand-written, or version 1) are read as one clicks step per
+  (object, slice) in file order; label ids are the object values when all are integers >= 1,
+  otherwise 1..n in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from napari_fcfi.engine.clicks import Click, parse_bool
+from napari_fcfi.engine.masks import decode_mask, encode_mask
+
+MAGIC = "# napari-fcfi click log v2"
+REQUIRED_COLUMNS = ("object", "row", "col", "positive")
+RESERVED_COLUMNS = REQUIRED_COLUMNS + ("step",)
+DIRECTIONS = ("up", "down", "both")
+
+SliceKey = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ClicksStep:
+    """Clicks on slice ``slice_key``; the session starts from ``initial_mask`` (an (H, W) bool array),
+    or from the mask the last propagation left on that slice (``from_propagation``), or empty."""
+
+    slice_key: SliceKey
+    clicks: tuple[Click, ...]
+    initial_mask: np.ndarray | None = None
+    from_propagation: bool = False
+
+
+@dataclass(frozen=True)
+class PropagateStep:
+    """Carry the object from ``slice_key`` along stack axis ``axis`` (an index into the slice key)."""
+
+    slice_key: SliceKey
+    axis: int = 0
+    direction: str = "both"
+    max_slices: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"propagation direction must be one of {DIRECTIONS}, got {self.direction!r}")
+
+
+Step = Union[ClicksStep, PropagateStep]
+
+
+@dataclass
+class ObjectRecord:
+    """One committed object: label id, the steps that made it, and how it was painted."""
+
+    label_id: int
+    steps: list[Step]
+    edited: bool = False  # replaced the existing label ``label_id``
+    overwrite: bool = False  # painted over other labels
+
+    @property
+    def clicks(self) -> list[Click]:
+        """All clicks of the object, in order (every clicks step)."""
+        return [c for step in self.steps if isinstance(step, ClicksStep) for c in step.clicks]
+
+    @property
+    def slice_keys(self) -> list[SliceKey]:
+        return list(OrderedDict.fromkeys(step.slice_key for step in self.steps))
+
+
+@dataclass
+class ClickLog:
+    """Committed objects in commit order, plus the model and settings they were made with."""
+
+    records: list[ObjectRecord] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    axes: tuple[str, ...] | None = None  # names of the leading axes in the file (None: by key length)
+
+    def add(self, record: ObjectRecord) -> None:
+        self.records.append(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------------ CSV
+    def save(self, path: str | Path) -> Path:
+        """Write the log as CSV (format in the module docstring); ``.csv`` is appended when missing."""
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            path = path.with_suffix(".csv")
+        lengths = {len(step.slice_key) for record in self.records for step in record.steps}
+        if len(lengths) > 1:
+            raise ValueError(f"click log mixes slices of {sorted(lengths)} stack axes; save one image per log")
+        n_axes = lengths.pop() if lengths else len(self.axes or ())
+        axes = self.axes if self.axes is not None else default_axes(n_axes)
+        if len(axes) != n_axes:
+            raise ValueError(f"axis names {axes} do not match the log's {n_axes} stack axes")
+        clash = set(axes) & set(RESERVED_COLUMNS)
+        if clash:
+            raise ValueError(f"axis names {sorted(clash)} clash with the log's own columns")
+        metadata = {**self.metadata, "axes": list(axes), "objects": [_record_json(i + 1, r) for i, r in
+                                                                      enumerate(self.records)]}
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            handle.write(MAGIC + "\n")
+            handle.write("# metadata: " + json.dumps(metadata, sort_keys=True) + "\n")
+            writer = csv.writer(handle)
+            writer.writerow(["object", "step", *axes, "row", "col", "positive"])
+            for number, record in enumerate(self.records, start=1):
+                for index, step in enumerate(record.steps):
+                    if isinstance(step, ClicksStep):
+                        for click in step.clicks:
+                            writer.writerow([number, index, *step.slice_key, _number(click.row), _number(click.col),
+                                             "true" if click.positive else "false"])
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, plane_shape: tuple[int, int] | None = None) -> ClickLog:
+        """Read a click log (v1 or v2); ``ValueError`` names the file and line of anything malformed.
+
+        ``plane_shape`` (rows, cols) is needed to decode initial masks of edited objects; without it
+        they are kept encoded in ``metadata`` and replay refuses them.
+        """
+        path = Path(path)
+        metadata, header, rows = _read_table(path)
+        axes = tuple(h for h in header if h not in RESERVED_COLUMNS)
+        objects = metadata.pop("objects", None)
+        metadata.pop("axes", None)
+        if objects and "step" in header:
+            records = _records_from_metadata(path, objects, rows, axes, plane_shape)
+        else:
+            records = _records_from_rows(path, rows, axes)
+            # Version 1 kept one paint-over setting for the whole log.
+            overwrite = bool((metadata.get("settings") or {}).get("overwrite", False))
+            for record in records:
+                record.overwrite = overwrite
+        return cls(records, metadata, axes)
+
+
+def read_log_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a click log's ``# metadata:`` line (empty when there is none)."""
+    path = Path(path)
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            body = line.strip()
+            if body.startswith("#") and body[1:].strip().startswith("metadata:"):
+                try:
+                    data = json.loads(body[1:].strip()[len("metadata:"):])
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: metadata is not valid JSON ({error})") from None
+                return data if isinstance(data, dict) else {}
+            if body and not body.startswith("#"):
+                break
+    return {}
+
+
+def default_axes(n: int) -> tuple[str, ...]:
+    """Column names of ``n`` leading axes: ``()``, ``("z",)``, ``("t", "z")``, else ``axis0..``."""
+    return {0: (), 1: ("z",), 2: ("t", "z")}.get(n, tuple(f"axis{i}" for i in range(n)))
+
+
+def _number(value: float) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
+    steps = []
+    for step in record.steps:
+        if isinstance(step, ClicksStep):
+            entry: dict[str, Any] = {"kind": "clicks", "slice": list(step.slice_key), "clicks": len(step.clicks)}
+            if step.initial_mask is not None:
+                entry["initial_mask"] = encode_mask(step.initial_mask)
+            if step.from_propagation:
+                entry["initial"] = "propagated"
+        else:
+            entry = {"kind": "propagate", "slice": list(step.slice_key), "axis": step.axis,
+                     "direction": step.direction, "max_slices": step.max_slices}
+        steps.append(entry)
+    return {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
+            "steps": steps}
+
+
+def _read_table(path: Path) -> tuple[dict[str, Any], list[str], list[tuple[int, dict[str, str]]]]:
+    metadata: dict[str, Any] = {}
+    data_lines: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("#"):
+                body = stripped[1:].strip()
+                if body.startswith("metadata:"):
+                    try:
+                        metadata = json.loads(body[len("metadata:"):])
+                    except json.JSONDecodeError as error:
+                        raise ValueError(f"{path}:{number}: metadata is not valid JSON ({error})") from None
+                continue
+            data_lines.append((number, line))
+    if not data_lines:
+        raise ValueError(f"{path}: no header row (expected columns {', '.join(REQUIRED_COLUMNS)})")
+    reader = csv.reader([line for _, line in data_lines])
+    header = [h.strip().lower() for h in next(reader)]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path}:{data_lines[0][0]}: missing column(s) {missing}; found {header}")
+    rows = []
+    for (number, _), values in zip(data_lines[1:], reader):
+        if len(values) != len(header):
+            raise ValueError(f"{path}:{number}: expected {len(header)} values, got {len(values)}")
+        rows.append((number, dict(zip(header, (v.strip() for v in values)))))
+    return metadata, header, rows
+
+
+def _parse_click(path: Path, number: int, row: dict[str, str], axes: tuple[str, ...]) -> tuple[SliceKey, Click]:
+    from napari_fcfi.engine.clicks import round_coordinate
+
+    try:
+        key = tuple(int(float(row[a])) for a in axes)
+        click = Click(round_coordinate(float(row["row"])), round_coordinate(float(row["col"])),
+                      parse_bool(row["positive"]))
+    except ValueError as error:
+        raise ValueError(f"{path}:{number}: {error}") from None
+    return key, click
+
+
+def _parse_object(text: str) -> int | str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else text
+
+
+def _records_from_rows(path: Path, rows: list[tuple[int, dict[str, str]]], axes: tuple[str, ...]) -> list[ObjectRecord]:
+    """v1 / hand-written logs: one clicks step per (object, slice), label ids from the object values."""
+    groups: OrderedDict[tuple[Any, SliceKey], list[Click]] = OrderedDict()
+    for number, row in rows:
+        key, click = _parse_click(path, number, row, axes)
+        groups.setdefault((_parse_object(row["object"]), key), []).append(click)
+    objects = list(OrderedDict.fromkeys(obj for obj, _ in groups))
+    if objects and all(isinstance(o, int) and o >= 1 for o in objects):
+        ids = {o: int(o) for o in objects}
+    else:
+        ids = {o: i + 1 for i, o in enumerate(objects)}
+    return [ObjectRecord(ids[obj], [ClicksStep(key, tuple(clicks))]) for (obj, key), clicks in groups.items()]
+
+
+def _records_from_metadata(
+    path: Path, objects: list[dict[str, Any]], rows: list[tuple[int, dict[str, str]]], axes: tuple[str, ...],
+    plane_shape: tuple[int, int] | None,
+) -> list[ObjectRecord]:
+    clicks: dict[tuple[int, int], list[Click]] = {}
+    for number, row in rows:
+        key, click = _parse_click(path, number, row, axes)
+        try:
+            clicks.setdefault((int(row["object"]), int(row["step"])), []).append(click)
+        except ValueError:
+            raise ValueError(f"{path}:{number}: object and step must be integers") from None
+    records = []
+    for entry in objects:
+        number = int(entry["object"])
+        steps: list[Step] = []
+        for index, step in enumerate(entry["steps"]):
+            key = tuple(int(v) for v in step["slice"])
+            if step["kind"] == "propagate":
+                steps.append(PropagateStep(key, int(step.get("axis", 0)), step.get("direction", "both"),
+                                           step.get("max_slices")))
+                continue
+            initial = step.get("initial_mask")
+            if initial is not None:
+                if plane_shape is None:
+                    raise ValueError(f"{path}: object {number} starts from a mask; the image shape is needed to read it")
+                initial = decode_mask(initial, plane_shape)
+            steps.append(ClicksStep(key, tuple(clicks.get((number, index), ())), initial,
+                                    step.get("initial") == "propagated"))
+        records.append(ObjectRecord(int(entry["label_id"]), steps, bool(entry.get("edited", False)),
+                                    bool(entry.get("overwrite", False))))
+    return records

@@ -1,0 +1,125 @@
+"""Commit: the object in progress -> the labels layer, the crash-recovery journal and the click log.
+
+:class:`Committer` decides where an object goes (a labels layer that belongs to the image: same
+label grid, scale and translate; or a new one named after the image), which id it gets (the chosen
+one if it fits the layer's dtype, else the next free one), paints every slice of the object with the
+rules of :mod:`napari_fcfi.annotation.painting` (all slices or none: one refused slice refuses the
+commit, so nothing is half-written), writes through ``Labels.data_setitem`` so napari's own undo
+sees it, journals each slice on disk before returning, and adds the object to the click log kept in
+the labels layer's metadata (so it stays with the labels even when the widget is closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_fcfi.annotation.clicklog import ClickLog, ObjectRecord
+from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
+from napari_fcfi.annotation.journal import CommitJournal
+from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_id, next_free_label, paint_region
+
+from .layers import TAG, labels_fit
+
+LOG_KEY = "click_log"  # in labels.metadata[TAG]
+
+
+def click_log_of(labels: Any) -> ClickLog:
+    """The click log stored with a labels layer (created empty on first use)."""
+    tag = labels.metadata.setdefault(TAG, {}) if isinstance(labels.metadata, dict) else {}
+    log = tag.get(LOG_KEY)
+    if not isinstance(log, ClickLog):
+        log = ClickLog()
+        tag[LOG_KEY] = log
+    return log
+
+
+@dataclass
+class CommitOutcome:
+    """What a commit did (``label_id`` None when refused, with the reason in ``message``)."""
+
+    label_id: int | None
+    message: str
+    slices: list[SliceKey]
+    pixels: int = 0
+
+
+class Committer:
+    """Paints committed objects into labels layers (see the module docstring)."""
+
+    def __init__(self, viewer: Any) -> None:
+        self.viewer = viewer
+
+    def labels_for(self, image: Any, geometry: ImageGeometry, chosen: Any | None) -> tuple[Any | None, str | None]:
+        """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
+        existing labels layer, else None (create one). Returns ``(layer, problem with the chosen one)``."""
+        if chosen is not None:
+            problem = labels_fit(chosen, geometry)
+            if problem is None:
+                return chosen, None
+            return None, f"labels layer {chosen.name!r} cannot take objects of {image.name!r}: {problem}"
+        for layer in self.viewer.layers:
+            tag = layer.metadata.get(TAG, {}) if isinstance(getattr(layer, "metadata", None), dict) else {}
+            if tag.get("labels_of") == str(image.unique_id) and labels_fit(layer, geometry) is None:
+                return layer, None
+        return None, None
+
+    def create_labels(self, image: Any, geometry: ImageGeometry) -> Any:
+        layer = self.viewer.add_labels(
+            np.zeros(geometry.label_shape, dtype=np.uint32),
+            name=f"{image.name} labels",
+            scale=geometry.scale,
+            translate=geometry.translate,
+            metadata={TAG: {"labels_of": str(image.unique_id)}},
+        )
+        return layer
+
+    def label_id(self, labels: Any, requested: int | None) -> int:
+        """The id for the next object: ``requested`` when it fits the layer's dtype, else the next free one."""
+        if requested is not None:
+            return check_label_id(requested, labels.data.dtype)
+        return next_free_label(labels.data)
+
+    def commit(
+        self,
+        labels: Any,
+        masks: dict[SliceKey, np.ndarray],
+        record: ObjectRecord,
+        journal: CommitJournal | None,
+    ) -> CommitOutcome:
+        """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none."""
+        label_id = record.label_id
+        try:
+            check_label_id(label_id, labels.data.dtype)
+        except LabelIdError as error:
+            return CommitOutcome(None, f"FCFI: {error}", [])
+        planned: list[tuple[SliceKey, tuple[slice, slice], PaintResult]] = []
+        for key, mask in masks.items():
+            plane = labels.data[key] if key else labels.data
+            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite)
+            if result.refused is not None:
+                where = f" on slice {key}" if key else ""
+                return CommitOutcome(None, f"FCFI: not committed{where}: {result.refused}", [])
+            planned.append((key, region, result))
+        if not planned:
+            return CommitOutcome(None, "FCFI: nothing to commit on this slice", [])
+        pixels = 0
+        for key, region, result in planned:
+            plane = labels.data[key] if key else labels.data
+            before = np.array(plane[region])
+            rows, cols = np.nonzero(result.plane != before)
+            if rows.size:
+                index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start, cols + region[1].start)
+                labels.data_setitem(index, result.plane[rows, cols])
+            if journal is not None:
+                journal.append(label_id, key, region, before, result.plane, masks[key][region],
+                               [(c.row, c.col, c.positive) for c in record.clicks])
+            pixels += result.painted
+        click_log_of(labels).add(record)
+        blocked = sum(r.blocked for _, _, r in planned)
+        note = f"; {blocked} px left to existing labels" if blocked else ""
+        where = f" on {len(planned)} slices" if len(planned) > 1 else ""
+        return CommitOutcome(label_id, f"FCFI: committed label {label_id} ({pixels} px{where}{note})",
+                             [k for k, _, _ in planned], pixels)
