@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from helpers.paths import SHARED_DATA
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,7 +34,7 @@ def _restore_torch_threads():
 
 
 def _torch_threads(count: int):
-    torch = pytest.importorskip("torch")
+    import torch
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     yield
@@ -73,3 +72,14 @@ def grabcut_dir() -> Path:
     if not path.is_dir():
         pytest.skip("shared grabcut data not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_fcfi_net():
+    """A small random FCFI network (HRNet-W8 tiny), seeded: real code paths, meaningless output."""
+    import torch
+
+    from napari_fcfi.model.networks import build_preset
+
+    torch.manual_seed(0)
+    return build_preset("hrnet8-small-tiny").eval()

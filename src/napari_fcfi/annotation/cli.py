@@ -7,8 +7,8 @@
 
 * ``IMAGE``: TIFF, ``.npy`` (memory-mapped) or anything scikit-image reads
   (:func:`napari_fcfi.engine.io.read_image`). Its axes are ``[leading...,] Y, X`` plus an optional
-  channel axis: a leading one given with ``--channel-axis 0``, or RGB(A) as the last axis (a 3D array
-  whose last axis has 3 or 4 entries, unless ``--channel-axis`` says otherwise).
+  channel axis given with ``--channel-axis`` (e.g. 1 for Z, C, Y, X), or RGB(A) as the last axis (an
+  array whose last axis has 3 or 4 entries, unless ``--channel-axis`` says otherwise).
 * ``CLICKS``: the click log of :mod:`napari_fcfi.annotation.clicklog` (what the napari widget saves).
   Every object's steps (clicks on slices, edits from an initial mask, propagations through the
   stack) are replayed in order and painted with the widget's rules (:mod:`.painting`), so the
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="'default', a registered model name or a file path (default: the log's model, else 'default')")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--channel-axis", type=int, default=None, help="index of a leading channel axis, if any")
+    parser.add_argument("--channel-axis", type=int, default=None, help="index of the channel axis, if any")
     parser.add_argument("--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite")
     parser.add_argument("--preset", choices=("microscopy", "paper"), default=None,
                         help="engine protocol (default: the log's, else microscopy)")
@@ -60,10 +60,11 @@ def image_geometry_for(image: Any, channel_axis: int | None, recorded: dict[str,
         scale = None  # recorded for another layout: the labels keep unit scale
     if translate is not None and len(translate) != ndim:
         translate = None
-    if channel_axis is not None and not rgb:
-        scale = None if scale is None else [1.0, *scale]
-        translate = None if translate is None else [0.0, *translate]
-    return make_geometry(shape, channel_axis, rgb=rgb, scale=scale, translate=translate)
+    if channel_axis is not None and not rgb:  # recorded per label axis: the channel axis gets unit values
+        axis = channel_axis % len(shape)
+        scale = None if scale is None else [*scale[:axis], 1.0, *scale[axis:]]
+        translate = None if translate is None else [*translate[:axis], 0.0, *translate[axis:]]
+    return make_geometry(shape, channel_axis, rgb=rgb, scale=scale, translate=translate, leading_channels_only=False)
 
 
 def run(args: argparse.Namespace) -> int:

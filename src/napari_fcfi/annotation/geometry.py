@@ -31,6 +31,7 @@ class ImageGeometry:
     channel_axis: int | None
     scale: tuple[float, ...]
     translate: tuple[float, ...]
+    rgb: bool = False  # the channel axis holds colours (last axis), read as RGB with one intensity range
 
     @property
     def label_axes(self) -> tuple[int, ...]:
@@ -62,18 +63,13 @@ class ImageGeometry:
             index[ax] = int(value)
         return tuple(index)
 
-    @property
-    def is_rgb(self) -> bool:
-        """Colours on the last axis (only a leading channel axis is allowed otherwise)."""
-        return self.channel_axis is not None and self.channel_axis != 0
-
     def slice_channel_axis(self) -> int | None:
         """The ``channel_axis`` to give the engine for a slice of :meth:`image_index`.
 
         ``None`` for grayscale and for RGB(A), which the engine reads as colour with one intensity
         range (as ``fcfi segment`` does); the slice's channel axis for a multichannel image.
         """
-        if self.channel_axis is None or self.is_rgb:
+        if self.channel_axis is None or self.rgb:
             return None
         # Slice axes before the channel axis disappear when indexed with integers.
         removed_before = sum(1 for ax in self.label_axes[: len(self.slice_shape)] if ax < self.channel_axis)
@@ -92,12 +88,14 @@ def make_geometry(
     rgb: bool = False,
     scale: Sequence[float] | None = None,
     translate: Sequence[float] | None = None,
+    leading_channels_only: bool = True,
 ) -> ImageGeometry:
     """Geometry of an image array of ``shape``.
 
     ``rgb``: the last axis holds colours (napari's RGB layers; their scale/translate already exclude
-    it). Otherwise ``channel_axis`` names the axis holding channels, which has to be the first axis:
-    under napari's right-aligned broadcasting only then do the labels stay aligned with the image.
+    it). Otherwise ``channel_axis`` names the axis holding channels. In napari it has to be the first
+    axis (``leading_channels_only``): under napari's right-aligned broadcasting only then do the labels
+    stay aligned with the image; files on disk (``fcfi segment``) may have it anywhere.
     ``scale``/``translate`` are given per image axis (including a non-RGB channel axis) and default
     to 1 / 0.
     """
@@ -106,13 +104,13 @@ def make_geometry(
     scale = tuple(float(s) for s in (scale if scale is not None else (1.0,) * ndim_world))
     translate = tuple(float(t) for t in (translate if translate is not None else (0.0,) * ndim_world))
     if rgb:
-        return _checked(ImageGeometry(shape, len(shape) - 1, scale, translate))
+        return _checked(ImageGeometry(shape, len(shape) - 1, scale, translate, rgb=True))
     if channel_axis is not None:
         if channel_axis < 0:
             channel_axis += len(shape)
         if not 0 <= channel_axis < len(shape):
             raise ValueError(f"channel axis {channel_axis} is outside the image's {len(shape)} axes {shape}")
-        if channel_axis != 0:
+        if channel_axis != 0 and leading_channels_only:
             raise ValueError(
                 f"channel axis {channel_axis} of image {shape}: only a leading channel axis keeps the labels "
                 "aligned; split the channels into layers (Layers > Split stack) or move the axis first"

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_fcfi.engine.clicks import Click
 
 #: A propagated mask smaller than this fraction of the previous slice's mask ends the object.
 MIN_AREA_RATIO = 0.2

@@ -114,9 +114,13 @@ def replay_click_log(
     channel: Any = None,
     dtype: Any = None,
     labels: np.ndarray | None = None,
+    segmenter: Any = None,
     **settings: Any,
 ) -> np.ndarray:
-    """Labels of ``log`` replayed on ``image`` (a new array of ``dtype``, or painted into ``labels``)."""
+    """Labels of ``log`` replayed on ``image`` (a new array of ``dtype``, or painted into ``labels``).
+
+    ``segmenter`` replaces the engine session built from ``model`` and ``settings`` (stand-ins in tests).
+    """
     from napari_fcfi.engine import InteractiveSegmenter
 
     if labels is None:
@@ -129,7 +133,8 @@ def replay_click_log(
         for key in record.slice_keys:
             if not geometry.contains(key, 0, 0):
                 raise ValueError(f"label {record.label_id}: slice {key} is outside the image's stack {geometry.slice_shape}")
-    segmenter = InteractiveSegmenter(model, **settings)
+    if segmenter is None:
+        segmenter = InteractiveSegmenter(model, **settings)
     for record in log.records:
         masks = object_masks(segmenter, image, geometry, record, channel)
         paint_slices(labels, masks, record.label_id, edited=record.edited, overwrite=record.overwrite)

@@ -24,7 +24,7 @@ import numpy as np
 
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey, current_slice_key, split_grid_point, world_to_grid
-from napari_fcfi.annotation.journal import CommitJournal, image_fingerprint
+from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
 from napari_fcfi.annotation.painting import LabelIdError, next_free_label
 from napari_fcfi.engine.clicks import Click

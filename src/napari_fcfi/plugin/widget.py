@@ -316,7 +316,7 @@ class FCFIWidget(Container):
                 "threshold": settings.threshold,
                 "channel_axis": state.channel_axis if state else None,
                 "channel": state.channel if state else None,
-                "rgb": bool(state and state.geometry.is_rgb),
+                "rgb": bool(state and state.geometry.rgb),
                 "labels_dtype": str(labels.data.dtype),
                 "scale": list(labels.scale),
                 "translate": list(labels.translate),

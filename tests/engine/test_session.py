@@ -1,4 +1,4 @@
-"""Engine: InteractiveSegmenter API, both protocols, window math, intensity handling, click logs, CLI."""
+"""Engine: InteractiveSegmenter API, both protocols, window math, intensity handling."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from napari_fcfi.engine import (
-    Box,
-    ClickLog,
-    ClickRecord,
-    ImageSource,
-    InteractiveSegmenter,
-    load_click_log,
-    save_click_log,
-)
+from helpers.standins import BlobNet, cells_image
+from napari_fcfi.engine import Box, ImageSource, InteractiveSegmenter
 from napari_fcfi.engine.clicks import make_click, round_coordinate
 from napari_fcfi.engine.postprocess import connected_to_points
 from napari_fcfi.engine.windows import (
@@ -32,51 +24,6 @@ from napari_fcfi.engine.windows import (
 )
 
 
-class BlobNet(torch.nn.Module):
-    """Deterministic network following the call contract, for engine logic tests.
-
-    logits = blobs at positive (+) / negative (-) points + ``brightness_weight`` * (brightness - 0.5)
-    + gate * 6 * (feedback - 0.5) - 2 + ``column_slope`` * column (breaks left/right symmetry).
-    Feedback outputs are at stride 4. Every call is recorded in ``calls``.
-    """
-
-    def __init__(self, radius: float = 6.0, brightness_weight: float = 0.0, column_slope: float = 0.0):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(1.0))
-        self.radius = radius
-        self.brightness_weight = brightness_weight
-        self.column_slope = column_slope
-        self.calls: list[dict] = []
-
-    def forward(self, image, points, new_clicks, gate, is_training=False):
-        assert image.ndim == 4 and image.shape[1] == 4 and points.shape[-1] == 3
-        self.calls.append(
-            {
-                "shape": tuple(image.shape),
-                "points": points.clone(),
-                "new_clicks": new_clicks.clone(),
-                "gate": float(gate),
-                "image": image.clone(),
-            }
-        )
-        b, _, h, w = image.shape
-        rows = torch.arange(h, dtype=torch.float32).view(1, h, 1)
-        cols = torch.arange(w, dtype=torch.float32).view(1, 1, w)
-        half = points.shape[1] // 2
-        logits = torch.full((b, h, w), -2.0)
-        for j in range(points.shape[1]):
-            r = points[:, j, 0].view(b, 1, 1)
-            c = points[:, j, 1].view(b, 1, 1)
-            valid = (points[:, j, 2] >= 0).float().view(b, 1, 1)
-            blob = torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * self.radius**2))
-            logits = logits + valid * (12.0 if j < half else -12.0) * blob
-        logits = logits[:, None] * self.scale
-        logits = logits + self.brightness_weight * (image[:, :3].mean(1, keepdim=True) - 0.5)
-        logits = logits + float(gate) * 6.0 * (image[:, 3:4] - 0.5) + self.column_slope * cols[:, None]
-        feedback = F.avg_pool2d(torch.sigmoid(logits), 4, ceil_mode=True)
-        return {"instances": logits, "updated_feedback1": feedback, "updated_feedback2": feedback}
-
-
 # One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
@@ -88,16 +35,10 @@ def blob_net():
 
 @pytest.fixture(scope="module")
 def tiny_fcfi():
-    networks = pytest.importorskip("napari_fcfi.model.networks")
+    from napari_fcfi.model import networks
+
     torch.manual_seed(0)
     return networks.FCFIHRNet(width=8, ocr_width=16, small=True, mid_ch=16).eval()
-
-
-def _cells(height=160, width=200, dtype=np.uint16):
-    image = np.full((height, width), 100, dtype=np.float64)
-    image[40:80, 50:100] = 3000
-    image[100:130, 140:180] = 2500
-    return image.astype(dtype)
 
 
 # ----------------------------------------------------------------------------- window math
@@ -162,7 +103,7 @@ def test_click_rounding_and_validation():
 # ----------------------------------------------------------------------------- session API
 def test_undo_redo_any_depth_restores_every_state(blob_net):
     seg = InteractiveSegmenter(blob_net)
-    seg.set_image(_cells())
+    seg.set_image(cells_image())
     clicks = [
         (60, 70, True),
         (50, 90, True),
@@ -196,7 +137,7 @@ def test_undo_redo_any_depth_restores_every_state(blob_net):
 
 @pytest.mark.parametrize("preset", ["microscopy", "paper"])
 def test_replay_equals_live_session(blob_net, preset):
-    image = _cells(dtype=np.uint8 if preset == "paper" else np.uint16)
+    image = cells_image(dtype=np.uint8 if preset == "paper" else np.uint16)
     seg = InteractiveSegmenter(blob_net, preset=preset)
     seg.set_image(image)
     for row, col, positive in [(60.4, 70.6, True), (50, 95, True), (110, 150, False), (42, 52, True)]:
@@ -210,7 +151,7 @@ def test_replay_equals_live_session(blob_net, preset):
 
 
 def test_initial_mask_is_feedback_and_first_click_uses_gate_one(blob_net):
-    image = _cells()
+    image = cells_image()
     initial = np.zeros(image.shape, bool)
     initial[40:80, 50:100] = True
     seg = InteractiveSegmenter(blob_net)
@@ -230,7 +171,7 @@ def test_initial_mask_is_feedback_and_first_click_uses_gate_one(blob_net):
 
 def test_first_click_gate_zero_then_one_and_points_layout(blob_net):
     seg = InteractiveSegmenter(blob_net, zoom_in=False)
-    seg.set_image(_cells(100, 120))
+    seg.set_image(cells_image(100, 120))
     seg.add_click(50, 60, True)
     seg.add_click(20, 20, False)
     seg.add_click(52, 64, True)
@@ -248,7 +189,7 @@ def test_first_click_gate_zero_then_one_and_points_layout(blob_net):
 
 def test_bad_input_raises_value_error_and_keeps_state(blob_net):
     seg = InteractiveSegmenter(blob_net)
-    image = _cells()
+    image = cells_image()
     seg.set_image(image)
     seg.add_click(60, 70, True)
     before_prob, before_clicks = seg.probability.copy(), seg.clicks
@@ -276,7 +217,7 @@ def test_bad_input_raises_value_error_and_keeps_state(blob_net):
 
 def test_threshold_and_read_only_outputs(blob_net):
     seg = InteractiveSegmenter(blob_net)
-    seg.set_image(_cells())
+    seg.set_image(cells_image())
     prob = seg.add_click(60, 70, True)
     assert prob.dtype == np.float32 and prob.shape == (160, 200)
     assert not prob.flags.writeable
@@ -555,10 +496,10 @@ def test_array_likes_are_read_only_where_needed(blob_net):
     assert sample[0].step > 1  # percentiles from a strided subsample
     for rows, cols in crops:
         assert (rows.stop - rows.start) * (cols.stop - cols.start) <= 256 * 256
-    dask = pytest.importorskip("dask.array")
+    import dask.array as dask
     seg.set_image(dask.from_array(data, chunks=500))
     assert seg.add_click(930, 1440, True)[930, 1440] > 0.49
-    zarr = pytest.importorskip("zarr")
+    import zarr
     stored = zarr.create_array(store={}, shape=data.shape, chunks=(500, 500), dtype=data.dtype)
     stored[:] = data
     seg.set_image(stored)
@@ -576,14 +517,14 @@ def test_network_gets_inputs_in_the_model_dtype():
             return super().forward(image.float(), points, new_clicks, gate, is_training)
 
     seg = InteractiveSegmenter(HalfProbe())
-    seg.set_image(_cells())
+    seg.set_image(cells_image())
     assert seg.add_click(60, 70, True).dtype == np.float32
     assert seg.device == torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- real network
 def test_tiny_fcfi_network_runs_both_presets(tiny_fcfi):
-    image = _cells(130, 170)
+    image = cells_image(130, 170)
     seg = InteractiveSegmenter(tiny_fcfi, input_size=128)
     seg.set_image(image)
     for click in [(60, 75, True), (50, 90, True), (110, 150, False)]:
@@ -639,118 +580,6 @@ def test_focus_size_sets_the_native_focus_window_and_input_size_the_network_size
     seg.add_click(500, 500, True)
     assert seg.last_window == Box(372, 627, 372, 627)
     assert net.calls[-1]["shape"] == (1, 4, 160, 160)
-
-
-# ----------------------------------------------------------------------------- click log and CLI
-def test_click_log_round_trip_and_errors(tmp_path):
-    records = [ClickRecord(1, 3, 4.5, True, (2,)), ClickRecord("cell b", 7, 8, False, (3,))]
-    path = save_click_log(tmp_path / "log.csv", records, metadata={"model": "default", "settings": {"a": 1}})
-    text = path.read_text()
-    assert text.splitlines()[2] == "object,z,row,col,positive"
-    log = load_click_log(path)
-    assert log.records == records and log.axes == ("z",) and log.metadata["settings"] == {"a": 1}
-    path.write_text("object,t,z,row,col,positive\n1,0,2,5,6,1\n2,1,0,7,8,no\n")
-    log = load_click_log(path)
-    assert log.axes == ("t", "z") and log.records[1] == ClickRecord(2, 7.0, 8.0, False, (1, 0))
-    path.write_text("object,row,col,positive\n1,2,3,maybe\n")
-    with pytest.raises(ValueError, match=r"log.csv:2"):
-        load_click_log(path)
-    path.write_text("object,row,positive\n1,2,true\n")
-    with pytest.raises(ValueError, match="missing column"):
-        load_click_log(path)
-
-
-def _save_tiny(tmp_path, net):
-    safetensors_format = pytest.importorskip("napari_fcfi.model.safetensors_format")
-    return safetensors_format.save_model(net, tmp_path / "tiny.safetensors", metadata={"input_size": 128})
-
-
-def test_cli_segment_end_to_end(tmp_path, tiny_fcfi):
-    tifffile = pytest.importorskip("tifffile")
-    from napari_fcfi.cli import main
-
-    model_path = _save_tiny(tmp_path, tiny_fcfi)
-    image = _cells(100, 120)
-    tifffile.imwrite(tmp_path / "img.tif", image)
-    save_click_log(
-        tmp_path / "clicks.csv",
-        [
-            ClickRecord(3, 60, 75, True),
-            ClickRecord(3, 55, 90, True),
-            ClickRecord(7, 115, 160, True),
-        ],
-    )
-    # click coordinates beyond the 100 x 120 image must fail cleanly
-    assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "img.tif"),
-                "--clicks",
-                str(tmp_path / "clicks.csv"),
-                "--out",
-                str(tmp_path / "bad.tif"),
-                "--model",
-                str(model_path),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    save_click_log(
-        tmp_path / "clicks.csv",
-        [
-            ClickRecord(3, 60, 75, True),
-            ClickRecord(3, 55, 90, True),
-            ClickRecord(7, 90, 100, True),
-        ],
-    )
-    assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "img.tif"),
-                "--clicks",
-                str(tmp_path / "clicks.csv"),
-                "--out",
-                str(tmp_path / "labels.tif"),
-                "--model",
-                str(model_path),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    labels = tifffile.imread(tmp_path / "labels.tif")
-    assert labels.shape == image.shape and labels.dtype == np.uint16
-    assert set(np.unique(labels)) <= {0, 3, 7}
-
-    # the same clicks through the Python API give the same labels
-    from napari_fcfi.engine.cli import segment_with_log
-    from napari_fcfi.model import load_model
-
-    model = load_model(str(model_path), device="cpu")
-    expected = segment_with_log(model, image, load_click_log(tmp_path / "clicks.csv"))
-    np.testing.assert_array_equal(labels, expected)
-
-
-def test_cli_stack_uses_z_column(tmp_path, blob_net):
-    from napari_fcfi.engine.cli import segment_with_log
-
-    stack = np.stack([_cells(80, 90), _cells(80, 90) * 0, _cells(80, 90)])
-    log = ClickLog([ClickRecord("a", 60, 75, True, (0,)), ClickRecord("b", 40, 40, True, (2,))], ("z",))
-    labels = segment_with_log(blob_net, stack, log)
-    assert labels.shape == stack.shape
-    assert labels[0, 60, 75] == 1 and labels[2, 40, 40] == 2 and not labels[1].any()
-    with pytest.raises(ValueError, match="leading"):
-        segment_with_log(blob_net, stack, ClickLog([ClickRecord(1, 5, 5, True)], ()))
-    # (Z, C, Y, X) with a channel axis: labels drop the channel axis; one channel is chosen
-    zcyx = np.stack([np.stack([_cells(80, 90), _cells(80, 90) * 0]) for _ in range(2)])
-    log = ClickLog([ClickRecord(5, 60, 75, True, (1,))], ("z",))
-    labels = segment_with_log(blob_net, zcyx, log, channel_axis=1, channel=0)
-    assert labels.shape == (2, 80, 90) and labels[1, 60, 75] == 5 and not labels[0].any()
 
 
 # ----------------------------------------------------------------------------- large images

@@ -41,7 +41,7 @@ def test_writer_rejects_bad_input(tmp_path):
 
 
 def test_writer_and_samples_through_npe2(tmp_path):
-    npe2 = pytest.importorskip("npe2")
+    import npe2
     manager = npe2.PluginManager.instance()
     manager.discover()
     manifest = manager.get_manifest("napari-fcfi")
@@ -69,7 +69,7 @@ def test_sample_data_files_are_small_and_labelled():
 
 
 def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
-    pytest.importorskip("pytestqt")
+    import pytestqt  # noqa: F401 - a test dependency
     from test_plugin import DiskSegmenter
 
     from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot

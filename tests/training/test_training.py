@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
+from helpers.standins import ContractStandIn
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.training.clicks import sample_initial_clicks
@@ -26,7 +26,6 @@ from napari_fcfi.evaluation.datasets import split_instance_folder
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor
-from napari_fcfi.evaluation.datasets import Sample
 from napari_fcfi.training.validation import engine_validate, pick_validation_samples
 
 
@@ -37,65 +36,6 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-class ContractStandIn(nn.Module):
-    """A tiny network that follows the FCFI call contract (docs/architecture.md).
-
-    It encodes clicks as disks, has a stride-4 feature map, an FFCM-like corrected feedback
-    inside a soft window around the newest click and a CFFM-like fused feedback, so that
-    every loss term of the trainer is exercised without the real (slow) network.
-    """
-
-    def __init__(self, width: int = 8) -> None:
-        super().__init__()
-        self.config = {"arch": "stand-in", "width": width}
-        self.encoder = nn.Sequential(
-            nn.Conv2d(6, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-        )
-        self.feedback1_head = nn.Conv2d(width + 1, 1, 3, padding=1)
-        self.feedback2_head = nn.Conv2d(width + 1, 1, 3, padding=1)
-        self.head = nn.Conv2d(width + 1, 1, 3, padding=1)
-
-    @staticmethod
-    def _disks(points: torch.Tensor, height: int, width: int, radius: float = 5.0) -> torch.Tensor:
-        rows = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1)
-        cols = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width)
-        n = points.shape[1] // 2
-        maps = []
-        for group in (points[:, :n], points[:, n:]):
-            valid = (group[..., 0] >= 0).float().view(*group.shape[:2], 1, 1)
-            d2 = (rows - group[..., 0].view(*group.shape[:2], 1, 1)) ** 2 + (
-                cols - group[..., 1].view(*group.shape[:2], 1, 1)
-            ) ** 2
-            maps.append(((d2 <= radius**2).float() * valid).amax(dim=1, keepdim=True))
-        return torch.cat(maps, dim=1)
-
-    def forward(self, image, points, new_clicks, gate, is_training=False):
-        b, _, h, w = image.shape
-        prev = image[:, 3:4]
-        x = torch.cat([image, self._disks(points, h, w)], dim=1)
-        features = self.encoder(x)
-        small_prev = F.interpolate(prev, size=features.shape[-2:], mode="bilinear", align_corners=True)
-        feedback1 = torch.sigmoid(self.feedback1_head(torch.cat([features, small_prev], 1)))
-        rows = torch.arange(features.shape[-2], dtype=torch.float32).view(1, 1, -1, 1)
-        cols = torch.arange(features.shape[-1], dtype=torch.float32).view(1, 1, 1, -1)
-        click = new_clicks[:, 0].float() / 4
-        window = torch.sigmoid(6 - (rows - click[:, 0].view(-1, 1, 1, 1)).abs()) * torch.sigmoid(
-            6 - (cols - click[:, 1].view(-1, 1, 1, 1)).abs()
-        )
-        feedback1 = window * feedback1 + (1 - window) * small_prev
-        feedback2 = torch.sigmoid(self.feedback2_head(torch.cat([features, feedback1], 1)))
-        logits = self.head(torch.cat([features, gate * feedback2 + (1 - gate) * 0.5], 1))
-        out = {
-            "instances": F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=True),
-            "updated_feedback1": feedback1,
-            "updated_feedback2": feedback2,
-        }
-        if is_training:
-            out["valid_masks"] = window
-        return out
 
 
 def _toy_items(count: int = 4, seed: int = 0):

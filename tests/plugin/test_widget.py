@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-
+import napari  # noqa: F401 - a test dependency
+import pytestqt  # noqa: F401 - a test dependency
 from plugin_helpers import DiskSegmenter, disk
 
 from napari_fcfi.plugin.models import ModelCache
@@ -115,7 +114,7 @@ def test_click_log_saved_and_read_by_engine_io(make_napari_viewer, tmp_path):
 
 
 def tiny_network():
-    torch = pytest.importorskip("torch")
+    import torch
     from napari_fcfi.model.networks import FCFIHRNet
 
     torch.manual_seed(0)
@@ -189,7 +188,7 @@ def test_click_log_replays_with_fcfi_segment(make_napari_viewer, tmp_path, one_t
     from napari_fcfi.engine import InteractiveSegmenter
     from napari_fcfi.engine.io import load_click_log
 
-    engine_cli = pytest.importorskip("napari_fcfi.engine.cli")
+    import napari_fcfi.engine.cli as engine_cli
     network = tiny_network()
     cache = ModelCache(loader=lambda source, device: pytest.fail("model must come from the cache"))
     cache.put("tiny", "cpu", network)

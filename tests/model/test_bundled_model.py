@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers.paths import SAMPLE_DIR
 from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.evaluation.robot import RobotUser
 from napari_fcfi.model import load_model
 from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
 from napari_fcfi.model.registry import BUNDLED_WEIGHTS
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "src" / "napari_fcfi" / "sample_data"
 MAX_BYTES = 25 * 1024 * 1024
 
 
@@ -56,7 +55,7 @@ def test_default_model_is_fcfi_with_ffcm_and_cffm(default_model):
 
 
 def test_default_model_segments_sample_nuclei_in_three_clicks(default_model):
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile
     image = tifffile.imread(SAMPLE_DIR / "nuclei_2d.tif")
     labels = tifffile.imread(SAMPLE_DIR / "nuclei_2d_labels.tif")
     segmenter = InteractiveSegmenter(default_model)

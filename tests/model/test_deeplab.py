@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.paths import REPO_ROOT, SHARED_DOCS
 from napari_fcfi.model.deeplab import FCFIDeepLab
 from napari_fcfi.model.resnet import ResNetV1s
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-R101_SHEET = REPO_ROOT.parent / "shared" / "docs" / "official_checkpoints" / "r101_sbd.json"
+R101_SHEET = SHARED_DOCS / "official_checkpoints" / "r101_sbd.json"
 
 TINY = {"backbone": "resnet18", "base_width": 16, "deeplab_ch": 32, "mid_ch": 8}
 TINY_BOTTLENECK = {"backbone": "resnet50", "base_width": 8, "deeplab_ch": 24, "mid_ch": 8}

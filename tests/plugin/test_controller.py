@@ -13,9 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-
+import napari  # noqa: F401 - a test dependency
+import pytestqt  # noqa: F401 - a test dependency
 from plugin_helpers import DiskSegmenter, click, disk, make_controller
 
 from napari_fcfi.plugin.controller import Click, SegmentationController
@@ -285,7 +284,7 @@ def test_switching_image_layers_keeps_each_images_objects(make_napari_viewer):
 
 
 def test_lazy_multichannel_stack(make_napari_viewer):
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
     viewer = make_napari_viewer()
     data = da.zeros((2, 6, 32, 36), dtype=np.uint16, chunks=(1, 1, 32, 36))  # (c, z, y, x)
     image = viewer.add_image(data)
@@ -334,7 +333,7 @@ def test_mouse_through_napari_dispatch(make_napari_viewer):
     """napari's own press/move/release dispatch (the persisted, re-wrapped event) drives the callback."""
     from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
 
-    wrapt = pytest.importorskip("wrapt")  # napari wraps the persisted event in such a proxy
+    import wrapt
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((40, 40), np.float32), scale=(2, 2))

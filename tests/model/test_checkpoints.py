@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.paths import SHARED_DOCS
 from napari_fcfi.cli import main as fcfi_main
 from napari_fcfi.model import device as device_module
 from napari_fcfi.model import official, registry
@@ -33,7 +34,7 @@ from napari_fcfi.model.safetensors_format import read_metadata, save_model
 HRNET_CLASS = "isegm.model.is_hrnet_model.HRNetModel"
 DEEPLAB_CLASS = "isegm.model.is_deeplab_model.DeeplabModel"
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-FACT_SHEETS = Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "official_checkpoints"
+FACT_SHEETS = SHARED_DOCS / "official_checkpoints"
 
 TINY_HRNET = dict(width=4, ocr_width=4, small=True, mid_ch=4)
 

@@ -12,32 +12,9 @@ import skimage.io
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import GeodesicSegmenter, RandomWalkerSegmenter
+from helpers.standins import GrowingDiskSegmenter
 from napari_fcfi.evaluation.datasets import Sample, SampleList
 from napari_fcfi.evaluation.runner import EvalResult, evaluate, format_table, resolve_segmenter
-
-
-class GrowingDiskSegmenter:
-    """Fake: the bright object (image > 128) inside a disk around the first click whose radius grows
-    by ``step`` pixels per click; negative clicks are ignored. Deterministic, so IoUs are known."""
-
-    threshold = 0.5
-    name = "growing-disk"
-
-    def __init__(self, step: int = 4):
-        self.step = step
-        self.starts = 0
-
-    def start(self, image, gt_ignore=None):
-        self.bright = np.asarray(image) > 128
-        self.clicks = []
-        self.starts += 1
-
-    def add_click(self, row, col, positive):
-        self.clicks.append((row, col, positive))
-        r0, c0, _ = self.clicks[0]
-        yy, xx = np.ogrid[: self.bright.shape[0], : self.bright.shape[1]]
-        disk = (yy - r0) ** 2 + (xx - c0) ** 2 <= (self.step * len(self.clicks)) ** 2
-        return (self.bright & disk).astype(np.float32)
 
 
 def disk_sample(radius=10, size=48, name="disk") -> Sample:
@@ -227,8 +204,10 @@ def test_fcfi_eval_split_val_on_instance_folder(tmp_path, capsys):
 
 
 def _tiny_network():
-    torch = pytest.importorskip("torch")
-    networks = pytest.importorskip("napari_fcfi.model.networks")
+    import torch
+
+    from napari_fcfi.model import networks
+
     torch.manual_seed(0)
     return networks.build_preset("hrnet8-small-tiny").eval()
 
@@ -254,7 +233,7 @@ def test_evaluate_tiny_network_through_the_engine(preset):
 
 
 def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
-    model_room = pytest.importorskip("napari_fcfi.model")
+    import napari_fcfi.model as model_room
     path = model_room.save_model(
         _tiny_network(), tmp_path / "tiny.safetensors", metadata={"name": "tiny", "input_size": 64}
     )

@@ -1,0 +1,66 @@
+"""The click log: objects as steps (clicks, edits from a mask, propagations) through CSV and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep, read_log_metadata
+from napari_fcfi.engine.clicks import Click
+
+
+def _log() -> ClickLog:
+    edit_base = np.zeros((30, 40), bool)
+    edit_base[5:12, 7:20] = True
+    edit_base[8, 9] = False
+    return ClickLog([
+        ObjectRecord(3, [ClicksStep((2,), (Click(10, 12, True), Click(11, 20, False)))]),
+        ObjectRecord(3, [ClicksStep((2,), (Click(6, 9, True),), initial_mask=edit_base)], edited=True),
+        ObjectRecord(8, [ClicksStep((4,), (Click(20, 30, True),)), PropagateStep((4,), 0, "both", 5),
+                         ClicksStep((6,), (Click(21, 31, False),), from_propagation=True),
+                         PropagateStep((6,), 0, "up", None)], overwrite=True),
+    ], metadata={"model": "default", "settings": {"threshold": 0.4}})
+
+
+def test_round_trip_keeps_every_step(tmp_path):
+    log = _log()
+    path = log.save(tmp_path / "log")
+    assert path.suffix == ".csv"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# napari-fcfi click log v2" and lines[2] == "object,step,z,row,col,positive"
+    assert read_log_metadata(path)["settings"] == {"threshold": 0.4}
+    back = ClickLog.load(path, plane_shape=(30, 40))
+    assert back.axes == ("z",) and back.metadata["model"] == "default"
+    assert len(back.records) == 3
+    for want, got in zip(log.records, back.records):
+        assert (got.label_id, got.edited, got.overwrite) == (want.label_id, want.edited, want.overwrite)
+        assert len(got.steps) == len(want.steps)
+        for a, b in zip(want.steps, got.steps):
+            assert type(a) is type(b) and a.slice_key == b.slice_key
+            if isinstance(a, ClicksStep):
+                assert a.clicks == b.clicks and a.from_propagation == b.from_propagation
+                assert (a.initial_mask is None) == (b.initial_mask is None)
+                if a.initial_mask is not None:
+                    np.testing.assert_array_equal(a.initial_mask, b.initial_mask)
+            else:
+                assert (a.axis, a.direction, a.max_slices) == (b.axis, b.direction, b.max_slices)
+    with pytest.raises(ValueError, match="image shape is needed"):
+        ClickLog.load(path)
+
+
+def test_hand_written_logs_and_errors(tmp_path):
+    path = tmp_path / "hand.csv"
+    path.write_text("object,t,z,row,col,positive\n1,0,2,5.4,6,1\n1,0,2,7,8,no\ncell b,1,0,3,3,true\n")
+    log = ClickLog.load(path)
+    assert log.axes == ("t", "z")
+    assert [r.label_id for r in log.records] == [1, 2]  # names -> 1..n in order
+    assert log.records[0].steps[0].slice_key == (0, 2)
+    assert log.records[0].clicks == [Click(5, 6, True), Click(7, 8, False)]
+    path.write_text("object,row,col,positive\n1,2,3,maybe\n")
+    with pytest.raises(ValueError, match=r"hand.csv:2"):
+        ClickLog.load(path)
+    path.write_text("object,row,positive\n1,2,true\n")
+    with pytest.raises(ValueError, match="missing column"):
+        ClickLog.load(path)
+    with pytest.raises(ValueError, match="direction"):
+        PropagateStep((1,), 0, "sideways")

@@ -1,0 +1,110 @@
+"""Propagation through a stack: stopping rules, directions, the headless API's checks, replay of steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.standins import BrightRegionSegmenter, disk
+from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
+from napari_fcfi.annotation.geometry import make_geometry
+from napari_fcfi.annotation.objects import ObjectsInProgress
+from napari_fcfi.annotation.propagation import interior_point, propagate, propagate_slices, propagation_order
+from napari_fcfi.annotation.replay import object_masks, replay_click_log
+from napari_fcfi.engine.clicks import Click
+
+
+def moving_disk_stack(depth=12, size=64, first=2, last=8):
+    """A bright disk drifting right on slices first..last, absent elsewhere."""
+    stack = np.full((depth, size, size), 10, np.uint16)
+    for z in range(first, last + 1):
+        stack[z][disk((size, size), 30, 20 + 2 * z, 8)] = 200
+    return stack
+
+
+def test_order_and_interior_point():
+    assert propagation_order(3, 6, "up", None) == [[4, 5]]
+    assert propagation_order(3, 6, "down", 2) == [[2, 1]]
+    assert propagation_order(0, 3, "both", None) == [[1, 2], []]
+    with pytest.raises(ValueError, match="direction"):
+        propagation_order(0, 3, "left", None)
+    mask = np.zeros((9, 9), bool)
+    mask[2:7, 1:8] = True
+    assert interior_point(mask) == (4, 3)  # the first of the deepest pixels in row-major order
+
+
+def test_propagation_follows_the_object_and_stops_where_it_ends():
+    stack = moving_disk_stack()
+    start = stack[5] > 100
+    segmenter = BrightRegionSegmenter(None)
+    reached = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "both", None)))
+    assert sorted(reached) == [2, 3, 4, 6, 7, 8]  # slices 0-1 and 9-11 have no object: it ends
+    for z, mask in reached.items():
+        np.testing.assert_array_equal(mask, stack[z] > 100)
+    limited = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "up", 2)))
+    assert sorted(limited) == [6, 7]
+    stopped = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "up", None),
+                                    should_stop=lambda: True))
+    assert stopped == {}
+
+
+def test_headless_api_checks_its_input(tiny_fcfi_net):
+    stack = moving_disk_stack(depth=4, first=0, last=3).astype(np.float32)
+    mask = stack[1] > 100
+    with pytest.raises(ValueError, match="empty"):
+        propagate(tiny_fcfi_net, stack, 1, np.zeros_like(mask))
+    with pytest.raises(ValueError, match="shape"):
+        propagate(tiny_fcfi_net, stack, 1, mask[:10])
+    with pytest.raises(ValueError, match="outside"):
+        propagate(tiny_fcfi_net, stack, 7, mask)
+    with pytest.raises(ValueError, match="direction"):
+        propagate(tiny_fcfi_net, stack, 1, mask, direction="sideways")
+    result = propagate(tiny_fcfi_net, stack, 1, mask, input_size=64, direction="up")
+    assert set(result) <= {2, 3} and all(m.shape == mask.shape and m.dtype == bool for m in result.values())
+    # slices along another axis, RGB slices
+    rgb = np.repeat(np.moveaxis(stack, 0, 2)[..., None], 3, axis=-1)  # (Y, X, Z, 3) with axis=2
+    out = propagate(tiny_fcfi_net, rgb, 1, mask, axis=2, input_size=64, max_slices=1)
+    assert set(out) <= {0, 2}
+
+
+def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
+    stack = moving_disk_stack()
+    geometry = make_geometry(stack.shape)
+    objects = ObjectsInProgress()
+    segmenter = BrightRegionSegmenter(None)
+    # annotate slice 5, propagate both ways, correct slice 7 with a negative click, propagate up again
+    first = objects.get((5,))
+    first.clicks = (Click(30, 30, True),)
+    segmenter.set_image(stack[5])
+    segmenter.add_click(30, 30, True)
+    first.mask = segmenter.mask.copy()
+    undo = objects.begin_propagation((5,), 0, "both", None)
+    for z, mask in propagate_slices(segmenter, lambda i: stack[i], first.mask, propagation_order(5, 12, "both", None)):
+        objects.add_propagated(undo, (z,), mask)
+    seventh = objects.get((7,))
+    seventh.clicks = (Click(30, 40, False),)
+    segmenter.set_image(stack[7], initial_mask=seventh.initial_mask)
+    segmenter.add_click(30, 40, False)
+    seventh.mask = segmenter.mask.copy()
+    undo = objects.begin_propagation((7,), 0, "up", None)
+    for z, mask in propagate_slices(segmenter, lambda i: stack[i], seventh.mask, propagation_order(7, 12, "up", None)):
+        objects.add_propagated(undo, (z,), mask)
+    record, masks = objects.record_for_commit((5,), 1, overwrite=False)
+    replayed = object_masks(BrightRegionSegmenter(None), stack, geometry, record)
+    assert sorted(replayed) == sorted(masks)
+    for key in masks:
+        np.testing.assert_array_equal(replayed[key], masks[key])
+    assert not masks[(7,)][30, 40] and masks[(6,)].any()
+    # the whole log replays to labels on every slice of the object
+    labels = replay_click_log(None, stack, geometry, ClickLog([record]), segmenter=BrightRegionSegmenter(None))
+    assert sorted({int(z) for z in np.nonzero(labels.any(axis=(1, 2)))[0]}) == sorted(k[0] for k in masks)
+    # undo takes a propagation back in one step
+    assert objects.undo_propagation((7,))
+    assert objects.get((8,)).initial_mask is not None and objects.get((7,)).clicks == (Click(30, 40, False),)
+
+
+def test_propagation_step_needs_an_object_on_its_slice():
+    stack = moving_disk_stack()
+    record = ObjectRecord(1, [ClicksStep((0,), (Click(30, 20, True),)), PropagateStep((0,), 0, "up", None)])
+    with pytest.raises(ValueError, match="empty on that slice"):
+        object_masks(BrightRegionSegmenter(None), stack, make_geometry(stack.shape), record)
