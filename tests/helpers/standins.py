@@ -140,6 +140,8 @@ class DiskSegmenter:
     def set_image(self, image, channel_axis=None, channel=None, initial_mask=None):
         self.image = np.asarray(image)
         self.channel_axis, self.channel = channel_axis, channel
+        if channel_axis is None and self.image.ndim == 3 and self.image.shape[-1] in (3, 4):
+            channel_axis = 2  # RGB(A), as the engine reads it
         shape = (
             self.image.shape
             if channel_axis is None

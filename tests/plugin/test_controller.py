@@ -15,9 +15,11 @@ import pytest
 
 import napari  # noqa: F401 - a test dependency
 import pytestqt  # noqa: F401 - a test dependency
-from plugin_helpers import DiskSegmenter, click, disk, make_controller
+from helpers.plugin import click, make_controller
+from helpers.standins import DiskSegmenter, disk
 
-from napari_fcfi.plugin.controller import Click, SegmentationController
+from napari_fcfi.engine.clicks import Click
+from napari_fcfi.plugin.controller import AnnotationSettings, SegmentationController
 from napari_fcfi.plugin.layers import NEGATIVE_COLOR, POSITIVE_COLOR
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
@@ -35,7 +37,7 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
 
     shown = controller.preview_layer.data
-    controller._append_point(np.array([20.0, 34.0]), positive=False)
+    controller.points.append(controller.state, (), Click(20, 34, False))
     expected &= ~disk((64, 80), 20, 34)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, expected)
     assert controller.preview_layer.data is shown  # later updates rewrite the object's box in place
@@ -65,6 +67,7 @@ def test_clicks_through_points_layer_preview_and_commit(make_napari_viewer):
     assert len(points.data) == 0 and not controller.preview_layer.data.any()
     assert controller.next_label_id() == 2
     assert controller.click_log.records[0].clicks == [(20, 30, True)]
+    assert controller.labels_layer.name == f"{image.name} labels"
 
 
 def test_mouse_callback_positive_negative_drag_and_outside(make_napari_viewer):
@@ -136,7 +139,7 @@ def test_stack_slices_keep_their_own_objects(make_napari_viewer):
     assert len(controller.points_layer.data) == 1  # slice 3's click is still there
     controller.commit()
     np.testing.assert_array_equal(controller.labels_layer.data[3] == 2, disk((40, 50), 20, 30))
-    assert [r.slice_key for r in controller.click_log.records] == [(1,), (3,)]
+    assert [r.slice_keys for r in controller.click_log.records] == [[(1,)], [(3,)]]
 
 
 def test_4d_rgb_scale_translate(make_napari_viewer):
@@ -149,7 +152,7 @@ def test_4d_rgb_scale_translate(make_napari_viewer):
     viewer.dims.set_current_step(1, 2)
     # world (t=1, z=4 (data 2), y=10+0.5*12, x=-5+0.5*20) -> data (1, 2, 12, 20)
     assert controller.add_click_world((1, 4, 16.0, 5.0), True)
-    assert controller.sessions[(1, 2)].clicks[0].row == 12
+    assert controller.state.objects.slices[(1, 2)].clicks[0].row == 12
     np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((30, 40), 12, 20))
     assert not controller.add_click_world((1, 4, 9.0, 5.0), True)  # above the image
     controller.commit()
@@ -177,19 +180,19 @@ def test_never_overwrite_and_edit_existing_label(make_napari_viewer):
     assert (labels.data == 7).sum() == 800  # label 7 untouched
     controller.add_click_world((20, 8), True)  # entirely inside label 7: nothing to paint
     assert not controller.commit() and "existing labels" in viewer.status
-    assert len(controller.current_session().clicks) == 1  # the object stays for another try
+    assert len(controller.current_object().clicks) == 1  # the object stays for another try
     controller.reset_object()
 
-    controller.overwrite = True
+    controller.update(overwrite=True)
     controller.add_click_world((5, 10), True)
     controller.commit()
     np.testing.assert_array_equal(labels.data == 9, disk((40, 40), 5, 10))
 
     # edit label 8: start from its mask, refine, commit replaces only label 8
     before = labels.data.copy()
-    controller.overwrite = False
+    controller.update(overwrite=False)
     click(controller, image, (20, 25), modifiers=("Shift",))
-    assert controller.current_session().edit_label == 8
+    assert controller.current_object().edit_label == 8
     np.testing.assert_array_equal(controller.preview_layer.data > 0, before == 8)
     controller.add_click_world((20, 26), False)
     controller.commit()
@@ -277,7 +280,6 @@ def test_switching_image_layers_keeps_each_images_objects(make_napari_viewer):
     np.testing.assert_array_equal(controller.labels_layer.data == 1, disk((30, 30), 10, 10))
     # removing an image layer removes its helper layers, never labels
     labels = controller.labels_layer
-    controller.drop_image_layer(second)
     viewer.layers.remove(second)
     assert all("second FCFI" not in layer.name for layer in viewer.layers)
     assert labels in viewer.layers
@@ -307,7 +309,7 @@ def test_lazy_multichannel_stack(make_napari_viewer):
     viewer.dims.set_current_step(1, 4)  # world axes (c, z, y, x): z = 4
     assert controller.add_click_world((0, 4, 16, 18), True)
     assert seen == [(np.ndarray, (2, 32, 36), 0, 1)]  # only the slice was read, channels first
-    assert controller.sessions[(4,)].mask.sum() == disk((32, 36), 16, 18).sum()
+    assert controller.state.objects.slices[(4,)].mask.sum() == disk((32, 36), 16, 18).sum()
     with pytest.raises(ValueError, match="leading channel axis"):
         controller.set_image_layer(image, channel_axis=1)
 
@@ -319,13 +321,13 @@ def test_stale_results_are_dropped(make_napari_viewer):
     image = viewer.add_image(np.zeros((30, 30), np.float32))
     controller = make_controller(viewer, image)
     controller.add_click_world((10, 10), True)
-    session = controller.current_session()
-    fresh = session.mask.copy()
-    stale = JobResult((id(image), ()), session.generation - 1, value=(None, np.ones((30, 30), bool), ()))
-    controller._on_result(stale)
-    other_image = JobResult((id(object()), ()), session.generation, value=(None, np.ones((30, 30), bool), ()))
-    controller._on_result(other_image)
-    np.testing.assert_array_equal(session.mask, fresh)
+    obj = controller.current_object()
+    fresh = obj.mask.copy()
+    slot = (controller.state.image_id, ())
+    controller.predictor._newest[slot] = 5  # a newer request is in flight
+    controller.predictor._deliver(JobResult(slot, 4, value=None))  # an older answer: dropped
+    controller.predictor._deliver(JobResult(("other image", ()), 5, value=None))
+    np.testing.assert_array_equal(obj.mask, fresh)
     np.testing.assert_array_equal(controller.preview_layer.data > 0, fresh)
 
 
@@ -356,7 +358,7 @@ def test_mouse_through_napari_dispatch(make_napari_viewer):
     send(mouse_press_callbacks, "mouse_press", (40.0, 40.0))
     send(mouse_move_callbacks, "mouse_move", (60.0, 70.0))  # a drag: no click
     send(mouse_release_callbacks, "mouse_release", (60.0, 70.0))
-    assert controller.sessions[()].clicks == (Click(10, 15, False),)
+    assert controller.state.objects.slices[()].clicks == (Click(10, 15, False),)
 
 
 def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer, qtbot):
@@ -378,22 +380,18 @@ def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer
 
     runner = ThreadedRunner()
     controller = SegmentationController(
-        viewer,
-        ModelCache(loader=loader),
-        segmenter_factory=lambda model: RadiusSegmenter(model, delay=0.2),
-        runner=runner,
-        model_source="small",
+        viewer, ModelCache(loader=loader), segmenter_factory=lambda model: RadiusSegmenter(model, delay=0.2),
+        runner=runner, settings=AnnotationSettings(model_source="small"),
     )
     controller.set_image_layer(image)
     controller.add_click_world((20, 20), True)
-    controller.set_model("large", "cpu")  # while the first prediction runs
-    session = controller.current_session()
-    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[:1] == ("large",), timeout=10000)
-    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 20, 20, radius=8))
+    controller.update(model_source="large")  # while the first prediction runs
+    qtbot.waitUntil(lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=8).sum(),
+                    timeout=10000)
     assert loads == ["small", "large"]  # each model loaded once
-    controller.set_model("small", "cpu")
-    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[:1] == ("small",), timeout=10000)
-    np.testing.assert_array_equal(controller.preview_layer.data > 0, disk((40, 40), 20, 20, radius=3))
+    controller.update(model_source="small")
+    qtbot.waitUntil(lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=3).sum(),
+                    timeout=10000)
     assert loads == ["small", "large"]  # cached: no second load
     runner.shutdown()
 

@@ -1,4 +1,4 @@
-"""Dock widget, click log, demo helpers and the real engine behind the plugin (pytest-qt, Xvfb)."""
+"""The magicgui dock widget in a real viewer: menus, keys, click log, the real engine, replay equality."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tifffile
+from magicgui.widgets import Container
 
-import napari  # noqa: F401 - a test dependency
-import pytestqt  # noqa: F401 - a test dependency
-from plugin_helpers import DiskSegmenter, disk
-
+from helpers.standins import DiskSegmenter, disk
+from napari_fcfi.annotation.clicklog import ClickLog
+from napari_fcfi.plugin.controller import SHORTCUTS
 from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import SHORTCUTS, FCFIWidget, channel_choices
+from napari_fcfi.plugin.widget import FCFIWidget, channel_choices
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
 
@@ -20,57 +21,62 @@ def fake_cache():
     return ModelCache(loader=lambda source, device: SimpleNamespace(name=source, device=device))
 
 
-def make_widget(viewer, runner=None, factory=DiskSegmenter, cache=None):
-    return FCFIWidget(
-        viewer,
-        model_cache=cache or fake_cache(),
-        segmenter_factory=factory,
-        runner=runner or ImmediateRunner(),
-    )
+def make_widget(viewer, tmp_path, runner=None, factory=DiskSegmenter, cache=None):
+    widget = FCFIWidget(viewer, model_cache=cache or fake_cache(), segmenter_factory=factory,
+                        runner=runner or ImmediateRunner(), journal_root=tmp_path / "journals")
+    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
+    return widget
 
 
-def test_widget_menus_keys_and_commit(make_napari_viewer):
+def test_widget_is_a_magicgui_container_whose_menus_follow_the_viewer(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((30, 40), np.float32), name="a")
-    widget = make_widget(viewer)
+    widget = make_widget(viewer, tmp_path)
     controller = widget.controller
-    assert controller.image_layer.name == "a"
-    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == ["a"]
-    assert "Space" in widget.commit_button.toolTip() and "Ctrl+Shift+Z" in widget.redo_button.toolTip()
+    assert isinstance(widget, Container)
+    assert controller.image_layer.name == "a" and widget.image_menu.value.name == "a"
+    assert "Space" in widget.buttons["commit"].tooltip and "Ctrl+Shift+Z" in widget.buttons["redo"].tooltip
+    assert len(SHORTCUTS) == 4
 
     rgb = viewer.add_image(np.zeros((20, 25, 3), np.uint8), rgb=True, name="rgb")
-    assert widget.image_combo.findText("rgb") >= 0
-    widget.image_combo.setCurrentIndex(widget.image_combo.findText("rgb"))
+    assert rgb in widget.image_menu.choices  # napari refreshed the annotated menu by itself
+    widget.image_menu.value = rgb
     assert controller.image_layer is rgb and controller.geometry.label_shape == (20, 25)
     assert [t for t, _v in channel_choices(rgb)][:2] == ["RGB composite", "channel 0"]
-    widget.channel_combo.setCurrentIndex(2)  # channel 1 of the RGB image
-    assert controller.channel == 1
+    widget.channel_menu.value = (None, 1)
+    assert controller.state.channel == 1
+
+    # a labels layer of another shape is not offered, and the tooltip says why
+    viewer.add_labels(np.zeros((5, 5), np.uint8), name="tiny labels")
+    widget.labels_menu.reset_choices()
+    assert all(layer.name != "tiny labels" for layer in widget.labels_menu.choices if layer is not None)
+    assert "tiny labels" in widget.labels_menu.tooltip and "shape" in widget.labels_menu.tooltip
 
     # keyboard shortcuts are bound on the clicks layer
     controller.add_click_world((10, 12), True)
-    bound = {str(key) for key in controller.points_layer.keymap}
-    assert {"Space", "Ctrl+Z", "Ctrl+Shift+Z", "Escape"} <= bound
     by_key = {str(key): func for key, func in controller.points_layer.keymap.items()}
+    assert {"Space", "Ctrl+Z", "Ctrl+Shift+Z", "Escape"} <= set(by_key)
     by_key["Ctrl+Z"](controller.points_layer)
     assert len(controller.points_layer.data) == 0
     by_key["Ctrl+Shift+Z"](controller.points_layer)
     assert len(controller.points_layer.data) == 1
+    assert "1 click(s)" in widget.object_info.value and "rgb labels (new)" in widget.object_info.value
     by_key["Space"](controller.points_layer)
     labels = controller.labels_layer
     np.testing.assert_array_equal(labels.data == 1, disk((20, 25), 10, 12))
-    assert widget.label_spin.value() == 2
-    assert widget.labels_combo.currentData() is labels
-    assert len(SHORTCUTS) == 4
+    assert widget.labels_menu.value is labels  # the menu shows the layer the commit created
+    assert widget.label_id.value == 2 and "rgb labels" in widget.object_info.value
 
     # a chosen label id is used for the next object, then the widget returns to the next free id
-    widget.label_spin.setValue(5)
+    widget.label_id.value = 5
     controller.add_click_world((3, 3), True)
-    widget.commit_button.click()
+    widget.buttons["commit"].clicked.emit()
     assert (labels.data == 5).sum() == (disk((20, 25), 3, 3) & (labels.data != 1)).sum()
-    assert widget.label_spin.value() == 6
+    assert widget.label_id.value == 6
+    assert "on cpu" in widget.model_info.value
 
 
-def test_widget_reports_missing_default_weights(make_napari_viewer, monkeypatch):
+def test_widget_reports_missing_default_weights(make_napari_viewer, monkeypatch, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((30, 30), np.float32))
     shown = []
@@ -79,21 +85,17 @@ def test_widget_reports_missing_default_weights(make_napari_viewer, monkeypatch)
     def missing(source, device):
         raise FileNotFoundError(source)
 
-    widget = make_widget(viewer, cache=ModelCache(loader=missing))
+    widget = make_widget(viewer, tmp_path, cache=ModelCache(loader=missing))
     widget.controller.add_click_world((10, 10), True)
-    assert "bundled default weights" in widget.status_label.text()
-    assert shown
-    widget.model_combo.setEditText("other")
-    widget._on_model_choice()
-    assert widget.controller.model_source == "other"
+    assert "bundled default weights" in widget.status.value and shown
+    widget.model_menu.value = "weights file…"
+    assert not widget.weights_file.native.isHidden() and "choose a weights file" in widget.status.value
 
 
-def test_click_log_saved_and_read_by_engine_io(make_napari_viewer, tmp_path):
-    from napari_fcfi.engine.io import load_click_log
-
+def test_click_log_records_slices_and_settings(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 30, 30), np.float32))
-    widget = make_widget(viewer)
+    widget = make_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 2)
     controller.add_click_world((2, 10, 10), True)
@@ -103,70 +105,167 @@ def test_click_log_saved_and_read_by_engine_io(make_napari_viewer, tmp_path):
     controller.add_click_world((0, 20, 20), True)
     controller.commit()
     path = widget.save_click_log(tmp_path / "clicks.csv")
-    log = load_click_log(path)
+    log = ClickLog.load(path, plane_shape=(30, 30))
     assert log.axes == ("z",)
-    assert [(r.object, r.position, r.row, r.col, r.positive) for r in log.records] == [
-        (1, (2,), 10, 10, True),
-        (1, (2,), 10, 14, False),
-        (2, (0,), 20, 20, True),
+    assert [(r.label_id, r.slice_keys, [tuple(c) for c in r.clicks]) for r in log.records] == [
+        (1, [(2,)], [(10, 10, True), (10, 14, False)]),
+        (2, [(0,)], [(20, 20, True)]),
     ]
-    assert log.metadata["model"] == "default" and log.metadata["settings"]["threshold"] == pytest.approx(0.49)
+    settings = log.metadata["settings"]
+    assert log.metadata["model"] == "default" and settings["threshold"] == pytest.approx(0.49)
+    assert settings["labels_dtype"] == "uint32" and settings["scale"] == [1.0, 1.0, 1.0]
 
 
-def tiny_network():
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny real network saved to a file, and a cache that holds it under that file's path."""
     import torch
+
+    from napari_fcfi.model import save_model
     from napari_fcfi.model.networks import FCFIHRNet
 
     torch.manual_seed(0)
-    return FCFIHRNet(width=4, ocr_width=4, small=True, mid_ch=4).eval()
+    network = FCFIHRNet(width=4, ocr_width=4, small=True, mid_ch=4).eval()
+    path = str(save_model(network, tmp_path / "tiny.safetensors", metadata={"input_size": 64}))
+    cache = ModelCache(loader=lambda source, device: pytest.fail("the model must come from the cache"))
+    cache.put(path, "cpu", network)
+    return network, path, cache
 
 
-def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_torch_thread):
-    """The real InteractiveSegmenter with a tiny real network, run off the main thread."""
+def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_torch_thread, tiny_model):
+    """The real InteractiveSegmenter with a tiny real network, off the main thread; threshold without rerun."""
     from napari_fcfi.engine import InteractiveSegmenter
-    from napari_fcfi.engine.io import load_click_log
 
-    network = tiny_network()
-    cache = ModelCache(loader=lambda source, device: pytest.fail("model must come from the cache"))
-    cache.put("tiny", "cpu", network)
+    network, path, cache = tiny_model
     viewer = make_napari_viewer()
     image = np.random.default_rng(0).random((48, 56)).astype(np.float32)
     viewer.add_image(image)
     runner = ThreadedRunner()
-    widget = FCFIWidget(
-        viewer,
-        model_cache=cache,
-        segmenter_factory=lambda model: InteractiveSegmenter(model, input_size=64),
-        runner=runner,
-    )
+    widget = make_widget(viewer, tmp_path, runner=runner, cache=cache,
+                         factory=lambda model: InteractiveSegmenter(model, input_size=64))
     controller = widget.controller
-    controller.set_model("tiny", "cpu")
+    controller.update(model_source=path)
     controller.add_click_world((20, 25), True)
     controller.add_click_world((30, 30), False)
-    session = controller.current_session()
-    qtbot.waitUntil(lambda: session.up_to_date and session.mask is not None, timeout=60000)
-    assert session.mask.shape == (48, 56) and session.mask.dtype == bool
-    np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
+    obj = controller.current_object()
+    qtbot.waitUntil(lambda: obj.probability is not None and len(controller.predictor._newest) == 0, timeout=60000)
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, obj.mask)
     # an untrained net predicts a nearly flat map: cut at its median for a real, partial object
-    probability = session.engine.segmenter.probability  # the worker is idle now
-    assert probability.shape == (48, 56) and probability.dtype == np.float32
-    threshold = float(np.median(probability))
-    controller.set_threshold(threshold)
-    qtbot.waitUntil(lambda: session.up_to_date and session.shown_config[-1] == threshold, timeout=60000)
-    np.testing.assert_array_equal(controller.preview_layer.data > 0, session.mask)
-    live_mask = session.mask.copy()
+    threshold = float(np.median(obj.probability.values))
+    jobs_before = []
+    runner.submit = lambda *args: jobs_before.append(args)  # a threshold change must not run the network
+    widget.threshold.value = 0.3
+    assert controller.settings.threshold == pytest.approx(0.3)
+    controller.update(threshold=threshold)  # the exact value (the spin box shows two decimals)
+    assert jobs_before == []
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, obj.mask)
+    live_mask = obj.mask.copy()
     assert 0 < live_mask.sum() < live_mask.size
     controller.commit()
-    qtbot.waitUntil(lambda: len(controller.click_log) == 1, timeout=60000)
     np.testing.assert_array_equal(controller.labels_layer.data == 1, live_mask)
-    # the saved click log replays to the same object with the engine alone
-    log = load_click_log(widget.save_click_log(tmp_path / "log.csv"))
     replay = InteractiveSegmenter(network, input_size=64, threshold=threshold)
     replay.set_image(image)
-    for record in log.records:
-        replay.add_click(record.row, record.col, record.positive)
+    for click in controller.click_log.records[0].clicks:
+        replay.add_click(*click)
     np.testing.assert_array_equal(replay.mask, live_mask)
     runner.shutdown()
+
+
+def test_widget_commits_replay_identically_with_fcfi_segment(make_napari_viewer, tmp_path, monkeypatch,
+                                                            one_torch_thread):
+    """A stack with a channel axis, overlapping objects, paint-over, an edit and a propagation: what the
+    widget committed is exactly what ``fcfi segment`` makes of the saved click log. The network is a
+    deterministic stand-in (bright pixels near the clicks) so that every step does something visible."""
+    import napari_fcfi.model as model_room
+    from helpers.standins import BlobNet
+    from napari_fcfi.cli import main
+    from napari_fcfi.engine import InteractiveSegmenter
+    from napari_fcfi.plugin.propagating import start_propagation
+
+    network = BlobNet(radius=5.0, brightness_weight=10.0).eval()
+    monkeypatch.setattr(model_room, "load_model", lambda source, device="auto", **_: network)
+    cache = ModelCache(loader=lambda source, device: network)
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 6, 48, 56)).astype(np.float32) * 0.2  # (channel, z, y, x)
+    image[:, :, 12:32, 14:40] += 1.0
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image)
+    settings = {"input_size": 64, "focus_growth_steps": 0}
+    widget = make_widget(viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings))
+    controller = widget.controller
+    controller.engine_settings.update(settings)  # what the click log records for replay
+    controller.set_image_layer(layer, channel_axis=0, channel=None)
+    controller.update(model_source="blob")
+    viewer.dims.set_current_step(1, 1)
+    controller.add_click_world((0, 1, 20, 20), True)
+    controller.add_click_world((0, 1, 28, 24), False)
+    assert controller.commit()
+    controller.add_click_world((0, 1, 22, 30), True)  # overlaps object 1: paints background only
+    assert controller.commit()
+    assert controller.select_label(1)  # edit object 1 with one more click
+    controller.add_click_world((0, 1, 16, 18), False)
+    assert controller.commit()
+    controller.update(overwrite=True)
+    controller.add_click_world((0, 1, 26, 36), True)  # paints over what it covers
+    assert controller.commit()
+    controller.update(overwrite=False)
+    viewer.dims.set_current_step(1, 3)
+    controller.add_click_world((0, 3, 22, 26), True)
+    run = start_propagation(controller, "up", None, threaded=False)
+    assert run is not None and run.done == 2
+    controller.add_click_world((0, 3, 30, 30), False)  # correct the start slice after propagating
+    assert controller.commit()
+    labels = controller.labels_layer.data.copy()
+    assert set(np.unique(labels[1])) == {0, 1, 2, 3} and labels[3].any() and labels[4].any() and labels[5].any()
+
+    log_path = widget.save_click_log(tmp_path / "stack_clicks.csv")
+    tifffile.imwrite(tmp_path / "stack.tif", image)
+    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(log_path), "--out",
+                 str(tmp_path / "replayed.tif"), "--device", "cpu"]) == 0
+    replayed = tifffile.imread(tmp_path / "replayed.tif")
+    assert replayed.dtype == labels.dtype
+    np.testing.assert_array_equal(replayed, labels)
+
+
+def test_widget_docks_through_the_npe2_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.float32))
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-fcfi", "FCFI interactive segmentation")
+    assert isinstance(widget, FCFIWidget) and widget.controller.points_layer is not None
+    widget.close_controller()
+
+
+def test_widget_opened_before_any_image(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, tmp_path)
+    assert widget.controller.image_layer is None
+    widget.controller.add_click_world((1, 1), True)  # no image yet: a message, no crash
+    assert "image layer" in widget.status.value
+    image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late")
+    assert widget.controller.image_layer is image
+    assert widget.controller.points_layer.ndim == 3
+    widget.label_id.value = 5  # a chosen id works for a labels layer created on the first commit
+    viewer.dims.set_current_step(0, 0)
+    widget.controller.add_click_world((0, 10, 10), True)
+    widget.controller.commit()
+    assert set(np.unique(widget.controller.labels_layer.data)) == {0, 5}
+    assert widget.label_id.value == 6
+    viewer.layers.remove(image)
+    assert widget.controller.image_layer is None
+    assert not any("FCFI" in layer.name for layer in viewer.layers)  # helper layers went with the image
+
+
+def test_cpu_threads_setting_applies_to_inference(make_napari_viewer, tmp_path):
+    import torch
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.float32))
+    widget = make_widget(viewer, tmp_path)
+    assert widget.threads.value == widget.controller.settings.cpu_threads >= 1
+    torch.set_num_threads(2)
+    widget.threads.value = 1
+    widget.controller.add_click_world((5, 5), True)
+    assert torch.get_num_threads() == 1
 
 
 def test_widgets_of_one_viewer_share_one_model_cache(make_napari_viewer):
@@ -178,93 +277,6 @@ def test_widgets_of_one_viewer_share_one_model_cache(make_napari_viewer):
     second = FCFIWidget(viewer, runner=ImmediateRunner())
     assert first.controller.model_cache is second.controller.model_cache is cache_for_viewer(viewer)
     assert cache_for_viewer(other) is not cache_for_viewer(viewer)
-    assert first.controller.segmenter_settings == {"preset": "microscopy"}
-
-
-def test_click_log_replays_with_fcfi_segment(make_napari_viewer, tmp_path, one_torch_thread):
-    """Objects committed in a stack replay to the same labels through ``fcfi segment``'s code path."""
-    import tifffile
-
-    from napari_fcfi.engine import InteractiveSegmenter
-    from napari_fcfi.engine.io import load_click_log
-
-    import napari_fcfi.engine.cli as engine_cli
-    network = tiny_network()
-    cache = ModelCache(loader=lambda source, device: pytest.fail("model must come from the cache"))
-    cache.put("tiny", "cpu", network)
-    image = np.random.default_rng(0).random((4, 48, 56)).astype(np.float32)
-    image[:, 15:30, 18:35] += 2.0
-    viewer = make_napari_viewer()
-    viewer.add_image(image)
-    settings = {"input_size": 64, "focus_growth_steps": 0}  # one network pass per click keeps CI fast
-    widget = FCFIWidget(
-        viewer,
-        model_cache=cache,
-        segmenter_factory=lambda model: InteractiveSegmenter(model, **settings),
-        runner=ImmediateRunner(),
-    )
-    controller = widget.controller
-    controller.set_model("tiny", "cpu")
-    viewer.dims.set_current_step(0, 1)
-    controller.add_click_world((1, 20, 25), True)
-    # an untrained tiny net predicts a nearly flat probability: cut it at its median so the
-    # object is a real, partial mask
-    threshold = float(np.median(controller.current_session().engine.segmenter.probability))
-    controller.set_threshold(threshold)
-    controller.add_click_world((1, 28, 32), False)
-    assert 0 < controller.current_session().mask.sum() < 48 * 56
-    controller.commit()
-    viewer.dims.set_current_step(0, 3)
-    controller.add_click_world((3, 10, 10), True)
-    controller.commit()
-    labels = controller.labels_layer.data.copy()
-    assert labels[1].any() and labels[3].any() and not labels[0].any()
-
-    path = widget.save_click_log(tmp_path / "stack_clicks.csv")
-    tifffile.imwrite(tmp_path / "stack.tif", image)
-    log = load_click_log(path)
-    replayed = engine_cli.segment_with_log(
-        network, tifffile.imread(tmp_path / "stack.tif"), log, threshold=threshold, **settings
-    )
-    np.testing.assert_array_equal(replayed, labels)
-
-
-def test_widget_docks_through_the_npe2_manifest(make_napari_viewer):
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((20, 20), np.float32))
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-fcfi", "FCFI interactive segmentation")
-    assert isinstance(widget, FCFIWidget) and widget.controller.points_layer is not None
-    widget.controller.close()
-
-
-def test_widget_opened_before_any_image(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = make_widget(viewer)
-    assert widget.controller.image_layer is None
-    widget.controller.add_click_world((1, 1), True)  # no image yet: a message, no crash
-    assert "image layer" in widget.status_label.text()
-    image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late")
-    assert widget.controller.image_layer is image
-    assert widget.controller.points_layer.ndim == 3
-    widget.label_spin.setValue(5)  # a chosen id works for a labels layer created on first commit
-    viewer.dims.set_current_step(0, 0)
-    widget.controller.add_click_world((0, 10, 10), True)
-    widget.controller.commit()
-    assert set(np.unique(widget.controller.labels_layer.data)) == {0, 5}
-    assert widget.label_spin.value() == 6
-    viewer.layers.remove(image)
-    assert widget.controller.image_layer is None
-    assert not any("FCFI" in layer.name for layer in viewer.layers)
-
-
-def test_cpu_threads_setting_applies_to_inference(make_napari_viewer):
-    import torch
-
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((20, 20), np.float32))
-    widget = make_widget(viewer)
-    assert widget.threads_spin.value() == widget.controller.cpu_threads >= 1
-    torch.set_num_threads(2)
-    widget.threads_spin.setValue(1)
-    widget.controller.add_click_world((5, 5), True)
-    assert torch.get_num_threads() == 1
+    assert first.controller.engine_settings == {"preset": "microscopy"}
+    first.close_controller()
+    second.close_controller()

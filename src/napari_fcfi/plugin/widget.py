@@ -85,7 +85,7 @@ class FCFIWidget(Container):
         settings = self.controller.settings
         self.image_menu = create_widget(annotation=_image_type(), label="Image",
                                         options={"tooltip": "Image layer to annotate"})
-        self.channel_menu = ComboBox(label="Channel", choices=[("grayscale", (None, None))],
+        self.channel_menu = ComboBox(label="Channel", choices=self._channel_choices,
                                      tooltip="Which channel(s) the network sees")
         self.labels_menu = ComboBox(label="Labels", choices=self._labels_choices, nullable=True,
                                     tooltip="Labels layer that Commit writes into")
@@ -158,6 +158,10 @@ class FCFIWidget(Container):
         self.discard_button.changed.connect(self._discard)
 
     # ------------------------------------------------------------------ choices
+    def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
+        layer = self.image_menu.value if hasattr(self, "image_menu") else None
+        return channel_choices(layer) or [("grayscale", (None, None))]
+
     def _labels_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Labels
 
@@ -186,9 +190,8 @@ class FCFIWidget(Container):
             return
         self._syncing = True
         try:
-            choices = channel_choices(layer)
-            self.channel_menu.choices = choices
-            self.channel_menu.value = choices[0][1]
+            self.channel_menu.reset_choices()
+            self.channel_menu.value = self._channel_choices()[0][1]
         finally:
             self._syncing = False
         self._apply_image(layer, None, None)
