@@ -1,11 +1,11 @@
-"""Plugin I/O: labels TIFF writer round trip, shipped sample data, manifest, demo screenshot."""
+"""Plugin I/O: labels TIFF writer and reader, the journal going with a save, samples, manifest, demo."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_fcfi.plugin.writer import read_labels_tiff, write_labels_tiff
+from napari_fcfi.annotation.labels_tiff import read_labels_tiff, write_labels_tiff
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64])
@@ -57,6 +57,33 @@ def test_writer_and_samples_through_npe2(tmp_path):
     assert writer == [str(tmp_path / "w.tif")]
 
 
+def test_file_open_restores_scale_and_translate_and_saving_clears_the_journal(make_napari_viewer, tmp_path):
+    from napari_fcfi.annotation.journal import CommitJournal
+    from napari_fcfi.plugin.io import get_reader, write_labels
+
+    journal = CommitJournal(tmp_path / "journal")
+    journal.start({"label_shape": [2, 8, 9]})
+    labels = np.zeros((2, 8, 9), np.uint16)
+    before = labels[1].copy()
+    labels[1, 2:5, 3:6] = 4
+    journal.append(4, (1,), (slice(0, 8), slice(0, 9)), before, labels[1], labels[1] > 0, [(3, 4, True)])
+    assert journal.exists()
+    written = write_labels(str(tmp_path / "saved.tif"), labels, {
+        "scale": (3.0, 0.5, 0.5), "translate": (1.0, 2.0, 3.0), "name": "cells labels",
+        "metadata": {"napari_fcfi": {"journal": str(journal.folder)}}})
+    assert not journal.exists()  # on disk now: the journal has done its job
+    viewer = make_napari_viewer()
+    layers = viewer.open(written[0], plugin="napari-fcfi")
+    assert len(layers) == 1 and layers[0].__class__.__name__ == "Labels"
+    np.testing.assert_array_equal(layers[0].data, labels)
+    np.testing.assert_allclose(layers[0].scale, (3.0, 0.5, 0.5))
+    np.testing.assert_allclose(layers[0].translate, (1.0, 2.0, 3.0))
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "plain.tif", labels)
+    assert get_reader(str(tmp_path / "plain.tif")) is None  # other TIFFs are left to other readers
+
+
 def test_sample_data_files_are_small_and_labelled():
     from napari_fcfi.plugin.sample_data import load_sample, sample_path
 
@@ -70,7 +97,7 @@ def test_sample_data_files_are_small_and_labelled():
 
 def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     import pytestqt  # noqa: F401 - a test dependency
-    from test_plugin import DiskSegmenter
+    from helpers.standins import DiskSegmenter
 
     from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache

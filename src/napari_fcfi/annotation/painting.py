@@ -27,9 +27,10 @@ from scipy import ndimage as ndi
 #: Commits that would paint less than this fraction of the object (the rest lies on other labels)
 #: are refused without ``overwrite``.
 MIN_PAINTED_FRACTION = 0.5
-#: With ``overwrite``, a remnant of a painted-over label joins the object when it has at most this
-#: fraction of the label's former area (or at most :data:`REMNANT_MIN_PIXELS`) or lies within
-#: :data:`REMNANT_BAND` pixels of the object.
+#: With ``overwrite``, a remnant of a painted-over label that touches the object joins it when it has at
+#: most this fraction of the label's former area (or at most :data:`REMNANT_MIN_PIXELS`), or when it is
+#: thin: no pixel of it lies deeper than :data:`REMNANT_BAND` pixels inside it (the ring a boundary a
+#: pixel or two off leaves). Thick remaining parts stay with their label (the user split it).
 REMNANT_FRACTION = 0.05
 REMNANT_MIN_PIXELS = 16
 REMNANT_BAND = 2
@@ -131,7 +132,6 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
     if not victims:
         return
     outline = ndi.binary_fill_holes(mask)
-    near = ndi.binary_dilation(mask, structure=_EIGHT, iterations=REMNANT_BAND)
     touching = ndi.binary_dilation(mask, structure=_EIGHT)
     for victim in victims:
         former = int((before == victim).sum())
@@ -144,11 +144,12 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
         parts, count = ndi.label(remains, structure=_EIGHT)
         limit = max(REMNANT_MIN_PIXELS, REMNANT_FRACTION * former)
         sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        depth = ndi.distance_transform_edt(np.pad(remains, 1))[1:-1, 1:-1]
         for part in range(1, count + 1):
             piece = parts == part
             if not (piece & touching).any():
                 continue  # a separate piece of the other label: left alone
-            if sizes[part] <= limit or not (piece & ~near).any():
+            if sizes[part] <= limit or depth[piece].max() <= REMNANT_BAND:
                 out[piece] = label_id
 
 

@@ -54,13 +54,15 @@ def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple
     except Exception:  # noqa: BLE001 - plugin not registered (e.g. source checkout): dock it directly
         widget = FCFIWidget(viewer)
         viewer.window.add_dock_widget(widget, name=WIDGET_NAME, area="right")
-    widget.model_combo.setEditText(model)
-    index = widget.device_combo.findText(device)
-    if index < 0:
-        widget.device_combo.addItem(device)
-        index = widget.device_combo.findText(device)
-    widget.device_combo.setCurrentIndex(index)
-    widget._on_model_choice()
+    if device not in widget.device_menu.choices:
+        device = "cpu"
+    widget.device_menu.value = device
+    if model in widget.model_menu.choices:
+        widget.model_menu.value = model
+    else:  # a file path
+        widget.weights_file.value = model
+        widget.model_menu.value = "weights file…"
+    widget.controller.update(model_source=model, device=device)
     try:
         widget.controller.model_cache.get(model, device)  # load once now, so the first click is quick
         widget._show_status(
@@ -115,8 +117,11 @@ def wait_until_idle(widget: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         QApplication.processEvents()
-        session = widget.controller.current_session(create=False)
-        if not widget.controller.busy and (session is None or session.up_to_date):
+        controller = widget.controller
+        obj = controller.current_object(create=False)
+        pending = obj is not None and controller.state is not None and controller.predictor.pending(
+            controller.state.image_id, obj.key)
+        if not controller.busy and not pending:
             QApplication.processEvents()
             return True
         time.sleep(0.02)
@@ -130,14 +135,15 @@ def simulate_and_screenshot(
 
     ``clicks=False`` (no model) saves the window as it is.
     """
-    from napari_fcfi.plugin.layers import read_slice
+    from napari_fcfi.annotation.geometry import read_plane
+    from napari_fcfi.plugin.layers import image_data
 
     controller = widget.controller
     geometry, key = controller.geometry, controller.current_key()
     seeds: list[tuple[int, int]] = []
     plane = np.zeros((1, 1))
     if clicks and geometry is not None and key is not None:
-        plane = read_slice(controller.image_layer, geometry, key)
+        plane = read_plane(image_data(controller.image_layer), geometry, key)
         channel_axis = geometry.slice_channel_axis()
         if channel_axis is not None:
             plane = np.moveaxis(plane, channel_axis, -1).mean(axis=-1)
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if args.screenshot is not None:
         path = simulate_and_screenshot(viewer, widget, args.screenshot, args.timeout, clicks=loaded)
         print(f"screenshot saved to {path}")
-        widget.controller.close()
+        widget.close_controller()
         viewer.close()
         return 0
     napari.run()

@@ -77,6 +77,7 @@ class FCFIWidget(Container):
         self.controller.on_busy = self._show_busy
         self.controller.on_change = self._sync_from_controller
         _watch_closing(self)
+        self.max_width = 460  # a form, not a canvas: leave the viewer its room
         self.reset_choices()
         self._on_image_choice()
 

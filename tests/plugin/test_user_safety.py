@@ -1,0 +1,163 @@
+"""Nothing may lose, misplace or silently change a user's labels: each recipe from the plugin issue,
+driven in a real viewer (real Qt mouse events on the canvas where the mouse matters)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from qtpy.QtCore import Qt
+
+from helpers.plugin import make_controller
+from helpers.qt_mouse import click, press_drag_release
+from helpers.standins import DiskSegmenter, disk
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+
+def docked_widget(viewer, tmp_path):
+    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
+    return widget
+
+
+def shown_viewer(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)  # test only: a canvas of known size for the mouse
+    return viewer
+
+
+def test_panning_adds_no_click_and_a_click_adds_one(make_napari_viewer, qtbot, tmp_path):
+    viewer = shown_viewer(make_napari_viewer)
+    viewer.add_image(np.zeros((100, 120), np.float32))
+    widget = docked_widget(viewer, tmp_path)
+    qtbot.wait(50)
+    viewer.reset_view()
+    points = widget.controller.points_layer
+    center = tuple(viewer.camera.center)
+    press_drag_release(viewer, (40, 40), screen_offset=(60, 80))  # a left-drag pan
+    assert tuple(viewer.camera.center) != center  # napari really panned
+    assert len(points.data) == 0 and not widget.controller.preview_layer.data.any()
+    click(viewer, (50, 60))
+    assert len(points.data) == 1 and widget.controller.preview_layer.data.any()
+    np.testing.assert_allclose(points.data[0], (50, 60), atol=1.0)
+    click(viewer, (20, 20), button=Qt.MouseButton.RightButton)
+    assert list(points.features["positive"]) == [True, False]
+    press_drag_release(viewer, (50, 50), screen_offset=(2, 1))  # a hand that shakes a little: still a click
+    assert len(points.data) == 3
+    widget.close_controller()
+
+
+def test_commits_go_to_the_chosen_images_own_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image_a = viewer.add_image(np.zeros((256, 256), np.float32), name="A", scale=(0.3, 0.3), translate=(5, 7))
+    image_b = viewer.add_image(np.zeros((256, 256), np.float32), name="B")
+    controller = make_controller(viewer, image_a)
+    controller.add_click_world((5 + 0.3 * 100, 7 + 0.3 * 120), True)
+    controller.commit()
+    labels_a = controller.labels_layer
+    assert labels_a.name == "A labels" and np.allclose(labels_a.scale, (0.3, 0.3))
+    controller.set_image_layer(image_b)
+    assert controller.labels_layer is None  # A's labels are not B's
+    controller.add_click_world((50, 60), True)
+    controller.commit()
+    labels_b = controller.labels_layer
+    assert labels_b is not labels_a and labels_b.name == "B labels" and np.allclose(labels_b.scale, (1, 1))
+    np.testing.assert_array_equal(labels_b.data == 1, disk((256, 256), 50, 60))
+    assert set(np.unique(labels_a.data)) == {0, 1} and (labels_a.data == 1).sum() == disk((256, 256), 100, 120).sum()
+    # A labels layer chosen by the user that does not fit is refused with the reason
+    try:
+        controller.set_labels_layer(labels_a)
+    except ValueError as error:
+        assert "scale" in str(error)
+    else:
+        raise AssertionError("a labels layer with another scale must be refused")
+    controller.set_image_layer(image_a)
+    assert controller.labels_layer is labels_a  # back to A: its own labels again
+
+
+def test_closing_the_widget_detaches_it_and_reopening_reuses_the_helpers(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32), name="cells")
+    widget = docked_widget(viewer, tmp_path)
+    controller = widget.controller
+    controller.add_click_world((10, 10), True)
+    clicks = controller.points_layer
+    bound = {str(k) for k in clicks.keymap}
+    assert "Space" in bound
+    viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
+    assert controller._closed
+    assert not any(str(k) == "Space" for k in clicks.keymap)  # key bindings gone
+    assert controller.mouse_callback not in image.mouse_drag_callbacks
+    before = len(clicks.data)
+    clicks.add([[20, 20]])  # the layer still exists (it has clicks) but no widget reacts any more
+    assert controller.state is None and len(clicks.data) == before + 1
+    again = docked_widget(viewer, tmp_path)
+    helpers = [layer for layer in viewer.layers if "FCFI" in layer.name]
+    assert len(helpers) == 2  # reused, not duplicated
+    assert again.controller.points_layer is clicks
+    np.testing.assert_array_equal(again.controller.preview_layer.data > 0, disk((40, 40), 10, 10) | disk((40, 40), 20, 20))
+    again.controller.commit()
+    assert len([layer for layer in viewer.layers if layer.name == "cells labels"]) == 1
+    # closed with no clicks left: the empty helper layers go with it
+    viewer.window.remove_dock_widget(again.native)
+    assert not any("FCFI" in layer.name for layer in viewer.layers)
+
+
+def test_markers_keep_a_small_fixed_size_on_screen(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((4096, 4096), np.uint8))
+    widget = docked_widget(viewer, tmp_path)
+    controller = widget.controller
+    controller.add_click_world((2048, 2048), True)
+    low, high = controller.points_layer.canvas_size_limits
+    assert low == high <= 12
+    viewer.reset_view()
+    controller.preview_layer.visible = False
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    green = (shot[..., 1] > 200) & (shot[..., 0] < 120) & (shot[..., 2] < 120)
+    assert 0 < green.sum() < 400  # a few pixels, not 3 % of the image side
+    widget.close_controller()
+
+
+def test_label_ids_beyond_the_dtype_are_refused_with_a_message(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32))
+    labels = viewer.add_labels(np.zeros((40, 40), np.uint16))
+    controller = make_controller(viewer, image)
+    controller.set_labels_layer(labels)
+    controller.update(label_id=70000)
+    controller.add_click_world((20, 20), True)
+    assert not controller.commit()
+    assert "70000 does not fit" in viewer.status and "uint16" in viewer.status
+    assert not labels.data.any() and len(controller.current_object().clicks) == 1  # nothing lost
+    controller.update(label_id=65535)
+    assert controller.commit() and (labels.data == 65535).sum() == disk((40, 40), 20, 20).sum()
+
+
+def test_no_slivers_and_clean_paint_over(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((60, 60), np.float32))
+    existing = np.zeros((60, 60), np.int32)
+    existing[disk((60, 60), 30, 30, 7)] = 4
+    labels = viewer.add_labels(existing.copy())
+    controller = make_controller(viewer, image)
+    controller.set_labels_layer(labels)
+    controller.add_click_world((30, 31), True)  # a disk of radius 5 inside label 4's radius 7
+    assert not controller.commit() and "sliver" in viewer.status
+    np.testing.assert_array_equal(labels.data, existing)
+    controller.update(overwrite=True)
+    assert controller.commit()
+    assert not (labels.data == 4).any()  # the thin ring label 4's boundary left joined the new object
+    assert (labels.data == 5).sum() == (existing == 4).sum() + (disk((60, 60), 30, 31) & (existing == 0)).sum()
+
+
+def test_hidden_clicks_layer_takes_no_clicks(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 30), np.float32))
+    controller = make_controller(viewer, image)
+    controller.points_layer.visible = False
+    assert not controller.add_click_world((10, 10), True)
+    assert "hidden" in viewer.status and len(controller.points_layer.data) == 0
