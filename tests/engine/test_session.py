@@ -668,3 +668,61 @@ def test_bfloat16_autocast_runs_on_the_cpu_and_stays_close_to_float32(tiny_fcfi)
         assert probabilities[dtype].dtype == np.float32
     assert not np.array_equal(probabilities[None], probabilities["bfloat16"])  # it really ran in bf16
     assert np.abs(probabilities[None] - probabilities["bfloat16"]).max() < 0.1
+
+
+# ----------------------------------------------------------------------------- clicks on the image border
+def _border_cut_nuclei(size: int = 160) -> tuple[np.ndarray, list[tuple[np.ndarray, tuple[int, int]]]]:
+    """A dark image with a bright nucleus cut by each of its four sides; (mask, border click) per nucleus."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 8, (size, size))
+    rows, cols = np.ogrid[:size, :size]
+    cases = []
+    for centre, click in (((-4, 60), (0, 60)), ((size + 3, 100), (size - 1, 100)), ((40, -5), (40, 0)),
+                          ((120, size + 4), (120, size - 1))):
+        nucleus = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= 14**2
+        image[nucleus] += 900
+        cases.append((nucleus, click))
+    return np.clip(image, 0, None).astype(np.uint16), cases
+
+
+def test_a_click_on_the_image_border_segments_the_border_cut_object():
+    from napari_fcfi.evaluation.metrics import iou
+    from napari_fcfi.model import load_model
+
+    image, cases = _border_cut_nuclei()
+    segmenter = InteractiveSegmenter(load_model("default", device="cpu"))
+    segmenter.set_image(image)
+    for nucleus, (row, col) in cases:
+        segmenter.reset()
+        probability = segmenter.add_click(row, col, True)
+        assert probability[row, col] > 0.5, (row, col)
+        assert iou(segmenter.mask, nucleus) > 0.6, (row, col)
+
+
+def test_border_clicks_on_a_real_image_match_interior_clicks(dsb_dir):
+    """DSB image 0a7d30b252359a10: nuclei cut by the image sides, clicked on the side's pixel row/column."""
+    from napari_fcfi.engine.io import read_image
+    from napari_fcfi.evaluation.metrics import iou
+    from napari_fcfi.model import load_model
+
+    image = read_image(dsb_dir / "0a7d30b252359a10_image.png", lazy=False)
+    labels = read_image(dsb_dir / "0a7d30b252359a10_labels.png", lazy=False)
+    height, width = labels.shape
+    segmenter = InteractiveSegmenter(load_model("default", device="cpu"))
+    segmenter.set_image(image)
+    checked = 0
+    for side in ("top", "left", "right"):
+        line = {"top": labels[0], "left": labels[:, 0], "right": labels[:, -1]}[side]
+        for label in [v for v in np.unique(line) if v][:2]:
+            along = np.flatnonzero(line == label)
+            middle = int(along[len(along) // 2])
+            results = []
+            for depth in (0, 4):
+                row, col = {"top": (depth, middle), "left": (middle, depth), "right": (middle, width - 1 - depth)}[side]
+                segmenter.reset()
+                segmenter.add_click(row, col, True)
+                results.append(iou(segmenter.mask, labels == label))
+            if results[1] >= 0.5 and (labels == label).sum() >= 60:
+                assert results[0] >= 0.5 and results[0] >= results[1] - 0.2, (side, label, results)
+                checked += 1
+    assert checked >= 2

@@ -30,6 +30,10 @@ from .settings import SegmenterSettings
 from .windows import Box, Patch, aligned_click_to_crop, resized_shape
 
 
+#: Clicks closer than this to an image side get context mirrored beyond it (see ``predict_window``).
+BORDER_MARGIN = 8
+
+
 class NetworkRunner:
     """Runs ``model`` on windows of one image; counts network time for :attr:`InteractiveSegmenter.last_timing`."""
 
@@ -55,7 +59,42 @@ class NetworkRunner:
         full-resolution float tensor. Geometry stays exact: the sampled grid spans native rows
         ``r0 .. r0 + (n - 1) * step``; the prediction is resized back onto that span and the few
         rows/columns beyond it (fewer than ``step``) repeat the edge.
+
+        A click within :data:`BORDER_MARGIN` pixels of an image side that the window touches would sit on
+        the network input's edge, where FCFI networks were never shown clicks (and zero padding hides
+        the object): the window then reaches past that image side, mirrored, and only the window's part
+        of the prediction is kept.
         """
+        extended = self._past_the_border(window, clicks)
+        if extended != window:
+            values = self._predict(extended, clicks, feedback, gate, threshold)
+            return np.ascontiguousarray(values[window.r0 - extended.r0 : window.r1 - extended.r0 + 1,
+                                               window.c0 - extended.c0 : window.c1 - extended.c0 + 1])
+        return self._predict(window, clicks, feedback, gate, threshold)
+
+    def _past_the_border(self, window: Box, clicks: Sequence[Click]) -> Box:
+        """``window`` extended beyond the image sides that clicks lie close to (see :meth:`predict_window`)."""
+        assert self.source is not None
+        height, width = self.source.height, self.source.width
+        side = max(window.height, window.width)
+        if side > 2 * self.settings.input_size:
+            return window  # large windows are read strided; their clicks are far from the edge anyway
+        pad = max(BORDER_MARGIN, side // 8)
+        r0, r1, c0, c1 = window
+        near = [c for c in clicks if window.contains(c.row, c.col)]
+        if window.r0 == 0 and any(c.row < BORDER_MARGIN for c in near):
+            r0 = -pad
+        if window.r1 == height - 1 and any(c.row >= height - BORDER_MARGIN for c in near):
+            r1 = height - 1 + pad
+        if window.c0 == 0 and any(c.col < BORDER_MARGIN for c in near):
+            c0 = -pad
+        if window.c1 == width - 1 and any(c.col >= width - BORDER_MARGIN for c in near):
+            c1 = width - 1 + pad
+        return Box(r0, r1, c0, c1)
+
+    def _predict(
+        self, window: Box, clicks: Sequence[Click], feedback: Patch | None, gate: float, threshold: float
+    ) -> np.ndarray:
         target = resized_shape(window.height, window.width, self.settings.input_size)
         step = max(1, min(window.height // target[0], window.width // target[1]) // 2)
         network_input = self.network_input(window, feedback, step)
@@ -98,15 +137,22 @@ class NetworkRunner:
     def network_input(self, region: Box, feedback: Patch | None, step: int = 1) -> torch.Tensor:
         """(1, 4, h, w) float32 tensor: normalised RGB of ``region`` plus its feedback map.
 
-        ``step > 1`` samples every ``step``-th pixel (see :meth:`predict_window`).
+        ``step > 1`` samples every ``step``-th pixel (see :meth:`predict_window`). Parts of ``region``
+        outside the image (step 1 only) mirror the image and the feedback at the image sides.
         """
         assert self.source is not None
-        rgb = self.source.read(region, step)
+        height, width = self.source.height, self.source.width
+        inner = Box(max(region.r0, 0), min(region.r1, height - 1), max(region.c0, 0), min(region.c1, width - 1))
+        rgb = self.source.read(inner, step)
         if feedback is None:
             prev = np.zeros((1, *rgb.shape[1:]), np.float32)
         else:
-            prev = feedback.read(region, step)[None]
-        return torch.from_numpy(np.concatenate([rgb, prev], axis=0)[None])
+            prev = feedback.read(inner, step)[None]
+        stacked = np.concatenate([rgb, prev], axis=0)
+        if inner != region:
+            pads = ((0, 0), (inner.r0 - region.r0, region.r1 - inner.r1), (inner.c0 - region.c0, region.c1 - inner.c1))
+            stacked = np.pad(stacked, pads, mode="symmetric")
+        return torch.from_numpy(np.ascontiguousarray(stacked)[None])
 
     # ------------------------------------------------------------------ the network
     def device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
