@@ -16,7 +16,7 @@ class PropagatePanel(Container):
         self.owner = owner
         self.direction = ComboBox(label="Propagate", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
                                   value="both", tooltip="Direction along the stack axis")
-        self.axis = ComboBox(label="along", choices=[("z", None)], tooltip="Stack axis (for 4D images: z or t)")
+        self.axis = ComboBox(label="along", choices=self._axis_choices, tooltip="Stack axis (for 4D images: z or t)")
         self.slices = SpinBox(label="slices", min=0, max=100_000, value=0,
                               tooltip="Slices per direction (0: until the object ends)")
         self.run_button = PushButton(text="Propagate", tooltip="Carry the object through the stack slice by slice")
@@ -29,12 +29,17 @@ class PropagatePanel(Container):
         self.cancel_button.changed.connect(self.cancel)
         self._run: Any = None
 
+    def _axis_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
+        geometry = getattr(getattr(self, "owner", None), "controller", None)
+        geometry = None if geometry is None else geometry.geometry
+        count = 0 if geometry is None else len(geometry.slice_shape)
+        names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(count, [f"axis {i}" for i in range(count)])
+        return [(name, i) for i, name in enumerate(names)] or [("-", None)]
+
     def refresh_axes(self, slice_axes: int) -> None:
-        """Offer the stack axes of the image (z; t and z for 4D)."""
-        names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(slice_axes, [f"axis {i}" for i in range(slice_axes)])
-        choices = [(name, i) for i, name in enumerate(names)] or [("-", None)]
-        self.axis.choices = choices
-        self.axis.value = choices[-1][1]
+        """Offer the stack axes of the image (z; t and z for 4D); z by default."""
+        self.axis.reset_choices()
+        self.axis.value = self._axis_choices()[-1][1]
         self.enabled = slice_axes > 0
 
     def start(self, *args: Any) -> None:
