@@ -9,8 +9,9 @@ Python API::
     result.summary["noc@90"], result.iou_curve()
 
 Modules: :mod:`.robot`, :mod:`.metrics`, :mod:`.datasets`, :mod:`.baselines`, :mod:`.runner`,
-:mod:`.plots`, :mod:`.cli`. Nothing here imports napari or Qt; torch is imported only when a model
-is evaluated.
+:mod:`.plots`, :mod:`.cli`; stacks (propagation vs every slice from scratch, ``fcfi eval --stacks``):
+:mod:`.stacks` (the stack robot) and :mod:`.stack_data` (the test stacks). Nothing here imports napari
+or Qt; torch is imported only when a model is evaluated.
 """
 
 from .baselines import BASELINES, GeodesicSegmenter, RandomWalkerSegmenter

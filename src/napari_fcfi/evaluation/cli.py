@@ -3,6 +3,9 @@
 Writes, under ``--out``: one ``<segmenter>.json`` per segmenter (summary and per-object IoU/click
 logs), ``summary.json`` (all summaries), ``results.txt`` (the table printed to the terminal) and
 ``iou_vs_clicks.png`` (mean IoU after k clicks, one curve per segmenter).
+
+Stack mode (``--stacks SET``, see :mod:`.stacks` and :mod:`.stack_data`) writes ``stacks_<set>.json``,
+``stacks_summary.json``, ``stacks_results.txt`` and ``stacks_propagation.png`` instead.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from pathlib import Path
 
 from napari_fcfi.evaluation.baselines import BASELINES
 from napari_fcfi.evaluation.datasets import DATASET_TYPES, open_dataset
+from napari_fcfi.evaluation.stack_data import DEFAULT_DSB, DEFAULT_MNFINDER, STACK_SETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (or a <name>_image.tif stack)")
+    parser.add_argument(
+        "--data", default=None, help="dataset folder (or a <name>_image.tif stack); not with --stacks"
+    )
     parser.add_argument(
         "--dataset-type",
         default="auto",
@@ -76,6 +82,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="torch CPU threads for models (0: leave torch's default)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    stacks = parser.add_argument_group(
+        "stack mode", "propagation through stacks vs annotating every slice (napari_fcfi.evaluation.stacks)"
+    )
+    stacks.add_argument(
+        "--stacks",
+        action="append",
+        default=[],
+        choices=STACK_SETS,
+        help="evaluate propagation on this stack set instead of --data (repeatable; one --model)",
+    )
+    stacks.add_argument(
+        "--stack-count",
+        type=int,
+        default=None,
+        help="stacks per set (default: 4 procedural, 4 dsb-deformed, 3 mnfinder-deformed; sample has one)",
+    )
+    stacks.add_argument("--stack-depth", type=int, default=None, help="slices of generated stacks (15 / 11)")
+    stacks.add_argument("--stack-size", type=int, default=128, help="side of procedural stacks (128)")
+    stacks.add_argument("--stack-objects", type=int, default=None, help="at most K objects per stack")
+    stacks.add_argument(
+        "--stack-min-area",
+        type=int,
+        default=20,
+        help="a slice holds the object when it has at least this many pixels of it (20)",
+    )
+    stacks.add_argument("--target-iou", type=float, default=0.85, help="IoU each slice must reach (0.85)")
+    stacks.add_argument(
+        "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
+    )
+    stacks.add_argument("--mnfinder-data", default=str(DEFAULT_MNFINDER), help="mnfinder folder (val/ used)")
 
 
 def _safe_name(name: str) -> str:
@@ -95,6 +131,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_clicks < 1:
         print(f"fcfi eval: --max-clicks must be >= 1, got {args.max_clicks}", file=sys.stderr)
         return 2
+    if args.threads < 0:
+        print(f"fcfi eval: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.stacks:
+        return run_stacks(args)
+    if args.data is None:
+        print("fcfi eval: give --data (or --stacks)", file=sys.stderr)
+        return 2
     try:
         dataset = open_dataset(
             args.data,
@@ -110,9 +154,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"fcfi eval: {exc}", file=sys.stderr)
         return 2
 
-    if args.threads < 0:
-        print(f"fcfi eval: --threads must be >= 0, got {args.threads}", file=sys.stderr)
-        return 2
     if args.threads and args.model:
         import torch
 
@@ -172,4 +213,81 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps({"dataset": dataset.name, "results": summaries}, indent=1))
     plot_path = plot_iou_curves(results, out / "iou_vs_clicks.png")
     print(f"wrote {len(results)} result file(s), {out / 'summary.json'} and {plot_path}")
+    return 0
+
+
+def run_stacks(args: argparse.Namespace) -> int:
+    """``fcfi eval --stacks SET ... --model M``: the stack robot on each set; table, JSON and plot."""
+    from napari_fcfi.evaluation.plots import plot_stack_results
+    from napari_fcfi.evaluation.stack_data import stack_set
+    from napari_fcfi.evaluation.stacks import evaluate_stacks, format_stack_table, stack_session
+
+    if args.baseline or len(args.model) != 1 or args.data is not None:
+        print(
+            "fcfi eval: --stacks needs exactly one --model (no --baseline, no --data): propagation runs "
+            "through the engine",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        name, session = stack_session(args.model[0], preset=args.preset, device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fcfi eval: cannot load model {args.model[0]!r}: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for set_name in dict.fromkeys(args.stacks):
+        try:
+            stacks = stack_set(
+                set_name,
+                count=args.stack_count,
+                depth=args.stack_depth,
+                size=args.stack_size,
+                seed=args.seed,
+                dsb_path=args.dsb_data,
+                mnfinder_path=args.mnfinder_data,
+            )
+        except (ValueError, OSError) as exc:
+            print(f"fcfi eval: cannot build stack set {set_name!r}: {exc}", file=sys.stderr)
+            return 2
+        result = evaluate_stacks(
+            session,
+            stacks,
+            stack_set=set_name,
+            max_clicks=args.max_clicks,
+            target_iou=args.target_iou,
+            max_objects=args.stack_objects,
+            min_area=args.stack_min_area,
+            seed=args.seed,
+            name=name,
+            progress=not args.no_progress,
+        )
+        result.settings.update(
+            {
+                "source": args.model[0],
+                "preset": args.preset,
+                "count": args.stack_count,
+                "depth": args.stack_depth,
+                "size": args.stack_size,
+            }
+        )
+        result.save_json(out / f"stacks_{_safe_name(set_name)}.json")
+        results.append(result)
+    table = format_stack_table(results)
+    header = (
+        f"stacks: model {name}, target IoU {args.target_iou}, max clicks {args.max_clicks} per slice "
+        f"(table 1: clicks per slice with propagation vs from scratch; table 2: details)"
+    )
+    print(header)
+    print(table)
+    (out / "stacks_results.txt").write_text(header + "\n" + table + "\n")
+    summaries = {r.stack_set: r.summary for r in results}
+    (out / "stacks_summary.json").write_text(json.dumps({"model": name, "results": summaries}, indent=1))
+    plot_path = plot_stack_results(results, out / "stacks_propagation.png")
+    print(f"wrote {len(results)} stack result file(s), {out / 'stacks_summary.json'} and {plot_path}")
     return 0

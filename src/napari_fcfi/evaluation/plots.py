@@ -50,3 +50,69 @@ def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def plot_stack_results(results: Sequence, path: str | Path, title: str | None = None) -> Path:
+    """Save a PNG for :class:`~.stacks.StackEvalResult` objects: left, mean IoU of the uncorrected
+    propagation vs distance from the start slice (solid: one step from the corrected neighbour;
+    dashed: chained from the start slice, no corrections); right, clicks per slice with propagation
+    vs annotating every slice from scratch, one pair of bars per stack set."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not results:
+        raise ValueError("plot_stack_results: no results to plot")
+    fig = Figure(figsize=(11.0, 4.4), dpi=120)
+    FigureCanvasAgg(fig)
+    ax_iou, ax_clicks = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    colours = [f"C{i}" for i in range(10)]
+    summaries = [r.summary for r in results]
+    for r, s, colour in zip(results, summaries, colours):
+        for key, style, suffix in (
+            ("iou_by_distance", "solid", ""),
+            ("chained_iou_by_distance", "dashed", " (chained)"),
+        ):
+            points = sorted((int(d), v) for d, v in s[key].items() if np.isfinite(v))
+            if points:
+                d, v = zip(*points)
+                ax_iou.plot(
+                    d,
+                    v,
+                    color=colour,
+                    linestyle=style,
+                    marker="o" if style == "solid" else "x",
+                    markersize=3,
+                    label=f"{r.stack_set}{suffix}",
+                )
+    ax_iou.axhline(results[0].target_iou, color="grey", linewidth=0.6, linestyle=":")
+    ax_iou.set_ylim(0.0, 1.0)
+    ax_iou.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_iou.set_xlabel("distance from the annotated slice (slices)")
+    ax_iou.set_ylabel("mean IoU before correction")
+    ax_iou.set_title("uncorrected propagation")
+    ax_iou.grid(True, alpha=0.3)
+    ax_iou.legend(loc="lower left", fontsize=7)
+    x = np.arange(len(results))
+    prop = [s["clicks_per_slice_propagation"] for s in summaries]
+    scratch = [s["clicks_per_slice_scratch"] for s in summaries]
+    ax_clicks.bar(x - 0.2, prop, 0.4, label="with propagation")
+    ax_clicks.bar(x + 0.2, scratch, 0.4, label="every slice from scratch")
+    for xi, p, sc in zip(x, prop, scratch):
+        ax_clicks.text(xi - 0.2, p, f"{p:.2f}", ha="center", va="bottom", fontsize=7)
+        ax_clicks.text(xi + 0.2, sc, f"{sc:.2f}", ha="center", va="bottom", fontsize=7)
+    ax_clicks.set_xticks(
+        x,
+        [f"{r.stack_set}\n{s['objects']} obj / {s['slices']} sl" for r, s in zip(results, summaries)],
+        fontsize=8,
+    )
+    ax_clicks.set_ylabel(f"clicks per slice to IoU {results[0].target_iou:g}")
+    ax_clicks.set_title("annotation effort")
+    ax_clicks.legend(fontsize=8)
+    ax_clicks.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title or f"stacks: {results[0].segmenter}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

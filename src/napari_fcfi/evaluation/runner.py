@@ -61,15 +61,22 @@ class EngineSegmenter:
     def threshold(self) -> float:
         return float(getattr(self._session, "threshold", DEFAULT_THRESHOLD))
 
-    def start(self, image: np.ndarray, gt_ignore: np.ndarray | None = None) -> None:
-        if image is self._image and hasattr(self._session, "reset"):
+    def start(
+        self, image: np.ndarray, gt_ignore: np.ndarray | None = None, initial_mask: np.ndarray | None = None
+    ) -> None:
+        """Begin an object on ``image``; ``initial_mask`` (bool (H, W)) is the engine's starting mask."""
+        if initial_mask is None and image is self._image and hasattr(self._session, "reset"):
             self._session.reset()
             return
         # (H, W, 3|4) is RGB(A) for the engine (one intensity range, colours kept); other channel
         # counts are a channel axis (composite).
         channel_axis = -1 if image.ndim == 3 and image.shape[-1] not in (3, 4) else None
-        self._session.set_image(image, channel_axis=channel_axis)
-        self._image = image
+        if initial_mask is None:
+            self._session.set_image(image, channel_axis=channel_axis)
+            self._image = image
+        else:
+            self._session.set_image(image, channel_axis=channel_axis, initial_mask=initial_mask)
+            self._image = None  # reset() would keep this initial mask: the next start sets the image again
 
     def add_click(self, row: int, col: int, positive: bool) -> np.ndarray:
         return self._session.add_click(row, col, positive)
@@ -223,18 +230,30 @@ def _to_mask(output: Any, threshold: float, shape: tuple[int, int]) -> np.ndarra
 
 
 def run_object(
-    segmenter: Any, sample: Sample, max_clicks: int = 20, stop_iou: float | None = None
+    segmenter: Any,
+    sample: Sample,
+    max_clicks: int = 20,
+    stop_iou: float | None = None,
+    initial_mask: np.ndarray | None = None,
 ) -> ObjectResult:
     """One robot session: up to ``max_clicks`` clicks on ``sample`` with ``segmenter``.
 
     The session stops early when no error is left or, if given, when the IoU reaches ``stop_iou``
-    (the metrics then carry the last IoU forward).
+    (the metrics then carry the last IoU forward). ``initial_mask`` (bool (H, W)) starts the session
+    from an existing mask (e.g. a propagated one): it is passed to ``segmenter.start`` (an
+    :class:`EngineSegmenter` makes it the engine's initial mask) and the robot's first click corrects it.
     """
     robot = RobotUser(sample.gt_mask, sample.ignore_mask)
-    segmenter.start(sample.image, sample.ignore_mask)
-    threshold = float(getattr(segmenter, "threshold", DEFAULT_THRESHOLD))
     shape = sample.gt_mask.shape
-    pred = np.zeros(shape, dtype=bool)
+    if initial_mask is None:
+        segmenter.start(sample.image, sample.ignore_mask)
+        pred = np.zeros(shape, dtype=bool)
+    else:
+        pred = np.asarray(initial_mask, dtype=bool)
+        if pred.shape != shape:
+            raise ValueError(f"initial_mask has shape {pred.shape}, the object is {shape}")
+        segmenter.start(sample.image, sample.ignore_mask, initial_mask=pred)
+    threshold = float(getattr(segmenter, "threshold", DEFAULT_THRESHOLD))
     result = ObjectResult(sample.sample_id, [], [])
     for _ in range(max_clicks):
         click = robot.next_click(pred)

@@ -1,0 +1,476 @@
+"""Robot user for stacks: annotate one slice, propagate slice by slice, correct where needed.
+
+Protocol for each 3D object of a labelled stack (:func:`evaluate_stack_object`):
+
+1. The object's *slices* are those where its ground truth has at least ``min_area`` pixels. The start
+   slice is the middle one of them. The 2D robot (:func:`~.runner.run_object`, the clicks of
+   :mod:`.robot`) annotates it from scratch until IoU >= ``target_iou`` (at most ``max_clicks``).
+2. From there, in each direction, one slice at a time: :func:`~napari_fcfi.annotation.propagation.propagate_slices`
+   carries the previous slice's final mask to the next slice with the engine session (the previous
+   mask is the session's starting mask, plus the automatic interior click); its IoU is the
+   *uncorrected* IoU. Below ``target_iou`` the robot corrects it: ``set_image(slice,
+   initial_mask=propagated)`` and robot clicks on top (as in the widget), until ``target_iou`` or
+   ``max_clicks``. The next slice is propagated from the corrected mask.
+3. The walk stops where the object ends in the ground truth (the first slice without it, or the
+   stack's end); present slices beyond a gap are not reached and not counted in either mode. When
+   propagation itself stops on a slice that has the object (``ends_object``: mask gone, shrunk or
+   not overlapping) the uncorrected IoU is 0 and the robot annotates that slice from scratch (the
+   same clicks as the from-scratch mode). **Past the end**: one more propagation is run on the first
+   slice without the object; if it still predicts an object, that slice needs a deletion, counted as
+   one click in the propagation mode (``deletions``).
+
+From-scratch mode: the same robot, target and click limit on every reached slice without any mask
+(the start slice's clicks are the same in both modes). Clicks per slice = the slice's NoC at
+``target_iou`` (``max_clicks`` when never reached: :func:`~.metrics.clicks_to_reach`); the automatic
+propagation click is not a user click. Also measured: *chained* propagation from the start slice with
+no correction at all (the widget's one-shot propagate), IoU per distance (0 where it stopped early)
+and the slices it runs past the object's end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_fcfi.annotation.propagation import propagate_slices, propagation_order
+from napari_fcfi.evaluation import metrics
+from napari_fcfi.evaluation.datasets import Sample, sample_object_labels
+from napari_fcfi.evaluation.runner import EngineSegmenter, run_object
+from napari_fcfi.evaluation.stack_data import Stack
+
+TARGET_IOU = 0.85
+DISTANCES = (1, 2, 3, 5)
+
+
+@dataclass
+class SliceRecord:
+    """One reached slice of one object: both modes' clicks and the propagation's quality."""
+
+    z: int
+    distance: int  # from the start slice (0: the start slice)
+    clicks_propagation: int  # start slice: annotation from scratch; others: correction clicks
+    clicks_scratch: int
+    reached_propagation: bool  # target reached within max_clicks in propagation mode
+    reached_scratch: bool
+    propagated_iou: float | None = None  # uncorrected one-step propagation (None on the start slice)
+    propagation_stopped: bool = False  # propagation ended the object on this slice although it is there
+    rejected_iou: float | None = None  # IoU of the mask that the stopping rule rejected
+    chained_iou: float | None = None  # chained propagation from the start slice, no corrections
+
+
+@dataclass
+class ObjectStackResult:
+    """The stack robot's session on one 3D object."""
+
+    stack: str
+    label: int
+    start_z: int
+    slices: list[SliceRecord]
+    deletions: list[int] = field(default_factory=list)  # slices past the end the propagation filled
+    chained_overrun: list[int] = field(default_factory=list)  # same, for chained propagation
+    unreached: int = 0  # slices with the object beyond a gap (not evaluated)
+
+    @property
+    def clicks_propagation(self) -> int:
+        return sum(s.clicks_propagation for s in self.slices) + len(self.deletions)
+
+    @property
+    def clicks_scratch(self) -> int:
+        return sum(s.clicks_scratch for s in self.slices)
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summarize_stacks(objects: Sequence[ObjectStackResult], target_iou: float = TARGET_IOU) -> dict:
+    """Headline numbers of a set of objects (pooled over slices, JSON-ready)."""
+    slices = [s for o in objects for s in o.slices]
+    propagated = [s for s in slices if s.distance > 0]
+    n_slices = len(slices)
+    prop_total = sum(o.clicks_propagation for o in objects)
+    scratch_total = sum(o.clicks_scratch for o in objects)
+    distances = sorted({s.distance for s in propagated})
+    summary = {
+        "objects": len(objects),
+        "slices": n_slices,
+        "propagated_slices": len(propagated),
+        "clicks_propagation": prop_total,
+        "clicks_scratch": scratch_total,
+        "clicks_per_slice_propagation": prop_total / n_slices if n_slices else float("nan"),
+        "clicks_per_slice_scratch": scratch_total / n_slices if n_slices else float("nan"),
+        "ratio": prop_total / scratch_total if scratch_total else float("nan"),
+        "correction_clicks_per_propagated_slice": _mean(s.clicks_propagation for s in propagated),
+        "no_correction_fraction": _mean(float(s.propagated_iou >= target_iou) for s in propagated),
+        "propagation_stops": sum(s.propagation_stopped for s in propagated),
+        "deletions": sum(len(o.deletions) for o in objects),
+        "chained_overrun_slices": sum(len(o.chained_overrun) for o in objects),
+        "failures_propagation": sum(not s.reached_propagation for s in slices),
+        "failures_scratch": sum(not s.reached_scratch for s in slices),
+        "unreached_slices": sum(o.unreached for o in objects),
+        "iou_by_distance": {
+            d: _mean(s.propagated_iou for s in propagated if s.distance == d) for d in distances
+        },
+        "chained_iou_by_distance": {
+            d: _mean(s.chained_iou for s in propagated if s.distance == d and s.chained_iou is not None)
+            for d in distances
+        },
+        "slices_by_distance": {d: sum(s.distance == d for s in propagated) for d in distances},
+    }
+    return summary
+
+
+@dataclass
+class StackEvalResult:
+    """All objects of one stack set evaluated with one segmenter."""
+
+    segmenter: str
+    stack_set: str
+    max_clicks: int
+    target_iou: float
+    objects: list[ObjectStackResult]
+    stacks: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict:
+        return summarize_stacks(self.objects, self.target_iou)
+
+    def to_dict(self) -> dict:
+        return {
+            "segmenter": self.segmenter,
+            "stack_set": self.stack_set,
+            "max_clicks": self.max_clicks,
+            "target_iou": self.target_iou,
+            "stacks": self.stacks,
+            "elapsed_s": self.elapsed_s,
+            "settings": self.settings,
+            "summary": self.summary,
+            "objects": [asdict(o) for o in self.objects],
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> StackEvalResult:
+        data = json.loads(Path(path).read_text())
+        objects = [
+            ObjectStackResult(**{**o, "slices": [SliceRecord(**s) for s in o["slices"]]})
+            for o in data["objects"]
+        ]
+        return cls(
+            data["segmenter"],
+            data["stack_set"],
+            data["max_clicks"],
+            data["target_iou"],
+            objects,
+            data.get("stacks", []),
+            data.get("elapsed_s", 0.0),
+            data.get("settings", {}),
+        )
+
+
+# ------------------------------------------------------------------------------------------ protocol
+def _robot(
+    session: Any,
+    image: np.ndarray,
+    gt: np.ndarray,
+    max_clicks: int,
+    target: float,
+    initial: np.ndarray | None = None,
+) -> tuple[int, bool, np.ndarray]:
+    """The 2D robot on one slice (from ``initial`` when given): (clicks to target, reached, final mask)."""
+    segmenter = EngineSegmenter.from_session(session)  # fresh wrapper: no image cache across sessions
+    result = run_object(
+        segmenter, Sample(image, gt, None, ""), max_clicks, stop_iou=target, initial_mask=initial
+    )
+    if not result.ious:  # no error to click on: only with a perfect initial mask
+        return 0, True, np.asarray(initial, bool).copy()
+    reached = metrics.reached(result.ious, target, max_clicks)
+    return metrics.clicks_to_reach(result.ious, target, max_clicks), reached, np.array(session.mask, bool)
+
+
+def _propagate_one(
+    session: Any, read, previous: np.ndarray, z: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One propagation step onto slice ``z``: (mask, None), or (None, rejected mask) when it stops."""
+    if not previous.any():
+        return None, None
+    for _, mask in propagate_slices(session, read, previous, [[z]]):
+        return mask, None
+    return None, np.array(session.mask, bool)
+
+
+def evaluate_stack_object(
+    session: Any,
+    stack: Stack,
+    label: int,
+    *,
+    max_clicks: int = 20,
+    target_iou: float = TARGET_IOU,
+    min_area: int = 20,
+    chained: bool = True,
+) -> ObjectStackResult:
+    """The protocol of the module docstring for object ``label`` of ``stack`` with an engine session.
+
+    ``session`` is an engine session (``set_image(image, channel_axis=, initial_mask=)``,
+    ``add_click``, ``mask``, ``threshold``), e.g. :class:`~napari_fcfi.engine.InteractiveSegmenter`.
+    """
+    depth = stack.labels.shape[0]
+
+    def read(z: int) -> np.ndarray:
+        return stack.image[z]
+
+    def gt(z: int) -> np.ndarray:
+        return stack.labels[z] == label
+
+    def present(z: int) -> bool:
+        return 0 <= z < depth and int(gt(z).sum()) >= min_area
+
+    zs = [z for z in range(depth) if present(z)]
+    if not zs:
+        raise ValueError(f"{stack.name}: object {label} has no slice with {min_area} pixels or more")
+    start = zs[len(zs) // 2]
+    clicks, reached, start_mask = _robot(session, read(start), gt(start), max_clicks, target_iou)
+    records = [SliceRecord(start, 0, clicks, clicks, reached, reached)]
+    result = ObjectStackResult(stack.name, int(label), start, records)
+    for step in (1, -1):
+        previous, z = start_mask, start + step
+        while present(z):
+            propagated, rejected = _propagate_one(session, read, previous, z)
+            scratch, scratch_ok, scratch_mask = _robot(session, read(z), gt(z), max_clicks, target_iou)
+            record = SliceRecord(z, abs(z - start), 0, scratch, True, scratch_ok, propagated_iou=0.0)
+            if propagated is None:
+                record.propagation_stopped = True
+                record.rejected_iou = None if rejected is None else metrics.iou(rejected, gt(z))
+                record.clicks_propagation, record.reached_propagation, previous = (
+                    scratch,
+                    scratch_ok,
+                    scratch_mask,
+                )
+            else:
+                record.propagated_iou = metrics.iou(propagated, gt(z))
+                previous = propagated
+                if record.propagated_iou < target_iou:
+                    record.clicks_propagation, record.reached_propagation, previous = _robot(
+                        session, read(z), gt(z), max_clicks, target_iou, initial=propagated
+                    )
+            records.append(record)
+            z += step
+        if 0 <= z < depth:  # first slice past the object's end (or before a gap)
+            past, _ = _propagate_one(session, read, previous, z)
+            if past is not None:
+                result.deletions.append(z)
+    reached_z = {s.z for s in records}
+    result.unreached = sum(z not in reached_z for z in zs)
+    records.sort(key=lambda s: s.z)
+    if chained:
+        chain = dict(
+            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None))
+        )
+        for record in records:
+            if record.distance:
+                record.chained_iou = metrics.iou(chain.get(record.z, np.zeros_like(start_mask)), gt(record.z))
+        result.chained_overrun = sorted(z for z in chain if not present(z))
+    return result
+
+
+def stack_objects(
+    stack: Stack, *, min_area: int = 20, min_slices: int = 3, max_objects: int | None = None, seed: int = 0
+) -> list[int]:
+    """Labels of ``stack`` with at least ``min_slices`` slices of ``min_area`` pixels; at most
+    ``max_objects`` of them, drawn as :func:`~.datasets.sample_object_labels` draws (seeded by name)."""
+    areas = np.stack([np.bincount(s.ravel(), minlength=int(stack.labels.max()) + 1) for s in stack.labels])
+    slices = (areas >= min_area).sum(axis=0)
+    eligible = np.flatnonzero(slices >= min_slices)
+    eligible = eligible[eligible > 0]
+    # One "pixel" per eligible label: sample_object_labels then draws exactly as for a 2D image.
+    return sample_object_labels(eligible[None], key=stack.name, seed=seed, max_objects=max_objects)
+
+
+def stack_session(
+    spec: Any, *, preset: str | None = None, device: str | None = None, engine_settings: dict | None = None
+) -> tuple[str, Any]:
+    """``(name, engine session)`` for a model source (``"default"``, a path), a loaded model or a session."""
+    if hasattr(spec, "set_image") and hasattr(spec, "add_click"):
+        return getattr(spec, "name", "model"), spec
+    settings = dict(engine_settings or {})
+    if preset is not None:
+        settings["preset"] = preset
+    name = "model"
+    if isinstance(spec, (str, Path)):
+        from napari_fcfi.model import load_model
+
+        name = Path(str(spec)).stem if Path(str(spec)).suffix else str(spec)
+        spec = load_model(str(spec), device=device) if device is not None else load_model(str(spec))
+    else:
+        name = type(spec).__name__
+    from napari_fcfi.engine import InteractiveSegmenter
+
+    return name, InteractiveSegmenter(spec, **settings)
+
+
+def evaluate_stacks(
+    segmenter: Any,
+    stacks: Sequence[Stack],
+    *,
+    stack_set: str = "stacks",
+    max_clicks: int = 20,
+    target_iou: float = TARGET_IOU,
+    max_objects: int | None = None,
+    min_area: int = 20,
+    min_slices: int = 3,
+    seed: int = 0,
+    name: str | None = None,
+    preset: str | None = None,
+    device: str | None = None,
+    engine_settings: dict | None = None,
+    chained: bool = True,
+    progress: bool = False,
+) -> StackEvalResult:
+    """Run the stack robot on every chosen object of ``stacks`` (see :func:`stack_objects`)."""
+    if max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+    label, session = stack_session(segmenter, preset=preset, device=device, engine_settings=engine_settings)
+    label = name or label
+    chosen = [
+        (stack, lab)
+        for stack in stacks
+        for lab in stack_objects(
+            stack, min_area=min_area, min_slices=min_slices, max_objects=max_objects, seed=seed
+        )
+    ]
+    from tqdm.auto import tqdm
+
+    objects: list[ObjectStackResult] = []
+    t0 = time.perf_counter()
+    for stack, lab in tqdm(chosen, desc=f"stacks {stack_set}", unit="obj", disable=not progress, leave=False):
+        objects.append(
+            evaluate_stack_object(
+                session,
+                stack,
+                lab,
+                max_clicks=max_clicks,
+                target_iou=target_iou,
+                min_area=min_area,
+                chained=chained,
+            )
+        )
+    settings = {
+        "max_objects": max_objects,
+        "min_area": min_area,
+        "min_slices": min_slices,
+        "seed": seed,
+        "preset": preset,
+        "engine_settings": engine_settings,
+    }
+    return StackEvalResult(
+        label,
+        stack_set,
+        max_clicks,
+        target_iou,
+        objects,
+        [s.name for s in stacks],
+        time.perf_counter() - t0,
+        settings,
+    )
+
+
+# -------------------------------------------------------------------------------------------- tables
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells):
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            + " |"
+        )
+
+    return "\n".join([sep, line(headers), sep, *(line(r) for r in rows), sep])
+
+
+def _at(by_distance: dict, d: int) -> str:
+    value = by_distance.get(d, by_distance.get(str(d)))
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def format_stack_table(results: Sequence[StackEvalResult], distances: Sequence[int] = DISTANCES) -> str:
+    """The main table (clicks per slice in both modes, corrections, uncorrected IoU by distance) and
+    a details table (no-correction share, stops, deletions, failures, chained propagation)."""
+    main, details = [], []
+    for r in results:
+        s = r.summary
+        main.append(
+            [
+                r.stack_set,
+                str(s["objects"]),
+                str(s["slices"]),
+                f"{s['clicks_per_slice_propagation']:.2f}",
+                f"{s['clicks_per_slice_scratch']:.2f}",
+                f"{s['ratio']:.2f}",
+                f"{s['correction_clicks_per_propagated_slice']:.2f}",
+                *(_at(s["iou_by_distance"], d) for d in distances),
+            ]
+        )
+        details.append(
+            [
+                r.stack_set,
+                str(s["propagated_slices"]),
+                f"{100 * s['no_correction_fraction']:.0f} %",
+                str(s["propagation_stops"]),
+                str(s["deletions"]),
+                f"{s['failures_propagation']} / {s['failures_scratch']}",
+                *(_at(s["chained_iou_by_distance"], d) for d in distances),
+                str(s["chained_overrun_slices"]),
+            ]
+        )
+    head = [
+        "stack set",
+        "objects",
+        "slices",
+        "clicks/slice prop.",
+        "clicks/slice scratch",
+        "ratio",
+        "corr./prop. slice",
+        *(f"IoU d={d}" for d in distances),
+    ]
+    head2 = [
+        "stack set",
+        "prop. slices",
+        "no corr.",
+        "prop. stops",
+        "deletions",
+        "fail prop/scratch",
+        *(f"chained d={d}" for d in distances),
+        "chained overrun",
+    ]
+    return _table(head, main) + "\n" + _table(head2, details)
+
+
+__all__ = [
+    "DISTANCES",
+    "TARGET_IOU",
+    "ObjectStackResult",
+    "SliceRecord",
+    "StackEvalResult",
+    "evaluate_stack_object",
+    "evaluate_stacks",
+    "format_stack_table",
+    "stack_objects",
+    "stack_session",
+    "summarize_stacks",
+]
