@@ -5,7 +5,8 @@ The package is split into rooms that follow the data flow:
 * :mod:`napari_fcfi.model`      network definitions and checkpoints (torch only)
 * :mod:`napari_fcfi.engine`     one interactive session on one 2D image (no napari, no Qt)
 * :mod:`napari_fcfi.evaluation` robot user, metrics, datasets, ``fcfi eval``
-* :mod:`napari_fcfi.training`   iterative click training, ``fcfi train``
+* :mod:`napari_fcfi.training`   iterative click training, ``fcfi train``; adapting a model to the
+                                user's objects (``finetune``, ``fcfi finetune``)
 * :mod:`napari_fcfi.plugin`     napari layers, dock widget, worker threads
 
 Heavy modules (torch) are imported lazily so that napari's plugin discovery stays fast.
@@ -23,6 +24,9 @@ _LAZY_EXPORTS = {
     "save_model": "napari_fcfi.model",
     "list_models": "napari_fcfi.model",
     "InteractiveSegmenter": "napari_fcfi.engine",
+    "finetune": "napari_fcfi.training.finetune",
+    "save_adapted": "napari_fcfi.training.finetune",
+    "adapt_with_check": "napari_fcfi.evaluation.adaptation",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("napari_fcfi.annotation.cli", "segment an image headlessly from a CSV click log"),
     "eval": ("napari_fcfi.evaluation.cli", "evaluate models and baselines with a robot user (NoC/NoF/IoU curves)"),
     "train": ("napari_fcfi.training.cli", "train an FCFI model on instance-label folders"),
+    "finetune": ("napari_fcfi.training.finetune_cli", "adapt a model to your own labelled objects in a few minutes"),
     "convert": ("napari_fcfi.model.cli_convert", "convert an official FCFI .pth checkpoint to safetensors"),
     "models": ("napari_fcfi.model.cli_models", "list the bundled and registered models"),
     "bench": ("napari_fcfi.bench.cli", "measure per-click latency and memory"),

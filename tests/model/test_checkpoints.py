@@ -368,6 +368,21 @@ def test_save_model_round_trip_and_metadata(tmp_path, tiny_hrnet):
     assert not list(path.parent.glob(".*.tmp"))  # no temporary file left behind
 
 
+@pytest.mark.parametrize("low_byte", [0x80, 0x50])
+def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path, tiny_hrnet, low_byte):
+    """The 8-byte header length is little-endian: 128 + 256 k starts with the pickle opcode byte 0x80."""
+    path = tmp_path / "m.safetensors"
+    for pad in range(0, 300):
+        save_model(tiny_hrnet, path, metadata={"name": "x" * pad, "adaptation": {"steps": 1}})
+        if path.read_bytes()[0] == low_byte:
+            break
+    else:  # pragma: no cover
+        pytest.fail("no padding gave the wanted header length")
+    net = load_model(path, device="cpu")
+    _assert_same_weights(net, tiny_hrnet)
+    assert net.fcfi_metadata["adaptation"] == {"steps": 1}  # decoded JSON
+
+
 def test_save_model_refuses_bad_metadata_and_keeps_existing_file(tmp_path, tiny_hrnet):
     path = save_model(tiny_hrnet, tmp_path / "m.safetensors")
     before = path.read_bytes()

@@ -3,11 +3,16 @@
 ============================  ==============  =============  =====================================
 setting                       microscopy      paper          meaning
 ============================  ==============  =============  =====================================
-``input_size``                256 (*)         700            network working size: long side of
+``input_size``                256 (*)         700 / 600 (+)  network working size: long side of
                                                              every crop fed to the network
                                                              (paper: ZoomIn ``target_size``;
                                                              ``target_size=`` is accepted as alias)
-``expansion_ratio``           2.0             3.0            zoom-in box = object box x ratio
+``expansion_ratio``           2.0             3.0 / 3.2 (+)  zoom-in box = object box x ratio
+``paper_dataset``             (unused)        "grabcut"      official val config the paper preset
+                                                             follows: "grabcut", "berkeley",
+                                                             "davis" or "sbd" (case-insensitive)
+``paper_backbone``            (unused)        from model (+) "h18s" or "r101": official config
+                                                             family; None = from the model
 ``min_window``                focus_size / 4  200            minimum zoom-in box side (pixels);
                                                              microscopy: 64 for focus_size 256, so
                                                              a small nucleus is magnified up to
@@ -38,10 +43,21 @@ model carries them (safetensors metadata written by ``save_model``); explicit ar
 ``input_size`` is the one name of the network's working size across training (``fcfi train
 --input-size``), model metadata and engine. A model trained on windows of ``focus_size`` native pixels
 shrunk to a smaller network size can store both.
+
+(+) The official evaluation (``scripts/evaluate_model.py``, "cvpr" mode) reads its ZoomIn target size
+and expansion ratio from ``configs/val/config_<dataset>_<backbone>.yml``, so they differ per backbone
+and dataset (:data:`PAPER_ZOOM_IN`, fact sheet ``shared/docs/official_checkpoints/README.md`` section
+3). The paper preset does the same: ``paper_backbone`` comes from ``model.config["arch"]`` ("hrnet"
+-> "h18s"; "deeplab", any ResNet depth -> "r101"; anything else, e.g. "mobile" or a model without a
+config -> "h18s", the preset's former single setting), ``paper_dataset`` defaults to "grabcut". The
+table shows GrabCut for HRNet-18s / ResNet-101. Explicit ``input_size`` / ``expansion_ratio`` win.
+Nothing else in the official evaluation varies per model or dataset (threshold 0.49, flip, minimum
+crop 200 and skip_clicks 1 are the same in every config).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -50,6 +66,16 @@ PRESETS = ("microscopy", "paper")
 #: package's only copy: the plugin, evaluation and training read it from here.
 DEFAULT_THRESHOLD = 0.49
 FIRST_CLICK_ZOOM_MODES = (None, "fresh", "feedback")
+#: Official val configs (``configs/val/config_<dataset>_<backbone>.yml``, ZOOM_IN.CVPR):
+#: backbone -> dataset -> (target_size, expansion_ratio).
+PAPER_ZOOM_IN: dict[str, dict[str, tuple[int, float]]] = {
+    "h18s": {"grabcut": (700, 3.0), "berkeley": (720, 2.8), "davis": (720, 3.5), "sbd": (480, 2.3)},
+    "r101": {"grabcut": (600, 3.2), "berkeley": (720, 2.5), "davis": (640, 3.0), "sbd": (480, 2.3)},
+}
+PAPER_DATASETS = tuple(PAPER_ZOOM_IN["h18s"])
+PAPER_BACKBONES = tuple(PAPER_ZOOM_IN)
+#: ``model.config["arch"]`` -> official config family; other architectures fall back to "h18s".
+_ARCH_TO_PAPER_BACKBONE = {"hrnet": "h18s", "deeplab": "r101"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,8 @@ class SegmenterSettings:
     focus_growth_steps: int = 3
     first_click_zoom: str | None = "fresh"
     autocast_dtype: str | None = None
+    paper_dataset: str = "grabcut"
+    paper_backbone: str | None = None  # None: from the model (paper preset)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,16 +121,22 @@ class SegmenterSettings:
             raise ValueError(
                 f"first_click_zoom must be one of {FIRST_CLICK_ZOOM_MODES}, got {self.first_click_zoom!r}"
             )
+        if self.paper_dataset not in PAPER_DATASETS:
+            raise ValueError(
+                f"paper_dataset must be one of {PAPER_DATASETS} (the official evaluation's val configs), "
+                f"got {self.paper_dataset!r}"
+            )
+        if self.paper_backbone not in (None, *PAPER_BACKBONES):
+            raise ValueError(f"paper_backbone must be None or one of {PAPER_BACKBONES}, got {self.paper_backbone!r}")
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
         return self
 
 
+# input_size and expansion_ratio come from PAPER_ZOOM_IN (per backbone and dataset).
 _PAPER_DEFAULTS = {
     "preset": "paper",
-    "input_size": 700,
-    "expansion_ratio": 3.0,
     "min_window": 200,
     "flip": True,
     "keep_connected": False,
@@ -117,7 +151,9 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     """Settings for a preset (``preset=`` in ``overrides``) with explicit overrides applied.
 
     Unknown keywords raise ``TypeError`` naming them. For the microscopy preset the model's
-    ``metadata["input_size"]`` / ``["focus_size"]`` (if any) replace the defaults.
+    ``metadata["input_size"]`` / ``["focus_size"]`` (if any) replace the defaults. For the paper
+    preset ``input_size`` and ``expansion_ratio`` are the official evaluation's for the model's
+    backbone and ``paper_dataset`` (:data:`PAPER_ZOOM_IN`); an unknown dataset raises ``ValueError``.
     """
     overrides = {_ALIASES.get(k, k): v for k, v in overrides.items()}
     known = {f.name for f in fields(SegmenterSettings)}
@@ -125,8 +161,22 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     if unknown:
         raise TypeError(f"unknown segmenter setting(s) {unknown}; valid settings: {sorted(known)}")
     preset = overrides.get("preset", "microscopy")
+    if isinstance(overrides.get("paper_dataset"), str):
+        overrides["paper_dataset"] = overrides["paper_dataset"].lower()
+    if isinstance(overrides.get("paper_backbone"), str):
+        overrides["paper_backbone"] = overrides["paper_backbone"].lower()
     base = SegmenterSettings(**_PAPER_DEFAULTS) if preset == "paper" else SegmenterSettings()
-    if preset != "paper":
+    if preset == "paper":
+        # Validate the dataset/backbone first, so a bad name is a ValueError, not a KeyError.
+        replace(base, **{k: overrides[k] for k in ("paper_dataset", "paper_backbone") if k in overrides}).validate()
+        dataset = overrides.get("paper_dataset", base.paper_dataset)
+        backbone = overrides.get("paper_backbone") or paper_backbone_of(model)
+        target_size, expansion_ratio = PAPER_ZOOM_IN[backbone][dataset]
+        base = replace(
+            base, input_size=target_size, expansion_ratio=expansion_ratio, paper_dataset=dataset, paper_backbone=backbone
+        )
+        overrides.pop("paper_backbone", None)  # None means "from the model": keep the resolved one
+    else:
         for key in ("input_size", "focus_size"):
             size = _metadata_size(model, key)
             if size is not None and key not in overrides:
@@ -141,6 +191,17 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     if settings.min_window is None:
         settings = replace(settings, min_window=max(1, int(settings.focus_size) // 4))
     return settings.validate()
+
+
+def paper_backbone_of(model: Any) -> str:
+    """Official config family for ``model``: "h18s" (HRNet) or "r101" (DeepLab), from ``model.config``.
+
+    DeepLab models of any ResNet depth get the ResNet-101 configs (the only DeepLab ones); other
+    architectures, and models without a config, get "h18s".
+    """
+    config = getattr(model, "config", None)
+    arch = config.get("arch") if isinstance(config, Mapping) else None
+    return _ARCH_TO_PAPER_BACKBONE.get(arch, "h18s")
 
 
 def _metadata_size(model: Any, key: str) -> int | None:

@@ -45,13 +45,14 @@ def sniff_format(path: Path) -> FileFormat:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(16)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip archive / legacy pickle
-        return "torch"
-    # safetensors: 8-byte little-endian header length, then a JSON header that fits in the file.
+    # safetensors: 8-byte little-endian header length, then a JSON header that fits in the file. Checked
+    # before the pickle test: a header length of 128 + 256 k starts with the byte 0x80 too.
     if len(head) >= 9 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")
         if 8 + header_len <= size:
             return "safetensors"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip archive / legacy pickle
+        return "torch"
     stripped = head.lstrip().lower()
     # Google Drive and proxies answer failed downloads with a web page saved under the model's name.
     if stripped.startswith((b"<!doctype", b"<html")):

@@ -2,7 +2,8 @@
 
 The safetensors metadata (a str -> str map) holds ``format`` ("napari-fcfi"), ``format_version``,
 ``config`` (JSON of ``net.config``) and optionally ``name``, ``description``, ``input_size``,
-``training`` (JSON) and any further string entries. Files are written by :func:`save_model` (and by
+``training`` (JSON), ``adaptation`` (JSON, written for models adapted with
+``napari_fcfi.finetune``) and any further string entries. Files are written by :func:`save_model` (and by
 ``fcfi convert``); safetensors holds tensors only, so reading one can never run code.
 """
 
@@ -25,7 +26,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_metadata", "load_safetensors_m
 FORMAT_NAME = "napari-fcfi"
 FORMAT_VERSION = 1
 _RESERVED_METADATA = ("format", "format_version", "config")
-_JSON_METADATA = ("input_size", "training", "converted_from")
+_JSON_METADATA = ("input_size", "training", "converted_from", "adaptation")
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -82,8 +82,12 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
 
 # ---------------------------------------------------------------------- crash recovery
 def fingerprint_of(state: Any) -> str:
-    source = getattr(getattr(state.layer, "source", None), "path", None)
-    return image_fingerprint(helpers.image_data(state.layer), state.layer.name, str(source) if source else None)
+    """The image's journal id (computed once per image: it reads sampled pixels)."""
+    if getattr(state, "fingerprint", None) is None:
+        source = getattr(getattr(state.layer, "source", None), "path", None)
+        state.fingerprint = image_fingerprint(helpers.image_data(state.layer), state.layer.name,
+                                              str(source) if source else None)
+    return state.fingerprint
 
 
 def journal_for(controller: Any, state: Any) -> CommitJournal:

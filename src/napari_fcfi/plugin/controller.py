@@ -73,6 +73,7 @@ class ImageState:
     labels_layer: Any = None
     journal: CommitJournal | None = None
     preview_box: tuple[slice, slice] | None = None
+    fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
     actions: list[tuple[str, SliceKey]] = field(default_factory=list)  # ("click"|"propagation", slice)
 
     @property
@@ -109,7 +110,9 @@ class SegmentationController:
         self.points = PointsSync(self)
         self.on_status: Callable[[str], None] = lambda message: None
         self.on_busy: Callable[[bool], None] = lambda busy: None
-        self.on_change: Callable[[], None] = lambda: None  # object, labels or image changed (widget refresh)
+        # What changed, for the widget: "object" (clicks, prediction, slice on screen: cheap to show) or
+        # "all" (image, labels, settings, commits).
+        self.on_change: Callable[[str], None] = lambda what="all": None
         self._last_error: str | None = None
         self.propagation: Any = None  # the running propagation (plugin.propagating.PropagationRun)
         self._closed = False
@@ -409,7 +412,7 @@ class SegmentationController:
             obj.mask_box = None if obj.initial_mask is None else mask_from_box(obj.initial_mask)
             if state is self.state and obj.key == self.current_key():
                 self._update_preview()
-            self.on_change()
+            self.on_change("object")
             return
         settings = self._settings
         request = Request(state.image_id, obj.key, obj.clicks, obj.serial, obj.initial_mask, settings.model_source,
@@ -438,7 +441,7 @@ class SegmentationController:
         from .commit_flow import commit_if_pending
 
         commit_if_pending(self, state, obj)
-        self.on_change()
+        self.on_change("object")
 
     def _on_prediction_error(self, slot: Any, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -472,7 +475,7 @@ class SegmentationController:
     # ------------------------------------------------------------------ view
     def _on_dims_change(self, event: Any = None) -> None:
         self._refresh_view(recompute=True)
-        self.on_change()
+        self.on_change("object")
 
     def _refresh_view(self, recompute: bool = False) -> None:
         obj = self.current_object(create=False)
@@ -525,6 +528,9 @@ class SegmentationController:
         if self._closed:
             return
         self._closed = True
+        # Results or busy signals still queued for the GUI thread must not reach a deleted widget.
+        self.on_status = self.on_change = lambda *args, **kwargs: None
+        self.on_busy = lambda busy: None
         if self.propagation is not None:
             self.propagation.cancel()
         self._unbind()

@@ -72,13 +72,16 @@ class PointsSync:
         layer = state.clicks_layer
         defaults = layer.feature_defaults
         previous = bool(defaults["positive"].iloc[0]) if "positive" in defaults else True
-        layer.feature_defaults = {"positive": bool(click.positive)}
+        # Changing the defaults is an evented update: only done for the (rarer) sign that differs.
+        if previous != click.positive:
+            layer.feature_defaults = {"positive": bool(click.positive)}
         self._internal = not by_user
         try:
             layer.add(np.array([[*key, click.row, click.col]], dtype=float))
         finally:
             self._internal = False
-            layer.feature_defaults = {"positive": previous}
+            if previous != click.positive:
+                layer.feature_defaults = {"positive": previous}
 
     def remove(self, state: Any, key: SliceKey, last_only: bool = False) -> None:
         """Remove the points of slice ``key`` (only its last one with ``last_only``)."""

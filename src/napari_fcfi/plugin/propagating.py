@@ -96,7 +96,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         run.on_progress(run.done, run.total)
         if state is controller.state and key == controller.current_key():
             controller._update_preview()
-        controller.on_change()
+        controller.on_change("object")
 
     def on_done(*_: Any) -> None:
         controller.propagation = None

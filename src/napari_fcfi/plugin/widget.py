@@ -254,8 +254,15 @@ class FCFIWidget(Container):
             self.controller.points_layer.mode = "pan_zoom"
 
     # ------------------------------------------------------------------ mirroring the controller
-    def _sync_from_controller(self) -> None:
-        """Show what the widget acts on; called by the controller after every change."""
+    def _sync_from_controller(self, what: str = "all") -> None:
+        """Show what the widget acts on; called by the controller after every change.
+
+        ``"object"`` changes (a click, a prediction, another slice) only touch the object line: they
+        come with every click, so they must cost almost nothing on napari's main thread.
+        """
+        if what == "object":
+            self._show_object()
+            return
         controller = self.controller
         self._syncing = True
         try:
@@ -272,6 +279,18 @@ class FCFIWidget(Container):
                 self.label_id.value = min(next_id, self.label_id.max)
         finally:
             self._syncing = False
+        self._show_object()
+        settings: AnnotationSettings = controller.settings
+        self.model_info.value = f"{Path(settings.model_source).name} on {settings.device}"
+        journal = pending_journal(controller)
+        for widget in (self.restore_button, self.discard_button, self.recovery_label):
+            widget.visible = journal is not None
+        if journal is not None:
+            self.recovery_label.value = f"Unsaved work found: {journal.summary()}"
+
+    def _show_object(self) -> None:
+        controller = self.controller
+        labels = controller.labels_layer
         obj = controller.current_object(create=False)
         if controller.state is None:
             self.object_info.value = "choose an image"
@@ -284,13 +303,6 @@ class FCFIWidget(Container):
             editing = f", editing label {obj.edit_label}" if obj is not None and obj.edit_label else ""
             target = labels.name if labels is not None else f"{controller.image_layer.name} labels (new)"
             self.object_info.value = f"{clicks} click(s){where}{extra}{editing} → {target}"
-        settings: AnnotationSettings = controller.settings
-        self.model_info.value = f"{Path(settings.model_source).name} on {settings.device}"
-        journal = pending_journal(controller)
-        for widget in (self.restore_button, self.discard_button, self.recovery_label):
-            widget.visible = journal is not None
-        if journal is not None:
-            self.recovery_label.value = f"Unsaved work found: {journal.summary()}"
 
     def _show_status(self, message: str) -> None:
         self.status.value = message

@@ -70,6 +70,9 @@ class TrainConfig:
     prefetch: bool = True  # build batches in a worker process while the network trains
     amp: bool = True  # CUDA: float16 autocast with a gradient scaler
     cpu_bf16: bool = False  # CPU: bfloat16 autocast (about 1.5x faster on CPUs with AVX512-BF16/AMX)
+    # True: BatchNorm layers stay in eval mode while training, so their running statistics are not
+    # updated (fine-tuning on a few user images with small batches: keep the base model's statistics).
+    freeze_batchnorm: bool = False
     loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
 
 
@@ -126,13 +129,17 @@ def validation_score(metrics: dict[str, float]) -> float:
 
 
 class Trainer:
-    """Trains ``net`` on batches from ``sampler``; writes checkpoints and logs to ``out_dir``."""
+    """Trains ``net`` on batches from ``sampler``; writes checkpoints and logs to ``out_dir``.
+
+    ``out_dir=None`` writes no files at all (no log, no checkpoints; :meth:`save` refuses): for
+    callers that only drive :meth:`train_step`, such as :func:`napari_fcfi.training.finetune.finetune`.
+    """
 
     def __init__(
         self,
         net: torch.nn.Module,
         sampler: TrainingSampler,
-        out_dir: str | Path,
+        out_dir: str | Path | None,
         config: TrainConfig,
         val_samples: list[Sample] | None = None,
         device: str | torch.device = "cpu",
@@ -142,7 +149,7 @@ class Trainer:
     ) -> None:
         self.net = net.to(device)
         self.sampler = sampler
-        self.out_dir = Path(out_dir)
+        self.out_dir = None if out_dir is None else Path(out_dir)
         self.config = config
         self.val_samples = val_samples or []
         self.engine_settings = dict(engine_settings or {})
@@ -162,9 +169,18 @@ class Trainer:
         self.step = 0
         self.best_score = math.inf
         self.best_metrics: dict[str, float] | None = None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
 
     # ---------------------------------------------------------------- one step
+    def _train_mode(self) -> None:
+        """Training mode; BatchNorm layers stay in eval mode with ``config.freeze_batchnorm``."""
+        self.net.train()
+        if self.config.freeze_batchnorm:
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def _forward(self, net_input, points, new_clicks, gate: float, is_training: bool) -> dict[str, Any]:
         if self.use_bf16:
             with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
@@ -201,7 +217,7 @@ class Trainer:
                     click = robot_click(masks_np[b], prev_np[b] > DEFAULT_THRESHOLD, None, not_clicked)
                     if click is not None:
                         clicks.append(click)
-        self.net.train()
+        self._train_mode()
         return prev
 
     def train_step(self, step: int, batch=None) -> dict[str, float]:
@@ -210,7 +226,7 @@ class Trainer:
         images, masks, click_sets = batch if batch is not None else self.sampler.batch(step, config.batch_size)
         images, masks = images.to(self.device), masks.to(self.device)
         extra_clicks = int(np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1))
-        self.net.train()
+        self._train_mode()
         prev = self.simulate_clicks(images, masks, click_sets, extra_clicks)
         gate = 1.0 if extra_clicks > 0 else 0.0
         out = self._forward(
@@ -260,6 +276,8 @@ class Trainer:
 
     def save(self, name: str) -> Path:
         """Write ``out_dir/name`` atomically (a crash never leaves a half-written checkpoint)."""
+        if self.out_dir is None:
+            raise ValueError("this Trainer was made with out_dir=None and writes no checkpoints")
         path = self.out_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(self.state_dict(), tmp)
@@ -330,6 +348,8 @@ class Trainer:
             f"{config.budget_clock} clock)")
 
     def _log(self, record: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
         with open(self.out_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -407,8 +427,9 @@ class Trainer:
                     if score < self.best_score:
                         best = {k: v for k, v in chosen.items() if k != "ema"}
                         self.best_score, self.best_metrics = score, {"step": self.step, "weights": kind, **best}
-                        self.save("best.pt")
-            if time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
+                        if self.out_dir is not None:
+                            self.save("best.pt")
+            if self.out_dir is not None and time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
                 self.save("last.pt")
                 last_checkpoint = time.time()
             if config.time_budget_minutes > 0 and self.step % config.retune_every == 0 and until is None:
@@ -416,7 +437,8 @@ class Trainer:
                 end = config.steps
                 if bar is not None:
                     bar.total = config.steps
-        self.save("last.pt")
+        if self.out_dir is not None:
+            self.save("last.pt")
         if bar is not None:
             bar.close()
         del batches

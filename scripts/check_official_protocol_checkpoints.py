@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Paper preset vs the official evaluation predictor on official-format checkpoints, both backbones.
+
+Unlike ``check_official_protocol.py`` (one network object shared by both sides, zoom-in settings
+passed by hand), this check is end to end on the official checkpoint format:
+
+* the official code builds its HRNet-18s (COCO+LVIS model script arguments) and ResNet-101 (SBD model
+  script arguments) models with seed 0 (random weights: the constructors' own initialisation, or with
+  ``--init xavier`` the model scripts' XavierGluon, gaussian, magnitude 2; never an ImageNet download)
+  and writes them with its own ``save_checkpoint``;
+* the official side reads the file with its own loader (``load_is_model``) and runs ``BasePredictor``
+  with ``--with-flip`` and the "cvpr" ``ZoomIn`` whose target size and expansion ratio it reads from
+  ``configs/val/config_<dataset>_<backbone>.yml`` of the checkout, as ``scripts/evaluate_model.py``
+  does;
+* our side loads the same file with :func:`napari_fcfi.model.official.load_official_checkpoint` and
+  runs ``InteractiveSegmenter(model, preset="paper")`` with nothing else set (plus ``paper_dataset``
+  for a dataset other than GrabCut), so the preset must choose the official zoom-in settings itself.
+
+Random weights alone make HRNet predict the whole image (so the zoom-in crop is never really used).
+Head ``probe`` therefore sets, before the checkpoint is written, the two final 1-channel layers
+(instances: ``cls_head`` / ``head.layers.2``; ``updated_feedback2``: the fusion encoder's last conv)
+to a linear probe of their own random input features: the mean feature difference between the
+GrabCut object and the background at click 1, with the bias put where as many pixels are positive
+as the object has. Logits then depend on the image, and the object and the zoom-in ROI cover part of
+it. Head ``random`` keeps the random weights. Clicks are the issue's llama clicks (``--click-mode
+issue``) or robot clicks (largest error region, computed from our prediction, given to both sides).
+
+The official code is imported from a checkout OUTSIDE this repository; nothing of it is copied here.
+Stand-ins (this process only): see ``check_official_protocol._install_stubs`` (ToTensor, cv2, the
+logging module, the predictors package without its ``__init__``), plus ``torchvision.ops`` (only for
+the non-default adaptive crop), the removed numpy aliases and ``isegm.data.datasets`` (the dataset
+classes the loader module imports for evaluation, unused here)::
+
+    mkdir -p /tmp/official && git -C /work/.mirror/veizgyauzgyauz+FCFI/repo archive HEAD | tar -x -C /tmp/official
+    python scripts/check_official_protocol_checkpoints.py --official-repo /tmp/official
+
+Prints per click the max |Δprob|, the foreground fraction of both sides and both ROIs; exits 1 when a
+difference exceeds ``--tolerance`` or when no click of a run is zoomed in on a partial object (the
+check would then be vacuous).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_official_fidelity import CONFIGS as HRNET_CONFIGS
+from check_official_fidelity_deeplab import R101_SBD_ARGS
+from check_official_protocol import DEFAULT_GRABCUT, _install_stubs, read_rgb, robot_click
+
+from napari_fcfi.engine import InteractiveSegmenter
+from napari_fcfi.model.official import load_official_checkpoint
+
+#: backbone -> (official class module, class name, constructor args, instance head, feedback-2 head)
+BACKBONES = {
+    "h18s": ("isegm.model.is_hrnet_model", "HRNetModel", HRNET_CONFIGS["hrnet18s_cocolvis"][0],
+             "feature_extractor.cls_head", "feature_extractor.fusion_module.fusion_encoder.3"),
+    "r101": ("isegm.model.is_deeplab_model", "DeeplabModel", R101_SBD_ARGS,
+             "head.layers.2", "feature_extractor.feedback_fusion.fusion_encoder.3"),
+}
+#: The issue's clicks on GrabCut "llama": (row, col, positive).
+ISSUE_CLICKS = [(236, 220, True), (60, 460, False), (300, 250, True), (200, 120, False)]
+
+
+def install_more_stubs(official_repo: Path) -> None:
+    _install_stubs(official_repo)
+    for alias, value in (("int", int), ("bool", bool), ("float", float)):
+        if not hasattr(np, alias):
+            setattr(np, alias, value)
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        ops = types.ModuleType("torchvision.ops")
+
+        def masks_to_boxes(*_args, **_kwargs):  # only the non-default adaptive crop uses it
+            raise RuntimeError("torchvision.ops stand-in called")
+
+        ops.masks_to_boxes = masks_to_boxes
+        sys.modules["torchvision.ops"] = ops
+        if "torchvision" in sys.modules:
+            sys.modules["torchvision"].ops = ops
+    datasets = types.ModuleType("isegm.data.datasets")
+    for name in ("GrabCutDataset", "BerkeleyDataset", "DavisDataset", "SBDEvaluationDataset", "PascalVocDataset"):
+        setattr(datasets, name, None)
+    sys.modules.setdefault("isegm.data.datasets", datasets)
+
+
+def official_zoom_params(official_repo: Path, dataset: str, backbone: str) -> tuple[int, float]:
+    """ZOOM_IN.CVPR of ``configs/val/config_<dataset>_<backbone>.yml`` (what evaluate_model.py reads)."""
+    import yaml
+
+    cfg = yaml.safe_load((official_repo / "configs" / "val" / f"config_{dataset}_{backbone}.yml").read_text())
+    return int(cfg["ZOOM_IN"]["CVPR"]["TARGET_SIZE"]), float(cfg["ZOOM_IN"]["CVPR"]["EXPANSION_RATIO"])
+
+
+def _set_probe_(layer: torch.nn.Conv2d, features: torch.Tensor, fg: torch.Tensor, scale: float) -> None:
+    """Make a 1-channel conv a linear probe (object minus background mean) of its input features."""
+    fg = torch.nn.functional.interpolate(fg[None, None].float(), size=features.shape[-2:], mode="nearest")[0, 0] > 0
+    flat = features.reshape(features.shape[0], -1)
+    direction = flat[:, fg.reshape(-1)].mean(1) - flat[:, ~fg.reshape(-1)].mean(1)
+    scores = direction @ flat
+    cut = torch.quantile(scores, 1.0 - float(fg.float().mean()))
+    gain = scale / float(scores.std())
+    with torch.no_grad():
+        layer.weight.zero_()
+        kh, kw = layer.weight.shape[-2:]
+        layer.weight[0, :, kh // 2, kw // 2] = gain * direction
+        layer.bias.fill_(-gain * float(cut))
+
+
+def write_checkpoint(backbone: str, head: str, seed: int, init: str, image: np.ndarray, gt: np.ndarray,
+                     first_click: tuple[int, int, bool], folder: Path) -> Path:
+    misc = importlib.import_module("isegm.utils.misc")
+    initializer = importlib.import_module("isegm.model.initializer")
+    module_name, class_name, kwargs, instance_head, feedback_head = BACKBONES[backbone]
+    torch.manual_seed(seed)
+    net = getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    if init == "xavier":
+        net.apply(initializer.XavierGluon(rnd_type="gaussian", magnitude=2.0))
+    net.eval()
+    if head == "probe":
+        modules = dict(net.named_modules())
+        captured: dict[str, torch.Tensor] = {}
+        hooks = [
+            modules[name].register_forward_hook(
+                lambda _m, inputs, _o, name=name: captured.__setitem__(name, inputs[0][0].detach())
+            )
+            for name in (instance_head, feedback_head)
+        ]
+        base = importlib.import_module("isegm.inference.predictors.base")
+        clicker_module = importlib.import_module("isegm.inference.clicker")
+        predictor = base.BasePredictor(net, "cpu", zoom_in=None, with_flip=False)
+        predictor.set_input_image(image)
+        clicker = clicker_module.Clicker()
+        clicker.add_click(clicker_module.Click(is_positive=first_click[2], coords=first_click[:2]))
+        with torch.no_grad():
+            predictor.get_prediction(clicker, np.zeros(gt.shape, np.float32), 0.0)
+        for hook in hooks:
+            hook.remove()
+        fg = torch.from_numpy(gt == 255)
+        _set_probe_(modules[instance_head], captured[instance_head], fg, scale=3.0)
+        _set_probe_(modules[feedback_head], captured[feedback_head], fg, scale=3.0)
+    misc.save_checkpoint(net, folder, prefix=f"{backbone}_{head}", verbose=False)
+    return folder / f"{backbone}_{head}_last_checkpoint.pth"
+
+
+def compare(path: Path, backbone: str, dataset: str, official_repo: Path, image: np.ndarray, gt: np.ndarray,
+            click_mode: str, n_clicks: int, flip: bool) -> tuple[float, bool]:
+    official_utils = importlib.import_module("isegm.inference.utils")
+    base = importlib.import_module("isegm.inference.predictors.base")
+    zoom_module = importlib.import_module("isegm.inference.transforms.zoom_in")
+    clicker_module = importlib.import_module("isegm.inference.clicker")
+    target_size, expansion_ratio = official_zoom_params(official_repo, dataset, backbone)
+    official_net = official_utils.load_is_model(str(path), "cpu")
+    zoom_in = zoom_module.ZoomIn(target_size=target_size, expansion_ratio=expansion_ratio)
+    official = base.BasePredictor(official_net, "cpu", zoom_in=zoom_in, with_flip=flip)
+    official.set_input_image(image)
+    clicker = clicker_module.Clicker()
+
+    settings = ({} if dataset == "grabcut" else {"paper_dataset": dataset}) | ({} if flip else {"flip": False})
+    ours = InteractiveSegmenter(load_official_checkpoint(path), preset="paper", **settings)
+    ours.set_image(image)
+    s = ours.settings
+    print(f"  official ZoomIn target {target_size} expansion {expansion_ratio} flip {flip} | ours input_size "
+          f"{s.input_size} expansion_ratio {s.expansion_ratio} flip {s.flip} zoom_in {s.zoom_in}")
+
+    official_prob = np.zeros(gt.shape, dtype=np.float32)
+    pred_mask = np.zeros(gt.shape, dtype=bool)
+    not_clicked = np.ones(gt.shape, dtype=bool)
+    worst, exercised = 0.0, False
+    clicks = ISSUE_CLICKS if click_mode == "issue" else [None] * n_clicks
+    for index, click in enumerate(clicks):
+        row, col, positive = click if click is not None else robot_click(gt, pred_mask, not_clicked)
+        not_clicked[row, col] = False
+        clicker.add_click(clicker_module.Click(is_positive=positive, coords=(row, col)))
+        start = time.perf_counter()
+        with torch.no_grad():
+            official_prob, *_ = official.get_prediction(clicker, official_prob, 0.0 if index == 0 else 1.0)
+        middle = time.perf_counter()
+        our_prob = ours.add_click(row, col, positive)
+        end = time.perf_counter()
+        diff = float(np.abs(official_prob - our_prob).max())
+        worst = max(worst, diff)
+        a, b = official_prob > 0.49, our_prob > 0.49
+        official_roi = tuple(int(v) for v in zoom_in._object_roi) if zoom_in._object_roi else None
+        our_roi = tuple(int(v) for v in ours._current.roi) if ours._current.roi is not None else None
+        full = (0, gt.shape[0] - 1, 0, gt.shape[1] - 1)
+        exercised |= official_roi not in (None, full) and 0.0 < a.mean() < 0.9
+        print(f"  click {index + 1} ({'+' if positive else '-'} {row:3d},{col:3d}) max|dp|={diff:.2e} "
+              f"fg official {100 * a.mean():5.1f}% ours {100 * b.mean():5.1f}% "
+              f"roi official={official_roi} ours={our_roi} [{middle - start:.1f}s / {end - middle:.1f}s]")
+        pred_mask = b
+    return worst, exercised
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official-repo", type=Path, required=True, help="checkout of veizgyauzgyauz/FCFI")
+    parser.add_argument("--grabcut", type=Path, default=DEFAULT_GRABCUT, help="GrabCut folder")
+    parser.add_argument("--image", default="llama", help="GrabCut image id")
+    parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=["h18s", "r101"])
+    parser.add_argument("--heads", nargs="+", choices=("random", "probe"), default=["random", "probe"])
+    parser.add_argument("--dataset", choices=("grabcut", "berkeley", "davis", "sbd"), default="grabcut",
+                        help="official val config (zoom-in settings) to compare with")
+    parser.add_argument("--click-mode", choices=("issue", "robot"), default="issue")
+    parser.add_argument("--clicks", type=int, default=5, help="robot clicks per run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", choices=("default", "xavier"), default="default",
+                        help="random weights: the constructors' own init, or the model scripts' XavierGluon")
+    parser.add_argument("--no-flip", action="store_true", help="both sides without flip averaging")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    official_repo = args.official_repo.resolve()
+    install_more_stubs(official_repo)
+    from skimage import io
+
+    image = read_rgb(next(args.grabcut.glob(f"{args.image}_image.*")))
+    gt = io.imread(args.grabcut / f"{args.image}_gt.png")
+    gt = gt[..., 0] if gt.ndim == 3 else gt
+    first = ISSUE_CLICKS[0] if args.click_mode == "issue" else robot_click(gt, np.zeros(gt.shape, bool),
+                                                                           np.ones(gt.shape, bool))
+    failed = False
+    with tempfile.TemporaryDirectory() as folder:
+        for backbone in args.backbones:
+            for head in args.heads:
+                path = write_checkpoint(backbone, head, args.seed, args.init, image, gt, first, Path(folder))
+                print(f"{backbone} head={head} image={args.image} {image.shape[:2]} dataset={args.dataset} "
+                      f"clicks={args.click_mode}")
+                worst, exercised = compare(path, backbone, args.dataset, official_repo, image, gt,
+                                           args.click_mode, args.clicks, not args.no_flip)
+                ok = worst <= args.tolerance
+                print(f"  worst max|dp| {worst:.2e} (tolerance {args.tolerance:g}): {'OK' if ok else 'FAIL'}; "
+                      f"zoom-in on a partial object: {'yes' if exercised else 'no'}")
+                failed |= not ok
+                if head == "probe" and not exercised:
+                    print("  FAIL: the probe run never zoomed in on a partial object (vacuous check)")
+                    failed = True
+                path.unlink()
+    print("OK" if not failed else "FAIL")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
