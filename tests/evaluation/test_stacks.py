@@ -97,6 +97,11 @@ def test_corrections_stops_and_deletions_are_counted():
         and by_z[6].chained_iou == 1.0
         and by_z[2].chained_iou == 0.0
     )
+    # clicking on in the propagation's session (its automatic click kept) gives the same numbers here
+    kept = evaluate_stack_object(BrightRegionSegmenter(None), stack, 1, correction="continue")
+    assert kept.slices == obj.slices and kept.deletions == obj.deletions
+    with pytest.raises(ValueError, match="correction"):
+        evaluate_stack_object(BrightRegionSegmenter(None), stack, 1, correction="redo")
     result = StackEvalResult("bright", "tricky", 20, 0.85, [obj])
     s = result.summary
     assert s["correction_clicks_per_propagated_slice"] == pytest.approx(0.5)

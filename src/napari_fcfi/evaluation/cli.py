@@ -107,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         help="a slice holds the object when it has at least this many pixels of it (20)",
     )
+    stacks.add_argument(
+        "--correction",
+        default="initial-mask",
+        choices=("initial-mask", "continue"),
+        help="correcting a propagated slice: set_image(initial_mask=propagated) then clicks (the widget's "
+        "way, default), or clicks on in the propagation's session (its automatic click kept)",
+    )
     stacks.add_argument("--target-iou", type=float, default=0.85, help="IoU each slice must reach (0.85)")
     stacks.add_argument(
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
@@ -265,6 +272,7 @@ def run_stacks(args: argparse.Namespace) -> int:
             min_area=args.stack_min_area,
             seed=args.seed,
             name=name,
+            correction=args.correction,
             progress=not args.no_progress,
         )
         result.settings.update(

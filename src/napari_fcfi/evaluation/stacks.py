@@ -46,6 +46,7 @@ from napari_fcfi.evaluation.stack_data import Stack
 
 TARGET_IOU = 0.85
 DISTANCES = (1, 2, 3, 5)
+CORRECTIONS = ("initial-mask", "continue")
 
 
 @dataclass
@@ -183,6 +184,24 @@ class StackEvalResult:
 
 
 # ------------------------------------------------------------------------------------------ protocol
+class _Continuing:
+    """An engine session seen as a segmenter whose ``start`` keeps the session's current state."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.threshold = float(getattr(session, "threshold", 0.49))
+
+    def start(self, image: np.ndarray, gt_ignore: np.ndarray | None = None, initial_mask=None) -> None:
+        pass
+
+    def add_click(self, row: int, col: int, positive: bool) -> np.ndarray:
+        return self.session.add_click(row, col, positive)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.session.mask
+
+
 def _robot(
     session: Any,
     image: np.ndarray,
@@ -191,8 +210,12 @@ def _robot(
     target: float,
     initial: np.ndarray | None = None,
 ) -> tuple[int, bool, np.ndarray]:
-    """The 2D robot on one slice (from ``initial`` when given): (clicks to target, reached, final mask)."""
-    segmenter = EngineSegmenter.from_session(session)  # fresh wrapper: no image cache across sessions
+    """The 2D robot on one slice (from ``initial`` when given): (clicks to target, reached, final mask).
+
+    ``session`` is an engine session (each robot run starts it anew) or a :class:`_Continuing` one.
+    """
+    # A fresh wrapper per run: EngineSegmenter's image cache must not outlive a propagation step.
+    segmenter = session if isinstance(session, _Continuing) else EngineSegmenter.from_session(session)
     result = run_object(
         segmenter, Sample(image, gt, None, ""), max_clicks, stop_iou=target, initial_mask=initial
     )
@@ -222,12 +245,18 @@ def evaluate_stack_object(
     target_iou: float = TARGET_IOU,
     min_area: int = 20,
     chained: bool = True,
+    correction: str = "initial-mask",
 ) -> ObjectStackResult:
     """The protocol of the module docstring for object ``label`` of ``stack`` with an engine session.
 
     ``session`` is an engine session (``set_image(image, channel_axis=, initial_mask=)``,
     ``add_click``, ``mask``, ``threshold``), e.g. :class:`~napari_fcfi.engine.InteractiveSegmenter`.
+    ``correction``: ``"initial-mask"`` (the protocol: ``set_image(slice, initial_mask=propagated)``,
+    then the robot's clicks) or ``"continue"`` (the robot clicks on in the propagation's own session,
+    i.e. on top of the propagated mask *and* its automatic interior click).
     """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     depth = stack.labels.shape[0]
 
     def read(z: int) -> np.ndarray:
@@ -250,23 +279,25 @@ def evaluate_stack_object(
         previous, z = start_mask, start + step
         while present(z):
             propagated, rejected = _propagate_one(session, read, previous, z)
-            scratch, scratch_ok, scratch_mask = _robot(session, read(z), gt(z), max_clicks, target_iou)
-            record = SliceRecord(z, abs(z - start), 0, scratch, True, scratch_ok, propagated_iou=0.0)
-            if propagated is None:
-                record.propagation_stopped = True
-                record.rejected_iou = None if rejected is None else metrics.iou(rejected, gt(z))
-                record.clicks_propagation, record.reached_propagation, previous = (
-                    scratch,
-                    scratch_ok,
-                    scratch_mask,
-                )
-            else:
+            record = SliceRecord(z, abs(z - start), 0, 0, True, True, propagated_iou=0.0)
+            if propagated is not None:
                 record.propagated_iou = metrics.iou(propagated, gt(z))
                 previous = propagated
                 if record.propagated_iou < target_iou:
+                    # "continue": the session still holds the propagation (initial mask + its click)
+                    corrector = _Continuing(session) if correction == "continue" else session
                     record.clicks_propagation, record.reached_propagation, previous = _robot(
-                        session, read(z), gt(z), max_clicks, target_iou, initial=propagated
+                        corrector, read(z), gt(z), max_clicks, target_iou, initial=propagated
                     )
+            scratch, record.reached_scratch, scratch_mask = _robot(
+                session, read(z), gt(z), max_clicks, target_iou
+            )
+            record.clicks_scratch = scratch
+            if propagated is None:
+                record.propagation_stopped = True
+                record.rejected_iou = None if rejected is None else metrics.iou(rejected, gt(z))
+                record.clicks_propagation, record.reached_propagation = scratch, record.reached_scratch
+                previous = scratch_mask
             records.append(record)
             z += step
         if 0 <= z < depth:  # first slice past the object's end (or before a gap)
@@ -338,9 +369,11 @@ def evaluate_stacks(
     device: str | None = None,
     engine_settings: dict | None = None,
     chained: bool = True,
+    correction: str = "initial-mask",
     progress: bool = False,
 ) -> StackEvalResult:
-    """Run the stack robot on every chosen object of ``stacks`` (see :func:`stack_objects`)."""
+    """Run the stack robot on every chosen object of ``stacks`` (see :func:`stack_objects`);
+    ``correction`` as in :func:`evaluate_stack_object`."""
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
     label, session = stack_session(segmenter, preset=preset, device=device, engine_settings=engine_settings)
@@ -366,6 +399,7 @@ def evaluate_stacks(
                 target_iou=target_iou,
                 min_area=min_area,
                 chained=chained,
+                correction=correction,
             )
         )
     settings = {
@@ -375,6 +409,7 @@ def evaluate_stacks(
         "seed": seed,
         "preset": preset,
         "engine_settings": engine_settings,
+        "correction": correction,
     }
     return StackEvalResult(
         label,
@@ -462,6 +497,7 @@ def format_stack_table(results: Sequence[StackEvalResult], distances: Sequence[i
 
 
 __all__ = [
+    "CORRECTIONS",
     "DISTANCES",
     "TARGET_IOU",
     "ObjectStackResult",
