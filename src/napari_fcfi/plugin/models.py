@@ -87,20 +87,6 @@ def available_model_names() -> list[str]:
     return names
 
 
-def available_devices() -> list[str]:
-    devices = ["cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            devices.insert(0, "cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            devices.append("mps")
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return devices
-
-
 def describe_load_error(source: str, error: BaseException) -> str:
     """A message that tells the user what to do when a model cannot be loaded."""
     if isinstance(error, FileNotFoundError) and source == DEFAULT_MODEL:

@@ -65,3 +65,188 @@ class PropagatePanel(Container):
     def cancel(self, *args: Any) -> None:
         if self._run is not None:
             self._run.cancel()
+
+
+MIN_OBJECTS_TO_ADAPT = 10
+
+
+class AdaptPanel(Container):
+    """Adapt the model to the user's committed objects in the background; keep it only if it measured better.
+
+    The committed labels of the annotated images (every slice that has committed objects) are the
+    training data; :func:`napari_fcfi.evaluation.adaptation.adapt_with_check` holds part of them back
+    and compares the robot user's clicks there, base vs adapted. Annotation goes on with the current
+    model meanwhile. The adapted model lives in the viewer's model cache under its own name; "Revert"
+    goes back to the base model (never changed on disk); "Save adapted…" writes it with a model card.
+    """
+
+    def __init__(self, owner: Any) -> None:
+        from magicgui.widgets import FileEdit, Label
+
+        self.owner = owner
+        self.minutes = SpinBox(label="Adapt for", min=1, max=120, value=3, tooltip="Time budget in minutes")
+        self.adapt_button = PushButton(text="Adapt model", tooltip=f"Fine-tune the model on your committed "
+                                                                    f"objects (at least {MIN_OBJECTS_TO_ADAPT})")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
+        self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
+        self.result = Label(value="")
+        self.save_file = FileEdit(label="Adapted", mode="w", filter="Weights (*.safetensors)")
+        self.save_button = PushButton(text="Save adapted model", enabled=False,
+                                      tooltip="safetensors plus a Markdown model card beside it")
+        super().__init__(widgets=[self.minutes, Container(widgets=[self.adapt_button, self.cancel_button,
+                                                                   self.revert_button], layout="horizontal",
+                                                          labels=False),
+                                  self.progress, self.result, self.save_file, self.save_button], labels=True)
+        self.adapt_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.revert_button.changed.connect(self.revert)
+        self.save_button.changed.connect(lambda: self.save(self.save_file.value))
+        self._cancelled = False
+        self._worker: Any = None
+        self.base_source: str | None = None
+        self.adapted: Any = None
+        self._relay = _progress_relay(self._show_progress)
+
+    # ------------------------------------------------------------------ data
+    def training_data(self) -> tuple[list[Any], list[Any], int]:
+        """(images, labels, objects): every slice of every annotated image with committed objects."""
+        import numpy as np
+
+        from napari_fcfi.annotation.geometry import read_plane
+
+        from . import layers as helpers
+        from .committing import click_log_of
+
+        controller = self.owner.controller
+        images, labels, objects = [], [], 0
+        for state in controller.images.values():
+            if state.labels_layer is None:
+                continue
+            keys = {k for record in click_log_of(state.labels_layer).records for k in record.slice_keys}
+            for key in sorted(keys):
+                plane = np.asarray(state.labels_layer.data[key] if key else state.labels_layer.data)
+                found = len(np.unique(plane[plane > 0]))
+                if not found:
+                    continue
+                image = read_plane(helpers.image_data(state.layer), state.geometry, key)
+                axis = state.geometry.slice_channel_axis()
+                if axis is not None:  # the channels the network sees, as the engine composes them
+                    from napari_fcfi.engine.intensity import ImageSource
+                    from napari_fcfi.engine.windows import full_box
+
+                    source = ImageSource(image, channel_axis=axis, channel=state.channel)
+                    image = np.moveaxis(source.read(full_box(source.height, source.width)), 0, -1)
+                images.append(image)
+                labels.append(plane)
+                objects += found
+        return images, labels, objects
+
+    # ------------------------------------------------------------------ actions
+    def start(self, *args: Any) -> None:
+        controller = self.owner.controller
+        images, labels, objects = self.training_data()
+        if objects < MIN_OBJECTS_TO_ADAPT:
+            self.result.value = f"commit at least {MIN_OBJECTS_TO_ADAPT} objects first ({objects} so far)"
+            return
+        settings = controller.settings
+        base_source = self.base_source or settings.model_source
+        try:
+            base = controller.model_cache.get(base_source, settings.device)
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            self.result.value = f"cannot load the model to adapt: {error}"
+            return
+        from napari.qt.threading import create_worker
+
+        from napari_fcfi.evaluation import adaptation
+
+        self._cancelled = False
+        budget = 60.0 * float(self.minutes.value)
+        threads = settings.cpu_threads
+
+        def work() -> Any:
+            if threads and settings.device.startswith("cpu"):
+                import torch
+
+                torch.set_num_threads(threads)
+            return adaptation.adapt_with_check(base, images, labels, time_budget_s=budget, progress=self._progress)
+
+        worker = create_worker(work)
+        worker.returned.connect(lambda result: self._finished(base_source, result))
+        worker.errored.connect(lambda error: self._failed(error))
+        self._worker = worker
+        self.progress.value, self.progress.visible = 0, True
+        self.adapt_button.enabled, self.cancel_button.enabled = False, True
+        self.result.value = f"adapting on {objects} objects in {len(images)} image(s)/slice(s)…"
+        worker.start()
+
+    def _progress(self, fraction: float, message: str) -> bool:
+        self._relay.changed.emit(float(fraction), str(message))  # to the GUI thread
+        return self._cancelled
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.value = int(round(100 * fraction))
+
+    def _finished(self, base_source: str, result: Any) -> None:
+        adapted, check = result
+        controller = self.owner.controller
+        self._worker = None
+        self.progress.visible = False
+        self.adapt_button.enabled, self.cancel_button.enabled = True, False
+        before, after = check.base_clicks, check.adapted_clicks
+        summary = (f"held-back objects: {after:.2f} clicks (NoC@85+90) adapted vs {before:.2f} before "
+                   f"({check.change_percent:+.0f} %, {check.objects} objects)")
+        if not check.keep:
+            self.result.value = f"kept the current model: {summary}"
+            return
+        self.base_source, self.adapted = base_source, adapted
+        name = f"adapted from {base_source}"
+        controller.model_cache.put(name, controller.settings.device, adapted)
+        controller.update(model_source=name)
+        self.revert_button.enabled = self.save_button.enabled = True
+        self.result.value = f"now using the adapted model: {summary}"
+
+    def _failed(self, error: Exception) -> None:
+        self._worker = None
+        self.progress.visible = False
+        self.adapt_button.enabled, self.cancel_button.enabled = True, False
+        self.result.value = f"adaptation failed: {error}"
+
+    def cancel(self, *args: Any) -> None:
+        self._cancelled = True
+
+    def revert(self, *args: Any) -> None:
+        if self.base_source is not None:
+            self.owner.controller.update(model_source=self.base_source)
+            self.revert_button.enabled = False
+            self.result.value = f"back to {self.base_source} (the adapted model can still be saved)"
+
+    def save(self, path: Any) -> Any:
+        from pathlib import Path
+
+        from napari_fcfi.training.finetune import save_adapted
+
+        if self.adapted is None:
+            self.result.value = "no adapted model to save"
+            return None
+        if not str(path) or Path(path).is_dir():
+            self.result.value = "choose a file name for the adapted model"
+            return None
+        written = save_adapted(self.adapted, path)
+        self.result.value = f"adapted model saved to {written} (model card beside it)"
+        return written
+
+
+def _progress_relay(slot: Any) -> Any:
+    """A Qt object whose signal carries progress from the worker thread to the GUI thread.
+
+    magicgui has no cross-thread signal; napari's worker only reports a function's return value.
+    """
+    from qtpy.QtCore import QObject, Signal
+
+    class _Relay(QObject):
+        changed = Signal(float, str)
+
+    relay = _Relay()
+    relay.changed.connect(slot)
+    return relay
