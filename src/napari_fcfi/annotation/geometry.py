@@ -160,3 +160,14 @@ def current_slice_key(geometry: ImageGeometry, world_point: Sequence[float]) -> 
     if all(0 <= k < n for k, n in zip(key, geometry.slice_shape)):
         return key
     return None
+
+
+def bounding_slices(mask: np.ndarray | None) -> tuple[slice, slice] | None:
+    """Row/column slices of the smallest box holding a 2D bool ``mask`` (None when it is empty)."""
+    if mask is None:
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -21,6 +21,7 @@ import numpy as np
 from napari_fcfi.engine.clicks import Click
 
 from .clicklog import ClicksStep, ObjectRecord, PropagateStep, SliceKey, Step
+from .geometry import bounding_slices
 
 _serials = itertools.count(1)
 
@@ -54,7 +55,7 @@ class SliceObject:
         self.clicks, self.redo = (), []
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
         self.mask = initial_mask
-        self.mask_box = _box(initial_mask)
+        self.mask_box = bounding_slices(initial_mask)
         self.probability = None
         self.commit_pending = False
         self.serial = next(_serials)
@@ -187,13 +188,3 @@ def _beyond(key: SliceKey, start: SliceKey, axis: int, direction: str) -> bool:
     return (direction in ("up", "both") and key[axis] > start[axis]) or (
         direction in ("down", "both") and key[axis] < start[axis]
     )
-
-
-def _box(mask: np.ndarray | None) -> tuple[slice, slice] | None:
-    if mask is None:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

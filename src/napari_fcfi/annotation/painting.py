@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .geometry import bounding_slices
+
 #: Commits that would paint less than this fraction of the object (the rest lies on other labels)
 #: are refused without ``overwrite``.
 MIN_PAINTED_FRACTION = 0.5
@@ -153,14 +155,6 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
                 out[piece] = label_id
 
 
-def _box_of(mask: np.ndarray) -> tuple[slice, slice] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-
-
 def _union(boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int) -> tuple[slice, slice] | None:
     boxes = [b for b in boxes if b is not None]
     if not boxes:
@@ -191,16 +185,16 @@ def paint_region(
     shape = tuple(mask.shape)
     if tuple(plane.shape) != shape:
         raise ValueError(f"mask shape {shape} does not match the labels slice shape {tuple(plane.shape)}")
-    boxes = [mask_box if mask_box is not None else _box_of(mask)]
+    boxes = [mask_box if mask_box is not None else bounding_slices(mask)]
     needs_scan = replace_label or overwrite
     if needs_scan:
         full = np.asarray(plane)
         if replace_label:
-            boxes.append(_box_of(full == label_id))
+            boxes.append(bounding_slices(full == label_id))
         if overwrite and boxes[0] is not None:
             for victim in np.unique(full[boxes[0]][mask[boxes[0]]]):
                 if victim != 0 and victim != label_id:
-                    boxes.append(_box_of(full == victim))
+                    boxes.append(bounding_slices(full == victim))
     region = _union(boxes, shape, REMNANT_BAND + 1 if overwrite else 0)
     if region is None:  # nothing to paint and nothing to clear
         empty = (slice(0, 0), slice(0, 0))

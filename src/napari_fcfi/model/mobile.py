@@ -27,7 +27,7 @@ from torch import nn
 
 from napari_fcfi.model.fcfi_modules import make_feedback_modules
 from napari_fcfi.model.mobile_backbones import BACKBONES, STEM_CHANNELS, build_backbone
-from napari_fcfi.model.networks import split_network_input
+from napari_fcfi.model.networks import encode_inputs
 from napari_fcfi.model.ops import IMAGENET_MEAN, IMAGENET_STD, DiskClickMaps, ImageNormalizer, resize_bilinear
 
 __all__ = ["FCFIMobile"]
@@ -187,13 +187,8 @@ class FCFIMobile(nn.Module):
         gate: float,
         is_training: bool = False,
     ) -> dict[str, torch.Tensor]:
-        image = image.to(self.maps_transform[0].weight.dtype)
-        rgb, feedback = split_network_input(image, type(self).__name__)
+        rgb, feedback, click_maps = encode_inputs(self, image, points)
         height, width = rgb.shape[-2:]
-        rgb = self.normalization(rgb)
-        click_maps = self.dist_maps(points, height, width).to(rgb.dtype)
-        if self.with_prev_mask:
-            click_maps = torch.cat((feedback, click_maps), dim=1)
         low, high = self.backbone(rgb, self.maps_transform(click_maps))
         skip = self.skip_project(low)
         features = resize_bilinear(self.aspp(high), skip.shape[-2:])

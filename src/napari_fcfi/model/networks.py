@@ -245,15 +245,8 @@ class FCFIHRNet(nn.Module):
         is_training: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Run the network; see the module docstring and ``docs/architecture.md``."""
-        # Inputs follow the weights' dtype so that a network moved to bfloat16/float16 accepts
-        # float32 inputs (a no-op in float32 and under autocast).
-        image = image.to(self.maps_transform[0].weight.dtype)
-        rgb, feedback = split_network_input(image, type(self).__name__)
+        rgb, feedback, click_maps = encode_inputs(self, image, points)
         height, width = rgb.shape[-2:]
-        rgb = self.normalization(rgb)
-        click_maps = self.dist_maps(points, height, width).to(rgb.dtype)
-        if self.with_prev_mask:
-            click_maps = torch.cat((feedback, click_maps), dim=1)
         stem_addition = self.maps_transform(click_maps)
         raw = self.feature_extractor(
             rgb, click_maps, new_clicks, feedback, float(gate), stem_addition, is_training
@@ -268,6 +261,24 @@ class FCFIHRNet(nn.Module):
         if is_training:
             out["valid_masks"] = raw["valid_masks"]
         return out
+
+
+def encode_inputs(net: nn.Module, image: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(normalised RGB, previous mask, click maps)`` of a network's ``(B, 4, H, W)`` input.
+
+    The click maps are the disks of ``points`` (``net.dist_maps``), with the previous mask in front
+    when the network feeds it to the click encoder (``net.with_prev_mask``). Inputs follow the
+    weights' dtype, so a network moved to bfloat16/float16 accepts float32 inputs (a no-op in float32
+    and under autocast).
+    """
+    image = image.to(net.maps_transform[0].weight.dtype)
+    rgb, feedback = split_network_input(image, type(net).__name__)
+    height, width = rgb.shape[-2:]
+    rgb = net.normalization(rgb)
+    click_maps = net.dist_maps(points, height, width).to(rgb.dtype)
+    if net.with_prev_mask:
+        click_maps = torch.cat((feedback, click_maps), dim=1)
+    return rgb, feedback, click_maps
 
 
 def split_network_input(image: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor]:

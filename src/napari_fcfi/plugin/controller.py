@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.clicklog import ClickLog
-from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey, current_slice_key, split_grid_point, world_to_grid
+from napari_fcfi.annotation.geometry import (
+    ImageGeometry,
+    SliceKey,
+    bounding_slices,
+    current_slice_key,
+    split_grid_point,
+    world_to_grid,
+)
 from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
 from napari_fcfi.annotation.painting import LabelIdError, next_free_label
@@ -409,7 +416,7 @@ class SegmentationController:
             # Nothing to predict: show the starting object (an edit or a propagated mask) or nothing.
             self.predictor.cancel(state.image_id, obj.key)
             obj.mask = obj.initial_mask
-            obj.mask_box = None if obj.initial_mask is None else mask_from_box(obj.initial_mask)
+            obj.mask_box = None if obj.initial_mask is None else bounding_slices(obj.initial_mask)
             if state is self.state and obj.key == self.current_key():
                 self._update_preview()
             self.on_change("object")
@@ -491,7 +498,7 @@ class SegmentationController:
             return
         obj = self.current_object(create=False)
         mask = None if obj is None else obj.mask
-        new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else mask_from_box(mask))
+        new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
         plane = state.preview_layer.data
         region = _union(state.preview_box, new_box)
         if region is not None:
@@ -555,14 +562,6 @@ def _layer_action(action: Callable[[], Any]) -> Callable[[Any], None]:
 
     callback.__doc__ = getattr(action, "__doc__", None)
     return callback
-
-
-def mask_from_box(mask: np.ndarray) -> tuple[slice, slice] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
