@@ -55,7 +55,7 @@ def test_finetune_returns_a_new_adapted_model_and_leaves_the_input_alone(base):
     assert not adapted.training and not any(p.requires_grad for p in adapted.parameters())
     assert not _same_weights(adapted, base)
     state, original = adapted.state_dict(), base.state_dict()
-    running = [k for k in state if k.endswith("running_mean") or k.endswith("running_var")]
+    running = [k for k in state if k.endswith(("running_mean", "running_var"))]
     assert running and all(torch.equal(state[k], original[k]) for k in running)  # BatchNorm frozen
     info = adapted.fcfi_metadata["adaptation"]
     assert info["base_model"] == "tiny" and info["base_path"] == "/nowhere/tiny.safetensors"
@@ -179,7 +179,7 @@ def test_check_keeps_only_a_model_needing_fewer_clicks(base):
 def test_adapt_with_check_reports_progress_in_order(base, tmp_path):
     images, labels = _toy(2)
     fractions = []
-    adapted, check = adapt_with_check(base, images, labels, steps=1, progress=lambda f, m: fractions.append(f))
+    adapted, _ = adapt_with_check(base, images, labels, steps=1, progress=lambda f, m: fractions.append(f))
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert adapted.fcfi_metadata["adaptation"]["objects"] == 4  # one of the five held back
     card = save_adapted(adapted, tmp_path / "m.safetensors").with_suffix(".md").read_text()

@@ -272,7 +272,7 @@ class PeakMemory:
             text = Path("/proc/self/status").read_text()
         except OSError:
             return None
-        found = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+        found = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
         return int(found.group(1)) if found else None
 
     @staticmethod
@@ -354,8 +354,8 @@ def grabcut_entries(folder: str | Path) -> list[Entry]:
     """
     from scipy import ndimage as ndi
 
-    from napari_fcfi.evaluation.datasets import GrabCutDataset
     from napari_fcfi.engine.io import read_image
+    from napari_fcfi.evaluation.datasets import GrabCutDataset
 
     dataset = GrabCutDataset(folder)
     entries = []
@@ -412,7 +412,7 @@ def run_protocol(
     train_labels, held_labels = hold_back_objects([e.labels for e in first], fraction, seed)
     n_train = sum(len([a for a in np.unique(t[t > 0], return_counts=True)[1] if a >= MIN_OBJECT_AREA])
                   for t in train_labels)
-    n_held = sum(int(len(np.unique(h[h > 0]))) for h in held_labels)
+    n_held = sum(len(np.unique(h[h > 0])) for h in held_labels)
     say(f"{name}: {len(first)} images to adapt on ({n_train} objects, {n_held} held back), "
         f"{len(second)} to evaluate")
     last = [0.0]

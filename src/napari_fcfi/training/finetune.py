@@ -183,6 +183,11 @@ def _dtype_of(model: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def _warmup(horizon: int) -> int:
+    """Warm-up steps: 10, fewer for short runs (a quarter of the horizon) so the peak rate is reached."""
+    return max(1, min(10, horizon // 4))
+
+
 def _say(progress: ProgressCallback | None, fraction: float, message: str) -> bool:
     """Report progress; True when the callback asks to cancel."""
     return bool(progress(float(min(max(fraction, 0.0), 1.0)), message)) if progress is not None else False
@@ -237,7 +242,7 @@ def finetune(
                               and time_budget_s > 0):
         raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}")
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model must be a torch network (as load_model returns), got {type(model).__name__}")
+        raise TypeError(f"model must be a torch network (as load_model returns), got {type(model).__name__}")
     items = prepare_objects(images, labels)
     n_objects = int(sum(len(item.object_ids) for item in items))
     cancelled = _say(progress, 0.0, f"preparing: {n_objects} objects in {len(items)} images")
@@ -255,13 +260,14 @@ def finetune(
     sampler = TrainingSampler(items, crop_size=crop_size, input_size=input_size, seed=seed, augment=True)
     horizon = int(steps) if steps is not None else 100  # re-estimated from the step time
     config = TrainConfig(
-        steps=max(horizon, 1), batch_size=BATCH_SIZE, lr=LEARNING_RATE, warmup_steps=10, min_lr_ratio=0.05,
+        steps=horizon, batch_size=BATCH_SIZE, lr=LEARNING_RATE, warmup_steps=_warmup(horizon), min_lr_ratio=0.05,
         max_extra_clicks=max_extra_clicks, seed=seed, val_every=0, prefetch=False, freeze_batchnorm=True,
         loss_weights=loss_weights,
     )
     losses: list[float] = []
     done = 0
-    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    fork_devices = [] if device.type != "cuda" else [
+        device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         trainer = Trainer(net, sampler, None, config, device=device, progress=False)
@@ -279,6 +285,7 @@ def finetune(
                     break
                 if done and (done == 3 or now - last_retune >= _RETUNE_SECONDS):
                     config.steps = max(done + int((time_budget_s - elapsed) / per_step), done + 1)
+                    config.warmup_steps = _warmup(config.steps)
                     last_retune = now
             parts = trainer.train_step(done)
             losses.append(parts["loss"])
@@ -336,17 +343,17 @@ def finetune(
 def _format_check(check: Mapping[str, Any]) -> list[str]:
     base, adapted = check.get("base", {}), check.get("adapted", {})
     lines = [
-        f"Checked on {check.get('objects', '?')} objects held back from training (robot user, at most "
-        f"{check.get('max_clicks', '?')} clicks, the evaluation toolkit's protocol through the engine):",
+        (f"Checked on {check.get('objects', '?')} objects held back from training (robot user, at most "
+         f"{check.get('max_clicks', '?')} clicks, the evaluation toolkit's protocol through the engine):"),
         "",
         "| model | NoC@85 | NoC@90 |",
         "|---|---:|---:|",
         f"| base | {base.get('noc85', float('nan')):.2f} | {base.get('noc90', float('nan')):.2f} |",
         f"| adapted | {adapted.get('noc85', float('nan')):.2f} | {adapted.get('noc90', float('nan')):.2f} |",
         "",
-        f"Clicks (NoC@85 + NoC@90): {check.get('base_clicks', float('nan')):.2f} -> "
-        f"{check.get('adapted_clicks', float('nan')):.2f} ({check.get('change_percent', float('nan')):+.1f} %); "
-        f"decision: **{'keep the adapted model' if check.get('keep') else 'revert to the base model'}**.",
+        (f"Clicks (NoC@85 + NoC@90): {check.get('base_clicks', float('nan')):.2f} -> "
+         f"{check.get('adapted_clicks', float('nan')):.2f} ({check.get('change_percent', float('nan')):+.1f} %); "
+         f"decision: **{'keep the adapted model' if check.get('keep') else 'revert to the base model'}**."),
     ]
     return lines
 
@@ -381,9 +388,9 @@ def model_card(metadata: Mapping[str, Any]) -> str:
         "segmenter = InteractiveSegmenter(load_model('<this file>.safetensors'))",
         "```",
         "",
-        "Adapted with `napari_fcfi.finetune` (iterative click training of `fcfi train` on the user's "
-        "objects). The gain holds for images like the ones it was adapted on; on other images the base "
-        "model may be better.",
+        ("Adapted with `napari_fcfi.finetune` (iterative click training of `fcfi train` on the user's "
+         "objects). The gain holds for images like the ones it was adapted on; on other images the base "
+         "model may be better."),
         "",
     ]
     return "\n".join(lines)

@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
               f"adapted {check.adapted_clicks:.2f} ({check.change_percent:+.1f} %): "
               f"{'keep' if check.keep else 'revert to the base model'}")
         if not check.keep and not args.always_write:
-            print(f"not written: the adapted model is not better on the held-back objects "
-                  f"(--always-write writes it anyway)")
+            print("not written: the adapted model is not better on the held-back objects "
+                  "(--always-write writes it anyway)")
             return 0
     path = save_adapted(adapted, args.out)
     print(f"wrote {path} and {path.with_suffix('.md')}")
