@@ -108,3 +108,27 @@ def test_propagation_step_needs_an_object_on_its_slice():
     record = ObjectRecord(1, [ClicksStep((0,), (Click(30, 20, True),)), PropagateStep((0,), 0, "up", None)])
     with pytest.raises(ValueError, match="empty on that slice"):
         object_masks(BrightRegionSegmenter(None), stack, make_geometry(stack.shape), record)
+
+
+def test_the_image_stops_a_network_that_copies_its_feedback():
+    """Past the object's end a network may copy the feedback mask: the image contrast ends it."""
+    from helpers.standins import DiskSegmenter
+    from napari_fcfi.annotation.propagation import faded, object_contrast
+
+    class FeedbackCopier(DiskSegmenter):
+        def _prob(self, clicks):
+            return self.initial.astype(np.float32)
+
+    stack = moving_disk_stack(depth=12, first=2, last=8)
+    start = stack[5] > 100
+    reached = dict(propagate_slices(FeedbackCopier(None), lambda i: stack[i], start,
+                                    propagation_order(5, 12, "both", None), start_image=stack[5]))
+    assert set(reached) <= {2, 3, 4, 6, 7, 8} and {4, 6} <= set(reached)
+    assert 9 not in reached and 1 not in reached
+    without_image = dict(propagate_slices(FeedbackCopier(None), lambda i: stack[i], start,
+                                          propagation_order(5, 12, "up", None)))
+    assert 11 in without_image  # the mask rules alone would carry it to the end of the stack
+    dark = 255 - stack  # a dark object (brightfield): the same rule, the other sign
+    assert object_contrast(dark[5], start) < 0 and not faded(object_contrast(dark[6], stack[6] > 100),
+                                                             object_contrast(dark[5], start))
+    assert faded(object_contrast(dark[10], start), object_contrast(dark[5], start))

@@ -85,7 +85,7 @@ def test_file_open_restores_scale_and_translate_and_saving_clears_the_journal(ma
 
 
 def test_sample_data_files_are_small_and_labelled():
-    from napari_fcfi.plugin.sample_data import load_sample, sample_path
+    from napari_fcfi.sample_data import load_sample, sample_path
 
     for name in ("nuclei_2d", "nuclei_stack_3d"):
         assert sample_path(name).stat().st_size < 500 * 1024
@@ -101,7 +101,7 @@ def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
 
     from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache
-    from napari_fcfi.plugin.sample_data import load_sample
+    from napari_fcfi.sample_data import load_sample
     from napari_fcfi.plugin.widget import FCFIWidget
     from napari_fcfi.plugin.worker import ImmediateRunner
 

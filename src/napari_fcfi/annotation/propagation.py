@@ -3,7 +3,9 @@
 FCFI takes the previous mask as an input ("feedback"). Propagation hands it the object's mask on
 the neighbouring slice instead, plus one automatic positive click at that mask's most interior
 point, and keeps going slice by slice until the object ends: its mask vanishes, shrinks below
-:data:`MIN_AREA_RATIO` of the previous slice's, or no longer overlaps it (or the range ends).
+:data:`MIN_AREA_RATIO` of the previous slice's, no longer overlaps it, or no longer stands out from
+its surroundings in the image (the network tends to copy the feedback mask onto slices past the
+object's end, so the image has the last word: see :func:`object_contrast`), or the range ends.
 
 :func:`propagate` is the headless API; the napari widget and ``fcfi segment`` (replaying a click
 log's propagation steps) both run :func:`propagate_slices`.
@@ -20,6 +22,10 @@ from scipy import ndimage as ndi
 
 #: A propagated mask smaller than this fraction of the previous slice's mask ends the object.
 MIN_AREA_RATIO = 0.2
+#: A propagated mask whose contrast to its surrounding ring falls below this fraction of the start
+#: slice's (or changes sign) ends the object.
+MIN_CONTRAST_RATIO = 0.35
+RING_WIDTH = 3
 DIRECTIONS = ("up", "down", "both")
 
 
@@ -51,6 +57,42 @@ def ends_object(mask: np.ndarray, previous: np.ndarray) -> bool:
     return area == 0 or area < MIN_AREA_RATIO * int(previous.sum()) or not (mask & previous).any()
 
 
+def object_contrast(image: Any, mask: np.ndarray, channel_axis: int | None = None) -> float | None:
+    """(mean inside ``mask`` - mean of a :data:`RING_WIDTH`-pixel ring around it) / std of both, or None.
+
+    ``image`` is a slice as the engine takes it (gray, RGB(A) last, or with ``channel_axis``); its
+    channels are averaged. Positive for bright objects, negative for dark ones (brightfield).
+    """
+    data = np.asarray(image, dtype=np.float32)
+    if channel_axis is not None:
+        data = data.mean(axis=channel_axis)
+    elif data.ndim == 3:
+        data = data[..., :3].mean(axis=-1)
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    pad = RING_WIDTH + 1
+    r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
+    c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
+    inside = mask[r0:r1, c0:c1]
+    ring = ndi.binary_dilation(inside, iterations=RING_WIDTH) & ~inside
+    if not ring.any():
+        return None
+    window = data[r0:r1, c0:c1]
+    values = window[inside | ring]
+    spread = float(values.std())
+    if not np.isfinite(spread) or spread <= 0:
+        return 0.0
+    return float((window[inside].mean() - window[ring].mean()) / spread)
+
+
+def faded(contrast: float | None, reference: float | None) -> bool:
+    """The object no longer stands out like on the start slice (see :data:`MIN_CONTRAST_RATIO`)."""
+    if contrast is None or reference is None or abs(reference) < 1e-6:
+        return False  # no basis to judge: keep going (the area and overlap rules still apply)
+    return contrast / reference < MIN_CONTRAST_RATIO
+
+
 def propagate_slices(
     segmenter: Any,
     read_slice: Callable[[int], Any],
@@ -60,23 +102,28 @@ def propagate_slices(
     channel_axis: int | None = None,
     channel: Any = None,
     should_stop: Callable[[], bool] | None = None,
+    start_image: Any = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(slice index, mask)`` along each direction of ``order`` until the object ends.
 
     ``segmenter`` is an engine session (``set_image``/``add_click``/``mask``), re-used for every
-    slice; ``read_slice(i)`` gives slice ``i`` as the engine accepts it. ``should_stop()`` is asked
-    before each slice (Cancel in the widget); the slices done so far are kept.
+    slice; ``read_slice(i)`` gives slice ``i`` as the engine accepts it. ``start_image`` (the start
+    slice) gives the object's contrast there, against which the image rule judges the other slices
+    (without it only the mask rules apply). ``should_stop()`` is asked before each slice (Cancel in
+    the widget); the slices done so far are kept.
     """
+    reference = None if start_image is None else object_contrast(start_image, start_mask, channel_axis)
     for indices in order:
         previous = np.asarray(start_mask, bool)
         for index in indices:
             if should_stop is not None and should_stop():
                 return
             row, col = interior_point(previous)
-            segmenter.set_image(read_slice(index), channel_axis=channel_axis, channel=channel, initial_mask=previous)
+            image = read_slice(index)
+            segmenter.set_image(image, channel_axis=channel_axis, channel=channel, initial_mask=previous)
             segmenter.add_click(row, col, True)
             mask = np.array(segmenter.mask, dtype=bool)
-            if ends_object(mask, previous):
+            if ends_object(mask, previous) or faded(object_contrast(image, mask, channel_axis), reference):
                 break
             yield index, mask
             previous = mask
@@ -133,8 +180,8 @@ def propagate(
 
     segmenter = InteractiveSegmenter(model, **settings)
     return dict(propagate_slices(segmenter, read, mask.astype(bool), order, channel_axis=channel_axis,
-                                 channel=channel))
+                                 channel=channel, start_image=read(int(index))))
 
 
-__all__ = ["DIRECTIONS", "MIN_AREA_RATIO", "ends_object", "interior_point", "propagate", "propagate_slices",
-           "propagation_order"]
+__all__ = ["DIRECTIONS", "MIN_AREA_RATIO", "MIN_CONTRAST_RATIO", "ends_object", "faded", "interior_point",
+           "object_contrast", "propagate", "propagate_slices", "propagation_order"]

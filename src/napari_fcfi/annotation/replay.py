@@ -70,8 +70,9 @@ def object_masks(
             def read(index: int, start_key: SliceKey = step.slice_key, axis: int = step.axis) -> Any:
                 return read_plane(image, geometry, stack_key(start_key, axis, index))
 
+            start_image = read_plane(image, geometry, step.slice_key)
             for index, mask in propagate_slices(segmenter, read, start, order, channel_axis=slice_channel_axis,
-                                                channel=channel):
+                                                channel=channel, start_image=start_image):
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask
     return masks

@@ -226,12 +226,13 @@ def _robot(
 
 
 def _propagate_one(
-    session: Any, read, previous: np.ndarray, z: int
+    session: Any, read, previous: np.ndarray, z: int, source: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """One propagation step onto slice ``z``: (mask, None), or (None, rejected mask) when it stops."""
+    """One propagation step from slice ``source`` onto slice ``z``: (mask, None), or (None, rejected
+    mask) when it stops (the widget's rules: mask and image contrast judged against ``source``)."""
     if not previous.any():
         return None, None
-    for _, mask in propagate_slices(session, read, previous, [[z]]):
+    for _, mask in propagate_slices(session, read, previous, [[z]], start_image=read(source)):
         return mask, None
     return None, np.array(session.mask, bool)
 
@@ -278,7 +279,7 @@ def evaluate_stack_object(
     for step in (1, -1):
         previous, z = start_mask, start + step
         while present(z):
-            propagated, rejected = _propagate_one(session, read, previous, z)
+            propagated, rejected = _propagate_one(session, read, previous, z, z - step)
             record = SliceRecord(z, abs(z - start), 0, 0, True, True, propagated_iou=0.0)
             if propagated is not None:
                 record.propagated_iou = metrics.iou(propagated, gt(z))
@@ -301,7 +302,7 @@ def evaluate_stack_object(
             records.append(record)
             z += step
         if 0 <= z < depth:  # first slice past the object's end (or before a gap)
-            past, _ = _propagate_one(session, read, previous, z)
+            past, _ = _propagate_one(session, read, previous, z, z - step)
             if past is not None:
                 result.deletions.append(z)
     reached_z = {s.z for s in records}
@@ -309,7 +310,8 @@ def evaluate_stack_object(
     records.sort(key=lambda s: s.z)
     if chained:
         chain = dict(
-            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None))
+            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None),
+                             start_image=read(start))
         )
         for record in records:
             if record.distance:

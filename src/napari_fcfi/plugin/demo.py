@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple[Any, bool]:
     """Add the image and the docked widget to ``viewer``; returns the widget and whether the model loaded."""
     from napari_fcfi.plugin.models import describe_load_error
-    from napari_fcfi.plugin.sample_data import nuclei_2d
+    from napari_fcfi.sample_data import nuclei_2d
     from napari_fcfi.plugin.widget import FCFIWidget
 
     if image is None:

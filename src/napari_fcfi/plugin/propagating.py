@@ -81,7 +81,8 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         segmenter.threshold = settings.threshold
         read = lambda index: read_plane(image, geometry, stack_key(start_key, axis, index))  # noqa: E731
         for index, mask in propagate_slices(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
-                                            channel=state.channel, should_stop=lambda: run.cancelled):
+                                            channel=state.channel, should_stop=lambda: run.cancelled,
+                                            start_image=read_plane(image, geometry, start_key)):
             yield stack_key(start_key, axis, index), mask
 
     def on_slice(item: tuple[Any, np.ndarray]) -> None:
