@@ -395,3 +395,17 @@ def test_modalities_are_recognised_and_balanced_sampling_favours_rare_ones():
         counts[balance] = drawn["real:s"] / 300
     assert 0.12 < counts[False] < 0.28
     assert 0.26 < counts[True] < 0.42  # sqrt weights: 2 / (4 + 2) = 1/3
+
+
+def test_resuming_with_a_larger_time_budget_continues_training(tmp_path):
+    """A run resumed with a larger budget fits a new horizon at once (it used to stop at the old one)."""
+    first = _trainer(tmp_path, steps=4, name="a")
+    first.config.time_budget_minutes = 0.001
+    first.fit()
+    state_step = first.step
+    resumed = _trainer(tmp_path, steps=4, name="b")
+    resumed.config.time_budget_minutes = 10.0
+    resumed.load(tmp_path / "a" / "last.pt")
+    assert resumed.step == state_step and resumed.train_seconds > 0
+    assert resumed.config.steps > state_step + 10
+    assert resumed.fit(until=state_step + 2)["step"] == state_step + 2

@@ -294,12 +294,18 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         if self.config.time_budget_minutes > 0:
+            # Fit the horizon to the (possibly larger) budget at the checkpoint's own speed; it is
+            # re-fitted as the run goes (a larger budget restarts the cosine from its new position).
             self.config.steps = int(state["train_config"]["steps"])
+            if self.step > 0 and self.train_seconds > 0:
+                per_step = self.train_seconds / self.step
+                remaining = self.config.time_budget_minutes * 60 - self.train_seconds
+                self.config.steps = max(self.step + 1, self.step + int(remaining / per_step))
         self.best_score = float(state["best_score"])
         self.best_metrics = state.get("best_metrics")
         torch.set_rng_state(state["torch_rng"])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
         if self.ema is not None:
             if state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
