@@ -135,6 +135,10 @@ def save_model(net: nn.Module, path: str | os.PathLike[str], metadata: Mapping[s
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=entries)
+        # mkstemp makes the file private (0600); a weights file is as readable as any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o644 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
