@@ -42,3 +42,21 @@ def test_manifest_validates_and_is_installed():
         [sys.executable, "-m", "npe2", "validate", "napari-fcfi"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_readme_python_snippets_run_as_written(tmp_path, monkeypatch):
+    """The README's Python blocks, in order, in one namespace (a short adaptation budget)."""
+    import re
+
+    from helpers.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)  # files the snippets write land here
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block.replace("time_budget_s=60", "steps=2"), "README.md", "exec"), namespace)
+    assert namespace["mask"].shape == (256, 256) and namespace["masks"]
+    assert (tmp_path / "my_model.safetensors").exists() and (tmp_path / "my_model.md").exists()

@@ -4,6 +4,8 @@ The package is split into rooms that follow the data flow:
 
 * :mod:`napari_fcfi.model`      network definitions and checkpoints (torch only)
 * :mod:`napari_fcfi.engine`     one interactive session on one 2D image (no napari, no Qt)
+* :mod:`napari_fcfi.annotation` stacks, painting rules, click logs, propagation, crash recovery,
+                                ``fcfi segment`` (no napari, no Qt)
 * :mod:`napari_fcfi.evaluation` robot user, metrics, datasets, ``fcfi eval``
 * :mod:`napari_fcfi.training`   iterative click training, ``fcfi train``; adapting a model to the
                                 user's objects (``finetune``, ``fcfi finetune``)
@@ -24,6 +26,7 @@ _LAZY_EXPORTS = {
     "save_model": "napari_fcfi.model",
     "list_models": "napari_fcfi.model",
     "InteractiveSegmenter": "napari_fcfi.engine",
+    "propagate": "napari_fcfi.annotation.propagation",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
     "adapt_with_check": "napari_fcfi.evaluation.adaptation",
