@@ -409,3 +409,25 @@ def test_resuming_with_a_larger_time_budget_continues_training(tmp_path):
     assert resumed.step == state_step and resumed.train_seconds > 0
     assert resumed.config.steps > state_step + 10
     assert resumed.fit(until=state_step + 2)["step"] == state_step + 2
+
+
+def test_neighbour_feedback_displaces_the_mask_and_clicks_inside_the_object(tmp_path):
+    from napari_fcfi.training.feedback import neighbour_feedback_batch, neighbour_mask, propagation_click
+
+    rng = np.random.default_rng(0)
+    target = np.zeros((64, 64), bool)
+    target[20:44, 16:40] = True
+    moved = [neighbour_mask(target, np.random.default_rng(seed)) for seed in range(20)]
+    assert any((m != target).any() for m in moved) and all(m.any() for m in moved)
+    ious = [(m & target).sum() / (m | target).sum() for m in moved]
+    assert 0.3 < np.mean(ious) < 0.95  # nearby, not identical
+    for m in moved:
+        click = propagation_click(m, target)
+        assert click is None or (click.positive and target[click.row, click.col] and m[click.row, click.col])
+    feedback, clicks = neighbour_feedback_batch(target[None, None].repeat(3, 0).astype(np.float32), rng)
+    assert feedback.shape == (3, 1, 64, 64) and [len(c) for c in clicks] == [1, 1, 1]
+    # a training step that uses it
+    trainer = _trainer(tmp_path, steps=2)
+    trainer.config.neighbour_feedback = 1.0
+    parts = trainer.train_step(0)
+    assert parts["neighbour_feedback"] == 1.0 and np.isfinite(parts["loss"])

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ImageNet .pth file (default: the one in its PyPI package, see model/imagenet.py)")
     parser.add_argument("--backbone-lr-mult", type=float, default=None,
                         help="learning-rate factor of a pretrained backbone (default 0.1; 1.0 from scratch)")
+    parser.add_argument("--neighbour-feedback", type=float, default=0.0, metavar="FRACTION",
+                        help="share of steps whose feedback is the target mask displaced as on a neighbouring "
+                        "slice, with propagation's automatic click (teaches propagation and its corrections)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="keep an exponential moving average of the weights (e.g. 0.999); validated and exported")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
@@ -272,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         max_extra_clicks=args.max_extra_clicks, seed=args.seed, val_every=args.val_every,
         checkpoint_minutes=args.checkpoint_minutes,
         time_limit_minutes=args.time_limit or args.time_budget, time_budget_minutes=args.time_budget,
-        budget_clock=args.budget_clock, ema_decay=args.ema,
+        budget_clock=args.budget_clock, ema_decay=args.ema, neighbour_feedback=args.neighbour_feedback,
         amp=not args.no_amp, cpu_bf16=args.bf16, prefetch=not args.no_prefetch, loss_weights=asdict(weights),
     )
     n_params = sum(p.numel() for p in net.parameters())

@@ -36,6 +36,7 @@ from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation.robot import robot_click
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.training.data import TrainingSampler
+from napari_fcfi.training.feedback import neighbour_feedback_batch
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
 from napari_fcfi.evaluation.datasets import Sample
 from napari_fcfi.training.validation import engine_validate
@@ -73,6 +74,9 @@ class TrainConfig:
     # True: BatchNorm layers stay in eval mode while training, so their running statistics are not
     # updated (fine-tuning on a few user images with small batches: keep the base model's statistics).
     freeze_batchnorm: bool = False
+    # Share of steps whose feedback is the target mask displaced as on a neighbouring slice, with
+    # propagation's automatic click (training/feedback.py); 0 = ordinary iterative training only.
+    neighbour_feedback: float = 0.0
     loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
 
 
@@ -227,8 +231,17 @@ class Trainer:
         images, masks = images.to(self.device), masks.to(self.device)
         extra_clicks = int(np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1))
         self._train_mode()
-        prev = self.simulate_clicks(images, masks, click_sets, extra_clicks)
-        gate = 1.0 if extra_clicks > 0 else 0.0
+        neighbour = None
+        if config.neighbour_feedback > 0:
+            draw = np.random.default_rng([config.seed, step, 2_000_003])
+            if draw.random() < config.neighbour_feedback:
+                neighbour = neighbour_feedback_batch(masks.cpu().numpy(), draw)
+        if neighbour is not None:
+            feedback, click_sets = neighbour
+            prev, gate, extra_clicks = torch.from_numpy(feedback).to(self.device), 1.0, 0
+        else:
+            prev = self.simulate_clicks(images, masks, click_sets, extra_clicks)
+            gate = 1.0 if extra_clicks > 0 else 0.0
         out = self._forward(
             torch.cat([images, prev], dim=1),
             points_tensor(click_sets).to(self.device),
@@ -253,6 +266,7 @@ class Trainer:
             union = (pred | gt).sum(dim=(1, 2, 3)).clamp_min(1)
             parts["train_iou"] = float(((pred & gt).sum(dim=(1, 2, 3)) / union).mean())
         parts["extra_clicks"] = extra_clicks
+        parts["neighbour_feedback"] = float(neighbour is not None)
         return parts
 
     # ---------------------------------------------------------------- checkpoints
