@@ -9,6 +9,7 @@ import pytest
 import skimage.io
 import tifffile
 
+from napari_fcfi.evaluation.tiff_stack import TiffStackDataset
 from napari_fcfi.evaluation.datasets import (
     BerkeleyDataset,
     CocoMValDataset,
@@ -16,7 +17,6 @@ from napari_fcfi.evaluation.datasets import (
     GrabCutDataset,
     InstanceFolderDataset,
     SBDDataset,
-    TiffStackDataset,
     detect_dataset_type,
     open_dataset,
     sample_object_labels,
