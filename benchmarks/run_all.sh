@@ -30,7 +30,7 @@ fi
 # 4. napari end to end (needs a display: Xvfb when there is none)
 e2e=(python benchmarks/napari_e2e.py --model default --image-sizes 512 8192 --objects 4 --clicks 5
      --out "$out/${tag}_napari_e2e.json")
-if [ -n "${DISPLAY:-}" ]; then "${e2e[@]}"; else xvfb-run -a "${e2e[@]}"; fi
+if [ -n "${DISPLAY:-}" ]; then "${e2e[@]}"; else xvfb-run -a -s "-screen 0 1600x1000x24" "${e2e[@]}"; fi
 
 # 5. the plot
 python benchmarks/plot_latency.py "$out/${tag}_default_threads.json" --out docs/images/latency.png \

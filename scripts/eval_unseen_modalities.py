@@ -1,4 +1,4 @@
-"""Does a model still help on images unlike its training nuclei? (model card, issue 7)
+"""Does a model still help on images unlike its training nuclei? (model card)
 
 Evaluates models and the classical baselines with the robot user on procedural images from
 ``napari_fcfi.training.synthetic`` drawn with seeds that training never uses

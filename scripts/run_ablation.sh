@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The FCFI ablation on our domain (issue 7): the same tiny HRNet, data, seed and number of steps,
+# The FCFI ablation on our domain: the same tiny HRNet, data, seed and number of steps,
 # trained four times - without FFCM and CFFM (RITM-style baseline), +FFCM, +CFFM, both - then all
 # four evaluated with the robot user on the DSB validation split.
 #

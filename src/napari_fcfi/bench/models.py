@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-DEFAULT_BUNDLED_PRESET = "hrnet8-small-tiny"  # the architecture of the bundled model (docs/model_card.md)
+DEFAULT_BUNDLED_PRESET = "hrnet8-small-tiny"  # stand-in architecture when the bundled weights file is absent
 #: ``--models`` names of the official ResNet-101 DeepLabV3+ configuration.
 DEEPLAB_R101_NAMES = ("deeplab-r101", "resnet101-deeplab")
 

@@ -157,7 +157,7 @@ class NetworkRunner:
     # ------------------------------------------------------------------ the network
     def device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Where the model lives and the floating dtype of its weights (inputs are sent there)."""
-        # Looked up per run, lazily: unpacking every parameter cost 1.7-4.3 ms (docs/benchmarks.md).
+        # Looked up per run, lazily: unpacking every parameter cost 1.7-4.3 ms (docs/reports/2026-11-benchmarks.md).
         for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
             if tensor.is_floating_point():
                 return tensor.device, tensor.dtype

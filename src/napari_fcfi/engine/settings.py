@@ -16,7 +16,7 @@ setting                       microscopy      paper          meaning
 ``min_window``                focus_size / 4  200            minimum zoom-in box side (pixels);
                                                              microscopy: 64 for focus_size 256, so
                                                              a small nucleus is magnified up to
-                                                             4x (measured: docs/engine.md)
+                                                             4x (measured: docs/reports/2026-11-engine-measurements.md)
 ``focus_size``                input_size (*)  (unused)       native side of the first-click focus
                                                              window (and of the zoom-in window
                                                              when there is no object yet)
@@ -116,7 +116,9 @@ class SegmenterSettings:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.autocast_dtype not in (None, "float16", "bfloat16"):
-            raise ValueError(f"autocast_dtype must be None, 'float16' or 'bfloat16', got {self.autocast_dtype!r}")
+            raise ValueError(
+                f"autocast_dtype must be None, 'float16' or 'bfloat16', got {self.autocast_dtype!r}"
+            )
         if self.first_click_zoom not in FIRST_CLICK_ZOOM_MODES:
             raise ValueError(
                 f"first_click_zoom must be one of {FIRST_CLICK_ZOOM_MODES}, got {self.first_click_zoom!r}"
@@ -127,7 +129,9 @@ class SegmenterSettings:
                 f"got {self.paper_dataset!r}"
             )
         if self.paper_backbone not in (None, *PAPER_BACKBONES):
-            raise ValueError(f"paper_backbone must be None or one of {PAPER_BACKBONES}, got {self.paper_backbone!r}")
+            raise ValueError(
+                f"paper_backbone must be None or one of {PAPER_BACKBONES}, got {self.paper_backbone!r}"
+            )
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
@@ -168,12 +172,18 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
     base = SegmenterSettings(**_PAPER_DEFAULTS) if preset == "paper" else SegmenterSettings()
     if preset == "paper":
         # Validate the dataset/backbone first, so a bad name is a ValueError, not a KeyError.
-        replace(base, **{k: overrides[k] for k in ("paper_dataset", "paper_backbone") if k in overrides}).validate()
+        replace(
+            base, **{k: overrides[k] for k in ("paper_dataset", "paper_backbone") if k in overrides}
+        ).validate()
         dataset = overrides.get("paper_dataset", base.paper_dataset)
         backbone = overrides.get("paper_backbone") or paper_backbone_of(model)
         target_size, expansion_ratio = PAPER_ZOOM_IN[backbone][dataset]
         base = replace(
-            base, input_size=target_size, expansion_ratio=expansion_ratio, paper_dataset=dataset, paper_backbone=backbone
+            base,
+            input_size=target_size,
+            expansion_ratio=expansion_ratio,
+            paper_dataset=dataset,
+            paper_backbone=backbone,
         )
         overrides.pop("paper_backbone", None)  # None means "from the model": keep the resolved one
     else:
