@@ -28,7 +28,7 @@ if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)
 fi
 
 # 4. napari end to end (needs a display: Xvfb when there is none)
-e2e=(python benchmarks/napari_e2e.py --model default --image-sizes 512 8192 --objects 4 --clicks 5
+e2e=(python benchmarks/napari_e2e.py --model default --image-sizes 256 2048 8192 --objects 3 --clicks 4
      --out "$out/${tag}_napari_e2e.json")
 if [ -n "${DISPLAY:-}" ]; then "${e2e[@]}"; else xvfb-run -a -s "-screen 0 1600x1000x24" "${e2e[@]}"; fi
 
