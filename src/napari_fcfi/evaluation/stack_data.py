@@ -169,7 +169,7 @@ def procedural_stacks(count: int = 2, depth: int = 15, size: int = 128, seed: in
 
 def sample_stack() -> Stack:
     """The package's 3D sample nuclei stack (16 x 128 x 128) with its labels."""
-    from napari_fcfi.plugin.sample_data import load_sample  # napari-free: importlib.resources + tifffile
+    from napari_fcfi.sample_data import load_sample  # napari-free: importlib.resources + tifffile
 
     image = np.asarray(load_sample("nuclei_stack_3d"))
     labels = np.asarray(load_sample("nuclei_stack_3d_labels")).astype(np.int32)
