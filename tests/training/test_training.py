@@ -431,3 +431,47 @@ def test_neighbour_feedback_displaces_the_mask_and_clicks_inside_the_object(tmp_
     trainer.config.neighbour_feedback = 1.0
     parts = trainer.train_step(0)
     assert parts["neighbour_feedback"] == 1.0 and np.isfinite(parts["loss"])
+
+
+def test_train_continues_from_a_shipped_model_and_carries_its_training_time(tmp_path, capsys):
+    """``fcfi train --init-from MODEL``: the model's architecture and weights, a new schedule, and the
+    exported metadata adds this run's training time to the model's earlier time."""
+    import tifffile
+    from skimage.io import imsave
+
+    from napari_fcfi.cli import main
+    from napari_fcfi.model import load_model, save_model
+    from napari_fcfi.model.networks import FCFIHRNet
+
+    torch.manual_seed(0)
+    start = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True).eval()
+    shipped = save_model(start, tmp_path / "shipped.safetensors", metadata={
+        "name": "shipped", "input_size": 64,
+        "training": {"step": 10, "train_seconds": 600.0, "initial_weights": {"kind": "ImageNet backbone"}},
+    })
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for index, item in enumerate(_toy_items(2)):
+        imsave(folder / f"im{index}_image.png", np.clip(item.image * 255, 0, 255).astype(np.uint8), check_contrast=False)
+        tifffile.imwrite(folder / f"im{index}_labels.tif", item.labels.astype(np.int32))
+    run = tmp_path / "run"
+    code = main(["train", "--train-data", str(folder), "--out", str(run), "--init-from", str(shipped),
+                 "--steps", "1", "--batch-size", "2", "--crop-size", "48", "--input-size", "64", "--warmup-steps", "1",
+                 "--val-every", "0", "--synthetic-fraction", "0", "--device", "cpu", "--threads", "1", "--no-prefetch",
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["network"] == start.config and info["initial_weights"]["train_seconds_before"] == 600.0
+    assert info["initial_weights"]["earlier_initial_weights"] == {"kind": "ImageNet backbone"}
+    exported = tmp_path / "next.safetensors"
+    assert main(["train", "--export", str(run / "last.pt"), str(exported)]) == 0
+    model = load_model(exported, device="cpu")
+    training = model.fcfi_metadata["training"]
+    assert training["train_seconds_total"] == pytest.approx(600.0 + training["train_seconds"])
+    # one step moved the weights away from the shipped ones, and the shipped file is unchanged
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(load_model(shipped, device="cpu").state_dict().values(),
+                                                  start.state_dict().values()))
+    assert main(["train", "--train-data", str(folder), "--out", str(tmp_path / "bad"), "--init-from",
+                 str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
+    assert "--init-from" in capsys.readouterr().err

