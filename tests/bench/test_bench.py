@@ -189,5 +189,7 @@ def test_napari_end_to_end_script_on_a_tiny_network(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.loads(out.read_text())["napari_e2e"]
     assert row["clicks"] == 2 and row["outputs"] == "image"
-    assert row["e2e"]["median_ms"] >= row["job"]["median_ms"] > 0
-    assert row["network"]["median_ms"] > 0 and row["deliver"]["median_ms"] >= 0
+    # the click-to-preview time holds the engine time and the parts around it
+    assert row["e2e"]["median_ms"] >= row["engine"]["median_ms"] > 0
+    assert row["dispatch"]["median_ms"] >= 0 and row["deliver"]["median_ms"] >= 0
+    assert row["main_thread_cpu"]["median_ms"] > 0

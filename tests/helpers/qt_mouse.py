@@ -17,9 +17,15 @@ def canvas_widget(viewer: Any) -> Any:
     return viewer.window._qt_viewer.canvas.native
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def world_to_canvas(viewer: Any, world_yx: tuple[float, float]) -> QPointF:
     """Canvas (logical pixel) position of a world (y, x) point in the 2D view."""
-    camera = viewer.camera
+    camera = camera_of(viewer)
     widget = canvas_widget(viewer)
     center_y, center_x = camera.center[-2:]
     zoom = camera.zoom

@@ -503,7 +503,8 @@ class SegmentationController:
         region = _union(state.preview_box, new_box)
         if region is not None:
             plane[region] = 0 if mask is None else mask[region]
-            state.preview_layer.refresh()
+            # Same shape and no selection: skip the extent, thumbnail and highlight updates.
+            state.preview_layer.refresh(extent=False, thumbnail=False, highlight=False)
         state.preview_box = new_box
 
     # ------------------------------------------------------------------ keys, status, closing

@@ -76,8 +76,17 @@ class PointsSync:
         if previous != click.positive:
             layer.feature_defaults = {"positive": bool(click.positive)}
         self._internal = not by_user
+        point = np.array([[*key, click.row, click.col]], dtype=float)
         try:
-            layer.add(np.array([[*key, click.row, click.col]], dtype=float))
+            # Main-thread time per click (benchmarks/napari_e2e.py): not ``layer.add``, which also
+            # selects the new point (current size/border width, highlight, two more refreshes), and one
+            # "added" data event instead of the setter's "changing" + "changed" pair: every data event
+            # makes the viewer recompute its dims from all layers, the largest cost of a click.
+            data = np.concatenate([np.asarray(layer.data, dtype=float).reshape(-1, point.shape[1]), point])
+            with layer.events.data.blocker():
+                layer.data = data
+            layer.events.data(value=layer.data, action="added", data_indices=(len(data) - 1,),
+                              vertex_indices=((),))
         finally:
             self._internal = False
             if previous != click.positive:
