@@ -147,8 +147,7 @@ def export_checkpoint(
             "step": int(state["step"]),
             "train_seconds": state.get("train_seconds"),
             # with --init-from: this run's time plus the starting model's earlier training
-            "train_seconds_total": float(state.get("train_seconds") or 0.0)
-            + float((info.get("initial_weights") or {}).get("train_seconds_before") or 0.0),
+            "train_seconds_total": _total_train_seconds(state, info),
             "weights": "moving average" if use_average else "live",
             "best_validation": state.get("best_metrics"),
             "train_config": train_config,
@@ -207,7 +206,8 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
     net = build_network(network_config)
     net.load_state_dict(model.state_dict())
     net = net.to(memory_format=torch.contiguous_format)  # load_model's CPU channels_last is for inference
-    before = float(training.get("train_seconds_total") or training.get("train_seconds") or 0.0)
+    recorded = training.get("train_seconds_total", training.get("train_seconds"))
+    before = None if recorded is None else float(recorded)  # None: the model does not say
     initial_weights = {
         "kind": "napari-fcfi model",
         "source": str(metadata.get("path") or source),
@@ -217,6 +217,14 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
         "earlier_initial_weights": training.get("initial_weights"),
     }
     return net, network_config, initial_weights
+
+
+def _total_train_seconds(state: dict[str, Any], info: dict[str, Any]) -> float | None:
+    """This run's training time plus that of the model it started from (None when that is unknown)."""
+    initial = info.get("initial_weights") or {}
+    if initial.get("kind") == "napari-fcfi model" and initial.get("train_seconds_before") is None:
+        return None
+    return float(state.get("train_seconds") or 0.0) + float(initial.get("train_seconds_before") or 0.0)
 
 
 def _default_description(preset: str, modules: dict[str, bool]) -> str:
@@ -315,8 +323,9 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError) as error:
             print(f"fcfi train: --init-from {args.init_from}: {error}", file=sys.stderr)
             return 2
-        say(f"network and weights from {initial_weights['source']} "
-            f"({initial_weights['train_seconds_before'] / 60:.0f} min of earlier training)")
+        before = initial_weights["train_seconds_before"]
+        say(f"network and weights from {initial_weights['source']} ("
+            + (f"{before / 60:.0f} min of earlier training)" if before is not None else "earlier training time unknown)"))
     else:
         made = _new_network(args, say)
         if made is None:
@@ -336,7 +345,8 @@ def run(args: argparse.Namespace) -> int:
     )
     n_params = sum(p.numel() for p in net.parameters())
     run_info = {
-        "command": command, "preset": "from --init-from" if args.init_from else args.preset, "network": network_config, "params": n_params,
+        "command": command, "preset": "from --init-from" if args.init_from else args.preset,
+        "network": network_config, "params": n_params,
         "data": data_info, "synthetic_fraction": args.synthetic_fraction, "crop_size": args.crop_size,
         "balance_modalities": args.balance_modalities, "initial_weights": initial_weights,
         "input_size": args.input_size, "device": device, "threads": torch.get_num_threads(),
@@ -344,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
         "val_objects": [s.sample_id for s in val_samples],
     }
     (out / "run_info.json").write_text(json.dumps(run_info, indent=2))
-    say(f"network {args.preset} {network_config}: {n_params} parameters; device {device}, "
+    say(f"network {run_info['preset']} {network_config}: {n_params} parameters; device {device}, "
         f"{torch.get_num_threads()} threads")
     trainer = Trainer(net, sampler, out, config, val_samples=val_samples, device=device, run_info=run_info,
                       progress=not args.no_progress, engine_settings={"input_size": args.input_size})
