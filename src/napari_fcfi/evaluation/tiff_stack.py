@@ -93,5 +93,3 @@ class TiffStackDataset(_InstanceDataset):
         image = _drop_alpha(np.array(images[z]))
         labels = np.array(labels_stack[z])
         return self._objects(f"{stack_name}/z{z}", image, labels)
-
-

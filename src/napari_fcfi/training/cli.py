@@ -194,8 +194,6 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
     The model's own ``initial_weights`` and earlier training time travel on, so that a model trained
     over several sessions (each continuing from the last shipped weights) states its whole history.
     """
-    import torch
-
     from napari_fcfi.model import load_model
     from napari_fcfi.model.networks import build_network
 
@@ -204,8 +202,7 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
     training = metadata.get("training") or {}
     network_config = dict(model.config)
     net = build_network(network_config)
-    net.load_state_dict(model.state_dict())
-    net = net.to(memory_format=torch.contiguous_format)  # load_model's CPU channels_last is for inference
+    net.load_state_dict(model.state_dict())  # into a fresh network: contiguous, training mode
     recorded = training.get("train_seconds_total", training.get("train_seconds"))
     before = None if recorded is None else float(recorded)  # None: the model does not say
     initial_weights = {
