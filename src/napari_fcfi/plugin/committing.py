@@ -21,7 +21,7 @@ from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
 from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_id, next_free_label, paint_region
 
-from .layers import TAG, labels_fit
+from .layers import TAG, index_in, labels_fit
 
 LOG_KEY = "click_log"  # in labels.metadata[TAG]
 
@@ -55,6 +55,8 @@ class Committer:
     def labels_for(self, image: Any, geometry: ImageGeometry, chosen: Any | None) -> tuple[Any | None, str | None]:
         """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
         existing labels layer, else None (create one). Returns ``(layer, problem with the chosen one)``."""
+        if index_in(self.viewer, chosen) is None:
+            chosen = None  # removed from the viewer: it never receives objects again
         if chosen is not None:
             problem = labels_fit(chosen, geometry)
             if problem is None:

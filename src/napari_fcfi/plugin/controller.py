@@ -229,11 +229,12 @@ class SegmentationController:
     def _on_layer_removed(self, event: Any) -> None:
         removed = event.value
         for state in list(self.images.values()):
-            if removed is state.layer:
+            if helpers.same_layer(removed, state.layer):
                 self._drop_state(state, remove_helpers=True)  # helpers go with their image
-            elif removed is state.labels_layer:
-                state.labels_layer = None
-            elif removed in (state.clicks_layer, state.preview_layer):
+            elif helpers.same_layer(removed, state.labels_layer):
+                state.labels_layer = None  # the next commit goes to a new labels layer
+                self._status(f"FCFI: labels layer {removed.name!r} was removed; the next commit creates a new one")
+            elif helpers.same_layer(removed, state.clicks_layer) or helpers.same_layer(removed, state.preview_layer):
                 self._drop_state(state, remove_helpers=True)
         self.on_change()
 

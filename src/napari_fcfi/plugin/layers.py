@@ -103,16 +103,36 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
     )
 
 
+def same_layer(a: Any, b: Any) -> bool:
+    """Whether two references name one layer.
+
+    A plugin's viewer is napari's public-only proxy: the layers it hands out are proxies, while layer
+    events carry the real layer, so ``is`` would never match; napari's ``unique_id`` does.
+    """
+    if a is None or b is None:
+        return False
+    return a is b or getattr(a, "unique_id", None) == getattr(b, "unique_id", object())
+
+
+def index_in(viewer: Any, layer: Any) -> int | None:
+    """The position of ``layer`` (or its proxy) in the viewer's layer list, None when it is not there."""
+    if layer is None:
+        return None
+    return next((i for i, other in enumerate(viewer.layers) if same_layer(layer, other)), None)
+
+
 def remove_layers(viewer: Any, *layers: Any) -> None:
     for layer in layers:
-        if layer is not None and layer in viewer.layers:
-            viewer.layers.remove(layer)
+        index = index_in(viewer, layer)
+        if index is not None:
+            viewer.layers.pop(index)
 
 
 def keep_on_top(viewer: Any, *layers: Any) -> None:
     for layer in layers:
-        if layer is not None and layer in viewer.layers:
-            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+        index = index_in(viewer, layer)
+        if index is not None:
+            viewer.layers.move(index, len(viewer.layers))
 
 
 def labels_fit(labels: Any, geometry: ImageGeometry) -> str | None:

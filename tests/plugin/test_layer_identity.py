@@ -1,0 +1,62 @@
+"""The widget gets napari's public-only proxy of the viewer: its layers are proxies while layer events
+carry the real layers. Removing a layer must still be recognised (issue 25 item 1), driven with the
+real mouse, keys and the layer list's delete button."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a plugin widget
+from qtpy.QtCore import Qt
+
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import DiskSegmenter, disk
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+
+def proxied_widget(viewer, tmp_path):
+    widget = FCFIWidget(PublicOnlyProxy(viewer), model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
+    return widget
+
+
+def press_key(viewer, qtbot, key, modifier=Qt.KeyboardModifier.NoModifier):
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+    qtbot.keyClick(canvas, key, modifier)
+
+
+def test_commits_after_deleting_the_labels_layer_go_to_a_new_layer(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)
+    viewer.add_image(np.zeros((100, 120), np.float32), name="cells")
+    widget = proxied_widget(viewer, tmp_path)
+    qtbot.wait(50)
+    viewer.reset_view()
+    click(viewer, (30, 30))
+    press_key(viewer, qtbot, Qt.Key.Key_Space)
+    first = widget.controller.labels_layer
+    assert first is not None and (np.asarray(first.data) == 1).sum() == disk((100, 120), 30, 30).sum()
+
+    # delete it as a user does: select it in the layer list, press the trash button
+    viewer.layers.selection.active = viewer.layers["cells labels"]
+    viewer.window._qt_viewer.layerButtons.deleteButton.click()
+    qtbot.wait(20)
+    assert "cells labels" not in [layer.name for layer in viewer.layers]
+    assert widget.controller.labels_layer is None and "was removed" in widget.status.value
+
+    click(viewer, (70, 80))
+    press_key(viewer, qtbot, Qt.Key.Key_Space)
+    labels = [layer for layer in viewer.layers if layer.name.startswith("cells labels")]
+    assert len(labels) == 1, "the commit must land in a labels layer the user can see"
+    np.testing.assert_array_equal(np.asarray(labels[0].data) > 0, disk((100, 120), 70, 80))
+    assert "committed label 1" in widget.status.value
+
+    # removing the image takes its helper layers (proxies as well) with it
+    viewer.layers.remove("cells")
+    assert not any("FCFI" in layer.name for layer in viewer.layers)
+    widget.close_controller()
