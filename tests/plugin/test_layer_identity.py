@@ -7,11 +7,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import DiskSegmenter, disk
 from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a plugin widget
 from qtpy.QtCore import Qt
 
-from helpers.qt_mouse import canvas_widget, click
-from helpers.standins import DiskSegmenter, disk
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
