@@ -551,7 +551,7 @@ class SegmentationController:
                 state.preview_layer.data = np.zeros(state.geometry.plane_shape, dtype=np.uint8)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
-        self.runner.shutdown()
+        self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)
         self.images.clear()
         self.state = None
 

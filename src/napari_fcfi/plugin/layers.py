@@ -122,10 +122,16 @@ def index_in(viewer: Any, layer: Any) -> int | None:
 
 
 def remove_layers(viewer: Any, *layers: Any) -> None:
-    for layer in layers:
-        index = index_in(viewer, layer)
-        if index is not None:
-            viewer.layers.pop(index)
+    """Remove ``layers`` (those still in the viewer) in one batch.
+
+    napari runs a full garbage collection after each removed layer (0.3-0.6 s with torch loaded), but
+    only once for a batch: removing an image's two helpers one by one doubled the freeze.
+    """
+    with viewer.layers.batched_update():
+        for layer in layers:
+            index = index_in(viewer, layer)
+            if index is not None:
+                viewer.layers.pop(index)
 
 
 def keep_on_top(viewer: Any, *layers: Any) -> None:

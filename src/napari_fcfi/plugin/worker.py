@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QCoreApplication, QObject, Signal
 
 
 @dataclass
@@ -29,6 +29,8 @@ class JobResult:
     value: Any = None
     error: BaseException | None = None
 
+
+SHUTDOWN_WAIT_S = 60.0  # a prediction on a very large image on a slow CPU still finishes within this
 
 ResultCallback = Callable[[JobResult], None]
 BusyCallback = Callable[[bool], None]
@@ -54,7 +56,7 @@ class ImmediateRunner:
         self.on_busy(False)
         self.on_result(result)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_s: float = 0.0) -> None:
         pass
 
 
@@ -84,6 +86,11 @@ class ThreadedRunner:
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="fcfi-inference", daemon=True)
         self._thread.start()
+        # Quitting the app with a job inside torch would let the interpreter finalise under a running
+        # native thread (std::terminate, exit 134): stop and wait for it first.
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     @property
     def busy(self) -> bool:
@@ -96,12 +103,15 @@ class ThreadedRunner:
             self._pending[slot] = (generation, job)
             self._condition.notify()
 
-    def shutdown(self) -> None:
-        """Stop after the running job; waiting jobs are dropped."""
+    def shutdown(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop after the running job (waiting up to ``wait_s`` for it); waiting jobs are dropped and no
+        result is delivered any more."""
         with self._condition:
             self._stopped = True
             self._pending.clear()
             self._condition.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     def _loop(self) -> None:
         while True:
@@ -125,7 +135,9 @@ class ThreadedRunner:
                 self._relay.busy.emit(False)
 
     def _deliver(self, result: JobResult) -> None:
-        self.on_result(result)
+        if not self._stopped:  # after shutdown the receivers (widget, viewer) may be gone
+            self.on_result(result)
 
     def _deliver_busy(self, busy: bool) -> None:
-        self.on_busy(busy)
+        if not self._stopped:
+            self.on_busy(busy)
