@@ -64,3 +64,31 @@ def test_commits_after_deleting_the_labels_layer_go_to_a_new_layer(make_napari_v
     assert len(batches) == 1
     assert not any("FCFI" in layer.name for layer in viewer.layers)
     widget.close_controller()
+
+
+def test_a_rotated_image_is_refused_with_a_message_and_takes_no_click(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)
+    image = np.zeros((200, 220), np.float32)
+    rotated = viewer.add_image(image, name="rotated", rotate=35)
+    widget = proxied_widget(viewer, tmp_path)
+    qtbot.wait(50)
+    assert "rotated" in widget.status.value and widget.controller.image_layer is None
+    assert not any("FCFI" in layer.name for layer in viewer.layers)  # no helpers on a wrong grid
+
+    # an image rotated after it was chosen: a real click is refused with the reason, nothing is stored
+    viewer.layers.remove(rotated)
+    plain = viewer.add_image(image, name="plain")
+    qtbot.wait(20)
+    assert widget.controller.image_layer is plain
+    plain.rotate = 20
+    viewer.reset_view()
+    viewer.layers.selection.active = widget.controller.points_layer
+    click(viewer, tuple(np.asarray(plain.data_to_world((180, 47)))))
+    assert len(widget.controller.points_layer.data) == 0
+    assert "rotated" in widget.status.value
+    plain.rotate = 0
+    viewer.reset_view()
+    click(viewer, (180, 47))  # back to scale/translate only: the click lands on the pixel under the cursor
+    np.testing.assert_allclose(widget.controller.points_layer.data[0], (180, 47), atol=1.0)
+    widget.close_controller()

@@ -296,6 +296,10 @@ class SegmentationController:
         if not state.clicks_layer.visible:
             self._status("FCFI: the clicks layer is hidden; show it to annotate")
             return False
+        problem = helpers.transform_problem(state.layer)  # rotated after it was chosen
+        if problem is not None:
+            self._status(f"FCFI: {problem}")
+            return False
         if not self._plane_on_screen():
             self._status("FCFI: clicks need the 2D view of the image's y/x plane (toggle 2D, reset axis order)")
             return False

@@ -21,8 +21,31 @@ MARKER_SCREEN_PX = 9.0  # click markers are drawn this many screen pixels wide a
 TAG = "napari_fcfi"
 
 
+def transform_problem(layer: Any) -> str | None:
+    """Why the layer's world transform cannot be annotated (None when it is only scale and translate).
+
+    Clicks, preview and labels live on a scale/translate grid; a rotated, sheared or affine-mapped
+    image would put every click on a different pixel than the one under the cursor.
+    """
+    ndim = len(tuple(layer.scale))
+    eye = np.eye(ndim)
+    plain = (np.allclose(np.asarray(layer.rotate), eye) and np.allclose(np.asarray(layer.shear), 0)
+             and np.allclose(np.asarray(layer.affine.affine_matrix), np.eye(ndim + 1)))
+    if plain:
+        return None
+    return (f"image layer {layer.name!r} is rotated, sheared or has an affine transform; clicks would land on "
+            "other pixels than the ones under the cursor. Reset its rotate/shear/affine to annotate it "
+            "(scale and translate are fine)")
+
+
 def geometry_of(layer: Any, channel_axis: int | None = None) -> ImageGeometry:
-    """Label-grid geometry of a napari image layer (RGB layers use their colour axis)."""
+    """Label-grid geometry of a napari image layer (RGB layers use their colour axis).
+
+    Raises ``ValueError`` for a layer whose transform is more than scale and translate.
+    """
+    problem = transform_problem(layer)
+    if problem is not None:
+        raise ValueError(problem)
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rgb = bool(getattr(layer, "rgb", False))
     return make_geometry(
