@@ -92,3 +92,37 @@ def test_a_rotated_image_is_refused_with_a_message_and_takes_no_click(make_napar
     click(viewer, (180, 47))  # back to scale/translate only: the click lands on the pixel under the cursor
     np.testing.assert_allclose(widget.controller.points_layer.data[0], (180, 47), atol=1.0)
     widget.close_controller()
+
+
+def type_into(qtbot, spin_box, text):
+    spin_box.setFocus()
+    spin_box.selectAll()
+    qtbot.keyClicks(spin_box, text)
+    qtbot.keyClick(spin_box, Qt.Key.Key_Enter)
+
+
+def test_typing_an_existing_label_id_warns_and_the_commit_is_refused(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)
+    viewer.add_image(np.zeros((100, 120), np.float32), name="cells")
+    widget = proxied_widget(viewer, tmp_path)
+    qtbot.wait(50)
+    viewer.reset_view()
+    click(viewer, (30, 30))
+    press_key(viewer, qtbot, Qt.Key.Key_Space)
+    labels = widget.controller.labels_layer
+    first = np.asarray(labels.data).copy()
+
+    click(viewer, (70, 80))
+    type_into(qtbot, widget.label_id.native, "1")  # the id of the object committed above
+    assert widget.controller.settings.label_id == 1 and "already exists" in widget.status.value
+    press_key(viewer, qtbot, Qt.Key.Key_Space)
+    assert "already exists" in widget.status.value
+    np.testing.assert_array_equal(np.asarray(labels.data), first)  # nothing merged into label 1
+    assert widget.controller.current_object().clicks  # the object waits for a free id
+
+    type_into(qtbot, widget.label_id.native, "7")
+    press_key(viewer, qtbot, Qt.Key.Key_Space)
+    np.testing.assert_array_equal(np.asarray(labels.data) == 7, disk((100, 120), 70, 80))
+    np.testing.assert_array_equal(np.asarray(labels.data) == 1, first == 1)
+    widget.close_controller()

@@ -62,6 +62,21 @@ def check_label_id(label_id: int, dtype: Any) -> int:
     return int(label_id)
 
 
+def check_label_free(data: Any, label_id: int, chunk: int = 1 << 24) -> int:
+    """``label_id`` when no pixel of ``data`` has it yet, else :class:`LabelIdError`: a new object under an
+    existing id would silently merge two objects (editing that label is the way to change it)."""
+    array = np.asarray(data)
+    flat = array.reshape(-1)  # a view for contiguous arrays; read in chunks to bound the temporary
+    for start in range(0, flat.size, chunk):
+        if (flat[start:start + chunk] == label_id).any():
+            raise LabelIdError(
+                f"label {int(label_id)} already exists in the labels layer; a new object with it would merge two "
+                f"objects. Choose a free id (next free: {next_free_label(array)}) or edit label {int(label_id)} "
+                "(Shift+click it)"
+            )
+    return int(label_id)
+
+
 def next_free_label(data: Any) -> int:
     """One more than the largest label; the smallest unused id once that would overflow the dtype."""
     array = np.asarray(data)

@@ -19,7 +19,7 @@ import numpy as np
 from napari_fcfi.annotation.clicklog import ClickLog, ObjectRecord
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
 from napari_fcfi.annotation.journal import CommitJournal
-from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_id, next_free_label, paint_region
+from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_free, check_label_id, next_free_label, paint_region
 
 from .layers import TAG, index_in, labels_fit
 
@@ -81,7 +81,7 @@ class Committer:
     def label_id(self, labels: Any, requested: int | None) -> int:
         """The id for the next object: ``requested`` when it fits the layer's dtype, else the next free one."""
         if requested is not None:
-            return check_label_id(requested, labels.data.dtype)
+            return check_label_free(labels.data, check_label_id(requested, labels.data.dtype))
         return next_free_label(labels.data)
 
     def commit(

@@ -273,6 +273,17 @@ class SegmentationController:
         except LabelIdError:
             return 0
 
+    def label_id_problem(self) -> str | None:
+        """Why the chosen label id cannot take a new object (it exists already), None when it can."""
+        labels, chosen = self.labels_layer, self._settings.label_id
+        if labels is None or chosen is None:
+            return None
+        try:
+            self.committer.label_id(labels, chosen)
+        except LabelIdError as error:
+            return str(error)
+        return None
+
     @property
     def click_log(self) -> ClickLog:
         """The click log of the labels layer commits go to (empty before the first commit)."""

@@ -247,6 +247,9 @@ class FCFIWidget(Container):
         automatic = self.controller.next_label_id()
         self.controller.update(label_id=None if int(value) == automatic else int(value))
         del saved
+        problem = self.controller.label_id_problem()
+        if problem is not None:
+            self._show_status(f"FCFI: {problem}")  # warned now; a commit with it is refused
 
     def _on_annotate(self, on: bool) -> None:
         self.controller.update(annotating=bool(on))
