@@ -8,6 +8,7 @@ import pytest
 from helpers.standins import BrightRegionSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.geometry import make_geometry
+from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
 from napari_fcfi.annotation.propagation import interior_point, propagate, propagate_slices, propagation_order
 from napari_fcfi.annotation.replay import object_masks, replay_click_log
@@ -86,8 +87,11 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     segmenter.set_image(stack[7], initial_mask=seventh.initial_mask)
     segmenter.add_click(30, 40, False)
     seventh.mask = segmenter.mask.copy()
+    history = ActionHistory(objects)
+    action = history.begin("propagation", objects.members((7,)))
     undo = objects.begin_propagation((7,), 0, "up", None)
     for z, mask in propagate_slices(segmenter, lambda i: stack[i], seventh.mask, propagation_order(7, 12, "up", None)):
+        history.touch(action, [(z,)])
         objects.add_propagated(undo, (z,), mask)
     record, masks = objects.record_for_commit((5,), 1, overwrite=False)
     replayed = object_masks(BrightRegionSegmenter(None), stack, geometry, record)
@@ -98,9 +102,16 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     # the whole log replays to labels on every slice of the object
     labels = replay_click_log(None, stack, geometry, ClickLog([record]), segmenter=BrightRegionSegmenter(None))
     assert sorted({int(z) for z in np.nonzero(labels.any(axis=(1, 2)))[0]}) == sorted(k[0] for k in masks)
-    # undo takes a propagation back in one step
-    assert objects.undo_propagation((7,))
+    # undo takes a propagation back in one step, redo brings it back
+    assert history.undo() is action
     assert objects.get((8,)).initial_mask is not None and objects.get((7,)).clicks == (Click(30, 40, False),)
+    undone, _ = objects.record_for_commit((5,), 1, overwrite=False)
+    assert [type(s).__name__ for s in undone.steps].count("PropagateStep") == 1
+    assert history.redo() is action and history.undo() is action and history.redo() is action
+    again, again_masks = objects.record_for_commit((5,), 1, overwrite=False)
+    assert again.steps == record.steps and sorted(again_masks) == sorted(masks)
+    for key in masks:
+        np.testing.assert_array_equal(again_masks[key], masks[key])
 
 
 def test_propagation_step_needs_an_object_on_its_slice():

@@ -1,11 +1,11 @@
-"""Objects in progress on the slices of one image: clicks, starting masks, propagations, undo.
+"""Objects in progress on the slices of one image: clicks, starting masks, propagations.
 
-Every 2D slice has a :class:`SliceObject` (its clicks, redo stack, the mask it starts from, the
-latest prediction). A propagation links slices into one :class:`StackObject`: the object then spans
+Every 2D slice has a :class:`SliceObject` (its clicks, the mask it starts from, the latest
+prediction). A propagation links slices into one :class:`StackObject`: the object then spans
 those slices, a commit writes all of them with one label id, and the stack object's ``steps``
 (clicks on slices, propagations, in the order they happened) become the click-log record that
 replays it (:mod:`.replay`). :class:`ObjectsInProgress` holds them for one image and implements the
-operations the widget offers, including taking back a whole propagation in one step.
+operations the widget offers; undo and redo of all of them are one list, :mod:`.history`.
 
 Nothing here runs a network or touches napari; predictions are stored by the caller.
 """
@@ -32,7 +32,6 @@ class SliceObject:
 
     key: SliceKey
     clicks: tuple[Click, ...] = ()
-    redo: list[Click] = field(default_factory=list)
     initial_mask: np.ndarray | None = None  # the mask the session starts from
     from_propagation: bool = False  # ``initial_mask`` came from a propagation
     edit_label: int | None = None  # editing this existing label: commit replaces it
@@ -52,7 +51,7 @@ class SliceObject:
     def restart(self, initial_mask: np.ndarray | None = None, from_propagation: bool = False,
                 edit_label: int | None = None) -> None:
         """Forget clicks and prediction; start from ``initial_mask`` (or nothing)."""
-        self.clicks, self.redo = (), []
+        self.clicks = ()
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
         self.mask = initial_mask
         self.mask_box = bounding_slices(initial_mask)
@@ -67,10 +66,9 @@ class SliceObject:
 
 @dataclass
 class PropagationUndo:
-    """What a propagation replaced, to take it back in one step."""
+    """What a running propagation replaced (the slices whose clicks leave the clicks layer)."""
 
     group: int
-    steps_before: int
     replaced: dict[SliceKey, SliceObject | None]  # previous slice objects (None: there was none)
 
 
@@ -80,7 +78,6 @@ class StackObject:
 
     ident: int
     steps: list[Step] = field(default_factory=list)
-    undo: list[PropagationUndo] = field(default_factory=list)
 
 
 class ObjectsInProgress:
@@ -106,21 +103,20 @@ class ObjectsInProgress:
     def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None) -> PropagationUndo:
         """Start a propagation from ``start``: it joins the start slice's object, and the slices of that
         object beyond ``start`` in ``direction`` are dropped from it (the propagation replaces them, as
-        replay does). Results arrive through :meth:`add_propagated`; all of it undoes in one step."""
+        replay does). Results arrive through :meth:`add_propagated`."""
         origin = self.get(start)
         assert origin is not None
         if origin.group is None:
             origin.group = next(_serials)
             self.groups[origin.group] = StackObject(origin.group)
         group = self.groups[origin.group]
-        undo = PropagationUndo(origin.group, len(group.steps), {})
+        undo = PropagationUndo(origin.group, {})
         group.steps.append(origin.clicks_step())
         group.steps.append(PropagateStep(start, axis, direction, max_slices))
         for key, member in list(self.slices.items()):
             if member.group == origin.group and key != start and _beyond(key, start, axis, direction):
                 undo.replaced[key] = member
                 self.slices[key] = SliceObject(key)  # not reached (yet): an empty slice again
-        group.undo.append(undo)
         return undo
 
     def add_propagated(self, undo: PropagationUndo, key: SliceKey, mask: np.ndarray) -> SliceObject:
@@ -132,26 +128,6 @@ class ObjectsInProgress:
         fresh.group = undo.group
         self.slices[key] = fresh
         return fresh
-
-    def undo_propagation(self, key: SliceKey) -> bool:
-        """Take back the last propagation of the object on ``key``; False when there is none."""
-        origin = self.slices.get(key)
-        if origin is None or origin.group is None or not self.groups[origin.group].undo:
-            return False
-        group = self.groups[origin.group]
-        undo = group.undo.pop()
-        del group.steps[undo.steps_before:]
-        for slice_key, previous in undo.replaced.items():
-            if previous is None:
-                self.slices.pop(slice_key, None)
-            else:
-                self.slices[slice_key] = previous
-        if not group.undo and not group.steps:
-            for member in self.slices.values():
-                if member.group == group.ident:
-                    member.group = None
-            del self.groups[group.ident]
-        return True
 
     # ------------------------------------------------------------------ commit
     def record_for_commit(self, key: SliceKey, label_id: int, overwrite: bool) -> tuple[ObjectRecord, dict[SliceKey, np.ndarray]]:

@@ -72,7 +72,7 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
     for member in state.objects.forget(obj.key):
         controller.points.remove(state, member)
         controller.predictor.cancel(state.image_id, member)
-    state.actions = [a for a in state.actions if a[1] not in members]
+    state.history.forget(members)  # committed: napari's undo on the labels layer takes it back
     if settings.label_id is not None:
         controller.update(label_id=None)  # a chosen id is used once; then the next free id again
     controller._refresh_view()

@@ -31,6 +31,7 @@ from napari_fcfi.annotation.geometry import (
     split_grid_point,
     world_to_grid,
 )
+from napari_fcfi.annotation.history import Action, ActionHistory
 from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
 from napari_fcfi.annotation.painting import LabelIdError, next_free_label
@@ -81,7 +82,10 @@ class ImageState:
     journal: CommitJournal | None = None
     preview_box: tuple[slice, slice] | None = None
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
-    actions: list[tuple[str, SliceKey]] = field(default_factory=list)  # ("click"|"propagation", slice)
+    history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
+
+    def __post_init__(self) -> None:
+        self.history = ActionHistory(self.objects)
 
     @property
     def image_id(self) -> str:
@@ -123,6 +127,7 @@ class SegmentationController:
         self._last_error: str | None = None
         self.propagation: Any = None  # the running propagation (plugin.propagating.PropagationRun)
         self._closed = False
+        self._restoring = False  # undo/redo is bringing the clicks layer in step: not a user's change
         self._bound: list[Any] = []
         viewer.dims.events.current_step.connect(self._on_dims_change)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -341,54 +346,98 @@ class SegmentationController:
 
     def on_clicks_changed(self, state: ImageState, key: SliceKey, clicks: tuple[Click, ...], by_user: bool) -> None:
         """Called by :class:`PointsSync` when a slice's clicks changed in the points layer."""
-        obj = state.objects.get(key)
+        if self._restoring:
+            return  # the restored objects already hold these clicks
         if by_user:
-            obj.redo.clear()
-            if len(clicks) > len(obj.clicks):
-                state.actions.append(("click", key))
+            state.history.begin("click", [key])
+        obj = state.objects.get(key)
         obj.clicks = clicks
         self._request(state, obj)
 
     # ------------------------------------------------------------------ object actions
     def undo(self) -> None:
-        """Take back the last click on this slice, or the last propagation when that came last."""
-        state, obj = self.state, self.current_object()
-        if state is None or obj is None:
+        """Take back the latest change of this image's objects in progress (a click, a propagation, a
+        reset, an edit), wherever it was: one history for all of them (:mod:`napari_fcfi.annotation.history`)."""
+        state = self.state
+        if state is None:
             return
-        if state.actions and state.actions[-1][0] == "propagation" and obj.group is not None:
-            from .propagating import undo_propagation
-
-            undo_propagation(self, state, state.actions.pop()[1])
+        run = self.propagation
+        if run is not None and state.history.done and state.history.done[-1] is getattr(run, "action", None):
+            run.cancel()
+            run.discarded = True  # slices still on their way are dropped
+        action = state.history.undo()
+        if action is None:
+            self._status("FCFI: nothing to undo")
             return
-        if not obj.clicks:
-            self._status("FCFI: nothing to undo on this slice")
-            return
-        last = obj.clicks[-1]
-        self.points.remove(state, obj.key, last_only=True)
-        obj.redo.append(last)
+        self._show_restored(state, action)
+        self._status(f"FCFI: undid the {action.name}{self._where(action)}; Ctrl+Shift+Z redoes it")
 
     def redo(self) -> None:
-        state, obj = self.state, self.current_object()
-        if state is None or obj is None or not obj.redo:
-            self._status("FCFI: nothing to redo on this slice")
+        """Do the latest undone change again."""
+        state = self.state
+        action = None if state is None else state.history.redo()
+        if action is None:
+            self._status("FCFI: nothing to redo")
             return
-        click = obj.redo.pop()
-        self.points.append(state, obj.key, click, by_user=False)
+        self._show_restored(state, action)
+        self._status(f"FCFI: redid the {action.name}{self._where(action)}")
 
     def reset_object(self) -> None:
-        """Forget the object in progress on the slice on screen (and the slices it was propagated to)."""
+        """Esc: forget the object in progress on the slice on screen (undoable).
+
+        On a propagated slice that has correction clicks only those corrections go (the slice shows its
+        propagated mask again); otherwise the whole object goes, on every slice it spans, and the status
+        says how many.
+        """
         if self.propagation is not None:  # Esc first stops a running propagation (keeping what was done)
             self.propagation.cancel()
             return
-        state, key = self.state, self.current_key()
-        if state is None or key is None:
+        state, obj = self.state, self.current_object(create=False)
+        if state is None or obj is None:
             return
-        for member in state.objects.forget(key):
-            self.points.remove(state, member)
-            self.predictor.cancel(state.image_id, member)
-        state.actions = [a for a in state.actions if a[1] != key]
+        members = state.objects.members(obj.key)
+        if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
+            self._status("FCFI: nothing to reset on this slice")
+            return
+        if obj.group is not None and obj.from_propagation and obj.clicks:
+            action = state.history.begin("reset", [obj.key])
+            obj.restart(obj.initial_mask, from_propagation=True)  # stays a slice of its stack object
+            message = "this slice's corrections were reset (its propagated mask stays)"
+        else:
+            action = state.history.begin("reset", members)
+            state.objects.forget(obj.key)
+            message = "the object was reset" + (f" on all {len(members)} slices it spans" if len(members) > 1 else "")
+        self._show_restored(state, action)
+        self._status(f"FCFI: {message}; Ctrl+Z brings it back")
+
+    def _show_restored(self, state: ImageState, action: Action) -> None:
+        """Bring the clicks layer, the predictions and the preview in step with the slices ``action`` changed."""
+        in_layer = self.points.clicks_by_slice(state)
+        self._restoring = True
+        try:
+            for key in action.keys:
+                obj = state.objects.get(key)
+                if tuple(in_layer.get(key, ())) != obj.clicks:
+                    self.points.remove(state, key)
+                    for click in obj.clicks:
+                        self.points.append(state, key, click, by_user=False)
+        finally:
+            self._restoring = False
+        for key in action.keys:
+            obj = state.objects.get(key)
+            if not obj.clicks:
+                self.predictor.cancel(state.image_id, key)
+            elif obj.probability is None or obj.mask is None:
+                self._request(state, obj)
         self._refresh_view()
         self.on_change()
+
+    def _where(self, action: Action) -> str:
+        """" on slice (k,)" when the action changed no slice on screen (a stack's other slice)."""
+        keys, key = action.keys, self.current_key()
+        if not keys or key in keys or not keys[0]:
+            return ""
+        return f" on slice {keys[0]}" if len(keys) == 1 else f" on {len(keys)} slices"
 
     def select_label(self, label_id: int) -> bool:
         """Edit label ``label_id`` of the slice on screen: clicks refine it, commit replaces it."""
@@ -401,12 +450,11 @@ class SegmentationController:
         if label_id <= 0 or not mask.any():
             self._status(f"FCFI: label {label_id} is not on this slice")
             return False
-        for member in state.objects.forget(key):
-            self.points.remove(state, member)
+        action = state.history.begin("edit", state.objects.members(key))
+        state.objects.forget(key)
         state.objects.get(key).restart(mask, edit_label=int(label_id))
+        self._show_restored(state, action)
         self._status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
-        self._refresh_view()
-        self.on_change()
         return True
 
     def select_label_at(self, world_position: Any) -> bool:

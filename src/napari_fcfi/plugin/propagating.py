@@ -5,8 +5,9 @@ axis by :func:`napari_fcfi.annotation.propagation.propagate_slices`, in a napari
 (``napari.qt.threading``: results and progress arrive on the GUI thread). Each propagated slice
 becomes that slice's object in progress and shows in the preview when it is on screen; the user can
 correct any slice with clicks (starting from the propagated mask) and propagate again from there.
-Cancel (or Esc) stops after the current slice and keeps what was done; Undo takes the whole
-propagation back.
+Cancel (or Esc) stops after the current slice and keeps what was done. A propagation is one action
+of the image's history (:mod:`napari_fcfi.annotation.history`): Undo takes all of it back, Redo
+brings it back without running the network again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class PropagationRun:
         self.total = total
         self.done = 0
         self.cancelled = False
+        self.discarded = False  # undone while running: slices still on their way are dropped
+        self.action: Any = None  # its entry in the image's action history
         self.worker: Any = None
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.on_finished: Callable[[int], None] = lambda done: None
@@ -63,10 +66,11 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
+    action = state.history.begin("propagation", state.objects.members(start_key))
     undo = state.objects.begin_propagation(start_key, axis, direction, max_slices)
     _drop_points(controller, state, undo.replaced)
-    state.actions.append(("propagation", start_key))
     run = PropagationRun(sum(len(o) for o in order))
+    run.action = action
     controller.propagation = run
     settings = controller.settings
     factory, cache = controller.predictor.factory, controller.model_cache
@@ -87,8 +91,9 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
 
     def on_slice(item: tuple[Any, np.ndarray]) -> None:
         key, mask = item
-        if state.image_id not in controller.images:
+        if state.image_id not in controller.images or run.discarded:
             return
+        state.history.touch(action, [key])  # before it changes: undo puts this back
         replaced = state.objects.slices.get(key)
         state.objects.add_propagated(undo, key, mask)  # first, so removing its points leaves it intact
         if replaced is not None and replaced.clicks and replaced.group != undo.group:
@@ -102,7 +107,10 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     def on_done(*_: Any) -> None:
         controller.propagation = None
         stopped = " (cancelled)" if run.cancelled else ""
-        controller._status(f"FCFI: propagated to {run.done} slice(s){stopped}; Ctrl+Z takes it back")
+        if run.discarded:
+            controller._status("FCFI: the propagation was stopped and taken back; Ctrl+Shift+Z redoes what it did")
+        else:
+            controller._status(f"FCFI: propagated to {run.done} slice(s){stopped}; Ctrl+Z takes it back")
         run.on_finished(run.done)
         controller.on_change()
 
@@ -129,25 +137,6 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     run.worker = worker
     worker.start()
     return run
-
-
-def undo_propagation(controller: Any, state: Any, start_key: Any) -> None:
-    """Take back the last propagation of the object on ``start_key`` in one step."""
-    run = getattr(controller, "propagation", None)
-    if run is not None:
-        run.cancel()
-    group = state.objects.slices[start_key].group if start_key in state.objects.slices else None
-    undo = state.objects.groups[group].undo[-1] if group is not None and state.objects.groups[group].undo else None
-    if undo is None or not state.objects.undo_propagation(start_key):
-        controller._status("FCFI: nothing to undo")
-        return
-    for key, previous in undo.replaced.items():
-        if previous is not None and previous.clicks:
-            for click in previous.clicks:  # clicks of slices the propagation had replaced come back
-                controller.points.append(state, key, click, by_user=False)
-    controller._refresh_view()
-    controller._status("FCFI: propagation undone")
-    controller.on_change()
 
 
 def _drop_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:

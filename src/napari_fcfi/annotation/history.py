@@ -1,0 +1,116 @@
+"""One action history per image: every change of the objects in progress, undone and redone in order.
+
+An action (the clicks of a slice changed, a propagation, a reset, an edit started; fills and
+segment-all steps can join the same way) records the slice objects and stack objects it touches as
+they were before it. Undo puts those back and keeps what they were just before the undo, so redo
+puts that back again: one list of states, as RITM keeps one, instead of a redo stack per slice and
+an undo stack per propagation. A long action (a propagation reaching slices one by one) adds the
+slices it reaches with :meth:`ActionHistory.touch` before changing them.
+
+Nothing here touches napari: the caller brings the clicks layer and the preview in step with the
+slices an undo or redo changed (:attr:`Action.keys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from .geometry import SliceKey
+from .objects import ObjectsInProgress, SliceObject, StackObject
+
+
+@dataclass
+class Action:
+    """One change of the objects in progress: what it touched, as it was before (and after, once undone)."""
+
+    name: str  # "click", "propagation", "reset", "edit", ...
+    before: dict[SliceKey, SliceObject | None] = field(default_factory=dict)
+    groups_before: dict[int, StackObject] = field(default_factory=dict)
+    after: dict[SliceKey, SliceObject | None] = field(default_factory=dict)
+    groups_after: dict[int, StackObject] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[SliceKey]:
+        """The slices the action changed, in order."""
+        return sorted(set(self.before) | set(self.after))
+
+
+class ActionHistory:
+    """The undo and redo lists of one image's :class:`ObjectsInProgress`."""
+
+    def __init__(self, objects: ObjectsInProgress) -> None:
+        self.objects = objects
+        self.done: list[Action] = []
+        self.undone: list[Action] = []
+
+    def begin(self, name: str, keys: Iterable[SliceKey]) -> Action:
+        """Record a new action about to change ``keys`` (call before changing them); clears redo."""
+        action = Action(name)
+        self.touch(action, keys)
+        self.done.append(action)
+        self.undone.clear()
+        return action
+
+    def touch(self, action: Action, keys: Iterable[SliceKey]) -> None:
+        """``action`` is about to change ``keys`` too (their state now is what undo puts back)."""
+        for key in keys:
+            if key not in action.before:
+                action.before[key] = _copy(self.objects.slices.get(key))
+                self._keep_groups(action.groups_before, [key])
+
+    def undo(self) -> Action | None:
+        """Take back the latest action; returns it (None when there is nothing to undo)."""
+        if not self.done:
+            return None
+        action = self.done.pop()
+        keys = action.keys
+        action.after = {key: _copy(self.objects.slices.get(key)) for key in keys}
+        action.groups_after = {}
+        self._keep_groups(action.groups_after, keys)
+        self._restore(action.before, action.groups_before, action.groups_after)
+        self.undone.append(action)
+        return action
+
+    def redo(self) -> Action | None:
+        """Do the latest undone action again; returns it (None when there is nothing to redo)."""
+        if not self.undone:
+            return None
+        action = self.undone.pop()
+        self._restore(action.after, action.groups_after, action.groups_before)
+        self.done.append(action)
+        return action
+
+    def forget(self, keys: Iterable[SliceKey]) -> None:
+        """Drop the actions that touched ``keys`` (their objects were committed: the labels layer's own
+        undo takes a commit back)."""
+        gone = set(keys)
+        self.done = [a for a in self.done if gone.isdisjoint(a.keys)]
+        self.undone = [a for a in self.undone if gone.isdisjoint(a.keys)]
+
+    # ------------------------------------------------------------------ internals
+    def _keep_groups(self, into: dict[int, StackObject], keys: Iterable[SliceKey]) -> None:
+        for key in keys:
+            member = self.objects.slices.get(key)
+            group = None if member is None else member.group
+            if group is not None and group not in into and group in self.objects.groups:
+                stack = self.objects.groups[group]
+                into[group] = StackObject(stack.ident, list(stack.steps))
+
+    def _restore(self, slices: dict[SliceKey, SliceObject | None], groups: dict[int, StackObject],
+                 other_groups: dict[int, StackObject]) -> None:
+        for key, saved in slices.items():
+            if saved is None:
+                self.objects.slices.pop(key, None)
+            else:
+                self.objects.slices[key] = _copy(saved)
+        for ident in set(groups) | set(other_groups):
+            if ident in groups:
+                self.objects.groups[ident] = StackObject(ident, list(groups[ident].steps))
+            else:
+                self.objects.groups.pop(ident, None)  # made by the action being taken back
+
+
+def _copy(obj: SliceObject | None) -> SliceObject | None:
+    """A copy that later changes of the live object cannot reach (arrays are replaced, never edited)."""
+    return None if obj is None else replace(obj, commit_pending=False)

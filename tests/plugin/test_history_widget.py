@@ -1,0 +1,122 @@
+"""One action history per image, driven with the real mouse and keys (issue 25 items 4 and 9):
+Ctrl+Z / Ctrl+Shift+Z walk clicks, propagations, resets and edits both ways; Esc on one slice of a
+propagated object takes back only what it says and can be undone."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import BrightRegionSegmenter, disk
+from qtpy.QtCore import Qt
+
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+CTRL, SHIFT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+
+
+def moving_cell_stack(depth=10, size=64):
+    stack = np.full((depth, size, size), 10, np.uint16)
+    for z in range(1, 8):
+        stack[z][disk((size, size), 30, 18 + 2 * z, 7)] = 200
+    return stack
+
+
+def press(viewer, qtbot, key, modifiers=Qt.KeyboardModifier.NoModifier):
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+    qtbot.keyClick(canvas, key, modifiers)
+
+
+def objects_state(state):
+    """Clicks and masks of every slice (what undo/redo must bring back exactly)."""
+    return {key: (obj.clicks, None if obj.mask is None else obj.mask.copy())
+            for key, obj in state.objects.slices.items() if obj.has_object}
+
+
+def assert_same(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key][0] == b[key][0], key
+        assert (a[key][1] is None) == (b[key][1] is None), key
+        if a[key][1] is not None:
+            np.testing.assert_array_equal(a[key][1], b[key][1])
+
+
+def test_undo_redo_of_propagation_reset_and_edit_with_real_keys(make_napari_viewer, qtbot, tmp_path):
+    stack = moving_cell_stack()
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)
+    viewer.add_image(stack, name="cells")
+    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=BrightRegionSegmenter, runner=ImmediateRunner(),
+                        journal_root=tmp_path / "journal")
+    viewer.window.add_dock_widget(widget)
+    qtbot.wait(50)
+    viewer.reset_view()
+    controller, state = widget.controller, widget.controller.state
+    points = controller.points_layer
+
+    viewer.dims.set_current_step(0, 4)
+    click(viewer, (30, 26))
+    widget.propagate_panel.direction.value = "both"
+    widget.propagate_panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    propagated = objects_state(state)
+    assert sorted(k[0] for k in propagated) == [1, 2, 3, 4, 5, 6, 7]
+
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # the propagation goes, the click on slice 4 stays
+    assert sorted(objects_state(state)) == [(4,)] and "undid the propagation" in widget.status.value
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL | SHIFT)  # redo: back exactly, no network run needed
+    assert_same(objects_state(state), propagated)
+    assert "redid the propagation" in widget.status.value
+
+    # a correction on slice 6, then Esc there: only that correction goes, and it is undoable
+    viewer.dims.set_current_step(0, 6)
+    click(viewer, (30, 37), button=Qt.MouseButton.RightButton)
+    corrected = objects_state(state)
+    assert not corrected[(6,)][1][30, 37] and len(points.data) == 2
+    press(viewer, qtbot, Qt.Key.Key_Escape)
+    assert "corrections were reset" in widget.status.value
+    assert_same(objects_state(state), propagated)
+    assert len(points.data) == 1
+    np.testing.assert_array_equal(controller.preview_layer.data > 0, propagated[(6,)][1])
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert_same(objects_state(state), corrected)
+    assert len(points.data) == 2 and "nothing to undo" not in widget.status.value
+
+    # Esc on a propagated slice without corrections: the whole object goes, said so, and comes back
+    viewer.dims.set_current_step(0, 5)
+    press(viewer, qtbot, Qt.Key.Key_Escape)
+    assert "on all 7 slices" in widget.status.value and "Ctrl+Z" in widget.status.value
+    assert objects_state(state) == {} and len(points.data) == 0
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert_same(objects_state(state), corrected)
+    assert len(points.data) == 2 and len(state.objects.groups) == 1
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL | SHIFT)  # redo the reset, undo it again
+    assert objects_state(state) == {}
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert_same(objects_state(state), corrected)
+
+    # undo walks back further in order: the correction click, the propagation, the first click
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert_same(objects_state(state), propagated)
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert objects_state(state) == {} and len(points.data) == 0
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert "nothing to undo" in widget.status.value
+    for _ in range(3):
+        press(viewer, qtbot, Qt.Key.Key_Z, CTRL | SHIFT)
+    assert_same(objects_state(state), corrected)
+
+    press(viewer, qtbot, Qt.Key.Key_Space)  # commit: one label on every slice, history of it gone
+    labels = controller.labels_layer.data
+    assert sorted(int(z) for z in np.nonzero(labels.any(axis=(1, 2)))[0]) == [1, 2, 3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(labels[6] == 1, corrected[(6,)][1])
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+    assert "nothing to undo" in widget.status.value and (controller.labels_layer.data == 1).any()
+    widget.close_controller()
