@@ -109,8 +109,10 @@ class FCFIWidget(Container):
         self.annotate = CheckBox(text="annotation mode", value=settings.annotating,
                                  tooltip="Left click: positive · right click or Ctrl+left: negative · "
                                          "Shift+left: edit the label under the cursor · drag: pan")
-        tips = {"commit": "Write the object into the labels layer", "undo": "Take back the last click or propagation",
-                "redo": "Restore the last undone click", "reset": "Forget the object in progress on this slice"}
+        tips = {"commit": "Write the object into the labels layer",
+                "undo": "Take back the last click, propagation, reset or edit",
+                "redo": "Do the last undone change again",
+                "reset": "Forget the object in progress (a corrected propagated slice: only its corrections)"}
         self.buttons = {
             action: PushButton(text=text, tooltip=f"{tips[action]} ({SHORTCUTS[action][1]})")
             for action, text in (("commit", "Commit"), ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset object"))
