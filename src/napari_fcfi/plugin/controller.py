@@ -605,6 +605,8 @@ class SegmentationController:
         self.on_busy = lambda busy: None
         if self.propagation is not None:
             self.propagation.cancel()
+            self.propagation.on_progress = lambda done, total: None  # its panel may be deleted
+            self.propagation.on_finished = lambda done: None
         self._unbind()
         for state in list(self.images.values()):
             self.points.detach(state)

@@ -392,6 +392,11 @@ def _watch_closing(widget: FCFIWidget) -> None:
     widget._was_docked = widget.native.parent() is not None
     widget._close_watcher = _CloseWatcher(widget.native)
     widget.native.installEventFilter(widget._close_watcher)
+    # Closing napari deletes the dock without a close or parent event: results still on their way
+    # must then find a closed controller, not deleted Qt widgets.
+    # The controller is captured, not the widget: at garbage collection the widget's attributes may be gone.
+    controller = widget.controller
+    widget.native.destroyed.connect(lambda *_: controller.close())
 
 
 __all__ = ["FCFIWidget", "channel_choices"]
