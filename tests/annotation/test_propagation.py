@@ -109,8 +109,11 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     assert [type(s).__name__ for s in undone.steps].count("PropagateStep") == 1
     assert history.redo() is action and history.undo() is action and history.redo() is action
     again, again_masks = objects.record_for_commit((5,), 1, overwrite=False)
-    assert again.steps == record.steps and sorted(again_masks) == sorted(masks)
-    for key in masks:
+    assert again.steps == record.steps
+    # slices with clicks come back without their prediction (the caller recomputes it from the clicks)
+    assert objects.get((5,)).mask is None and objects.get((7,)).clicks == (Click(30, 40, False),)
+    assert sorted(again_masks) == sorted(k for k in masks if k not in ((5,), (7,)))
+    for key in again_masks:
         np.testing.assert_array_equal(again_masks[key], masks[key])
 
 
