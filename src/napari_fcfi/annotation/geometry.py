@@ -171,3 +171,12 @@ def bounding_slices(mask: np.ndarray | None) -> tuple[slice, slice] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
+    """The smallest box holding both row/column boxes (None when both are None)."""
+    boxes = [box for box in (a, b) if box is not None]
+    if not boxes:
+        return None
+    return (slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
+            slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)))

@@ -29,6 +29,7 @@ from napari_fcfi.annotation.geometry import (
     bounding_slices,
     current_slice_key,
     split_grid_point,
+    union_box,
     world_to_grid,
 )
 from napari_fcfi.annotation.history import Action, ActionHistory
@@ -40,19 +41,12 @@ from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 
 from . import layers as helpers
 from .committing import Committer, click_log_of
+from .keys import SHORTCUTS, LayerBindings
 from .models import DEFAULT_MODEL, ModelCache
 from .mouse import ClickIntent, click_gesture
 from .points_sync import PointsSync
 from .predictions import Prediction, Predictor, Request, default_cpu_threads, engine_segmenter_factory, mask_from
 from .worker import ImmediateRunner, ThreadedRunner
-
-SHORTCUTS = {  # action -> (napari key, text shown in tooltips); the README lists the same keys
-    "commit": ("Space", "Space"),
-    "undo": ("Control-Z", "Ctrl+Z"),
-    "redo": ("Control-Shift-Z", "Ctrl+Shift+Z"),
-    "reset": ("Escape", "Esc"),
-}
-
 
 @dataclass(frozen=True)
 class AnnotationSettings:
@@ -128,7 +122,9 @@ class SegmentationController:
         self.propagation: Any = None  # the running propagation (plugin.propagating.PropagationRun)
         self._closed = False
         self._restoring = False  # undo/redo is bringing the clicks layer in step: not a user's change
-        self._bound: list[Any] = []
+        self.bindings = LayerBindings(
+            {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object},
+            self.mouse_callback)
         viewer.dims.events.current_step.connect(self._on_dims_change)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -197,7 +193,7 @@ class SegmentationController:
                 helper.visible = False
         for helper in (state.clicks_layer, state.preview_layer):
             helper.visible = True
-        self._bind(state)
+        self.bindings.bind((state.clicks_layer, state.layer))
         self.viewer.layers.selection.active = state.clicks_layer
         self._refresh_view(recompute=True)
         self.on_change()
@@ -223,7 +219,7 @@ class SegmentationController:
 
     def _drop_state(self, state: ImageState, remove_helpers: bool) -> None:
         self.points.detach(state)
-        self._unbind(state)
+        self.bindings.unbind((state.clicks_layer, state.layer))
         self.predictor.forget_image(state.image_id)
         self.images.pop(state.image_id, None)
         if remove_helpers:
@@ -383,12 +379,8 @@ class SegmentationController:
         self._status(f"FCFI: redid the {action.name}{self._where(action)}")
 
     def reset_object(self) -> None:
-        """Esc: forget the object in progress on the slice on screen (undoable).
-
-        On a propagated slice that has correction clicks only those corrections go (the slice shows its
-        propagated mask again); otherwise the whole object goes, on every slice it spans, and the status
-        says how many.
-        """
+        """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
+        object on every slice it spans (the status says how many)."""
         if self.propagation is not None:  # Esc first stops a running propagation (keeping what was done)
             self.propagation.cancel()
             return
@@ -564,33 +556,14 @@ class SegmentationController:
         mask = None if obj is None else obj.mask
         new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
         plane = state.preview_layer.data
-        region = _union(state.preview_box, new_box)
+        region = union_box(state.preview_box, new_box)
         if region is not None:
             plane[region] = 0 if mask is None else mask[region]
             # Same shape and no selection: skip the extent, thumbnail and highlight updates.
             state.preview_layer.refresh(extent=False, thumbnail=False, highlight=False)
         state.preview_box = new_box
 
-    # ------------------------------------------------------------------ keys, status, closing
-    def _bind(self, state: ImageState) -> None:
-        actions = {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object}
-        for layer in (state.clicks_layer, state.layer):
-            if layer in self._bound:
-                continue
-            for action, (key, _text) in SHORTCUTS.items():
-                layer.bind_key(key, _layer_action(actions[action]), overwrite=True)
-            layer.mouse_drag_callbacks.append(self.mouse_callback)
-            self._bound.append(layer)
-
-    def _unbind(self, state: ImageState | None = None) -> None:
-        layers = self._bound if state is None else [l for l in self._bound if l in (state.clicks_layer, state.layer)]
-        for layer in list(layers):
-            for key, _text in SHORTCUTS.values():
-                layer.bind_key(key, None)
-            if self.mouse_callback in layer.mouse_drag_callbacks:
-                layer.mouse_drag_callbacks.remove(self.mouse_callback)
-            self._bound.remove(layer)
-
+    # ------------------------------------------------------------------ status, closing
     def _status(self, message: str) -> None:
         self.viewer.status = message
         self.on_status(message)
@@ -607,7 +580,7 @@ class SegmentationController:
             self.propagation.cancel()
             self.propagation.on_progress = lambda done, total: None  # its panel may be deleted
             self.propagation.on_finished = lambda done: None
-        self._unbind()
+        self.bindings.unbind()
         for state in list(self.images.values()):
             self.points.detach(state)
             if len(state.clicks_layer.data) == 0:
@@ -619,24 +592,6 @@ class SegmentationController:
         self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)
         self.images.clear()
         self.state = None
-
-
-def _layer_action(action: Callable[[], Any]) -> Callable[[Any], None]:
-    """A napari key-binding callback (receives the layer) that calls ``action()``."""
-
-    def callback(layer: Any) -> None:
-        action()
-
-    callback.__doc__ = getattr(action, "__doc__", None)
-    return callback
-
-
-def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
-    boxes = [box for box in (a, b) if box is not None]
-    if not boxes:
-        return None
-    return (slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
-            slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)))
 
 
 __all__ = ["SHORTCUTS", "AnnotationSettings", "ImageState", "SegmentationController"]
