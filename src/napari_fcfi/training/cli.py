@@ -108,6 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="start a new line in DIR from MODEL with the --data/--train-data/--val-data folders")
     line.add_argument("--commit-minutes", type=float, default=0.0,
                       help="git-commit the line folder this often and at the end (0: never)")
+    line.add_argument("--session-steps", type=int, default=0,
+                      help="stop this line session after this many steps (0: only --minutes ends it)")
     line.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
                       help="recipe entry of a new line, or an override for this session (e.g. batch_size=32)")
     parser.add_argument("--export", nargs=2, metavar=("CKPT", "OUT"), help="write CKPT's model as safetensors OUT")

@@ -368,11 +368,15 @@ def run_line(args: Any) -> int:
         trainer.stop_requested = True
         say(f"signal {signum}: stopping after this step")
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, request_stop)
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     say(f"session: {args.minutes} min, schedule steps {trainer.step} -> {config.steps}, device {device}, "
         f"{torch.get_num_threads()} threads, bf16 {session.record['bf16']}")
-    summary = trainer.fit(on_log=say, on_checkpoint=session.on_checkpoint)
+    until = trainer.step + args.session_steps if args.session_steps > 0 else None
+    try:
+        summary = trainer.fit(on_log=say, until=until, on_checkpoint=session.on_checkpoint)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     append_history(line_dir, {"event": "session", "step": trainer.step, "hours": trainer.train_seconds / 3600,
                               "time": _now(), "session_steps": trainer.step - session.record["first_step"],
                               "session_minutes": session.record["train_seconds"] / 60, "device": device})
