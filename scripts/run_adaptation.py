@@ -4,7 +4,7 @@
 The objects of the first half of the images are the user's committed labels (25 % held back for the
 keep-or-revert check), the model is adapted on the rest for ``--minutes``, and the robot user's
 NoC@85/90 on objects of the second half is compared for the base and the adapted model
-(:func:`napari_fcfi.evaluation.adaptation.run_protocol`). Writes ``<out>/report.json`` (and the
+(:func:`napari_fcfi.training.adaptation.run_protocol`). Writes ``<out>/report.json`` (and the
 adapted model with its card when ``--save-model``).
 
 Modalities::
@@ -30,7 +30,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def entries_for(modality: str, data: Path | None):
-    from napari_fcfi.evaluation import adaptation
+    from napari_fcfi.training import adaptation
 
     if modality == "membrane":
         return adaptation.membrane_entries()
@@ -60,7 +60,7 @@ def main() -> int:
 
     import torch
 
-    from napari_fcfi.evaluation.adaptation import run_protocol
+    from napari_fcfi.training.adaptation import run_protocol
     from napari_fcfi.model import load_model
     from napari_fcfi.training.finetune import save_adapted
 
