@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from helpers.standins import ContractStandIn
+
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.evaluation.splits import split_instance_folder
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.data import (
     TrainingSampler,
@@ -22,7 +23,6 @@ from napari_fcfi.training.data import (
     make_labeled_image,
     make_synthetic_pool,
 )
-from napari_fcfi.evaluation.datasets import split_instance_folder
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor

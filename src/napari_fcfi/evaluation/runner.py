@@ -25,8 +25,9 @@ import numpy as np
 
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import BASELINES
-from napari_fcfi.evaluation.datasets import EvalDataset, Sample, SampleList, open_dataset
+from napari_fcfi.evaluation.datasets import open_dataset
 from napari_fcfi.evaluation.robot import RobotUser
+from napari_fcfi.evaluation.samples import EvalDataset, Sample, SampleList
 
 DEFAULT_THRESHOLD = 0.49
 

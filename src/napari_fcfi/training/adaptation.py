@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.datasets import Sample
+from napari_fcfi.evaluation.samples import Sample
 
 #: Share of the committed objects held back to decide whether to keep an adapted model.
 HOLDOUT_FRACTION = 0.25

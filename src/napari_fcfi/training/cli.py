@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_fcfi.evaluation.datasets import split_instance_folder
+    from napari_fcfi.evaluation.splits import split_instance_folder
     from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool
     from napari_fcfi.training.losses import LossWeights
     from napari_fcfi.training.trainer import TrainConfig, Trainer

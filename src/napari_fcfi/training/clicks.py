@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from napari_fcfi.engine.clicks import Click
 
+
 def _padded_edt(region: np.ndarray) -> np.ndarray:
     """Distance to the nearest pixel outside ``region``, the image border counting as outside.
 
