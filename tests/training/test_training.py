@@ -296,7 +296,7 @@ def test_validation_runs_the_engine_and_the_evaluation_robot(tmp_path):
 @pytest.mark.parametrize("use_ffcm,use_cffm", [(False, False), (True, False), (False, True)])
 def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_path, use_ffcm, use_cffm):
     from napari_fcfi.model import load_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import ablation_config, feedback_modules_in
     from napari_fcfi.training.cli import export_checkpoint
 
