@@ -14,7 +14,7 @@ Modes compared:
 * ``train-bn``: train mode (batch statistics), dropout disabled in both, ``is_training=True``.
 
 The official model returns the feedbacks upsampled to input size; ours returns them at feature
-resolution, so ours are upsampled with :func:`napari_fcfi.model.networks.upsample_outputs` first.
+resolution, so ours are upsampled with :func:`napari_fcfi.model.network_io.upsample_outputs` first.
 
 Missing third-party modules of the official code are stubbed in-process (``torchvision`` is only
 used there by a non-default option) and the removed numpy aliases ``np.int`` / ``np.bool`` are
@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fcfi.model.networks import FCFIHRNet, upsample_outputs
+from napari_fcfi.model.network_io import upsample_outputs
+from napari_fcfi.model.networks import FCFIHRNet
 
 #: name -> (official HRNetModel kwargs, our FCFIHRNet kwargs)
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

@@ -29,7 +29,7 @@ _LAZY_EXPORTS = {
     "propagate": "napari_fcfi.annotation.propagation",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
-    "adapt_with_check": "napari_fcfi.evaluation.adaptation",
+    "adapt_with_check": "napari_fcfi.training.adaptation",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -11,7 +11,7 @@ from helpers.standins import BlobNet, BrightRegionSegmenter, disk
 
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.datasets import split_instance_folder
+from napari_fcfi.evaluation.splits import split_instance_folder
 from napari_fcfi.evaluation.stack_data import (
     Stack,
     deformed_stack,

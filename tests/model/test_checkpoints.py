@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers.paths import SHARED_DOCS
+
 from napari_fcfi.cli import main as fcfi_main
 from napari_fcfi.model import device as device_module
 from napari_fcfi.model import official, registry
+from napari_fcfi.model.architectures import build_network
 from napari_fcfi.model.device import DeviceError, resolve_device, resolve_dtype
 from napari_fcfi.model.errors import (
     CheckpointError,
@@ -27,7 +28,6 @@ from napari_fcfi.model.errors import (
     UnsupportedCheckpointError,
 )
 from napari_fcfi.model.loading import load_model
-from napari_fcfi.model.networks import build_network
 from napari_fcfi.model.registry import ModelDownloadError, ModelEntry
 from napari_fcfi.model.safetensors_format import read_metadata, save_model
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers.paths import REPO_ROOT, SHARED_DOCS
+
 from napari_fcfi.model.deeplab import FCFIDeepLab
 from napari_fcfi.model.resnet import ResNetV1s
 
@@ -165,7 +165,7 @@ def test_config_is_json_and_rebuilds_the_same_network():
             rebuilt(image, points, new_clicks, 1.0)["instances"],
         )
     try:
-        from napari_fcfi.model.networks import build_network
+        from napari_fcfi.model.architectures import build_network
     except ImportError:  # pragma: no cover - networks.py is another helper's module
         return
     assert build_network(config).config == net.config
@@ -234,7 +234,7 @@ def test_matches_official_implementation():
 
 
 def test_feedback_modules_can_be_switched_off_for_the_ablation():
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
 
     net = _tiny(use_ffcm=False, use_cffm=False)
     keys = list(net.state_dict())

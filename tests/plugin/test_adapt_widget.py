@@ -13,7 +13,7 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 
 def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi_net, monkeypatch):
     from napari_fcfi.engine import InteractiveSegmenter
-    from napari_fcfi.evaluation import adaptation
+    from napari_fcfi.training import adaptation
     from napari_fcfi.model import load_model
 
     rng = np.random.default_rng(0)

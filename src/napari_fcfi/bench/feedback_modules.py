@@ -43,7 +43,7 @@ def network_without_feedback_modules(net: nn.Module) -> nn.Module:
     ValueError when ``net`` has neither module or no ``config`` to rebuild it from, and
     RuntimeError when any key other than FFCM/CFFM ones does not load.
     """
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
 
     ffcm, cffm = feedback_module_names(net)
     if not ffcm and not cffm:

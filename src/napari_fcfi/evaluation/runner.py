@@ -5,7 +5,7 @@ A *segmenter* follows the protocol
 * ``start(image, gt_ignore=None)``: begin a new object on ``image`` ((H, W) or (H, W, C));
 * ``add_click(row, col, positive)``: return the object's probability (float, (H, W)) or mask
   (bool) after the click; probabilities are thresholded with the segmenter's ``threshold``
-  attribute (0.49, the FCFI value, when it has none).
+  attribute (:data:`~napari_fcfi.engine.settings.DEFAULT_THRESHOLD` when it has none).
 
 :func:`evaluate` accepts such an object, a callable returning one, a model (anything
 :func:`napari_fcfi.model.load_model` returns, driven through the engine), an engine session, a
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import BASELINES
-from napari_fcfi.evaluation.datasets import EvalDataset, Sample, SampleList, open_dataset
+from napari_fcfi.evaluation.datasets import open_dataset
 from napari_fcfi.evaluation.robot import RobotUser
-
-DEFAULT_THRESHOLD = 0.49
+from napari_fcfi.evaluation.samples import EvalDataset, Sample, SampleList
 
 
 class EngineSegmenter:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.propagation import propagate_slices, propagation_order
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.datasets import Sample, sample_object_labels
 from napari_fcfi.evaluation.runner import EngineSegmenter, run_object
@@ -189,7 +190,7 @@ class _Continuing:
 
     def __init__(self, session: Any):
         self.session = session
-        self.threshold = float(getattr(session, "threshold", 0.49))
+        self.threshold = float(getattr(session, "threshold", DEFAULT_THRESHOLD))
 
     def start(self, image: np.ndarray, gt_ignore: np.ndarray | None = None, initial_mask=None) -> None:
         pass

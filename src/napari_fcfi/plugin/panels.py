@@ -158,7 +158,7 @@ class AdaptPanel(Container):
             return
         from napari.qt.threading import create_worker
 
-        from napari_fcfi.evaluation import adaptation
+        from napari_fcfi.training import adaptation
 
         self._cancelled = False
         budget = 60.0 * float(self.minutes.value)

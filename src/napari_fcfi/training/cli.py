@@ -140,7 +140,7 @@ def export_checkpoint(
     import torch
 
     from napari_fcfi.model import save_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import feedback_modules_in
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -175,7 +175,7 @@ def export_checkpoint(
 
 def _new_network(args: argparse.Namespace, say: Any) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
     """The ``--preset`` network, its backbone from ImageNet (``--init imagenet``) or random."""
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import ablation_config
 
     preset = dict(TRAIN_PRESETS[args.preset])
@@ -209,7 +209,7 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
     over several sessions (each continuing from the last shipped weights) states its whole history.
     """
     from napari_fcfi.model import load_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
 
     model = load_model(source, device="cpu")
     metadata = getattr(model, "fcfi_metadata", {}) or {}

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_fcfi.engine.windows import subsample_step
-from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.io import read_image
-from napari_fcfi.evaluation.datasets import instance_folder_pairs
+from napari_fcfi.engine.windows import subsample_step
+from napari_fcfi.evaluation.layouts import instance_folder_pairs
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.synthetic import synthetic_image
 

@@ -8,7 +8,7 @@ loss with its FFCM/CFFM terms) on those objects gives a model that needs fewer c
 ones. The input model is never modified: a deep copy is trained.
 
 Whether to keep the adapted model is decided on objects held back from training
-(:mod:`napari_fcfi.evaluation.adaptation`: ``hold_back_objects``, ``check_adaptation``,
+(:mod:`napari_fcfi.training.adaptation`: ``hold_back_objects``, ``check_adaptation``,
 ``adapt_with_check``), the rule the napari widget uses.
 
 Choices (measured in docs/evaluation.md, "Adapting to the user's data"):
@@ -401,7 +401,7 @@ def save_adapted(model: torch.nn.Module, path: str | Path) -> Path:
 
     The card (``path`` with suffix ``.md``) names the base model, the objects and images, the training
     time and steps, and the gain measured on held-back objects when
-    :func:`napari_fcfi.evaluation.adaptation.check_adaptation` recorded one in the model's metadata.
+    :func:`napari_fcfi.training.adaptation.check_adaptation` recorded one in the model's metadata.
     Returns the safetensors path; ``load_model(path)`` reads it back with the same ``fcfi_metadata``.
     """
     from napari_fcfi.model import save_model

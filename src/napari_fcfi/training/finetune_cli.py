@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``fcfi finetune``."""
     import torch
 
-    from napari_fcfi.evaluation.adaptation import check_adaptation, hold_back_objects
     from napari_fcfi.model import load_model
+    from napari_fcfi.training.adaptation import check_adaptation, hold_back_objects
     from napari_fcfi.training.finetune import finetune, save_adapted
 
     if args.threads < 0 or args.minutes <= 0 or not 0 <= args.hold_back < 1:

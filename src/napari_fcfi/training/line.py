@@ -283,7 +283,7 @@ def run_line(args: Any) -> int:
     import torch
 
     from napari_fcfi.model import load_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
     from napari_fcfi.training.sources import load_sources
     from napari_fcfi.training.trainer import TrainConfig, Trainer

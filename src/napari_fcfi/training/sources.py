@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_fcfi.evaluation.datasets import Sample, split_instance_folder
+from napari_fcfi.evaluation.samples import Sample
+from napari_fcfi.evaluation.splits import split_instance_folder
 from napari_fcfi.training.data import LabeledImage, load_instance_folder
 from napari_fcfi.training.validation import pick_validation_samples
 
@@ -33,7 +34,7 @@ def load_sources(
     """Read the folders of a run.
 
     ``data`` folders are split into training and validation images by
-    :func:`~napari_fcfi.evaluation.datasets.split_instance_folder` (seed 0, the split ``fcfi eval
+    :func:`~napari_fcfi.evaluation.splits.split_instance_folder` (seed 0, the split ``fcfi eval
     --split val`` reports on), ``train_data`` folders are used whole for training and ``val_data``
     folders only for validation (never trained on). ``val_objects`` fixed objects are picked per
     validation source.

@@ -34,11 +34,11 @@ import torch
 
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation.robot import robot_click
+from napari_fcfi.evaluation.samples import Sample
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.training.data import TrainingSampler
 from napari_fcfi.training.feedback import neighbour_feedback_batch
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
-from napari_fcfi.evaluation.datasets import Sample
 from napari_fcfi.training.validation import engine_validate
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fcfi.evaluation.datasets import Sample
+from napari_fcfi.evaluation.samples import Sample
 from napari_fcfi.training.data import LabeledImage
 
 
