@@ -41,6 +41,14 @@ def test_writer_rejects_bad_input(tmp_path):
     assert not (tmp_path / "f.tif").exists()
 
 
+def test_labels_tiff_names_tif_tiff_and_fcfi_are_kept(tmp_path):
+    """``fcfi segment --out`` may name its labels .fcfi (napari opens them as labels) or .tif."""
+    labels = np.ones((4, 5), np.uint8)
+    for name, expected in (("a.fcfi", "a.fcfi"), ("b.TIF", "b.TIF"), ("c.tiff", "c.tiff"), ("d.png", "d.tif")):
+        assert write_labels_tiff(tmp_path / name, labels, {}) == [str(tmp_path / expected)]
+        np.testing.assert_array_equal(read_labels_tiff(tmp_path / expected)[0], labels)
+
+
 def test_writer_and_samples_through_npe2(tmp_path):
     import npe2
     manager = npe2.PluginManager.instance()

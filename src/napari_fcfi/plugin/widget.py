@@ -371,7 +371,8 @@ class FCFIWidget(Container):
             self._show_status(f"FCFI: labels not saved: {error}")
             return None
         self.labels_file.value = written
-        self._show_status(f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared")
+        # napari's status bar too: it is wide enough for the whole path
+        self.controller._status(f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared")
         return written
 
     def _suggest_labels_file(self, *args: Any) -> None:
