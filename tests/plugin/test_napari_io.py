@@ -93,6 +93,9 @@ def test_legacy_fcfi_tiffs_open_with_napari_and_as_labels_once_renamed(make_napa
     assert type(layer).__name__ == "Labels" and layer.data.dtype == np.uint16
     np.testing.assert_allclose(layer.scale, SCALE)
     np.testing.assert_allclose(layer.translate, (0, 5, 6))
+    from napari_fcfi.plugin.io import default_labels_path
+
+    assert default_labels_path(layer, as_image) == renamed  # Save labels writes back where it came from
 
 
 def test_an_fcfi_file_that_is_not_a_labels_tiff_is_refused_clearly(tmp_path):
