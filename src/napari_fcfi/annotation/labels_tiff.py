@@ -1,5 +1,9 @@
 """Labels TIFF files: compressed, dtype kept, scale/translate stored (napari writer and reader, fcfi segment).
 
+The napari plugin names these files ``*.fcfi`` (:data:`FCFI_SUFFIX`): an extension no other napari
+reader claims, so napari opens them with the FCFI reader without asking, while every ``.tif`` stays
+napari's. The content is a standard TIFF either way (``fcfi segment --out`` writes ``.tif`` or ``.fcfi``).
+
 The label dtype is kept as is, the data are zlib-compressed, and the layer's scale and translate
 are stored twice: as the TIFF resolution tags of the x/y axes (pixels per unit, what most readers
 understand) and in tifffile's JSON metadata (``scale``, ``translate``, ``axes``, ``units``), which
@@ -15,13 +19,14 @@ from typing import Any
 import numpy as np
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+FCFI_SUFFIX = ".fcfi"
 AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
 
 
 def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -> list[str]:
     """Save ``data`` (labels) with ``attributes['scale'/'translate'/'name'/'units']`` (npe2 writer signature)."""
     target = Path(path)
-    if target.suffix.lower() not in TIFF_SUFFIXES:
+    if target.suffix.lower() not in (*TIFF_SUFFIXES, FCFI_SUFFIX):
         target = target.with_suffix(".tif")
     array = np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
     if array.ndim < 2:
@@ -46,10 +51,22 @@ def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -
         target,
         array,
         compression="zlib",
+        photometric="minisblack",  # a stack of 3 or 4 slices is not an RGB(A) image
         metadata=metadata,
         resolution=(1.0 / scale[-1], 1.0 / scale[-2]),  # (x, y) pixels per unit
     )
     return [str(target)]
+
+
+def fcfi_labels_path(path: str | Path) -> Path:
+    """``path`` named as FCFI labels: ``x.fcfi`` stays, ``x.tif``/``x.tiff`` -> ``x.fcfi``, ``x`` -> ``x.fcfi``."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == FCFI_SUFFIX:
+        return target
+    if suffix in TIFF_SUFFIXES:
+        return target.with_suffix(FCFI_SUFFIX)
+    return target.with_name(target.name + FCFI_SUFFIX)  # keeps dots in names like "cells.v2"
 
 
 def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

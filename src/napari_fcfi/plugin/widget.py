@@ -26,12 +26,14 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
 from napari_fcfi.annotation.painting import label_id_range
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
 from .commit_flow import discard_journal, pending_journal, restore_journal
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
+from .io import default_labels_path, save_labels_layer
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
 from .panels import AdaptPanel, PropagatePanel
 from .worker import ImmediateRunner, ThreadedRunner
@@ -137,6 +139,16 @@ class FCFIWidget(Container):
                                            labels=False),
             self.busy, self.object_info, self.model_info, self.status,
         ])
+        self._build_save_labels()
+
+    def _build_save_labels(self) -> None:
+        self.labels_file = FileEdit(label="Labels file", mode="w", filter=f"FCFI labels (*{FCFI_SUFFIX})",
+                                    tooltip="Where Save labels writes (default: beside the image file)")
+        self.save_labels_button = PushButton(text="Save labels", tooltip="Write the labels layer to the labels file "
+                                             "(type, scale, translate kept; .fcfi, a TIFF) and clear the journal")
+        at = self.index(self.log_file)
+        self.insert(at, self.save_labels_button)
+        self.insert(at, self.labels_file)
 
     def _connect(self) -> None:
         controller = self.controller
@@ -158,6 +170,8 @@ class FCFIWidget(Container):
         self.save_log_button.changed.connect(lambda: self.save_click_log(self.log_file.value))
         self.restore_button.changed.connect(self._restore)
         self.discard_button.changed.connect(self._discard)
+        self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
+        self.save_labels_button.changed.connect(lambda: self.save_labels(self.labels_file.value))
 
     # ------------------------------------------------------------------ choices
     def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -273,7 +287,7 @@ class FCFIWidget(Container):
                 self.labels_menu.value = labels
             else:
                 self.labels_menu.value = None
-            low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
+            _low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
             self.label_id.max = min(high, 2**31 - 1)
             next_id = controller.next_label_id()
             if next_id:
@@ -343,6 +357,28 @@ class FCFIWidget(Container):
         self._show_status(f"FCFI: click log saved to {written}")
         return written
 
+    def save_labels(self, path: str | Path | None = None) -> Path | None:
+        """Save the labels layer Commit writes into as FCFI labels (``path``, default: ``default_labels_path``)."""
+        labels = self.controller.labels_layer
+        if labels is None:
+            self._show_status("FCFI: no labels to save yet; commit an object first")
+            return None
+        if path is None or str(path) in ("", ".") or Path(path).is_dir():
+            path = default_labels_path(labels, self.controller.image_layer)
+        try:
+            written = save_labels_layer(labels, path)
+        except (OSError, ValueError) as error:
+            self._show_status(f"FCFI: labels not saved: {error}")
+            return None
+        self.labels_file.value = written
+        # napari's status bar too: it is wide enough for the whole path
+        self.controller._status(f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared")
+        return written
+
+    def _suggest_labels_file(self, *args: Any) -> None:
+        labels = self.controller.labels_layer  # never leave another layer's file here
+        self.labels_file.value = "" if labels is None else default_labels_path(labels, self.controller.image_layer)
+
     def _restore(self) -> None:
         journal = pending_journal(self.controller)
         if journal is not None:
@@ -375,7 +411,7 @@ def _watch_closing(widget: FCFIWidget) -> None:
     from qtpy.QtCore import QEvent, QObject
 
     class _CloseWatcher(QObject):
-        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        def eventFilter(self, obj: Any, event: Any) -> bool:
             if event.type() == QEvent.Type.Close or (
                 event.type() == QEvent.Type.ParentChange and obj.parent() is None and widget._was_docked
             ):
