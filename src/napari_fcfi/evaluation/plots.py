@@ -7,6 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+# matplotlib is the optional [eval] extra. Checked when `fcfi eval` imports this module at its start, so
+# a missing install is reported before the evaluation runs, not after it.
+try:
+    import matplotlib  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        'fcfi eval draws its plots with matplotlib, an optional extra: pip install "napari-fcfi[eval]"'
+    ) from error
+
 
 def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = None) -> Path:
     """Save a PNG of mean IoU after k clicks, one curve per :class:`EvalResult` in ``results``."""
