@@ -41,12 +41,8 @@ def _eval(model: str, data: list[str], out: Path) -> EvalResult:
 def _one_step_iou(model: str, out: Path) -> dict[str, float]:
     if not (out / "stacks_summary.json").is_file():
         subprocess.run(["fcfi", "eval", *STACKS, "--model", model, "--out", str(out)], check=True)
-    summary = json.loads((out / "stacks_summary.json").read_text())
-    values = {}
-    for entry in summary["results"]:
-        by_distance = entry.get("iou_by_distance") or entry.get("summary", {}).get("iou_by_distance", {})
-        values[entry.get("name") or entry.get("stack_set")] = by_distance.get("1", by_distance.get(1))
-    return values
+    results = json.loads((out / "stacks_summary.json").read_text())["results"]
+    return {name: entry["iou_by_distance"].get("1") for name, entry in results.items()}
 
 
 def _numbers(result: EvalResult) -> dict[str, float]:
