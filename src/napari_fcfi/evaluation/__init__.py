@@ -12,7 +12,7 @@ Modules: :mod:`.robot`, :mod:`.metrics`, :mod:`.samples`, :mod:`.datasets` (with
 :mod:`.splits`, :mod:`.tiff_stack`), :mod:`.baselines`, :mod:`.runner`,
 :mod:`.plots`, :mod:`.cli`; stacks (propagation vs every slice from scratch, ``fcfi eval --stacks``):
 :mod:`.stacks` (the stack robot) and :mod:`.stack_data` (the test stacks). Nothing here imports napari
-or Qt; torch is imported only when a model is evaluated.
+or Qt.
 """
 
 from .baselines import BASELINES, GeodesicSegmenter, RandomWalkerSegmenter

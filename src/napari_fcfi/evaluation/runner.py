@@ -23,12 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import BASELINES
 from napari_fcfi.evaluation.datasets import open_dataset
+from napari_fcfi.evaluation.result_json import JsonResult
 from napari_fcfi.evaluation.robot import RobotUser
 from napari_fcfi.evaluation.samples import EvalDataset, Sample, SampleList
+from napari_fcfi.model import load_model
 
 
 class EngineSegmenter:
@@ -40,8 +43,6 @@ class EngineSegmenter:
     """
 
     def __init__(self, model: Any, *, preset: str | None = None, name: str | None = None, **settings: Any):
-        from napari_fcfi.engine import InteractiveSegmenter
-
         if preset is not None:
             settings["preset"] = preset
         self._session = InteractiveSegmenter(model, **settings)
@@ -106,8 +107,6 @@ def resolve_segmenter(
         if key in BASELINES:
             cls = BASELINES[key]
             return name or key, cls
-        from napari_fcfi.model import load_model
-
         model = load_model(key, device=device) if device is not None else load_model(key)
         label = name or (Path(key).stem if Path(key).suffix else key)
         return label, lambda: EngineSegmenter(model, preset=preset, name=label, **settings)
@@ -141,7 +140,7 @@ class ObjectResult:
 
 
 @dataclass
-class EvalResult:
+class EvalResult(JsonResult):
     """All object sessions of one segmenter on one dataset, with the headline metrics."""
 
     segmenter: str
@@ -185,12 +184,6 @@ class EvalResult:
             "skipped": self.skipped,
             "objects": [asdict(o) for o in self.objects],
         }
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
 
     @classmethod
     def load_json(cls, path: str | Path) -> EvalResult:
