@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.io
-from helpers.standins import GrowingDiskSegmenter
 
+from helpers.standins import GrowingDiskSegmenter
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import GeodesicSegmenter, RandomWalkerSegmenter

@@ -188,10 +188,7 @@ def percentile_range(values: np.ndarray, percentiles: tuple[float, float] = (0.5
 def rescale_to_unit(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Float32 ``(data - lo) / (hi - lo)`` clipped to [0, 1] (all 0 for an empty range); NaN -> 0, +Inf -> 1."""
     values = data.astype(np.float32)
-    if hi > lo:
-        values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-    else:
-        values = np.zeros_like(values)
+    values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
     values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(values, 0.0, 1.0, out=values)
 

@@ -290,10 +290,7 @@ def finetune(
             parts = trainer.train_step(done)
             losses.append(parts["loss"])
             done += 1
-            if steps is not None:
-                fraction = done / steps
-            else:
-                fraction = (time.perf_counter() - started) / time_budget_s
+            fraction = done / steps if steps is not None else (time.perf_counter() - started) / time_budget_s
             recent = float(np.mean(losses[-10:]))
             if _say(progress, min(fraction, 0.999), f"step {done}: loss {recent:.3f}"):
                 cancelled = True
