@@ -106,7 +106,7 @@ class ImageSource:
 
     def _choose_channels(self, channel: Any, n_channels: int, explicit_axis: bool) -> tuple[int, ...]:
         if channel is not None:
-            chosen = (int(channel),) if np.isscalar(channel) else tuple(int(c) for c in channel)
+            chosen = (int(channel),) if np.ndim(channel) == 0 else tuple(int(c) for c in channel)
             if not 1 <= len(chosen) <= 3:
                 raise ValueError(f"channel must be one index or 1-3 indices, got {channel!r}")
             for c in chosen:
@@ -163,7 +163,7 @@ class ImageSource:
     def _normalise(self, data: np.ndarray, index: int) -> np.ndarray:
         if self.mode == "uint8":
             return data.astype(np.float32) / np.float32(255.0)
-        if self.mode == "percentile":
+        if self.ranges is not None:  # the percentile mode
             return rescale_to_unit(data, *self.ranges[index])
         values = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(values, 0.0, 1.0, out=values)

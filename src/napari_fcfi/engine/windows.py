@@ -205,7 +205,7 @@ class Patch:
         return float(self.values[row - self.box.r0, col - self.box.c0])
 
     def to_full(self, height: int, width: int, dtype: type = np.float32) -> np.ndarray:
-        full = np.zeros((height, width), dtype=dtype)
+        full: np.ndarray = np.zeros((height, width), dtype=dtype)
         full[self.box.slices] = self.values
         return full
 
