@@ -225,7 +225,7 @@ def test_matches_official_implementation():
         pytest.skip("set FCFI_OFFICIAL_REPO to a checkout of veizgyauzgyauz/FCFI to run")
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     try:
-        from check_official_fidelity_deeplab import check_fidelity
+        from fidelity.deeplab import check_fidelity
     finally:
         sys.path.pop(0)
     results = check_fidelity(Path(official), backbone="resnet34", height=56, width=72, batch=2)
