@@ -18,7 +18,9 @@ from pathlib import Path
 from napari_fcfi.evaluation.baselines import BASELINES
 from napari_fcfi.evaluation.datasets import DATASET_TYPES, open_dataset
 from napari_fcfi.evaluation.result_json import write_json
-from napari_fcfi.evaluation.runner import evaluate, format_table, resolve_segmenter
+from napari_fcfi.evaluation.results import format_table
+from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.segmenters import resolve_segmenter
 from napari_fcfi.evaluation.stack_data import DEFAULT_DSB, DEFAULT_MNFINDER, STACK_SETS, stack_set
 from napari_fcfi.evaluation.stacks import evaluate_stacks, format_stack_table, stack_session
 
