@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.io
-from helpers.standins import GrowingDiskSegmenter
 
+from helpers.standins import GrowingDiskSegmenter
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import GeodesicSegmenter, RandomWalkerSegmenter
-from napari_fcfi.evaluation.runner import EvalResult, evaluate, format_table, resolve_segmenter
+from napari_fcfi.evaluation.results import EvalResult, format_table
+from napari_fcfi.evaluation.runner import evaluate
 from napari_fcfi.evaluation.samples import Sample, SampleList
+from napari_fcfi.evaluation.segmenters import resolve_segmenter
 
 
 def disk_sample(radius=10, size=48, name="disk") -> Sample:

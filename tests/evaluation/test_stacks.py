@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers.standins import BlobNet, BrightRegionSegmenter, disk
 
+from helpers.standins import BlobNet, BrightRegionSegmenter, disk
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.splits import split_instance_folder

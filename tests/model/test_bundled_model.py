@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers.paths import SAMPLE_DIR
 
+from helpers.paths import SAMPLE_DIR
 from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.evaluation.robot import RobotUser
 from napari_fcfi.model import load_model

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from helpers.paths import SHARED_DOCS
 
+from helpers.paths import SHARED_DOCS
 from napari_fcfi.model.architectures import build_network
 from napari_fcfi.model.hrnet import HRNetBackbone
 from napari_fcfi.model.network_io import upsample_outputs

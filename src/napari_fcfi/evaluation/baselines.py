@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_fcfi.engine.intensity import normalize_intensity
+
 
 def normalise_for_baselines(image: np.ndarray) -> np.ndarray:
     """The engine's normalisation (:func:`napari_fcfi.engine.intensity.normalize_intensity`), so the
     baselines see what the network sees: float32 in [0, 1], (H, W) for gray input, (H, W, 3) for colour."""
-    from napari_fcfi.engine.intensity import normalize_intensity
-
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.runner import EngineSegmenter, run_object
+from napari_fcfi.evaluation.runner import run_object
 from napari_fcfi.evaluation.samples import Sample
+from napari_fcfi.evaluation.segmenters import EngineSegmenter
 from napari_fcfi.training.finetune import MIN_OBJECT_AREA, as_instance_labels, finetune
 
 #: Share of the committed objects held back to decide whether to keep an adapted model.

@@ -288,11 +288,13 @@ def run(args: argparse.Namespace) -> int:
         " ".join(shlex.quote(a) for a in sys.argv)
     )
     (out / "command.txt").write_text(command + "\n")
-    log_file = open(out / "train.log", "a", buffering=1)
+    log_path = out / "train.log"
 
     def say(text: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        log_file.write(line + "\n")
+        # Opened per line (a few lines a minute): nothing stays open when the run returns early.
+        with log_path.open("a") as log_file:
+            log_file.write(line + "\n")
         if args.no_progress:
             print(line, flush=True)
 
@@ -359,5 +361,4 @@ def run(args: argparse.Namespace) -> int:
         say(f"resumed from {args.resume} at step {trainer.step}")
     summary = trainer.fit(on_log=say)
     say(f"done: {json.dumps(summary)}")
-    log_file.close()
     return 0
