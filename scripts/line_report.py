@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from napari_fcfi.evaluation.compare import compare, format_comparison
-from napari_fcfi.evaluation.runner import EvalResult
+from napari_fcfi.evaluation.results import EvalResult
 from napari_fcfi.training.line import append_history, read_history, read_state
 
 DSB = ["--data", "../shared/data/dsb2018_train", "--split", "val", "--limit", "40", "--max-objects", "5",

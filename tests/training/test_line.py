@@ -17,7 +17,7 @@ from skimage.io import imsave
 from helpers.paths import REPO_ROOT
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation.compare import compare, paired_difference
-from napari_fcfi.evaluation.runner import EvalResult, ObjectResult
+from napari_fcfi.evaluation.results import EvalResult, ObjectResult
 from napari_fcfi.model import load_model, save_model
 from napari_fcfi.model.networks import FCFIHRNet
 from napari_fcfi.training.data import make_synthetic_pool

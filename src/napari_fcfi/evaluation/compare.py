@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.runner import EvalResult
+from napari_fcfi.evaluation.results import EvalResult
 
 
 @dataclass

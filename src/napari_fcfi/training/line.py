@@ -193,7 +193,7 @@ def _checkpoint_step(path: Path, line_id: str) -> int | None:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a damaged or foreign file is simply not a resume point
+    except Exception:  # noqa: BLE001 - a damaged or foreign file (any unpickling error) is not a resume point
         return None
     if (state.get("run_info") or {}).get("line_id") != line_id:
         return None
@@ -309,11 +309,11 @@ def run_line(args: Any) -> int:
         "cpu" if args.device == "auto" else args.device)
     run_dir = Path(args.out or Path("runs") / line_dir.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(run_dir / "train.log", "a", buffering=1)
 
     def say(text: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        log_file.write(line + "\n")
+        with open(run_dir / "train.log", "a") as log_file:
+            log_file.write(line + "\n")
         if args.no_progress:
             print(line, flush=True)
 
@@ -383,5 +383,4 @@ def run_line(args: Any) -> int:
     if args.commit_minutes > 0:
         session.commit(trainer)
     say(f"session done: {json.dumps(summary)}")
-    log_file.close()
     return 0
