@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers.standins import BrightRegionSegmenter, DiskSegmenter, disk
+
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, FillStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.filling import REVIEW_AGREEMENT, fill_between, fill_slices
 from napari_fcfi.annotation.geometry import make_geometry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.standins import BrightRegionSegmenter, disk
+from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.objects import ObjectsInProgress
@@ -108,17 +108,6 @@ def test_propagation_step_needs_an_object_on_its_slice():
     record = ObjectRecord(1, [ClicksStep((0,), (Click(30, 20, True),)), PropagateStep((0,), 0, "up", None)])
     with pytest.raises(ValueError, match="empty on that slice"):
         object_masks(BrightRegionSegmenter(None), stack, make_geometry(stack.shape), record)
-
-
-class UnsureCopier(BrightRegionSegmenter):
-    """The bright region at the click, sure of it (0.95); where the click is not on a bright region, the
-    feedback mask copied (as the network tends to past an object's end) and unsure of it (0.6)."""
-
-    def _prob(self, clicks):
-        region = super()._prob(clicks)
-        if self.image.max() > 100 and region.any():
-            return region * 0.95
-        return self.initial.astype(np.float32) * 0.6
 
 
 def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
