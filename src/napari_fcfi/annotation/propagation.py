@@ -114,6 +114,7 @@ class PropagationStop:
     index: int
     reason: str
     span: int = 1
+    mask: np.ndarray | None = None  # the mask the rule rejected on slice ``index``
 
     def describe(self) -> str:
         return f"stopped at slice {self.index}: {self.reason}"
@@ -151,8 +152,8 @@ def propagation_steps(
             forced = position < through
             reason = mask_stop_reason(mask, previous)
             if reason is not None and not (forced and mask.any()):
-                first = doubtful[0].index if doubtful else index
-                yield PropagationStop(first, reason, len(doubtful) + 1)
+                first = doubtful[0] if doubtful else PropagatedSlice(index, mask, confidence)
+                yield PropagationStop(first.index, reason, len(doubtful) + 1, first.mask)
                 stopped = True
                 break
             step = PropagatedSlice(index, mask, confidence)
@@ -161,7 +162,8 @@ def propagation_steps(
                 if len(doubtful) >= LOW_RUN:
                     values = ", ".join(f"{d.confidence:.2f}" for d in doubtful)
                     yield PropagationStop(doubtful[0].index, f"the network is unsure ({values} < "
-                                          f"{MIN_CONFIDENCE:.2f} on {len(doubtful)} slices in a row)", len(doubtful))
+                                          f"{MIN_CONFIDENCE:.2f} on {len(doubtful)} slices in a row)", len(doubtful),
+                                          doubtful[0].mask)
                     stopped = True
                     break
             else:

@@ -94,9 +94,10 @@ def format_stop_fill_table(results: Sequence[Any]) -> str:
     rows = []
     for r in results:
         s = r.summary
+        rate = None if s["false_stop_rate"] is None else 100 * s["false_stop_rate"]
         rows.append([
             r.stack_set,
-            f"{s['propagation_stops']} / {s['propagated_slices']} ({_number(100 * s['false_stop_rate'], '.1f')} %)",
+            f"{s['propagation_stops']} / {s['propagated_slices']} ({_number(rate, '.1f')} %)",
             str(s["ends"]),
             f"{s['deletions']} / {s['ends']}",
             _number(s["mean_overrun"], ".2f"),

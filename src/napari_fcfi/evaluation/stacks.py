@@ -143,18 +143,18 @@ def summarize_stacks(objects: Sequence[ObjectStackResult], target_iou: float = T
         "correction_clicks_per_propagated_slice": _mean(s.clicks_propagation for s in propagated),
         "no_correction_fraction": _mean(float(s.propagated_iou >= target_iou) for s in propagated),
         "propagation_stops": sum(s.propagation_stopped for s in propagated),
-        "false_stop_rate": _mean(float(s.propagation_stopped) for s in propagated),
+        "false_stop_rate": _mean(float(s.propagation_stopped) for s in propagated) if propagated else None,
         "ends": ends,
         "deletions": sum(len(o.deletions) for o in objects),
         "chained_overrun_slices": sum(len(o.chained_overrun) for o in objects),
-        "mean_overrun": sum(len(o.chained_overrun) for o in objects) / ends if ends else float("nan"),
+        "mean_overrun": sum(len(o.chained_overrun) for o in objects) / ends if ends else None,
         "chained_stops": sum(o.chained_stops for o in objects),
-        "chained_stop_rate": sum(o.chained_stops for o in objects) / (2 * len(objects)) if objects else float("nan"),
+        "chained_stop_rate": sum(o.chained_stops for o in objects) / (2 * len(objects)) if objects else None,
         "clicks_fill": fill_total,
         "clicks_per_slice_fill": fill_total / n_slices if fill_total is not None and n_slices else None,
         "ratio_fill": fill_total / scratch_total if fill_total is not None and scratch_total else None,
         "filled_slices": len(filled),
-        "fill_no_correction_fraction": _mean(float(s.fill_iou >= target_iou) for s in filled),
+        "fill_no_correction_fraction": _mean(float(s.fill_iou >= target_iou) for s in filled) if filled else None,
         "fill_review_slices": sum(s.fill_review for s in filled),
         "failures_propagation": sum(not s.reached_propagation for s in slices),
         "failures_scratch": sum(not s.reached_scratch for s in slices),
@@ -350,6 +350,8 @@ def evaluate_stack_object(
             if propagated is None:
                 record.propagation_stopped = True
                 record.stop_reason = stop.reason if stop is not None else None
+                if stop is not None and stop.mask is not None:
+                    record.rejected_iou = metrics.iou(stop.mask, gt(z))
                 record.clicks_propagation, record.reached_propagation = scratch, record.reached_scratch
                 previous = scratch_mask
             records.append(record)
