@@ -31,6 +31,7 @@ _LAZY_EXPORTS = {
     "list_models": "napari_fcfi.model",
     "InteractiveSegmenter": "napari_fcfi.engine",
     "propagate": "napari_fcfi.annotation.propagation",
+    "fill_between": "napari_fcfi.annotation.filling",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
     "adapt_with_check": "napari_fcfi.training.adaptation",

@@ -5,7 +5,9 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
 * :class:`ClicksStep`: clicks on one 2D slice, starting from nothing, from an initial mask (the
   label being edited) or from the mask a propagation left on that slice;
 * :class:`PropagateStep`: carrying the object from one slice through its neighbours along a stack
-  axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice.
+  axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice
+  (``through``: slices kept past the stopping rules, when the user continued past a stop);
+* :class:`FillStep`: filling the slices between two slices of the object from both of them.
 
 :func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
 the labels. The napari widget writes the log; ``fcfi segment`` reads it.
@@ -72,13 +74,24 @@ class PropagateStep:
     axis: int = 0
     direction: str = "both"
     max_slices: int | None = None
+    through: int = 0  # the first slices of each direction are kept whatever the stopping rules say
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"propagation direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
 
-Step = Union[ClicksStep, PropagateStep]
+@dataclass(frozen=True)
+class FillStep:
+    """Fill the slices strictly between ``slice_key`` and ``other`` (the same slice but for stack axis
+    ``axis``) from the object's masks on both (:mod:`napari_fcfi.annotation.filling`)."""
+
+    slice_key: SliceKey
+    other: SliceKey
+    axis: int = 0
+
+
+Step = Union[ClicksStep, PropagateStep, FillStep]  # noqa: UP007 - a runtime alias
 
 
 @dataclass
@@ -204,9 +217,13 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
                 entry["initial_mask"] = encode_mask(step.initial_mask)
             if step.from_propagation:
                 entry["initial"] = "propagated"
+        elif isinstance(step, FillStep):
+            entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
         else:
             entry = {"kind": "propagate", "slice": list(step.slice_key), "axis": step.axis,
                      "direction": step.direction, "max_slices": step.max_slices}
+            if step.through:
+                entry["through"] = step.through
         steps.append(entry)
     return {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
             "steps": steps}
@@ -297,7 +314,10 @@ def _records_from_metadata(
             key = tuple(int(v) for v in step["slice"])
             if step["kind"] == "propagate":
                 steps.append(PropagateStep(key, int(step.get("axis", 0)), step.get("direction", "both"),
-                                           step.get("max_slices")))
+                                           step.get("max_slices"), int(step.get("through", 0))))
+                continue
+            if step["kind"] == "fill":
+                steps.append(FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0))))
                 continue
             initial = step.get("initial_mask")
             if initial is not None:

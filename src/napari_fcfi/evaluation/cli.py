@@ -119,6 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "way, default), or clicks on in the propagation's session (its automatic click kept)",
     )
     stacks.add_argument("--target-iou", type=float, default=0.85, help="IoU each slice must reach (0.85)")
+    stacks.add_argument("--fill-every", type=int, default=None, metavar="K",
+                        help="also measure fill between: every K-th slice annotated, the rest filled and corrected")
     stacks.add_argument(
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
     )
@@ -274,6 +276,7 @@ def run_stacks(args: argparse.Namespace) -> int:
             seed=args.seed,
             name=name,
             correction=args.correction,
+            fill_every=args.fill_every,
             progress=not args.no_progress,
         )
         result.settings.update(

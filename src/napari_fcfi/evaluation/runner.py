@@ -19,9 +19,6 @@ from napari_fcfi.evaluation.datasets import open_dataset
 from napari_fcfi.evaluation.results import EvalResult, ObjectResult
 from napari_fcfi.evaluation.robot import RobotUser
 from napari_fcfi.evaluation.samples import EvalDataset, Sample, SampleList
-
-# evaluation/stacks.py still imports EngineSegmenter from here (its home: .segmenters).
-from napari_fcfi.evaluation.segmenters import EngineSegmenter as EngineSegmenter
 from napari_fcfi.evaluation.segmenters import resolve_segmenter
 
 

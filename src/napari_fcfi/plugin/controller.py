@@ -43,6 +43,7 @@ from .models import DEFAULT_MODEL, ModelCache
 from .mouse import ClickIntent, click_gesture
 from .points_sync import PointsSync
 from .predictions import Prediction, Predictor, Request, default_cpu_threads, engine_segmenter_factory, mask_from
+from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
 
 SHORTCUTS = {  # action -> (napari key, text shown in tooltips); the README lists the same keys
@@ -121,7 +122,10 @@ class SegmentationController:
         # "all" (image, labels, settings, commits).
         self.on_change: Callable[[str], None] = lambda what="all": None
         self._last_error: str | None = None
-        self.propagation: Any = None  # the running propagation (plugin.propagating.PropagationRun)
+        self.propagation: Any = None  # the running propagation or fill (plugin.propagating.PropagationRun)
+        self.stops: list[Any] = []  # where the last propagation stopped (plugin.propagating.Stop)
+        self.review: Any = None  # slices of the last propagation or fill to review (plugin.propagating.ReviewList)
+        self.on_stack_run: Callable[[Any], None] = lambda run: None  # a fill or continuation started by a key
         self._closed = False
         self._bound: list[Any] = []
         viewer.dims.events.current_step.connect(self._on_dims_change)
@@ -509,11 +513,12 @@ class SegmentationController:
 
     # ------------------------------------------------------------------ keys, status, closing
     def _bind(self, state: ImageState) -> None:
-        actions = {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object}
+        actions = {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object,
+                   **stack_key_actions(self)}
         for layer in (state.clicks_layer, state.layer):
             if layer in self._bound:
                 continue
-            for action, (key, _text) in SHORTCUTS.items():
+            for action, (key, _text) in {**SHORTCUTS, **STACK_SHORTCUTS}.items():
                 layer.bind_key(key, _layer_action(actions[action]), overwrite=True)
             layer.mouse_drag_callbacks.append(self.mouse_callback)
             self._bound.append(layer)
@@ -521,7 +526,7 @@ class SegmentationController:
     def _unbind(self, state: ImageState | None = None) -> None:
         layers = self._bound if state is None else [l for l in self._bound if l in (state.clicks_layer, state.layer)]
         for layer in list(layers):
-            for key, _text in SHORTCUTS.values():
+            for key, _text in (*SHORTCUTS.values(), *STACK_SHORTCUTS.values()):
                 layer.bind_key(key, None)
             if self.mouse_callback in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self.mouse_callback)

@@ -7,6 +7,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
 from .propagating import start_propagation
+from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start_fill
 
 
 class PropagatePanel(Container):
@@ -21,12 +22,25 @@ class PropagatePanel(Container):
                               tooltip="Slices per direction (0: until the object ends)")
         self.run_button = PushButton(text="Propagate", tooltip="Carry the object through the stack slice by slice")
         self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop; the slices done are kept")
+        keys = {action: text for action, (_key, text) in STACK_SHORTCUTS.items()}
+        self.fill_button = PushButton(text="Fill between", tooltip="Predict the slices between this slice and the "
+                                      f"nearest other annotated slice of the object, from both ({keys['fill']})")
+        self.continue_button = PushButton(text="Continue", tooltip="Propagate on past where the last propagation "
+                                          f"stopped ({keys['continue']})")
+        self.review_button = PushButton(text="Next review", tooltip="Go to the next slice most likely wrong "
+                                        f"({keys['review']})")
         self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
         super().__init__(widgets=[self.direction, self.axis, self.slices,
                                   Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                                            labels=False), self.progress], labels=True)
+                                            labels=False),
+                                  Container(widgets=[self.fill_button, self.continue_button, self.review_button],
+                                            layout="horizontal", labels=False), self.progress], labels=True)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
+        self.fill_button.changed.connect(lambda *_: self.track(start_fill(self.owner.controller, self.axis.value)))
+        self.continue_button.changed.connect(lambda *_: self.track(continue_past_stop(self.owner.controller)))
+        self.review_button.changed.connect(lambda *_: next_review(self.owner.controller))
+        owner.controller.on_stack_run = self.track  # progress and Cancel for runs started by a key
         self._run: Any = None
 
     def _axis_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -44,21 +58,24 @@ class PropagatePanel(Container):
 
     def start(self, *args: Any) -> None:
         max_slices = int(self.slices.value) or None
-        run = start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value)
+        self.track(start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value))
+
+    def track(self, run: Any) -> None:
+        """Show the progress of a propagation or fill (started here or by a key) and enable Cancel."""
         if run is None:
             return
         self._run = run
         self.progress.max = max(run.total, 1)
         self.progress.value = 0
         self.progress.visible = True
-        self.cancel_button.enabled, self.run_button.enabled = True, False
+        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = True, False, False
         run.on_progress = lambda done, total: setattr(self.progress, "value", done)
         run.on_finished = self._finished
         if run.worker is None:  # ran synchronously
             self._finished(run.done)
 
     def _finished(self, done: int) -> None:
-        self.cancel_button.enabled, self.run_button.enabled = False, True
+        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = False, True, True
         self.progress.visible = False
         self._run = None
 

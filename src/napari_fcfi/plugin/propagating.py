@@ -6,7 +6,10 @@ axis by :func:`napari_fcfi.annotation.propagation.propagate_slices`, in a napari
 becomes that slice's object in progress and shows in the preview when it is on screen; the user can
 correct any slice with clicks (starting from the propagated mask) and propagate again from there.
 Cancel (or Esc) stops after the current slice and keeps what was done; Undo takes the whole
-propagation back.
+propagation back. Where the object ends by the stopping rule the status line says why
+(:class:`~napari_fcfi.annotation.propagation.PropagationStop`); the stops are kept in
+``controller.stops`` so that one key continues past them (:mod:`.stack_tools`). The propagated
+slices most likely wrong are listed for review (``controller.review``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.propagation import propagate_slices, propagation_order
-from napari_fcfi.annotation.replay import stack_key
 from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.propagation import (
+    PropagatedSlice,
+    PropagationStop,
+    propagation_order,
+    propagation_steps,
+)
+from napari_fcfi.annotation.replay import stack_key
+from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
 
@@ -33,15 +42,52 @@ class PropagationRun:
         self.worker: Any = None
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.on_finished: Callable[[int], None] = lambda done: None
+        self.stops: list[Stop] = []
+        self.predicted: list[PredictedSlice] = []
 
     def cancel(self) -> None:
         self.cancelled = True
 
 
+class Stop:
+    """A stop of the last propagation: where, why, and how to continue past it."""
+
+    def __init__(self, image_id: str, key: Any, last_key: Any, axis: int, direction: str, span: int, reason: str):
+        self.image_id, self.key, self.last_key = image_id, key, last_key
+        self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
+
+    def describe(self) -> str:
+        return f"stopped at slice {self.key[self.axis]} ({self.reason})"
+
+
+class ReviewList:
+    """Slices of the last propagation or fill to look at, worst first; ``next_key()`` walks them."""
+
+    def __init__(self, image_id: str, keys: list[Any]):
+        self.image_id, self.keys, self.position = image_id, keys, -1
+
+    def next_key(self) -> Any:
+        if not self.keys:
+            return None
+        self.position = (self.position + 1) % len(self.keys)
+        return self.keys[self.position]
+
+
+def review_message(review: ReviewList, axis: int) -> str:
+    if not review.keys:
+        return "no slice to review"
+    listed = ", ".join(str(k[axis]) for k in review.keys[:5]) + (" ..." if len(review.keys) > 5 else "")
+    return f"review slice(s) {listed} (N: next)"
+
+
 def start_propagation(controller: Any, direction: str = "both", max_slices: int | None = None,
-                      axis: int | None = None, threaded: bool = True) -> PropagationRun | None:
-    """Propagate the object on screen; returns the run (None, with a status message, when it cannot)."""
-    state, obj = controller.state, controller.current_object()
+                      axis: int | None = None, threaded: bool = True, *, start_key: Any = None,
+                      through: int = 0) -> PropagationRun | None:
+    """Propagate the object on screen (on ``start_key`` when given); ``through`` as for
+    :func:`~napari_fcfi.annotation.propagation.propagation_steps` (continuing past a stop).
+    Returns the run (None, with a status message, when it cannot)."""
+    state = controller.state
+    obj = controller.current_object() if start_key is None or state is None else state.objects.get(start_key)
     if state is None or obj is None:
         return None
     geometry = state.geometry
@@ -63,48 +109,83 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
-    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices)
-    _drop_points(controller, state, undo.replaced)
+    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, through)
+    drop_replaced_points(controller, state, undo.replaced)
     state.actions.append(("propagation", start_key))
     run = PropagationRun(sum(len(o) for o in order))
     controller.propagation = run
-    settings = controller.settings
-    factory, cache = controller.predictor.factory, controller.model_cache
+    make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
     def work():
+        segmenter = make_segmenter()
+        read = lambda index: read_plane(image, geometry, stack_key(start_key, axis, index))
+        yield from propagation_steps(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
+                                     channel=state.channel, should_stop=lambda: run.cancelled, through=through)
+
+    def on_slice(item: PropagatedSlice | PropagationStop) -> None:
+        if state.image_id not in controller.images:
+            return
+        if isinstance(item, PropagationStop):
+            step = 1 if item.index > start_key[axis] else -1
+            run.stops.append(Stop(state.image_id, stack_key(start_key, axis, item.index),
+                                  stack_key(start_key, axis, item.index - step), axis,
+                                  "up" if step > 0 else "down", item.span, item.reason))
+            return
+        run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence))
+        place_mask(controller, state, undo, run, stack_key(start_key, axis, item.index), item.mask)
+
+    def on_done(*_: Any) -> None:
+        controller.propagation = None
+        controller.stops = run.stops
+        controller.review = ReviewList(state.image_id, [stack_key(start_key, axis, i) for i in
+                                                        review_slices(run.predicted, {start_key[axis]: start_mask})])
+        stopped = " (cancelled)" if run.cancelled else ""
+        why = "".join(f"; {s.describe()}" for s in run.stops)
+        more = "; C continues past it" if run.stops else ""
+        controller._status(f"FCFI: propagated to {run.done} slice(s){stopped}{why}{more}; "
+                           f"{review_message(controller.review, axis)}; Ctrl+Z takes it back")
+        run.on_finished(run.done)
+        controller.on_change()
+
+    return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def run_segmenter_factory(controller: Any) -> Callable[[], Any]:
+    """Builds, in the worker thread, the engine session a propagation or fill runs on (the widget's
+    model, device, threads and threshold)."""
+    settings = controller.settings
+    factory, cache = controller.predictor.factory, controller.model_cache
+
+    def make() -> Any:
         if settings.cpu_threads and settings.device.startswith("cpu"):
             import torch
 
             torch.set_num_threads(settings.cpu_threads)
         segmenter = factory(cache.get(settings.model_source, settings.device))
         segmenter.threshold = settings.threshold
-        read = lambda index: read_plane(image, geometry, stack_key(start_key, axis, index))  # noqa: E731
-        for index, mask in propagate_slices(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
-                                            channel=state.channel, should_stop=lambda: run.cancelled,
-                                            start_image=read_plane(image, geometry, start_key)):
-            yield stack_key(start_key, axis, index), mask
+        return segmenter
 
-    def on_slice(item: tuple[Any, np.ndarray]) -> None:
-        key, mask = item
-        if state.image_id not in controller.images:
-            return
-        replaced = state.objects.slices.get(key)
-        state.objects.add_propagated(undo, key, mask)  # first, so removing its points leaves it intact
-        if replaced is not None and replaced.clicks and replaced.group != undo.group:
-            _drop_points(controller, state, {key: replaced})
-        run.done += 1
-        run.on_progress(run.done, run.total)
-        if state is controller.state and key == controller.current_key():
-            controller._update_preview()
-        controller.on_change("object")
+    return make
 
-    def on_done(*_: Any) -> None:
-        controller.propagation = None
-        stopped = " (cancelled)" if run.cancelled else ""
-        controller._status(f"FCFI: propagated to {run.done} slice(s){stopped}; Ctrl+Z takes it back")
-        run.on_finished(run.done)
-        controller.on_change()
+
+def place_mask(controller: Any, state: Any, undo: Any, run: PropagationRun, key: Any, mask: np.ndarray) -> None:
+    """Make ``mask`` the object in progress on slice ``key`` (part of ``undo``), count it, show it."""
+    replaced = state.objects.slices.get(key)
+    state.objects.add_propagated(undo, key, mask)  # first, so removing its points leaves it intact
+    if replaced is not None and replaced.clicks and replaced.group != undo.group:
+        drop_replaced_points(controller, state, {key: replaced})
+    run.done += 1
+    run.on_progress(run.done, run.total)
+    if state is controller.state and key == controller.current_key():
+        controller._update_preview()
+    controller.on_change("object")
+
+
+def launch(controller: Any, run: PropagationRun, work: Callable[[], Any], on_item: Callable[[Any], None],
+           on_done: Callable[[], None], threaded: bool = True) -> PropagationRun:
+    """Run ``work()`` (a generator) in a napari worker thread, ``on_item`` on the GUI thread for each
+    item it yields, ``on_done`` at the end; without ``threaded``, all of it here (tests, scripts)."""
 
     def on_error(error: Exception) -> None:
         controller.propagation = None
@@ -114,7 +195,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     if not threaded:  # tests and scripts without an event loop
         try:
             for item in work():
-                on_slice(item)
+                on_item(item)
         except Exception as error:  # noqa: BLE001 - shown to the user
             on_error(error)
             return run
@@ -123,7 +204,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     from napari.qt.threading import create_worker
 
     worker = create_worker(work)
-    worker.yielded.connect(on_slice)
+    worker.yielded.connect(on_item)
     worker.finished.connect(on_done)
     worker.errored.connect(on_error)
     run.worker = worker
@@ -138,11 +219,13 @@ def undo_propagation(controller: Any, state: Any, start_key: Any) -> None:
         run.cancel()
     group = state.objects.slices[start_key].group if start_key in state.objects.slices else None
     undo = state.objects.groups[group].undo[-1] if group is not None and state.objects.groups[group].undo else None
+    # Slices that lost their clicks to it (a fill keeps those of its two ends and of a merged object)
+    emptied = {k for k in (undo.replaced if undo else {}) if not getattr(state.objects.slices.get(k), "clicks", ())}
     if undo is None or not state.objects.undo_propagation(start_key):
         controller._status("FCFI: nothing to undo")
         return
     for key, previous in undo.replaced.items():
-        if previous is not None and previous.clicks:
+        if key in emptied and previous is not None and previous.clicks:
             for click in previous.clicks:  # clicks of slices the propagation had replaced come back
                 controller.points.append(state, key, click, by_user=False)
     controller._refresh_view()
@@ -150,7 +233,7 @@ def undo_propagation(controller: Any, state: Any, start_key: Any) -> None:
     controller.on_change()
 
 
-def _drop_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:
+def drop_replaced_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:
     for key, previous in replaced.items():
         if previous is not None and previous.clicks:
             controller.points.remove(state, key)
