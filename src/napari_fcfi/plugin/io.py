@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari_fcfi.annotation.journal import CommitJournal
+from napari_fcfi.annotation.journal import LabelsJournal
 from napari_fcfi.annotation.labels_tiff import TIFF_SUFFIXES, read_labels_tiff, write_labels_tiff
 
 from .layers import TAG
@@ -20,7 +20,7 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     written = write_labels_tiff(path, data, attributes)
     journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
     if journal:
-        CommitJournal(journal).discard()
+        LabelsJournal(journal).discard()  # the layer's next change starts a new one
     return written
 
 
