@@ -136,6 +136,12 @@ class LabelsJournal:
     def __repr__(self) -> str:
         return f"LabelsJournal({str(self.folder)!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelsJournal) and other.folder == self.folder
+
+    def __hash__(self) -> int:
+        return hash(self.folder)
+
     @classmethod
     def create(cls, fingerprint: str, info: dict[str, Any], root: str | Path | None = None) -> LabelsJournal:
         """A new journal (new id) for a labels layer of the image ``fingerprint``; header written."""
@@ -239,7 +245,8 @@ class LabelsJournal:
         if dtype.kind not in "iu":
             raise JournalError(f"{self.folder}: labels dtype {dtype} is not an integer type")
         if scan.intact == 0:
-            raise JournalError(f"{self.folder}: no intact entry to restore ({scan.damaged} damaged)")
+            first = f": {scan.problems[0]}" if scan.problems else ""
+            raise JournalError(f"{self.folder}: no intact entry to restore ({scan.damaged} damaged{first})")
         labels = np.zeros(shape, dtype=dtype)
         for change in scan.changes:
             try:
