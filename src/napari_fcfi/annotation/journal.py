@@ -112,17 +112,27 @@ class JournalScan:
         times = [c.time for c in self.changes if c.time] or [float(self.info.get("created", 0) or 0)]
         return max(times)
 
-    def summary(self) -> str:
+    def summary_lines(self) -> list[str]:
+        """What the journal holds, in short lines: layer, objects and edits, entries, times."""
         counts = {kind: sum(c.kind == kind for c in self.changes) for kind in CHANGE_KINDS}
         parts = [f"{len(self.label_ids)} object(s) committed"]
         if counts["paint"]:
             parts.append(f"{counts['paint']} brush/fill edit(s)")
         if counts["undo"] or counts["redo"]:
             parts.append(f"{counts['undo']} undo(s), {counts['redo']} redo(s)")
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_time)) if self.last_time else "unknown"
-        damage = f", {self.damaged} damaged (skipped)" if self.damaged else ""
-        return (f"{str(self.info.get('labels_name', 'labels'))!r} of {str(self.info.get('image_name', 'an image'))!r}: "
-                f"{', '.join(parts)}; {self.intact} entries intact{damage}; last change {when}")
+        started = self.info.get("created")
+        since = _when(started) if isinstance(started, (int, float)) else "unknown"
+        return [f"{str(self.info.get('labels_name', 'labels'))!r} of {str(self.info.get('image_name', 'an image'))!r}",
+                ", ".join(parts),
+                f"{self.intact} entries intact, {self.damaged} damaged" + (" (skipped)" if self.damaged else ""),
+                f"started {since}, last change {_when(self.last_time) if self.last_time else 'unknown'}"]
+
+    def summary(self) -> str:
+        return "; ".join(self.summary_lines())
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
 class LabelsJournal:

@@ -112,13 +112,11 @@ class RecoveryOffer:
     scan: JournalScan
 
     def describe(self) -> str:
+        """One short line that tells this journal from the others (for the banner's menu)."""
         info, scan = self.scan.info, self.scan
-        when = time.strftime("%H:%M", time.localtime(scan.last_time)) if scan.last_time else "?"
-        started = info.get("created")
-        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if isinstance(started, (int, float)) else "?"
+        when = time.strftime("%m-%d %H:%M", time.localtime(scan.last_time)) if scan.last_time else "?"
         damaged = f", {scan.damaged} damaged" if scan.damaged else ""
-        return (f"{str(info.get('labels_name', 'labels'))!r} {since}–{when}: {len(scan.label_ids)} object(s), "
-                f"{scan.intact} entries{damaged}")
+        return f"{str(info.get('labels_name', 'labels'))!r} · {len(scan.label_ids)} obj · {when}{damaged}"
 
 
 def journals_on_screen(viewer: Any) -> set[str]:

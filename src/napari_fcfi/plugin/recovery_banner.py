@@ -8,6 +8,8 @@ exact, no model) and Discard. It only displays; :mod:`.commit_flow` does the wor
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
@@ -34,8 +36,6 @@ class RecoveryBanner(Container):
         super().__init__(widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False)
         self.native.setObjectName("fcfiRecoveryBanner")
         self.native.setStyleSheet(STYLE)
-        for label in (self.title, self.details):
-            label.native.setWordWrap(True)
         self._key: Any = None
         self.choice.changed.connect(self._show_choice)
         self.restore_button.changed.connect(self.restore)
@@ -52,10 +52,11 @@ class RecoveryBanner(Container):
         self.visible = bool(self.offers)
         if not self.offers:
             return
+        self._span_full_width()
         image = controller.image_layer.name if controller.image_layer is not None else "this image"
-        count = f"{len(self.offers)} sessions" if len(self.offers) > 1 else "1 session"
-        self.title.value = (f"<b>⚠ Unsaved work found for {image!r}</b> ({count} whose labels are not on screen; "
-                            "choose one, then Restore or Discard)")
+        which = (f"{len(self.offers)} sessions not on screen; choose one" if len(self.offers) > 1
+                 else "1 session not on screen")
+        self._set_text(self.title, f"<b>⚠ Unsaved work found for {image!r}</b><br>{which}:")
         self.choice.reset_choices()
         self.choice.value = 0
         self.choice.visible = len(self.offers) > 1
@@ -75,13 +76,24 @@ class RecoveryBanner(Container):
         if offer is None:
             return
         scan = offer.scan
-        text = scan.summary()
+        lines = [html.escape(line) for line in scan.summary_lines()]
         if scan.problems:
-            shown = "<br>".join(p for p in scan.problems[:3])
-            more = f"<br>… and {len(scan.problems) - 3} more" if len(scan.problems) > 3 else ""
-            text += f"<br><i>Skipped:</i><br>{shown}{more}"
-        self.details.value = text
+            lines.append(f"<i>skipped ({len(scan.problems)}; details in the tooltip):</i>")
+            lines += [html.escape(_short(problem)) for problem in scan.problems[:3]]
+        self._set_text(self.details, "<br>".join(lines))
         self.details.tooltip = "\n".join(scan.problems) or str(offer.journal.folder)
+
+    def _set_text(self, label: Label, text: str) -> None:
+        # Short lines, not word wrap: a wrapped QLabel in a form layout is given too little height.
+        label.value = text
+
+    def _span_full_width(self) -> None:
+        """Hide the empty label column magicgui puts before the banner's row, so the banner is full width."""
+        row = self.native.parentWidget()
+        layout = row.layout() if row is not None else None
+        first = layout.itemAt(0).widget() if layout is not None and layout.count() > 1 else None
+        if first is not None and first is not self.native:
+            first.hide()
 
     def restore(self, *args: Any) -> Any:
         offer = self.selected
@@ -94,6 +106,12 @@ class RecoveryBanner(Container):
         if offer is not None:
             discard_offer(self.controller, offer)
         self.refresh(force=True)
+
+
+def _short(problem: str) -> str:
+    """A skipped-entry message with the journal's file named by its name only (the full path is in the tooltip)."""
+    words = [Path(word).name if word.startswith("/") else word for word in problem.split(" ")]
+    return " ".join(words)
 
 
 __all__ = ["RecoveryBanner"]
