@@ -140,3 +140,20 @@ def test_history_items_become_one_change_in_order():
     expected[2:4, 0:3][atom.mask] = 4
     expected[2, 0], expected[5, 1] = 8, 9
     np.testing.assert_array_equal(labels, expected)
+
+
+def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_napari_viewer, tmp_path):
+    from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a docked plugin
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    widget = FCFIWidget(PublicOnlyProxy(viewer), model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget.controller.add_click_world((30, 30), True)
+    assert widget.controller.commit()
+    labels = next(layer for layer in viewer.layers if layer.name == "cells labels")  # the real layer
+    labels.paint((10, 10), 4)  # napari's brush, called as its mouse binding does
+    restored, scan = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    assert [c.kind for c in scan.changes] == ["commit", "paint"]
+    widget.close_controller()
