@@ -157,3 +157,17 @@ def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_nap
     np.testing.assert_array_equal(restored, labels.data)
     assert [c.kind for c in scan.changes] == ["commit", "paint"]
     widget.close_controller()
+
+
+def test_a_journal_that_cannot_be_written_is_reported_and_the_commit_still_happens(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the journals would go")
+    widget = docked_widget(viewer, blocked)
+    widget.controller.add_click_world((30, 30), True)
+    with pytest.warns(RuntimeWarning, match="cannot be written.*save your labels"):
+        assert widget.controller.commit()
+        widget.controller.labels_layer.paint((10, 10), 4)
+    assert (widget.controller.labels_layer.data == 1).any()
+    widget.close_controller()

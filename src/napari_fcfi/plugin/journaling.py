@@ -114,8 +114,8 @@ class LabelsRecorder:
                 if self.journal is not None:
                     self.journal.close()
                 self._start()
-            assert self.journal is not None
-            self.journal.append(record, sync=not self._deferred)
+            if self.journal is not None:  # else starting failed, and said so
+                self.journal.append(record, sync=not self._deferred)
         self._guard(write)
 
     def _guard(self, action: Any) -> None:
