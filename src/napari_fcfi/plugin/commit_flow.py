@@ -135,10 +135,22 @@ def recovery_offers(controller: Any) -> list[RecoveryOffer]:
         if str(journal.folder) in shown:
             continue
         try:
-            offers.append(RecoveryOffer(journal, journal.scan()))
-        except JournalError:
+            offers.append(RecoveryOffer(journal, _scan(journal)))
+        except (JournalError, OSError):
             continue  # removed meanwhile
     return sorted(offers, key=lambda offer: offer.scan.last_time, reverse=True)
+
+
+_SCANS: dict[Any, tuple[Any, JournalScan]] = {}  # folder -> (its files' names, sizes, times; the scan)
+
+
+def _scan(journal: LabelsJournal) -> JournalScan:
+    """A journal's scan, read again only when its files changed (offered journals are not being written)."""
+    signature = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in journal.folder.iterdir()))
+    cached = _SCANS.get(journal.folder)
+    if cached is None or cached[0] != signature:
+        cached = _SCANS[journal.folder] = (signature, journal.scan())
+    return cached[1]
 
 
 def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:

@@ -2,10 +2,10 @@
 
 :class:`SegmentationController` needs a napari viewer but no widget, so tests drive it directly. For
 every image it annotates it keeps an :class:`ImageState`: the image's helper layers (clicks, preview;
-:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`), the
-labels layer it commits to (whose crash-recovery journal is kept by :mod:`.journaling`). The clicks live in the points layer: the
-controller listens to that layer's data events, so clicks added by the mouse, by the layer's own
-tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
+:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`) and the
+labels layer it commits to (whose crash-recovery journal :mod:`.journaling` keeps). The clicks live in
+the points layer: the controller listens to that layer's data events, so clicks added by the mouse,
+by the layer's own tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
 commits go through :mod:`.committing`, propagation through :mod:`.propagating`.
 
 Settings travel as an :class:`AnnotationSettings` dataclass; the widget changes them with
