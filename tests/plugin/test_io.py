@@ -67,15 +67,14 @@ def test_writer_and_samples_through_npe2(tmp_path):
 
 
 def test_file_open_restores_scale_and_translate_and_saving_clears_the_journal(make_napari_viewer, tmp_path):
-    from napari_fcfi.annotation.journal import CommitJournal
+    from napari_fcfi.annotation.journal import LabelsJournal, change_record
     from napari_fcfi.plugin.io import get_reader, write_labels
 
-    journal = CommitJournal(tmp_path / "journal")
-    journal.start({"label_shape": [2, 8, 9]})
+    journal = LabelsJournal.create("image", {"label_shape": [2, 8, 9], "dtype": "uint16"}, tmp_path / "journals")
     labels = np.zeros((2, 8, 9), np.uint16)
-    before = labels[1].copy()
     labels[1, 2:5, 3:6] = 4
-    journal.append(4, (1,), (slice(0, 8), slice(0, 9)), before, labels[1], labels[1] > 0, [(3, 4, True)])
+    journal.append(change_record("commit", ((1, 2), (0, 8), (0, 9)), labels[1:2], labels[1:2] > 0, label_id=4))
+    journal.close()
     assert journal.exists()
     written = write_labels(str(tmp_path / "saved.fcfi"), labels, {
         "scale": (3.0, 0.5, 0.5), "translate": (1.0, 2.0, 3.0), "name": "cells labels",

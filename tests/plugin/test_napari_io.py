@@ -11,11 +11,12 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from helpers.modal import no_modal_dialogs
 from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
 from qtpy.QtGui import QDropEvent
 
-from napari_fcfi.annotation.journal import CommitJournal
+from helpers.modal import no_modal_dialogs
+from napari_fcfi.annotation.journal import LabelsJournal
+from napari_fcfi.annotation.journal_records import change_record
 from napari_fcfi.annotation.labels_tiff import read_labels_tiff, write_labels_tiff
 
 SCALE, TRANSLATE = (3.0, 0.5, 0.25), (1.0, -2.0, 10.0)
@@ -43,11 +44,12 @@ def tags_of(path):
 
 
 def journal_with_one_commit(folder, labels):
-    journal = CommitJournal(folder)
-    journal.start({"label_shape": list(labels.shape)})
-    plane = labels[(0,) * (labels.ndim - 2)]
-    journal.append(1, (0,) * (labels.ndim - 2), (slice(0, 2), slice(0, 2)), plane[:2, :2] * 0, plane[:2, :2],
-                   plane[:2, :2] > 0, [(0, 0, True)])
+    journal = LabelsJournal.create("image", {"label_shape": list(labels.shape), "dtype": str(labels.dtype)}, folder)
+    journal.open_log()
+    box = tuple((0, 1) for _ in range(labels.ndim - 2)) + ((0, 2), (0, 2))
+    after = labels[tuple(slice(a, b) for a, b in box)]
+    journal.append(change_record("commit", box, after, after > 0, label_id=1, clicks=[(0, 0, True)]))
+    journal.close()
     assert journal.exists()
     return journal
 
@@ -105,7 +107,7 @@ def test_an_fcfi_file_that_is_not_a_labels_tiff_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="not an FCFI labels file"):
         get_reader(str(tmp_path / "notes.fcfi"))(str(tmp_path / "notes.fcfi"))
     tifffile.imwrite(tmp_path / "float.fcfi", np.zeros((4, 4), np.float32))
-    with pytest.raises(ValueError, match="must hold integers"):
+    with pytest.raises(ValueError, match="not integer labels"):
         get_reader(str(tmp_path / "float.fcfi"))(str(tmp_path / "float.fcfi"))
     assert get_reader(str(tmp_path / "plain.tif")) is None
 
@@ -137,7 +139,7 @@ def test_napari_save_picks_the_fcfi_writer_for_fcfi_and_its_own_for_tif(make_nap
     # the Save dialog: napari lists its own labels writer first; choosing "FCFI labels" writes .fcfi
     chosen = {}
 
-    def save_dialog(parent, caption, directory, filter, options):
+    def save_dialog(parent, caption, directory, filter, options):  # noqa: A002 - Qt's keyword
         entries = filter.split(";;")
         chosen["filters"] = entries
         return str(tmp_path / chosen["name"]), next(e for e in entries if chosen["type"] in e)
@@ -147,6 +149,7 @@ def test_napari_save_picks_the_fcfi_writer_for_fcfi_and_its_own_for_tif(make_nap
     QFileDialog.getSaveFileName = staticmethod(save_dialog)
     try:
         journal = journal_with_one_commit(tmp_path / "journal", labels)
+        layer.metadata["napari_fcfi"] = {"journal": str(journal.folder)}
         chosen.update(name="from dialog", type="FCFI labels")
         qt_viewer._save_layers_dialog(selected=True)
         assert chosen["filters"][0].startswith("napari builtins labels")
@@ -180,7 +183,6 @@ def make_widget(viewer, tmp_path):
     from types import SimpleNamespace
 
     from helpers.standins import DiskSegmenter
-
     from napari_fcfi.plugin.models import ModelCache
     from napari_fcfi.plugin.widget import FCFIWidget
     from napari_fcfi.plugin.worker import ImmediateRunner
@@ -196,7 +198,8 @@ def world(data_position):
 
 
 def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_napari_viewer, tmp_path):
-    from napari_fcfi.plugin.commit_flow import pending_journal
+    from napari_fcfi.plugin.commit_flow import recovery_offers
+    from napari_fcfi.plugin.journaling import journal_folder_of
 
     (tmp_path / "data").mkdir()
     tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(1).random((3, 40, 40), np.float32))
@@ -212,7 +215,7 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     assert widget.labels_file.value == beside  # where Save labels will write, shown before it does
     viewer.dims.set_current_step(0, 1)
     assert controller.add_click_world(world((1, 20, 20)), True) and controller.commit()
-    journal = controller.state.journal
+    journal = LabelsJournal(journal_folder_of(labels))
     assert journal.exists()
 
     # napari's own Save to .tif keeps neither the dtype nor the scale, and keeps the journal
@@ -224,11 +227,12 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     data, meta = read_labels_tiff(beside)
     assert data.dtype == np.uint16 and meta["scale"] == SCALE and meta["translate"] == TRANSLATE
     np.testing.assert_array_equal(data, labels.data)
-    assert data[1, 20, 20] == 1 and not journal.exists() and pending_journal(controller) is None
+    assert data[1, 20, 20] == 1 and not journal.exists() and not recovery_offers(controller)
     assert str(beside) in widget.status.value
 
     # a later commit journals again; the next Save writes the same file and clears it again
     assert controller.add_click_world(world((1, 5, 30)), True) and controller.commit()
+    journal = LabelsJournal(journal_folder_of(labels))  # the layer's next change started a new journal
     assert journal.exists()
     widget.save_labels_button.native.click()
     assert read_labels_tiff(beside)[0][1, 5, 30] == 2 and not journal.exists()

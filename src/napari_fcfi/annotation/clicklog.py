@@ -35,9 +35,13 @@ CSV format (UTF-8, comma separated)::
 
 from __future__ import annotations
 
+import binascii
 import csv
 import json
+import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -160,12 +164,16 @@ class ClickLog:
 
     @classmethod
     def load(cls, path: str | Path, plane_shape: tuple[int, int] | None = None) -> ClickLog:
-        """Read a click log (v1 or v2); ``ValueError`` names the file and line of anything malformed.
+        """Read a click log (v1 or v2); :class:`ClickLogError` names the file (and line) of anything malformed.
 
         ``plane_shape`` (rows, cols) is needed to decode initial masks of edited objects; without it
         they are kept encoded in ``metadata`` and replay refuses them.
         """
-        path = Path(path)
+        with _clear_errors(path):
+            return cls._load(Path(path), plane_shape)
+
+    @classmethod
+    def _load(cls, path: Path, plane_shape: tuple[int, int] | None) -> ClickLog:
         metadata, header, rows = _read_table(path)
         axes = tuple(h for h in header if h not in RESERVED_COLUMNS)
         objects = metadata.pop("objects", None)
@@ -181,9 +189,34 @@ class ClickLog:
         return cls(records, metadata, axes)
 
 
+class ClickLogError(ValueError):
+    """A click log that cannot be read; the message names the file (and the line where it can)."""
+
+
+@contextmanager
+def _clear_errors(path: str | Path) -> Iterator[None]:
+    """Whatever bytes a file holds, reading it ends in the log or in a :class:`ClickLogError`."""
+    try:
+        yield
+    except ClickLogError:
+        raise
+    except UnicodeDecodeError as error:
+        raise ClickLogError(f"{path}: not a UTF-8 text click log ({error.reason} at byte {error.start})") from None
+    except ValueError as error:  # our own messages name the file and line already
+        raise ClickLogError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError, binascii.Error,
+            zlib.error) as error:
+        raise ClickLogError(f"{path}: the metadata line does not describe objects as a click log does "
+                            f"({type(error).__name__}: {error})") from None
+
+
 def read_log_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON object of a click log's ``# metadata:`` line (empty when there is none)."""
-    path = Path(path)
+    with _clear_errors(path):
+        return _read_log_metadata(Path(path))
+
+
+def _read_log_metadata(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             body = line.strip()

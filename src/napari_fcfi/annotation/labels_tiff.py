@@ -69,17 +69,32 @@ def fcfi_labels_path(path: str | Path) -> Path:
     return target.with_name(target.name + FCFI_SUFFIX)  # keeps dots in names like "cells.v2"
 
 
+class LabelsFileError(ValueError):
+    """A file that is not readable as labels; the message names the file and what is wrong."""
+
+
 def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a TIFF written by :func:`write_labels_tiff`: ``(labels, {"scale", "translate", ...})``."""
+    """Read a TIFF written by :func:`write_labels_tiff`: ``(labels, {"scale", "translate", ...})``.
+
+    Whatever bytes the file holds, this returns integer labels or raises :class:`LabelsFileError`.
+    """
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        data = tif.asarray()
-        meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
-    meta.pop("shape", None)
-    for key in ("scale", "translate"):
-        if key in meta:
-            meta[key] = tuple(float(v) for v in meta[key])
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
+        meta.pop("shape", None)
+        for key in ("scale", "translate"):
+            if key in meta:
+                meta[key] = tuple(float(v) for v in meta[key])
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on damaged bytes
+        raise LabelsFileError(f"{path}: not a readable labels TIFF ({type(error).__name__}: {error})") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu" or data.ndim < 2:
+        raise LabelsFileError(f"{path}: holds {getattr(data, 'dtype', '?')} data of shape {getattr(data, 'shape', '?')},"
+                              " not integer labels of 2 or more axes")
     return data, meta
 
 

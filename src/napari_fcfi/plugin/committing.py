@@ -5,12 +5,13 @@ label grid, scale and translate; or a new one named after the image), which id i
 one if it fits the layer's dtype, else the next free one), paints every slice of the object with the
 rules of :mod:`napari_fcfi.annotation.painting` (all slices or none: one refused slice refuses the
 commit, so nothing is half-written), writes through ``Labels.data_setitem`` so napari's own undo
-sees it, journals each slice on disk before returning, and adds the object to the click log kept in
+sees it (and the layer's journal, :mod:`.journaling`, records it on disk before returning), and adds the object to the click log kept in
 the labels layer's metadata (so it stays with the labels even when the widget is closed).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +19,9 @@ import numpy as np
 
 from napari_fcfi.annotation.clicklog import ClickLog, ObjectRecord
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
-from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_id, next_free_label, paint_region
 
+from .journaling import LabelsRecorder
 from .layers import TAG, labels_fit
 
 LOG_KEY = "click_log"  # in labels.metadata[TAG]
@@ -87,7 +88,7 @@ class Committer:
         labels: Any,
         masks: dict[SliceKey, np.ndarray],
         record: ObjectRecord,
-        journal: CommitJournal | None,
+        journal: LabelsRecorder | None,
     ) -> CommitOutcome:
         """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none."""
         label_id = record.label_id
@@ -106,17 +107,16 @@ class Committer:
         if not planned:
             return CommitOutcome(None, "FCFI: nothing to commit on this slice", [])
         pixels = 0
-        for key, region, result in planned:
-            plane = labels.data[key] if key else labels.data
-            before = np.array(plane[region])
-            rows, cols = np.nonzero(result.plane != before)
-            if rows.size:
-                index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start, cols + region[1].start)
-                labels.data_setitem(index, result.plane[rows, cols])
-            if journal is not None:
-                journal.append(label_id, key, region, before, result.plane, masks[key][region],
-                               [(c.row, c.col, c.positive) for c in record.clicks])
-            pixels += result.painted
+        clicks = [(c.row, c.col, c.positive) for c in record.clicks]
+        with journal.commit(label_id, clicks) if journal is not None else nullcontext():
+            for key, region, result in planned:  # each write reaches the journal through napari's paint event
+                plane = labels.data[key] if key else labels.data
+                rows, cols = np.nonzero(result.plane != plane[region])
+                if rows.size:
+                    index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start,
+                                                                         cols + region[1].start)
+                    labels.data_setitem(index, result.plane[rows, cols])
+                pixels += result.painted
         click_log_of(labels).add(record)
         blocked = sum(r.blocked for _, _, r in planned)
         note = f"; {blocked} px left to existing labels" if blocked else ""

@@ -2,10 +2,10 @@
 
 :class:`SegmentationController` needs a napari viewer but no widget, so tests drive it directly. For
 every image it annotates it keeps an :class:`ImageState`: the image's helper layers (clicks, preview;
-:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`), the
-labels layer it commits to and its crash-recovery journal. The clicks live in the points layer: the
-controller listens to that layer's data events, so clicks added by the mouse, by the layer's own
-tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
+:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`) and the
+labels layer it commits to (whose crash-recovery journal :mod:`.journaling` keeps). The clicks live in
+the points layer: the controller listens to that layer's data events, so clicks added by the mouse,
+by the layer's own tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
 commits go through :mod:`.committing`, propagation through :mod:`.propagating`.
 
 Settings travel as an :class:`AnnotationSettings` dataclass; the widget changes them with
@@ -31,7 +31,6 @@ from napari_fcfi.annotation.geometry import (
     split_grid_point,
     world_to_grid,
 )
-from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
 from napari_fcfi.annotation.painting import LabelIdError, next_free_label
 from napari_fcfi.engine.clicks import Click
@@ -79,7 +78,6 @@ class ImageState:
     preview_layer: Any
     objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
     labels_layer: Any = None
-    journal: CommitJournal | None = None
     preview_box: tuple[slice, slice] | None = None
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
     actions: list[tuple[str, SliceKey]] = field(default_factory=list)  # ("click"|"propagation", slice)

@@ -17,9 +17,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from napari_fcfi.annotation.journal import CommitJournal
+from napari_fcfi.annotation.journal import LabelsJournal
 from napari_fcfi.annotation.labels_tiff import (
     FCFI_SUFFIX,
+    LabelsFileError,
     fcfi_labels_path,
     read_labels_tiff,
     write_labels_tiff,
@@ -40,7 +41,7 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     written = write_labels_tiff(target, data, attributes)
     journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
     if journal:
-        CommitJournal(journal).discard()
+        LabelsJournal(journal).discard()  # the layer's next change starts a new one
     return written
 
 
@@ -52,14 +53,10 @@ def get_reader(path: str | list[str]) -> Any:
 
 
 def _read(path: str) -> list[tuple[Any, dict[str, Any], str]]:
-    import tifffile
-
     try:
         data, meta = read_labels_tiff(path)
-    except tifffile.TiffFileError as error:
-        raise ValueError(f"{path} is not an FCFI labels file (a TIFF): {error}") from error
-    if data.dtype.kind not in "biu":
-        raise ValueError(f"{path}: labels must hold integers, the file holds {data.dtype}")
+    except LabelsFileError as error:
+        raise LabelsFileError(f"not an FCFI labels file: {error}") from None
     attributes: dict[str, Any] = {"name": meta.get("name") or Path(path).stem}
     for key in ("scale", "translate", "units"):
         if key in meta and len(meta[key]) == data.ndim:

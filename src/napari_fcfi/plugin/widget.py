@@ -31,11 +31,11 @@ from napari_fcfi.annotation.painting import label_id_range
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
-from .commit_flow import discard_journal, pending_journal, restore_journal
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
 from .panels import AdaptPanel, PropagatePanel
+from .recovery_banner import RecoveryBanner
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
@@ -124,19 +124,17 @@ class FCFIWidget(Container):
         self.save_log_button = PushButton(text="Save click log",
                                           tooltip="All committed objects' steps, model and settings (CSV replayable by "
                                                   "fcfi segment)")
-        self.restore_button = PushButton(text="Restore", visible=False, tooltip="Restore the journaled objects exactly")
-        self.discard_button = PushButton(text="Discard", visible=False, tooltip="Delete the recovery journal")
-        self.recovery_label = Label(value="", visible=False)
+        self.recovery = RecoveryBanner(self.controller)  # "Unsaved work found", at the top
+        self.restore_button, self.discard_button = self.recovery.restore_button, self.recovery.discard_button
+        self.recovery_label = self.recovery.details
         self.busy = ProgressBar(label="", min=0, max=0, visible=False, tooltip="A prediction is running")
         self.object_info = Label(label="Object", value="")
         self.model_info = Label(label="Runs", value="")
         self.status = Label(label="", value="")
         self.extend([
-            self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
+            self.recovery, self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
             self.device_menu, self.threads, self.threshold, self.label_id, self.edit_button, self.overwrite,
             self.annotate, button_row, self.propagate_panel, self.adapt_panel, self.log_file, self.save_log_button,
-            self.recovery_label, Container(widgets=[self.restore_button, self.discard_button], layout="horizontal",
-                                           labels=False),
             self.busy, self.object_info, self.model_info, self.status,
         ])
         self._build_save_labels()
@@ -168,8 +166,6 @@ class FCFIWidget(Container):
                                ("reset", controller.reset_object)):
             self.buttons[action].changed.connect(lambda *_, m=method: m())
         self.save_log_button.changed.connect(lambda: self.save_click_log(self.log_file.value))
-        self.restore_button.changed.connect(self._restore)
-        self.discard_button.changed.connect(self._discard)
         self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
         self.save_labels_button.changed.connect(lambda: self.save_labels(self.labels_file.value))
 
@@ -297,11 +293,7 @@ class FCFIWidget(Container):
         self._show_object()
         settings: AnnotationSettings = controller.settings
         self.model_info.value = f"{Path(settings.model_source).name} on {settings.device}"
-        journal = pending_journal(controller)
-        for widget in (self.restore_button, self.discard_button, self.recovery_label):
-            widget.visible = journal is not None
-        if journal is not None:
-            self.recovery_label.value = f"Unsaved work found: {journal.summary()}"
+        self.recovery.refresh()
 
     def _show_object(self) -> None:
         controller = self.controller
@@ -378,16 +370,6 @@ class FCFIWidget(Container):
     def _suggest_labels_file(self, *args: Any) -> None:
         labels = self.controller.labels_layer  # never leave another layer's file here
         self.labels_file.value = "" if labels is None else default_labels_path(labels, self.controller.image_layer)
-
-    def _restore(self) -> None:
-        journal = pending_journal(self.controller)
-        if journal is not None:
-            restore_journal(self.controller, journal)
-
-    def _discard(self) -> None:
-        journal = pending_journal(self.controller)
-        if journal is not None:
-            discard_journal(self.controller, journal)
 
     def close_controller(self) -> None:
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""
