@@ -104,3 +104,28 @@ def test_review_lists_the_doubtful_and_jumping_slices_worst_first():
     scores = review_scores(predicted, {0: disk((40, 40), 20, 20, 6)})
     assert review_slices(predicted, {0: disk((40, 40), 20, 20, 6)}) == [2, 3, 4, 5]
     assert scores[1] < 0 and scores[2] > scores[3] > scores[4] > 0
+
+
+def test_a_fill_joins_both_objects_and_undoes_in_one_step():
+    from napari_fcfi.annotation.objects import ObjectsInProgress
+
+    objects = ObjectsInProgress()
+    mask = disk((20, 20), 10, 10, 4)
+    for z in (2, 8):
+        objects.get((z,)).clicks = (Click(10, 10, True),)
+        objects.get((z,)).mask = mask
+    propagation = objects.begin_propagation((8,), 0, "up", None)  # slice 8 already spans 8..10
+    for z in (9, 10):
+        objects.add_propagated(propagation, (z,), mask)
+    objects.get((5,)).clicks = ()  # an empty slice object between them
+    before = {k: v for k, v in objects.slices.items()}
+    undo = objects.begin_fill((2,), (8,), 0)
+    for z in range(3, 8):
+        objects.add_propagated(undo, (z,), mask)
+    assert objects.members((2,)) == [(z,) for z in range(2, 11)] and len(objects.groups) == 1
+    record, masks = objects.record_for_commit((2,), 4, False)
+    assert sorted(k[0] for k in masks) == list(range(2, 11))
+    assert [type(s).__name__ for s in record.steps].count("FillStep") == 1
+    assert objects.undo_propagation((2,))
+    assert objects.slices == before and len(objects.groups) == 1  # slice 8's own object is back
+    assert objects.members((8,)) == [(8,), (9,), (10,)] and objects.members((2,)) == [(2,)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
+
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.objects import ObjectsInProgress
