@@ -27,13 +27,8 @@ import numpy as np
 
 from napari_fcfi.engine.io import read_image
 
-# instance_folder_ids, sample_object_labels and _stable_seed are re-exported for evaluation/stacks.py
-# and stack_data.py, which still import them from here (their homes: .layouts, .samples).
 from .layouts import TIFF_SUFFIXES, pairs_from_dirs, pairs_from_suffixes
-from .layouts import instance_folder_ids as instance_folder_ids
 from .samples import EvalDataset, InstanceDataset, Sample, drop_alpha
-from .samples import sample_object_labels as sample_object_labels
-from .samples import stable_seed as _stable_seed  # noqa: F401
 from .splits import split_instance_folder
 from .tiff_stack import TiffStackDataset
 

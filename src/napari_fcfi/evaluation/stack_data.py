@@ -35,7 +35,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_fcfi.engine.io import read_image
-from napari_fcfi.evaluation.datasets import _stable_seed, instance_folder_ids, split_instance_folder
+from napari_fcfi.evaluation.layouts import instance_folder_ids
+from napari_fcfi.evaluation.samples import stable_seed
+from napari_fcfi.evaluation.splits import split_instance_folder
 
 STACK_SETS = ("procedural", "sample", "dsb-deformed", "mnfinder-deformed", "membrane")
 DEFAULT_DSB = Path("../shared/data/dsb2018_train")
@@ -366,7 +368,7 @@ def _deformed_from_folder(
         image = read_image(folder / f"{image_id}_image.png", lazy=False)
         image = image[..., :3] if image.ndim == 3 and image.shape[-1] == 4 else image
         labels = read_image(folder / f"{image_id}_labels.png", lazy=False)
-        rng = np.random.default_rng(_stable_seed("fcfi-stack", seed, image_id, index))
+        rng = np.random.default_rng(stable_seed("fcfi-stack", seed, image_id, index))
         name = f"{prefix}-{image_id}-{index}"
         stacks.append(deformed_stack(image, labels, rng, depth, crop=crop, name=name))
     return stacks

@@ -57,8 +57,8 @@ from napari_fcfi.annotation.propagation import (
 )
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.datasets import Sample, sample_object_labels
 from napari_fcfi.evaluation.runner import run_object
+from napari_fcfi.evaluation.samples import Sample, sample_object_labels
 from napari_fcfi.evaluation.segmenters import EngineSegmenter
 from napari_fcfi.evaluation.stack_data import Stack
 from napari_fcfi.evaluation.stack_tables import DISTANCES, format_stack_table
