@@ -14,7 +14,7 @@ class PropagatePanel(Container):
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.direction = ComboBox(label="Propagate", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
+        self.direction = ComboBox(label="Direction", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
                                   value="both", tooltip="Direction along the stack axis")
         self.axis = ComboBox(label="along", choices=self._axis_choices, tooltip="Stack axis (for 4D images: z or t)")
         self.slices = SpinBox(label="slices", min=0, max=100_000, value=0,
@@ -84,14 +84,16 @@ class AdaptPanel(Container):
         from magicgui.widgets import FileEdit, Label
 
         self.owner = owner
-        self.minutes = SpinBox(label="Adapt for", min=1, max=120, value=3, tooltip="Time budget in minutes")
+        self.minutes = SpinBox(label="Adapt for (min)", min=1, max=120, value=3,
+                               tooltip="Time budget of the adaptation in minutes (the check comes on top)")
         self.adapt_button = PushButton(text="Adapt model", tooltip=f"Fine-tune the model on your committed "
                                                                     f"objects (at least {MIN_OBJECTS_TO_ADAPT})")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
         self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
         self.result = Label(value="")
-        self.save_file = FileEdit(label="Adapted", mode="w", filter="Weights (*.safetensors)")
+        self.save_file = FileEdit(label="Save adapted to", mode="w", filter="Weights (*.safetensors)",
+                                  tooltip="Where 'Save adapted model' writes the adapted weights (a new file)")
         self.save_button = PushButton(text="Save adapted model", enabled=False,
                                       tooltip="safetensors plus a Markdown model card beside it")
         super().__init__(widgets=[self.minutes, Container(widgets=[self.adapt_button, self.cancel_button,
