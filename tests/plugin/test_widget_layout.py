@@ -64,6 +64,9 @@ def test_model_menu_names_the_model_in_use(make_napari_viewer, tmp_path):
     controller.update(model_source="adapted from default")  # what a kept adaptation does
     assert widget.model_menu.value == "adapted from default"
     assert widget.model_info.value.startswith("adapted from default")
+    viewer.add_labels(np.zeros((64, 64), np.uint8))  # napari resets the menus' choices: the entry stays
+    assert widget.model_menu.value == "adapted from default"
+    assert controller.settings.model_source == "adapted from default"
     widget.model_menu.value = DEFAULT_MODEL
     assert controller.settings.model_source == DEFAULT_MODEL
     widget.model_menu.value = "adapted from default"  # still offered after a revert

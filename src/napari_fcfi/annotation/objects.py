@@ -13,7 +13,7 @@ Nothing here runs a network or touches napari; predictions are stored by the cal
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,8 @@ class ObjectsInProgress:
             return [key]
         return sorted(k for k, s in self.slices.items() if s.group == group)
 
-    def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None) -> PropagationUndo:
+    def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None,
+                          threshold: float | None = None) -> PropagationUndo:
         """Start a propagation from ``start``: it joins the start slice's object, and the slices of that
         object beyond ``start`` in ``direction`` are dropped from it (the propagation replaces them, as
         replay does). Results arrive through :meth:`add_propagated`; all of it undoes in one step."""
@@ -114,8 +115,9 @@ class ObjectsInProgress:
             self.groups[origin.group] = StackObject(origin.group)
         group = self.groups[origin.group]
         undo = PropagationUndo(origin.group, len(group.steps), {})
-        group.steps.append(origin.clicks_step())
-        group.steps.append(PropagateStep(start, axis, direction, max_slices))
+        # The start mask and the propagated ones are made at ``threshold`` (recorded for an exact replay).
+        group.steps.append(replace(origin.clicks_step(), threshold=threshold))
+        group.steps.append(PropagateStep(start, axis, direction, max_slices, threshold))
         for key, member in list(self.slices.items()):
             if member.group == origin.group and key != start and _beyond(key, start, axis, direction):
                 undo.replaced[key] = member

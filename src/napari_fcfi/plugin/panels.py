@@ -92,6 +92,7 @@ class AdaptPanel(Container):
         self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
         self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
         self.result = Label(value="")
+        self.result.native.setWordWrap(True)  # the verdict says what was measured and what to do
         self.save_file = FileEdit(label="Save adapted to", mode="w", filter="Weights (*.safetensors)",
                                   tooltip="Where 'Save adapted model' writes the adapted weights (a new file)")
         self.save_button = PushButton(text="Save adapted model", enabled=False,
@@ -127,7 +128,8 @@ class AdaptPanel(Container):
                 continue
             keys = {k for record in click_log_of(state.labels_layer).records for k in record.slice_keys}
             for key in sorted(keys):
-                plane = np.asarray(state.labels_layer.data[key] if key else state.labels_layer.data)
+                data = helpers.image_data(state.labels_layer)
+                plane = np.asarray(data[key] if key else data)
                 found = len(np.unique(plane[plane > 0]))
                 if not found:
                     continue
@@ -195,9 +197,12 @@ class AdaptPanel(Container):
         self._worker = None
         self.progress.visible = False
         self.adapt_button.enabled, self.cancel_button.enabled = True, False
+        if check.cancelled or self._cancelled:
+            self.result.value = "adaptation cancelled: nothing was measured; the current model stays"
+            return
         before, after = check.base_clicks, check.adapted_clicks
-        summary = (f"held-back objects: {after:.2f} clicks (NoC@85+90) adapted vs {before:.2f} before "
-                   f"({check.change_percent:+.0f} %, {check.objects} objects)")
+        summary = (f"{after:.2f} clicks per held-back object (NoC@85+90) adapted vs {before:.2f} before "
+                   f"({check.change_percent:+.0f} %). {getattr(check, 'advice', '')}")
         if not check.keep:
             self.result.value = f"kept the current model: {summary}"
             return

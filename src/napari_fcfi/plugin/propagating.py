@@ -63,7 +63,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
-    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices)
+    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, controller.settings.threshold)
     _drop_points(controller, state, undo.replaced)
     state.actions.append(("propagation", start_key))
     run = PropagationRun(sum(len(o) for o in order))

@@ -141,7 +141,8 @@ class FCFIWidget(Container):
                                      tooltip="Which channel(s) the network sees")
         self.labels_menu = ComboBox(label="Labels", choices=self._labels_choices, nullable=True,
                                     tooltip="Labels layer that Commit writes into")
-        self.model_menu = ComboBox(label="Model", choices=available_model_names() + [WEIGHTS_FILE],
+        self._session_models: list[str] = []  # models made in this session (adapted), offered in the menu
+        self.model_menu = ComboBox(label="Model", choices=self._model_choices,
                                    value=DEFAULT_MODEL, tooltip="'default' = bundled weights, an official model, or a file")
         self.weights_file = FileEdit(label="Weights", mode="r", filter="Weights (*.safetensors *.pth *.pt)", visible=False)
         self.device_menu = ComboBox(label="Device", choices=available_devices(), value="cpu",
@@ -216,6 +217,9 @@ class FCFIWidget(Container):
     def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         layer = self.image_menu.value if hasattr(self, "image_menu") else None
         return channel_choices(layer) or [("grayscale", (None, None))]
+
+    def _model_choices(self, widget: Any = None) -> list[str]:
+        return available_model_names() + getattr(self, "_session_models", []) + [WEIGHTS_FILE]
 
     def _labels_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Labels
@@ -378,7 +382,8 @@ class FCFIWidget(Container):
                 self.weights_file.visible = True
             else:
                 if source not in menu.choices:  # a model made in this session (adapted), kept in the cache
-                    menu.choices = [c for c in menu.choices if c != WEIGHTS_FILE] + [source, WEIGHTS_FILE]
+                    self._session_models.append(source)
+                    menu.reset_choices()
                 menu.value = source
                 self.weights_file.visible = False
         finally:
@@ -413,9 +418,14 @@ class FCFIWidget(Container):
             return None
         settings, state = controller.settings, controller.state
         labels = controller.labels_layer
+        try:
+            model = self._loadable_model(Path(path))
+        except (OSError, ValueError) as error:
+            self._show_status(f"FCFI: click log not saved: the model in use could not be saved beside it ({error})")
+            return None
         log.metadata = {
             "image": getattr(controller.image_layer, "name", ""),
-            "model": settings.model_source,
+            "model": model,
             "settings": {
                 **controller.engine_settings,
                 "device": settings.device,
@@ -429,8 +439,27 @@ class FCFIWidget(Container):
             },
         }
         written = log.save(path)
-        self._show_status(f"FCFI: click log saved to {written}")
+        beside = "" if model == settings.model_source else f" (with the model in use as {model})"
+        self._show_status(f"FCFI: click log saved to {written}{beside}")
         return written
+
+    def _loadable_model(self, log_path: Path) -> str:
+        """The model source the log names: one ``fcfi segment`` can load.
+
+        A model made in this session (an adapted one, only in the model cache) is saved beside the log
+        as ``<log name>.model.safetensors`` (with its model card) and named relative to the log.
+        """
+        settings = self.controller.settings
+        source = settings.model_source
+        if source in available_model_names() or Path(source).is_file():
+            return source
+        model = self.controller.model_cache.get(source, settings.device)
+        if "adaptation" not in (getattr(model, "fcfi_metadata", None) or {}):
+            return source  # a name the model loader knows
+        from napari_fcfi.training.finetune import save_adapted
+
+        target = log_path.with_suffix("").with_name(log_path.with_suffix("").name + ".model.safetensors")
+        return save_adapted(model, target).name
 
     def _restore(self) -> None:
         journal = pending_journal(self.controller)
