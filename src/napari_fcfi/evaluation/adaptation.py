@@ -201,7 +201,8 @@ def objects_needed(differences: Sequence[float], confidence: float = KEEP_CONFID
 def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: float) -> str:
     objects = len(saved)
     mean = float(np.mean(saved)) if objects else math.nan
-    measured = (f"on {objects} held-back objects the adapted model needed {mean:+.2f} clicks per object fewer "
+    fewer = "fewer" if mean >= 0 else "more"
+    measured = (f"On {objects} held-back objects the adapted model needed {abs(mean):.2f} {fewer} clicks per object "
                 f"(NoC@85 + NoC@90); confidence that it is better: {100 * confidence:.0f} % "
                 f"({100 * KEEP_CONFIDENCE:.0f} % needed to keep it)")
     if keep:

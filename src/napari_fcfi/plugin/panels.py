@@ -92,7 +92,7 @@ class AdaptPanel(Container):
         self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
         self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
         self.result = Label(value="")
-        self.result.native.setWordWrap(True)  # the verdict says what was measured and what to do
+        wrap_text(self.result)  # the verdict says what was measured and what to do
         self.save_file = FileEdit(label="Save adapted to", mode="w", filter="Weights (*.safetensors)",
                                   tooltip="Where 'Save adapted model' writes the adapted weights (a new file)")
         self.save_button = PushButton(text="Save adapted model", enabled=False,
@@ -242,6 +242,15 @@ class AdaptPanel(Container):
         written = save_adapted(self.adapted, path)
         self.result.value = f"adapted model saved to {written} (model card beside it)"
         return written
+
+
+def wrap_text(label: Any) -> None:
+    """Let a magicgui Label wrap its text to the dock's width instead of widening the dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(40)  # else Qt widens a long wrapped text to a pleasing block shape
 
 
 def _progress_relay(slot: Any) -> Any:

@@ -33,7 +33,7 @@ from . import layers as helpers
 from .commit_flow import discard_journal, pending_journal, restore_journal
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
-from .panels import AdaptPanel, PropagatePanel
+from .panels import AdaptPanel, PropagatePanel, wrap_text
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
@@ -182,7 +182,7 @@ class FCFIWidget(Container):
         self.model_info = Label(label="Runs", value="")
         self.status = Label(label="", value="")
         for line in (self.object_info, self.model_info, self.status):
-            line.native.setWordWrap(True)  # long messages wrap instead of widening or clipping the dock
+            wrap_text(line)  # long messages wrap instead of widening or clipping the dock
         self.form.extend([
             self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
             self.device_menu, self.threads, self.threshold, self.label_id, self.edit_button, self.overwrite,
