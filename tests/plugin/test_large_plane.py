@@ -73,3 +73,8 @@ def test_commits_on_a_plane_wider_than_a_texture(make_napari_viewer, tmp_path):
     np.testing.assert_array_equal(labels.data[1], data[::2, ::2])
     log = controller.click_log
     assert [r.label_id for r in log.records] == [1, 2, 1]
+    # File > Save Selected Layers with the FCFI writer saves level 0, the full-resolution labels
+    import tifffile
+
+    written = labels.save(str(tmp_path / "wide_labels.tif"), plugin="napari-fcfi")
+    np.testing.assert_array_equal(tifffile.imread(written[0]), data)

@@ -17,6 +17,8 @@ from .layers import TAG
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 writer: the labels TIFF (dtype kept, zlib, scale/translate), then the journal goes."""
+    if attributes.get("multiscale") or isinstance(data, (list, tuple)):
+        data = data[0]  # a multiscale labels layer (very large planes, see .pyramid): level 0 is the labels
     written = write_labels_tiff(path, data, attributes)
     journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
     if journal:
