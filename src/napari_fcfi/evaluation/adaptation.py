@@ -198,7 +198,8 @@ def objects_needed(differences: Sequence[float], confidence: float = KEEP_CONFID
     return max(by_spread, by_signs, values.size + 1)
 
 
-def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: float) -> str:
+def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: float, capped: bool = False) -> str:
+    """``capped``: the check ran on a subset of the held-back objects (more objects would not be checked)."""
     objects = len(saved)
     mean = float(np.mean(saved)) if objects else math.nan
     fewer = "fewer" if mean >= 0 else "more"
@@ -211,6 +212,9 @@ def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: flo
     if needed is None:
         return (measured + ". No gain measured: keep annotating with the current model; adapting again "
                 "after many more objects (or objects of a new kind) may help.")
+    if capped:
+        return (measured + f". The gain is too small to be sure on the {objects} objects the check runs on: "
+                "adapting for longer may help.")
     more = math.ceil((needed - objects) / fraction)
     return (measured + f". Too few objects to be sure at this gain: annotate about {more} more objects "
             "and adapt again.")
@@ -293,7 +297,7 @@ def check_adaptation(
         base=base_scores, adapted=adapted_scores, base_clicks=base_clicks, adapted_clicks=adapted_clicks,
         change_percent=100.0 * (adapted_clicks - base_clicks) / base_clicks if base_clicks else 0.0,
         seconds=time.perf_counter() - start, confidence=confidence, clicks_saved=[float(d) for d in saved],
-        advice=_advice(keep, saved, confidence, HOLDOUT_FRACTION),
+        advice=_advice(keep, saved, confidence, HOLDOUT_FRACTION, capped=len(samples) >= max_objects),
     )
     record = getattr(adapted, "fcfi_metadata", {}).get("adaptation")
     if isinstance(record, dict):
