@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-objects", type=int, default=60)
+    parser.add_argument("--images", type=int, default=None,
+                        help="use only the first N images (a user-sized number of committed objects)")
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
@@ -71,7 +73,7 @@ def main() -> int:
             log.write(line + "\n")
 
     base = load_model(args.base, device="cpu")
-    entries = entries_for(args.modality, args.data)
+    entries = entries_for(args.modality, args.data)[:args.images]
     say(f"{args.modality}: {len(entries)} images, base {args.base}, {args.minutes} min, {args.threads} thread(s)")
     report, adapted = adaptation_protocol.run_protocol(
         base, entries, name=args.modality, time_budget_s=args.minutes * 60, steps=args.steps, seed=args.seed,

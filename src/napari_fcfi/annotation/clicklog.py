@@ -22,8 +22,9 @@ CSV format (UTF-8, comma separated)::
 
 * ``#`` lines are comments; the ``# metadata:`` line holds one JSON object: model, engine settings,
   image name and, per object, its label id, whether it replaced (edited) that label, whether it
-  painted over other labels, and its steps (kind, slice, the initial mask as run lengths, the
-  propagation's axis, direction and range).
+  painted over other labels, the probability threshold of its commit, and its steps (kind, slice, the
+  initial mask as run lengths, the propagation's axis, direction, range and threshold). A step
+  without a threshold uses its object's; an object without one uses the log's setting.
 * Required columns: ``object``, ``row``, ``col``, ``positive``; ``step`` (the step of the object the
   click belongs to) is written by the widget. Every other column is a leading (stack) axis, in image
   axis order: ``z`` for (Z, Y, X), ``t,z`` for (T, Z, Y, X). ``row``/``col`` may be fractional (the
@@ -68,6 +69,7 @@ class ClicksStep:
     clicks: tuple[Click, ...]
     initial_mask: np.ndarray | None = None
     from_propagation: bool = False
+    threshold: float | None = None  # the mask's probability threshold (None: the object's)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class PropagateStep:
     direction: str = "both"
     max_slices: int | None = None
     through: int = 0  # the first slices of each direction are kept whatever the stopping rules say
+    threshold: float | None = None  # the propagation's probability threshold (None: the object's)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -106,6 +109,7 @@ class ObjectRecord:
     steps: list[Step]
     edited: bool = False  # replaced the existing label ``label_id``
     overwrite: bool = False  # painted over other labels
+    threshold: float | None = None  # probability threshold at the commit (None: the log's setting)
 
     @property
     def clicks(self) -> list[Click]:
@@ -257,9 +261,14 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
                      "direction": step.direction, "max_slices": step.max_slices}
             if step.through:
                 entry["through"] = step.through
+        if getattr(step, "threshold", None) is not None:
+            entry["threshold"] = float(step.threshold)
         steps.append(entry)
-    return {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
-            "steps": steps}
+    entry = {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
+             "steps": steps}
+    if record.threshold is not None:
+        entry["threshold"] = float(record.threshold)
+    return entry
 
 
 def _read_table(path: Path) -> tuple[dict[str, Any], list[str], list[tuple[int, dict[str, str]]]]:
@@ -345,9 +354,11 @@ def _records_from_metadata(
         steps: list[Step] = []
         for index, step in enumerate(entry["steps"]):
             key = tuple(int(v) for v in step["slice"])
+            threshold = _threshold(path, number, step.get("threshold"))
             if step["kind"] == "propagate":
                 steps.append(PropagateStep(key, int(step.get("axis", 0)), step.get("direction", "both"),
-                                           step.get("max_slices"), int(step.get("through", 0))))
+                                           step.get("max_slices"), through=int(step.get("through", 0)),
+                                           threshold=threshold))
                 continue
             if step["kind"] == "fill":
                 steps.append(FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0))))
@@ -358,7 +369,20 @@ def _records_from_metadata(
                     raise ValueError(f"{path}: object {number} starts from a mask; the image shape is needed to read it")
                 initial = decode_mask(initial, plane_shape)
             steps.append(ClicksStep(key, tuple(clicks.get((number, index), ())), initial,
-                                    step.get("initial") == "propagated"))
+                                    step.get("initial") == "propagated", threshold))
         records.append(ObjectRecord(int(entry["label_id"]), steps, bool(entry.get("edited", False)),
-                                    bool(entry.get("overwrite", False))))
+                                    bool(entry.get("overwrite", False)),
+                                    _threshold(path, number, entry.get("threshold"))))
     return records
+
+
+def _threshold(path: Path, number: int, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{path}: object {number} has threshold {value!r}; it must be between 0 and 1")
+    return threshold

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,7 @@ class ObjectsInProgress:
         return sorted(k for k, s in self.slices.items() if s.group == group)
 
     def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None,
-                          through: int = 0) -> PropagationUndo:
+                          through: int = 0, threshold: float | None = None) -> PropagationUndo:
         """Start a propagation from ``start``: it joins the start slice's object, and the slices of that
         object beyond ``start`` in ``direction`` are dropped from it (the propagation replaces them, as
         replay does). Results arrive through :meth:`add_propagated`; all of it undoes in one step."""
@@ -117,8 +117,9 @@ class ObjectsInProgress:
             self.groups[origin.group] = StackObject(origin.group)
         group = self.groups[origin.group]
         undo = PropagationUndo(origin.group, len(group.steps), {})
-        group.steps.append(origin.clicks_step())
-        group.steps.append(PropagateStep(start, axis, direction, max_slices, through))
+        # The start mask and the propagated ones are made at ``threshold`` (recorded for an exact replay).
+        group.steps.append(replace(origin.clicks_step(), threshold=threshold))
+        group.steps.append(PropagateStep(start, axis, direction, max_slices, through=through, threshold=threshold))
         for key, member in list(self.slices.items()):
             if member.group == origin.group and key != start and _beyond(key, start, axis, direction):
                 undo.replaced[key] = member

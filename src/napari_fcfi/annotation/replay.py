@@ -44,11 +44,31 @@ def object_masks(
     record: ObjectRecord,
     channel: Any = None,
 ) -> dict[SliceKey, np.ndarray]:
-    """The object's mask on every slice it covers, by re-running ``record``'s steps in order."""
+    """The object's mask on every slice it covers, by re-running ``record``'s steps in order.
+
+    Every step runs at the probability threshold it was made with (its own, else the object's, else
+    the segmenter's); the segmenter's threshold is restored afterwards.
+    """
+    default_threshold = getattr(segmenter, "threshold", None)
+    try:
+        return _object_masks(segmenter, image, geometry, record, channel, default_threshold)
+    finally:
+        if default_threshold is not None:
+            segmenter.threshold = default_threshold
+
+
+def _object_masks(
+    segmenter: Any, image: Any, geometry: ImageGeometry, record: ObjectRecord, channel: Any,
+    default_threshold: float | None,
+) -> dict[SliceKey, np.ndarray]:
     masks: dict[SliceKey, np.ndarray] = {}
     propagated: dict[SliceKey, np.ndarray] = {}  # the mask the latest propagation left on each slice
     slice_channel_axis = geometry.slice_channel_axis()
     for step in record.steps:
+        # Each mask at the threshold it was made with: the step's, else the object's, else the session's.
+        threshold = next((t for t in (step.threshold, record.threshold, default_threshold) if t is not None), None)
+        if threshold is not None:
+            segmenter.threshold = threshold
         if isinstance(step, ClicksStep):
             initial = step.initial_mask
             if step.from_propagation:

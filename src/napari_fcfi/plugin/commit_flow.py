@@ -54,7 +54,8 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
     if obj.clicks and obj.mask is None:
         controller._status("FCFI: the prediction has not arrived yet")
         return False
-    if obj.edit_label is None and obj.mask is not None and not obj.mask.any() and len(members) == 1:
+    empty = obj.mask is not None and obj.mask_box is None and not obj.mask.any()  # the box spares a full scan
+    if obj.edit_label is None and empty and len(members) == 1:
         controller._status("FCFI: the object is empty; add a positive click or lower the threshold")
         return False
     committer, settings = controller.committer, controller.settings
@@ -73,7 +74,9 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
         controller._status(f"FCFI: {error}")
         return False
     record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
-    outcome = committer.commit(labels, masks, record, journal_for(controller, state))
+    record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
+    boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
+    outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
     controller._status(outcome.message)
     if outcome.label_id is None:
         return False

@@ -22,7 +22,8 @@ from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
 from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_id, next_free_label, paint_region
 
 from .journaling import LabelsRecorder
-from .layers import TAG, labels_fit
+from .layers import TAG, image_data, labels_fit
+from .pyramid import is_pyramid, needs_pyramid, pyramid_levels, write_region
 
 LOG_KEY = "click_log"  # in labels.metadata[TAG]
 
@@ -52,6 +53,7 @@ class Committer:
 
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
+        self._tops: dict[str, int] = {}  # largest id of each multiscale labels layer (only FCFI writes them)
 
     def labels_for(self, image: Any, geometry: ImageGeometry, chosen: Any | None) -> tuple[Any | None, str | None]:
         """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
@@ -68,8 +70,11 @@ class Committer:
         return None, None
 
     def create_labels(self, image: Any, geometry: ImageGeometry) -> Any:
+        data = np.zeros(geometry.label_shape, dtype=np.uint32)
+        large = needs_pyramid(geometry.plane_shape)  # multiscale: napari redraws only the screen (.pyramid)
         layer = self.viewer.add_labels(
-            np.zeros(geometry.label_shape, dtype=np.uint32),
+            pyramid_levels(data) if large else data,
+            multiscale=large,
             name=f"{image.name} labels",
             scale=geometry.scale,
             translate=geometry.translate,
@@ -81,7 +86,21 @@ class Committer:
         """The id for the next object: ``requested`` when it fits the layer's dtype, else the next free one."""
         if requested is not None:
             return check_label_id(requested, labels.data.dtype)
-        return next_free_label(labels.data)
+        return self.next_free(labels)
+
+    def next_free(self, labels: Any) -> int:
+        """:func:`next_free_label` of the layer; a multiscale layer's largest id is remembered, since
+        scanning a huge plane on every commit would freeze napari."""
+        data = image_data(labels)
+        if not is_pyramid(labels):
+            return next_free_label(data)
+        key = str(labels.unique_id)
+        top = self._tops.get(key)
+        if top is None:
+            top = self._tops[key] = int(data.max()) if data.size else 0
+        if top < np.iinfo(data.dtype).max:
+            return top + 1
+        return next_free_label(data)
 
     def commit(
         self,
@@ -89,17 +108,22 @@ class Committer:
         masks: dict[SliceKey, np.ndarray],
         record: ObjectRecord,
         journal: LabelsRecorder | None,
+        boxes: dict[SliceKey, tuple[slice, slice] | None] | None = None,
     ) -> CommitOutcome:
-        """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none."""
+        """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none.
+
+        ``boxes``: the masks' bounding boxes where known (saves scanning full planes)."""
         label_id = record.label_id
         try:
             check_label_id(label_id, labels.data.dtype)
         except LabelIdError as error:
             return CommitOutcome(None, f"FCFI: {error}", [])
         planned: list[tuple[SliceKey, tuple[slice, slice], PaintResult]] = []
+        data = image_data(labels)
         for key, mask in masks.items():
-            plane = labels.data[key] if key else labels.data
-            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite)
+            plane = data[key] if key else data
+            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite,
+                                          mask_box=(boxes or {}).get(key))
             if result.refused is not None:
                 where = f" on slice {key}" if key else ""
                 return CommitOutcome(None, f"FCFI: not committed{where}: {result.refused}", [])
@@ -110,14 +134,19 @@ class Committer:
         clicks = [(c.row, c.col, c.positive) for c in record.clicks]
         with journal.commit(label_id, clicks) if journal is not None else nullcontext():
             for key, region, result in planned:  # each write reaches the journal through napari's paint event
-                plane = labels.data[key] if key else labels.data
-                rows, cols = np.nonzero(result.plane != plane[region])
-                if rows.size:
+                plane = data[key] if key else data
+                rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))
+                if rows.size and is_pyramid(labels):
+                    # multiscale labels (very large planes) emit no paint event: not journaled
+                    write_region(labels, key, region, result.plane)
+                elif rows.size:
                     index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start,
                                                                          cols + region[1].start)
                     labels.data_setitem(index, result.plane[rows, cols])
                 pixels += result.painted
         click_log_of(labels).add(record)
+        if str(labels.unique_id) in self._tops:
+            self._tops[str(labels.unique_id)] = max(self._tops[str(labels.unique_id)], label_id)
         blocked = sum(r.blocked for _, _, r in planned)
         note = f"; {blocked} px left to existing labels" if blocked else ""
         where = f" on {len(planned)} slices" if len(planned) > 1 else ""

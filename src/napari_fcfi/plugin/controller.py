@@ -32,7 +32,7 @@ from napari_fcfi.annotation.geometry import (
     world_to_grid,
 )
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
-from napari_fcfi.annotation.painting import LabelIdError, next_free_label
+from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 
@@ -43,6 +43,8 @@ from .mouse import ClickIntent, click_gesture
 from .points_sync import PointsSync
 from .predictions import Prediction, Predictor, Request, default_cpu_threads, engine_segmenter_factory, mask_from
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
+from .pyramid import clear as clear_pyramid
+from .pyramid import is_pyramid, write_region
 from .worker import ImmediateRunner, ThreadedRunner
 
 SHORTCUTS = {  # action -> (napari key, text shown in tooltips); the README lists the same keys
@@ -211,7 +213,10 @@ class SegmentationController:
         state = ImageState(layer, geometry, channel_axis, channel, clicks, preview)
         state.labels_layer, _ = self.committer.labels_for(layer, geometry, None)
         state.preview_box = None
-        preview.data = np.zeros(geometry.plane_shape, dtype=np.uint8)
+        if is_pyramid(preview):
+            clear_pyramid(preview)
+        else:
+            preview.data = np.zeros(geometry.plane_shape, dtype=np.uint8)
         self.images[state.image_id] = state
         self.points.attach(state)
         self.points.rebuild(state)  # clicks left in a reused clicks layer become objects again
@@ -270,7 +275,7 @@ class SegmentationController:
         if labels is None:
             return 1
         try:
-            return next_free_label(labels.data)
+            return self.committer.next_free(labels)
         except LabelIdError:
             return 0
 
@@ -382,7 +387,8 @@ class SegmentationController:
         if state is None or key is None or state.labels_layer is None:
             self._status("FCFI: no labels layer to edit")
             return False
-        plane = np.asarray(state.labels_layer.data[key] if key else state.labels_layer.data)
+        data = helpers.image_data(state.labels_layer)
+        plane = np.asarray(data[key] if key else data)
         mask = plane == int(label_id)
         if label_id <= 0 or not mask.any():
             self._status(f"FCFI: label {label_id} is not on this slice")
@@ -403,7 +409,8 @@ class SegmentationController:
         key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
         if not state.geometry.contains(key, row, col):
             return False
-        plane = state.labels_layer.data[key] if key else state.labels_layer.data
+        data = helpers.image_data(state.labels_layer)
+        plane = data[key] if key else data
         return self.select_label(int(np.asarray(plane[row:row + 1, col:col + 1])[0, 0]))
 
     def commit(self) -> bool:
@@ -501,9 +508,12 @@ class SegmentationController:
         obj = self.current_object(create=False)
         mask = None if obj is None else obj.mask
         new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
-        plane = state.preview_layer.data
+        plane = helpers.image_data(state.preview_layer)
         region = _union(state.preview_box, new_box)
-        if region is not None:
+        if region is not None and is_pyramid(state.preview_layer):
+            values = np.zeros(plane[region].shape, plane.dtype) if mask is None else mask[region]
+            write_region(state.preview_layer, (), region, values)
+        elif region is not None:
             plane[region] = 0 if mask is None else mask[region]
             # Same shape and no selection: skip the extent, thumbnail and highlight updates.
             state.preview_layer.refresh(extent=False, thumbnail=False, highlight=False)
@@ -549,6 +559,8 @@ class SegmentationController:
             self.points.detach(state)
             if len(state.clicks_layer.data) == 0:
                 helpers.remove_layers(self.viewer, state.clicks_layer, state.preview_layer)
+            elif is_pyramid(state.preview_layer):
+                clear_pyramid(state.preview_layer)
             else:
                 state.preview_layer.data = np.zeros(state.geometry.plane_shape, dtype=np.uint8)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)

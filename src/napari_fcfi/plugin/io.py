@@ -38,6 +38,8 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     target = fcfi_labels_path(path)
     if target != Path(path) and target.exists():
         raise FileExistsError(f"{target} exists already; save to that name explicitly to replace it")
+    if attributes.get("multiscale") or isinstance(data, (list, tuple)):
+        data = data[0]  # a multiscale labels layer (very large planes, see .pyramid): level 0 is the labels
     written = write_labels_tiff(target, data, attributes)
     journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
     if journal:

@@ -92,8 +92,13 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
     """A 2D labels layer showing the object in progress of the slice on screen."""
     from napari.utils.colormaps import DirectLabelColormap
 
+    from .pyramid import needs_pyramid, pyramid_levels
+
+    plane = np.zeros(geometry.plane_shape, dtype=np.uint8)
+    large = needs_pyramid(geometry.plane_shape)  # drawn tile by tile (see .pyramid)
     return viewer.add_labels(
-        np.zeros(geometry.plane_shape, dtype=np.uint8),
+        pyramid_levels(plane) if large else plane,
+        multiscale=large,
         name=f"{image.name} FCFI preview",
         scale=geometry.scale[-2:],
         translate=geometry.translate[-2:],

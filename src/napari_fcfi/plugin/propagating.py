@@ -109,7 +109,8 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
-    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, through)
+    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, through,
+                                           controller.settings.threshold)
     drop_replaced_points(controller, state, undo.replaced)
     state.actions.append(("propagation", start_key))
     run = PropagationRun(sum(len(o) for o in order))

@@ -6,7 +6,12 @@ The rule the napari widget uses (and the protocol below):
 2. :func:`napari_fcfi.finetune` adapts a copy of the model on the other objects;
 3. :func:`check_adaptation` runs the robot user (the evaluation toolkit's, through the engine, at most
    20 clicks) on the held-back objects with the base and the adapted model, and keeps the adapted
-   model only if it needs fewer clicks there (mean NoC@85 + NoC@90, strictly fewer).
+   model only when it needs fewer clicks there with a stated confidence: per object, the clicks the
+   adapted model saves (NoC@85 + NoC@90, base minus adapted) are paired, and a one-sided sign-flip
+   permutation test of their mean gives the confidence that the adapted model needs fewer clicks;
+   it is kept at :data:`KEEP_CONFIDENCE` (90 %) or more. When that is not reached, the check says
+   how many more committed objects would be needed to reach it at the measured gain
+   (:func:`objects_needed`), or that no gain was measured.
 
 :func:`adapt_with_check` does the three in one call. :mod:`.adaptation_protocol` measures the whole
 thing on a modality (``scripts/run_adaptation.py``).
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,10 @@ HOLDOUT_FRACTION = 0.25
 #: Held-back objects the robot runs on (a seeded subset when more are held back).
 CHECK_OBJECTS = 30
 CHECK_MAX_CLICKS = 20
+#: Confidence (1 - one-sided p of the paired sign-flip test) needed to keep an adapted model.
+KEEP_CONFIDENCE = 0.9
+_EXACT_SIGN_FLIPS = 16  # exact enumeration up to this many non-zero differences, else a seeded sample
+_SAMPLED_SIGN_FLIPS = 20000
 
 ProgressCallback = Callable[[float, str], Any]
 
@@ -125,9 +134,18 @@ class AdaptationCheck:
     change_percent: float  # of the clicks; negative: the adapted model needs fewer
     seconds: float
     cancelled: bool = False
+    confidence: float = math.nan  # that the adapted model needs fewer clicks (paired sign-flip test)
+    required_confidence: float = KEEP_CONFIDENCE
+    clicks_saved: list[float] = field(default_factory=list)  # per held-back object, base minus adapted
+    advice: str = ""  # what was measured and what would help, in words for the user
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _object_clicks(ious: Sequence[float], max_clicks: int) -> float:
+    """One object's NoC@85 + NoC@90 (the per-object form of the check's clicks)."""
+    return metrics.noc([ious], 0.85, max_clicks) + metrics.noc([ious], 0.90, max_clicks)
 
 
 def click_scores(ious: list[list[float]], max_clicks: int) -> dict[str, float]:
@@ -139,6 +157,62 @@ def click_scores(ious: list[list[float]], max_clicks: int) -> dict[str, float]:
         "nof90": metrics.nof(ious, 0.90, max_clicks),
         "iou1": float(curve[0]) if len(ious) else math.nan,
     }
+
+
+def paired_confidence(differences: Sequence[float], seed: int = 0) -> float:
+    """Confidence that the mean of paired ``differences`` is above 0: one minus the one-sided p-value
+    of a sign-flip permutation test (exact for up to 16 non-zero differences, else 20000 seeded flips).
+
+    Zero differences (ties) carry no sign; no non-zero difference gives confidence 0.
+    """
+    values = np.asarray([d for d in differences if d != 0], dtype=float)
+    if values.size == 0 or values.sum() <= 0:
+        return 0.0
+    observed = values.sum()
+    if values.size <= _EXACT_SIGN_FLIPS:
+        signs = 1 - 2 * ((np.arange(2**values.size)[:, None] >> np.arange(values.size)) & 1)
+    else:
+        signs = np.random.default_rng([seed, 1618]).choice((-1, 1), size=(_SAMPLED_SIGN_FLIPS, values.size))
+    p_value = float(np.mean(signs @ values >= observed - 1e-9))
+    return 1.0 - p_value
+
+
+def objects_needed(differences: Sequence[float], confidence: float = KEEP_CONFIDENCE) -> int | None:
+    """Held-back objects needed to reach ``confidence`` at the measured mean gain and its spread
+    (normal approximation, at least what a sign-flip test can reach with all gains positive);
+    None when no gain was measured."""
+    values = np.asarray(differences, dtype=float)
+    if values.size == 0 or values.mean() <= 0:
+        return None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(confidence)
+    spread = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    by_spread = math.ceil((z * spread / float(values.mean())) ** 2) if spread > 0 else 0
+    by_signs = math.ceil(math.log2(1.0 / (1.0 - confidence)))  # fewest objects a sign-flip test can decide on
+    return max(by_spread, by_signs, values.size + 1)
+
+
+def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: float, capped: bool = False) -> str:
+    """``capped``: the check ran on a subset of the held-back objects (more objects would not be checked)."""
+    objects = len(saved)
+    mean = float(np.mean(saved)) if objects else math.nan
+    fewer = "fewer" if mean >= 0 else "more"
+    measured = (f"On {objects} held-back objects the adapted model needed {abs(mean):.2f} {fewer} clicks per object "
+                f"(NoC@85 + NoC@90); confidence that it is better: {100 * confidence:.0f} % "
+                f"({100 * KEEP_CONFIDENCE:.0f} % needed to keep it)")
+    if keep:
+        return measured + "."
+    needed = objects_needed(saved)
+    if needed is None:
+        return (measured + ". No gain measured: keep annotating with the current model; adapting again "
+                "after many more objects (or objects of a new kind) may help.")
+    if capped:
+        return (measured + f". The gain is too small to be sure on the {objects} objects the check runs on: "
+                "adapting for longer may help.")
+    more = math.ceil((needed - objects) / fraction)
+    return (measured + f". Too few objects to be sure at this gain: annotate about {more} more objects "
+            "and adapt again.")
 
 
 def robot_ious(
@@ -172,13 +246,15 @@ def check_adaptation(
     seed: int = 0,
     progress: ProgressCallback | None = None,
 ) -> AdaptationCheck:
-    """Decide whether to keep ``adapted``: fewer robot clicks than ``base`` on the held-back objects.
+    """Decide whether to keep ``adapted``: fewer robot clicks than ``base`` on the held-back objects,
+    with :data:`KEEP_CONFIDENCE` by the paired test of the module docstring (``confidence``,
+    ``clicks_saved`` per object and ``advice`` in words are in the result).
 
     ``held_labels``: label images of the held-back objects (from :func:`hold_back_objects`), paired with
     ``images``. The robot user of the evaluation toolkit clicks through the engine (each model's own
     settings) on at most ``max_objects`` of them (seeded subset), at most ``max_clicks`` clicks each;
     the clicks of a model are its mean NoC@85 + NoC@90, and ``keep`` is True only when the adapted
-    model's are strictly fewer. ``progress(fraction, message)`` after each object; returning True
+    model's are fewer and the paired confidence reaches :data:`KEEP_CONFIDENCE`. ``progress(fraction, message)`` after each object; returning True
     stops: the check is then ``cancelled`` and ``keep`` False. The result is also recorded in
     ``adapted.fcfi_metadata["adaptation"]["held_back_check"]`` (when present), so that
     :func:`napari_fcfi.save_adapted` writes it into the model card.
@@ -200,16 +276,21 @@ def check_adaptation(
         if ious is None:
             nan = {"noc85": math.nan, "noc90": math.nan, "nof90": math.nan, "iou1": math.nan}
             return AdaptationCheck(False, len(samples), max_clicks, nan, nan, math.nan, math.nan, math.nan,
-                                   time.perf_counter() - start, cancelled=True)
+                                   time.perf_counter() - start, cancelled=True,
+                                   advice="The check was cancelled: nothing was measured; the current model stays.")
         results.append(ious)
     base_scores, adapted_scores = (click_scores(r, max_clicks) for r in results)
     base_clicks = base_scores["noc85"] + base_scores["noc90"]
     adapted_clicks = adapted_scores["noc85"] + adapted_scores["noc90"]
+    saved = [_object_clicks(b, max_clicks) - _object_clicks(a, max_clicks) for b, a in zip(*results)]
+    confidence = paired_confidence(saved, seed)
+    keep = bool(adapted_clicks < base_clicks and confidence >= KEEP_CONFIDENCE)
     check = AdaptationCheck(
-        keep=bool(adapted_clicks < base_clicks), objects=len(samples), max_clicks=max_clicks,
+        keep=keep, objects=len(samples), max_clicks=max_clicks,
         base=base_scores, adapted=adapted_scores, base_clicks=base_clicks, adapted_clicks=adapted_clicks,
         change_percent=100.0 * (adapted_clicks - base_clicks) / base_clicks if base_clicks else 0.0,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, confidence=confidence, clicks_saved=[float(d) for d in saved],
+        advice=_advice(keep, saved, confidence, HOLDOUT_FRACTION, capped=len(samples) >= max_objects),
     )
     record = getattr(adapted, "fcfi_metadata", {}).get("adaptation")
     if isinstance(record, dict):
@@ -245,6 +326,6 @@ def adapt_with_check(
 
 
 __all__ = [
-    "AdaptationCheck", "adapt_with_check", "check_adaptation", "click_scores", "hold_back_objects",
-    "object_samples", "robot_ious",
+    "KEEP_CONFIDENCE", "AdaptationCheck", "adapt_with_check", "check_adaptation", "click_scores",
+    "hold_back_objects", "object_samples", "objects_needed", "paired_confidence", "robot_ious",
 ]

@@ -201,7 +201,8 @@ def run_protocol(
     say(f"  adapted: {info['steps']} steps in {info['seconds']:.0f} s, peak extra memory {memory.extra_mib:.0f} MiB")
     check = check_adaptation(base, adapted, images, held_labels, seed=seed, progress=progress)
     say(f"  held-back check on {check.objects} objects: clicks {check.base_clicks:.2f} -> "
-        f"{check.adapted_clicks:.2f}: {'keep' if check.keep else 'revert'} ({check.seconds:.0f} s)")
+        f"{check.adapted_clicks:.2f}, confidence {100 * check.confidence:.0f} %: "
+        f"{'keep' if check.keep else 'revert'} ({check.seconds:.0f} s)")
     samples = object_samples([e.image for e in second], [e.labels for e in second],
                              ignores=[e.ignore for e in second], max_objects=eval_objects,
                              min_area=eval_min_area, seed=seed, names=[e.name for e in second])
