@@ -7,7 +7,9 @@ the nucleus of median size among those present on every slice. Each run is one c
 API, :func:`napari_fcfi.annotation.propagation.propagate` from slice 0 upwards with ``max_slices=20``
 (engine defaults, the same code the widget runs); one warm-up run is not counted. Prints the median
 (and min/max) wall time of the runs, the slices reached, ms per slice and the mean IoU of the
-propagated masks with the ground truth::
+propagated masks with the ground truth, and the time outside the network: main-thread CPU time per
+slice of everything but the network's forward pass (``time.thread_time``, which a busy shared machine
+inflates far less than wall time; the network's own main-thread share is taken out)::
 
     python benchmarks/propagation_speed.py --model default --threads 2 --runs 5
 """
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from napari_fcfi.annotation.propagation import propagate
+from napari_fcfi.engine.network_runner import NetworkRunner
 from napari_fcfi.evaluation.metrics import iou
 from napari_fcfi.evaluation.stack_data import deformed_stack
 from napari_fcfi.model import load_model
@@ -63,13 +66,26 @@ def main() -> int:
     model = load_model(args.model, device="cpu")
     image, labels, label = benchmark_stack(args.size, args.slices + 1, args.seed)
     start = labels[0] == label
-    times, reached = [], {}
+    network_cpu = [0.0]
+    forward = NetworkRunner._forward
+
+    def timed_forward(self, *a, **k):
+        cpu = time.thread_time()
+        try:
+            return forward(self, *a, **k)
+        finally:
+            network_cpu[0] += time.thread_time() - cpu
+
+    NetworkRunner._forward = timed_forward
+    times, outside, reached = [], [], {}
     for run in range(args.runs + 1):
-        t0 = time.perf_counter()
+        network_cpu[0] = 0.0
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         reached = propagate(model, image, 0, start, direction="up", max_slices=args.slices)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
         if run:  # run 0 is the warm-up
             times.append(elapsed)
+            outside.append(1000 * (cpu - network_cpu[0]) / max(len(reached), 1))
     median = statistics.median(times)
     ious = [iou(mask, labels[z] == label) for z, mask in sorted(reached.items())]
     result = {
@@ -84,6 +100,7 @@ def main() -> int:
         "seconds_min": min(times),
         "seconds_max": max(times),
         "ms_per_slice": 1000 * median / max(len(reached), 1),
+        "outside_network_cpu_ms_per_slice": statistics.median(outside),
         "mean_iou": float(np.mean(ious)) if ious else float("nan"),
         "loadavg_1min": os.getloadavg()[0],
         "cpu": platform.processor() or platform.machine(),
@@ -94,7 +111,8 @@ def main() -> int:
         f"propagation of one object ({result['object_area_start']} px) through {len(reached)}/{args.slices} "
         f"slices of {args.size}x{args.size}, model {args.model}, {args.threads} torch threads: "
         f"median {median:.2f} s over {args.runs} runs (min {min(times):.2f}, max {max(times):.2f}), "
-        f"{result['ms_per_slice']:.0f} ms per slice; mean IoU {result['mean_iou']:.3f}; "
+        f"{result['ms_per_slice']:.0f} ms per slice ({result['outside_network_cpu_ms_per_slice']:.1f} ms main-thread "
+        f"CPU outside the network); mean IoU {result['mean_iou']:.3f}; "
         f"load average {result['loadavg_1min']:.2f} on {result['cpus']} CPUs"
     )
     if args.json:

@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_fcfi.engine.io import read_image
 from napari_fcfi.evaluation.metrics import summarize
-from napari_fcfi.evaluation.runner import EvalResult
+from napari_fcfi.evaluation.results import EvalResult
 from napari_fcfi.training.data import image_modality, make_labeled_image
 
 SIZE_BUCKETS = ((0, 150, "small (< 150 px)"), (150, 600, "medium (150-600 px)"), (600, 10**12, "large (> 600 px)"))

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fcfi.evaluation.datasets import Sample, SampleList, open_dataset, sample_object_labels
-from napari_fcfi.evaluation.runner import evaluate, format_table
+from napari_fcfi.evaluation.datasets import open_dataset
+from napari_fcfi.evaluation.results import format_table
+from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.samples import Sample, SampleList, sample_object_labels
 from napari_fcfi.training.synthetic import GENERATORS
 
 BASELINE_NAMES = ("random-walker", "geodesic")

@@ -4,7 +4,7 @@
 The objects of the first half of the images are the user's committed labels (25 % held back for the
 keep-or-revert check), the model is adapted on the rest for ``--minutes``, and the robot user's
 NoC@85/90 on objects of the second half is compared for the base and the adapted model
-(:func:`napari_fcfi.evaluation.adaptation.run_protocol`). Writes ``<out>/report.json`` (and the
+(:func:`napari_fcfi.training.adaptation_protocol.run_protocol`). Writes ``<out>/report.json`` (and the
 adapted model with its card when ``--save-model``).
 
 Modalities::
@@ -26,20 +26,24 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
+from napari_fcfi.model import load_model
+from napari_fcfi.training import adaptation_protocol
+from napari_fcfi.training.finetune import save_adapted
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def entries_for(modality: str, data: Path | None):
-    from napari_fcfi.evaluation import adaptation
-
     if modality == "membrane":
-        return adaptation.membrane_entries()
+        return adaptation_protocol.membrane_entries()
     if modality == "dsb-colour":
-        return adaptation.dsb_entries(data or SHARED / "dsb2018_train", "colour")
+        return adaptation_protocol.dsb_entries(data or SHARED / "dsb2018_train", "colour")
     if modality == "nuclei":
-        return adaptation.dsb_entries(data or SHARED / "dsb2018_train", "dark background")
+        return adaptation_protocol.dsb_entries(data or SHARED / "dsb2018_train", "dark background")
     if modality == "grabcut":
-        return adaptation.grabcut_entries(data or SHARED / "grabcut")
+        return adaptation_protocol.grabcut_entries(data or SHARED / "grabcut")
     raise ValueError(modality)
 
 
@@ -52,17 +56,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-objects", type=int, default=60)
+    parser.add_argument("--images", type=int, default=None,
+                        help="use only the first N images (a user-sized number of committed objects)")
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--save-model", action="store_true")
     args = parser.parse_args()
-
-    import torch
-
-    from napari_fcfi.evaluation.adaptation import run_protocol
-    from napari_fcfi.model import load_model
-    from napari_fcfi.training.finetune import save_adapted
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,9 @@ def main() -> int:
             log.write(line + "\n")
 
     base = load_model(args.base, device="cpu")
-    entries = entries_for(args.modality, args.data)
+    entries = entries_for(args.modality, args.data)[:args.images]
     say(f"{args.modality}: {len(entries)} images, base {args.base}, {args.minutes} min, {args.threads} thread(s)")
-    report, adapted = run_protocol(
+    report, adapted = adaptation_protocol.run_protocol(
         base, entries, name=args.modality, time_budget_s=args.minutes * 60, steps=args.steps, seed=args.seed,
         max_clicks=args.max_clicks, eval_objects=args.eval_objects, say=say,
     )

@@ -16,10 +16,14 @@ Heavy modules (torch) are imported lazily so that napari's plugin discovery stay
 
 from __future__ import annotations
 
-from importlib import import_module
+from importlib import import_module, metadata
 from typing import Any
 
-__version__ = "0.1.0"
+# The version is defined once, by the git tag the package was built from (see docs/releasing.md).
+try:
+    __version__ = metadata.version("napari-fcfi")
+except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0.0.0+unknown"
 
 _LAZY_EXPORTS = {
     "load_model": "napari_fcfi.model",
@@ -27,12 +31,13 @@ _LAZY_EXPORTS = {
     "list_models": "napari_fcfi.model",
     "InteractiveSegmenter": "napari_fcfi.engine",
     "propagate": "napari_fcfi.annotation.propagation",
+    "fill_between": "napari_fcfi.annotation.filling",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
-    "adapt_with_check": "napari_fcfi.evaluation.adaptation",
+    "adapt_with_check": "napari_fcfi.training.adaptation",
 }
 
-__all__ = ["__version__", *_LAZY_EXPORTS]
+__all__ = ["__version__", *_LAZY_EXPORTS]  # noqa: PLE0604 - the keys are the lazy names (str)
 
 
 def __getattr__(name: str) -> Any:

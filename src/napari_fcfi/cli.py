@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from importlib import import_module
-from typing import Sequence
+
+from napari_fcfi import __version__
 
 # name -> (module implementing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -31,8 +33,6 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         prog="fcfi",
         description="napari-fcfi: click-based interactive segmentation (FCFI) for microscopy.",
     )
-    from napari_fcfi import __version__
-
     parser.add_argument("--version", action="version", version=f"napari-fcfi {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():

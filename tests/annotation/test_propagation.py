@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
 
-from helpers.standins import BrightRegionSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.history import ActionHistory
@@ -124,25 +124,27 @@ def test_propagation_step_needs_an_object_on_its_slice():
         object_masks(BrightRegionSegmenter(None), stack, make_geometry(stack.shape), record)
 
 
-def test_the_image_stops_a_network_that_copies_its_feedback():
-    """Past the object's end a network may copy the feedback mask: the image contrast ends it."""
-    from helpers.standins import DiskSegmenter
-    from napari_fcfi.annotation.propagation import faded, object_contrast
+def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
+    """Past the end the network copies its feedback: its low confidence on two slices in a row ends the
+    object at the first of them; one doubtful slice inside the object does not; ``through`` continues."""
+    from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, PropagationStop, propagation_steps
 
-    class FeedbackCopier(DiskSegmenter):
-        def _prob(self, clicks):
-            return self.initial.astype(np.float32)
-
-    stack = moving_disk_stack(depth=12, first=2, last=8)
+    stack = moving_disk_stack(depth=14, first=2, last=9)
+    stack[6] = 10  # one slice without contrast inside the object (a bad slice, not its end)
     start = stack[5] > 100
-    reached = dict(propagate_slices(FeedbackCopier(None), lambda i: stack[i], start,
-                                    propagation_order(5, 12, "both", None), start_image=stack[5]))
-    assert set(reached) <= {2, 3, 4, 6, 7, 8} and {4, 6} <= set(reached)
-    assert 9 not in reached and 1 not in reached
-    without_image = dict(propagate_slices(FeedbackCopier(None), lambda i: stack[i], start,
-                                          propagation_order(5, 12, "up", None)))
-    assert 11 in without_image  # the mask rules alone would carry it to the end of the stack
-    dark = 255 - stack  # a dark object (brightfield): the same rule, the other sign
-    assert object_contrast(dark[5], start) < 0 and not faded(object_contrast(dark[6], stack[6] > 100),
-                                                             object_contrast(dark[5], start))
-    assert faded(object_contrast(dark[10], start), object_contrast(dark[5], start))
+    steps = list(propagation_steps(UnsureCopier(None), lambda i: stack[i], start, propagation_order(5, 14, "both", None)))
+    reached = {s.index for s in steps if not isinstance(s, PropagationStop)}
+    stops = [s for s in steps if isinstance(s, PropagationStop)]
+    assert reached == {2, 3, 4, 6, 7, 8, 9}  # slice 6 is doubtful but slice 7 confirms the object
+    assert [(s.index, s.span) for s in stops] == [(10, 2), (1, 2)]
+    assert "unsure" in stops[0].reason and f"{MIN_CONFIDENCE:.2f}" in stops[0].reason
+    assert "stopped at slice 10" in stops[0].describe()
+    confidences = {s.index: s.confidence for s in steps if not isinstance(s, PropagationStop)}
+    assert confidences[6] < MIN_CONFIDENCE <= confidences[7]
+    # continuing past the stop from slice 9 keeps the two doubted slices, then stops again
+    on = list(propagation_steps(UnsureCopier(None), lambda i: stack[i], stack[9] > 100,
+                                propagation_order(9, 14, "up", None), through=2))
+    assert [s.index for s in on if not isinstance(s, PropagationStop)] == [10, 11]
+    assert isinstance(on[-1], PropagationStop) and on[-1].index == 12
+    # a doubtful slice at the end of the range is kept (nothing beyond it to judge by)
+    assert 10 in dict(propagate_slices(UnsureCopier(None), lambda i: stack[i], stack[9] > 100, [[10]]))

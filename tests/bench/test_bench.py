@@ -40,7 +40,7 @@ def test_summarize_ms_median_and_p95():
 def test_synthetic_input_follows_the_call_contract():
     image, points, new_clicks, gate = synthetic_network_input(64)
     assert image.shape == (1, 4, 64, 64) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert points.shape == (1, 4, 3)  # 2 positives, 1 negative padded to 2
     assert points[0, 3].tolist() == [-1.0, -1.0, -1.0]
     assert new_clicks.dtype == torch.long and new_clicks.shape == (1, 1, 3)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.standins import BlobNet
 
+from helpers.standins import BlobNet
 from napari_fcfi.engine import InteractiveSegmenter, resolve_settings
 from napari_fcfi.engine.settings import PAPER_DATASETS, PAPER_ZOOM_IN, paper_backbone_of
 

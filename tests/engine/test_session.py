@@ -23,7 +23,6 @@ from napari_fcfi.engine.windows import (
     resized_shape,
 )
 
-
 # One intra-op thread: on a shared, oversubscribed CPU two OpenMP threads can be 10x slower.
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 

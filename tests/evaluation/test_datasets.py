@@ -9,7 +9,6 @@ import pytest
 import skimage.io
 import tifffile
 
-from napari_fcfi.evaluation.tiff_stack import TiffStackDataset
 from napari_fcfi.evaluation.datasets import (
     BerkeleyDataset,
     CocoMValDataset,
@@ -19,10 +18,10 @@ from napari_fcfi.evaluation.datasets import (
     SBDDataset,
     detect_dataset_type,
     open_dataset,
-    sample_object_labels,
-    split_ids,
-    split_instance_folder,
 )
+from napari_fcfi.evaluation.samples import sample_object_labels
+from napari_fcfi.evaluation.splits import split_ids, split_instance_folder
+from napari_fcfi.evaluation.tiff_stack import TiffStackDataset
 
 
 def _save(path: Path, array: np.ndarray) -> None:

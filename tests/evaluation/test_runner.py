@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import skimage.io
 
+from helpers.standins import GrowingDiskSegmenter
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
 from napari_fcfi.evaluation.baselines import GeodesicSegmenter, RandomWalkerSegmenter
-from helpers.standins import GrowingDiskSegmenter
-from napari_fcfi.evaluation.datasets import Sample, SampleList
-from napari_fcfi.evaluation.runner import EvalResult, evaluate, format_table, resolve_segmenter
+from napari_fcfi.evaluation.results import EvalResult, format_table
+from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.samples import Sample, SampleList
+from napari_fcfi.evaluation.segmenters import resolve_segmenter
 
 
 def disk_sample(radius=10, size=48, name="disk") -> Sample:
@@ -196,7 +198,7 @@ def test_fcfi_eval_split_val_on_instance_folder(tmp_path, capsys):
         )
         == 0
     )
-    from napari_fcfi.evaluation.datasets import split_instance_folder
+    from napari_fcfi.evaluation.splits import split_instance_folder
 
     (val_id,) = split_instance_folder(folder, 0.25)[1]
     objects = json.loads((out / "geodesic.json").read_text())["objects"]

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers.standins import BlobNet, BrightRegionSegmenter, disk
 
+from helpers.standins import BlobNet, BrightRegionSegmenter, disk
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.datasets import split_instance_folder
+from napari_fcfi.evaluation.splits import split_instance_folder
 from napari_fcfi.evaluation.stack_data import (
     Stack,
     deformed_stack,
@@ -72,6 +72,38 @@ def test_known_numbers_on_a_drifting_disk():
     assert s["iou_by_distance"] == {1: 1.0, 2: 1.0, 3: 1.0} == s["chained_iou_by_distance"]
     assert s["deletions"] == s["chained_overrun_slices"] == s["propagation_stops"] == 0
     assert "0.14" in format_stack_table([result])
+
+
+def test_fill_between_mode_and_stopping_numbers_on_a_drifting_disk():
+    stack = moving_disk_stack()  # the disk is on slices 2..8 and ends inside the stack on both sides
+    result = evaluate_stacks(BrightRegionSegmenter(None), [stack], stack_set="disk", fill_every=3)
+    (obj,) = result.objects
+    anchors = {2, 5, 8}  # every 3rd reached slice and the last one, annotated from scratch (1 click each)
+    assert {s.z for s in obj.slices if s.fill_iou is None} == anchors
+    assert all(s.fill_iou == 1.0 and s.clicks_fill == 0 and not s.fill_review for s in obj.slices if s.z not in anchors)
+    s = result.summary
+    assert (s["clicks_fill"], s["filled_slices"], s["ratio_fill"]) == (3, 4, pytest.approx(3 / 7))
+    assert (s["ends"], s["mean_overrun"], s["false_stop_rate"], s["chained_stops"]) == (2, 0.0, 0.0, 0)
+    table = format_stack_table([result])
+    assert "0 / 6 (0.0 %)" in table and "0.43" in table
+    with pytest.raises(ValueError, match="at least 2"):
+        evaluate_stacks(BrightRegionSegmenter(None), [stack], fill_every=1)
+
+
+def test_membrane_stacks_have_cells_that_begin_and_end_inside():
+    from napari_fcfi.evaluation.stack_data import membrane_stacks, stack_set
+
+    (stack,) = membrane_stacks(1, depth=9, size=96, seed=3)
+    np.testing.assert_array_equal(stack.labels, membrane_stacks(1, depth=9, size=96, seed=3)[0].labels)
+    assert stack_set("membrane", count=1, depth=4, seed=3)[0].labels.shape == (4, 192, 192)  # at least 192 px
+    assert stack.image.shape == stack.labels.shape == (9, 96, 96) and stack.labels.dtype == np.int32
+    present = np.stack([np.bincount(z.ravel(), minlength=stack.labels.max() + 1) > 0 for z in stack.labels])
+    inner = present[1:-1].any(axis=0)
+    assert (inner & ~present[0] & ~present[-1]).sum() >= 1  # a cell that begins and ends inside the stack
+    membranes = stack.labels == 0
+    assert 0.05 < membranes.mean() < 0.4
+    assert stack.image[membranes].mean() < stack.image[~membranes].mean()  # dark membranes, bright cells
+    assert len(stack_objects(stack)) >= 5
 
 
 def test_corrections_stops_and_deletions_are_counted():

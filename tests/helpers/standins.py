@@ -3,7 +3,8 @@
 * :class:`BlobNet`: a deterministic network that follows the FCFI call contract (engine logic);
 * :class:`ContractStandIn`: a tiny trainable network with every output the trainer's losses need;
 * :class:`DiskSegmenter`: an engine-session stand-in (disks at clicks) for plugin tests;
-* :class:`GrowingDiskSegmenter`: an evaluation segmenter whose IoU per click is known.
+* :class:`GrowingDiskSegmenter`: an evaluation segmenter whose IoU per click is known;
+* :class:`UnsureCopier`: a bright-region session that copies its feedback, unsure, where nothing is bright.
 """
 
 from __future__ import annotations
@@ -251,3 +252,16 @@ class BrightRegionSegmenter(DiskSegmenter):
             if not positive:
                 mask &= (rows - row) ** 2 + (cols - col) ** 2 > RADIUS**2
         return mask.astype(np.float32)
+
+
+class UnsureCopier(BrightRegionSegmenter):
+    """The bright region at the click, sure of it (probability 0.95); where the click is not on a bright
+    region, the feedback mask copied (as a network tends to past an object's end), unsure of it (0.6)."""
+
+    def _prob(self, clicks):
+        region = super()._prob(clicks)
+        if self.image.max() > 100 and region.any():
+            return region * 0.95
+        if self.initial is None:
+            return region
+        return self.initial.astype(np.float32) * 0.6

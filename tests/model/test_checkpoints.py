@@ -19,6 +19,7 @@ from helpers.paths import SHARED_DOCS
 from napari_fcfi.cli import main as fcfi_main
 from napari_fcfi.model import device as device_module
 from napari_fcfi.model import official, registry
+from napari_fcfi.model.architectures import build_network
 from napari_fcfi.model.device import DeviceError, resolve_device, resolve_dtype
 from napari_fcfi.model.errors import (
     CheckpointError,
@@ -27,7 +28,6 @@ from napari_fcfi.model.errors import (
     UnsupportedCheckpointError,
 )
 from napari_fcfi.model.loading import load_model
-from napari_fcfi.model.networks import build_network
 from napari_fcfi.model.registry import ModelDownloadError, ModelEntry
 from napari_fcfi.model.safetensors_format import read_metadata, save_model
 
@@ -372,7 +372,7 @@ def test_save_model_round_trip_and_metadata(tmp_path, tiny_hrnet):
 def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path, tiny_hrnet, low_byte):
     """The 8-byte header length is little-endian: 128 + 256 k starts with the pickle opcode byte 0x80."""
     path = tmp_path / "m.safetensors"
-    for pad in range(0, 300):
+    for pad in range(300):
         save_model(tiny_hrnet, path, metadata={"name": "x" * pad, "adaptation": {"steps": 1}})
         if path.read_bytes()[0] == low_byte:
             break

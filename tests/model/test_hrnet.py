@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from helpers.paths import SHARED_DOCS
+from napari_fcfi.model.architectures import build_network
 from napari_fcfi.model.hrnet import HRNetBackbone
-from napari_fcfi.model.networks import (
-    NETWORK_PRESETS,
-    FCFIHRNet,
-    build_network,
-    build_preset,
-    upsample_outputs,
-)
+from napari_fcfi.model.network_io import upsample_outputs
+from napari_fcfi.model.networks import NETWORK_PRESETS, FCFIHRNet, build_preset
 
 OFFICIAL_SHEET = SHARED_DOCS / "official_checkpoints" / "hrnet18s_cocolvis.json"
 TINY = {"width": 4, "ocr_width": 8, "small": True, "mid_ch": 8}

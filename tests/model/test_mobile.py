@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from napari_fcfi.model import load_model, save_model
+from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.model.imagenet import IMAGENET_WEIGHTS, find_imagenet_weights, load_imagenet_backbone
 from napari_fcfi.model.mobile import FCFIMobile
 from napari_fcfi.model.mobile_backbones import SamePadConv2d, build_backbone
-from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 

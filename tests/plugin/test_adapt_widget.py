@@ -13,7 +13,7 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 
 def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi_net, monkeypatch):
     from napari_fcfi.engine import InteractiveSegmenter
-    from napari_fcfi.evaluation import adaptation
+    from napari_fcfi.training import adaptation
     from napari_fcfi.model import load_model
 
     rng = np.random.default_rng(0)
@@ -24,7 +24,7 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
             image[z][disk((96, 96), r, c, 9)] += 400
     cache = ModelCache(loader=lambda source, device: tiny_fcfi_net)
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="cells")
+    viewer.add_image(image, name="cells", axis_labels=("z", "y", "x"))  # two slices, not two channels
     # Commits come from a deterministic stand-in network (bright blobs at the clicks); the model that is
     # adapted is the tiny real FCFI network from the cache.
     blobs = BlobNet(radius=4.0, brightness_weight=8.0).eval()
@@ -64,16 +64,28 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
     assert "now using the adapted model" in panel.result.value, panel.result.value
     assert controller.settings.model_source == "adapted from default"
+    assert widget.model_menu.value == "adapted from default"  # the menu names the model in use
     assert panel.adapted is not tiny_fcfi_net and panel.revert_button.enabled
     saved = panel.save(tmp_path / "mine")
     assert saved.exists() and saved.with_suffix(".md").exists()
     loaded = load_model(saved, device="cpu")
     assert loaded.fcfi_metadata["adaptation"]["objects"] >= 1
     panel.revert()
-    assert controller.settings.model_source == "default"
+    assert controller.settings.model_source == "default" and widget.model_menu.value == "default"
 
     monkeypatch.setattr(adaptation, "adapt_with_check", verdict(False))
     panel.start()
     qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
     assert "kept the current model" in panel.result.value and controller.settings.model_source == "default"
+
+    def cancelled(model, images, labels, progress=None, **kwargs):
+        progress(0.5, "adapting")  # the user pressed Cancel: the check below measured nothing
+        nan = float("nan")
+        return model, adaptation.AdaptationCheck(False, 4, 20, {}, {}, nan, nan, nan, 1.0, cancelled=True)
+
+    monkeypatch.setattr(adaptation, "adapt_with_check", cancelled)
+    panel.start()
+    panel.cancel()
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
+    assert "cancelled" in panel.result.value and "nan" not in panel.result.value
     widget.close_controller()

@@ -28,6 +28,7 @@ def test_writer_round_trip_keeps_dtype_scale_translate(tmp_path, dtype):
     with tifffile.TiffFile(written[0]) as tif:
         page = tif.pages[0]
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE  # zlib
+        assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK  # 3 slices are not an RGB image
         assert page.tags["XResolution"].value == (4, 1)  # 1 / 0.25 pixels per unit
         assert page.tags["YResolution"].value == (2, 1)
 
@@ -38,6 +39,14 @@ def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="fewer entries"):
         write_labels_tiff(str(tmp_path / "f.tif"), np.zeros((2, 4, 4), np.uint8), {"scale": (1, 1)})
     assert not (tmp_path / "f.tif").exists()
+
+
+def test_labels_tiff_names_tif_tiff_and_fcfi_are_kept(tmp_path):
+    """``fcfi segment --out`` may name its labels .fcfi (napari opens them as labels) or .tif."""
+    labels = np.ones((4, 5), np.uint8)
+    for name, expected in (("a.fcfi", "a.fcfi"), ("b.TIF", "b.TIF"), ("c.tiff", "c.tiff"), ("d.png", "d.tif")):
+        assert write_labels_tiff(tmp_path / name, labels, {}) == [str(tmp_path / expected)]
+        np.testing.assert_array_equal(read_labels_tiff(tmp_path / expected)[0], labels)
 
 
 def test_writer_and_samples_through_npe2(tmp_path):
@@ -54,26 +63,25 @@ def test_writer_and_samples_through_npe2(tmp_path):
     writer = manager.get_command("napari-fcfi.write_labels").exec(
         args=(str(tmp_path / "w.tif"), np.ones((5, 6), np.uint16), {"scale": (1.0, 1.0)})
     )
-    assert writer == [str(tmp_path / "w.tif")]
+    assert writer == [str(tmp_path / "w.fcfi")]  # FCFI labels are named .fcfi
 
 
 def test_file_open_restores_scale_and_translate_and_saving_clears_the_journal(make_napari_viewer, tmp_path):
-    from napari_fcfi.annotation.journal import CommitJournal
+    from napari_fcfi.annotation.journal import LabelsJournal, change_record
     from napari_fcfi.plugin.io import get_reader, write_labels
 
-    journal = CommitJournal(tmp_path / "journal")
-    journal.start({"label_shape": [2, 8, 9]})
+    journal = LabelsJournal.create("image", {"label_shape": [2, 8, 9], "dtype": "uint16"}, tmp_path / "journals")
     labels = np.zeros((2, 8, 9), np.uint16)
-    before = labels[1].copy()
     labels[1, 2:5, 3:6] = 4
-    journal.append(4, (1,), (slice(0, 8), slice(0, 9)), before, labels[1], labels[1] > 0, [(3, 4, True)])
+    journal.append(change_record("commit", ((1, 2), (0, 8), (0, 9)), labels[1:2], labels[1:2] > 0, label_id=4))
+    journal.close()
     assert journal.exists()
-    written = write_labels(str(tmp_path / "saved.tif"), labels, {
+    written = write_labels(str(tmp_path / "saved.fcfi"), labels, {
         "scale": (3.0, 0.5, 0.5), "translate": (1.0, 2.0, 3.0), "name": "cells labels",
         "metadata": {"napari_fcfi": {"journal": str(journal.folder)}}})
     assert not journal.exists()  # on disk now: the journal has done its job
     viewer = make_napari_viewer()
-    layers = viewer.open(written[0], plugin="napari-fcfi")
+    layers = viewer.open(written[0], plugin="napari-fcfi")  # viewer.open defaults to plugin="napari"
     assert len(layers) == 1 and layers[0].__class__.__name__ == "Labels"
     np.testing.assert_array_equal(layers[0].data, labels)
     np.testing.assert_allclose(layers[0].scale, (3.0, 0.5, 0.5))
@@ -101,9 +109,9 @@ def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
 
     from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache
-    from napari_fcfi.sample_data import load_sample
     from napari_fcfi.plugin.widget import FCFIWidget
     from napari_fcfi.plugin.worker import ImmediateRunner
+    from napari_fcfi.sample_data import load_sample
 
     image, labels = load_sample("nuclei_2d"), load_sample("nuclei_2d_labels")
     seeds = object_seeds(image, count=3)

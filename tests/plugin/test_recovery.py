@@ -16,6 +16,7 @@ import pytest
 
 from helpers.paths import REPO_ROOT
 from helpers.standins import DiskSegmenter
+from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
@@ -90,20 +91,22 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: loads.append(s) or SimpleNamespace(name=s)),
                         segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=root)
     viewer.window.add_dock_widget(widget)
-    assert not widget.restore_button.native.isHidden()  # the widget offers to restore
+    assert not widget.recovery.native.isHidden()  # the widget offers to restore
     assert "4 object(s)" in widget.recovery_label.value
     widget.restore_button.clicked.emit()
     restored = widget.controller.labels_layer
+    assert restored is not None, widget.status.value
     assert restored.name.endswith("(restored)") and restored.data.dtype == committed.dtype
     np.testing.assert_array_equal(restored.data, committed)
     assert loads == []  # restored without any model
-    assert widget.restore_button.native.isHidden()
+    assert widget.recovery.native.isHidden()
     # new commits continue the same journal; discarding removes it
     viewer.dims.set_current_step(0, 0)
     widget.controller.add_click_world((0, 50, 50), True)
     assert widget.controller.commit()
-    journal = widget.controller.state.journal
-    assert len({e.label_id for e in journal.entries()}) == 5
+    journal = recorder_of(restored).journal
+    assert journal.folder == root.glob("*/*").__next__()  # the same journal, continued
+    assert len(journal.scan().label_ids) == 5
     journal.discard()
     assert not journal.exists()
     widget.close_controller()

@@ -94,7 +94,7 @@ def test_widget_reports_missing_default_weights(make_napari_viewer, monkeypatch,
 
 def test_click_log_records_slices_and_settings(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((4, 30, 30), np.float32))
+    viewer.add_image(np.zeros((4, 30, 30), np.float32), axis_labels=("z", "y", "x"))  # a short stack, named
     widget = make_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 2)
@@ -241,7 +241,7 @@ def test_widget_opened_before_any_image(make_napari_viewer, tmp_path):
     assert widget.controller.image_layer is None
     widget.controller.add_click_world((1, 1), True)  # no image yet: a message, no crash
     assert "image layer" in widget.status.value
-    image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late")
+    image = viewer.add_image(np.zeros((3, 20, 20), np.float32), name="late", axis_labels=("z", "y", "x"))
     assert widget.controller.image_layer is image
     assert widget.controller.points_layer.ndim == 3
     widget.label_id.value = 5  # a chosen id works for a labels layer created on the first commit

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_fcfi.evaluation.adaptation import adapt_with_check, check_adaptation, hold_back_objects
+from napari_fcfi.training.adaptation import adapt_with_check, check_adaptation, hold_back_objects
 from napari_fcfi.training.finetune import finetune, save_adapted
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from helpers.standins import ContractStandIn
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.evaluation.splits import split_instance_folder
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.data import (
     TrainingSampler,
@@ -22,7 +23,6 @@ from napari_fcfi.training.data import (
     make_labeled_image,
     make_synthetic_pool,
 )
-from napari_fcfi.evaluation.datasets import split_instance_folder
 from napari_fcfi.training.losses import LossWeights, fcfi_loss, normalized_focal_loss
 from napari_fcfi.training.synthetic import GENERATORS
 from napari_fcfi.training.trainer import TrainConfig, Trainer, learning_rate_factor
@@ -92,7 +92,7 @@ def test_augmented_samples_keep_clicks_on_mask():
     sampler = TrainingSampler(_toy_items(), crop_size=64, seed=3)
     for index in range(6):
         sample = sampler.sample(step=0, index=index)
-        assert sample.image.shape == (3, 64, 64) and 0 <= sample.image.min() and sample.image.max() <= 1
+        assert sample.image.shape == (3, 64, 64) and sample.image.min() >= 0 and sample.image.max() <= 1
         for row, col, positive in sample.clicks:
             assert sample.mask[0, row, col] == (1.0 if positive else 0.0)
 
@@ -168,7 +168,7 @@ def test_simulated_clicks_come_from_the_evaluation_robot(tmp_path):
     prev = trainer.simulate_clicks(images, masks, click_sets, extra_clicks=2)
     for sample, (start, clicks) in enumerate(zip(before, click_sets)):
         assert clicks[: len(start)] == start and len(clicks) <= len(start) + 2
-        assert len(set((c.row, c.col) for c in clicks)) == len(clicks)
+        assert len({(c.row, c.col) for c in clicks}) == len(clicks)
         if len(clicks) == len(start) + 2:  # the last click answers the final prediction like RobotUser
             robot = RobotUser(masks[sample, 0].numpy() > 0.5)
             for done in clicks[:-1]:
@@ -296,7 +296,7 @@ def test_validation_runs_the_engine_and_the_evaluation_robot(tmp_path):
 @pytest.mark.parametrize("use_ffcm,use_cffm", [(False, False), (True, False), (False, True)])
 def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_path, use_ffcm, use_cffm):
     from napari_fcfi.model import load_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import ablation_config, feedback_modules_in
     from napari_fcfi.training.cli import export_checkpoint
 

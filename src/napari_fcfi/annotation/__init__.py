@@ -9,7 +9,7 @@
   propagations) and its CSV form, which ``fcfi segment`` replays;
 * :mod:`.replay`: replaying a click log into labels, used by ``fcfi segment`` and by tests that
   compare it with what the widget committed;
-* :mod:`.journal`: the crash-recovery journal of commits;
+* :mod:`.journal`: the crash-recovery journal of a labels layer's changes;
 * :mod:`.cli`: ``fcfi segment``.
 
 The napari plugin and the command line use these modules, so a saved click log reproduces exactly

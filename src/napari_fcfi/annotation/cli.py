@@ -14,7 +14,9 @@
   stack) are replayed in order and painted with the widget's rules (:mod:`.painting`), so the
   labels equal the widget's.
 * Settings recorded in the log (model, preset, threshold, input size, channel axis and channel, the
-  labels dtype, scale and translate) are used unless the command line gives them.
+  labels dtype, scale and translate) are used unless the command line gives them. Each object is
+  replayed at the threshold it was committed with (``--threshold`` overrides them all); a model file
+  named by the log without a folder is looked up beside the log (an adapted model the widget saved).
 * ``LABELS``: a zlib-compressed TIFF with the image's shape without the channel axis, the labels
   dtype the widget used (else uint16, uint32 above 65535), and the layer's scale/translate
   (:mod:`.labels_tiff`).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,17 @@ def image_geometry_for(image: Any, channel_axis: int | None, recorded: dict[str,
     return make_geometry(shape, channel_axis, rgb=rgb, scale=scale, translate=translate, leading_channels_only=False)
 
 
+def _logged_model(log_path: Path, source: str | None) -> str:
+    """The log's model; a relative file name is looked up beside the log (the widget saves an adapted
+    model there)."""
+    if not source:
+        return "default"
+    beside = Path(log_path).parent / source
+    if not Path(source).is_absolute() and not Path(source).exists() and beside.is_file():
+        return str(beside)
+    return source
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_fcfi.engine.io import read_image
     from napari_fcfi.model import ModelDownloadError, load_model
@@ -92,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite is not None:
             for record in log.records:
                 record.overwrite = args.overwrite
-        model = load_model(args.model or log.metadata.get("model") or "default", device=args.device)
+        if args.threshold is not None:  # one threshold for every object and step
+            for record in log.records:
+                record.threshold = None
+                record.steps = [replace(step, threshold=None) for step in record.steps]
+        model = load_model(args.model or _logged_model(args.clicks, log.metadata.get("model")), device=args.device)
         settings: dict[str, Any] = {"preset": args.preset or recorded.get("preset") or "microscopy"}
         for key in ("input_size", "threshold", "focus_size", "min_window", "expansion_ratio"):
             value = getattr(args, key, None) if key in ("input_size", "threshold") else None

@@ -5,7 +5,9 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
 * :class:`ClicksStep`: clicks on one 2D slice, starting from nothing, from an initial mask (the
   label being edited) or from the mask a propagation left on that slice;
 * :class:`PropagateStep`: carrying the object from one slice through its neighbours along a stack
-  axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice.
+  axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice
+  (``through``: slices kept past the stopping rules, when the user continued past a stop);
+* :class:`FillStep`: filling the slices between two slices of the object from both of them.
 
 :func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
 the labels. The napari widget writes the log; ``fcfi segment`` reads it.
@@ -20,8 +22,9 @@ CSV format (UTF-8, comma separated)::
 
 * ``#`` lines are comments; the ``# metadata:`` line holds one JSON object: model, engine settings,
   image name and, per object, its label id, whether it replaced (edited) that label, whether it
-  painted over other labels, and its steps (kind, slice, the initial mask as run lengths, the
-  propagation's axis, direction and range).
+  painted over other labels, the probability threshold of its commit, and its steps (kind, slice, the
+  initial mask as run lengths, the propagation's axis, direction, range and threshold). A step
+  without a threshold uses its object's; an object without one uses the log's setting.
 * Required columns: ``object``, ``row``, ``col``, ``positive``; ``step`` (the step of the object the
   click belongs to) is written by the widget. Every other column is a leading (stack) axis, in image
   axis order: ``z`` for (Z, Y, X), ``t,z`` for (T, Z, Y, X). ``row``/``col`` may be fractional (the
@@ -33,9 +36,13 @@ CSV format (UTF-8, comma separated)::
 
 from __future__ import annotations
 
+import binascii
 import csv
 import json
+import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -62,6 +69,7 @@ class ClicksStep:
     clicks: tuple[Click, ...]
     initial_mask: np.ndarray | None = None
     from_propagation: bool = False
+    threshold: float | None = None  # the mask's probability threshold (None: the object's)
 
 
 @dataclass(frozen=True)
@@ -72,13 +80,26 @@ class PropagateStep:
     axis: int = 0
     direction: str = "both"
     max_slices: int | None = None
+    through: int = 0  # the first slices of each direction are kept whatever the stopping rules say
+    threshold: float | None = None  # the propagation's probability threshold (None: the object's)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"propagation direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
 
-Step = Union[ClicksStep, PropagateStep]
+@dataclass(frozen=True)
+class FillStep:
+    """Fill the slices strictly between ``slice_key`` and ``other`` (the same slice but for stack axis
+    ``axis``) from the object's masks on both (:mod:`napari_fcfi.annotation.filling`)."""
+
+    slice_key: SliceKey
+    other: SliceKey
+    axis: int = 0
+    threshold: float | None = None  # the fill's probability threshold (None: the object's)
+
+
+Step = Union[ClicksStep, PropagateStep, FillStep]  # noqa: UP007 - a runtime alias
 
 
 @dataclass
@@ -89,6 +110,7 @@ class ObjectRecord:
     steps: list[Step]
     edited: bool = False  # replaced the existing label ``label_id``
     overwrite: bool = False  # painted over other labels
+    threshold: float | None = None  # probability threshold at the commit (None: the log's setting)
 
     @property
     def clicks(self) -> list[Click]:
@@ -147,12 +169,16 @@ class ClickLog:
 
     @classmethod
     def load(cls, path: str | Path, plane_shape: tuple[int, int] | None = None) -> ClickLog:
-        """Read a click log (v1 or v2); ``ValueError`` names the file and line of anything malformed.
+        """Read a click log (v1 or v2); :class:`ClickLogError` names the file (and line) of anything malformed.
 
         ``plane_shape`` (rows, cols) is needed to decode initial masks of edited objects; without it
         they are kept encoded in ``metadata`` and replay refuses them.
         """
-        path = Path(path)
+        with _clear_errors(path):
+            return cls._load(Path(path), plane_shape)
+
+    @classmethod
+    def _load(cls, path: Path, plane_shape: tuple[int, int] | None) -> ClickLog:
         metadata, header, rows = _read_table(path)
         axes = tuple(h for h in header if h not in RESERVED_COLUMNS)
         objects = metadata.pop("objects", None)
@@ -168,9 +194,34 @@ class ClickLog:
         return cls(records, metadata, axes)
 
 
+class ClickLogError(ValueError):
+    """A click log that cannot be read; the message names the file (and the line where it can)."""
+
+
+@contextmanager
+def _clear_errors(path: str | Path) -> Iterator[None]:
+    """Whatever bytes a file holds, reading it ends in the log or in a :class:`ClickLogError`."""
+    try:
+        yield
+    except ClickLogError:
+        raise
+    except UnicodeDecodeError as error:
+        raise ClickLogError(f"{path}: not a UTF-8 text click log ({error.reason} at byte {error.start})") from None
+    except ValueError as error:  # our own messages name the file and line already
+        raise ClickLogError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError, binascii.Error,
+            zlib.error) as error:
+        raise ClickLogError(f"{path}: the metadata line does not describe objects as a click log does "
+                            f"({type(error).__name__}: {error})") from None
+
+
 def read_log_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON object of a click log's ``# metadata:`` line (empty when there is none)."""
-    path = Path(path)
+    with _clear_errors(path):
+        return _read_log_metadata(Path(path))
+
+
+def _read_log_metadata(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             body = line.strip()
@@ -204,12 +255,21 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
                 entry["initial_mask"] = encode_mask(step.initial_mask)
             if step.from_propagation:
                 entry["initial"] = "propagated"
+        elif isinstance(step, FillStep):
+            entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
         else:
             entry = {"kind": "propagate", "slice": list(step.slice_key), "axis": step.axis,
                      "direction": step.direction, "max_slices": step.max_slices}
+            if step.through:
+                entry["through"] = step.through
+        if getattr(step, "threshold", None) is not None:
+            entry["threshold"] = float(step.threshold)
         steps.append(entry)
-    return {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
-            "steps": steps}
+    entry = {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
+             "steps": steps}
+    if record.threshold is not None:
+        entry["threshold"] = float(record.threshold)
+    return entry
 
 
 def _read_table(path: Path) -> tuple[dict[str, Any], list[str], list[tuple[int, dict[str, str]]]]:
@@ -295,9 +355,14 @@ def _records_from_metadata(
         steps: list[Step] = []
         for index, step in enumerate(entry["steps"]):
             key = tuple(int(v) for v in step["slice"])
+            threshold = _threshold(path, number, step.get("threshold"))
             if step["kind"] == "propagate":
                 steps.append(PropagateStep(key, int(step.get("axis", 0)), step.get("direction", "both"),
-                                           step.get("max_slices")))
+                                           step.get("max_slices"), through=int(step.get("through", 0)),
+                                           threshold=threshold))
+                continue
+            if step["kind"] == "fill":
+                steps.append(FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0)), threshold))
                 continue
             initial = step.get("initial_mask")
             if initial is not None:
@@ -305,7 +370,20 @@ def _records_from_metadata(
                     raise ValueError(f"{path}: object {number} starts from a mask; the image shape is needed to read it")
                 initial = decode_mask(initial, plane_shape)
             steps.append(ClicksStep(key, tuple(clicks.get((number, index), ())), initial,
-                                    step.get("initial") == "propagated"))
+                                    step.get("initial") == "propagated", threshold))
         records.append(ObjectRecord(int(entry["label_id"]), steps, bool(entry.get("edited", False)),
-                                    bool(entry.get("overwrite", False))))
+                                    bool(entry.get("overwrite", False)),
+                                    _threshold(path, number, entry.get("threshold"))))
     return records
+
+
+def _threshold(path: Path, number: int, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{path}: object {number} has threshold {value!r}; it must be between 0 and 1")
+    return threshold

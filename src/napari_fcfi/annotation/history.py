@@ -35,6 +35,13 @@ class Action:
         """The slices the action changed, in order."""
         return sorted(set(self.before) | set(self.after))
 
+    def where(self, on_screen: SliceKey | None) -> str:
+        """" on slice (k,)" when the action changed no slice on screen (a stack's other slice), else ""."""
+        keys = self.keys
+        if not keys or on_screen in keys or not keys[0]:
+            return ""
+        return f" on slice {keys[0]}" if len(keys) == 1 else f" on {len(keys)} slices"
+
 
 class ActionHistory:
     """The undo and redo lists of one image's :class:`ObjectsInProgress`."""

@@ -1,5 +1,9 @@
 """Labels TIFF files: compressed, dtype kept, scale/translate stored (napari writer and reader, fcfi segment).
 
+The napari plugin names these files ``*.fcfi`` (:data:`FCFI_SUFFIX`): an extension no other napari
+reader claims, so napari opens them with the FCFI reader without asking, while every ``.tif`` stays
+napari's. The content is a standard TIFF either way (``fcfi segment --out`` writes ``.tif`` or ``.fcfi``).
+
 The label dtype is kept as is, the data are zlib-compressed, and the layer's scale and translate
 are stored twice: as the TIFF resolution tags of the x/y axes (pixels per unit, what most readers
 understand) and in tifffile's JSON metadata (``scale``, ``translate``, ``axes``, ``units``), which
@@ -15,13 +19,14 @@ from typing import Any
 import numpy as np
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+FCFI_SUFFIX = ".fcfi"
 AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
 
 
 def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -> list[str]:
     """Save ``data`` (labels) with ``attributes['scale'/'translate'/'name'/'units']`` (npe2 writer signature)."""
     target = Path(path)
-    if target.suffix.lower() not in TIFF_SUFFIXES:
+    if target.suffix.lower() not in (*TIFF_SUFFIXES, FCFI_SUFFIX):
         target = target.with_suffix(".tif")
     array = np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
     if array.ndim < 2:
@@ -46,23 +51,50 @@ def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -
         target,
         array,
         compression="zlib",
+        photometric="minisblack",  # a stack of 3 or 4 slices is not an RGB(A) image
         metadata=metadata,
         resolution=(1.0 / scale[-1], 1.0 / scale[-2]),  # (x, y) pixels per unit
     )
     return [str(target)]
 
 
+def fcfi_labels_path(path: str | Path) -> Path:
+    """``path`` named as FCFI labels: ``x.fcfi`` stays, ``x.tif``/``x.tiff`` -> ``x.fcfi``, ``x`` -> ``x.fcfi``."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == FCFI_SUFFIX:
+        return target
+    if suffix in TIFF_SUFFIXES:
+        return target.with_suffix(FCFI_SUFFIX)
+    return target.with_name(target.name + FCFI_SUFFIX)  # keeps dots in names like "cells.v2"
+
+
+class LabelsFileError(ValueError):
+    """A file that is not readable as labels; the message names the file and what is wrong."""
+
+
 def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a TIFF written by :func:`write_labels_tiff`: ``(labels, {"scale", "translate", ...})``."""
+    """Read a TIFF written by :func:`write_labels_tiff`: ``(labels, {"scale", "translate", ...})``.
+
+    Whatever bytes the file holds, this returns integer labels or raises :class:`LabelsFileError`.
+    """
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        data = tif.asarray()
-        meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
-    meta.pop("shape", None)
-    for key in ("scale", "translate"):
-        if key in meta:
-            meta[key] = tuple(float(v) for v in meta[key])
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
+        meta.pop("shape", None)
+        for key in ("scale", "translate"):
+            if key in meta:
+                meta[key] = tuple(float(v) for v in meta[key])
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on damaged bytes
+        raise LabelsFileError(f"{path}: not a readable labels TIFF ({type(error).__name__}: {error})") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu" or data.ndim < 2:
+        raise LabelsFileError(f"{path}: holds {getattr(data, 'dtype', '?')} data of shape {getattr(data, 'shape', '?')},"
+                              " not integer labels of 2 or more axes")
     return data, meta
 
 

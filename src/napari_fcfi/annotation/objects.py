@@ -12,15 +12,16 @@ Nothing here runs a network or touches napari; predictions are stored by the cal
 
 from __future__ import annotations
 
+import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from napari_fcfi.engine.clicks import Click
 
-from .clicklog import ClicksStep, ObjectRecord, PropagateStep, SliceKey, Step
+from .clicklog import ClicksStep, FillStep, ObjectRecord, PropagateStep, SliceKey, Step
 from .geometry import bounding_slices
 
 _serials = itertools.count(1)
@@ -70,6 +71,7 @@ class PropagationUndo:
 
     group: int
     replaced: dict[SliceKey, SliceObject | None]  # previous slice objects (None: there was none)
+    merged: StackObject | None = None  # a fill joined this other stack object into the group
 
 
 @dataclass
@@ -100,7 +102,8 @@ class ObjectsInProgress:
             return [key]
         return sorted(k for k, s in self.slices.items() if s.group == group)
 
-    def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None) -> PropagationUndo:
+    def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None,
+                          through: int = 0, threshold: float | None = None) -> PropagationUndo:
         """Start a propagation from ``start``: it joins the start slice's object, and the slices of that
         object beyond ``start`` in ``direction`` are dropped from it (the propagation replaces them, as
         replay does). Results arrive through :meth:`add_propagated`."""
@@ -111,12 +114,52 @@ class ObjectsInProgress:
             self.groups[origin.group] = StackObject(origin.group)
         group = self.groups[origin.group]
         undo = PropagationUndo(origin.group, {})
-        group.steps.append(origin.clicks_step())
-        group.steps.append(PropagateStep(start, axis, direction, max_slices))
+        # The start mask and the propagated ones are made at ``threshold`` (recorded for an exact replay).
+        group.steps.append(replace(origin.clicks_step(), threshold=threshold))
+        group.steps.append(PropagateStep(start, axis, direction, max_slices, through=through, threshold=threshold))
         for key, member in list(self.slices.items()):
             if member.group == origin.group and key != start and _beyond(key, start, axis, direction):
                 undo.replaced[key] = member
                 self.slices[key] = SliceObject(key)  # not reached (yet): an empty slice again
+        return undo
+
+    def begin_fill(self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None) -> PropagationUndo:
+        """Start filling the slices between ``key_a`` and ``key_b``: both join one object (``key_b``'s
+        stack object, if it has another one, is merged in), the slices between are emptied (the fill
+        replaces them). Results arrive through :meth:`add_propagated`. The caller records it as one
+        action of the image's history (:mod:`.history`) before calling this, touching both ends' objects
+        and the slices between."""
+        origin, other = self.get(key_a), self.get(key_b)
+        assert origin is not None and other is not None
+        if origin.group is None:
+            origin.group = next(_serials)
+            self.groups[origin.group] = StackObject(origin.group)
+        group = self.groups[origin.group]
+        undo = PropagationUndo(origin.group, {})
+        if other.group is not None and other.group != origin.group:
+            undo.merged = self.groups.pop(other.group)
+            group.steps.extend(undo.merged.steps)
+            for key, member in list(self.slices.items()):
+                if member.group == undo.merged.ident:
+                    undo.replaced[key] = member
+                    joined = copy.copy(member)
+                    joined.group = origin.group
+                    self.slices[key] = joined
+        elif other.group is None:
+            undo.replaced[key_b] = other
+            joined = copy.copy(other)
+            joined.group = origin.group
+            self.slices[key_b] = joined
+        # The two end masks and the filled ones are made at ``threshold`` (recorded for an exact replay).
+        group.steps.append(replace(origin.clicks_step(), threshold=threshold))
+        group.steps.append(replace(self.slices[key_b].clicks_step(), threshold=threshold))
+        group.steps.append(FillStep(key_a, key_b, axis, threshold))
+        low, high = sorted((key_a[axis], key_b[axis]))
+        for key in list(self.slices):
+            same_line = all(k == s for i, (k, s) in enumerate(zip(key, key_a)) if i != axis)
+            if same_line and low < key[axis] < high:
+                undo.replaced.setdefault(key, self.slices[key])
+                self.slices[key] = SliceObject(key)
         return undo
 
     def add_propagated(self, undo: PropagationUndo, key: SliceKey, mask: np.ndarray) -> SliceObject:

@@ -1,7 +1,7 @@
 """Replaying committed objects: the steps of an :class:`~.clicklog.ObjectRecord` -> masks -> labels.
 
 The widget and ``fcfi segment`` share these functions: :func:`object_masks` runs an object's steps
-(clicks on slices, propagations) through an engine session, :func:`paint_slices` writes its masks
+(clicks on slices, propagations, fills between slices) through an engine session, :func:`paint_slices` writes its masks
 with the painting rules of :mod:`.painting`. A saved click log therefore reproduces the labels the
 user committed, bit for bit on the same machine and thread count.
 """
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep, SliceKey
+from .clicklog import ClickLog, ClicksStep, FillStep, ObjectRecord, PropagateStep, SliceKey
+from .filling import fill_slices
 from .geometry import ImageGeometry, read_plane
 from .painting import PaintResult, check_label_id, paint_region
 from .propagation import propagate_slices, propagation_order
@@ -43,11 +44,31 @@ def object_masks(
     record: ObjectRecord,
     channel: Any = None,
 ) -> dict[SliceKey, np.ndarray]:
-    """The object's mask on every slice it covers, by re-running ``record``'s steps in order."""
+    """The object's mask on every slice it covers, by re-running ``record``'s steps in order.
+
+    Every step runs at the probability threshold it was made with (its own, else the object's, else
+    the segmenter's); the segmenter's threshold is restored afterwards.
+    """
+    default_threshold = getattr(segmenter, "threshold", None)
+    try:
+        return _object_masks(segmenter, image, geometry, record, channel, default_threshold)
+    finally:
+        if default_threshold is not None:
+            segmenter.threshold = default_threshold
+
+
+def _object_masks(
+    segmenter: Any, image: Any, geometry: ImageGeometry, record: ObjectRecord, channel: Any,
+    default_threshold: float | None,
+) -> dict[SliceKey, np.ndarray]:
     masks: dict[SliceKey, np.ndarray] = {}
     propagated: dict[SliceKey, np.ndarray] = {}  # the mask the latest propagation left on each slice
     slice_channel_axis = geometry.slice_channel_axis()
     for step in record.steps:
+        # Each mask at the threshold it was made with: the step's, else the object's, else the session's.
+        threshold = next((t for t in (step.threshold, record.threshold, default_threshold) if t is not None), None)
+        if threshold is not None:
+            segmenter.threshold = threshold
         if isinstance(step, ClicksStep):
             initial = step.initial_mask
             if step.from_propagation:
@@ -70,11 +91,24 @@ def object_masks(
             def read(index: int, start_key: SliceKey = step.slice_key, axis: int = step.axis) -> Any:
                 return read_plane(image, geometry, stack_key(start_key, axis, index))
 
-            start_image = read_plane(image, geometry, step.slice_key)
             for index, mask in propagate_slices(segmenter, read, start, order, channel_axis=slice_channel_axis,
-                                                channel=channel, start_image=start_image):
+                                                channel=channel, through=step.through):
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask
+        elif isinstance(step, FillStep):
+            ends = [masks.get(step.slice_key), masks.get(step.other)]
+            if any(m is None or not m.any() for m in ends):
+                raise ValueError(f"fill between slices {step.slice_key} and {step.other} of label "
+                                 f"{record.label_id}: the object is empty on one of them")
+
+            def read_fill(index: int, start_key: SliceKey = step.slice_key, axis: int = step.axis) -> Any:
+                return read_plane(image, geometry, stack_key(start_key, axis, index))
+
+            for filled in fill_slices(segmenter, read_fill, step.slice_key[step.axis], ends[0],
+                                      step.other[step.axis], ends[1], channel_axis=slice_channel_axis,
+                                      channel=channel):
+                key = stack_key(step.slice_key, step.axis, filled.index)
+                masks[key] = propagated[key] = filled.mask
     return masks
 
 

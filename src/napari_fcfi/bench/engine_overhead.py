@@ -13,6 +13,7 @@ from napari_fcfi.bench.machine import load_average
 from napari_fcfi.bench.memory import PeakRssSampler, release_free_memory
 from napari_fcfi.bench.synthetic import engine_click_plan, synthetic_nuclei_image
 from napari_fcfi.bench.timing import median_ms, module_timers, summarize_ms
+from napari_fcfi.engine import InteractiveSegmenter
 
 
 def measure_engine(
@@ -28,8 +29,6 @@ def measure_engine(
     Wall times come from the segmenter's ``last_timing``; CPU times (robust on a loaded machine)
     from ``time.process_time`` around ``add_click`` and a forward hook on the network.
     """
-    from napari_fcfi.engine import InteractiveSegmenter
-
     image, nuclei = synthetic_nuclei_image(image_size, seed=seed)
     plans = engine_click_plan(nuclei, clicks_per_object, objects)
     segmenter = InteractiveSegmenter(net, preset=preset)

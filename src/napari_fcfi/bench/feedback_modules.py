@@ -16,12 +16,12 @@ from torch import nn
 from napari_fcfi.bench.machine import load_average
 from napari_fcfi.bench.synthetic import synthetic_network_input_on
 from napari_fcfi.bench.timing import Timings, median_ms, module_timers, time_calls
+from napari_fcfi.model.architectures import build_network
+from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
 
 
 def feedback_module_names(net: nn.Module) -> tuple[list[str], list[str]]:
     """Qualified names of the FFCM and of the CFFM sub-modules of ``net``."""
-    from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
-
     ffcm = [name for name, m in net.named_modules() if isinstance(m, FocusedFeedbackCorrection)]
     cffm = [name for name, m in net.named_modules() if isinstance(m, CollaborativeFeedbackFusion)]
     return ffcm, cffm
@@ -43,8 +43,6 @@ def network_without_feedback_modules(net: nn.Module) -> nn.Module:
     ValueError when ``net`` has neither module or no ``config`` to rebuild it from, and
     RuntimeError when any key other than FFCM/CFFM ones does not load.
     """
-    from napari_fcfi.model.networks import build_network
-
     ffcm, cffm = feedback_module_names(net)
     if not ffcm and not cffm:
         raise ValueError(f"{type(net).__name__} has no FFCM/CFFM module to switch off")

@@ -57,7 +57,7 @@ class PeakRssSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
-    def __enter__(self) -> PeakRssSampler:  # noqa: PYI034 - no typing_extensions dependency
+    def __enter__(self) -> PeakRssSampler:
         self.start_bytes = self.peak_bytes = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self._thread.start()

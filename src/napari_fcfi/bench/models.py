@@ -7,6 +7,11 @@ from typing import Any
 
 import torch
 
+from napari_fcfi.engine.settings import resolve_settings
+from napari_fcfi.model import load_model, registry
+from napari_fcfi.model.deeplab import FCFIDeepLab
+from napari_fcfi.model.networks import NETWORK_PRESETS, build_preset
+
 DEFAULT_BUNDLED_PRESET = "hrnet8-small-tiny"  # stand-in architecture when the bundled weights file is absent
 #: ``--models`` names of the official ResNet-101 DeepLabV3+ configuration.
 DEEPLAB_R101_NAMES = ("deeplab-r101", "resnet101-deeplab")
@@ -14,24 +19,18 @@ DEEPLAB_R101_NAMES = ("deeplab-r101", "resnet101-deeplab")
 
 def bundled_weights_path() -> Path:
     """Where the bundled weights live (read at call time, so tests can point it elsewhere)."""
-    from napari_fcfi.model.registry import BUNDLED_WEIGHTS
-
-    return BUNDLED_WEIGHTS
+    return registry.BUNDLED_WEIGHTS
 
 
 def build_benchmark_model(
     spec: str, bundled_preset: str = DEFAULT_BUNDLED_PRESET
 ) -> tuple[Any, dict[str, Any]]:
     """Network (eval, no grad, CPU float32) and a description dict for a ``--models`` entry."""
-    from napari_fcfi.model.networks import NETWORK_PRESETS, build_preset
-
     torch.manual_seed(0)  # random weights, but the same ones on every run
     info: dict[str, Any] = {"model": spec}
     if spec == "default":
         path = bundled_weights_path()
         if path.is_file():
-            from napari_fcfi.model import load_model
-
             net = load_model("default", device="cpu")
             info.update(weights="bundled", source=str(path))
         else:
@@ -45,13 +44,9 @@ def build_benchmark_model(
         net = build_preset(spec)
         info.update(weights="random", source=f"preset {spec}")
     elif spec in DEEPLAB_R101_NAMES:
-        from napari_fcfi.model.deeplab import FCFIDeepLab
-
         net = FCFIDeepLab(backbone="resnet101")
         info.update(weights="random", source="official ResNet-101 DeepLabV3+ config")
     else:
-        from napari_fcfi.model import load_model
-
         try:
             net = load_model(spec, device="cpu")
         except FileNotFoundError as error:
@@ -75,8 +70,6 @@ def build_benchmark_model(
 
 def working_size(net: Any, default: int = 256) -> int:
     """The engine's working size for ``net`` (microscopy preset; model metadata wins)."""
-    from napari_fcfi.engine.settings import resolve_settings
-
     try:
         return int(resolve_settings(net).input_size)
     except Exception:  # noqa: BLE001 - odd metadata: fall back to the preset default

@@ -106,7 +106,7 @@ class ImageSource:
 
     def _choose_channels(self, channel: Any, n_channels: int, explicit_axis: bool) -> tuple[int, ...]:
         if channel is not None:
-            chosen = (int(channel),) if np.isscalar(channel) else tuple(int(c) for c in channel)
+            chosen = (int(channel),) if np.ndim(channel) == 0 else tuple(int(c) for c in channel)
             if not 1 <= len(chosen) <= 3:
                 raise ValueError(f"channel must be one index or 1-3 indices, got {channel!r}")
             for c in chosen:
@@ -163,7 +163,7 @@ class ImageSource:
     def _normalise(self, data: np.ndarray, index: int) -> np.ndarray:
         if self.mode == "uint8":
             return data.astype(np.float32) / np.float32(255.0)
-        if self.mode == "percentile":
+        if self.ranges is not None:  # the percentile mode
             return rescale_to_unit(data, *self.ranges[index])
         values = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(values, 0.0, 1.0, out=values)
@@ -188,10 +188,7 @@ def percentile_range(values: np.ndarray, percentiles: tuple[float, float] = (0.5
 def rescale_to_unit(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Float32 ``(data - lo) / (hi - lo)`` clipped to [0, 1] (all 0 for an empty range); NaN -> 0, +Inf -> 1."""
     values = data.astype(np.float32)
-    if hi > lo:
-        values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-    else:
-        values = np.zeros_like(values)
+    values = (values - np.float32(lo)) * np.float32(1.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
     values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(values, 0.0, 1.0, out=values)
 

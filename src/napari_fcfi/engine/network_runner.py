@@ -29,7 +29,6 @@ from .postprocess import connected_to_points
 from .settings import SegmenterSettings
 from .windows import Box, Patch, aligned_click_to_crop, resized_shape
 
-
 #: Clicks closer than this to an image side get context mirrored beyond it (see ``predict_window``).
 BORDER_MARGIN = 8
 

@@ -72,8 +72,10 @@ def zoom_roi(
 ) -> Box:
     """The zoom-in region for the next network run (the rule both protocols share; see module doc)."""
     points = [(c.row, c.col) for c in clicks]
-    candidate = clamp_box(expand_box(bbox_with_points(object_box, points), settings.expansion_ratio, min_side),
-                          height, width)
+    grown = bbox_with_points(object_box, points)
+    if grown is None:
+        raise ValueError("zoom_roi needs an object box or at least one click")
+    candidate = clamp_box(expand_box(grown, settings.expansion_ratio, min_side), height, width)
     if (
         previous is None
         or not clicks_inside_roi(previous, points)
@@ -81,6 +83,13 @@ def zoom_roi(
     ):
         return candidate
     return previous
+
+
+def _resolved(size: int | None) -> int:
+    """A window size that :func:`~napari_fcfi.engine.settings.resolve_settings` has filled in."""
+    if size is None:
+        raise ValueError("window sizes must be resolved first (engine.settings.resolve_settings)")
+    return size
 
 
 class PaperProtocol:
@@ -103,7 +112,7 @@ class PaperProtocol:
         if settings.zoom_in and len(clicks) > 1 and before.roi_map is not None:
             object_box = before.roi_map.bbox_above(settings.roi_prob_threshold)
             if object_box is not None:
-                roi = zoom_roi(object_box, clicks, roi, settings, settings.min_window, height, width)
+                roi = zoom_roi(object_box, clicks, roi, settings, _resolved(settings.min_window), height, width)
                 crop = roi
         region = crop if crop is not None else full_box(height, width)
         network_input = self.runner.network_input(region, before.probability)
@@ -158,7 +167,7 @@ class MicroscopyProtocol:
         roi = before.roi
         if settings.zoom_in:
             object_box = before.probability.bbox_above(settings.roi_prob_threshold)
-            min_side = settings.min_window if object_box is not None else settings.focus_size
+            min_side = _resolved(settings.min_window if object_box is not None else settings.focus_size)
             roi = zoom_roi(object_box, clicks, roi, settings, min_side, height, width)
             window = roi
         else:
@@ -176,7 +185,7 @@ class MicroscopyProtocol:
         assert source is not None
         settings = self.settings
         height, width = source.height, source.width
-        side = settings.focus_size
+        side = _resolved(settings.focus_size)
         for growth in range(settings.focus_growth_steps + 1):
             window = focus_window(click.row, click.col, side, height, width)
             values = self.runner.predict_window(window, clicks, None, 0.0, threshold)

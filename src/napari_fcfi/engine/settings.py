@@ -139,7 +139,7 @@ class SegmenterSettings:
 
 
 # input_size and expansion_ratio come from PAPER_ZOOM_IN (per backbone and dataset).
-_PAPER_DEFAULTS = {
+_PAPER_DEFAULTS: dict[str, Any] = {
     "preset": "paper",
     "min_window": 200,
     "flip": True,
@@ -190,16 +190,17 @@ def resolve_settings(model: Any = None, **overrides: Any) -> SegmenterSettings:
         for key in ("input_size", "focus_size"):
             size = _metadata_size(model, key)
             if size is not None and key not in overrides:
-                base = replace(base, **{key: size})
+                sized: dict[str, Any] = {key: size}
+                base = replace(base, **sized)
     if overrides.get("first_click_zoom") is True or overrides.get("first_click_zoom") is False:
         overrides["first_click_zoom"] = "fresh" if overrides["first_click_zoom"] else None
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(float(p) for p in overrides["percentiles"])
     settings = replace(base, **overrides)
-    if settings.focus_size is None:
-        settings = replace(settings, focus_size=int(settings.input_size))
+    focus_size = int(settings.input_size) if settings.focus_size is None else settings.focus_size
+    settings = replace(settings, focus_size=focus_size)
     if settings.min_window is None:
-        settings = replace(settings, min_window=max(1, int(settings.focus_size) // 4))
+        settings = replace(settings, min_window=max(1, int(focus_size) // 4))
     return settings.validate()
 
 
@@ -211,7 +212,7 @@ def paper_backbone_of(model: Any) -> str:
     """
     config = getattr(model, "config", None)
     arch = config.get("arch") if isinstance(config, Mapping) else None
-    return _ARCH_TO_PAPER_BACKBONE.get(arch, "h18s")
+    return _ARCH_TO_PAPER_BACKBONE.get(arch, "h18s") if isinstance(arch, str) else "h18s"
 
 
 def _metadata_size(model: Any, key: str) -> int | None:

@@ -12,7 +12,7 @@ Conventions used throughout the engine:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -115,10 +115,7 @@ def box_iou(a: Box, b: Box) -> float:
 
 def clicks_inside_roi(roi: Box, points: Iterable[tuple[float, float]]) -> bool:
     """Official sticky-ROI test: a click on the ROI's last row or column counts as outside."""
-    for row, col in points:
-        if row < roi.r0 or row >= roi.r1 or col < roi.c0 or col >= roi.c1:
-            return False
-    return True
+    return all(roi.r0 <= row < roi.r1 and roi.c0 <= col < roi.c1 for row, col in points)
 
 
 def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -208,7 +205,7 @@ class Patch:
         return float(self.values[row - self.box.r0, col - self.box.c0])
 
     def to_full(self, height: int, width: int, dtype: type = np.float32) -> np.ndarray:
-        full = np.zeros((height, width), dtype=dtype)
+        full: np.ndarray = np.zeros((height, width), dtype=dtype)
         full[self.box.slices] = self.values
         return full
 
@@ -229,11 +226,6 @@ class Patch:
         merged = self.read(union)
         merged[box.r0 - union.r0 : box.r1 - union.r0 + 1, box.c0 - union.c0 : box.c1 - union.c0 + 1] = values
         return union, merged
-
-
-def points_of(clicks: Sequence) -> list[tuple[int, int]]:
-    """``(row, col)`` of objects with ``row``/``col`` attributes."""
-    return [(c.row, c.col) for c in clicks]
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -8,23 +8,22 @@ Python API::
     result = evaluate(model_or_factory, data, max_clicks=20)   # -> EvalResult
     result.summary["noc@90"], result.iou_curve()
 
-Modules: :mod:`.robot`, :mod:`.metrics`, :mod:`.datasets`, :mod:`.baselines`, :mod:`.runner`,
+Modules: :mod:`.robot`, :mod:`.metrics`, :mod:`.samples`, :mod:`.datasets` (with :mod:`.layouts`,
+:mod:`.splits`, :mod:`.tiff_stack`), :mod:`.baselines`, :mod:`.segmenters`, :mod:`.runner`, :mod:`.results`,
 :mod:`.plots`, :mod:`.cli`; stacks (propagation vs every slice from scratch, ``fcfi eval --stacks``):
 :mod:`.stacks` (the stack robot) and :mod:`.stack_data` (the test stacks). Nothing here imports napari
-or Qt; torch is imported only when a model is evaluated.
+or Qt.
 """
 
 from .baselines import BASELINES, GeodesicSegmenter, RandomWalkerSegmenter
-from .datasets import (
-    EvalDataset,
-    Sample,
-    instance_folder_ids,
-    open_dataset,
-    split_ids,
-    split_instance_folder,
-)
+from .datasets import open_dataset
+from .layouts import instance_folder_ids
+from .results import EvalResult, ObjectResult, format_table
 from .robot import Click, RobotUser
-from .runner import EngineSegmenter, EvalResult, ObjectResult, evaluate, format_table, resolve_segmenter
+from .runner import evaluate
+from .samples import EvalDataset, Sample
+from .segmenters import EngineSegmenter, resolve_segmenter
+from .splits import split_ids, split_instance_folder
 
 __all__ = [
     "BASELINES",

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_fcfi.engine.intensity import normalize_intensity
+from napari_fcfi.engine.windows import bbox_of_mask, bbox_with_points
+
 
 def normalise_for_baselines(image: np.ndarray) -> np.ndarray:
     """The engine's normalisation (:func:`napari_fcfi.engine.intensity.normalize_intensity`), so the
     baselines see what the network sees: float32 in [0, 1], (H, W) for gray input, (H, W, 3) for colour."""
-    from napari_fcfi.engine.intensity import normalize_intensity
-
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -95,21 +96,15 @@ class _WindowedClickSegmenter:
     def _window(self) -> tuple[int, int, int, int]:
         assert self._data is not None and self._prob is not None
         h, w = self._data.shape[:2]
-        rows = [r for r, _, _ in self.clicks]
-        cols = [c for _, c, _ in self.clicks]
-        mask = self._prob > self.threshold
-        if mask.any():
-            mask_rows = np.flatnonzero(mask.any(axis=1))
-            mask_cols = np.flatnonzero(mask.any(axis=0))
-            rows += [int(mask_rows[0]), int(mask_rows[-1])]
-            cols += [int(mask_cols[0]), int(mask_cols[-1])]
-        extent = max(max(rows) - min(rows), max(cols) - min(cols))
+        box = bbox_with_points(bbox_of_mask(self._prob > self.threshold), [(r, c) for r, c, _ in self.clicks])
+        assert box is not None  # there is at least one click
+        extent = max(box.r1 - box.r0, box.c1 - box.c0)
         margin = max(self.min_margin, round(self.margin_fraction * extent))
         return (
-            max(0, min(rows) - margin),
-            min(h, max(rows) + margin + 1),
-            max(0, min(cols) - margin),
-            min(w, max(cols) + margin + 1),
+            max(0, box.r0 - margin),
+            min(h, box.r1 + margin + 1),
+            max(0, box.c0 - margin),
+            min(w, box.c1 + margin + 1),
         )
 
     def _click_seed_pixels(self, row: int, col: int, positive: bool) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -11,14 +11,18 @@ Stack mode (``--stacks SET``, see :mod:`.stacks` and :mod:`.stack_data`) writes 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from napari_fcfi.evaluation.baselines import BASELINES
 from napari_fcfi.evaluation.datasets import DATASET_TYPES, open_dataset
-from napari_fcfi.evaluation.stack_data import DEFAULT_DSB, DEFAULT_MNFINDER, STACK_SETS
+from napari_fcfi.evaluation.result_json import write_json
+from napari_fcfi.evaluation.results import format_table
+from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.segmenters import resolve_segmenter
+from napari_fcfi.evaluation.stack_data import DEFAULT_DSB, DEFAULT_MNFINDER, STACK_SETS, stack_set
+from napari_fcfi.evaluation.stacks import evaluate_stacks, format_stack_table, stack_session
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "way, default), or clicks on in the propagation's session (its automatic click kept)",
     )
     stacks.add_argument("--target-iou", type=float, default=0.85, help="IoU each slice must reach (0.85)")
+    stacks.add_argument("--fill-every", type=int, default=None, metavar="K",
+                        help="also measure fill between: every K-th slice annotated, the rest filled and corrected")
     stacks.add_argument(
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
     )
@@ -126,8 +132,7 @@ def _safe_name(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_fcfi.evaluation.plots import plot_iou_curves
-    from napari_fcfi.evaluation.runner import evaluate, format_table, resolve_segmenter
+    from napari_fcfi.evaluation.plots import plot_iou_curves  # matplotlib: only when plotting
 
     specs: list[tuple[str, str]] = [("model", m) for m in args.model] + [
         ("baseline", b) for b in args.baseline
@@ -217,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     (out / "results.txt").write_text(header + "\n" + table + "\n")
     summaries = {r.segmenter: {k: v for k, v in r.summary.items() if k != "iou_curve"} for r in results}
-    (out / "summary.json").write_text(json.dumps({"dataset": dataset.name, "results": summaries}, indent=1))
+    write_json(out / "summary.json", {"dataset": dataset.name, "results": summaries})
     plot_path = plot_iou_curves(results, out / "iou_vs_clicks.png")
     print(f"wrote {len(results)} result file(s), {out / 'summary.json'} and {plot_path}")
     return 0
@@ -225,9 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_stacks(args: argparse.Namespace) -> int:
     """``fcfi eval --stacks SET ... --model M``: the stack robot on each set; table, JSON and plot."""
-    from napari_fcfi.evaluation.plots import plot_stack_results
-    from napari_fcfi.evaluation.stack_data import stack_set
-    from napari_fcfi.evaluation.stacks import evaluate_stacks, format_stack_table, stack_session
+    from napari_fcfi.evaluation.plots import plot_stack_results  # matplotlib: only when plotting
 
     if args.baseline or len(args.model) != 1 or args.data is not None:
         print(
@@ -273,6 +276,7 @@ def run_stacks(args: argparse.Namespace) -> int:
             seed=args.seed,
             name=name,
             correction=args.correction,
+            fill_every=args.fill_every,
             progress=not args.no_progress,
         )
         result.settings.update(
@@ -295,7 +299,7 @@ def run_stacks(args: argparse.Namespace) -> int:
     print(table)
     (out / "stacks_results.txt").write_text(header + "\n" + table + "\n")
     summaries = {r.stack_set: r.summary for r in results}
-    (out / "stacks_summary.json").write_text(json.dumps({"model": name, "results": summaries}, indent=1))
+    write_json(out / "stacks_summary.json", {"model": name, "results": summaries})
     plot_path = plot_stack_results(results, out / "stacks_propagation.png")
     print(f"wrote {len(results)} stack result file(s), {out / 'stacks_summary.json'} and {plot_path}")
     return 0

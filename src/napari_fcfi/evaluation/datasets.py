@@ -13,27 +13,25 @@ releases (as RITM/FCFI distribute them) and the microscopy layouts this project 
 * TIFF stack: ``<name>_image.tif`` + ``<name>_labels.tif`` with a leading Z axis; objects are taken
   per slice.
 
-Instance datasets sample their objects deterministically: labels with at least ``min_area`` pixels,
-and when there are more than ``max_objects``, a subset drawn with a generator seeded from ``seed`` and
-the image id (so the choice for one image does not depend on which other images are read).
-
-A dataset is a sequence of *entries* (images, or slices for stacks); ``dataset.samples(i)`` returns
-the objects of entry ``i`` and iterating the dataset yields every :class:`Sample`.
+The dataset interface and the object sampling live in :mod:`.samples`, the file matching in
+:mod:`.layouts`, the train/validation split in :mod:`.splits` and the TIFF stack reader in
+:mod:`.tiff_stack`; this module holds the other readers and :func:`open_dataset`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from napari_fcfi.engine.io import read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-TIFF_SUFFIXES = (".tif", ".tiff")
+from .layouts import TIFF_SUFFIXES, pairs_from_dirs, pairs_from_suffixes
+from .samples import EvalDataset, InstanceDataset, Sample, drop_alpha
+from .splits import split_instance_folder
+from .tiff_stack import TiffStackDataset
+
 DATASET_TYPES = (
     "grabcut",
     "berkeley",
@@ -43,134 +41,6 @@ DATASET_TYPES = (
     "instance-folder",
     "tiff-stack",
 )
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One object to segment.
-
-    ``image`` is (H, W) or (H, W, C); ``gt_mask`` is a bool (H, W) mask of the object; ``ignore_mask``
-    (bool, (H, W)) marks pixels that neither count in the IoU nor receive robot clicks.
-    """
-
-    image: np.ndarray
-    gt_mask: np.ndarray
-    ignore_mask: np.ndarray | None
-    sample_id: str
-
-
-# ----------------------------------------------------------------------------------------- helpers
-def _drop_alpha(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3 and image.shape[-1] == 4:
-        return image[..., :3]
-    return image
-
-
-def _stable_unit_float(*parts: object) -> float:
-    """A float in [0, 1) that depends only on ``parts`` (sha256; unlike ``hash`` it is not salted)."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def _stable_seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def sample_object_labels(
-    labels: np.ndarray,
-    *,
-    key: str,
-    seed: int = 0,
-    min_area: int = 1,
-    max_objects: int | None = None,
-) -> list[int]:
-    """Deterministically choose which instance labels of ``labels`` to evaluate.
-
-    Labels (non-zero) with at least ``min_area`` pixels are kept; when more than ``max_objects``
-    remain, ``max_objects`` of them are drawn without replacement by a generator seeded from
-    ``(seed, key)``. Returns the chosen labels in increasing order.
-    """
-    ids, counts = np.unique(labels[labels != 0], return_counts=True)
-    eligible = [int(i) for i, c in zip(ids, counts) if c >= min_area]
-    if max_objects is not None and len(eligible) > max_objects:
-        rng = np.random.default_rng(_stable_seed(seed, key))
-        chosen = rng.choice(len(eligible), size=max_objects, replace=False)
-        eligible = sorted(eligible[i] for i in chosen)
-    return eligible
-
-
-def _find_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-
-
-def _require_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise ValueError(f"{what}: folder {path} does not exist")
-    return path
-
-
-# ------------------------------------------------------------------------------------ base classes
-class EvalDataset:
-    """A sequence of entries (images or slices), each giving one or more :class:`Sample` objects."""
-
-    name: str = "dataset"
-
-    def __len__(self) -> int:
-        return len(self.entry_ids)
-
-    @property
-    def entry_ids(self) -> list[str]:
-        raise NotImplementedError
-
-    def samples(self, index: int) -> list[Sample]:
-        """The objects of entry ``index``."""
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[Sample]:
-        for index in range(len(self)):
-            yield from self.samples(index)
-
-    def limit(self, n_entries: int | None) -> EvalDataset:
-        """The first ``n_entries`` entries (all when ``None``)."""
-        if n_entries is None or n_entries >= len(self):
-            return self
-        if n_entries < 0:
-            raise ValueError(f"limit must be >= 0, got {n_entries}")
-        return _EntrySubset(self, list(range(n_entries)))
-
-
-class _EntrySubset(EvalDataset):
-    def __init__(self, parent: EvalDataset, indices: Sequence[int]):
-        self.parent = parent
-        self.indices = list(indices)
-        self.name = parent.name
-
-    @property
-    def entry_ids(self) -> list[str]:
-        ids = self.parent.entry_ids
-        return [ids[i] for i in self.indices]
-
-    def samples(self, index: int) -> list[Sample]:
-        return self.parent.samples(self.indices[index])
-
-
-class SampleList(EvalDataset):
-    """Wrap an in-memory list of samples (each sample is its own entry)."""
-
-    def __init__(self, samples: Iterable[Sample], name: str = "samples"):
-        self._samples = list(samples)
-        for s in self._samples:
-            if not isinstance(s, Sample):
-                raise TypeError(f"SampleList expects Sample objects, got {type(s).__name__}")
-        self.name = name
-
-    @property
-    def entry_ids(self) -> list[str]:
-        return [s.sample_id for s in self._samples]
-
-    def samples(self, index: int) -> list[Sample]:
-        return [self._samples[index]]
 
 
 class _PairedMaskDataset(EvalDataset):
@@ -191,44 +61,12 @@ class _PairedMaskDataset(EvalDataset):
 
     def samples(self, index: int) -> list[Sample]:
         sample_id, image_path, mask_path = self._pairs[index]
-        image = _drop_alpha(read_image(image_path, lazy=False))
+        image = drop_alpha(read_image(image_path, lazy=False))
         raw = read_image(mask_path, lazy=False)
         gt, ignore = self.decode_mask(raw)
         if gt.shape != image.shape[:2]:
             raise ValueError(f"{mask_path}: mask shape {gt.shape} differs from image shape {image.shape[:2]}")
         return [Sample(image, gt, ignore, sample_id)]
-
-
-def _pairs_from_dirs(images_dir: Path, masks_dir: Path, name: str) -> list[tuple[str, Path, Path]]:
-    images = _find_by_stem(_require_dir(images_dir, name))
-    masks = _find_by_stem(_require_dir(masks_dir, name))
-    pairs = []
-    for stem, image_path in images.items():
-        mask_path = masks.get(stem)
-        if mask_path is None:
-            raise ValueError(f"{name}: no mask for image {image_path} in {masks_dir}")
-        pairs.append((stem, image_path, mask_path))
-    return pairs
-
-
-def _pairs_from_suffixes(
-    folder: Path, image_tag: str, mask_tag: str, name: str
-) -> list[tuple[str, Path, Path]]:
-    images: dict[str, Path] = {}
-    masks: dict[str, Path] = {}
-    for path in sorted(_require_dir(folder, name).iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem.endswith(image_tag):
-            images[path.stem[: -len(image_tag)]] = path
-        elif path.stem.endswith(mask_tag):
-            masks[path.stem[: -len(mask_tag)]] = path
-    pairs = []
-    for stem, image_path in sorted(images.items()):
-        if stem not in masks:
-            raise ValueError(f"{name}: no {mask_tag} file for image {image_path}")
-        pairs.append((stem, image_path, masks[stem]))
-    return pairs
 
 
 def _first_channel(raw: np.ndarray) -> np.ndarray:
@@ -245,9 +83,9 @@ class GrabCutDataset(_PairedMaskDataset):
     def __init__(self, path: str | Path, name: str = "grabcut"):
         path = Path(path)
         if (path / "data_GT").is_dir():
-            pairs = _pairs_from_dirs(path / "data_GT", path / "boundary_GT", name)
+            pairs = pairs_from_dirs(path / "data_GT", path / "boundary_GT", name)
         else:
-            pairs = _pairs_from_suffixes(path, "_image", "_gt", name)
+            pairs = pairs_from_suffixes(path, "_image", "_gt", name)
         super().__init__(pairs, name)
 
     def decode_mask(self, raw):
@@ -262,9 +100,9 @@ class BerkeleyDataset(GrabCutDataset):
     def __init__(self, path: str | Path, name: str = "berkeley"):
         path = Path(path)
         if (path / "images").is_dir():
-            pairs = _pairs_from_dirs(path / "images", path / "masks", name)
+            pairs = pairs_from_dirs(path / "images", path / "masks", name)
         elif (path / "images-f-BRS" / "test").is_dir():
-            pairs = _pairs_from_dirs(path / "images-f-BRS" / "test", path / "masks-f-BRS" / "test", name)
+            pairs = pairs_from_dirs(path / "images-f-BRS" / "test", path / "masks-f-BRS" / "test", name)
         else:
             raise ValueError(f"{name}: {path} has neither images/ nor images-f-BRS/test")
         _PairedMaskDataset.__init__(self, pairs, name)
@@ -275,7 +113,7 @@ class DavisDataset(_PairedMaskDataset):
 
     def __init__(self, path: str | Path, name: str = "davis"):
         path = Path(path)
-        super().__init__(_pairs_from_dirs(path / "img", path / "gt", name), name)
+        super().__init__(pairs_from_dirs(path / "img", path / "gt", name), name)
 
     def decode_mask(self, raw):
         raw = raw.max(axis=-1) if raw.ndim == 3 else raw
@@ -304,28 +142,7 @@ def read_sbd_instances(mat_path: str | Path) -> np.ndarray:
         raise ValueError(f"{mat_path}: GTinst has no Segmentation field") from exc
 
 
-class _InstanceDataset(EvalDataset):
-    """Entries whose label images hold several instances, sampled deterministically."""
-
-    def __init__(self, seed: int, min_area: int, max_objects: int | None):
-        if min_area < 1:
-            raise ValueError(f"min_area must be >= 1, got {min_area}")
-        if max_objects is not None and max_objects < 1:
-            raise ValueError(f"max_objects must be >= 1 or None, got {max_objects}")
-        self.seed = seed
-        self.min_area = min_area
-        self.max_objects = max_objects
-
-    def _objects(self, key: str, image: np.ndarray, labels: np.ndarray) -> list[Sample]:
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"{key}: labels shape {labels.shape} differs from image shape {image.shape[:2]}")
-        chosen = sample_object_labels(
-            labels, key=key, seed=self.seed, min_area=self.min_area, max_objects=self.max_objects
-        )
-        return [Sample(image, labels == lab, None, f"{key}#{lab}") for lab in chosen]
-
-
-class SBDDataset(_InstanceDataset):
+class SBDDataset(InstanceDataset):
     """SBD: ``img/<name>.jpg``, ``inst/<name>.mat``, image list ``<split>.txt``; each instance is an object.
 
     The standard protocol evaluates every instance (``max_objects=None``, ``min_area=1``).
@@ -355,53 +172,12 @@ class SBDDataset(_InstanceDataset):
 
     def samples(self, index: int) -> list[Sample]:
         image_id = self._ids[index]
-        image = _drop_alpha(read_image(self.path / "img" / f"{image_id}.jpg", lazy=False))
+        image = drop_alpha(read_image(self.path / "img" / f"{image_id}.jpg", lazy=False))
         labels = read_sbd_instances(self.path / "inst" / f"{image_id}.mat")
         return self._objects(image_id, image, labels)
 
 
-def instance_folder_pairs(path: str | Path) -> list[tuple[str, Path, Path]]:
-    """``(id, image path, labels path)`` of an instance folder of ``<id>_image.*`` / ``<id>_labels.*`` files."""
-    return _pairs_from_suffixes(Path(path), "_image", "_labels", f"instance folder {path}")
-
-
-def instance_folder_ids(path: str | Path) -> list[str]:
-    """Sorted ids ``<id>`` of an instance folder holding ``<id>_image.*`` and ``<id>_labels.*`` files."""
-    return [p[0] for p in instance_folder_pairs(path)]
-
-
-def split_ids(ids: Iterable[str], val_fraction: float = 0.15, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Deterministic train/validation split of image ids (see :func:`split_instance_folder`)."""
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    unique = sorted(set(ids))
-    n_val = round(val_fraction * len(unique))
-    if len(unique) >= 2:
-        # Never leave a side empty just because of rounding on small folders.
-        if val_fraction > 0.0:
-            n_val = max(n_val, 1)
-        if val_fraction < 1.0:
-            n_val = min(n_val, len(unique) - 1)
-    ranked = sorted(unique, key=lambda i: (_stable_unit_float("fcfi-split", seed, i), i))
-    val = set(ranked[:n_val])
-    return [i for i in unique if i not in val], [i for i in unique if i in val]
-
-
-def split_instance_folder(
-    path: str | Path, val_fraction: float = 0.15, seed: int = 0
-) -> tuple[list[str], list[str]]:
-    """Deterministic train/validation split of an instance folder, returned as sorted id lists.
-
-    Each image id gets the key ``sha256("fcfi-split:<seed>:<id>")`` (first 8 bytes as a number);
-    ids are ranked by that key and the first ``round(val_fraction * n)`` go to validation (at least one
-    and at most ``n - 1`` when the folder has two images or more). The split depends only on the set
-    of ids, the fraction and the seed: not on file order, platform, Python's hash salt or time. A
-    larger fraction gives a superset of the smaller fraction's validation ids.
-    """
-    return split_ids(instance_folder_ids(path), val_fraction, seed)
-
-
-class InstanceFolderDataset(_InstanceDataset):
+class InstanceFolderDataset(InstanceDataset):
     """``<id>_image.*`` with ``<id>_labels.*`` instance labels (e.g. the DSB 2018 nuclei folder)."""
 
     def __init__(
@@ -418,7 +194,7 @@ class InstanceFolderDataset(_InstanceDataset):
         self.path = Path(path)
         self.name = name or self.path.name
         pairs = {
-            p[0]: p for p in _pairs_from_suffixes(self.path, "_image", "_labels", f"instance folder {path}")
+            p[0]: p for p in pairs_from_suffixes(self.path, "_image", "_labels", f"instance folder {path}")
         }
         if not pairs:
             raise ValueError(f"instance folder {path}: no <id>_image.* / <id>_labels.* pairs")
@@ -435,7 +211,7 @@ class InstanceFolderDataset(_InstanceDataset):
 
     def samples(self, index: int) -> list[Sample]:
         image_id, image_path, labels_path = self._pairs[index]
-        image = _drop_alpha(read_image(image_path, lazy=False))
+        image = drop_alpha(read_image(image_path, lazy=False))
         labels = read_image(labels_path, lazy=False)
         if labels.ndim != 2:
             raise ValueError(f"{labels_path}: instance labels must be 2D, got shape {labels.shape}")
@@ -511,7 +287,7 @@ def open_dataset(
         "davis": lambda: DavisDataset(path),
         "coco_mval": lambda: CocoMValDataset(path),
         "sbd": lambda: SBDDataset(path, sbd_split, seed=seed, min_area=min_area, max_objects=max_objects),
-        "tiff-stack": lambda: _tiff_stack(path, seed=seed, min_area=min_area, max_objects=max_objects),
+        "tiff-stack": lambda: TiffStackDataset(path, seed=seed, min_area=min_area, max_objects=max_objects),
     }
     if dataset_type == "instance-folder":
         ids = None
@@ -528,9 +304,3 @@ def open_dataset(
             f"unknown dataset type {dataset_type!r}; choose auto or one of {', '.join(DATASET_TYPES)}"
         )
     return builders[dataset_type]()
-
-
-def _tiff_stack(path: Path, **kwargs: object) -> EvalDataset:
-    from .tiff_stack import TiffStackDataset  # its own module: it builds on the classes above
-
-    return TiffStackDataset(path, **kwargs)

@@ -7,6 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+# matplotlib is the optional [eval] extra. Checked when `fcfi eval` imports this module at its start, so
+# a missing install is reported before the evaluation runs, not after it.
+try:
+    import matplotlib  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        'fcfi eval draws its plots with matplotlib, an optional extra: pip install "napari-fcfi[eval]"'
+    ) from error
+
 
 def plot_iou_curves(results: Sequence, path: str | Path, title: str | None = None) -> Path:
     """Save a PNG of mean IoU after k clicks, one curve per :class:`EvalResult` in ``results``."""
@@ -94,13 +103,19 @@ def plot_stack_results(results: Sequence, path: str | Path, title: str | None = 
     ax_iou.grid(True, alpha=0.3)
     ax_iou.legend(loc="lower left", fontsize=7)
     x = np.arange(len(results))
-    prop = [s["clicks_per_slice_propagation"] for s in summaries]
-    scratch = [s["clicks_per_slice_scratch"] for s in summaries]
-    ax_clicks.bar(x - 0.2, prop, 0.4, label="with propagation")
-    ax_clicks.bar(x + 0.2, scratch, 0.4, label="every slice from scratch")
-    for xi, p, sc in zip(x, prop, scratch):
-        ax_clicks.text(xi - 0.2, p, f"{p:.2f}", ha="center", va="bottom", fontsize=7)
-        ax_clicks.text(xi + 0.2, sc, f"{sc:.2f}", ha="center", va="bottom", fontsize=7)
+    bars = [("with propagation", [s["clicks_per_slice_propagation"] for s in summaries]),
+            ("every slice from scratch", [s["clicks_per_slice_scratch"] for s in summaries])]
+    fill = [s.get("clicks_per_slice_fill") for s in summaries]
+    if any(f is not None for f in fill):  # the fill-between mode was measured too
+        bars.insert(1, ("fill between (every 5th annotated)" if results[0].settings.get("fill_every") == 5
+                        else "fill between", [np.nan if f is None else f for f in fill]))
+    width = 0.8 / len(bars)
+    for number, (label, values) in enumerate(bars):
+        offset = (number - (len(bars) - 1) / 2) * width
+        ax_clicks.bar(x + offset, values, width, label=label)
+        for xi, value in zip(x, values):
+            if np.isfinite(value):
+                ax_clicks.text(xi + offset, value, f"{value:.2f}", ha="center", va="bottom", fontsize=6)
     ax_clicks.set_xticks(
         x,
         [f"{r.stack_set}\n{s['objects']} obj / {s['slices']} sl" for r, s in zip(results, summaries)],

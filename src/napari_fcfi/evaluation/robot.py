@@ -28,27 +28,9 @@ forward (the published code would click a meaningless pixel here).
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from napari_fcfi.engine.clicks import Click
-
-
-def _border_distance(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each ``mask`` pixel to the nearest non-mask pixel or the image border.
-
-    The transform runs only on the mask's bounding box grown by one pixel: every background pixel
-    outside that box is at least as far as its projection onto the box's (background) rim, so the
-    result equals a full-image transform of the one-pixel-padded mask, at a fraction of the cost.
-    """
-    dist = np.zeros(mask.shape, dtype=np.float64)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return dist
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    window = np.pad(mask[r0:r1, c0:c1], 1, mode="constant", constant_values=False)
-    dist[r0:r1, c0:c1] = distance_transform_edt(window)[1:-1, 1:-1]
-    return dist
+from napari_fcfi.engine.distance import border_distance
 
 
 def robot_click(
@@ -68,8 +50,8 @@ def robot_click(
     if valid is not None:
         false_neg &= valid
         false_pos &= valid
-    fn_dist = _border_distance(false_neg)
-    fp_dist = _border_distance(false_pos)
+    fn_dist = border_distance(false_neg)
+    fp_dist = border_distance(false_pos)
     if not_clicked is not None:
         fn_dist *= not_clicked
         fp_dist *= not_clicked

@@ -1,213 +1,25 @@
-"""Run a segmenter against the robot user on a dataset: :func:`evaluate` → :class:`EvalResult`.
+"""Run a segmenter against the robot user on a dataset: :func:`evaluate` → :class:`~.results.EvalResult`.
 
-A *segmenter* follows the protocol
-
-* ``start(image, gt_ignore=None)``: begin a new object on ``image`` ((H, W) or (H, W, C));
-* ``add_click(row, col, positive)``: return the object's probability (float, (H, W)) or mask
-  (bool) after the click; probabilities are thresholded with the segmenter's ``threshold``
-  attribute (0.49, the FCFI value, when it has none).
-
-:func:`evaluate` accepts such an object, a callable returning one, a model (anything
-:func:`napari_fcfi.model.load_model` returns, driven through the engine), an engine session, a
-baseline name (``"random-walker"``, ``"geodesic"``) or a model source (``"default"``, a path).
+Segmenters and the specs that make one: :mod:`.segmenters`; :func:`run_object` is one object's
+session (also used by the stack evaluation and the adaptation check).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.baselines import BASELINES
-from napari_fcfi.evaluation.datasets import EvalDataset, Sample, SampleList, open_dataset
+from napari_fcfi.evaluation.datasets import open_dataset
+from napari_fcfi.evaluation.results import EvalResult, ObjectResult
 from napari_fcfi.evaluation.robot import RobotUser
-
-DEFAULT_THRESHOLD = 0.49
-
-
-class EngineSegmenter:
-    """Drive a network through :class:`napari_fcfi.engine.InteractiveSegmenter` (one session, reused).
-
-    ``preset`` (e.g. ``"paper"``; ``None`` = the engine's default microscopy protocol) and
-    ``settings`` go to the engine unchanged. Consecutive objects on the same image array reuse the
-    image (``reset()`` instead of ``set_image``), so per-image preprocessing is paid once.
-    """
-
-    def __init__(self, model: Any, *, preset: str | None = None, name: str | None = None, **settings: Any):
-        from napari_fcfi.engine import InteractiveSegmenter
-
-        if preset is not None:
-            settings["preset"] = preset
-        self._session = InteractiveSegmenter(model, **settings)
-        self._image: np.ndarray | None = None
-        self.name = name or "model"
-
-    @classmethod
-    def from_session(cls, session: Any, name: str | None = None) -> EngineSegmenter:
-        """Wrap an existing engine session (its settings are kept)."""
-        self = cls.__new__(cls)
-        self._session = session
-        self._image = None
-        self.name = name or "model"
-        return self
-
-    @property
-    def threshold(self) -> float:
-        return float(getattr(self._session, "threshold", DEFAULT_THRESHOLD))
-
-    def start(
-        self, image: np.ndarray, gt_ignore: np.ndarray | None = None, initial_mask: np.ndarray | None = None
-    ) -> None:
-        """Begin an object on ``image``; ``initial_mask`` (bool (H, W)) is the engine's starting mask."""
-        if initial_mask is None and image is self._image and hasattr(self._session, "reset"):
-            self._session.reset()
-            return
-        # (H, W, 3|4) is RGB(A) for the engine (one intensity range, colours kept); other channel
-        # counts are a channel axis (composite).
-        channel_axis = -1 if image.ndim == 3 and image.shape[-1] not in (3, 4) else None
-        if initial_mask is None:
-            self._session.set_image(image, channel_axis=channel_axis)
-            self._image = image
-        else:
-            self._session.set_image(image, channel_axis=channel_axis, initial_mask=initial_mask)
-            self._image = None  # reset() would keep this initial mask: the next start sets the image again
-
-    def add_click(self, row: int, col: int, positive: bool) -> np.ndarray:
-        return self._session.add_click(row, col, positive)
-
-
-def _looks_like_model(obj: Any) -> bool:
-    return hasattr(obj, "state_dict") and hasattr(obj, "forward")
-
-
-def resolve_segmenter(
-    spec: Any,
-    *,
-    preset: str | None = None,
-    device: str | None = None,
-    name: str | None = None,
-    engine_settings: dict | None = None,
-) -> tuple[str, Callable[[], Any]]:
-    """Turn ``spec`` into ``(name, factory)``; ``factory()`` gives an object with ``start``/``add_click``.
-
-    ``spec``: a baseline name, a model source for ``load_model`` (str/Path), a loaded model, an
-    engine session (``set_image``/``add_click``), a segmenter object, or a zero-argument callable.
-    ``preset`` and ``engine_settings`` (e.g. ``{"input_size": 128}``) configure the engine for models.
-    """
-    settings = dict(engine_settings or {})
-    if isinstance(spec, (str, Path)):
-        key = str(spec)
-        if key in BASELINES:
-            cls = BASELINES[key]
-            return name or key, cls
-        from napari_fcfi.model import load_model
-
-        model = load_model(key, device=device) if device is not None else load_model(key)
-        label = name or (Path(key).stem if Path(key).suffix else key)
-        return label, lambda: EngineSegmenter(model, preset=preset, name=label, **settings)
-    if isinstance(spec, type):  # a segmenter class is a factory (its methods are not bound yet)
-        return name or getattr(spec, "name", spec.__name__), spec
-    if _looks_like_model(spec):
-        label = name or type(spec).__name__
-        return label, lambda: EngineSegmenter(spec, preset=preset, name=label, **settings)
-    if hasattr(spec, "start") and hasattr(spec, "add_click"):
-        return name or getattr(spec, "name", type(spec).__name__), lambda: spec
-    if hasattr(spec, "set_image") and hasattr(spec, "add_click"):
-        label = name or "model"
-        wrapped = EngineSegmenter.from_session(spec, label)
-        return label, lambda: wrapped
-    if callable(spec):
-        return name or getattr(spec, "__name__", "segmenter"), spec
-    raise ValueError(
-        f"cannot evaluate {type(spec).__name__}: expected a baseline name, a model source, a model, "
-        "an engine session, a segmenter with start/add_click, or a factory"
-    )
-
-
-@dataclass
-class ObjectResult:
-    """Robot session on one object: IoU and click time after each click, and the clicks."""
-
-    sample_id: str
-    ious: list[float]
-    times: list[float]
-    clicks: list[tuple[int, int, bool]] = field(default_factory=list)
-
-
-@dataclass
-class EvalResult:
-    """All object sessions of one segmenter on one dataset, with the headline metrics."""
-
-    segmenter: str
-    dataset: str
-    max_clicks: int
-    objects: list[ObjectResult]
-    skipped: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    settings: dict = field(default_factory=dict)
-
-    @property
-    def all_ious(self) -> list[list[float]]:
-        return [o.ious for o in self.objects]
-
-    @property
-    def click_times(self) -> list[float]:
-        return [t for o in self.objects for t in o.times]
-
-    def noc(self, threshold: float) -> float:
-        return metrics.noc(self.all_ious, threshold, self.max_clicks)
-
-    def nof(self, threshold: float) -> int:
-        return metrics.nof(self.all_ious, threshold, self.max_clicks)
-
-    def iou_curve(self) -> np.ndarray:
-        return metrics.mean_iou_curve(self.all_ious, self.max_clicks)
-
-    @property
-    def summary(self) -> dict:
-        """Headline numbers (see :func:`napari_fcfi.evaluation.metrics.summarize`)."""
-        return metrics.summarize(self.all_ious, self.click_times, self.max_clicks)
-
-    def to_dict(self) -> dict:
-        return {
-            "segmenter": self.segmenter,
-            "dataset": self.dataset,
-            "max_clicks": self.max_clicks,
-            "elapsed_s": self.elapsed_s,
-            "settings": self.settings,
-            "summary": self.summary,
-            "skipped": self.skipped,
-            "objects": [asdict(o) for o in self.objects],
-        }
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> EvalResult:
-        data = json.loads(Path(path).read_text())
-        objects = [
-            ObjectResult(o["sample_id"], o["ious"], o["times"], [tuple(c) for c in o.get("clicks", [])])
-            for o in data["objects"]
-        ]
-        return cls(
-            data["segmenter"],
-            data["dataset"],
-            data["max_clicks"],
-            objects,
-            data.get("skipped", []),
-            data.get("elapsed_s", 0.0),
-            data.get("settings", {}),
-        )
+from napari_fcfi.evaluation.samples import EvalDataset, Sample, SampleList
+from napari_fcfi.evaluation.segmenters import resolve_segmenter
 
 
 def _as_dataset(dataset: Any) -> EvalDataset:
@@ -319,38 +131,3 @@ def evaluate(
                 )
     settings = {"preset": preset, "stop_iou": stop_iou, "limit": limit, "engine_settings": engine_settings}
     return EvalResult(label, data.name, max_clicks, objects, skipped, time.perf_counter() - t_start, settings)
-
-
-def format_table(results: Sequence[EvalResult]) -> str:
-    """Plain-text results table: one row per segmenter."""
-    columns = [
-        ("segmenter", "{}", lambda r, s: r.segmenter),
-        ("NoC@85", "{:.2f}", lambda r, s: s["noc@85"]),
-        ("NoC@90", "{:.2f}", lambda r, s: s["noc@90"]),
-        ("NoC@95", "{:.2f}", lambda r, s: s["noc@95"]),
-        ("NoF@85", "{}", lambda r, s: s["nof@85"]),
-        ("NoF@90", "{}", lambda r, s: s["nof@90"]),
-        ("IoU@1", "{:.3f}", lambda r, s: s.get("iou@1", float("nan"))),
-        ("IoU@3", "{:.3f}", lambda r, s: s.get("iou@3", float("nan"))),
-        ("IoU@5", "{:.3f}", lambda r, s: s.get("iou@5", float("nan"))),
-        ("SPC mean", "{:.3f}", lambda r, s: s["spc_mean"]),
-        ("SPC median", "{:.3f}", lambda r, s: s["spc_median"]),
-        ("objects", "{}", lambda r, s: s["objects"]),
-    ]
-    rows = []
-    for r in results:
-        s = r.summary
-        rows.append([fmt.format(get(r, s)) for _, fmt, get in columns])
-    headers = [c[0] for c in columns]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(cells):
-        return (
-            "| "
-            + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-            + " |"
-        )
-
-    out = [sep, line(headers), sep, *(line(r) for r in rows), sep]
-    return "\n".join(out)

@@ -12,6 +12,11 @@ command measures the same stacks. Sets (:data:`STACK_SETS`, ``fcfi eval --stacks
 * ``dsb-deformed``: DSB 2018 images of the **validation split only**
   (:func:`~.datasets.split_instance_folder`), each turned into a short stack by :func:`deformed_stack`.
 * ``mnfinder-deformed``: the mnfinder **val** images (never ``train/``), several crops per image.
+* ``membrane``: membrane-bounded cells as in serial-section EM (:func:`membrane_cells_stack`): a 3D
+  Voronoi tiling of the volume seen through a drifting, elastically warped slice plane, dark
+  membranes between bright textured cells with dark organelles; cells appear and end inside the
+  stack wherever their 3D cell begins and ends, and the labels are the cell interiors (membranes
+  belong to no cell, as annotators draw them).
 
 :func:`deformed_stack` moves a 2D image through z with one smooth transform per slice (translation
 with a little acceleration, rotation, scaling and an elastic field growing with the distance from the
@@ -30,9 +35,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_fcfi.engine.io import read_image
-from napari_fcfi.evaluation.datasets import _stable_seed, instance_folder_ids, split_instance_folder
+from napari_fcfi.evaluation.layouts import instance_folder_ids
+from napari_fcfi.evaluation.samples import stable_seed
+from napari_fcfi.evaluation.splits import split_instance_folder
 
-STACK_SETS = ("procedural", "sample", "dsb-deformed", "mnfinder-deformed")
+STACK_SETS = ("procedural", "sample", "dsb-deformed", "mnfinder-deformed", "membrane")
 DEFAULT_DSB = Path("../shared/data/dsb2018_train")
 DEFAULT_MNFINDER = Path("../shared/data/mnfinder_nuclei")
 
@@ -167,6 +174,69 @@ def procedural_stacks(count: int = 2, depth: int = 15, size: int = 128, seed: in
     return stacks
 
 
+def membrane_cells_stack(
+    rng: np.random.Generator, depth: int = 15, shape=(192, 192), name: str = "membrane"
+) -> Stack:
+    """Serial-section EM-like cells: a 3D Voronoi tiling cut by a drifting, warped slice plane.
+
+    Seeds fill a volume reaching past the stack on every side (so cells enter and leave through the
+    stack's top, bottom and borders); the z distance is stretched so a cell spans about 5-10 slices.
+    Each slice's plane drifts (about 1 px per slice) and bends (a smooth elastic field changing
+    slowly through z). Cells are 1-3 px membranes apart; membranes are dark on bright, slightly
+    varying cytoplasm with dark organelle blobs (smooth 3D noise), under uneven illumination, blur
+    and noise, so only the membranes tell neighbouring cells apart.
+    """
+    z_count, (height, width) = depth, shape
+    cell_size = rng.uniform(40, 56)
+    z_extent = rng.uniform(5.0, 10.0)
+    z_stretch = cell_size / z_extent
+    pad = cell_size
+    volume = (height + 2 * pad) * (width + 2 * pad) * (z_count + z_extent)
+    count = max(8, int(volume / (cell_size**2 * z_extent)))
+    seeds = rng.uniform(
+        [-z_extent / 2, -pad, -pad], [z_count + z_extent / 2, height + pad, width + pad], size=(count, 3)
+    ).astype(np.float32)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    drift = np.cumsum(rng.normal(0, 0.7, (z_count, 2)), axis=0).astype(np.float32)
+    bend = _smooth_field(rng, (2, z_count, height, width), (0, 3.0, cell_size / 2, cell_size / 2))
+    bend *= rng.uniform(0.1, 0.2) * cell_size
+    wall_width = int(rng.integers(1, 3))
+    labels = np.zeros((z_count, height, width), np.int32)
+    walls = np.zeros((z_count, height, width), bool)
+    for z in range(z_count):
+        r = rows + drift[z, 0] + bend[0, z]
+        c = cols + drift[z, 1] + bend[1, z]
+        near = np.flatnonzero(np.abs(seeds[:, 0] - z) * z_stretch < 2.5 * cell_size)
+        dist2 = (
+            (r[..., None] - seeds[near, 1]) ** 2
+            + (c[..., None] - seeds[near, 2]) ** 2
+            + ((z - seeds[near, 0]) * z_stretch) ** 2
+        )
+        nearest = near[np.argmin(dist2, axis=-1)] + 1
+        edge = np.zeros((height, width), bool)
+        edge[:-1] |= nearest[:-1] != nearest[1:]
+        edge[:, :-1] |= nearest[:, :-1] != nearest[:, 1:]
+        walls[z] = ndi.binary_dilation(edge, iterations=wall_width)
+        labels[z] = np.where(walls[z], 0, nearest)
+    cytoplasm = rng.uniform(0.55, 0.75) + rng.uniform(0.02, 0.08) * rng.standard_normal(count + 1)
+    signal = np.where(labels > 0, cytoplasm[labels], 0.0).astype(np.float32)
+    signal += 0.06 * _smooth_field(rng, labels.shape, (1.0, 2.0, 2.0))
+    organelles = _smooth_field(rng, labels.shape, (1.0, 3.0, 3.0)) > rng.uniform(1.6, 2.2)
+    signal[organelles & (labels > 0)] -= rng.uniform(0.15, 0.3)
+    signal[walls] = rng.uniform(0.05, 0.2)
+    signal += 0.08 * _smooth_field(rng, (1, height, width), (0, 40, 40))
+    return Stack(name, _finish(rng, signal, rng.uniform(0.03, 0.06)), labels)
+
+
+def membrane_stacks(count: int = 3, depth: int = 15, size: int = 192, seed: int = 0) -> list[Stack]:
+    """``count`` membrane-bounded cell stacks (:func:`membrane_cells_stack`), seeded apart from the others."""
+    return [
+        membrane_cells_stack(np.random.default_rng([seed, 5151, index]), depth, (size, size),
+                             name=f"membrane-{index}")
+        for index in range(count)
+    ]
+
+
 def sample_stack() -> Stack:
     """The package's 3D sample nuclei stack (16 x 128 x 128) with its labels."""
     from napari_fcfi.sample_data import load_sample  # napari-free: importlib.resources + tifffile
@@ -298,7 +368,7 @@ def _deformed_from_folder(
         image = read_image(folder / f"{image_id}_image.png", lazy=False)
         image = image[..., :3] if image.ndim == 3 and image.shape[-1] == 4 else image
         labels = read_image(folder / f"{image_id}_labels.png", lazy=False)
-        rng = np.random.default_rng(_stable_seed("fcfi-stack", seed, image_id, index))
+        rng = np.random.default_rng(stable_seed("fcfi-stack", seed, image_id, index))
         name = f"{prefix}-{image_id}-{index}"
         stacks.append(deformed_stack(image, labels, rng, depth, crop=crop, name=name))
     return stacks
@@ -344,6 +414,8 @@ def stack_set(
         return dsb_deformed_stacks(dsb_path, count or 4, depth or 11, seed=seed)
     if name == "mnfinder-deformed":
         return mnfinder_deformed_stacks(mnfinder_path, count or 3, depth or 11, seed=seed)
+    if name == "membrane":
+        return membrane_stacks(count or 3, depth or 15, max(size, 192), seed)
     raise ValueError(f"unknown stack set {name!r}; choose one of {', '.join(STACK_SETS)}")
 
 
@@ -352,6 +424,8 @@ __all__ = [
     "Stack",
     "deformed_stack",
     "dsb_deformed_stacks",
+    "membrane_cells_stack",
+    "membrane_stacks",
     "mnfinder_deformed_stacks",
     "procedural_cells_stack",
     "procedural_nuclei_stack",

@@ -15,20 +15,28 @@ Protocol for each 3D object of a labelled stack (:func:`evaluate_stack_object`):
    stack's end); present slices beyond a gap are not reached and not counted in either mode. When
    propagation itself stops on a slice that has the object (``ends_object``: mask gone, shrunk or
    not overlapping) the uncorrected IoU is 0 and the robot annotates that slice from scratch (the
-   same clicks as the from-scratch mode). **Past the end**: one more propagation is run on the first
-   slice without the object; if it still predicts an object, that slice needs a deletion, counted as
-   one click in the propagation mode (``deletions``).
+   same clicks as the from-scratch mode). Each step looks one slice ahead as the widget does (the
+   stopping rule may need two slices: :func:`~napari_fcfi.annotation.propagation.propagation_steps`).
+   **Past the end**: one more propagation is run on the first slice without the object; if it still
+   predicts an object, that slice needs a deletion, counted as one click in the propagation mode
+   (``deletions``; the object's ends inside the stack are counted in ``ends``).
 
 From-scratch mode: the same robot, target and click limit on every reached slice without any mask
 (the start slice's clicks are the same in both modes). Clicks per slice = the slice's NoC at
 ``target_iou`` (``max_clicks`` when never reached: :func:`~.metrics.clicks_to_reach`); the automatic
 propagation click is not a user click. Also measured: *chained* propagation from the start slice with
-no correction at all (the widget's one-shot propagate), IoU per distance (0 where it stopped early)
-and the slices it runs past the object's end.
+no correction at all (the widget's one-shot propagate), IoU per distance (0 where it stopped early),
+the slices it runs past the object's end (overrun) and the directions where it ended before the
+object did (chained stops).
+
+Fill-between mode (``fill_every=k``): the robot annotates every ``k``-th reached slice and the last
+one from scratch (the same clicks as the from-scratch mode), :func:`~napari_fcfi.annotation.filling.fill_slices`
+fills the slices between each pair, and the robot corrects every filled slice below ``target_iou``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -38,14 +46,24 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.propagation import propagate_slices, propagation_order
+from napari_fcfi.annotation.filling import fill_slices
+from napari_fcfi.annotation.propagation import (
+    PropagatedSlice,
+    PropagationStop,
+    propagate_slices,
+    propagate_step,
+    propagation_order,
+    propagation_steps,
+)
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation import metrics
-from napari_fcfi.evaluation.datasets import Sample, sample_object_labels
-from napari_fcfi.evaluation.runner import EngineSegmenter, run_object
+from napari_fcfi.evaluation.runner import run_object
+from napari_fcfi.evaluation.samples import Sample, sample_object_labels
+from napari_fcfi.evaluation.segmenters import EngineSegmenter
 from napari_fcfi.evaluation.stack_data import Stack
+from napari_fcfi.evaluation.stack_tables import DISTANCES, format_stack_table
 
 TARGET_IOU = 0.85
-DISTANCES = (1, 2, 3, 5)
 CORRECTIONS = ("initial-mask", "continue")
 
 
@@ -63,6 +81,10 @@ class SliceRecord:
     propagation_stopped: bool = False  # propagation ended the object on this slice although it is there
     rejected_iou: float | None = None  # IoU of the mask that the stopping rule rejected
     chained_iou: float | None = None  # chained propagation from the start slice, no corrections
+    stop_reason: str | None = None  # why propagation stopped here (propagation_stopped)
+    clicks_fill: int | None = None  # fill-between mode: anchor clicks, or correction clicks of a filled slice
+    fill_iou: float | None = None  # fill-between mode: IoU of the filled mask (None on anchors)
+    fill_review: bool = False  # fill-between mode: the two sides disagreed (marked for review)
 
 
 @dataclass
@@ -76,6 +98,8 @@ class ObjectStackResult:
     deletions: list[int] = field(default_factory=list)  # slices past the end the propagation filled
     chained_overrun: list[int] = field(default_factory=list)  # same, for chained propagation
     unreached: int = 0  # slices with the object beyond a gap (not evaluated)
+    ends: int = 0  # directions in which the object ends inside the stack (a deletion is possible)
+    chained_stops: int = 0  # directions in which chained propagation ended before the object did
 
     @property
     def clicks_propagation(self) -> int:
@@ -84,6 +108,12 @@ class ObjectStackResult:
     @property
     def clicks_scratch(self) -> int:
         return sum(s.clicks_scratch for s in self.slices)
+
+    @property
+    def clicks_fill(self) -> int | None:
+        if any(s.clicks_fill is None for s in self.slices):
+            return None
+        return sum(s.clicks_fill for s in self.slices)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -99,6 +129,10 @@ def summarize_stacks(objects: Sequence[ObjectStackResult], target_iou: float = T
     prop_total = sum(o.clicks_propagation for o in objects)
     scratch_total = sum(o.clicks_scratch for o in objects)
     distances = sorted({s.distance for s in propagated})
+    ends = sum(o.ends for o in objects)
+    fills = [o.clicks_fill for o in objects]
+    fill_total = sum(fills) if fills and all(f is not None for f in fills) else None
+    filled = [s for s in slices if s.fill_iou is not None]
     summary = {
         "objects": len(objects),
         "slices": n_slices,
@@ -111,8 +145,19 @@ def summarize_stacks(objects: Sequence[ObjectStackResult], target_iou: float = T
         "correction_clicks_per_propagated_slice": _mean(s.clicks_propagation for s in propagated),
         "no_correction_fraction": _mean(float(s.propagated_iou >= target_iou) for s in propagated),
         "propagation_stops": sum(s.propagation_stopped for s in propagated),
+        "false_stop_rate": _mean(float(s.propagation_stopped) for s in propagated) if propagated else None,
+        "ends": ends,
         "deletions": sum(len(o.deletions) for o in objects),
         "chained_overrun_slices": sum(len(o.chained_overrun) for o in objects),
+        "mean_overrun": sum(len(o.chained_overrun) for o in objects) / ends if ends else None,
+        "chained_stops": sum(o.chained_stops for o in objects),
+        "chained_stop_rate": sum(o.chained_stops for o in objects) / (2 * len(objects)) if objects else None,
+        "clicks_fill": fill_total,
+        "clicks_per_slice_fill": fill_total / n_slices if fill_total is not None and n_slices else None,
+        "ratio_fill": fill_total / scratch_total if fill_total is not None and scratch_total else None,
+        "filled_slices": len(filled),
+        "fill_no_correction_fraction": _mean(float(s.fill_iou >= target_iou) for s in filled) if filled else None,
+        "fill_review_slices": sum(s.fill_review for s in filled),
         "failures_propagation": sum(not s.reached_propagation for s in slices),
         "failures_scratch": sum(not s.reached_scratch for s in slices),
         "unreached_slices": sum(o.unreached for o in objects),
@@ -189,7 +234,7 @@ class _Continuing:
 
     def __init__(self, session: Any):
         self.session = session
-        self.threshold = float(getattr(session, "threshold", 0.49))
+        self.threshold = float(getattr(session, "threshold", DEFAULT_THRESHOLD))
 
     def start(self, image: np.ndarray, gt_ignore: np.ndarray | None = None, initial_mask=None) -> None:
         pass
@@ -226,15 +271,19 @@ def _robot(
 
 
 def _propagate_one(
-    session: Any, read, previous: np.ndarray, z: int, source: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """One propagation step from slice ``source`` onto slice ``z``: (mask, None), or (None, rejected
-    mask) when it stops (the widget's rules: mask and image contrast judged against ``source``)."""
+    session: Any, read, previous: np.ndarray, z: int, step: int, depth: int
+) -> tuple[np.ndarray | None, PropagationStop | None]:
+    """One propagation step from slice ``z - step`` onto slice ``z`` with the widget's stopping rule,
+    looking one slice further when the rule needs it: (mask, None), or (None, the stop)."""
     if not previous.any():
-        return None, None
-    for _, mask in propagate_slices(session, read, previous, [[z]], start_image=read(source)):
-        return mask, None
-    return None, np.array(session.mask, bool)
+        return None, PropagationStop(z, "nothing to propagate")
+    order = [[z, z + step]] if 0 <= z + step < depth else [[z]]
+    for item in propagation_steps(session, read, previous, order):
+        if isinstance(item, PropagationStop):
+            return None, item
+        if isinstance(item, PropagatedSlice) and item.index == z:
+            return item.mask, None
+    return None, PropagationStop(z, "no mask")
 
 
 def evaluate_stack_object(
@@ -247,6 +296,7 @@ def evaluate_stack_object(
     min_area: int = 20,
     chained: bool = True,
     correction: str = "initial-mask",
+    fill_every: int | None = None,
 ) -> ObjectStackResult:
     """The protocol of the module docstring for object ``label`` of ``stack`` with an engine session.
 
@@ -254,7 +304,8 @@ def evaluate_stack_object(
     ``add_click``, ``mask``, ``threshold``), e.g. :class:`~napari_fcfi.engine.InteractiveSegmenter`.
     ``correction``: ``"initial-mask"`` (the protocol: ``set_image(slice, initial_mask=propagated)``,
     then the robot's clicks) or ``"continue"`` (the robot clicks on in the propagation's own session,
-    i.e. on top of the propagated mask *and* its automatic interior click).
+    i.e. on top of the propagated mask *and* its automatic interior click). ``fill_every``: also run
+    the fill-between mode with an annotated slice every ``fill_every`` slices.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
@@ -276,13 +327,16 @@ def evaluate_stack_object(
     clicks, reached, start_mask = _robot(session, read(start), gt(start), max_clicks, target_iou)
     records = [SliceRecord(start, 0, clicks, clicks, reached, reached)]
     result = ObjectStackResult(stack.name, int(label), start, records)
+    scratch_masks = {start: start_mask}
     for step in (1, -1):
         previous, z = start_mask, start + step
         while present(z):
-            propagated, rejected = _propagate_one(session, read, previous, z, z - step)
+            propagated, stop = _propagate_one(session, read, previous, z, step, depth)
             record = SliceRecord(z, abs(z - start), 0, 0, True, True, propagated_iou=0.0)
             if propagated is not None:
                 record.propagated_iou = metrics.iou(propagated, gt(z))
+                if correction == "continue" and 0 <= z + step < depth:  # the look-ahead moved the session on
+                    propagate_step(session, read(z), previous)
                 previous = propagated
                 if record.propagated_iou < target_iou:
                     # "continue": the session still holds the propagation (initial mask + its click)
@@ -294,30 +348,58 @@ def evaluate_stack_object(
                 session, read(z), gt(z), max_clicks, target_iou
             )
             record.clicks_scratch = scratch
+            scratch_masks[z] = scratch_mask
             if propagated is None:
                 record.propagation_stopped = True
-                record.rejected_iou = None if rejected is None else metrics.iou(rejected, gt(z))
+                record.stop_reason = stop.reason if stop is not None else None
+                if stop is not None and stop.mask is not None:
+                    record.rejected_iou = metrics.iou(stop.mask, gt(z))
                 record.clicks_propagation, record.reached_propagation = scratch, record.reached_scratch
                 previous = scratch_mask
             records.append(record)
             z += step
         if 0 <= z < depth:  # first slice past the object's end (or before a gap)
-            past, _ = _propagate_one(session, read, previous, z, z - step)
+            result.ends += 1
+            past, _ = _propagate_one(session, read, previous, z, step, depth)
             if past is not None:
                 result.deletions.append(z)
     reached_z = {s.z for s in records}
     result.unreached = sum(z not in reached_z for z in zs)
     records.sort(key=lambda s: s.z)
     if chained:
-        chain = dict(
-            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None),
-                             start_image=read(start))
-        )
+        chain = dict(propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None)))
         for record in records:
             if record.distance:
                 record.chained_iou = metrics.iou(chain.get(record.z, np.zeros_like(start_mask)), gt(record.z))
         result.chained_overrun = sorted(z for z in chain if not present(z))
+        reached_ends = (max(reached_z), min(reached_z))
+        result.chained_stops = sum(end != start and end not in chain for end in reached_ends)
+    if fill_every is not None:
+        _fill_mode(session, read, gt, records, scratch_masks, fill_every, max_clicks, target_iou)
     return result
+
+
+def _fill_mode(session, read, gt, records, scratch_masks, every: int, max_clicks: int, target: float) -> None:
+    """Fill-between mode on the reached slices (see the module docstring); fills the ``*_fill`` fields."""
+    if every < 2:
+        raise ValueError(f"fill_every must be at least 2, got {every}")
+    by_z = {r.z: r for r in records}
+    zs = sorted(by_z)
+    anchors = sorted(set(zs[::every]) | {zs[-1]})
+    for z in anchors:
+        by_z[z].clicks_fill = by_z[z].clicks_scratch
+    for a, b in itertools.pairwise(anchors):
+        for filled in fill_slices(session, read, a, scratch_masks[a], b, scratch_masks[b]):
+            record = by_z[filled.index]
+            record.fill_iou = metrics.iou(filled.mask, gt(filled.index))
+            record.fill_review = filled.review
+            record.clicks_fill = 0
+            if record.fill_iou < target:
+                record.clicks_fill, _, _ = _robot(session, read(filled.index), gt(filled.index), max_clicks, target,
+                                                  initial=filled.mask)
+    for z in zs:  # a slice neither chain reached (both masks vanished): annotated from scratch
+        if by_z[z].clicks_fill is None:
+            by_z[z].clicks_fill = by_z[z].clicks_scratch
 
 
 def stack_objects(
@@ -372,10 +454,11 @@ def evaluate_stacks(
     engine_settings: dict | None = None,
     chained: bool = True,
     correction: str = "initial-mask",
+    fill_every: int | None = None,
     progress: bool = False,
 ) -> StackEvalResult:
     """Run the stack robot on every chosen object of ``stacks`` (see :func:`stack_objects`);
-    ``correction`` as in :func:`evaluate_stack_object`."""
+    ``correction`` and ``fill_every`` as in :func:`evaluate_stack_object`."""
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
     label, session = stack_session(segmenter, preset=preset, device=device, engine_settings=engine_settings)
@@ -402,6 +485,7 @@ def evaluate_stacks(
                 min_area=min_area,
                 chained=chained,
                 correction=correction,
+                fill_every=fill_every,
             )
         )
     settings = {
@@ -412,6 +496,7 @@ def evaluate_stacks(
         "preset": preset,
         "engine_settings": engine_settings,
         "correction": correction,
+        "fill_every": fill_every,
     }
     return StackEvalResult(
         label,
@@ -423,79 +508,6 @@ def evaluate_stacks(
         time.perf_counter() - t0,
         settings,
     )
-
-
-# -------------------------------------------------------------------------------------------- tables
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(cells):
-        return (
-            "| "
-            + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-            + " |"
-        )
-
-    return "\n".join([sep, line(headers), sep, *(line(r) for r in rows), sep])
-
-
-def _at(by_distance: dict, d: int) -> str:
-    value = by_distance.get(d, by_distance.get(str(d)))
-    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
-
-
-def format_stack_table(results: Sequence[StackEvalResult], distances: Sequence[int] = DISTANCES) -> str:
-    """The main table (clicks per slice in both modes, corrections, uncorrected IoU by distance) and
-    a details table (no-correction share, stops, deletions, failures, chained propagation)."""
-    main, details = [], []
-    for r in results:
-        s = r.summary
-        main.append(
-            [
-                r.stack_set,
-                str(s["objects"]),
-                str(s["slices"]),
-                f"{s['clicks_per_slice_propagation']:.2f}",
-                f"{s['clicks_per_slice_scratch']:.2f}",
-                f"{s['ratio']:.2f}",
-                f"{s['correction_clicks_per_propagated_slice']:.2f}",
-                *(_at(s["iou_by_distance"], d) for d in distances),
-            ]
-        )
-        details.append(
-            [
-                r.stack_set,
-                str(s["propagated_slices"]),
-                f"{100 * s['no_correction_fraction']:.0f} %",
-                str(s["propagation_stops"]),
-                str(s["deletions"]),
-                f"{s['failures_propagation']} / {s['failures_scratch']}",
-                *(_at(s["chained_iou_by_distance"], d) for d in distances),
-                str(s["chained_overrun_slices"]),
-            ]
-        )
-    head = [
-        "stack set",
-        "objects",
-        "slices",
-        "clicks/slice prop.",
-        "clicks/slice scratch",
-        "ratio",
-        "corr./prop. slice",
-        *(f"IoU d={d}" for d in distances),
-    ]
-    head2 = [
-        "stack set",
-        "prop. slices",
-        "no corr.",
-        "prop. stops",
-        "deletions",
-        "fail prop/scratch",
-        *(f"chained d={d}" for d in distances),
-        "chained overrun",
-    ]
-    return _table(head, main) + "\n" + _table(head2, details)
 
 
 __all__ = [

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import TIFF_SUFFIXES, Sample, _drop_alpha, _InstanceDataset, _pairs_from_suffixes, sample_object_labels
+from .layouts import TIFF_SUFFIXES, pairs_from_suffixes
+from .samples import InstanceDataset, Sample, drop_alpha, sample_object_labels
 
 
-class TiffStackDataset(_InstanceDataset):
+class TiffStackDataset(InstanceDataset):
     """TIFF image stacks with instance label stacks; each slice is an entry, objects are per slice.
 
     ``path`` is a folder of ``<name>_image.tif`` + ``<name>_labels.tif`` pairs, or one
@@ -47,7 +48,7 @@ class TiffStackDataset(_InstanceDataset):
         else:
             pairs = [
                 p
-                for p in _pairs_from_suffixes(path, "_image", "_labels", f"tiff stacks {path}")
+                for p in pairs_from_suffixes(path, "_image", "_labels", f"tiff stacks {path}")
                 if p[1].suffix.lower() in TIFF_SUFFIXES
             ]
             if not pairs:
@@ -55,7 +56,7 @@ class TiffStackDataset(_InstanceDataset):
         self._stacks: list[tuple[str, Path, Path]] = pairs
         # Entries are (stack index, z); list them from the label stacks (cheap compared to images).
         self._entries: list[tuple[int, int]] = []
-        for stack_index, (stack_name, image_path, labels_path) in enumerate(pairs):
+        for stack_index, (stack_name, _image_path, labels_path) in enumerate(pairs):
             labels = np.asarray(tifffile.imread(labels_path))
             if labels.ndim == 2:
                 labels = labels[None]
@@ -90,6 +91,6 @@ class TiffStackDataset(_InstanceDataset):
             raise ValueError(
                 f"{image_path}: image stack has {images.shape[0]} slices, labels have {labels_stack.shape[0]}"
             )
-        image = _drop_alpha(np.array(images[z]))
+        image = drop_alpha(np.array(images[z]))
         labels = np.array(labels_stack[z])
         return self._objects(f"{stack_name}/z{z}", image, labels)

@@ -28,7 +28,7 @@ from napari_fcfi.model.safetensors_format import read_metadata, save_model
 
 # Network classes are imported on first use: their modules are larger and not needed to list models.
 _LAZY_EXPORTS = {
-    "build_network": "napari_fcfi.model.networks",
+    "build_network": "napari_fcfi.model.architectures",
     "FCFIHRNet": "napari_fcfi.model.networks",
     "FCFIDeepLab": "napari_fcfi.model.deeplab",
     "FCFIMobile": "napari_fcfi.model.mobile",

@@ -63,7 +63,7 @@ def sniff_format(path: Path) -> FileFormat:
 def build_network_checked(config: dict[str, Any], source: str) -> nn.Module:
     """``build_network(config)``; a config our networks cannot take becomes UnsupportedCheckpointError."""
     # Imported here, not at module level: listing or naming models must not load the network code.
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
 
     try:
         return build_network(config)

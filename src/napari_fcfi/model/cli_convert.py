@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from napari_fcfi.model.errors import CheckpointError
+from napari_fcfi.model.official import convert_official_checkpoint
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("official", help="official FCFI checkpoint (.pth), read with the safe loader only")
@@ -17,9 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_fcfi.model.errors import CheckpointError
-    from napari_fcfi.model.official import convert_official_checkpoint
-
     try:
         summary = convert_official_checkpoint(
             args.official, args.output, name=args.name, description=args.description, overwrite=args.force

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from napari_fcfi.model.registry import cache_dir, list_models
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -15,8 +17,6 @@ def _size(size_bytes: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_fcfi.model.registry import cache_dir, list_models
-
     models = list_models()
     if args.json:
         print(json.dumps({"cache_dir": str(cache_dir()), "models": models}, indent=2))

@@ -27,7 +27,7 @@ from torch import nn
 
 from napari_fcfi.model.fcfi_modules import make_feedback_modules
 from napari_fcfi.model.mobile_backbones import BACKBONES, STEM_CHANNELS, build_backbone
-from napari_fcfi.model.networks import encode_inputs
+from napari_fcfi.model.network_io import encode_inputs
 from napari_fcfi.model.ops import IMAGENET_MEAN, IMAGENET_STD, DiskClickMaps, ImageNormalizer, resize_bilinear
 
 __all__ = ["FCFIMobile"]

@@ -23,6 +23,7 @@ stride 2, or ``None``) is added after the stem's activation. FCFI injects the cl
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,4 +1,4 @@
-"""Full FCFI networks and ``build_network``.  [READY: FCFIHRNet + build_network + presets]
+"""The FCFI HRNet network (:class:`FCFIHRNet`) and its ready-made configurations.
 
 :class:`FCFIHRNet` = click encoding + HRNet (+OCR) + FFCM + CFFM, following the network call
 contract in ``docs/architecture.md``::
@@ -10,14 +10,15 @@ Parameter names (the state-dict keys) are exactly those of the official FCFI HRN
 
 Outputs follow the contract: ``instances`` / ``instances_aux`` logits at input size, the two
 feedbacks (probabilities) and ``valid_masks`` at feature resolution (stride 4). The official model
-upsamples the feedbacks to input size before returning them; :func:`upsample_outputs` reproduces
+upsamples the feedbacks to input size before returning them; :func:`~napari_fcfi.model.network_io.upsample_outputs` reproduces
 that (bilinear, ``align_corners=True``; nearest for ``valid_masks``).
+:func:`~napari_fcfi.model.architectures.build_network` builds any of our networks from its config.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from torch import nn
 
 from napari_fcfi.model.fcfi_modules import make_feedback_modules
 from napari_fcfi.model.hrnet import STEM_CHANNELS, HRNetBackbone
+from napari_fcfi.model.network_io import encode_inputs
 from napari_fcfi.model.ocr import ObjectContextHead, RegionGather
 from napari_fcfi.model.ops import (
     IMAGENET_MEAN,
@@ -233,7 +235,7 @@ class FCFIHRNet(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable constructor arguments plus ``"arch"``; see :func:`build_network`."""
+        """JSON-serialisable constructor arguments plus ``"arch"``; see :func:`~napari_fcfi.model.architectures.build_network`."""
         return copy.deepcopy(self._config)
 
     def forward(
@@ -261,74 +263,6 @@ class FCFIHRNet(nn.Module):
         if is_training:
             out["valid_masks"] = raw["valid_masks"]
         return out
-
-
-def encode_inputs(net: nn.Module, image: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(normalised RGB, previous mask, click maps)`` of a network's ``(B, 4, H, W)`` input.
-
-    The click maps are the disks of ``points`` (``net.dist_maps``), with the previous mask in front
-    when the network feeds it to the click encoder (``net.with_prev_mask``). Inputs follow the
-    weights' dtype, so a network moved to bfloat16/float16 accepts float32 inputs (a no-op in float32
-    and under autocast).
-    """
-    image = image.to(net.maps_transform[0].weight.dtype)
-    rgb, feedback = split_network_input(image, type(net).__name__)
-    height, width = rgb.shape[-2:]
-    rgb = net.normalization(rgb)
-    click_maps = net.dist_maps(points, height, width).to(rgb.dtype)
-    if net.with_prev_mask:
-        click_maps = torch.cat((feedback, click_maps), dim=1)
-    return rgb, feedback, click_maps
-
-
-def split_network_input(image: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``(B, 4, H, W)`` into RGB and previous mask (a 3-channel input gets a zero mask)."""
-    if image.ndim != 4 or image.shape[1] not in (3, 4):
-        raise ValueError(f"{who}: image must have shape (B, 4, H, W), got {tuple(image.shape)}")
-    rgb = image[:, :3]
-    if image.shape[1] == 4:
-        return rgb, image[:, 3:4]
-    return rgb, torch.zeros_like(image[:, :1])
-
-
-def upsample_outputs(outputs: Mapping[str, torch.Tensor], size: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Bring every output map to ``size`` the way the official model does before returning.
-
-    Logits and feedbacks: bilinear with ``align_corners=True``; ``valid_masks``: nearest.
-    """
-    result: dict[str, torch.Tensor] = {}
-    for key, value in outputs.items():
-        if not isinstance(value, torch.Tensor) or value.ndim != 4 or tuple(value.shape[-2:]) == tuple(size):
-            result[key] = value
-        elif key == "valid_masks":
-            result[key] = nn.functional.interpolate(value, size=tuple(size), mode="nearest")
-        else:
-            result[key] = resize_bilinear(value, size)
-    return result
-
-
-def build_network(config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a network from its ``config`` (``{"arch": ..., **constructor kwargs}``)."""
-    if not isinstance(config, Mapping) or "arch" not in config:
-        raise ValueError(f"build_network: config must be a mapping with an 'arch' entry, got {config!r}")
-    kwargs = {k: v for k, v in config.items() if k != "arch"}
-    arch = config["arch"]
-    if arch == "hrnet":
-        cls: type[nn.Module] = FCFIHRNet
-    elif arch == "deeplab":
-        from napari_fcfi.model.deeplab import FCFIDeepLab  # lazy: other module, heavier backbone
-
-        cls = FCFIDeepLab
-    elif arch == "mobile":
-        from napari_fcfi.model.mobile import FCFIMobile  # lazy: imports this module
-
-        cls = FCFIMobile
-    else:
-        raise ValueError(f"build_network: unknown arch {arch!r} (expected 'hrnet', 'deeplab' or 'mobile')")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"build_network: bad constructor arguments for arch {arch!r}: {exc}") from exc
 
 
 def build_preset(name: str, **overrides: Any) -> FCFIHRNet:

@@ -65,15 +65,10 @@ _IMAGENET_MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 # Official constructor parameters per class. Anything else in a config is refused as unknown.
 _OFFICIAL_PARAMS: dict[str, frozenset[str]] = {
     "hrnet": frozenset(
-        "width ocr_width small mid_ch update_num expansion_ratio use_leaky_relu with_aux_output "
-        "norm_radius with_prev_mask use_disks use_rgb_conv binary_prev_mask conv_extend clicks_groups "
-        "cpu_dist_maps backbone_lr_mult norm_layer norm_mean_std num_classes".split()
+        ["width", "ocr_width", "small", "mid_ch", "update_num", "expansion_ratio", "use_leaky_relu", "with_aux_output", "norm_radius", "with_prev_mask", "use_disks", "use_rgb_conv", "binary_prev_mask", "conv_extend", "clicks_groups", "cpu_dist_maps", "backbone_lr_mult", "norm_layer", "norm_mean_std", "num_classes"]
     ),
     "deeplab": frozenset(
-        "backbone deeplab_ch mid_ch aspp_dropout update_num expansion_ratio use_leaky_relu use_rgb_conv "
-        "use_disks norm_radius with_prev_mask backbone_norm_layer backbone_lr_mult norm_layer "
-        "with_aux_output cpu_dist_maps clicks_groups binary_prev_mask conv_extend norm_mean_std "
-        "num_classes".split()
+        ["backbone", "deeplab_ch", "mid_ch", "aspp_dropout", "update_num", "expansion_ratio", "use_leaky_relu", "use_rgb_conv", "use_disks", "norm_radius", "with_prev_mask", "backbone_norm_layer", "backbone_lr_mult", "norm_layer", "with_aux_output", "cpu_dist_maps", "clicks_groups", "binary_prev_mask", "conv_extend", "norm_mean_std", "num_classes"]
     ),
 }
 

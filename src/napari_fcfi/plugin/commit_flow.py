@@ -2,21 +2,29 @@
 
 A commit waits for the prediction of the object's latest clicks (it is then done as soon as that
 arrives), writes every slice of the object, journals it, and clears the object's clicks. Crash
-recovery: the journal of an image is found by the image's fingerprint when the image is chosen; the
-widget offers to restore it (exactly, without a model) into a labels layer, or to discard it.
+recovery: each labels layer the plugin writes into has its own journal (:mod:`.journaling`), filed
+under the image's fingerprint; when the image is chosen, the journals whose labels are not on screen
+are offered one by one, to restore (exactly, without a model) into a new labels layer or to discard.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from napari_fcfi.annotation.journal import CommitJournal, image_fingerprint
+from napari_fcfi.annotation.journal import (
+    JournalError,
+    JournalScan,
+    LabelsJournal,
+    image_fingerprint,
+    journals_for_image,
+)
 from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 
 from . import layers as helpers
+from .journaling import LabelsRecorder, journal_folder_of, record_layer
 
 
 def commit_current(controller: Any) -> bool:
@@ -46,7 +54,8 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
     if obj.clicks and obj.mask is None:
         controller._status("FCFI: the prediction has not arrived yet")
         return False
-    if obj.edit_label is None and obj.mask is not None and not obj.mask.any() and len(members) == 1:
+    empty = obj.mask is not None and obj.mask_box is None and not obj.mask.any()  # the box spares a full scan
+    if obj.edit_label is None and empty and len(members) == 1:
         controller._status("FCFI: the object is empty; add a positive click or lower the threshold")
         return False
     committer, settings = controller.committer, controller.settings
@@ -65,7 +74,9 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
         controller._status(f"FCFI: {error}")
         return False
     record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
-    outcome = committer.commit(labels, masks, record, journal_for(controller, state))
+    record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
+    boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
+    outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
     controller._status(outcome.message)
     if outcome.label_id is None:
         return False
@@ -90,57 +101,99 @@ def fingerprint_of(state: Any) -> str:
     return state.fingerprint
 
 
-def journal_for(controller: Any, state: Any) -> CommitJournal:
-    """The image's journal, started (header written) for the labels layer commits go to."""
-    if state.journal is None:
-        state.journal = CommitJournal.for_image(fingerprint_of(state), controller.journal_root)
-    labels = state.labels_layer
-    state.journal.start({
-        "image_name": state.layer.name,
-        "labels_name": labels.name,
-        "label_shape": list(state.geometry.label_shape),
-        "dtype": str(np.dtype(labels.data.dtype)),
-        "scale": list(state.geometry.scale),
-        "translate": list(state.geometry.translate),
-    })
-    labels.metadata.setdefault(helpers.TAG, {})["journal"] = str(state.journal.folder)
-    return state.journal
+def journal_for(controller: Any, state: Any, continue_journal: LabelsJournal | None = None) -> LabelsRecorder:
+    """The recorder of the labels layer commits go to (it journals every change of that layer)."""
+    return record_layer(controller.viewer, state.labels_layer, fingerprint_of(state), {"image_name": state.layer.name},
+                        controller.journal_root, continue_journal)
 
 
-def pending_journal(controller: Any) -> CommitJournal | None:
-    """A journal left by an earlier session for the current image (None when there is none)."""
+@dataclass
+class RecoveryOffer:
+    """A journal of the current image whose labels are not on screen (a crash, or closed without saving)."""
+
+    journal: LabelsJournal
+    scan: JournalScan
+
+    def describe(self) -> str:
+        """One short line that tells this journal from the others (for the banner's menu)."""
+        info, scan = self.scan.info, self.scan
+        when = time.strftime("%m-%d %H:%M", time.localtime(scan.last_time)) if scan.last_time else "?"
+        damaged = f", {scan.damaged} damaged" if scan.damaged else ""
+        return f"{str(info.get('labels_name', 'labels'))!r} · {len(scan.label_ids)} obj · {when}{damaged}"
+
+
+def journals_on_screen(viewer: Any) -> set[str]:
+    """The journal folders of the labels layers in the viewer (those are never offered or discarded)."""
+    return {folder for layer in viewer.layers if (folder := journal_folder_of(layer))}
+
+
+def recovery_offers(controller: Any) -> list[RecoveryOffer]:
+    """Journals of the current image not held by a layer on screen, newest first (each one separately)."""
     state = controller.state
     if state is None:
-        return None
-    journal = CommitJournal.for_image(fingerprint_of(state), controller.journal_root)
-    if not journal.exists() or journal is state.journal or (
-        state.journal is not None and state.journal.folder == journal.folder
-    ):
-        return None
-    return journal
+        return []
+    shown = journals_on_screen(controller.viewer)
+    offers = []
+    for journal in journals_for_image(fingerprint_of(state), controller.journal_root):
+        if str(journal.folder) in shown:
+            continue
+        try:
+            offers.append(RecoveryOffer(journal, _scan(journal)))
+        except (JournalError, OSError):
+            continue  # removed meanwhile
+    return sorted(offers, key=lambda offer: offer.scan.last_time, reverse=True)
 
 
-def restore_journal(controller: Any, journal: CommitJournal) -> Any:
-    """Restore the journaled commits into a new labels layer (exactly; no model); returns the layer."""
-    state = controller.state
-    header = journal.header()
-    dtype = np.dtype(header.get("dtype", "uint32"))
-    labels = journal.restore(np.zeros(state.geometry.label_shape, dtype=dtype))
-    layer = controller.viewer.add_labels(
-        labels, name=f"{header.get('labels_name', state.layer.name + ' labels')} (restored)",
-        scale=state.geometry.scale, translate=state.geometry.translate,
-        metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id), "journal": str(journal.folder)}},
-    )
+_SCANS: dict[Any, tuple[Any, JournalScan]] = {}  # folder -> (its files' names, sizes, times; the scan)
+
+
+def _scan(journal: LabelsJournal) -> JournalScan:
+    """A journal's scan, read again only when its files changed (offered journals are not being written)."""
+    signature = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in journal.folder.iterdir()))
+    cached = _SCANS.get(journal.folder)
+    if cached is None or cached[0] != signature:
+        cached = _SCANS[journal.folder] = (signature, journal.scan())
+    return cached[1]
+
+
+def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:
+    """Restore one journal into a new labels layer (exactly; no model); returns the layer (None: refused)."""
+    state, viewer = controller.state, controller.viewer
+    folder = str(offer.journal.folder)
+    for layer in viewer.layers:
+        if journal_folder_of(layer) == folder:  # already on screen: never a duplicate
+            controller._status(f"FCFI: that work is already on screen in {layer.name!r}")
+            return layer
+    try:
+        labels, scan = offer.journal.restore(shape=state.geometry.label_shape)
+    except JournalError as error:
+        controller._status(f"FCFI: cannot restore: {error}")
+        return None
+    name = str(scan.info.get("labels_name") or f"{state.layer.name} labels")
+    layer = viewer.add_labels(labels, name=f"{name} (restored)", scale=state.geometry.scale,
+                              translate=state.geometry.translate,
+                              metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id)}})
     state.labels_layer = layer
-    state.journal = journal  # new commits continue the same journal
-    helpers.keep_on_top(controller.viewer, state.preview_layer, state.clicks_layer)
-    controller.viewer.layers.selection.active = state.clicks_layer
-    controller._status(f"FCFI: restored {journal.summary()}")
+    if offer.journal.is_v1:  # format 1: a new journal holds the restored labels, then the old files go
+        journal_for(controller, state)
+        offer.journal.discard()
+    else:
+        journal_for(controller, state, continue_journal=offer.journal)  # new changes continue that journal
+    helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
+    viewer.layers.selection.active = state.clicks_layer
+    skipped = f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
+    controller._status(f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}"
+                       f"{skipped}")
     controller.on_change()
     return layer
 
 
-def discard_journal(controller: Any, journal: CommitJournal) -> None:
-    journal.discard()
+def discard_offer(controller: Any, offer: RecoveryOffer) -> bool:
+    """Delete an offered journal; never one whose labels are on screen."""
+    if str(offer.journal.folder) in journals_on_screen(controller.viewer):
+        controller._status("FCFI: that journal belongs to labels on screen; it is kept")
+        return False
+    offer.journal.discard()
     controller._status("FCFI: the recovery journal was discarded")
     controller.on_change()
+    return True

@@ -5,12 +5,13 @@ label grid, scale and translate; or a new one named after the image), which id i
 one if it fits the layer's dtype, else the next free one), paints every slice of the object with the
 rules of :mod:`napari_fcfi.annotation.painting` (all slices or none: one refused slice refuses the
 commit, so nothing is half-written), writes through ``Labels.data_setitem`` so napari's own undo
-sees it, journals each slice on disk before returning, and adds the object to the click log kept in
+sees it (and the layer's journal, :mod:`.journaling`, records it on disk before returning), and adds the object to the click log kept in
 the labels layer's metadata (so it stays with the labels even when the widget is closed).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,18 @@ import numpy as np
 
 from napari_fcfi.annotation.clicklog import ClickLog, ObjectRecord
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
-from napari_fcfi.annotation.journal import CommitJournal
-from napari_fcfi.annotation.painting import LabelIdError, PaintResult, check_label_free, check_label_id, next_free_label, paint_region
+from napari_fcfi.annotation.painting import (
+    LabelIdError,
+    PaintResult,
+    check_label_free,
+    check_label_id,
+    next_free_label,
+    paint_region,
+)
 
-from .layers import TAG, index_in, labels_fit
+from .journaling import LabelsRecorder
+from .layers import TAG, image_data, index_in, labels_fit
+from .pyramid import is_pyramid, needs_pyramid, pyramid_levels, write_region
 
 LOG_KEY = "click_log"  # in labels.metadata[TAG]
 
@@ -51,6 +60,7 @@ class Committer:
 
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
+        self._tops: dict[str, int] = {}  # largest id of each multiscale labels layer (only FCFI writes them)
 
     def labels_for(self, image: Any, geometry: ImageGeometry, chosen: Any | None) -> tuple[Any | None, str | None]:
         """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
@@ -69,8 +79,11 @@ class Committer:
         return None, None
 
     def create_labels(self, image: Any, geometry: ImageGeometry) -> Any:
+        data = np.zeros(geometry.label_shape, dtype=np.uint32)
+        large = needs_pyramid(geometry.plane_shape)  # multiscale: napari redraws only the screen (.pyramid)
         layer = self.viewer.add_labels(
-            np.zeros(geometry.label_shape, dtype=np.uint32),
+            pyramid_levels(data) if large else data,
+            multiscale=large,
             name=f"{image.name} labels",
             scale=geometry.scale,
             translate=geometry.translate,
@@ -81,26 +94,53 @@ class Committer:
     def label_id(self, labels: Any, requested: int | None) -> int:
         """The id for the next object: ``requested`` when it fits the layer's dtype, else the next free one."""
         if requested is not None:
-            return check_label_free(labels.data, check_label_id(requested, labels.data.dtype))
-        return next_free_label(labels.data)
+            label_id = check_label_id(requested, labels.data.dtype)
+            if is_pyramid(labels) and label_id > self._top(labels):
+                return label_id  # above the largest id: free without scanning a huge plane
+            return check_label_free(image_data(labels), label_id)
+        return self.next_free(labels)
+
+    def next_free(self, labels: Any) -> int:
+        """:func:`next_free_label` of the layer; a multiscale layer's largest id is remembered, since
+        scanning a huge plane on every commit would freeze napari."""
+        data = image_data(labels)
+        if not is_pyramid(labels):
+            return next_free_label(data)
+        top = self._top(labels)
+        if top < np.iinfo(data.dtype).max:
+            return top + 1
+        return next_free_label(data)
+
+    def _top(self, labels: Any) -> int:
+        """The largest id of a multiscale labels layer (scanned once, then kept up to date by commits)."""
+        key = str(labels.unique_id)
+        if key not in self._tops:
+            data = image_data(labels)
+            self._tops[key] = int(data.max()) if data.size else 0
+        return self._tops[key]
 
     def commit(
         self,
         labels: Any,
         masks: dict[SliceKey, np.ndarray],
         record: ObjectRecord,
-        journal: CommitJournal | None,
+        journal: LabelsRecorder | None,
+        boxes: dict[SliceKey, tuple[slice, slice] | None] | None = None,
     ) -> CommitOutcome:
-        """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none."""
+        """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none.
+
+        ``boxes``: the masks' bounding boxes where known (saves scanning full planes)."""
         label_id = record.label_id
         try:
             check_label_id(label_id, labels.data.dtype)
         except LabelIdError as error:
             return CommitOutcome(None, f"FCFI: {error}", [])
         planned: list[tuple[SliceKey, tuple[slice, slice], PaintResult]] = []
+        data = image_data(labels)
         for key, mask in masks.items():
-            plane = labels.data[key] if key else labels.data
-            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite)
+            plane = data[key] if key else data
+            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite,
+                                          mask_box=(boxes or {}).get(key))
             if result.refused is not None:
                 where = f" on slice {key}" if key else ""
                 return CommitOutcome(None, f"FCFI: not committed{where}: {result.refused}", [])
@@ -108,18 +148,22 @@ class Committer:
         if not planned:
             return CommitOutcome(None, "FCFI: nothing to commit on this slice", [])
         pixels = 0
-        for key, region, result in planned:
-            plane = labels.data[key] if key else labels.data
-            before = np.array(plane[region])
-            rows, cols = np.nonzero(result.plane != before)
-            if rows.size:
-                index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start, cols + region[1].start)
-                labels.data_setitem(index, result.plane[rows, cols])
-            if journal is not None:
-                journal.append(label_id, key, region, before, result.plane, masks[key][region],
-                               [(c.row, c.col, c.positive) for c in record.clicks])
-            pixels += result.painted
+        clicks = [(c.row, c.col, c.positive) for c in record.clicks]
+        with journal.commit(label_id, clicks) if journal is not None else nullcontext():
+            for key, region, result in planned:  # each write reaches the journal through napari's paint event
+                plane = data[key] if key else data
+                rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))
+                if rows.size and is_pyramid(labels):
+                    # multiscale labels (very large planes) emit no paint event: not journaled
+                    write_region(labels, key, region, result.plane)
+                elif rows.size:
+                    index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start,
+                                                                         cols + region[1].start)
+                    labels.data_setitem(index, result.plane[rows, cols])
+                pixels += result.painted
         click_log_of(labels).add(record)
+        if str(labels.unique_id) in self._tops:
+            self._tops[str(labels.unique_id)] = max(self._tops[str(labels.unique_id)], label_id)
         blocked = sum(r.blocked for _, _, r in planned)
         note = f"; {blocked} px left to existing labels" if blocked else ""
         where = f" on {len(planned)} slices" if len(planned) > 1 else ""

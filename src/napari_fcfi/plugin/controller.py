@@ -2,10 +2,10 @@
 
 :class:`SegmentationController` needs a napari viewer but no widget, so tests drive it directly. For
 every image it annotates it keeps an :class:`ImageState`: the image's helper layers (clicks, preview;
-:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`), the
-labels layer it commits to and its crash-recovery journal. The clicks live in the points layer: the
-controller listens to that layer's data events, so clicks added by the mouse, by the layer's own
-tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
+:mod:`.layers`), the objects in progress on its slices (:mod:`napari_fcfi.annotation.objects`) and the
+labels layer it commits to (whose crash-recovery journal :mod:`.journaling` keeps). The clicks live in
+the points layer: the controller listens to that layer's data events, so clicks added by the mouse,
+by the layer's own tools or by scripts are handled alike. Predictions run off the GUI thread (:mod:`.predictions`),
 commits go through :mod:`.committing`, propagation through :mod:`.propagating`.
 
 Settings travel as an :class:`AnnotationSettings` dataclass; the widget changes them with
@@ -33,9 +33,8 @@ from napari_fcfi.annotation.geometry import (
     world_to_grid,
 )
 from napari_fcfi.annotation.history import Action, ActionHistory
-from napari_fcfi.annotation.journal import CommitJournal
 from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
-from napari_fcfi.annotation.painting import LabelIdError, next_free_label
+from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 
@@ -45,8 +44,17 @@ from .keys import SHORTCUTS, LayerBindings
 from .models import DEFAULT_MODEL, ModelCache
 from .mouse import ClickIntent, click_gesture
 from .points_sync import PointsSync
-from .predictions import Prediction, Predictor, Request, default_cpu_threads, engine_segmenter_factory, mask_from
+from .predictions import (
+    Prediction,
+    Predictor,
+    Request,
+    default_cpu_threads,
+    engine_segmenter_factory,
+    mask_from,
+)
+from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
+
 
 @dataclass(frozen=True)
 class AnnotationSettings:
@@ -73,7 +81,6 @@ class ImageState:
     preview_layer: Any
     objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
     labels_layer: Any = None
-    journal: CommitJournal | None = None
     preview_box: tuple[slice, slice] | None = None
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
     history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
@@ -119,12 +126,15 @@ class SegmentationController:
         # "all" (image, labels, settings, commits).
         self.on_change: Callable[[str], None] = lambda what="all": None
         self._last_error: str | None = None
-        self.propagation: Any = None  # the running propagation (plugin.propagating.PropagationRun)
+        self.propagation: Any = None  # the running propagation or fill (plugin.propagating.PropagationRun)
+        self.stops: list[Any] = []  # where the last propagation stopped (plugin.propagating.Stop)
+        self.review: Any = None  # slices of the last propagation or fill to review (plugin.propagating.ReviewList)
+        self.on_stack_run: Callable[[Any], None] = lambda run: None  # a fill or continuation started by a key
         self._closed = False
         self._restoring = False  # undo/redo is bringing the clicks layer in step: not a user's change
         self.bindings = LayerBindings(
-            {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object},
-            self.mouse_callback)
+            {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object,
+             **stack_key_actions(self)}, self.mouse_callback, {**SHORTCUTS, **STACK_SHORTCUTS})
         viewer.dims.events.current_step.connect(self._on_dims_change)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -210,7 +220,7 @@ class SegmentationController:
         state = ImageState(layer, geometry, channel_axis, channel, clicks, preview)
         state.labels_layer, _ = self.committer.labels_for(layer, geometry, None)
         state.preview_box = None
-        preview.data = np.zeros(geometry.plane_shape, dtype=np.uint8)
+        helpers.clear_preview(preview, geometry.plane_shape)
         self.images[state.image_id] = state
         self.points.attach(state)
         self.points.rebuild(state)  # clicks left in a reused clicks layer become objects again
@@ -270,7 +280,7 @@ class SegmentationController:
         if labels is None:
             return 1
         try:
-            return next_free_label(labels.data)
+            return self.committer.next_free(labels)
         except LabelIdError:
             return 0
 
@@ -366,7 +376,7 @@ class SegmentationController:
             self._status("FCFI: nothing to undo")
             return
         self._show_restored(state, action)
-        self._status(f"FCFI: undid the {action.name}{self._where(action)}; Ctrl+Shift+Z redoes it")
+        self._status(f"FCFI: undid the {action.name}{action.where(self.current_key())}; Ctrl+Shift+Z redoes it")
 
     def redo(self) -> None:
         """Do the latest undone change again."""
@@ -376,7 +386,7 @@ class SegmentationController:
             self._status("FCFI: nothing to redo")
             return
         self._show_restored(state, action)
-        self._status(f"FCFI: redid the {action.name}{self._where(action)}")
+        self._status(f"FCFI: redid the {action.name}{action.where(self.current_key())}")
 
     def reset_object(self) -> None:
         """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
@@ -424,20 +434,14 @@ class SegmentationController:
         self._refresh_view()
         self.on_change()
 
-    def _where(self, action: Action) -> str:
-        """" on slice (k,)" when the action changed no slice on screen (a stack's other slice)."""
-        keys, key = action.keys, self.current_key()
-        if not keys or key in keys or not keys[0]:
-            return ""
-        return f" on slice {keys[0]}" if len(keys) == 1 else f" on {len(keys)} slices"
-
     def select_label(self, label_id: int) -> bool:
         """Edit label ``label_id`` of the slice on screen: clicks refine it, commit replaces it."""
         state, key = self.state, self.current_key()
         if state is None or key is None or state.labels_layer is None:
             self._status("FCFI: no labels layer to edit")
             return False
-        plane = np.asarray(state.labels_layer.data[key] if key else state.labels_layer.data)
+        data = helpers.image_data(state.labels_layer)
+        plane = np.asarray(data[key] if key else data)
         mask = plane == int(label_id)
         if label_id <= 0 or not mask.any():
             self._status(f"FCFI: label {label_id} is not on this slice")
@@ -457,7 +461,8 @@ class SegmentationController:
         key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
         if not state.geometry.contains(key, row, col):
             return False
-        plane = state.labels_layer.data[key] if key else state.labels_layer.data
+        data = helpers.image_data(state.labels_layer)
+        plane = data[key] if key else data
         return self.select_label(int(np.asarray(plane[row:row + 1, col:col + 1])[0, 0]))
 
     def commit(self) -> bool:
@@ -555,12 +560,7 @@ class SegmentationController:
         obj = self.current_object(create=False)
         mask = None if obj is None else obj.mask
         new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
-        plane = state.preview_layer.data
-        region = union_box(state.preview_box, new_box)
-        if region is not None:
-            plane[region] = 0 if mask is None else mask[region]
-            # Same shape and no selection: skip the extent, thumbnail and highlight updates.
-            state.preview_layer.refresh(extent=False, thumbnail=False, highlight=False)
+        helpers.redraw_preview(state.preview_layer, union_box(state.preview_box, new_box), mask)
         state.preview_box = new_box
 
     # ------------------------------------------------------------------ status, closing
@@ -586,7 +586,7 @@ class SegmentationController:
             if len(state.clicks_layer.data) == 0:
                 helpers.remove_layers(self.viewer, state.clicks_layer, state.preview_layer)
             else:
-                state.preview_layer.data = np.zeros(state.geometry.plane_shape, dtype=np.uint8)
+                helpers.clear_preview(state.preview_layer, state.geometry.plane_shape)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)

@@ -3,6 +3,7 @@
     fcfi demo                                # interactive
     fcfi demo --image cells.tif              # your own image
     xvfb-run -a fcfi demo --screenshot widget.png   # headless: simulated clicks, screenshot, exit
+                                                    # (exit status 1 if the model did not load)
 
 If the bundled weights are not installed the viewer still opens and says so in the widget and a
 napari notification; choose an official model or a weights file in the widget then.
@@ -11,6 +12,7 @@ napari notification; choose an official model or a weights file in the widget th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def open_demo(viewer: Any, image: Path | None, model: str, device: str) -> tuple[Any, bool]:
     """Add the image and the docked widget to ``viewer``; returns the widget and whether the model loaded."""
     from napari_fcfi.plugin.models import describe_load_error
-    from napari_fcfi.sample_data import nuclei_2d
     from napari_fcfi.plugin.widget import FCFIWidget
+    from napari_fcfi.sample_data import nuclei_2d
 
     if image is None:
         data, meta, _kind = nuclei_2d()[0]
@@ -187,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"screenshot saved to {path}")
         widget.close_controller()
         viewer.close()
+        if not loaded:  # headless runs (CI's install check) must not pass without a working model
+            print(f"fcfi demo: model {args.model!r} did not load; no clicks were made", file=sys.stderr)
+            return 1
         return 0
     napari.run()
     return 0

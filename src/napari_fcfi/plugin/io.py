@@ -1,4 +1,11 @@
-"""napari reader and writer contributions for labels TIFF files (:mod:`napari_fcfi.annotation.labels_tiff`).
+"""FCFI labels files in napari (``*.fcfi``, :mod:`napari_fcfi.annotation.labels_tiff`): reader, writer, Save labels.
+
+The reader and the writer claim only ``.fcfi``. napari's builtins claim every TIFF extension, and
+napari asks "Choose reader" whenever two plugins claim a file's pattern, so a reader claiming
+``*.tif`` made every TIFF a user opened ask; now plain TIFFs stay napari's (no dialog), ``x.fcfi``
+opens as labels with its dtype, scale and translate (napari has no other reader for it), and
+``viewer.layers.save("x.fcfi")`` or the Save dialog's "FCFI labels" file type uses this writer.
+Labels TIFFs written by earlier versions (``.tif`` with the same content) open once renamed to ``.fcfi``.
 
 Saving labels through the FCFI writer also removes the crash-recovery journal of those labels: once
 they are on disk, the journal has done its job.
@@ -6,41 +13,87 @@ they are on disk, the journal has done its job.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from napari_fcfi.annotation.journal import CommitJournal
-from napari_fcfi.annotation.labels_tiff import TIFF_SUFFIXES, read_labels_tiff, write_labels_tiff
+from napari_fcfi.annotation.journal import LabelsJournal
+from napari_fcfi.annotation.labels_tiff import (
+    FCFI_SUFFIX,
+    LabelsFileError,
+    fcfi_labels_path,
+    read_labels_tiff,
+    write_labels_tiff,
+)
 
 from .layers import TAG
 
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """npe2 writer: the labels TIFF (dtype kept, zlib, scale/translate), then the journal goes."""
-    written = write_labels_tiff(path, data, attributes)
+    """npe2 writer: FCFI labels (dtype kept, zlib, scale/translate) named ``*.fcfi``, then the journal goes.
+
+    A name without ``.fcfi`` gets it (``x.tif`` -> ``x.fcfi``); the renamed file must not exist yet
+    (napari's Save dialog only asked about the name the user typed).
+    """
+    target = fcfi_labels_path(path)
+    if target != Path(path) and target.exists():
+        raise FileExistsError(f"{target} exists already; save to that name explicitly to replace it")
+    if attributes.get("multiscale") or isinstance(data, (list, tuple)):
+        data = data[0]  # a multiscale labels layer (very large planes, see .pyramid): level 0 is the labels
+    written = write_labels_tiff(target, data, attributes)
     journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
     if journal:
-        CommitJournal(journal).discard()
+        LabelsJournal(journal).discard()  # the layer's next change starts a new one
     return written
 
 
 def get_reader(path: str | list[str]) -> Any:
-    """npe2 reader: FCFI labels TIFFs (the ones our writer made) open as labels with scale/translate."""
-    if isinstance(path, list) or Path(path).suffix.lower() not in TIFF_SUFFIXES:
+    """npe2 reader: ``*.fcfi`` files open as labels with their dtype, scale and translate."""
+    if isinstance(path, list) or not str(path).lower().endswith(FCFI_SUFFIX):
         return None
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
-    except Exception:  # noqa: BLE001 - not a TIFF we can read: let other readers try
-        return None
-    if not isinstance(meta, dict) or "scale" not in meta or "translate" not in meta:
-        return None  # not written by the FCFI writer
     return _read
 
 
 def _read(path: str) -> list[tuple[Any, dict[str, Any], str]]:
-    data, meta = read_labels_tiff(path)
-    attributes = {"scale": meta["scale"], "translate": meta["translate"], "name": meta.get("name") or Path(path).stem}
+    try:
+        data, meta = read_labels_tiff(path)
+    except LabelsFileError as error:
+        raise LabelsFileError(f"not an FCFI labels file: {error}") from None
+    attributes: dict[str, Any] = {"name": meta.get("name") or Path(path).stem}
+    for key in ("scale", "translate", "units"):
+        if key in meta and len(meta[key]) == data.ndim:
+            attributes[key] = meta[key]
     return [(data, attributes, "labels")]
+
+
+# ---------------------------------------------------------------------- the widget's Save labels
+def default_labels_path(labels: Any, image: Any | None) -> Path:
+    """Where Save labels writes ``labels`` unless told otherwise.
+
+    The file it was last saved to or opened from; else a new ``<labels name>.fcfi`` beside the image's
+    file (the home folder for an image that did not come from a file), numbered so that it never
+    replaces an existing file.
+    """
+    tag = labels.metadata.get(TAG) or {}
+    if tag.get("saved_to"):
+        return Path(tag["saved_to"])
+    source = labels.source.path
+    if source and str(source).lower().endswith(FCFI_SUFFIX):
+        return Path(source)
+    image_file = getattr(getattr(image, "source", None), "path", None)
+    folder = Path(image_file).parent if image_file else Path.home()
+    if not folder.is_dir():  # e.g. an image read from a URL
+        folder = Path.home()
+    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", labels.name).strip(" .") or "labels"
+    candidate, number = folder / f"{stem}{FCFI_SUFFIX}", 2
+    while candidate.exists():
+        candidate, number = folder / f"{stem} {number}{FCFI_SUFFIX}", number + 1
+    return candidate
+
+
+def save_labels_layer(labels: Any, path: str | Path) -> Path:
+    """Write a napari labels layer with the FCFI writer (dtype, scale, translate; journal cleared)."""
+    data, attributes, _kind = labels.as_layer_data_tuple()
+    (written,) = write_labels(str(path), data, attributes)
+    labels.metadata.setdefault(TAG, {})["saved_to"] = written  # the next Save goes to the same file
+    return Path(written)

@@ -14,18 +14,21 @@ SHORTCUTS = {  # action -> (napari key, text shown in tooltips); the README list
 
 
 class LayerBindings:
-    """Binds :data:`SHORTCUTS` to ``actions`` and adds ``mouse_callback`` on layers; takes them off again."""
+    """Binds ``shortcuts`` (action -> (key, text); default :data:`SHORTCUTS`) to ``actions`` and adds
+    ``mouse_callback`` on layers; takes them off again."""
 
-    def __init__(self, actions: dict[str, Callable[[], Any]], mouse_callback: Callable[..., Any]) -> None:
+    def __init__(self, actions: dict[str, Callable[[], Any]], mouse_callback: Callable[..., Any],
+                 shortcuts: dict[str, tuple[str, str]] | None = None) -> None:
         self.actions = actions
         self.mouse_callback = mouse_callback
+        self.shortcuts = SHORTCUTS if shortcuts is None else shortcuts
         self.bound: list[Any] = []
 
     def bind(self, layers: tuple[Any, ...]) -> None:
         for layer in layers:
             if layer in self.bound:
                 continue
-            for action, (key, _text) in SHORTCUTS.items():
+            for action, (key, _text) in self.shortcuts.items():
                 layer.bind_key(key, _layer_action(self.actions[action]), overwrite=True)
             layer.mouse_drag_callbacks.append(self.mouse_callback)
             self.bound.append(layer)
@@ -34,7 +37,7 @@ class LayerBindings:
         """Take the bindings off ``layers`` (None: every bound layer)."""
         chosen = list(self.bound) if layers is None else [layer for layer in self.bound if layer in layers]
         for layer in chosen:
-            for key, _text in SHORTCUTS.values():
+            for key, _text in self.shortcuts.values():
                 layer.bind_key(key, None)
             if self.mouse_callback in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self.mouse_callback)

@@ -115,8 +115,13 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
     """A 2D labels layer showing the object in progress of the slice on screen."""
     from napari.utils.colormaps import DirectLabelColormap
 
+    from .pyramid import needs_pyramid, pyramid_levels
+
+    plane = np.zeros(geometry.plane_shape, dtype=np.uint8)
+    large = needs_pyramid(geometry.plane_shape)  # drawn tile by tile (see .pyramid)
     return viewer.add_labels(
-        np.zeros(geometry.plane_shape, dtype=np.uint8),
+        pyramid_levels(plane) if large else plane,
+        multiscale=large,
         name=f"{image.name} FCFI preview",
         scale=geometry.scale[-2:],
         translate=geometry.translate[-2:],
@@ -124,6 +129,31 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
         colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
         metadata={TAG: {"role": "preview", "image": str(image.unique_id)}},
     )
+
+
+def clear_preview(layer: Any, plane_shape: tuple[int, int]) -> None:
+    """Empty a preview layer (every level of a multiscale one)."""
+    from .pyramid import clear, is_pyramid
+
+    if is_pyramid(layer):
+        clear(layer)
+    else:
+        layer.data = np.zeros(plane_shape, dtype=np.uint8)
+
+
+def redraw_preview(layer: Any, region: tuple[slice, slice] | None, mask: np.ndarray | None) -> None:
+    """Rewrite only ``region`` of a preview layer with ``mask`` (None: empty), multiscale or not."""
+    from .pyramid import is_pyramid, write_region
+
+    if region is None:
+        return
+    plane = image_data(layer)
+    if is_pyramid(layer):
+        write_region(layer, (), region, np.zeros(plane[region].shape, plane.dtype) if mask is None else mask[region])
+        return
+    plane[region] = 0 if mask is None else mask[region]
+    # Same shape and no selection: skip the extent, thumbnail and highlight updates.
+    layer.refresh(extent=False, thumbnail=False, highlight=False)
 
 
 def same_layer(a: Any, b: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
 from .propagating import start_propagation
+from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start_fill
 
 
 class PropagatePanel(Container):
@@ -14,19 +15,32 @@ class PropagatePanel(Container):
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.direction = ComboBox(label="Propagate", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
+        self.direction = ComboBox(label="Direction", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
                                   value="both", tooltip="Direction along the stack axis")
         self.axis = ComboBox(label="along", choices=self._axis_choices, tooltip="Stack axis (for 4D images: z or t)")
         self.slices = SpinBox(label="slices", min=0, max=100_000, value=0,
                               tooltip="Slices per direction (0: until the object ends)")
         self.run_button = PushButton(text="Propagate", tooltip="Carry the object through the stack slice by slice")
         self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop; the slices done are kept")
+        keys = {action: text for action, (_key, text) in STACK_SHORTCUTS.items()}
+        self.fill_button = PushButton(text="Fill between", tooltip="Predict the slices between this slice and the "
+                                      f"nearest other annotated slice of the object, from both ({keys['fill']})")
+        self.continue_button = PushButton(text="Continue", tooltip="Propagate on past where the last propagation "
+                                          f"stopped ({keys['continue']})")
+        self.review_button = PushButton(text="Next review", tooltip="Go to the next slice most likely wrong "
+                                        f"({keys['review']})")
         self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
         super().__init__(widgets=[self.direction, self.axis, self.slices,
                                   Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                                            labels=False), self.progress], labels=True)
+                                            labels=False),
+                                  Container(widgets=[self.fill_button, self.continue_button, self.review_button],
+                                            layout="horizontal", labels=False), self.progress], labels=True)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
+        self.fill_button.changed.connect(lambda *_: self.track(start_fill(self.owner.controller, self.axis.value)))
+        self.continue_button.changed.connect(lambda *_: self.track(continue_past_stop(self.owner.controller)))
+        self.review_button.changed.connect(lambda *_: next_review(self.owner.controller))
+        owner.controller.on_stack_run = self.track  # progress and Cancel for runs started by a key
         self._run: Any = None
 
     def _axis_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -44,21 +58,24 @@ class PropagatePanel(Container):
 
     def start(self, *args: Any) -> None:
         max_slices = int(self.slices.value) or None
-        run = start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value)
+        self.track(start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value))
+
+    def track(self, run: Any) -> None:
+        """Show the progress of a propagation or fill (started here or by a key) and enable Cancel."""
         if run is None:
             return
         self._run = run
         self.progress.max = max(run.total, 1)
         self.progress.value = 0
         self.progress.visible = True
-        self.cancel_button.enabled, self.run_button.enabled = True, False
+        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = True, False, False
         run.on_progress = lambda done, total: setattr(self.progress, "value", done)
         run.on_finished = self._finished
         if run.worker is None:  # ran synchronously
             self._finished(run.done)
 
     def _finished(self, done: int) -> None:
-        self.cancel_button.enabled, self.run_button.enabled = False, True
+        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = False, True, True
         self.progress.visible = False
         self._run = None
 
@@ -74,7 +91,7 @@ class AdaptPanel(Container):
     """Adapt the model to the user's committed objects in the background; keep it only if it measured better.
 
     The committed labels of the annotated images (every slice that has committed objects) are the
-    training data; :func:`napari_fcfi.evaluation.adaptation.adapt_with_check` holds part of them back
+    training data; :func:`napari_fcfi.training.adaptation.adapt_with_check` holds part of them back
     and compares the robot user's clicks there, base vs adapted. Annotation goes on with the current
     model meanwhile. The adapted model lives in the viewer's model cache under its own name; "Revert"
     goes back to the base model (never changed on disk); "Save adapted…" writes it with a model card.
@@ -84,14 +101,17 @@ class AdaptPanel(Container):
         from magicgui.widgets import FileEdit, Label
 
         self.owner = owner
-        self.minutes = SpinBox(label="Adapt for", min=1, max=120, value=3, tooltip="Time budget in minutes")
+        self.minutes = SpinBox(label="Adapt for (min)", min=1, max=120, value=3,
+                               tooltip="Time budget of the adaptation in minutes (the check comes on top)")
         self.adapt_button = PushButton(text="Adapt model", tooltip=f"Fine-tune the model on your committed "
                                                                     f"objects (at least {MIN_OBJECTS_TO_ADAPT})")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
         self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
         self.result = Label(value="")
-        self.save_file = FileEdit(label="Adapted", mode="w", filter="Weights (*.safetensors)")
+        wrap_text(self.result)  # the verdict says what was measured and what to do
+        self.save_file = FileEdit(label="Save adapted to", mode="w", filter="Weights (*.safetensors)",
+                                  tooltip="Where 'Save adapted model' writes the adapted weights (a new file)")
         self.save_button = PushButton(text="Save adapted model", enabled=False,
                                       tooltip="safetensors plus a Markdown model card beside it")
         super().__init__(widgets=[self.minutes, Container(widgets=[self.adapt_button, self.cancel_button,
@@ -125,7 +145,8 @@ class AdaptPanel(Container):
                 continue
             keys = {k for record in click_log_of(state.labels_layer).records for k in record.slice_keys}
             for key in sorted(keys):
-                plane = np.asarray(state.labels_layer.data[key] if key else state.labels_layer.data)
+                data = helpers.image_data(state.labels_layer)
+                plane = np.asarray(data[key] if key else data)
                 found = len(np.unique(plane[plane > 0]))
                 if not found:
                     continue
@@ -158,7 +179,7 @@ class AdaptPanel(Container):
             return
         from napari.qt.threading import create_worker
 
-        from napari_fcfi.evaluation import adaptation
+        from napari_fcfi.training import adaptation
 
         self._cancelled = False
         budget = 60.0 * float(self.minutes.value)
@@ -193,9 +214,12 @@ class AdaptPanel(Container):
         self._worker = None
         self.progress.visible = False
         self.adapt_button.enabled, self.cancel_button.enabled = True, False
+        if check.cancelled or self._cancelled:
+            self.result.value = "adaptation cancelled: nothing was measured; the current model stays"
+            return
         before, after = check.base_clicks, check.adapted_clicks
-        summary = (f"held-back objects: {after:.2f} clicks (NoC@85+90) adapted vs {before:.2f} before "
-                   f"({check.change_percent:+.0f} %, {check.objects} objects)")
+        summary = (f"{after:.2f} clicks per held-back object (NoC@85+90) adapted vs {before:.2f} before "
+                   f"({check.change_percent:+.0f} %). {getattr(check, 'advice', '')}")
         if not check.keep:
             self.result.value = f"kept the current model: {summary}"
             return
@@ -235,6 +259,15 @@ class AdaptPanel(Container):
         written = save_adapted(self.adapted, path)
         self.result.value = f"adapted model saved to {written} (model card beside it)"
         return written
+
+
+def wrap_text(label: Any) -> None:
+    """Let a magicgui Label wrap its text to the dock's width instead of widening the dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(40)  # else Qt widens a long wrapped text to a pleasing block shape
 
 
 def _progress_relay(slot: Any) -> Any:

@@ -7,7 +7,10 @@ becomes that slice's object in progress and shows in the preview when it is on s
 correct any slice with clicks (starting from the propagated mask) and propagate again from there.
 Cancel (or Esc) stops after the current slice and keeps what was done. A propagation is one action
 of the image's history (:mod:`napari_fcfi.annotation.history`): Undo takes all of it back, Redo
-brings it back without running the network again.
+brings it back without running the network again. Where the object ends by the stopping rule the
+status line says why (:class:`~napari_fcfi.annotation.propagation.PropagationStop`); the stops are
+kept in ``controller.stops`` so that one key continues past them (:mod:`.stack_tools`). The
+propagated slices most likely wrong are listed for review (``controller.review``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.propagation import propagate_slices, propagation_order
-from napari_fcfi.annotation.replay import stack_key
 from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.propagation import (
+    PropagatedSlice,
+    PropagationStop,
+    propagation_order,
+    propagation_steps,
+)
+from napari_fcfi.annotation.replay import stack_key
+from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
 
@@ -36,15 +45,52 @@ class PropagationRun:
         self.worker: Any = None
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.on_finished: Callable[[int], None] = lambda done: None
+        self.stops: list[Stop] = []
+        self.predicted: list[PredictedSlice] = []
 
     def cancel(self) -> None:
         self.cancelled = True
 
 
+class Stop:
+    """A stop of the last propagation: where, why, and how to continue past it."""
+
+    def __init__(self, image_id: str, key: Any, last_key: Any, axis: int, direction: str, span: int, reason: str):
+        self.image_id, self.key, self.last_key = image_id, key, last_key
+        self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
+
+    def describe(self) -> str:
+        return f"stopped at slice {self.key[self.axis]} ({self.reason})"
+
+
+class ReviewList:
+    """Slices of the last propagation or fill to look at, worst first; ``next_key()`` walks them."""
+
+    def __init__(self, image_id: str, keys: list[Any]):
+        self.image_id, self.keys, self.position = image_id, keys, -1
+
+    def next_key(self) -> Any:
+        if not self.keys:
+            return None
+        self.position = (self.position + 1) % len(self.keys)
+        return self.keys[self.position]
+
+
+def review_message(review: ReviewList, axis: int) -> str:
+    if not review.keys:
+        return "no slice to review"
+    listed = ", ".join(str(k[axis]) for k in review.keys[:5]) + (" ..." if len(review.keys) > 5 else "")
+    return f"review slice(s) {listed} (N: next)"
+
+
 def start_propagation(controller: Any, direction: str = "both", max_slices: int | None = None,
-                      axis: int | None = None, threaded: bool = True) -> PropagationRun | None:
-    """Propagate the object on screen; returns the run (None, with a status message, when it cannot)."""
-    state, obj = controller.state, controller.current_object()
+                      axis: int | None = None, threaded: bool = True, *, start_key: Any = None,
+                      through: int = 0) -> PropagationRun | None:
+    """Propagate the object on screen (on ``start_key`` when given); ``through`` as for
+    :func:`~napari_fcfi.annotation.propagation.propagation_steps` (continuing past a stop).
+    Returns the run (None, with a status message, when it cannot)."""
+    state = controller.state
+    obj = controller.current_object() if start_key is None or state is None else state.objects.get(start_key)
     if state is None or obj is None:
         return None
     geometry = state.geometry
@@ -67,52 +113,99 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
     action = state.history.begin("propagation", state.objects.members(start_key))
-    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices)
-    _drop_points(controller, state, undo.replaced)
+    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, through,
+                                           controller.settings.threshold)
+    drop_replaced_points(controller, state, undo.replaced)
     run = PropagationRun(sum(len(o) for o in order))
     run.action = action
     controller.propagation = run
-    settings = controller.settings
-    factory, cache = controller.predictor.factory, controller.model_cache
+    make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
     def work():
+        segmenter = make_segmenter()
+
+        def read(index: int) -> np.ndarray:
+            return read_plane(image, geometry, stack_key(start_key, axis, index))
+
+        yield from propagation_steps(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
+                                     channel=state.channel, should_stop=lambda: run.cancelled, through=through)
+
+    def on_slice(item: PropagatedSlice | PropagationStop) -> None:
+        if state.image_id not in controller.images or run.discarded:
+            return
+        if isinstance(item, PropagationStop):
+            step = 1 if item.index > start_key[axis] else -1
+            run.stops.append(Stop(state.image_id, stack_key(start_key, axis, item.index),
+                                  stack_key(start_key, axis, item.index - step), axis,
+                                  "up" if step > 0 else "down", item.span, item.reason))
+            return
+        run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence))
+        place_mask(controller, state, undo, run, stack_key(start_key, axis, item.index), item.mask)
+
+    def on_done(*_: Any) -> None:
+        controller.propagation = None
+        controller.stops = run.stops
+        controller.review = ReviewList(state.image_id, [stack_key(start_key, axis, i) for i in
+                                                        review_slices(run.predicted, {start_key[axis]: start_mask})])
+        stopped = " (cancelled)" if run.cancelled else ""
+        why = "".join(f"; {s.describe()}" for s in run.stops)
+        more = "; C continues past it" if run.stops else ""
+        controller._status(finished_message(run, f"propagated to {run.done} slice(s){stopped}{why}{more}; "
+                                                 f"{review_message(controller.review, axis)}"))
+        run.on_finished(run.done)
+        controller.on_change()
+
+    return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def run_segmenter_factory(controller: Any) -> Callable[[], Any]:
+    """Builds, in the worker thread, the engine session a propagation or fill runs on (the widget's
+    model, device, threads and threshold)."""
+    settings = controller.settings
+    factory, cache = controller.predictor.factory, controller.model_cache
+
+    def make() -> Any:
         if settings.cpu_threads and settings.device.startswith("cpu"):
             import torch
 
             torch.set_num_threads(settings.cpu_threads)
         segmenter = factory(cache.get(settings.model_source, settings.device))
         segmenter.threshold = settings.threshold
-        read = lambda index: read_plane(image, geometry, stack_key(start_key, axis, index))  # noqa: E731
-        for index, mask in propagate_slices(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
-                                            channel=state.channel, should_stop=lambda: run.cancelled,
-                                            start_image=read_plane(image, geometry, start_key)):
-            yield stack_key(start_key, axis, index), mask
+        return segmenter
 
-    def on_slice(item: tuple[Any, np.ndarray]) -> None:
-        key, mask = item
-        if state.image_id not in controller.images or run.discarded:
-            return
-        state.history.touch(action, [key])  # before it changes: undo puts this back
-        replaced = state.objects.slices.get(key)
-        state.objects.add_propagated(undo, key, mask)  # first, so removing its points leaves it intact
-        if replaced is not None and replaced.clicks and replaced.group != undo.group:
-            _drop_points(controller, state, {key: replaced})
-        run.done += 1
-        run.on_progress(run.done, run.total)
-        if state is controller.state and key == controller.current_key():
-            controller._update_preview()
-        controller.on_change("object")
+    return make
 
-    def on_done(*_: Any) -> None:
-        controller.propagation = None
-        stopped = " (cancelled)" if run.cancelled else ""
-        if run.discarded:
-            controller._status("FCFI: the propagation was stopped and taken back; Ctrl+Shift+Z redoes what it did")
-        else:
-            controller._status(f"FCFI: propagated to {run.done} slice(s){stopped}; Ctrl+Z takes it back")
-        run.on_finished(run.done)
-        controller.on_change()
+
+def place_mask(controller: Any, state: Any, undo: Any, run: PropagationRun, key: Any, mask: np.ndarray) -> None:
+    """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
+    run's entry in the image's history), count it, show it; nothing once the run was undone."""
+    if run.discarded:
+        return
+    if run.action is not None:
+        state.history.touch(run.action, [key])  # before it changes: undo puts this back
+    replaced = state.objects.slices.get(key)
+    state.objects.add_propagated(undo, key, mask)  # first, so removing its points leaves it intact
+    if replaced is not None and replaced.clicks and replaced.group != undo.group:
+        drop_replaced_points(controller, state, {key: replaced})
+    run.done += 1
+    run.on_progress(run.done, run.total)
+    if state is controller.state and key == controller.current_key():
+        controller._update_preview()
+    controller.on_change("object")
+
+
+def finished_message(run: PropagationRun, done: str) -> str:
+    """The status line at the end of a run: ``done`` (what it did), or that it was taken back."""
+    if run.discarded:
+        return "FCFI: the run was stopped and taken back; Ctrl+Shift+Z redoes what it did"
+    return f"FCFI: {done}; Ctrl+Z takes it back"
+
+
+def launch(controller: Any, run: PropagationRun, work: Callable[[], Any], on_item: Callable[[Any], None],
+           on_done: Callable[[], None], threaded: bool = True) -> PropagationRun:
+    """Run ``work()`` (a generator) in a napari worker thread, ``on_item`` on the GUI thread for each
+    item it yields, ``on_done`` at the end; without ``threaded``, all of it here (tests, scripts)."""
 
     def on_error(error: Exception) -> None:
         controller.propagation = None
@@ -122,7 +215,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     if not threaded:  # tests and scripts without an event loop
         try:
             for item in work():
-                on_slice(item)
+                on_item(item)
         except Exception as error:  # noqa: BLE001 - shown to the user
             on_error(error)
             return run
@@ -131,7 +224,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     from napari.qt.threading import create_worker
 
     worker = create_worker(work)
-    worker.yielded.connect(on_slice)
+    worker.yielded.connect(on_item)
     worker.finished.connect(on_done)
     worker.errored.connect(on_error)
     run.worker = worker
@@ -139,7 +232,7 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     return run
 
 
-def _drop_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:
+def drop_replaced_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:
     for key, previous in replaced.items():
         if previous is not None and previous.clicks:
             controller.points.remove(state, key)

@@ -26,14 +26,16 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
 from napari_fcfi.annotation.painting import label_id_range
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
-from .commit_flow import discard_journal, pending_journal, restore_journal
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
+from .io import default_labels_path, save_labels_layer
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
-from .panels import AdaptPanel, PropagatePanel
+from .panels import AdaptPanel, PropagatePanel, wrap_text
+from .recovery_banner import RecoveryBanner
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
@@ -53,6 +55,45 @@ def channel_choices(layer: Any) -> list[tuple[str, tuple[int | None, int | None]
     return entries
 
 
+#: A leading axis of at most this many entries of a 3D, non-RGB image is taken for channels by default.
+MAX_GUESSED_CHANNELS = 4
+_CHANNEL_NAMES = {"c", "ch", "channel", "channels"}
+_STACK_NAMES = {"z", "t", "time", "depth", "plane", "slice"}
+
+
+def guess_channels(layer: Any) -> tuple[tuple[int | None, int | None], str]:
+    """The channel entry chosen when an image is picked, and why (said in the status).
+
+    The layer's axis names (napari's ``axis_labels`` or an ``"axes"`` string in its metadata, e.g.
+    ``"CYX"``) decide when they name the first axis; otherwise a 3D, non-RGB image whose first axis has
+    2..:data:`MAX_GUESSED_CHANNELS` entries is taken for channels (a z-stack that short is rare).
+    """
+    if layer is None or getattr(layer, "rgb", False):
+        return (None, None), ""
+    shape = tuple(helpers.image_data(layer).shape)
+    offered = {value for _text, value in channel_choices(layer)}
+    if (0, None) not in offered:
+        return (None, None), ""
+    first = _first_axis_name(layer)
+    if first in _CHANNEL_NAMES:
+        return (0, None), f"axis 0 is named {first!r}"
+    if first in _STACK_NAMES:
+        return (None, None), ""
+    if len(shape) == 3 and shape[0] <= MAX_GUESSED_CHANNELS:
+        return (0, None), f"its first axis has only {shape[0]} entries"
+    return (None, None), ""
+
+
+def _first_axis_name(layer: Any) -> str | None:
+    axes = getattr(layer, "metadata", {}).get("axes") if isinstance(getattr(layer, "metadata", None), dict) else None
+    if isinstance(axes, str) and len(axes) == len(helpers.image_data(layer).shape):
+        return axes[0].lower()
+    labels = tuple(getattr(layer, "axis_labels", ()) or ())
+    if labels and not str(labels[0]).startswith("axis "):  # napari's own default names say nothing
+        return str(labels[0]).strip().lower()
+    return None
+
+
 class FCFIWidget(Container):
     """FCFI interactive segmentation dock widget (see the module docstring)."""
 
@@ -64,7 +105,12 @@ class FCFIWidget(Container):
         runner: ThreadedRunner | ImmediateRunner | None = None,
         journal_root: str | Path | None = None,
     ) -> None:
-        super().__init__(labels=True)
+        # The form scrolls: napari docks ``.native`` (the layout's widget, not a magicgui scroll area), so
+        # the dock holds this plain container and the form's scroll area is put into its layout.
+        super().__init__(labels=False)
+        self.form = Container(labels=True, scrollable=True)
+        self.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.native.layout().addWidget(self.form.root_native_widget)
         self.viewer = napari_viewer
         self.controller = SegmentationController(
             napari_viewer, model_cache if model_cache is not None else cache_for_viewer(napari_viewer),
@@ -78,8 +124,15 @@ class FCFIWidget(Container):
         self.controller.on_change = self._sync_from_controller
         _watch_closing(self)
         self.max_width = 460  # a form, not a canvas: leave the viewer its room
+        napari_viewer.layers.selection.events.active.connect(self._on_active_layer)
         self.reset_choices()
         self._on_image_choice()
+
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the menus (napari calls this when layers change); they live in the scrolling form."""
+        super().reset_choices()
+        if hasattr(self, "form"):
+            self.form.reset_choices()
 
     # ------------------------------------------------------------------ form
     def _build(self) -> None:
@@ -90,7 +143,8 @@ class FCFIWidget(Container):
                                      tooltip="Which channel(s) the network sees")
         self.labels_menu = ComboBox(label="Labels", choices=self._labels_choices, nullable=True,
                                     tooltip="Labels layer that Commit writes into")
-        self.model_menu = ComboBox(label="Model", choices=available_model_names() + [WEIGHTS_FILE],
+        self._session_models: list[str] = []  # models made in this session (adapted), offered in the menu
+        self.model_menu = ComboBox(label="Model", choices=self._model_choices,
                                    value=DEFAULT_MODEL, tooltip="'default' = bundled weights, an official model, or a file")
         self.weights_file = FileEdit(label="Weights", mode="r", filter="Weights (*.safetensors *.pth *.pt)", visible=False)
         self.device_menu = ComboBox(label="Device", choices=available_devices(), value="cpu",
@@ -124,21 +178,31 @@ class FCFIWidget(Container):
         self.save_log_button = PushButton(text="Save click log",
                                           tooltip="All committed objects' steps, model and settings (CSV replayable by "
                                                   "fcfi segment)")
-        self.restore_button = PushButton(text="Restore", visible=False, tooltip="Restore the journaled objects exactly")
-        self.discard_button = PushButton(text="Discard", visible=False, tooltip="Delete the recovery journal")
-        self.recovery_label = Label(value="", visible=False)
+        self.recovery = RecoveryBanner(self.controller)  # "Unsaved work found", at the top
+        self.restore_button, self.discard_button = self.recovery.restore_button, self.recovery.discard_button
+        self.recovery_label = self.recovery.details
         self.busy = ProgressBar(label="", min=0, max=0, visible=False, tooltip="A prediction is running")
         self.object_info = Label(label="Object", value="")
         self.model_info = Label(label="Runs", value="")
         self.status = Label(label="", value="")
-        self.extend([
-            self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
+        for line in (self.object_info, self.model_info, self.status):
+            wrap_text(line)  # long messages wrap instead of widening or clipping the dock
+        self.form.extend([
+            self.recovery, self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
             self.device_menu, self.threads, self.threshold, self.label_id, self.edit_button, self.overwrite,
             self.annotate, button_row, self.propagate_panel, self.adapt_panel, self.log_file, self.save_log_button,
-            self.recovery_label, Container(widgets=[self.restore_button, self.discard_button], layout="horizontal",
-                                           labels=False),
             self.busy, self.object_info, self.model_info, self.status,
         ])
+        self._build_save_labels()
+
+    def _build_save_labels(self) -> None:
+        self.labels_file = FileEdit(label="Labels file", mode="w", filter=f"FCFI labels (*{FCFI_SUFFIX})",
+                                    tooltip="Where Save labels writes (default: beside the image file)")
+        self.save_labels_button = PushButton(text="Save labels", tooltip="Write the labels layer to the labels file "
+                                             "(type, scale, translate kept; .fcfi, a TIFF) and clear the journal")
+        at = self.form.index(self.log_file)
+        self.form.insert(at, self.save_labels_button)
+        self.form.insert(at, self.labels_file)
 
     def _connect(self) -> None:
         controller = self.controller
@@ -158,13 +222,16 @@ class FCFIWidget(Container):
                                ("reset", controller.reset_object)):
             self.buttons[action].changed.connect(lambda *_, m=method: m())
         self.save_log_button.changed.connect(lambda: self.save_click_log(self.log_file.value))
-        self.restore_button.changed.connect(self._restore)
-        self.discard_button.changed.connect(self._discard)
+        self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
+        self.save_labels_button.changed.connect(lambda: self.save_labels(self.labels_file.value))
 
     # ------------------------------------------------------------------ choices
     def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         layer = self.image_menu.value if hasattr(self, "image_menu") else None
         return channel_choices(layer) or [("grayscale", (None, None))]
+
+    def _model_choices(self, widget: Any = None) -> list[str]:
+        return available_model_names() + getattr(self, "_session_models", []) + [WEIGHTS_FILE]
 
     def _labels_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Labels
@@ -192,27 +259,33 @@ class FCFIWidget(Container):
         layer = self.image_menu.value
         if layer is None or layer is self.controller.image_layer:
             return
+        channels, reason = guess_channels(layer)
         self._syncing = True
         try:
             self.channel_menu.reset_choices()
-            self.channel_menu.value = self._channel_choices()[0][1]
+            self.channel_menu.value = channels
         finally:
             self._syncing = False
-        self._apply_image(layer, None, None)
+        self._apply_image(layer, *channels, why=reason)
 
     def _on_channel_choice(self, value: Any = None) -> None:
         if self._syncing or self.controller.image_layer is None or value is None:
             return
         self._apply_image(self.controller.image_layer, *value)
 
-    def _apply_image(self, layer: Any, channel_axis: int | None, channel: int | None) -> None:
+    def _apply_image(self, layer: Any, channel_axis: int | None, channel: int | None, why: str = "") -> None:
         try:
             self.controller.set_image_layer(layer, channel_axis=channel_axis, channel=channel)
         except ValueError as error:
             self._show_status(f"FCFI: {error}")
             return
         self.propagate_panel.refresh_axes(len(self.controller.geometry.slice_shape))
-        self._show_status(f"FCFI: annotating {layer.name!r}; left click = positive, right click = negative")
+        seen = ""
+        if why and channel_axis is not None:
+            count = helpers.image_data(layer).shape[channel_axis]
+            seen = (f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
+                    "Channel if it is a stack")
+        self._show_status(f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative")
         self._sync_from_controller()
 
     def _on_labels_choice(self, layer: Any = None) -> None:
@@ -278,7 +351,7 @@ class FCFIWidget(Container):
                 self.labels_menu.value = labels
             else:
                 self.labels_menu.value = None
-            low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
+            _low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
             self.label_id.max = min(high, 2**31 - 1)
             next_id = controller.next_label_id()
             if next_id:
@@ -288,11 +361,8 @@ class FCFIWidget(Container):
         self._show_object()
         settings: AnnotationSettings = controller.settings
         self.model_info.value = f"{Path(settings.model_source).name} on {settings.device}"
-        journal = pending_journal(controller)
-        for widget in (self.restore_button, self.discard_button, self.recovery_label):
-            widget.visible = journal is not None
-        if journal is not None:
-            self.recovery_label.value = f"Unsaved work found: {journal.summary()}"
+        self.recovery.refresh()
+        self._show_model(settings.model_source)
 
     def _show_object(self) -> None:
         controller = self.controller
@@ -309,6 +379,36 @@ class FCFIWidget(Container):
             editing = f", editing label {obj.edit_label}" if obj is not None and obj.edit_label else ""
             target = labels.name if labels is not None else f"{controller.image_layer.name} labels (new)"
             self.object_info.value = f"{clicks} click(s){where}{extra}{editing} → {target}"
+
+    def _show_model(self, source: str) -> None:
+        """The Model menu names the model in use (an adapted model gets its own entry)."""
+        menu = self.model_menu
+        if menu.value == source or (menu.value == WEIGHTS_FILE and str(self.weights_file.value) == source):
+            return
+        self._syncing = True
+        try:
+            if Path(source).is_file():
+                menu.value = WEIGHTS_FILE
+                self.weights_file.value = source
+                self.weights_file.visible = True
+            else:
+                if source not in menu.choices:  # a model made in this session (adapted), kept in the cache
+                    self._session_models.append(source)
+                    menu.reset_choices()
+                menu.value = source
+                self.weights_file.visible = False
+        finally:
+            self._syncing = False
+
+    def _on_active_layer(self, event: Any = None) -> None:
+        """Clicks reach FCFI only on the image and its clicks layer: say so when another layer is selected."""
+        state, active = self.controller.state, self.viewer.layers.selection.active
+        if state is None or active is None or not self.controller.settings.annotating:
+            return
+        if active is state.layer or active is state.clicks_layer:
+            return
+        self._show_status(f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
+                          f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate")
 
     def _show_status(self, message: str) -> None:
         self.status.value = message
@@ -329,9 +429,14 @@ class FCFIWidget(Container):
             return None
         settings, state = controller.settings, controller.state
         labels = controller.labels_layer
+        try:
+            model = self._loadable_model(Path(path))
+        except (OSError, ValueError) as error:
+            self._show_status(f"FCFI: click log not saved: the model in use could not be saved beside it ({error})")
+            return None
         log.metadata = {
             "image": getattr(controller.image_layer, "name", ""),
-            "model": settings.model_source,
+            "model": model,
             "settings": {
                 **controller.engine_settings,
                 "device": settings.device,
@@ -345,23 +450,56 @@ class FCFIWidget(Container):
             },
         }
         written = log.save(path)
-        self._show_status(f"FCFI: click log saved to {written}")
+        beside = "" if model == settings.model_source else f" (with the model in use as {model})"
+        self._show_status(f"FCFI: click log saved to {written}{beside}")
         return written
 
-    def _restore(self) -> None:
-        journal = pending_journal(self.controller)
-        if journal is not None:
-            restore_journal(self.controller, journal)
+    def save_labels(self, path: str | Path | None = None) -> Path | None:
+        """Save the labels layer Commit writes into as FCFI labels (``path``, default: ``default_labels_path``)."""
+        labels = self.controller.labels_layer
+        if labels is None:
+            self._show_status("FCFI: no labels to save yet; commit an object first")
+            return None
+        if path is None or str(path) in ("", ".") or Path(path).is_dir():
+            path = default_labels_path(labels, self.controller.image_layer)
+        try:
+            written = save_labels_layer(labels, path)
+        except (OSError, ValueError) as error:
+            self._show_status(f"FCFI: labels not saved: {error}")
+            return None
+        self.labels_file.value = written
+        # napari's status bar too: it is wide enough for the whole path
+        self.controller._status(f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared")
+        return written
 
-    def _discard(self) -> None:
-        journal = pending_journal(self.controller)
-        if journal is not None:
-            discard_journal(self.controller, journal)
+    def _loadable_model(self, log_path: Path) -> str:
+        """The model source the log names: one ``fcfi segment`` can load.
+
+        A model made in this session (an adapted one, only in the model cache) is saved beside the log
+        as ``<log name>.model.safetensors`` (with its model card) and named relative to the log.
+        """
+        settings = self.controller.settings
+        source = settings.model_source
+        if source in available_model_names() or Path(source).is_file():
+            return source
+        model = self.controller.model_cache.get(source, settings.device)
+        if "adaptation" not in (getattr(model, "fcfi_metadata", None) or {}):
+            return source  # a name the model loader knows
+        from napari_fcfi.training.finetune import save_adapted
+
+        target = log_path.with_suffix("").with_name(log_path.with_suffix("").name + ".model.safetensors")
+        return save_adapted(model, target).name
+
+
+    def _suggest_labels_file(self, *args: Any) -> None:
+        labels = self.controller.labels_layer  # never leave another layer's file here
+        self.labels_file.value = "" if labels is None else default_labels_path(labels, self.controller.image_layer)
 
     def close_controller(self) -> None:
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""
         self.propagate_panel.cancel()
         self.adapt_panel.cancel()
+        self.viewer.layers.selection.events.active.disconnect(self._on_active_layer)
         self.controller.close()
 
 
@@ -380,7 +518,7 @@ def _watch_closing(widget: FCFIWidget) -> None:
     from qtpy.QtCore import QEvent, QObject
 
     class _CloseWatcher(QObject):
-        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        def eventFilter(self, obj: Any, event: Any) -> bool:
             if event.type() == QEvent.Type.Close or (
                 event.type() == QEvent.Type.ParentChange and obj.parent() is None and widget._was_docked
             ):

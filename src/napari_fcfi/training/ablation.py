@@ -21,6 +21,8 @@ from typing import Any
 
 from torch import nn
 
+from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
+
 #: The four rows of the paper's ablation table: name -> (use_ffcm, use_cffm).
 ABLATION_VARIANTS: dict[str, tuple[bool, bool]] = {
     "baseline": (False, False),
@@ -42,8 +44,6 @@ def ablation_config(config: Mapping[str, Any], use_ffcm: bool = True, use_cffm: 
 
 def feedback_modules_in(net: nn.Module) -> dict[str, bool]:
     """Which of FFCM / CFFM a network really contains (by module type, not by its config)."""
-    from napari_fcfi.model.fcfi_modules import CollaborativeFeedbackFusion, FocusedFeedbackCorrection
-
     modules = list(net.modules())
     return {
         "ffcm": any(isinstance(m, FocusedFeedbackCorrection) for m in modules),

@@ -98,6 +98,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ffcm", action="store_true", help="ablation: FFCM replaced by a pass-through")
     parser.add_argument("--no-cffm", action="store_true", help="ablation: CFFM replaced by a pass-through")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    line = parser.add_argument_group(
+        "training line", "one model trained on across sessions and machines (docs/training.md, 'The training line')")
+    line.add_argument("--line", type=Path, default=None, metavar="DIR",
+                      help="continue the training line in DIR (e.g. training/line) for --minutes; --out is its "
+                      "run folder (default runs/<DIR name>)")
+    line.add_argument("--minutes", type=float, default=0.0, help="training minutes of this line session")
+    line.add_argument("--line-init", default=None, metavar="MODEL",
+                      help="start a new line in DIR from MODEL with the --data/--train-data/--val-data folders")
+    line.add_argument("--commit-minutes", type=float, default=0.0,
+                      help="git-commit the line folder this often and at the end (0: never)")
+    line.add_argument("--session-steps", type=int, default=0,
+                      help="stop this line session after this many steps (0: only --minutes ends it)")
+    line.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
+                      help="recipe entry of a new line, or an override for this session (e.g. batch_size=32)")
     parser.add_argument("--export", nargs=2, metavar=("CKPT", "OUT"), help="write CKPT's model as safetensors OUT")
     parser.add_argument("--name", default="fcfi-microscopy", help="model name stored by --export")
     parser.add_argument("--description", default="", help="model description stored by --export")
@@ -126,7 +140,7 @@ def export_checkpoint(
     import torch
 
     from napari_fcfi.model import save_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import feedback_modules_in
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -161,7 +175,7 @@ def export_checkpoint(
 
 def _new_network(args: argparse.Namespace, say: Any) -> tuple[Any, dict[str, Any], dict[str, Any]] | None:
     """The ``--preset`` network, its backbone from ImageNet (``--init imagenet``) or random."""
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
     from napari_fcfi.training.ablation import ablation_config
 
     preset = dict(TRAIN_PRESETS[args.preset])
@@ -195,7 +209,7 @@ def _start_from_model(source: str) -> tuple[Any, dict[str, Any], dict[str, Any]]
     over several sessions (each continuing from the last shipped weights) states its whole history.
     """
     from napari_fcfi.model import load_model
-    from napari_fcfi.model.networks import build_network
+    from napari_fcfi.model.architectures import build_network
 
     model = load_model(source, device="cpu")
     metadata = getattr(model, "fcfi_metadata", {}) or {}
@@ -246,6 +260,10 @@ def set_click_scale(net: Any, value: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``fcfi train``."""
+    if args.line is not None:
+        from napari_fcfi.training.line import run_line
+
+        return run_line(args)
     if args.export:
         path = export_checkpoint(args.export[0], args.export[1], args.name, args.description)
         print(f"wrote {path}")
@@ -256,11 +274,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from napari_fcfi.evaluation.datasets import split_instance_folder
-    from napari_fcfi.training.data import TrainingSampler, load_instance_folder, make_synthetic_pool
+    from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
     from napari_fcfi.training.losses import LossWeights
+    from napari_fcfi.training.sources import load_sources
     from napari_fcfi.training.trainer import TrainConfig, Trainer
-    from napari_fcfi.training.validation import pick_validation_samples
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -271,32 +288,20 @@ def run(args: argparse.Namespace) -> int:
         " ".join(shlex.quote(a) for a in sys.argv)
     )
     (out / "command.txt").write_text(command + "\n")
-    log_file = open(out / "train.log", "a", buffering=1)
+    log_path = out / "train.log"
 
     def say(text: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        log_file.write(line + "\n")
+        # Opened per line (a few lines a minute): nothing stays open when the run returns early.
+        with log_path.open("a") as log_file:
+            log_file.write(line + "\n")
         if args.no_progress:
             print(line, flush=True)
 
     say(f"command: {command}")
-    real, val_sources, data_info = [], [], []
-    for folder in args.data:
-        train_ids, val_ids = split_instance_folder(folder, val_fraction=args.val_fraction, seed=0)
-        real += load_instance_folder(folder, train_ids)
-        val_sources.append((folder, load_instance_folder(folder, val_ids)))
-        data_info.append({"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)})
-        say(f"data {folder}: {len(train_ids)} train / {len(val_ids)} validation images")
-    for folder in args.train_data:
-        items = load_instance_folder(folder)
-        real += items
-        data_info.append({"folder": str(folder), "train_images": len(items), "val_images": 0})
-        say(f"training data {folder}: {len(items)} images")
-    for folder in args.val_data:
-        items = load_instance_folder(folder)
-        val_sources.append((folder, items))
-        data_info.append({"folder": str(folder), "train_images": 0, "val_images": len(items)})
-        say(f"validation data {folder}: {len(items)} images")
+    sources = load_sources(args.data, args.train_data, args.val_data, val_fraction=args.val_fraction,
+                           val_objects=args.val_objects, say=say)
+    real, val_samples, data_info = sources.real, sources.val_samples, sources.info
     synthetic = make_synthetic_pool(args.synthetic_images, seed=args.seed) if args.synthetic_fraction > 0 else []
     say(f"synthetic pool: {len(synthetic)} images")
     sampler = TrainingSampler(
@@ -309,10 +314,6 @@ def run(args: argparse.Namespace) -> int:
             for (source, modality), group, weight in zip(sampler.group_names, sampler.modality_groups,
                                                          sampler.modality_weights)
         ))
-    val_samples = []
-    for folder, items in val_sources:
-        val_samples += pick_validation_samples(items, count=args.val_objects, seed=0, source=f"{Path(folder).name}:")
-
     torch.manual_seed(args.seed)
     if args.init_from:
         try:
@@ -360,5 +361,4 @@ def run(args: argparse.Namespace) -> int:
         say(f"resumed from {args.resume} at step {trainer.step}")
     summary = trainer.fit(on_log=say)
     say(f"done: {json.dumps(summary)}")
-    log_file.close()
     return 0

@@ -9,18 +9,9 @@ built by :mod:`napari_fcfi.model.click_encoding`, the robot's next click by
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_fcfi.engine.clicks import Click
-
-def _padded_edt(region: np.ndarray) -> np.ndarray:
-    """Distance to the nearest pixel outside ``region``, the image border counting as outside.
-
-    The robot user clicks far from both the object boundary and the crop border, so a click
-    is never put on a sliver that the crop cut off.
-    """
-    padded = np.pad(region, 1, constant_values=False)
-    return ndi.distance_transform_edt(padded)[1:-1, 1:-1]
+from napari_fcfi.engine.distance import border_distance
 
 
 def _pick_weighted(rng: np.random.Generator, weights: np.ndarray) -> tuple[int, int] | None:
@@ -50,7 +41,7 @@ def sample_initial_clicks(
     """
     mask = np.asarray(mask, bool)
     clicks: list[Click] = []
-    inner = _padded_edt(mask)
+    inner = border_distance(mask)
     if inner.max() <= 0:
         raise ValueError("sample_initial_clicks: the object mask is empty")
     if rng.random() < center_first_prob:
@@ -68,7 +59,7 @@ def sample_initial_clicks(
         if point is not None:
             clicks.append(Click(int(point[0]), int(point[1]), True))
     if n_neg:
-        outer = _padded_edt(~mask)
+        outer = border_distance(~mask)
         # Background within a band around the object, weighted towards being near it.
         band = (outer >= 2) & (outer <= max(6.0, 2.0 * float(inner.max())))
         for _ in range(n_neg):

@@ -18,20 +18,20 @@ the batches the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from napari_fcfi.engine.windows import subsample_step
-from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.io import read_image
-from napari_fcfi.evaluation.datasets import instance_folder_pairs
+from napari_fcfi.engine.windows import subsample_step
+from napari_fcfi.evaluation.layouts import instance_folder_pairs
+from napari_fcfi.training.augment import IntensityAugmentation, flip_rotate, normalise_like_engine
 from napari_fcfi.training.clicks import sample_initial_clicks
 from napari_fcfi.training.synthetic import synthetic_image
 
@@ -191,6 +191,8 @@ class TrainingSampler:
         augment: bool = True,
         input_size: int | None = None,
         balance_modalities: bool = False,
+        small_object_weight: float = 1.0,
+        small_object_area: int = 150,
     ) -> None:
         if not real and not synthetic:
             raise ValueError("TrainingSampler needs at least one real or synthetic image")
@@ -220,6 +222,22 @@ class TrainingSampler:
         self.modality_groups = [groups[key] for key in self.group_names]
         weights = np.sqrt([len(group) for group in self.modality_groups])
         self.modality_weights = weights / weights.sum() if len(weights) else weights
+        # Objects under ``small_object_area`` pixels (the ones that cost the most clicks) are drawn
+        # ``small_object_weight`` times as often as the others of their image.
+        if small_object_weight <= 0:
+            raise ValueError(f"small_object_weight must be > 0, got {small_object_weight}")
+        self.small_object_weight = float(small_object_weight)
+        self.small_object_area = int(small_object_area)
+        self._object_draw: dict[int, np.ndarray] = {}
+
+    def _object_probabilities(self, item: LabeledImage) -> np.ndarray:
+        """Draw probabilities of ``item``'s objects (cached per image)."""
+        key = id(item)
+        if key not in self._object_draw:
+            areas = np.bincount(item.labels.ravel(), minlength=int(item.labels.max()) + 1)[item.object_ids]
+            weights = np.where(areas < self.small_object_area, self.small_object_weight, 1.0)
+            self._object_draw[key] = weights / weights.sum()
+        return self._object_draw[key]
 
     def rng_for(self, step: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(step), int(index)])
@@ -234,7 +252,10 @@ class TrainingSampler:
             item = pool[group[int(rng.integers(len(group)))]]
         else:
             item = pool[int(rng.integers(len(pool)))]
-        which = int(rng.integers(len(item.object_ids)))
+        if self.small_object_weight == 1.0:
+            which = int(rng.integers(len(item.object_ids)))
+        else:
+            which = int(rng.choice(len(item.object_ids), p=self._object_probabilities(item)))
         return self.sample_object(item, which, rng, source=f"{'synthetic' if use_synthetic else 'real'}:{item.name}")
 
     def sample_object(self, item: LabeledImage, which: int, rng: np.random.Generator, source: str = "") -> Sample:

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.distance import border_distance
 
 
 def neighbour_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -48,7 +49,7 @@ def propagation_click(mask: np.ndarray, target: np.ndarray) -> Click | None:
     inside = np.asarray(mask, bool) & np.asarray(target, bool)
     if not inside.any():
         return None
-    depth = ndi.distance_transform_edt(np.pad(np.asarray(mask, bool), 1))[1:-1, 1:-1] * inside
+    depth = border_distance(mask) * inside
     row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return Click(int(row), int(col), True)
 

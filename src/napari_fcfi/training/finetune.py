@@ -8,7 +8,7 @@ loss with its FFCM/CFFM terms) on those objects gives a model that needs fewer c
 ones. The input model is never modified: a deep copy is trained.
 
 Whether to keep the adapted model is decided on objects held back from training
-(:mod:`napari_fcfi.evaluation.adaptation`: ``hold_back_objects``, ``check_adaptation``,
+(:mod:`napari_fcfi.training.adaptation`: ``hold_back_objects``, ``check_adaptation``,
 ``adapt_with_check``), the rule the napari widget uses.
 
 Choices (measured in docs/evaluation.md, "Adapting to the user's data"):
@@ -38,7 +38,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_fcfi.engine.settings import resolve_settings
+from napari_fcfi.model import save_model
+from napari_fcfi.training.ablation import feedback_modules_in
 from napari_fcfi.training.data import LabeledImage, TrainingSampler, make_labeled_image
+from napari_fcfi.training.losses import LossWeights
+from napari_fcfi.training.trainer import TrainConfig, Trainer
 
 #: Crops per optimizer step.
 BATCH_SIZE = 4
@@ -146,16 +151,11 @@ def base_model_name(model: torch.nn.Module) -> str:
 
 def working_size(model: torch.nn.Module) -> int:
     """The network input size the engine uses for ``model`` (its ``input_size`` metadata, else 256)."""
-    from napari_fcfi.engine.settings import resolve_settings
-
     return int(resolve_settings(model).input_size)
 
 
 def _train_settings(model: torch.nn.Module) -> tuple[int, dict[str, float]]:
     """Robot clicks per step and loss weights: the base model's training settings when recorded."""
-    from napari_fcfi.training.ablation import feedback_modules_in
-    from napari_fcfi.training.losses import LossWeights
-
     recorded = (_base_description(model).get("training") or {}).get("train_config") or {}
     max_extra_clicks = int(recorded.get("max_extra_clicks", 3))
     weights = asdict(LossWeights())
@@ -233,8 +233,6 @@ def finetune(
     and nothing that ``save_model`` refuses: ``save_model(adapted, path, metadata=adapted.fcfi_metadata)``
     or :func:`save_adapted` writes it. Raises ValueError on bad input (see :func:`prepare_objects`).
     """
-    from napari_fcfi.training.trainer import TrainConfig, Trainer
-
     started = time.perf_counter()
     if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
         raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
@@ -290,10 +288,7 @@ def finetune(
             parts = trainer.train_step(done)
             losses.append(parts["loss"])
             done += 1
-            if steps is not None:
-                fraction = done / steps
-            else:
-                fraction = (time.perf_counter() - started) / time_budget_s
+            fraction = done / steps if steps is not None else (time.perf_counter() - started) / time_budget_s
             recent = float(np.mean(losses[-10:]))
             if _say(progress, min(fraction, 0.999), f"step {done}: loss {recent:.3f}"):
                 cancelled = True
@@ -401,11 +396,9 @@ def save_adapted(model: torch.nn.Module, path: str | Path) -> Path:
 
     The card (``path`` with suffix ``.md``) names the base model, the objects and images, the training
     time and steps, and the gain measured on held-back objects when
-    :func:`napari_fcfi.evaluation.adaptation.check_adaptation` recorded one in the model's metadata.
+    :func:`napari_fcfi.training.adaptation.check_adaptation` recorded one in the model's metadata.
     Returns the safetensors path; ``load_model(path)`` reads it back with the same ``fcfi_metadata``.
     """
-    from napari_fcfi.model import save_model
-
     metadata = _base_description(model)
     if "adaptation" not in metadata:
         raise ValueError("this model carries no adaptation record; save it with napari_fcfi.save_model")

@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``fcfi finetune``."""
     import torch
 
-    from napari_fcfi.evaluation.adaptation import check_adaptation, hold_back_objects
     from napari_fcfi.model import load_model
+    from napari_fcfi.training.adaptation import check_adaptation, hold_back_objects
     from napari_fcfi.training.finetune import finetune, save_adapted
 
     if args.threads < 0 or args.minutes <= 0 or not 0 <= args.hold_back < 1:
@@ -114,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"held-back check on {check.objects} objects: clicks (NoC@85 + NoC@90) base {check.base_clicks:.2f}, "
               f"adapted {check.adapted_clicks:.2f} ({check.change_percent:+.1f} %): "
               f"{'keep' if check.keep else 'revert to the base model'}")
+        print(check.advice)
         if not check.keep and not args.always_write:
-            print("not written: the adapted model is not better on the held-back objects "
+            print("not written: the adapted model is not measurably better on the held-back objects "
                   "(--always-write writes it anyway)")
             return 0
     path = save_adapted(adapted, args.out)

@@ -78,14 +78,16 @@ class LossWeights:
 
 
 def fcfi_loss(
-    outputs: dict[str, object], target: torch.Tensor, weights: LossWeights = LossWeights()
+    outputs: dict[str, object], target: torch.Tensor, weights: LossWeights | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total FCFI training loss and its named parts (as floats, for logging).
 
     Feature-resolution outputs (``updated_feedback1/2``, ``valid_masks``) are upsampled to
     the target's size (bilinear; the window nearest), as the official model does. A part
-    whose output is absent (e.g. FFCM switched off) is skipped.
+    whose output is absent (e.g. FFCM switched off) is skipped. ``weights``: :class:`LossWeights`'
+    defaults when None.
     """
+    weights = weights if weights is not None else LossWeights()
     size = tuple(target.shape[-2:])
     parts: dict[str, torch.Tensor] = {}
     parts["instances"] = normalized_focal_loss(_fit(outputs["instances"], size, "bilinear"), target).mean()

@@ -14,7 +14,7 @@ normalisation afterwards.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage as ndi

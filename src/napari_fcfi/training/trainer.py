@@ -25,20 +25,21 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.evaluation.robot import robot_click
+from napari_fcfi.evaluation.samples import Sample
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
 from napari_fcfi.training.data import TrainingSampler
 from napari_fcfi.training.feedback import neighbour_feedback_batch
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
-from napari_fcfi.evaluation.datasets import Sample
 from napari_fcfi.training.validation import engine_validate
 
 
@@ -77,14 +78,18 @@ class TrainConfig:
     # Share of steps whose feedback is the target mask displaced as on a neighbouring slice, with
     # propagation's automatic click (training/feedback.py); 0 = ordinary iterative training only.
     neighbour_feedback: float = 0.0
+    # Step at which the warm-up + cosine schedule starts: a training line restarts it at every
+    # session (a warm restart fitted to that session's budget); 0 for an ordinary run.
+    schedule_start: int = 0
     loss_weights: dict[str, float] = field(default_factory=lambda: asdict(LossWeights()))
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``config.steps``."""
+    step = step - config.schedule_start
     if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    span = max(config.steps - config.warmup_steps, 1)
+        return (max(step, 0) + 1) / config.warmup_steps
+    span = max(config.steps - config.schedule_start - config.warmup_steps, 1)
     progress = min((step - config.warmup_steps) / span, 1.0)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -173,6 +178,8 @@ class Trainer:
         self.step = 0
         self.best_score = math.inf
         self.best_metrics: dict[str, float] | None = None
+        self.last_validation: dict[str, Any] | None = None  # the newest validation, with its step
+        self.stop_requested = False  # set (e.g. by a signal handler) to end fit() after the current step
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -326,6 +333,15 @@ class Trainer:
             else:  # resuming a run without an average: start it from the current weights
                 self.ema = WeightAverage(self.net, self.config.ema_decay)
 
+    def restart_schedule(self, horizon_steps: int) -> None:
+        """Start a new warm-up + cosine cycle at the current step, ``horizon_steps`` long."""
+        self.config.schedule_start = self.step
+        self.config.steps = self.step + max(int(horizon_steps), 1)
+        factor = learning_rate_factor(self.step, self.config)
+        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base_lr * factor
+        self.scheduler.last_epoch = self.step
+
     # ---------------------------------------------------------------- loop
     def _batches(self, first_step: int):
         """Yield ``(step, batch)`` from ``first_step`` on, built by one worker process."""
@@ -385,8 +401,15 @@ class Trainer:
         metrics["seconds"] = time.perf_counter() - start
         return metrics
 
-    def fit(self, on_log: Callable[[str], None] | None = None, until: int | None = None) -> dict[str, Any]:
-        """Train until ``config.steps`` (or step ``until``, or the time limit); returns a summary.
+    def fit(
+        self,
+        on_log: Callable[[str], None] | None = None,
+        until: int | None = None,
+        on_checkpoint: Callable[[Trainer], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train until ``config.steps`` (or step ``until``, the time limit or :attr:`stop_requested`).
+
+        ``on_checkpoint`` is called after every periodic ``last.pt`` and after the final one.
 
         Time budgets and limits count ``train_seconds``: the time of the training steps on the budget
         clock (``config.budget_clock``), summed over every invocation of the run (it is checkpointed).
@@ -407,6 +430,10 @@ class Trainer:
         stopped_early = False
         batches = self._batches(self.step) if config.prefetch else None
         while self.step < end:
+            if self.stop_requested:
+                stopped_early = True
+                say(f"stop requested at step {self.step}")
+                break
             if config.time_limit_minutes and self.train_seconds >= config.time_limit_minutes * 60:
                 stopped_early = True
                 say(f"time limit reached at step {self.step}")
@@ -437,6 +464,7 @@ class Trainer:
             if config.val_every and (self.step % config.val_every == 0 or self.step == config.steps):
                 metrics = self.validate()
                 if metrics is not None:
+                    self.last_validation = {"step": self.step, "train_seconds": self.train_seconds, **metrics}
                     record = {"step": self.step, "time": round(time.time() - start_time, 1),
                               "train_seconds": round(self.train_seconds, 1), "val": metrics}
                     self._log(record)
@@ -452,6 +480,8 @@ class Trainer:
             if self.out_dir is not None and time.time() - last_checkpoint >= config.checkpoint_minutes * 60:
                 self.save("last.pt")
                 last_checkpoint = time.time()
+                if on_checkpoint is not None:
+                    on_checkpoint(self)
             if config.time_budget_minutes > 0 and self.step % config.retune_every == 0 and until is None:
                 self._retune_horizon(say)
                 end = config.steps
@@ -459,6 +489,8 @@ class Trainer:
                     bar.total = config.steps
         if self.out_dir is not None:
             self.save("last.pt")
+            if on_checkpoint is not None:
+                on_checkpoint(self)
         if bar is not None:
             bar.close()
         del batches

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fcfi.evaluation.datasets import Sample
+from napari_fcfi.evaluation import metrics
+from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.samples import Sample
 from napari_fcfi.training.data import LabeledImage
 
 
@@ -54,9 +56,6 @@ def engine_validate(
     Sessions stop once an object reaches IoU 0.9 (NoC@85/90 are unchanged by that; IoU@3 is then
     a lower bound). The network is put in eval mode for the run and restored afterwards.
     """
-    from napari_fcfi.evaluation import metrics
-    from napari_fcfi.evaluation.runner import evaluate
-
     was_training = net.training
     net.eval()
     try:

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-"""Paper preset vs the official evaluation predictor on official-format checkpoints, both backbones.
+"""``checkpoints``: paper preset vs the official evaluation predictor on official-format checkpoints.
 
-Unlike ``check_official_protocol.py`` (one network object shared by both sides, zoom-in settings
+Unlike the ``protocol`` check (one network object shared by both sides, zoom-in settings
 passed by hand), this check is end to end on the official checkpoint format:
 
 * the official code builds its HRNet-18s (COCO+LVIS model script arguments) and ResNet-101 (SBD model
@@ -27,14 +26,9 @@ zoom-in ROI. Head ``random`` keeps the random weights. On ``llama`` the clicks a
 (236, 220, +), (60, 460, -), (300, 250, +), (200, 120, -); elsewhere they come from the robot
 (largest error region, computed from our prediction, given to both sides).
 
-The official code is imported from a checkout OUTSIDE this repository; nothing of it is copied here.
-Stand-ins (this process only): see ``check_official_protocol._install_stubs`` (ToTensor, cv2, the
-logging module, the predictors package without its ``__init__``), plus ``torchvision.ops`` (only for
-the non-default adaptive crop), the removed numpy aliases and ``isegm.data.datasets`` (the dataset
-classes the loader module imports for evaluation, unused here)::
+Example (stand-ins for the official code's unused imports: see ``checkout.use_official_checkout``)::
 
-    mkdir -p /tmp/official && git -C /work/.mirror/veizgyauzgyauz+FCFI/repo archive HEAD | tar -x -C /tmp/official
-    python scripts/check_official_protocol_checkpoints.py --official-repo /tmp/official
+    python scripts/check_official.py checkpoints --official-repo /tmp/official
 
 Prints per click the max |Δprob|, the foreground fraction of both sides and both ROIs; exits 1 when a
 difference exceeds ``--tolerance`` or when no probe click of a backbone ran zoomed in on an ROI
@@ -45,22 +39,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_official_fidelity import CONFIGS as HRNET_CONFIGS
-from check_official_fidelity_deeplab import R101_SBD_ARGS
-from check_official_protocol import DEFAULT_GRABCUT, _install_stubs, read_rgb, robot_click
+import yaml
 
 from napari_fcfi.engine import InteractiveSegmenter
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.model.official import load_official_checkpoint
+
+from .checkout import DEFAULT_GRABCUT, read_grabcut, robot_click, use_official_checkout
+from .deeplab import R101_SBD_ARGS
+from .hrnet import CONFIGS as HRNET_CONFIGS
 
 #: backbone -> (official class module, class name, constructor args, instance head, feedback-2 head)
 BACKBONES = {
@@ -83,39 +76,8 @@ BACKBONES = {
 ISSUE_CLICKS = [(236, 220, True), (60, 460, False), (300, 250, True), (200, 120, False)]
 
 
-def install_more_stubs(official_repo: Path) -> None:
-    _install_stubs(official_repo)
-    for alias, value in (("int", int), ("bool", bool), ("float", float)):
-        if not hasattr(np, alias):
-            setattr(np, alias, value)
-    try:
-        import torchvision.ops  # noqa: F401
-    except ImportError:
-        ops = types.ModuleType("torchvision.ops")
-
-        def masks_to_boxes(*_args, **_kwargs):  # only the non-default adaptive crop uses it
-            raise RuntimeError("torchvision.ops stand-in called")
-
-        ops.masks_to_boxes = masks_to_boxes
-        sys.modules["torchvision.ops"] = ops
-        if "torchvision" in sys.modules:
-            sys.modules["torchvision"].ops = ops
-    datasets = types.ModuleType("isegm.data.datasets")
-    for name in (
-        "GrabCutDataset",
-        "BerkeleyDataset",
-        "DavisDataset",
-        "SBDEvaluationDataset",
-        "PascalVocDataset",
-    ):
-        setattr(datasets, name, None)
-    sys.modules.setdefault("isegm.data.datasets", datasets)
-
-
 def official_zoom_params(official_repo: Path, dataset: str, backbone: str) -> tuple[int, float]:
     """ZOOM_IN.CVPR of ``configs/val/config_<dataset>_<backbone>.yml`` (what evaluate_model.py reads)."""
-    import yaml
-
     cfg = yaml.safe_load((official_repo / "configs" / "val" / f"config_{dataset}_{backbone}.yml").read_text())
     return int(cfg["ZOOM_IN"]["CVPR"]["TARGET_SIZE"]), float(cfg["ZOOM_IN"]["CVPR"]["EXPANSION_RATIO"])
 
@@ -236,7 +198,7 @@ def compare(
         end = time.perf_counter()
         diff = float(np.abs(official_prob - our_prob).max())
         worst = max(worst, diff)
-        a, b = official_prob > 0.49, our_prob > 0.49
+        a, b = official_prob > DEFAULT_THRESHOLD, our_prob > DEFAULT_THRESHOLD
         official_roi = tuple(int(v) for v in zoom_in._object_roi) if zoom_in._object_roi else None
         our_roi = tuple(int(v) for v in ours._current.roi) if ours._current.roi is not None else None
         full = (0, gt.shape[0] - 1, 0, gt.shape[1] - 1)
@@ -250,9 +212,7 @@ def compare(
     return worst, exercised
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official-repo", type=Path, required=True, help="checkout of veizgyauzgyauz/FCFI")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grabcut", type=Path, default=DEFAULT_GRABCUT, help="GrabCut folder")
     parser.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=["h18s", "r101"])
     parser.add_argument("--heads", nargs="+", choices=("random", "probe"), default=["random", "probe"])
@@ -279,12 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-flip", action="store_true", help="both sides without flip averaging")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4)
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    official_repo = args.official_repo.resolve()
-    install_more_stubs(official_repo)
-    from skimage import io
+    official_repo = use_official_checkout(args.official_repo, predictor=True)
 
     failed = False
     with tempfile.TemporaryDirectory() as folder:
@@ -292,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             backbone_exercised = False
             runs = [(head, name) for head in args.heads for name in getattr(args, f"{head}_images")]
             for head, name in runs:
-                image = read_rgb(next(args.grabcut.glob(f"{name}_image.*")))
-                gt = io.imread(args.grabcut / f"{name}_gt.png")
-                gt = gt[..., 0] if gt.ndim == 3 else gt
+                image, gt = read_grabcut(args.grabcut, name)
                 click_mode = "issue" if name == "llama" else "robot"
                 first = (
                     ISSUE_CLICKS[0]
@@ -330,7 +287,3 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
     print("OK" if not failed else "FAIL")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

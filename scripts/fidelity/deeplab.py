@@ -1,31 +1,24 @@
-#!/usr/bin/env python
-"""Compare FCFIDeepLab with the official FCFI ``DeeplabModel`` on random weights and inputs.
+"""``deeplab``: FCFIDeepLab against the official FCFI ``DeeplabModel`` on random weights and inputs.
 
-The official code is imported from a checkout OUTSIDE this repository (``--official-repo``), e.g.::
+The official model is built with its backbone's ImageNet weights off (no download), its weights are
+randomised (including BatchNorm statistics, so every layer matters), loaded into ours with
+``strict=True``, and both run in eval mode on the inference path (and optionally the training path).
+Example::
 
-    mkdir -p /tmp/official && git -C <mirror of veizgyauzgyauz/FCFI> archive HEAD | tar -x -C /tmp/official
-    python scripts/check_official_fidelity_deeplab.py --official-repo /tmp/official
-
-Nothing of the official code is copied here. Modules the official package imports but that the
-network does not use (``cv2``, ``torchvision.ops``) are replaced by empty stand-ins in this
-process only, and the numpy aliases removed in numpy 1.24 are restored. The official model is
-built with its backbone's ImageNet weights off (no download), its weights are randomised
-(including BatchNorm statistics, so every layer matters), loaded into ours with ``strict=True``,
-and both run in eval mode on the inference path (and optionally the training path).
+    python scripts/check_official.py deeplab --official-repo /tmp/official
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_fcfi.model.deeplab import FCFIDeepLab
+
+from .checkout import use_official_checkout
 
 # The released ResNet-101 SBD model's explicit arguments (fact sheet r101_sbd.json).
 R101_SBD_ARGS = {
@@ -43,35 +36,9 @@ R101_SBD_ARGS = {
 }
 
 
-def _install_import_stubs() -> None:
-    """Make the official package importable on current software without its unused extras."""
-    if not hasattr(np, "int"):
-        np.int = int  # type: ignore[attr-defined]
-    if not hasattr(np, "bool"):
-        np.bool = bool  # type: ignore[attr-defined]
-    if "cv2" not in sys.modules:
-        sys.modules["cv2"] = types.ModuleType("cv2")
-    try:
-        import torchvision.ops  # noqa: F401
-    except ImportError:
-        tv = types.ModuleType("torchvision")
-        tv_ops = types.ModuleType("torchvision.ops")
-
-        def masks_to_boxes(*_args, **_kwargs):  # only used by the non-default adaptive crop
-            raise RuntimeError("masks_to_boxes stub called")
-
-        tv_ops.masks_to_boxes = masks_to_boxes
-        tv.ops = tv_ops
-        sys.modules["torchvision"] = tv
-        sys.modules["torchvision.ops"] = tv_ops
-
-
 def build_official(official_repo: Path, **overrides) -> torch.nn.Module:
     """Build the official DeeplabModel (r101 SBD arguments, overridable) with random weights."""
-    _install_import_stubs()
-    repo = str(Path(official_repo).resolve())
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
+    use_official_checkout(official_repo)
     from isegm.model.is_deeplab_model import DeeplabModel  # type: ignore[import-not-found]
 
     return DeeplabModel(**{**R101_SBD_ARGS, **overrides})
@@ -187,17 +154,18 @@ def check_fidelity(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official-repo", type=Path, required=True, help="checkout of veizgyauzgyauz/FCFI")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="resnet101", choices=["resnet34", "resnet50", "resnet101"])
     parser.add_argument("--size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-5)
     parser.add_argument("--no-training-path", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
     results = check_fidelity(
         args.official_repo,
         args.backbone,
@@ -215,7 +183,3 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(results.values())
     print(f"worst {worst:.3e} (tolerance {args.tolerance:g}): {'OK' if worst <= args.tolerance else 'FAIL'}")
     return 0 if worst <= args.tolerance else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,6 @@
-#!/usr/bin/env python
-"""Compare napari-fcfi's FCFIHRNet with the official FCFI HRNetModel, weight for weight.
+"""``hrnet``: napari-fcfi's FCFIHRNet against the official FCFI HRNetModel, weight for weight.
 
-The official code is NOT part of this repository: pass a checkout of github.com/veizgyauzgyauz/FCFI
-with ``--official-repo``. The script builds the official ``HRNetModel`` with random weights
+The check builds the official ``HRNetModel`` with random weights
 (randomised BatchNorm statistics too, so every layer matters), loads its ``state_dict`` into our
 network with ``strict=True`` (same key names, no renaming), runs both on random images, previous
 masks and click sets, and prints the maximum absolute differences of every output.
@@ -14,30 +12,27 @@ Modes compared:
 * ``train-bn``: train mode (batch statistics), dropout disabled in both, ``is_training=True``.
 
 The official model returns the feedbacks upsampled to input size; ours returns them at feature
-resolution, so ours are upsampled with :func:`napari_fcfi.model.networks.upsample_outputs` first.
+resolution, so ours are upsampled with :func:`napari_fcfi.model.network_io.upsample_outputs` first.
 
-Missing third-party modules of the official code are stubbed in-process (``torchvision`` is only
-used there by a non-default option) and the removed numpy aliases ``np.int`` / ``np.bool`` are
-restored. Exit status 1 if any difference exceeds ``--tolerance``.
+Exit status 1 if any difference exceeds ``--tolerance``. Example::
 
-Example::
-
-    git -C /path/to/FCFI.git archive HEAD | tar -x -C /tmp/official
-    python scripts/check_official_fidelity.py --official-repo /tmp/official
+    python scripts/check_official.py hrnet --official-repo /tmp/official
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from napari_fcfi.model.networks import FCFIHRNet, upsample_outputs
+from napari_fcfi.model.fcfi_modules import FocusedFeedbackCorrection
+from napari_fcfi.model.network_io import upsample_outputs
+from napari_fcfi.model.networks import FCFIHRNet
+from napari_fcfi.model.ops import DiskClickMaps
+
+from .checkout import use_official_checkout
 
 #: name -> (official HRNetModel kwargs, our FCFIHRNet kwargs)
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -128,26 +123,8 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def import_official_model(repo: Path) -> type:
-    """Import ``isegm.model.is_hrnet_model.HRNetModel`` from a checkout, stubbing what is absent."""
-    if not (repo / "isegm" / "model" / "is_hrnet_model.py").is_file():
-        raise SystemExit(f"--official-repo {repo}: isegm/model/is_hrnet_model.py not found")
-    for alias, value in (("int", int), ("bool", bool), ("float", float)):
-        if not hasattr(np, alias):
-            setattr(np, alias, value)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torchvision")
-        stub_ops = types.ModuleType("torchvision.ops")
-
-        def _unavailable(*_args: Any, **_kwargs: Any) -> None:
-            raise RuntimeError("torchvision stub: masks_to_boxes is not available")
-
-        stub_ops.masks_to_boxes = _unavailable  # type: ignore[attr-defined]
-        stub.ops = stub_ops  # type: ignore[attr-defined]
-        sys.modules["torchvision"] = stub
-        sys.modules["torchvision.ops"] = stub_ops
-    sys.path.insert(0, str(repo))
+    """``isegm.model.is_hrnet_model.HRNetModel`` of the checkout ``repo``."""
+    use_official_checkout(repo)
     from isegm.model.is_hrnet_model import HRNetModel  # type: ignore[import-not-found]
 
     return HRNetModel
@@ -237,9 +214,6 @@ def sweep_modules(repo_gen: torch.Generator, cases: int) -> float:
     from isegm.model.modeling.fcfi import FocusedCorrectionModule  # type: ignore[import-not-found]
     from isegm.model.ops import DistMaps  # type: ignore[import-not-found]
 
-    from napari_fcfi.model.fcfi_modules import FocusedFeedbackCorrection
-    from napari_fcfi.model.ops import DiskClickMaps
-
     worst = {"disk maps": 0.0, "ffcm infer": 0.0, "ffcm train": 0.0, "windows": 0.0}
     for case in range(cases):
         height, width = (int(v) for v in torch.randint(12, 400, (2,), generator=repo_gen))
@@ -318,11 +292,7 @@ def negative_controls(official: torch.nn.Module, ours: torch.nn.Module, inputs) 
     return 0.0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--official-repo", type=Path, required=True, help="checkout of the official FCFI code"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument(
         "--sizes", nargs="+", default=["320x480", "250x333", "97x131"], help="input sizes HxW"
@@ -332,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     official_cls = import_official_model(args.official_repo.resolve())
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
@@ -376,7 +348,3 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, negative_controls(official, ours, make_inputs(2, *sizes[-1], gen, training=False)))
     print(f"max abs difference over everything: {worst:.3e} (tolerance {args.tolerance:.0e})")
     return 0 if worst <= args.tolerance else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

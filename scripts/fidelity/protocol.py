@@ -1,19 +1,11 @@
-#!/usr/bin/env python
-"""Compare the engine's ``preset="paper"`` with the official FCFI evaluation predictor, click by click.
+"""``protocol``: the engine's ``preset="paper"`` against the official FCFI evaluation predictor, click by click.
 
 Both run the SAME network object (by default a small random-weight ``FCFIHRNet``) on a GrabCut image
 with robot clicks (the standard "largest error region, farthest from its border" rule, computed from
 our prediction and given to both sides), so any difference comes from the inference protocol: zoom-in,
-flip averaging, feedback handling, click encoding. The official code is imported from a checkout
-OUTSIDE this repository and nothing of it is copied here::
+flip averaging, feedback handling, click encoding. Example::
 
-    mkdir -p /tmp/official_h4
-    git -C /work/.mirror/veizgyauzgyauz+FCFI/repo archive HEAD | tar -x -C /tmp/official_h4
-    python scripts/check_official_protocol.py --official-repo /tmp/official_h4
-
-Modules the official predictor imports but does not need here (``torchvision.transforms.ToTensor``,
-``cv2``, tensorboard logging, the BRS predictors) are replaced in this process only; the ToTensor
-stand-in does what torchvision's does for uint8 HWC arrays (CHW float / 255).
+    python scripts/check_official.py protocol --official-repo /tmp/official
 
 Prints, per click, the max absolute probability difference, the mask IoU between both sides and
 whether both chose the same zoom-in ROI; exits 1 when a difference exceeds ``--tolerance``.
@@ -23,52 +15,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from napari_fcfi.engine import InteractiveSegmenter
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
+from napari_fcfi.model.networks import FCFIHRNet
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_GRABCUT = REPO_ROOT.parent / "shared" / "data" / "grabcut"
-
-
-def _install_stubs(official_repo: Path) -> None:
-    try:
-        import torchvision.transforms  # noqa: F401
-    except ImportError:
-        tv = types.ModuleType("torchvision")
-        transforms = types.ModuleType("torchvision.transforms")
-
-        class ToTensor:  # uint8 (H, W, C) -> float (C, H, W) / 255, as torchvision does
-            def __call__(self, image: np.ndarray) -> torch.Tensor:
-                tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-                return tensor.float().div(255)
-
-        transforms.ToTensor = ToTensor
-        tv.transforms = transforms
-        sys.modules["torchvision"] = tv
-        sys.modules["torchvision.transforms"] = transforms
-    sys.modules.setdefault("cv2", types.ModuleType("cv2"))
-    if not hasattr(np, "bool"):
-        np.bool = bool  # type: ignore[attr-defined]
-    # Logging module pulls in tensorboard; the zoom-in helpers only need its module to exist.
-    log = types.ModuleType("isegm.utils.log")
-    import logging
-
-    log.logger = logging.getLogger("official")
-    sys.modules["isegm.utils.log"] = log
-    # The predictors package __init__ imports the BRS predictors (and the whole model zoo); load
-    # only base.py by registering the package without running its __init__.
-    package = types.ModuleType("isegm.inference.predictors")
-    package.__path__ = [str(official_repo / "isegm" / "inference" / "predictors")]
-    sys.modules["isegm.inference.predictors"] = package
-    if str(official_repo) not in sys.path:
-        sys.path.insert(0, str(official_repo))
+from .checkout import DEFAULT_GRABCUT, read_grabcut, robot_click, use_official_checkout
 
 
 class OfficialCallAdapter(torch.nn.Module):
@@ -133,8 +89,6 @@ class ClickProbeNet(torch.nn.Module):
 
 
 def build_network(kind: str, seed: int, bias: float = -3.0, blank_feedback_at: int = 0) -> torch.nn.Module:
-    from napari_fcfi.model.networks import FCFIHRNet
-
     torch.manual_seed(seed)
     if kind == "tiny":
         net = FCFIHRNet(width=8, ocr_width=16, small=True, mid_ch=16)
@@ -154,30 +108,7 @@ def build_network(kind: str, seed: int, bias: float = -3.0, blank_feedback_at: i
     return ClickProbeNet(net, bias, blank_feedback_at).eval()
 
 
-def robot_click(gt: np.ndarray, pred: np.ndarray, not_clicked: np.ndarray) -> tuple[int, int, bool]:
-    """Next click: deepest pixel of the larger error region (false negatives win ties with positives)."""
-    valid = gt != 128
-    fn = (gt == 255) & ~pred & valid
-    fp = (gt == 0) & pred & valid
-    fn_dt = ndimage.distance_transform_edt(np.pad(fn, 1))[1:-1, 1:-1] * not_clicked
-    fp_dt = ndimage.distance_transform_edt(np.pad(fp, 1))[1:-1, 1:-1] * not_clicked
-    positive = fn_dt.max() > fp_dt.max()
-    rows, cols = np.nonzero(fn_dt == fn_dt.max()) if positive else np.nonzero(fp_dt == fp_dt.max())
-    return int(rows[0]), int(cols[0]), bool(positive)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    from skimage import io
-
-    image = io.imread(path)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3].astype(np.uint8))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official-repo", type=Path, required=True, help="checkout of veizgyauzgyauz/FCFI")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grabcut", type=Path, default=DEFAULT_GRABCUT, help="GrabCut folder")
     parser.add_argument("--images", nargs="*", default=None, help="image ids (default: the first one)")
     parser.add_argument("--clicks", type=int, default=10)
@@ -191,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blank-feedback-at", type=int, default=4, help="click whose feedback map is blanked")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4)
-    args = parser.parse_args(argv)
 
-    official_repo = args.official_repo.resolve()
-    _install_stubs(official_repo)
+
+def run(args: argparse.Namespace) -> int:
+
+    use_official_checkout(args.official_repo, predictor=True)
     base = importlib.import_module("isegm.inference.predictors.base")
     zoom_module = importlib.import_module("isegm.inference.transforms.zoom_in")
     clicker_module = importlib.import_module("isegm.inference.clicker")
@@ -207,12 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = args.images or sorted(p.name[: -len("_gt.png")] for p in args.grabcut.glob("*_gt.png"))[:1]
     worst = 0.0
     for image_id in ids:
-        image_path = next(args.grabcut.glob(f"{image_id}_image.*"))
-        image = read_rgb(image_path)
-        from skimage import io
-
-        gt = io.imread(args.grabcut / f"{image_id}_gt.png")
-        gt = gt[..., 0] if gt.ndim == 3 else gt
+        image, gt = read_grabcut(args.grabcut, image_id)
 
         zoom_in = (
             zoom_module.ZoomIn(target_size=args.target_size, expansion_ratio=args.expansion_ratio) if zoom else None
@@ -240,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             our_prob = ours.add_click(row, col, positive)
             diff = float(np.abs(official_prob - our_prob).max())
             worst = max(worst, diff)
-            a, b = official_prob > 0.49, our_prob > 0.49
+            a, b = official_prob > DEFAULT_THRESHOLD, our_prob > DEFAULT_THRESHOLD
             iou = (a & b).sum() / max(1, (a | b).sum())
             official_roi = tuple(int(v) for v in zoom_in._object_roi) if zoom and zoom_in._object_roi else None
             our_roi = tuple(ours._current.roi) if ours._current.roi is not None else None
@@ -252,7 +179,3 @@ def main(argv: list[str] | None = None) -> int:
             pred_mask = b
     print(f"worst max abs probability difference: {worst:.3e} (tolerance {args.tolerance:g})")
     return 0 if worst <= args.tolerance else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Evaluate a state of the training line against the bundled model, and draw the learning curve.
+
+    python scripts/line_report.py evaluate [--model training/line/model.safetensors] [--stacks] [--record]
+    python scripts/line_report.py curve      # docs/images/training_line.png + the markdown table
+
+``evaluate`` runs the shipping protocol (docs/training.md, "The training line"): ``fcfi eval`` on the DSB
+validation split (200 objects) and mnfinder ``val/`` (94 objects), 20 clicks, stop at IoU 0.9, one
+thread; with ``--stacks`` the uncorrected one-step propagation IoU at distance 1 on the dsb-deformed and
+mnfinder-deformed stacks; then the paired comparison with the base model's results
+(:mod:`napari_fcfi.evaluation.compare`, results of the base are computed once into ``--base``).
+``--record`` appends the numbers to the line's ``history.jsonl`` (one point of the learning curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from napari_fcfi.evaluation.compare import compare, format_comparison
+from napari_fcfi.evaluation.results import EvalResult
+from napari_fcfi.training.line import append_history, read_history, read_state
+
+DSB = ["--data", "../shared/data/dsb2018_train", "--split", "val", "--limit", "40", "--max-objects", "5",
+       "--min-area", "30"]
+MNFINDER = ["--data", "../shared/data/mnfinder_nuclei/val", "--max-objects", "40"]
+PROTOCOL = ["--max-clicks", "20", "--stop-iou", "0.9", "--threads", "1", "--no-progress"]
+STACKS = ["--stacks", "dsb-deformed", "--stacks", "mnfinder-deformed", "--stack-count", "3", "--stack-objects", "4",
+          "--threads", "1", "--no-progress"]
+
+
+def _eval(model: str, data: list[str], out: Path) -> EvalResult:
+    if not any(out.glob("*.json")) or not (out / "summary.json").is_file():
+        subprocess.run(["fcfi", "eval", *data, "--model", model, *PROTOCOL, "--out", str(out)], check=True)
+    return EvalResult.load_json(next(p for p in sorted(out.glob("*.json")) if p.name != "summary.json"))
+
+
+def _one_step_iou(model: str, out: Path) -> dict[str, float]:
+    if not (out / "stacks_summary.json").is_file():
+        subprocess.run(["fcfi", "eval", *STACKS, "--model", model, "--out", str(out)], check=True)
+    results = json.loads((out / "stacks_summary.json").read_text())["results"]
+    return {name: entry["iou_by_distance"].get("1") for name, entry in results.items()}
+
+
+def _numbers(result: EvalResult) -> dict[str, float]:
+    summary = result.summary
+    return {"noc85": summary["noc@85"], "noc90": summary["noc@90"], "nof90": summary["nof@90"],
+            "iou1": summary["iou@1"], "ms_per_click": 1000 * summary["spc_median"]}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    base_dir, out = Path(args.base), Path(args.out)
+    base = [_eval(args.base_model, DSB, base_dir / "base_dsb"), _eval(args.base_model, MNFINDER, base_dir / "base_mnf")]
+    candidate = [_eval(args.model, DSB, out / "dsb"), _eval(args.model, MNFINDER, out / "mnf")]
+    report = compare(base, candidate)
+    print(format_comparison(report))
+    record = {"event": "evaluation", "model": args.model, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "dsb": _numbers(candidate[0]), "mnfinder": _numbers(candidate[1]), "ship": report["ship"],
+              "comparison": report["rows"]}
+    if args.stacks:
+        record["one_step_iou_d1"] = _one_step_iou(args.model, out / "stacks")
+        record["base_one_step_iou_d1"] = _one_step_iou(args.base_model, base_dir / "base_stacks")
+        print("one-step propagation IoU at d=1:", record["one_step_iou_d1"], "base:", record["base_one_step_iou_d1"])
+    (out / "report.json").write_text(json.dumps(record, indent=1))
+    if args.record:
+        state = read_state(args.line)
+        append_history(args.line, {**record, "step": state["step"], "hours": state["train_seconds"] / 3600})
+        print(f"recorded in {args.line}/history.jsonl at step {state['step']}")
+    return 0
+
+
+def curve(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in read_history(args.line) if r.get("event") == "evaluation"]
+    if not points:
+        print("no evaluation records yet: run `line_report.py evaluate --record` first", file=sys.stderr)
+        return 1
+    points.sort(key=lambda r: r["hours"])
+    hours = [r["hours"] for r in points]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for key, style in (("noc85", "o-"), ("noc90", "s--")):
+        for name, colour in (("dsb", "tab:blue"), ("mnfinder", "tab:orange")):
+            axes[0].plot(hours, [r[name][key] for r in points], style, color=colour, label=f"{name} {key}")
+    axes[0].set(xlabel="training hours (all sessions)", ylabel="clicks", title="NoC (20 clicks)")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(hours, [r["dsb"]["iou1"] for r in points], "o-", label="DSB")
+    axes[1].plot(hours, [r["mnfinder"]["iou1"] for r in points], "o-", label="mnfinder")
+    axes[1].set(xlabel="training hours", title="IoU after 1 click")
+    axes[1].legend(fontsize=7)
+    for name in ("dsb-deformed", "mnfinder-deformed"):
+        pairs = [(r["hours"], (r.get("one_step_iou_d1") or {}).get(name)) for r in points]
+        pairs = [(h, v) for h, v in pairs if v is not None]
+        if pairs:
+            axes[2].plot(*zip(*pairs), "o-", label=name)
+    axes[2].set(xlabel="training hours", title="one-step propagation IoU (d=1)")
+    axes[2].legend(fontsize=7)
+    figure.tight_layout()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.plot, dpi=110)
+    print(f"wrote {args.plot}\n")
+    print("| hours | step | DSB NoC@85 / @90 / NoF@90 | DSB IoU@1 | mnfinder NoC@85 / @90 / NoF@90 | mnfinder IoU@1 | "
+          "one-step IoU d=1 (dsb / mnfinder) | shipped |")
+    print("|---:|---:|---|---:|---|---:|---|---|")
+    for r in points:
+        d, m, p = r["dsb"], r["mnfinder"], r.get("one_step_iou_d1") or {}
+        prop = " / ".join(f"{p[k]:.3f}" if p.get(k) is not None else "-" for k in ("dsb-deformed", "mnfinder-deformed"))
+        print(f"| {r['hours']:.2f} | {r['step']} | {d['noc85']:.2f} / {d['noc90']:.2f} / {d['nof90']} | {d['iou1']:.3f} | "
+              f"{m['noc85']:.2f} / {m['noc90']:.2f} / {m['nof90']} | {m['iou1']:.3f} | {prop} | "
+              f"{r.get('shipped', 'yes' if r.get('ship') else 'no')} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("evaluate", help="shipping protocol for one model against the base model")
+    run.add_argument("--model", default="training/line/model.safetensors")
+    run.add_argument("--base-model", default="default")
+    run.add_argument("--base", default="results/ship", help="folder with (or for) the base model's results")
+    run.add_argument("--out", default=None, help="results folder (default results/ship/line-<step>)")
+    run.add_argument("--stacks", action="store_true", help="also one-step propagation IoU on the deformed stacks")
+    run.add_argument("--record", action="store_true", help="append the numbers to the line's history.jsonl")
+    run.add_argument("--line", default="training/line")
+    draw = commands.add_parser("curve", help="learning curve plot and table from the line's history")
+    draw.add_argument("--line", default="training/line")
+    draw.add_argument("--plot", default="docs/images/training_line.png")
+    args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        if args.out is None:
+            args.out = f"results/ship/line-{read_state(args.line)['step']}"
+        return evaluate(args)
+    return curve(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

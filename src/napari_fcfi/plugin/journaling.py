@@ -1,0 +1,260 @@
+"""Every change to a labels layer the plugin writes into goes to that layer's journal, at once.
+
+A :class:`LabelsRecorder` belongs to one napari labels layer (one per layer, found by the layer's
+``unique_id``, so it outlives the dock widget and survives napari's public-only proxies). It writes
+
+* every entry of napari's undo history as it is made: FCFI commits (``Labels.data_setitem``, with
+  their label id and clicks) and napari's own brush, eraser, fill and polygon tools: napari emits
+  the ``paint`` event with each history item;
+* napari's undo and redo of the layer (Ctrl+Z / Ctrl+Shift+Z, bound on the layer; napari emits no
+  event for them): the region of the item taken back or redone, as it is afterwards;
+* the whole labels when the layer was not empty when the journal started, or its data were replaced.
+
+So replaying the journal gives the layer bit for bit. A journal belongs to one layer and one run:
+a new recorder starts a new journal (:meth:`LabelsJournal.create`), except for a restored layer,
+which continues the journal it came from. The layer's metadata names the journal folder (``TAG`` /
+``"journal"``): the FCFI writer deletes it after saving, and the recovery offer leaves out journals
+of layers on screen. When the journal folder is gone (saved), the next change starts a new one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
+
+from .layers import TAG
+
+UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
+MIRROR_LIMIT = 1000  # napari keeps fewer undo steps; a longer mirror only costs a no-op check
+_RECORDERS: dict[str, LabelsRecorder] = {}  # labels layer unique_id -> its recorder
+
+
+def recorder_of(layer: Any) -> LabelsRecorder | None:
+    return _RECORDERS.get(str(layer.unique_id))
+
+
+def journal_folder_of(layer: Any) -> str | None:
+    """The journal folder a layer's metadata names (None when it names none)."""
+    metadata = getattr(layer, "metadata", None)
+    tag = metadata.get(TAG) if isinstance(metadata, dict) else None
+    folder = tag.get("journal") if isinstance(tag, dict) else None
+    return str(folder) if folder else None
+
+
+def record_layer(viewer: Any, layer: Any, fingerprint: str, info: dict[str, Any], root: Any = None,
+                 continue_journal: LabelsJournal | None = None) -> LabelsRecorder:
+    """The layer's recorder (created and attached on first use; see the module docstring)."""
+    recorder = recorder_of(layer)
+    if recorder is None:
+        recorder = LabelsRecorder(viewer, layer, fingerprint, info, root, continue_journal)
+        _RECORDERS[str(layer.unique_id)] = recorder
+    return recorder
+
+
+class LabelsRecorder:
+    """Journals one labels layer's changes (see the module docstring)."""
+
+    def __init__(self, viewer: Any, layer: Any, fingerprint: str, info: dict[str, Any], root: Any = None,
+                 continue_journal: LabelsJournal | None = None) -> None:
+        self.viewer, self.layer = viewer, layer
+        self.fingerprint, self.info, self.root = fingerprint, dict(info), root
+        self.error: str | None = None
+        self._undo: list[tuple[tuple[int, int], ...]] = []
+        self._redo: list[tuple[tuple[int, int], ...]] = []
+        self._commit: dict[str, Any] | None = None
+        self._deferred = False
+        self.journal: LabelsJournal | None = None
+        self._grid = self._current_grid()
+        if continue_journal is not None:
+            self.journal = continue_journal
+            self._set_folder()
+            self._guard(lambda: continue_journal.open_log(self._header()))
+        else:
+            self._start()
+        layer.events.paint.connect(self._on_paint)
+        layer.events.data.connect(self._on_data)
+        layer.events.editable.connect(self._on_editable)
+        layer.bind_key(UNDO_KEYS[0], self._undo_key, overwrite=True)
+        layer.bind_key(UNDO_KEYS[1], self._redo_key, overwrite=True)
+        viewer.layers.events.removed.connect(self._on_removed)
+
+    # ------------------------------------------------------------------ journal
+    def _header(self) -> dict[str, Any]:
+        layer = self.layer
+        return {**self.info, "labels_name": layer.name, "label_shape": [int(s) for s in layer.data.shape],
+                "dtype": str(np.dtype(layer.data.dtype)), "scale": [float(s) for s in layer.scale],
+                "translate": [float(t) for t in layer.translate]}
+
+    def _start(self) -> None:
+        """A new journal for the layer, holding its current content when that is not empty."""
+        def start() -> None:
+            self._grid = self._current_grid()
+            self.journal = LabelsJournal.create(self.fingerprint, self._header(), self.root)
+            self._set_folder()
+            self.journal.open_log()
+            data = np.asarray(self.layer.data)
+            if data.any():
+                self.journal.append(base_record(data))
+        self._guard(start)
+
+    def _set_folder(self) -> None:
+        assert self.journal is not None
+        metadata = self.layer.metadata
+        metadata.setdefault(TAG, {})["journal"] = str(self.journal.folder)
+
+    def _write(self, record: bytes) -> None:
+        def write() -> None:
+            if self.journal is None or not self.journal.folder.is_dir():  # saved meanwhile: start afresh
+                if self.journal is not None:
+                    self.journal.close()
+                self._start()
+            if self.journal is not None:  # else starting failed, and said so
+                self.journal.append(record, sync=not self._deferred)
+        self._guard(write)
+
+    def _guard(self, action: Any) -> None:
+        """Run a journal write; a failure is reported (once per message), never raised into napari."""
+        try:
+            action()
+        except OSError as error:
+            message = f"FCFI: the recovery journal of {self.layer.name!r} cannot be written ({error}); save your labels"
+            if message != self.error:
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            self.error = message
+
+    @property
+    def folder(self) -> str | None:
+        return None if self.journal is None else str(self.journal.folder)
+
+    @contextmanager
+    def commit(self, label_id: int, clicks: list[tuple[int, int, bool]]) -> Iterator[None]:
+        """Writes inside are one FCFI commit: journaled with its label id and clicks, synced once at the end."""
+        self._commit, self._deferred = {"label_id": int(label_id), "clicks": list(clicks)}, True
+        try:
+            yield
+        finally:
+            self._commit, self._deferred = None, False
+            self._guard(lambda: self.journal.sync() if self.journal is not None else None)
+
+    # ------------------------------------------------------------------ napari events
+    def _on_paint(self, event: Any) -> None:
+        change = history_item_change(event.value, self.layer.data.shape, self.layer.data.dtype)
+        if change is None:
+            return
+        box, values, changed = change
+        self._undo = (self._undo + [box])[-MIRROR_LIMIT:]
+        self._redo.clear()
+        extra = self._commit or {}
+        self._write(change_record("commit" if self._commit else "paint", box, values, changed, **extra))
+
+    def _on_data(self, event: Any = None) -> None:
+        """The layer's data were replaced: journal them whole (a new journal when the grid changed)."""
+        self._undo.clear()
+        self._redo.clear()
+        if self._grid != self._current_grid():
+            if self.journal is not None:
+                self.journal.close()
+            self._start()
+            return
+        self._write(base_record(np.asarray(self.layer.data)))
+
+    def _current_grid(self) -> tuple[Any, ...]:
+        return tuple(self.layer.data.shape), str(np.dtype(self.layer.data.dtype))
+
+    def _on_editable(self, event: Any = None) -> None:
+        if not self.layer.editable:  # napari resets its undo history then
+            self._undo.clear()
+            self._redo.clear()
+
+    def _undo_key(self, layer: Any) -> None:
+        self._replay(self.layer.undo, self._undo, self._redo, "undo")
+
+    def _redo_key(self, layer: Any) -> None:
+        self._replay(self.layer.redo, self._redo, self._undo, "redo")
+
+    def _replay(self, action: Any, source: list[Any], target: list[Any], kind: str) -> None:
+        """Run napari's undo/redo and journal the region it changed, as it is afterwards."""
+        data = self.layer.data
+        if source:
+            box = source[-1]
+            region = tuple(slice(a, b) for a, b in box)
+            before = np.array(data[region])
+            action()
+            after = np.array(self.layer.data[region])
+            if np.array_equal(before, after):
+                return  # napari had nothing (left) to take back
+            target.append(source.pop())
+            self._write(change_record(kind, box, after))
+            return
+        # An undo step made before the journal started: find what changed by comparing.
+        before = np.array(data)
+        action()
+        after = np.asarray(self.layer.data)
+        changed = before != after
+        if not changed.any():
+            return
+        box = tuple((int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))
+        region = tuple(slice(a, b) for a, b in box)
+        self._write(change_record(kind, box, after[region], changed[region]))
+
+    def _on_removed(self, event: Any) -> None:
+        if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):
+            self.detach()
+
+    def detach(self) -> None:
+        """Stop journaling (the layer left the viewer); the journal stays on disk for recovery."""
+        _RECORDERS.pop(str(self.layer.unique_id), None)
+        for emitter, callback in ((self.layer.events.paint, self._on_paint), (self.layer.events.data, self._on_data),
+                                  (self.layer.events.editable, self._on_editable),
+                                  (self.viewer.layers.events.removed, self._on_removed)):
+            emitter.disconnect(callback)
+        for key in UNDO_KEYS:
+            self.layer.bind_key(key, None)
+        if self.journal is not None:
+            self.journal.close()
+
+
+def history_item_change(item: Any, shape: tuple[int, ...], dtype: Any) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """One napari undo-history item (a list of atoms applied in order) as ``(box, values, changed)``.
+
+    An atom is napari's masked paint atom (``slice_key``, ``mask``, ``new_value``: brush, fill,
+    polygon) or the ``(indices, old values, new values)`` triple of ``Labels.data_setitem``.
+    """
+    parts = []
+    for atom in item:
+        if hasattr(atom, "slice_key") and hasattr(atom, "new_value"):
+            box = tuple((int(s.start or 0), int(n if s.stop is None else s.stop)) for s, n in zip(atom.slice_key, shape))
+            parts.append((box, "mask", atom.mask, atom.new_value))
+        else:
+            indices, _old, new = atom
+            indices = tuple(np.asarray(i).ravel() for i in indices)
+            if not indices or indices[0].size == 0:
+                continue
+            box = tuple((int(i.min()), int(i.max()) + 1) for i in indices)
+            parts.append((box, "points", indices, new))
+    if not parts:
+        return None
+    union = tuple((min(p[0][d][0] for p in parts), max(p[0][d][1] for p in parts)) for d in range(len(shape)))
+    size = tuple(b - a for a, b in union)
+    values = np.zeros(size, dtype=dtype)
+    changed = np.zeros(size, dtype=bool)
+    for box, kind, where, new in parts:
+        if kind == "mask":
+            local = tuple(slice(a - u, b - u) for (a, b), (u, _) in zip(box, union))
+            mask = np.ones(values[local].shape, bool) if where is None else np.asarray(where, bool)
+            values[local][mask] = new if np.ndim(new) == 0 else np.asarray(new)[mask]
+            changed[local] |= mask
+        else:
+            local_points = tuple(i - u for i, (u, _) in zip(where, union))
+            values[local_points] = new
+            changed[local_points] = True
+    return union, values, changed
+
+
+__all__ = ["LabelsRecorder", "history_item_change", "journal_folder_of", "record_layer", "recorder_of"]

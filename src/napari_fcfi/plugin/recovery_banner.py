@@ -1,0 +1,117 @@
+"""The "Unsaved work found" banner at the top of the dock widget.
+
+It lists the journals of the current image whose labels are not on screen (each one separately: a
+crashed session and an earlier one closed without saving are never merged), says for the chosen one
+what it holds and how many entries are intact or damaged, and offers Restore (a new labels layer,
+exact, no model) and Discard. It only displays; :mod:`.commit_flow` does the work.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+
+from .commit_flow import RecoveryOffer, discard_offer, journals_on_screen, recovery_offers, restore_offer
+
+STYLE = ("QWidget#fcfiRecoveryBanner { background-color: #6b4e00; border: 1px solid #e0a800; border-radius: 4px; }"
+         "QWidget#fcfiRecoveryBanner QLabel { color: #fff4d6; }")
+
+
+class RecoveryBanner(Container):
+    """See the module docstring; :meth:`refresh` is called whenever the widget mirrors the controller."""
+
+    def __init__(self, controller: Any) -> None:
+        self.controller = controller
+        self.title = Label(value="")
+        self.offers: list[RecoveryOffer] = []
+        self.choice = ComboBox(choices=self._choices, tooltip="Each journal is the work on one labels layer in one session")
+        self.details = Label(value="")
+        self.restore_button = PushButton(text="Restore", tooltip="Add this journal's labels as a new labels layer, "
+                                                                 "exactly as they were (no model needed)")
+        self.discard_button = PushButton(text="Discard", tooltip="Delete this journal (its labels are not on screen)")
+        buttons = Container(widgets=[self.restore_button, self.discard_button], layout="horizontal", labels=False)
+        super().__init__(widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False)
+        self.native.setObjectName("fcfiRecoveryBanner")
+        self.native.setStyleSheet(STYLE)
+        self._key: Any = None
+        self.choice.changed.connect(self._show_choice)
+        self.restore_button.changed.connect(self.restore)
+        self.discard_button.changed.connect(self.discard)
+
+    def refresh(self, force: bool = False) -> None:
+        """Look for journals again when the image or the labels layers on screen changed (not per commit)."""
+        controller = self.controller
+        key = (id(controller.state), tuple(sorted(journals_on_screen(controller.viewer))))
+        if key == self._key and not force:
+            return
+        self._key = key
+        self.offers = recovery_offers(controller)
+        self.visible = bool(self.offers)
+        if not self.offers:
+            return
+        self._span_full_width()
+        image = controller.image_layer.name if controller.image_layer is not None else "this image"
+        which = (f"{len(self.offers)} sessions not on screen; choose one" if len(self.offers) > 1
+                 else "1 session not on screen")
+        self._set_text(self.title, f"<b>⚠ Unsaved work found for {image!r}</b><br>{which}:")
+        self.choice.reset_choices()
+        self.choice.value = 0
+        self.choice.visible = len(self.offers) > 1
+        self._show_choice()
+
+    def _choices(self, widget: Any = None) -> list[tuple[str, int]]:
+        # A callable, so that napari's reset_choices on the dock keeps the entries.
+        return [(f"{i + 1}. {offer.describe()}", i) for i, offer in enumerate(self.offers)]
+
+    @property
+    def selected(self) -> RecoveryOffer | None:
+        index = self.choice.value
+        return self.offers[index] if isinstance(index, int) and 0 <= index < len(self.offers) else None
+
+    def _show_choice(self, *args: Any) -> None:
+        offer = self.selected
+        if offer is None:
+            return
+        scan = offer.scan
+        lines = [html.escape(line) for line in scan.summary_lines()]
+        if scan.problems:
+            lines.append(f"<i>skipped ({len(scan.problems)}; details in the tooltip):</i>")
+            lines += [html.escape(_short(problem)) for problem in scan.problems[:3]]
+        self._set_text(self.details, "<br>".join(lines))
+        self.details.tooltip = "\n".join(scan.problems) or str(offer.journal.folder)
+
+    def _set_text(self, label: Label, text: str) -> None:
+        # Short lines, not word wrap: a wrapped QLabel in a form layout is given too little height.
+        label.value = text
+
+    def _span_full_width(self) -> None:
+        """Hide the empty label column magicgui puts before the banner's row, so the banner is full width."""
+        row = self.native.parentWidget()
+        layout = row.layout() if row is not None else None
+        first = layout.itemAt(0).widget() if layout is not None and layout.count() > 1 else None
+        if first is not None and first is not self.native:
+            first.hide()
+
+    def restore(self, *args: Any) -> Any:
+        offer = self.selected
+        layer = restore_offer(self.controller, offer) if offer is not None else None
+        self.refresh(force=True)
+        return layer
+
+    def discard(self, *args: Any) -> None:
+        offer = self.selected
+        if offer is not None:
+            discard_offer(self.controller, offer)
+        self.refresh(force=True)
+
+
+def _short(problem: str) -> str:
+    """A skipped-entry message with the journal's file named by its name only (the full path is in the tooltip)."""
+    words = [Path(word).name if word.startswith("/") else word for word in problem.split(" ")]
+    return " ".join(words)
+
+
+__all__ = ["RecoveryBanner"]

@@ -1,0 +1,175 @@
+"""Stack tools beside propagation: fill between two annotated slices, continue past a stop, review.
+
+* **Fill between** (F): the object on screen and the nearest other slice (same stack line) where the
+  user annotated or corrected it; every slice between them is predicted from both
+  (:func:`napari_fcfi.annotation.filling.fill_slices`) in a worker thread, with progress, Cancel
+  (Esc), Undo and Redo: the fill is one action of the image's history
+  (:mod:`napari_fcfi.annotation.history`), as a propagation is, and a step of the object's
+  :class:`~napari_fcfi.annotation.objects.StackObject`. The commit records it in the click log
+  (``FillStep``), which ``fcfi segment`` replays.
+* **Continue past a stop** (C): propagates again from the last slice before the stop nearest the
+  slice on screen, keeping the slices the stopping rule had doubted.
+* **Next slice to review** (N): goes to the next slice of ``controller.review`` (worst first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from napari_fcfi.annotation.filling import FilledSlice, fill_slices
+from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.replay import stack_key
+from napari_fcfi.annotation.review import PredictedSlice, review_slices
+
+from . import layers as helpers
+from .propagating import (
+    PropagationRun,
+    ReviewList,
+    drop_replaced_points,
+    finished_message,
+    launch,
+    place_mask,
+    review_message,
+    run_segmenter_factory,
+    start_propagation,
+)
+
+STACK_SHORTCUTS = {  # action -> (napari key, text shown in tooltips)
+    "fill": ("F", "F"),
+    "continue": ("C", "C"),
+    "review": ("N", "N"),
+}
+
+
+def annotated_by_user(obj: Any) -> bool:
+    """The user clicked on this slice's object or started it from an edited label (not only propagated)."""
+    has_input = bool(obj.clicks) or (obj.initial_mask is not None and not obj.from_propagation)
+    return has_input and obj.mask is not None and bool(obj.mask.any())
+
+
+def fill_partner(state: Any, key: Any, axis: int) -> Any:
+    """The nearest other slice on ``key``'s stack line (along ``axis``) that the user annotated, or None."""
+    candidates = [
+        k for k, obj in state.objects.slices.items()
+        if k != key and abs(k[axis] - key[axis]) >= 2 and annotated_by_user(obj)
+        and all(a == b for i, (a, b) in enumerate(zip(k, key)) if i != axis)
+    ]
+    return min(candidates, key=lambda k: (abs(k[axis] - key[axis]), k[axis]), default=None)
+
+
+def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) -> PropagationRun | None:
+    """Fill between the object on screen and its nearest annotated slice; the run, or None (status says why)."""
+    state, obj = controller.state, controller.current_object()
+    if state is None or obj is None:
+        return None
+    geometry = state.geometry
+    if not geometry.slice_shape:
+        controller._status("FCFI: fill between needs a stack (a 3D or 4D image)")
+        return None
+    axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
+    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
+        controller._status("FCFI: wait for the prediction on this slice, then fill")
+        return None
+    if obj.mask is None or not obj.mask.any():
+        controller._status("FCFI: annotate the object on this slice first (its mask is empty)")
+        return None
+    if controller.propagation is not None:
+        controller._status("FCFI: a propagation is already running")
+        return None
+    partner = fill_partner(state, obj.key, axis)
+    if partner is None:
+        controller._status("FCFI: fill between needs the object annotated on another slice of this stack too "
+                           "(at least two slices away)")
+        return None
+    if controller.predictor.pending(state.image_id, partner):
+        controller._status(f"FCFI: wait for the prediction on slice {partner[axis]}, then fill")
+        return None
+    key_a, key_b = obj.key, partner
+    mask_a, mask_b = np.array(obj.mask), np.array(state.objects.slices[partner].mask)
+    low, high = sorted((key_a[axis], key_b[axis]))
+    between = [k for k in state.objects.slices if low < k[axis] < high
+               and all(a == b for i, (a, b) in enumerate(zip(k, key_a)) if i != axis)]
+    # One action of the image's history: both ends' objects (a merged one whole) and the slices between.
+    action = state.history.begin("fill", [*state.objects.members(key_a), *state.objects.members(key_b), *between])
+    undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
+    drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
+    run = PropagationRun(abs(key_b[axis] - key_a[axis]) - 1)
+    run.action = action
+    controller.propagation = run
+    make_segmenter = run_segmenter_factory(controller)
+    image = helpers.image_data(state.layer)
+
+    def work():
+        segmenter = make_segmenter()
+
+        def read(index: int) -> np.ndarray:
+            return read_plane(image, geometry, stack_key(key_a, axis, index))
+
+        yield from fill_slices(segmenter, read, key_a[axis], mask_a, key_b[axis], mask_b,
+                               channel_axis=geometry.slice_channel_axis(), channel=state.channel,
+                               should_stop=lambda: run.cancelled)
+
+    def on_slice(item: FilledSlice) -> None:
+        if state.image_id not in controller.images or run.discarded:
+            return
+        run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
+        place_mask(controller, state, undo, run, stack_key(key_a, axis, item.index), item.mask)
+
+    def on_done(*_: Any) -> None:
+        controller.propagation = None
+        controller.stops = []
+        ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
+        controller.review = ReviewList(state.image_id, [stack_key(key_a, axis, i)
+                                                        for i in review_slices(run.predicted, ends)])
+        disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
+        stopped = " (cancelled)" if run.cancelled else ""
+        controller._status(finished_message(run, f"filled {run.done} slice(s) between slices {key_a[axis]} and "
+                                                 f"{key_b[axis]}{stopped}; the two sides disagree on {disagree}; "
+                                                 f"{review_message(controller.review, axis)}"))
+        run.on_finished(run.done)
+        controller.on_change()
+
+    return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def continue_past_stop(controller: Any, threaded: bool = True) -> PropagationRun | None:
+    """Propagate on past the stop of the last propagation nearest the slice on screen."""
+    state, key = controller.state, controller.current_key()
+    stops = [s for s in getattr(controller, "stops", []) if state is not None and s.image_id == state.image_id]
+    if not stops or key is None:
+        controller._status("FCFI: no stop to continue past (propagate first)")
+        return None
+    stop = min(stops, key=lambda s: abs(s.key[s.axis] - key[s.axis]))
+    last = state.objects.slices.get(stop.last_key)
+    if last is None or last.mask is None or not last.mask.any():
+        controller._status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
+        return None
+    controller.stops = [s for s in stops if s is not stop]
+    return start_propagation(controller, stop.direction, None, stop.axis, threaded, start_key=stop.last_key,
+                             through=stop.span)
+
+
+def next_review(controller: Any) -> Any:
+    """Show the next slice to review (worst first, then round again); returns its key or None."""
+    state, review = controller.state, getattr(controller, "review", None)
+    if state is None or review is None or review.image_id != state.image_id or not review.keys:
+        controller._status("FCFI: no slice to review")
+        return None
+    key = review.next_key()
+    geometry = state.geometry
+    dims = controller.viewer.dims
+    offset = dims.ndim - len(geometry.label_shape)
+    for axis, index in enumerate(key):
+        dims.set_point(offset + axis, geometry.translate[axis] + geometry.scale[axis] * index)
+    position = review.position + 1
+    controller._status(f"FCFI: review slice {position} of {len(review.keys)} (N: next)")
+    return key
+
+
+def stack_key_actions(controller: Any) -> dict[str, Any]:
+    """The actions of :data:`STACK_SHORTCUTS` for ``controller``."""
+    return {"fill": lambda: controller.on_stack_run(start_fill(controller)),
+            "continue": lambda: controller.on_stack_run(continue_past_stop(controller)),
+            "review": lambda: next_review(controller)}

@@ -1,0 +1,174 @@
+"""Every change to a labels layer the plugin writes into is journaled: FCFI commits, napari's brush,
+eraser and fill, and napari's own Ctrl+Z / Ctrl+Shift+Z, driven with real Qt mouse and key events."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from helpers.qt_keys import redo, undo
+from helpers.qt_mouse import click, press_drag_release
+from helpers.standins import DiskSegmenter
+
+from napari_fcfi.annotation.journal import journals_for_image
+from napari_fcfi.plugin.journaling import history_item_change, recorder_of
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+
+def docked_widget(viewer, root):
+    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=root)
+    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
+    return widget
+
+
+def restored_copy(layer):
+    labels, scan = recorder_of(layer).journal.restore()
+    return labels, scan
+
+
+@pytest.fixture
+def painting_viewer(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)  # test only: a canvas of known size for the mouse
+    viewer.add_image(np.random.default_rng(1).random((80, 90)).astype(np.float32), name="cells")
+    widget = docked_widget(viewer, tmp_path / "journals")
+    qtbot.wait(50)
+    viewer.reset_view()
+    yield viewer, widget
+    widget.close_controller()
+
+
+def test_brush_erase_fill_and_napari_undo_redo_restore_bit_for_bit(painting_viewer, qtbot):
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    controller.add_click_world((30, 30), True)
+    assert controller.commit()
+    labels = controller.labels_layer
+    viewer.layers.selection.active = labels
+    labels.mode = "paint"
+    labels.brush_size = 6
+    labels.selected_label = 5
+    press_drag_release(viewer, (10, 10), (40, 70))  # a brush stroke across the committed nucleus
+    assert (labels.data == 5).sum() > 50
+    labels.mode = "erase"
+    press_drag_release(viewer, (20, 20), (35, 35))
+    labels.mode = "fill"
+    labels.selected_label = 9
+    click(viewer, (70, 10))  # fills the background
+    assert (labels.data == 9).sum() > 1000
+    undo(viewer)  # napari's Ctrl+Z on the labels layer takes the fill back
+    assert not (labels.data == 9).any()
+    undo(viewer)  # ... and the erase
+    redo(viewer)  # Ctrl+Shift+Z: the erase again
+    labels.mode = "pan_zoom"
+    viewer.layers.selection.active = controller.points_layer
+    controller.add_click_world((60, 60), True)
+    assert controller.commit()
+    restored, scan = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    assert restored.dtype == labels.data.dtype
+    kinds = [c.kind for c in scan.changes]
+    assert kinds.count("commit") == 2 and kinds.count("paint") == 3 and "undo" in kinds and "redo" in kinds
+    assert len(scan.label_ids) == 2
+
+
+def test_undoing_a_commit_with_napari_ctrl_z_does_not_come_back(painting_viewer):
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    controller.add_click_world((30, 30), True)
+    assert controller.commit()
+    controller.add_click_world((60, 60), True)
+    assert controller.commit()
+    labels = controller.labels_layer
+    viewer.layers.selection.active = labels
+    undo(viewer)  # the user takes the second commit back with napari's own undo
+    assert set(np.unique(labels.data)) == {0, 1}
+    restored, _ = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+
+
+def test_a_layer_with_content_starts_its_journal_with_that_content(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    existing = np.zeros((50, 60), np.uint16)
+    existing[5:15, 5:15] = 3  # work loaded from a file, not from this journal
+    labels = viewer.add_labels(existing.copy(), name="mine")
+    widget = docked_widget(viewer, tmp_path / "journals")
+    widget.labels_menu.value = labels
+    widget.controller.add_click_world((30, 30), True)
+    assert widget.controller.commit()
+    labels.data_setitem((np.array([1]), np.array([1])), 7)  # a script's write through napari's API
+    labels.data = labels.data[::-1].copy()  # and a replacement of the whole array
+    restored, scan = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    assert restored.dtype == np.uint16 and scan.changes[0].kind == "base"
+    widget.close_controller()
+
+
+def test_saving_with_the_fcfi_writer_ends_the_journal_and_the_next_change_starts_one(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    widget = docked_widget(viewer, tmp_path / "journals")
+    widget.controller.add_click_world((30, 30), True)
+    assert widget.controller.commit()
+    labels = widget.controller.labels_layer
+    first = recorder_of(labels).folder
+    labels.save(str(tmp_path / "saved.fcfi"), plugin="napari-fcfi")
+    assert not journals_for_image(widget.controller.state.fingerprint, tmp_path / "journals")
+    widget.controller.add_click_world((10, 10), True)
+    assert widget.controller.commit()
+    assert recorder_of(labels).folder != first
+    restored, scan = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    assert scan.changes[0].kind == "base"  # the saved labels, then the new commit
+    widget.close_controller()
+
+
+def test_history_items_become_one_change_in_order():
+    atom = SimpleNamespace(slice_key=(slice(2, 4), slice(0, 3)), mask=np.array([[1, 0, 1], [0, 1, 0]], bool),
+                           new_value=4, old_values=np.zeros(3))
+    later = ((np.array([2, 5]), np.array([0, 1])), np.array([4, 0]), np.array([8, 9]))
+    box, values, changed = history_item_change([atom, later], (6, 6), np.uint8)
+    assert box == ((2, 6), (0, 3))
+    labels = np.zeros((6, 6), np.uint8)
+    labels[2:6, 0:3][changed] = values[changed]
+    expected = np.zeros((6, 6), np.uint8)
+    expected[2:4, 0:3][atom.mask] = 4
+    expected[2, 0], expected[5, 1] = 8, 9
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_napari_viewer, tmp_path):
+    from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a docked plugin
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    widget = FCFIWidget(PublicOnlyProxy(viewer), model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget.controller.add_click_world((30, 30), True)
+    assert widget.controller.commit()
+    labels = next(layer for layer in viewer.layers if layer.name == "cells labels")  # the real layer
+    labels.paint((10, 10), 4)  # napari's brush, called as its mouse binding does
+    restored, scan = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    assert [c.kind for c in scan.changes] == ["commit", "paint"]
+    widget.close_controller()
+
+
+def test_a_journal_that_cannot_be_written_is_reported_and_the_commit_still_happens(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the journals would go")
+    widget = docked_widget(viewer, blocked)
+    widget.controller.add_click_world((30, 30), True)
+    with pytest.warns(RuntimeWarning, match="cannot be written.*save your labels"):
+        committed = widget.controller.commit()
+    assert committed and (widget.controller.labels_layer.data == 1).any()
+    widget.controller.labels_layer.paint((10, 10), 4)  # the brush still paints (the failure was said once)
+    assert widget.controller.labels_layer.data[10, 10] == 4
+    widget.close_controller()

@@ -1,0 +1,108 @@
+"""Stack tools in a real viewer, by keys on the canvas: propagate through a stop (C), fill between two
+annotated slices (F), jump to the review slices (N), undo, commit; labels checked slice by slice."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from helpers.qt_mouse import canvas_widget
+from helpers.standins import UnsureCopier, disk
+from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
+
+from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
+from napari_fcfi.annotation.replay import replay_click_log
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+SIZE = 64
+
+
+def two_cells(depth=14):
+    """Cell A drifts right (1 px per slice) on slices 1..11; cell B sits still on every slice; slices 5 and
+    6 have no contrast (the network copies its feedback there, unsure)."""
+    stack = np.full((depth, SIZE, SIZE), 10, np.uint16)
+    for z in range(1, 12):
+        stack[z][disk((SIZE, SIZE), 20, 16 + z, 7)] = 200
+    for z in range(depth):
+        stack[z][disk((SIZE, SIZE), 46, 44, 6)] = 200
+    stack[5] = stack[6] = 10
+    return stack
+
+
+def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot, tmp_path):
+    stack = two_cells()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=UnsureCopier, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    viewer.window.add_dock_widget(widget)
+    controller, panel = widget.controller, widget.propagate_panel
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+
+    def wait():
+        qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+
+    def slices_of_object():
+        return sorted(k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any())
+
+    # A on slice 2, propagate up: slices 5 and 6 are doubtful twice in a row -> it stops at 5, says why
+    viewer.dims.set_current_step(0, 2)
+    controller.add_click_world((2, 20, 18), True)
+    panel.direction.value = "up"
+    panel.run_button.clicked.emit()
+    wait()
+    assert slices_of_object() == [2, 3, 4]
+    assert "stopped at slice 5 (the network is unsure" in widget.status.value and "C continues" in widget.status.value
+    # C continues past the stop (from slice 4, keeping the two doubted slices), up to A's real end
+    QTest.keyClick(canvas, Qt.Key_C)
+    wait()
+    assert slices_of_object() == list(range(2, 12))
+    assert "stopped at slice 12" in widget.status.value
+    assert [s.key[0] for s in controller.stops] == [12]
+    # the doubted slices 5 and 6 are the ones to review; N goes there, worst first
+    assert sorted(k[0] for k in controller.review.keys) == [5, 6]
+    QTest.keyClick(canvas, Qt.Key_N)
+    assert controller.current_key() == controller.review.keys[0] and "review slice 1 of 2" in widget.status.value
+    QTest.keyClick(canvas, Qt.Key_N)
+    assert controller.current_key() == controller.review.keys[1]
+    QTest.keyClick(canvas, Qt.Key_Space)  # commit A: label 1 on slices 2..11
+    a_masks = {z: np.array(controller.labels_layer.data[z] == 1) for z in range(14)}
+    assert sorted(z for z, m in a_masks.items() if m.any()) == list(range(2, 12))
+    for z in (2, 3, 4, 7, 8, 11):
+        np.testing.assert_array_equal(a_masks[z], disk((SIZE, SIZE), 20, 16 + z, 7))
+
+    # B annotated on slices 2 and 9; F on slice 9 fills 3..8 from both
+    for z in (2, 9):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 46, 44), True)
+    QTest.keyClick(canvas, Qt.Key_F)
+    wait()
+    assert slices_of_object() == list(range(2, 10))
+    assert "filled 6 slice(s) between slices 9 and 2" in widget.status.value
+    assert sorted(k[0] for k in controller.review.keys) == [5, 6]  # copied, unsure slices
+    # Ctrl+Z takes the whole fill back; the two annotated slices keep their clicks
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert slices_of_object() == [2, 9]
+    assert controller.state.objects.slices[(2,)].clicks and controller.state.objects.slices[(9,)].clicks
+    assert len(controller.points_layer.data) == 2
+    panel.fill_button.clicked.emit()  # the button does the same
+    wait()
+    QTest.keyClick(canvas, Qt.Key_N)
+    assert controller.current_key()[0] in (5, 6)
+    QTest.keyClick(canvas, Qt.Key_Space)
+    labels = controller.labels_layer.data
+    b = disk((SIZE, SIZE), 46, 44, 6)
+    for z in range(14):
+        np.testing.assert_array_equal(labels[z] == 2, b if 2 <= z <= 9 else np.zeros_like(b))
+        np.testing.assert_array_equal(labels[z] == 1, a_masks[z])
+    # the click log replays both objects exactly (fcfi segment)
+    log = controller.click_log
+    steps = [type(s) for s in log.records[1].steps]
+    assert FillStep in steps and any(isinstance(s, PropagateStep) and s.through == 2 for s in log.records[0].steps)
+    replayed = replay_click_log(None, stack, controller.state.geometry, log, segmenter=UnsureCopier(None))
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()

@@ -1,0 +1,113 @@
+"""The dock on a small screen, and what the widget says: scrolling, wrapped status, names, channels, selection."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers.qt_mouse import click as qt_click
+from helpers.standins import DiskSegmenter
+from plugin.test_widget import fake_cache, make_widget
+from qtpy.QtCore import QPoint
+from qtpy.QtWidgets import QApplication, QScrollArea
+
+from napari_fcfi.plugin.models import DEFAULT_MODEL
+from napari_fcfi.plugin.widget import FCFIWidget, guess_channels
+
+
+def _inside_viewport(scroll: QScrollArea, widget) -> bool:
+    top_left = widget.mapTo(scroll.viewport(), QPoint(0, 0))
+    bottom = top_left.y() + widget.height()
+    return top_left.y() >= 0 and bottom <= scroll.viewport().height()
+
+
+def test_dock_scrolls_in_a_768_px_high_window(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((64, 64), np.float32), name="a")
+    widget = make_widget(viewer, tmp_path)
+    window = viewer.window._qt_window
+    window.resize(1024, 768)
+    for _ in range(3):
+        QApplication.processEvents()
+    assert window.height() <= 768, "the dock forces napari taller than the screen"
+    scroll = widget.form.root_native_widget
+    assert isinstance(scroll, QScrollArea) and scroll.isVisible()
+    assert scroll.minimumSizeHint().height() < 200  # the form never sets napari's minimum height
+    assert scroll.viewport().height() < widget.form.native.sizeHint().height()  # it does not fit: it scrolls
+    assert scroll.verticalScrollBar().maximum() > 0
+    # every control can be reached: scrolling brings the last ones (status) into view
+    widget.status.value = "FCFI: " + "a long message that must wrap instead of widening the dock " * 3
+    QApplication.processEvents()
+    for control in (widget.buttons["commit"], widget.adapt_panel.save_button, widget.status):
+        scroll.ensureWidgetVisible(control.native)
+        QApplication.processEvents()
+        assert _inside_viewport(scroll, control.native), control
+    assert widget.status.native.wordWrap()
+    assert widget.native.width() <= 480  # the long status wrapped instead of widening the dock
+    scroll.verticalScrollBar().setValue(0)
+    viewer.screenshot(str(tmp_path / "dock_768.png"), canvas_only=False)
+
+
+def test_names_say_what_they_do(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="a")
+    widget = make_widget(viewer, tmp_path)
+    assert widget.propagate_panel.direction.label == "Direction"  # "Propagate" is only the button
+    assert "min" in widget.adapt_panel.minutes.label
+    assert widget.adapt_panel.save_file.label.startswith("Save adapted to")
+
+
+def test_model_menu_names_the_model_in_use(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="a")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    controller.model_cache.put("adapted from default", "cpu", object())
+    controller.update(model_source="adapted from default")  # what a kept adaptation does
+    assert widget.model_menu.value == "adapted from default"
+    assert widget.model_info.value.startswith("adapted from default")
+    viewer.add_labels(np.zeros((64, 64), np.uint8))  # napari resets the menus' choices: the entry stays
+    assert widget.model_menu.value == "adapted from default"
+    assert controller.settings.model_source == "adapted from default"
+    widget.model_menu.value = DEFAULT_MODEL
+    assert controller.settings.model_source == DEFAULT_MODEL
+    widget.model_menu.value = "adapted from default"  # still offered after a revert
+    assert controller.settings.model_source == "adapted from default"
+
+
+def test_click_with_the_labels_layer_selected_says_where_it_went(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((64, 64), np.float32), name="a")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    qt_click(viewer, (20, 20))
+    assert controller.commit()
+    labels = controller.labels_layer
+    viewer.layers.selection.active = labels
+    assert "'a labels' is selected" in widget.status.value and "to annotate" in widget.status.value
+    qt_click(viewer, (40, 40))  # napari sends it to the labels layer (pan/zoom): no FCFI click
+    assert len(controller.points_layer.data) == 0
+    viewer.layers.selection.active = controller.points_layer
+    qt_click(viewer, (40, 40))
+    assert len(controller.points_layer.data) == 1
+
+
+def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 40, 50), np.float32), name="cyx")
+    widget = FCFIWidget(viewer, model_cache=fake_cache(), segmenter_factory=DiskSegmenter,
+                        journal_root=tmp_path / "j")
+    assert widget.channel_menu.value == (0, None)
+    assert widget.controller.geometry.label_shape == (40, 50)
+    assert "axis 0 taken as 3 channels" in widget.status.value and "grayscale" in widget.status.value
+    widget.channel_menu.value = (None, None)  # the user says it is a stack
+    assert widget.controller.geometry.label_shape == (3, 40, 50)
+
+    stack = viewer.add_image(np.zeros((12, 40, 50), np.float32), name="zyx")
+    assert guess_channels(stack) == ((None, None), "")
+    named = viewer.add_image(np.zeros((3, 40, 50), np.float32), name="short stack", axis_labels=("z", "y", "x"))
+    assert guess_channels(named)[0] == (None, None)
+    tagged = viewer.add_image(np.zeros((6, 40, 50), np.float32), name="six", metadata={"axes": "CYX"})
+    assert guess_channels(tagged) == ((0, None), "axis 0 is named 'c'")
+    widget.reset_choices()  # (napari does this for a docked widget)
+    widget.image_menu.value = stack
+    assert widget.controller.geometry.label_shape == (12, 40, 50)
+    widget.close_controller()
