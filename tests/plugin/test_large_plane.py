@@ -76,5 +76,5 @@ def test_commits_on_a_plane_wider_than_a_texture(make_napari_viewer, tmp_path):
     # File > Save Selected Layers with the FCFI writer saves level 0, the full-resolution labels
     import tifffile
 
-    written = labels.save(str(tmp_path / "wide_labels.tif"), plugin="napari-fcfi")
+    written = labels.save(str(tmp_path / "wide_labels.fcfi"), plugin="napari-fcfi")
     np.testing.assert_array_equal(tifffile.imread(written[0]), data)

@@ -206,6 +206,7 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     viewer = make_napari_viewer()
     (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
     image.scale, image.translate = SCALE, TRANSLATE
+    image.axis_labels = ("z", "y", "x")  # a 3-slice stack, not 3 channels (the widget's guess for (3, Y, X))
     labels = viewer.add_labels(np.zeros((3, 40, 40), np.uint16), name="cells labels", scale=SCALE, translate=TRANSLATE)
     widget = make_widget(viewer, tmp_path)
     controller = widget.controller
