@@ -29,7 +29,7 @@ IMAGE, ROOT, OUT = {image!r}, {root!r}, {out!r}
 
 EARLIER = """
 viewer = napari.Viewer(show=False)
-viewer.add_image(np.load(IMAGE), name="cells")
+viewer.add_image(np.load(IMAGE), name="cells", axis_labels=("z", "y", "x"))
 widget = fcfi_widget(viewer, ROOT)
 viewer.window.add_dock_widget(widget)
 c = widget.controller
@@ -48,7 +48,7 @@ from helpers.qt_mouse import press_drag_release
 
 viewer = napari.Viewer(show=True)
 viewer.window._qt_window.resize(1000, 700)
-viewer.add_image(np.load(IMAGE), name="cells")
+viewer.add_image(np.load(IMAGE), name="cells", axis_labels=("z", "y", "x"))
 widget = fcfi_widget(viewer, ROOT)
 dock = viewer.window.add_dock_widget(widget)
 QApplication.processEvents()
@@ -150,7 +150,7 @@ def test_sessions_and_layers_restore_apart_exactly_even_when_damaged(make_napari
     shutil.copytree(root, damaged_root)
 
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="cells")
+    viewer.add_image(image, name="cells", axis_labels=("z", "y", "x"))  # 4 slices, not channels
     widget = fcfi_widget(viewer, root)
     offers = list(widget.recovery.offers)
     assert len(offers) == 3 and not widget.recovery.native.isHidden()
@@ -170,7 +170,7 @@ def test_sessions_and_layers_restore_apart_exactly_even_when_damaged(make_napari
 
     damage(damaged_root)
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="cells")
+    viewer.add_image(image, name="cells", axis_labels=("z", "y", "x"))  # 4 slices, not channels
     widget = fcfi_widget(viewer, damaged_root)
     offers = list(widget.recovery.offers)
     assert len(offers) == 3

@@ -89,6 +89,12 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     assert slices_of_object() == [2, 9]
     assert controller.state.objects.slices[(2,)].clicks and controller.state.objects.slices[(9,)].clicks
     assert len(controller.points_layer.data) == 2
+    # it is one action of the image's history: Ctrl+Shift+Z brings the whole fill back (no network run)
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert slices_of_object() == list(range(2, 10)) and "redid the fill" in widget.status.value
+    assert len(controller.points_layer.data) == 2
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert slices_of_object() == [2, 9]
     panel.fill_button.clicked.emit()  # the button does the same
     wait()
     QTest.keyClick(canvas, Qt.Key_N)

@@ -164,7 +164,7 @@ class FCFIWidget(Container):
                                  tooltip="Left click: positive · right click or Ctrl+left: negative · "
                                          "Shift+left: edit the label under the cursor · drag: pan")
         tips = {"commit": "Write the object into the labels layer",
-                "undo": "Take back the last click, propagation, reset or edit",
+                "undo": "Take back the last click, propagation, fill, reset or edit",
                 "redo": "Do the last undone change again",
                 "reset": "Forget the object in progress (a corrected propagated slice: only its corrections)"}
         self.buttons = {
