@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers.crash import needs_display, run_session, value_of
-from helpers.standins import DiskSegmenter
 from napari.layers import Labels
 
+from helpers.crash import needs_display, run_session, value_of
+from helpers.standins import DiskSegmenter
 from napari_fcfi.annotation.journal_records import MAGIC
 from napari_fcfi.plugin.commit_flow import discard_offer, restore_offer
 from napari_fcfi.plugin.models import ModelCache

@@ -6,11 +6,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from helpers.qt_mouse import canvas_widget
-from helpers.standins import UnsureCopier, disk
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
+from helpers.qt_mouse import canvas_widget
+from helpers.standins import UnsureCopier, disk
 from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
 from napari_fcfi.annotation.replay import replay_click_log
 from napari_fcfi.plugin.models import ModelCache

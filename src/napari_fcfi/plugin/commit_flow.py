@@ -117,9 +117,12 @@ class RecoveryOffer:
     def describe(self) -> str:
         """One short line that tells this journal from the others (for the banner's menu)."""
         info, scan = self.scan.info, self.scan
-        when = time.strftime("%m-%d %H:%M", time.localtime(scan.last_time)) if scan.last_time else "?"
+        # Seconds and brush edits too: two sessions of one layer name minutes apart are common.
+        when = time.strftime("%m-%d %H:%M:%S", time.localtime(scan.last_time)) if scan.last_time else "?"
+        edits = sum(change.kind == "paint" for change in scan.changes)
+        counts = f"{len(scan.label_ids)} obj" + (f", {edits} edit(s)" if edits else "")
         damaged = f", {scan.damaged} damaged" if scan.damaged else ""
-        return f"{str(info.get('labels_name', 'labels'))!r} · {len(scan.label_ids)} obj · {when}{damaged}"
+        return f"{str(info.get('labels_name', 'labels'))!r} · {counts} · {when}{damaged}"
 
 
 def journals_on_screen(viewer: Any) -> set[str]:
