@@ -112,3 +112,38 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     replayed = replay_click_log(None, stack, controller.state.geometry, log, segmenter=UnsureCopier(None))
     np.testing.assert_array_equal(replayed, labels)
     widget.close_controller()
+
+
+def test_undo_while_a_fill_runs_stops_it_and_drops_the_slices_still_coming(make_napari_viewer, tmp_path):
+    from napari_fcfi.plugin.stack_tools import start_fill
+
+    viewer = make_napari_viewer()
+    viewer.add_image(two_cells(), name="cells")
+    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+                        segmenter_factory=UnsureCopier, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    controller = widget.controller
+    for z in (2, 9):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 46, 44), True)
+    history = controller.state.history
+    clicks_before = {k: o.clicks for k, o in controller.state.objects.slices.items() if o.clicks}
+    notify = controller.on_change
+
+    def undo_on_first_slice(what="all"):
+        notify(what)
+        run = controller.propagation
+        if run is not None and run.done == 1 and not run.discarded:
+            controller.undo()  # Ctrl+Z while the fill is still running
+
+    controller.on_change = undo_on_first_slice
+    run = start_fill(controller, threaded=False)
+    controller.on_change = notify
+    assert run is not None and run.discarded and run.done == 1  # the other 5 slices were dropped
+    assert "taken back" in widget.status.value
+    masks = {k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any()}
+    assert masks == {2, 9} and {k: o.clicks for k, o in controller.state.objects.slices.items() if o.clicks} == clicks_before
+    assert len(history.undone) == 1 and history.undone[0].name == "fill"
+    controller.redo()  # what it had done comes back: one filled slice, the two ends joined
+    filled = [k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation and o.mask is not None]
+    assert len(filled) == 1 and controller.state.objects.members((9,))[0] == (2,)
+    widget.close_controller()

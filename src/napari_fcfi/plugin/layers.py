@@ -14,6 +14,8 @@ import numpy as np
 
 from napari_fcfi.annotation.geometry import ImageGeometry, make_geometry
 
+from .pyramid import clear, is_pyramid, needs_pyramid, pyramid_levels, write_region
+
 POSITIVE_COLOR = np.array([0.2, 1.0, 0.2, 1.0], dtype=np.float32)
 NEGATIVE_COLOR = np.array([1.0, 0.15, 0.35, 1.0], dtype=np.float32)
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
@@ -115,8 +117,6 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
     """A 2D labels layer showing the object in progress of the slice on screen."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    from .pyramid import needs_pyramid, pyramid_levels
-
     plane = np.zeros(geometry.plane_shape, dtype=np.uint8)
     large = needs_pyramid(geometry.plane_shape)  # drawn tile by tile (see .pyramid)
     return viewer.add_labels(
@@ -133,8 +133,6 @@ def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> An
 
 def clear_preview(layer: Any, plane_shape: tuple[int, int]) -> None:
     """Empty a preview layer (every level of a multiscale one)."""
-    from .pyramid import clear, is_pyramid
-
     if is_pyramid(layer):
         clear(layer)
     else:
@@ -143,8 +141,6 @@ def clear_preview(layer: Any, plane_shape: tuple[int, int]) -> None:
 
 def redraw_preview(layer: Any, region: tuple[slice, slice] | None, mask: np.ndarray | None) -> None:
     """Rewrite only ``region`` of a preview layer with ``mask`` (None: empty), multiscale or not."""
-    from .pyramid import is_pyramid, write_region
-
     if region is None:
         return
     plane = image_data(layer)

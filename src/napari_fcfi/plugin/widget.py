@@ -405,8 +405,8 @@ class FCFIWidget(Container):
         state, active = self.controller.state, self.viewer.layers.selection.active
         if state is None or active is None or not self.controller.settings.annotating:
             return
-        if active is state.layer or active is state.clicks_layer:
-            return
+        if helpers.same_layer(active, state.layer) or helpers.same_layer(active, state.clicks_layer):
+            return  # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
         self._show_status(f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
                           f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate")
 
