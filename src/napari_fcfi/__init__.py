@@ -27,6 +27,7 @@ _LAZY_EXPORTS = {
     "list_models": "napari_fcfi.model",
     "InteractiveSegmenter": "napari_fcfi.engine",
     "propagate": "napari_fcfi.annotation.propagation",
+    "segment_all": "napari_fcfi.annotation.proposals",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
     "adapt_with_check": "napari_fcfi.evaluation.adaptation",
