@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from helpers.standins import BlobNet
+
 from napari_fcfi import segment_all
 from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
 from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
