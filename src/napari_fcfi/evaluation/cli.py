@@ -125,6 +125,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate segment-all and the classical baseline on --dsb-data and --mnfinder-data (val splits)",
     )
     parser.add_argument("--no-effort", action="store_true", help="--segment-all: F1 and IoU only (no robot)")
+    parser.add_argument(
+        "--segment-all-set", action="append", default=[], choices=("DSB fluorescence", "mnfinder"),
+        help="--segment-all: only this set (repeatable; default both)",
+    )
 
 
 def _safe_name(name: str) -> str:

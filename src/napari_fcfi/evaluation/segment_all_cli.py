@@ -29,7 +29,7 @@ def run_segment_all(args: argparse.Namespace) -> int:
         return 2
     report = run_evaluation(
         model, args.dsb_data, args.mnfinder_data, limit=args.limit, max_clicks=args.max_clicks,
-        effort=not args.no_effort,
+        effort=not args.no_effort, sets=args.segment_all_set or None,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

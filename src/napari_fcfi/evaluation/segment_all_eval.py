@@ -18,7 +18,7 @@ image plus a distance-transform watershed; its variants are tuned on the trainin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from .datasets import Sample, instance_folder_pairs, split_instance_folder
 from .runner import EngineSegmenter, run_object
 
 GOOD_IOU = 0.85
+SEGMENT_ALL_SETS = ("DSB fluorescence", "mnfinder")
 
 
 @dataclass
@@ -214,7 +215,7 @@ def evaluation_sets(dsb_folder: str | Path, mnfinder_folder: str | Path, split: 
             break
     mn_pairs = instance_folder_pairs(Path(mnfinder_folder) / split)[:limit]
     mnfinder = [(p[0], *_read_pair(p[1], p[2])) for p in mn_pairs]
-    return {"DSB fluorescence": dsb, "mnfinder": mnfinder}
+    return {SEGMENT_ALL_SETS[0]: dsb, SEGMENT_ALL_SETS[1]: mnfinder}
 
 
 def _is_fluorescence(image: np.ndarray, labels: np.ndarray) -> bool:
@@ -233,7 +234,7 @@ def _is_fluorescence(image: np.ndarray, labels: np.ndarray) -> bool:
 
 def run_evaluation(
     model: Any, dsb_folder: str | Path, mnfinder_folder: str | Path, *, limit: int | None = None,
-    tune_limit: int = 20, max_clicks: int = 10, effort: bool = True,
+    tune_limit: int = 20, max_clicks: int = 10, effort: bool = True, sets: Sequence[str] | None = None,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Segment-all and the tuned classical baseline on both validation sets; a JSON-able report."""
@@ -242,6 +243,8 @@ def run_evaluation(
     segmenter = EngineSegmenter(model)
     report: dict[str, Any] = {"max_clicks": max_clicks, "good_iou": GOOD_IOU, "sets": {}}
     for set_name, images in val.items():
+        if sets and set_name not in sets:
+            continue
         variant, train_f1 = tune_classical([(image, gt) for _, image, gt in train[set_name]])
         log(f"{set_name}: classical variant {variant.name} (train F1 {train_f1:.3f}), {len(images)} val images")
         rows: dict[str, list[dict[str, Any]]] = {"segment-all": [], "classical": []}
