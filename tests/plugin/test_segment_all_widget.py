@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt
-
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import BlobNet, DiskSegmenter, disk
+from qtpy.QtCore import Qt
+
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import replay_click_log
