@@ -40,6 +40,9 @@ from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_vie
 
 #: Proposals whose mean probability inside the mask is below this are dropped.
 DEFAULT_MIN_SCORE = 0.7
+#: Seeds are detected at this fraction of the object size: touching objects then still get one peak
+#: each (measured on DSB and mnfinder val: +8 % objects with a seed, few more background seeds).
+SEED_SCALE = 0.7
 #: Smallest image side segment-all works on.
 MIN_IMAGE_SIDE = 8
 
@@ -147,7 +150,7 @@ def iter_segment_all(
                 "pass object_size or seeds"))
     object_size = max(float(object_size), MIN_OBJECT_SIZE)
     if seeds is None:
-        points = detect_seeds(from_image, object_size, min_contrast=min_contrast)
+        points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
     else:
         points = [(math.floor(r + 0.5), math.floor(c + 0.5)) for r, c in seeds]
         points = [(r, c) for r, c in points if 0 <= r < height and 0 <= c < width]
