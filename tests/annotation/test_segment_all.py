@@ -144,3 +144,21 @@ def test_classical_baseline_splits_touching_disks():
     image, truth = disks_image(centres=[(40, 40), (40, 53)], radius=8)
     labels = classical_instances(image, ClassicalVariant(sigma=1.0, min_distance=5, min_area=10))
     assert detection_scores(truth, labels)[0] == 1.0
+
+
+def test_whole_image_effort_counts_accept_corrections_deletions_and_missed_objects():
+    from napari_fcfi.evaluation.runner import EngineSegmenter
+    from napari_fcfi.evaluation.segment_all_eval import annotation_effort
+
+    image, truth = disks_image()
+    pred = truth.copy()
+    pred[truth == 2] = 0  # missed: added from scratch with clicks
+    pred[(truth == 3) & (np.arange(128)[None, :] > 30)] = 0  # half of object 3: corrected with clicks
+    pred[120:125, 5:10] = 9  # a false proposal: deleted, one action
+    segmenter = EngineSegmenter(brightness_net())
+    cache: dict[int, int] = {}
+    with_proposals, scratch = annotation_effort(segmenter, image, truth, pred, max_clicks=5, scratch_cache=cache)
+    assert sorted(cache) == [1, 2, 3, 4, 5] and scratch == sum(cache.values())
+    corrections = with_proposals - 1 - 1 - cache[2]  # accept all, delete the false one, add object 2
+    assert 1 <= corrections <= 5
+    assert with_proposals < scratch
