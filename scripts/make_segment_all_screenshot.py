@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data, kwargs, _ = nuclei_2d()[0]
     viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 1000)
     viewer.add_image(data, **kwargs)
     widget = FCFIWidget(viewer)
     widget.model_menu.value = args.model

@@ -96,6 +96,7 @@ class SegmentAllPanel(Container):
             scale=geometry.scale, translate=geometry.translate, opacity=0.45,
             metadata={helpers.TAG: {"role": ROLE, "image": state.image_id}},
         )
+        layer.contour = 2  # outlines: proposals stay distinguishable from committed (filled) labels
         layer.mouse_drag_callbacks.append(self._on_press)
         for key, action in (("a", self.accept), ("d", self.delete), ("c", self.correct)):
             layer.bind_key(key, lambda _layer, act=action: act(), overwrite=True)
