@@ -42,7 +42,7 @@ from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_vie
 #: 0.55-0.7 on the first 6 DSB fluorescence training images with the bundled model).
 DEFAULT_MIN_SCORE = 0.65
 #: Seeds are detected at this fraction of the object size: touching objects then still get one peak
-#: each (measured on DSB and mnfinder val: +8 % objects with a seed, few more background seeds).
+#: each (first 8 DSB fluorescence and mnfinder training images: 3-5 % more objects get a seed).
 SEED_SCALE = 0.7
 #: Smallest image side segment-all works on.
 MIN_IMAGE_SIDE = 8
