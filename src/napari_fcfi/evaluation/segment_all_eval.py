@@ -269,7 +269,7 @@ def summary_table(report: dict[str, Any]) -> str:
     """Markdown table: per set and method, mean F1@0.5, mean IoU of matches, actions vs from scratch."""
     lines = [
         ("| set | method | images | objects | F1@0.5 | mean IoU of matches | actions from proposals | "
-         "actions from scratch | ratio |"),
+         "actions from scratch | scratch / proposals |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for set_name, entry in report["sets"].items():
