@@ -32,6 +32,7 @@ _LAZY_EXPORTS = {
     "InteractiveSegmenter": "napari_fcfi.engine",
     "propagate": "napari_fcfi.annotation.propagation",
     "fill_between": "napari_fcfi.annotation.filling",
+    "segment_all": "napari_fcfi.annotation.proposals",
     "finetune": "napari_fcfi.training.finetune",
     "save_adapted": "napari_fcfi.training.finetune",
     "adapt_with_check": "napari_fcfi.training.adaptation",

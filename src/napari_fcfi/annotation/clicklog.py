@@ -4,6 +4,8 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
 
 * :class:`ClicksStep`: clicks on one 2D slice, starting from nothing, from an initial mask (the
   label being edited) or from the mask a propagation left on that slice;
+  (a segment-all proposal the user accepted or corrected is such an initial mask, marked
+  ``"initial": "segment-all"`` in the metadata);
 * :class:`PropagateStep`: carrying the object from one slice through its neighbours along a stack
   axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice
   (``through``: slices kept past the stopping rules, when the user continued past a stop);
@@ -63,13 +65,15 @@ SliceKey = tuple[int, ...]
 @dataclass(frozen=True)
 class ClicksStep:
     """Clicks on slice ``slice_key``; the session starts from ``initial_mask`` (an (H, W) bool array),
-    or from the mask the last propagation left on that slice (``from_propagation``), or empty."""
+    or from the mask the last propagation left on that slice (``from_propagation``), or empty.
+    A segment-all proposal the user accepted or corrected is an initial mask with ``from_segment_all``."""
 
     slice_key: SliceKey
     clicks: tuple[Click, ...]
     initial_mask: np.ndarray | None = None
     from_propagation: bool = False
     threshold: float | None = None  # the mask's probability threshold (None: the object's)
+    from_segment_all: bool = False  # ``initial_mask`` is a segment-all proposal (replayed from the mask)
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,8 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
                 entry["initial_mask"] = encode_mask(step.initial_mask)
             if step.from_propagation:
                 entry["initial"] = "propagated"
+            elif step.from_segment_all:
+                entry["initial"] = "segment-all"
         elif isinstance(step, FillStep):
             entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
         else:
@@ -370,7 +376,8 @@ def _records_from_metadata(
                     raise ValueError(f"{path}: object {number} starts from a mask; the image shape is needed to read it")
                 initial = decode_mask(initial, plane_shape)
             steps.append(ClicksStep(key, tuple(clicks.get((number, index), ())), initial,
-                                    step.get("initial") == "propagated", threshold))
+                                    step.get("initial") == "propagated", threshold=threshold,
+                                    from_segment_all=step.get("initial") == "segment-all"))
         records.append(ObjectRecord(int(entry["label_id"]), steps, bool(entry.get("edited", False)),
                                     bool(entry.get("overwrite", False)),
                                     _threshold(path, number, entry.get("threshold"))))

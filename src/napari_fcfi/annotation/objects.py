@@ -35,6 +35,7 @@ class SliceObject:
     clicks: tuple[Click, ...] = ()
     initial_mask: np.ndarray | None = None  # the mask the session starts from
     from_propagation: bool = False  # ``initial_mask`` came from a propagation
+    from_segment_all: bool = False  # ``initial_mask`` is a segment-all proposal
     edit_label: int | None = None  # editing this existing label: commit replaces it
     serial: int = field(default_factory=lambda: next(_serials))  # a new serial restarts the engine session
     group: int | None = None  # the StackObject this slice belongs to
@@ -50,10 +51,11 @@ class SliceObject:
         return bool(self.clicks) or self.initial_mask is not None or self.edit_label is not None
 
     def restart(self, initial_mask: np.ndarray | None = None, from_propagation: bool = False,
-                edit_label: int | None = None) -> None:
+                edit_label: int | None = None, from_segment_all: bool = False) -> None:
         """Forget clicks and prediction; start from ``initial_mask`` (or nothing)."""
         self.clicks = ()
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
+        self.from_segment_all = from_segment_all
         self.mask = initial_mask
         self.mask_box = bounding_slices(initial_mask)
         self.probability = None
@@ -62,7 +64,8 @@ class SliceObject:
 
     def clicks_step(self) -> ClicksStep:
         initial = None if self.from_propagation else self.initial_mask
-        return ClicksStep(self.key, self.clicks, initial, self.from_propagation)
+        return ClicksStep(self.key, self.clicks, initial, self.from_propagation,
+                          self.from_segment_all and initial is not None)
 
 
 @dataclass

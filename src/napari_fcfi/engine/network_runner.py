@@ -27,7 +27,7 @@ from .clicks import Click
 from .intensity import ImageSource
 from .postprocess import connected_to_points
 from .settings import SegmenterSettings
-from .windows import Box, Patch, aligned_click_to_crop, resized_shape
+from .windows import Box, Patch, aligned_click_to_crop, ceil_div, resized_shape
 
 #: Clicks closer than this to an image side get context mirrored beyond it (see ``predict_window``).
 BORDER_MARGIN = 8
@@ -64,12 +64,46 @@ class NetworkRunner:
         the object): the window then reaches past that image side, mirrored, and only the window's part
         of the prediction is kept.
         """
-        extended = self._past_the_border(window, clicks)
-        if extended != window:
-            values = self._predict(extended, clicks, feedback, gate, threshold)
-            return np.ascontiguousarray(values[window.r0 - extended.r0 : window.r1 - extended.r0 + 1,
-                                               window.c0 - extended.c0 : window.c1 - extended.c0 + 1])
-        return self._predict(window, clicks, feedback, gate, threshold)
+        return self.predict_windows([window], [clicks], [feedback], gate, threshold)[0]
+
+    def predict_windows(
+        self,
+        windows: Sequence[Box],
+        clicks: Sequence[Sequence[Click]],
+        feedbacks: Sequence[Patch | None],
+        gate: float,
+        threshold: float,
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
+        """:meth:`predict_window` for many windows, batched through the network.
+
+        Windows whose network inputs have the same shape run together, ``batch_size`` at a time; each
+        result is the one :meth:`predict_window` gives for that window alone (same code path).
+        """
+        prepared = []
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, (window, window_clicks, feedback) in enumerate(zip(windows, clicks, feedbacks, strict=True)):
+            extended = self._past_the_border(window, window_clicks)
+            network_input, mapped, step = self._prepare(extended, window_clicks, feedback)
+            prepared.append((window, extended, network_input, mapped, step))
+            groups.setdefault(tuple(network_input.shape[-2:]), []).append(index)
+        results: list[np.ndarray] = [np.empty(0, np.float32)] * len(prepared)
+        for indices in groups.values():
+            for start in range(0, len(indices), max(1, batch_size)):
+                chunk = indices[start : start + max(1, batch_size)]
+                logits, _ = self.infer_batch(
+                    torch.cat([prepared[i][2] for i in chunk]), [prepared[i][3] for i in chunk], gate,
+                    truncate_new_click=False,
+                )
+                for k, i in enumerate(chunk):
+                    window, extended, _, mapped, step = prepared[i]
+                    values = self._finish(logits[k : k + 1].clone(), mapped, extended, step, threshold)
+                    if extended != window:
+                        values = np.ascontiguousarray(
+                            values[window.r0 - extended.r0 : window.r1 - extended.r0 + 1,
+                                   window.c0 - extended.c0 : window.c1 - extended.c0 + 1])
+                    results[i] = values
+        return results
 
     def _past_the_border(self, window: Box, clicks: Sequence[Click]) -> Box:
         """``window`` extended beyond the image sides that clicks lie close to (see :meth:`predict_window`)."""
@@ -91,9 +125,10 @@ class NetworkRunner:
             c1 = width - 1 + pad
         return Box(r0, r1, c0, c1)
 
-    def _predict(
-        self, window: Box, clicks: Sequence[Click], feedback: Patch | None, gate: float, threshold: float
-    ) -> np.ndarray:
+    def _prepare(
+        self, window: Box, clicks: Sequence[Click], feedback: Patch | None
+    ) -> tuple[torch.Tensor, list[tuple[float, float, bool]], int]:
+        """The (1, 4, h, w) network input of ``window``, the clicks mapped into it and the read stride."""
         target = resized_shape(window.height, window.width, self.settings.input_size)
         step = max(1, min(window.height // target[0], window.width // target[1]) // 2)
         network_input = self.network_input(window, feedback, step)
@@ -110,7 +145,15 @@ class NetworkRunner:
             )
             for c in clicks
         ]
-        logits, _ = self.infer(network_input, mapped, gate, truncate_new_click=False)
+        return network_input, mapped, step
+
+    def _finish(
+        self, logits: torch.Tensor, mapped: Sequence[tuple[float, float, bool]], window: Box, step: int,
+        threshold: float,
+    ) -> np.ndarray:
+        """Window-sized probability from the (1, 1, h, w) logits of :meth:`_prepare`'s input."""
+        target = tuple(logits.shape[-2:])
+        n_rows, n_cols = ceil_div(window.height, step), ceil_div(window.width, step)
         if self.settings.keep_connected:
             # Structural integrity at network resolution: cheap (input_size^2) whatever the window size.
             # Removed parts get a very negative logit so they vanish after the resize back.
@@ -173,11 +216,22 @@ class NetworkRunner:
 
         Returns flip-averaged logits and ``updated_feedback2`` at the input size (1, 1, h, w), on CPU.
         """
+        return self.infer_batch(network_input, [clicks], gate, truncate_new_click)
+
+    def infer_batch(
+        self,
+        network_input: torch.Tensor,
+        clicks: Sequence[Sequence[tuple[float, float, bool]]],
+        gate: float,
+        truncate_new_click: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`infer` on a (B, 4, h, w) input with one click list per sample; outputs are (B, 1, h, w)."""
         height, width = network_input.shape[-2:]
-        batches = [list(clicks)]
+        n = network_input.shape[0]
+        batches = [list(c) for c in clicks]
         if self.settings.flip:
             network_input = torch.cat([network_input, torch.flip(network_input, dims=[3])], dim=0)
-            batches.append([(r, width - c - 1, p) for r, c, p in clicks])
+            batches += [[(r, width - c - 1, p) for r, c, p in sample] for sample in clicks]
         points = points_tensor(batches)
         new_clicks = newest_click_tensor(batches, truncate=truncate_new_click, size=(height, width))
 
@@ -208,9 +262,9 @@ class NetworkRunner:
         if feedback is not None:
             feedback = F.interpolate(feedback.cpu(), size=(height, width), mode="bilinear", align_corners=True)
         if self.settings.flip:
-            logits = 0.5 * (logits[:1] + torch.flip(logits[1:], dims=[3]))
+            logits = 0.5 * (logits[:n] + torch.flip(logits[n:], dims=[3]))
             if feedback is not None:
-                feedback = 0.5 * (feedback[:1] + torch.flip(feedback[1:], dims=[3]))
+                feedback = 0.5 * (feedback[:n] + torch.flip(feedback[n:], dims=[3]))
         return logits, feedback
 
     def _forward(

@@ -181,33 +181,66 @@ class MicroscopyProtocol:
 
     def _first_click(self, clicks: tuple[Click, ...], click: Click, threshold: float) -> tuple[Snapshot, Box]:
         """No feedback yet: focus window at native resolution, grown while the object touches an inner side."""
+        return self.first_clicks([clicks], threshold)[0]
+
+    def first_clicks(
+        self, click_lists: Sequence[tuple[Click, ...]], threshold: float, batch_size: int = 16
+    ) -> list[tuple[Snapshot, Box]]:
+        """The snapshot (and last window) after each click list's last click on a state without feedback.
+
+        Batched through the network; each list is independent and its result is what a session's first
+        click gives (same code path: a single first click is this with one list). Segment-all passes
+        one-click lists, one per seed.
+        """
+        clicks = [c[-1] for c in click_lists]
         source = self.runner.source
         assert source is not None
         settings = self.settings
         height, width = source.height, source.width
-        side = _resolved(settings.focus_size)
+        whole = full_box(height, width)
+        sides = [_resolved(settings.focus_size)] * len(clicks)
+        windows: list[Box] = [whole] * len(clicks)
+        values: list[np.ndarray] = [np.empty(0, np.float32)] * len(clicks)
+        pending = list(range(len(clicks)))
         for growth in range(settings.focus_growth_steps + 1):
-            window = focus_window(click.row, click.col, side, height, width)
-            values = self.runner.predict_window(window, clicks, None, 0.0, threshold)
-            if window == full_box(height, width) or growth == settings.focus_growth_steps:
+            for i in pending:
+                windows[i] = focus_window(clicks[i].row, clicks[i].col, sides[i], height, width)
+            predicted = self.runner.predict_windows(
+                [windows[i] for i in pending], [click_lists[i] for i in pending], [None] * len(pending), 0.0,
+                threshold, batch_size,
+            )
+            still = []
+            for i, result in zip(pending, predicted, strict=True):
+                values[i] = result
+                if windows[i] == whole or growth == settings.focus_growth_steps:
+                    continue
+                if not windows[i].touches_inner_border(result > threshold, height, width):
+                    continue
+                sides[i] *= 2
+                still.append(i)
+            pending = still
+            if not pending:
                 break
-            if not window.touches_inner_border(values > threshold, height, width):
-                break
-            side *= 2
-        patch = Patch.from_array(window, values)
-        zoom = None
+        patches = [Patch.from_array(w, v) for w, v in zip(windows, values, strict=True)]
+        zooms: list[Box | None] = [None] * len(clicks)
         if settings.first_click_zoom and settings.zoom_in:  # zoom_in=False: no zoomed pass at all
-            zoom = self._first_click_zoom_window(window, values, click)
-        if zoom is not None:
-            # A small object is only a few feature pixels in the focus window; a second pass on its
-            # zoom-in window (what a second click would use) draws its boundary at full detail.
-            if settings.first_click_zoom == "feedback":
-                refined = self.runner.predict_window(zoom, clicks, patch, 1.0, threshold)
-            else:
-                refined = self.runner.predict_window(zoom, clicks, None, 0.0, threshold)
-            patch = Patch(*patch.merged_array(zoom, refined))
-            window = zoom
-        return Snapshot(clicks, patch, patch, None), window
+            zooms = [self._first_click_zoom_window(w, v, c) for w, v, c in zip(windows, values, clicks, strict=True)]
+        # A small object is only a few feature pixels in the focus window; a second pass on its
+        # zoom-in window (what a second click would use) draws its boundary at full detail.
+        zoomed = [i for i, z in enumerate(zooms) if z is not None]
+        if zoomed:
+            feedback_mode = settings.first_click_zoom == "feedback"
+            refined = self.runner.predict_windows(
+                [zooms[i] for i in zoomed], [click_lists[i] for i in zoomed],
+                [patches[i] if feedback_mode else None for i in zoomed], 1.0 if feedback_mode else 0.0,
+                threshold, batch_size,
+            )
+            for i, result in zip(zoomed, refined, strict=True):
+                zoom = zooms[i]
+                assert zoom is not None
+                patches[i] = Patch(*patches[i].merged_array(zoom, result))
+                windows[i] = zoom
+        return [(Snapshot(tuple(c), p, p, None), w) for c, p, w in zip(click_lists, patches, windows, strict=True)]
 
     def _first_click_zoom_window(self, window: Box, values: np.ndarray, click: Click) -> Box | None:
         """Zoom-in window for a second first-click pass, or None when zooming would gain little.

@@ -30,7 +30,7 @@ from .clicks import Click, make_click
 from .intensity import ImageSource
 from .masks import decode_mask, encode_box_mask
 from .network_runner import NetworkRunner
-from .protocols import Snapshot, make_protocol
+from .protocols import MicroscopyProtocol, Snapshot, make_protocol
 from .settings import SegmenterSettings, resolve_settings
 from .windows import Box, Patch, bbox_of_mask
 
@@ -120,6 +120,11 @@ class InteractiveSegmenter:
     def image_shape(self) -> tuple[int, int]:
         source = self._require_image()
         return source.height, source.width
+
+    @property
+    def image_source(self) -> ImageSource:
+        """The session's image (layout and normalisation the network sees), read lazily by crops."""
+        return self._require_image()
 
     def _require_image(self) -> ImageSource:
         if self._source is None:
@@ -272,6 +277,24 @@ class InteractiveSegmenter:
             "window": list(self.last_window) if self.last_window is not None else None,
         }
         return probability
+
+    def first_click_predictions(
+        self, points: Sequence[tuple[float, float]], batch_size: int = 16
+    ) -> list[Patch | None]:
+        """The probability each point would get as the first positive click of a new object.
+
+        Batched through the network (microscopy protocol; the paper protocol runs one click at a time);
+        ignores the initial mask and leaves the session's history untouched. Used by segment-all.
+        """
+        source = self._require_image()
+        empty = Snapshot((), None, None, None)
+        click_lists = [(make_click(r, c, True, source.height, source.width),) for r, c in points]
+        self._runner.start_timing()
+        if isinstance(self._protocol, MicroscopyProtocol):
+            results = self._protocol.first_clicks(click_lists, self._threshold, batch_size)
+        else:
+            results = [self._protocol.step(empty, clicks[0], self._threshold) for clicks in click_lists]
+        return [snapshot.probability for snapshot, _ in results]
 
     @property
     def device(self) -> torch.device:

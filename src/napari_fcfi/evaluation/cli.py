@@ -20,6 +20,7 @@ from napari_fcfi.evaluation.datasets import DATASET_TYPES, open_dataset
 from napari_fcfi.evaluation.result_json import write_json
 from napari_fcfi.evaluation.results import format_table
 from napari_fcfi.evaluation.runner import evaluate
+from napari_fcfi.evaluation.segment_all_cli import run_segment_all
 from napari_fcfi.evaluation.segmenters import resolve_segmenter
 from napari_fcfi.evaluation.stack_data import DEFAULT_DSB, DEFAULT_MNFINDER, STACK_SETS, stack_set
 from napari_fcfi.evaluation.stacks import evaluate_stacks, format_stack_table, stack_session
@@ -125,6 +126,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
     )
     stacks.add_argument("--mnfinder-data", default=str(DEFAULT_MNFINDER), help="mnfinder folder (val/ used)")
+    parser.add_argument(
+        "--segment-all", action="store_true",
+        help="evaluate segment-all and the classical baseline on --dsb-data and --mnfinder-data (val splits)",
+    )
+    parser.add_argument("--no-effort", action="store_true", help="--segment-all: F1 and IoU only (no robot)")
+    parser.add_argument(
+        "--segment-all-set", action="append", default=[], choices=("DSB fluorescence", "mnfinder"),
+        help="--segment-all: only this set (repeatable; default both)",
+    )
 
 
 def _safe_name(name: str) -> str:
@@ -137,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     specs: list[tuple[str, str]] = [("model", m) for m in args.model] + [
         ("baseline", b) for b in args.baseline
     ]
+    if args.segment_all:
+        return run_segment_all(args)
     if not specs:
         print("fcfi eval: give at least one --model or --baseline", file=sys.stderr)
         return 2

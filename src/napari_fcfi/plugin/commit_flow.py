@@ -39,6 +39,11 @@ def commit_current(controller: Any) -> bool:
     return _commit(controller, state, obj)
 
 
+def commit_object(controller: Any, state: Any, obj: SliceObject) -> bool:
+    """Commit the object in progress ``obj`` of ``state`` now (any slice; segment-all's Accept)."""
+    return _commit(controller, state, obj)
+
+
 def commit_if_pending(controller: Any, state: Any, obj: SliceObject) -> None:
     if obj.commit_pending and not controller.predictor.pending(state.image_id, obj.key):
         obj.commit_pending = False

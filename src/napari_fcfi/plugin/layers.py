@@ -69,7 +69,7 @@ def role_of(layer: Any) -> tuple[str | None, str | None]:
 
 
 def is_helper(layer: Any) -> bool:
-    return role_of(layer)[0] in ("clicks", "preview")
+    return role_of(layer)[0] in ("clicks", "preview", "proposals")
 
 
 def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> Any | None:

@@ -36,6 +36,7 @@ from .io import default_labels_path, save_labels_layer
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
 from .panels import AdaptPanel, PropagatePanel, wrap_text
 from .recovery_banner import RecoveryBanner
+from .segment_all_panel import SegmentAllPanel
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
@@ -174,6 +175,7 @@ class FCFIWidget(Container):
         button_row = Container(widgets=list(self.buttons.values()), layout="horizontal", labels=False)
         self.propagate_panel = PropagatePanel(self)
         self.adapt_panel = AdaptPanel(self)
+        self.segment_all_panel = SegmentAllPanel(self)
         self.log_file = FileEdit(label="Click log", mode="w", filter="Click log (*.csv)")
         self.save_log_button = PushButton(text="Save click log",
                                           tooltip="All committed objects' steps, model and settings (CSV replayable by "
@@ -190,7 +192,7 @@ class FCFIWidget(Container):
         self.form.extend([
             self.recovery, self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
             self.device_menu, self.threads, self.threshold, self.label_id, self.edit_button, self.overwrite,
-            self.annotate, button_row, self.propagate_panel, self.adapt_panel, self.log_file, self.save_log_button,
+            self.annotate, button_row, self.segment_all_panel, self.propagate_panel, self.adapt_panel, self.log_file, self.save_log_button,
             self.busy, self.object_info, self.model_info, self.status,
         ])
         self._build_save_labels()
@@ -499,6 +501,7 @@ class FCFIWidget(Container):
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""
         self.propagate_panel.cancel()
         self.adapt_panel.cancel()
+        self.segment_all_panel.cancel()
         self.viewer.layers.selection.events.active.disconnect(self._on_active_layer)
         self.controller.close()
 

@@ -1,0 +1,222 @@
+"""Segment all: an FCFI proposal for every object of a 2D image, from one automatic click each.
+
+:func:`segment_all` finds seeds (:mod:`.seeds`, or takes the caller's), gives every seed the engine's
+first-click prediction (:meth:`~napari_fcfi.engine.InteractiveSegmenter.first_click_predictions`,
+batched through the network) and turns the masks into one labels image:
+
+* seeds run strongest first, in chunks; a seed already inside an accepted object is skipped (no
+  network run);
+* within a chunk proposals are accepted in score order (score = mean probability inside the mask);
+  below ``min_score`` they are dropped;
+* every pixel belongs to at most one object: a proposal keeps only pixels no earlier object took,
+  and is dropped as a duplicate when less than half of it is left, or when it is smaller than
+  ``min_area_fraction`` of the expected object area or larger than ``max_area_factor`` times it
+  (a click that flooded the background);
+* everything is deterministic (seed order, score order, label ids in acceptance order).
+
+Memory: the labels (int32, the image size), the normalised tiles of the seed detector and one chunk
+of window-sized probability patches; the image itself is read lazily by the engine.
+
+Bad input (empty, constant or tiny image, no seeds) gives an empty labels image and a message
+(:class:`SegmentAllWarning` from :func:`segment_all`, the ``message`` of :class:`SegmentAllResult` from
+:func:`iter_segment_all`), never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_fcfi.engine import InteractiveSegmenter
+from napari_fcfi.engine.windows import Box, Patch
+
+from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_view
+
+#: Proposals whose mean probability inside the mask is below this are dropped (best mean F1@0.5 of
+#: 0.55-0.7 on the first 6 DSB fluorescence training images with the bundled model).
+DEFAULT_MIN_SCORE = 0.65
+#: Seeds are detected at this fraction of the object size: touching objects then still get one peak
+#: each (first 8 DSB fluorescence and mnfinder training images: 3-5 % more objects get a seed).
+SEED_SCALE = 0.7
+#: Smallest image side segment-all works on.
+MIN_IMAGE_SIDE = 8
+
+ProgressCallback = Callable[[int, int], Any]
+
+
+class SegmentAllWarning(UserWarning):
+    """Segment-all found nothing to segment (the message says why)."""
+
+
+@dataclass
+class SegmentAllResult:
+    """Labels (int32, the image's 2D shape), the object size and seeds used, and a message when empty."""
+
+    labels: np.ndarray
+    object_size: float | None = None
+    seeds: list[tuple[int, int]] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+    message: str | None = None
+
+
+def segment_all(
+    model: Any,
+    image: Any,
+    *,
+    object_size: float | None = None,
+    seeds: Sequence[tuple[float, float]] | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
+    channel_axis: int | None = None,
+    channel: int | Sequence[int] | None = None,
+    progress: ProgressCallback | None = None,
+    **settings: Any,
+) -> np.ndarray:
+    """Labels (int32, the image's 2D shape) with one FCFI proposal per object of ``image``.
+
+    ``model``: an FCFI network (``load_model()``); ``image``: 2D, RGB(A) or 2D plus ``channel_axis``
+    (``channel`` picks channels as in the engine); ``object_size``: expected object diameter in
+    pixels (estimated from the image when None); ``seeds``: ``(row, col)`` points to use instead of
+    the detector; ``progress(done, total)`` is called after every chunk of seeds; ``settings`` go to
+    the engine (``InteractiveSegmenter``) plus ``batch_size``, ``min_area_fraction``,
+    ``max_area_factor`` and ``min_contrast`` (see :func:`iter_segment_all`). When nothing can be
+    segmented the labels are empty and a :class:`SegmentAllWarning` says why.
+    """
+    steps = iter_segment_all(
+        model, image, object_size=object_size, seeds=seeds, min_score=min_score, channel_axis=channel_axis,
+        channel=channel, **settings,
+    )
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            result: SegmentAllResult = stop.value
+            break
+        if progress is not None:
+            progress(done, total)
+    if result.message:
+        warnings.warn(result.message, SegmentAllWarning, stacklevel=2)
+    return result.labels
+
+
+def iter_segment_all(
+    model: Any,
+    image: Any,
+    *,
+    object_size: float | None = None,
+    seeds: Sequence[tuple[float, float]] | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
+    channel_axis: int | None = None,
+    channel: int | Sequence[int] | None = None,
+    batch_size: int = 16,
+    chunk_size: int = 64,
+    min_area_fraction: float = 0.1,
+    max_area_factor: float = 16.0,
+    min_contrast: float = 0.03,
+    **settings: Any,
+) -> Generator[tuple[int, int], None, SegmentAllResult]:
+    """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
+
+    Stopping the generator early (a Cancel button) costs at most one chunk. ``chunk_size`` seeds are
+    run per chunk, ``batch_size`` network windows per forward pass.
+    """
+    session = InteractiveSegmenter(model, **settings)
+    try:
+        session.set_image(image, channel_axis=channel_axis, channel=channel)
+    except ValueError as error:
+        shape = tuple(getattr(image, "shape", ()))
+        return SegmentAllResult(np.zeros(shape[:2] if len(shape) >= 2 else (0, 0), np.int32),
+                                message=f"segment all: cannot use this image: {error}")
+    height, width = session.image_shape
+    labels = np.zeros((height, width), np.int32)
+    if min(height, width) < MIN_IMAGE_SIDE:
+        return SegmentAllResult(labels, message=(
+            f"segment all: the image ({height} x {width}) is too small; it needs at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side"))
+    from_image = session.image_source
+    if seeds is None:
+        gray = gray_view(from_image, Box(0, height - 1, 0, width - 1), max(1, int(math.sqrt(height * width / 1e6))))
+        if float(gray.max()) == float(gray.min()):
+            return SegmentAllResult(labels, message="segment all: the image is constant (no objects to find)")
+    if object_size is None:
+        object_size = estimate_object_size(from_image)
+        if object_size is None:
+            return SegmentAllResult(labels, message=(
+                "segment all: could not estimate the object size (no foreground found); "
+                "pass object_size or seeds"))
+    object_size = max(float(object_size), MIN_OBJECT_SIZE)
+    if seeds is None:
+        points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
+    else:
+        points = [(math.floor(r + 0.5), math.floor(c + 0.5)) for r, c in seeds]
+        points = [(r, c) for r, c in points if 0 <= r < height and 0 <= c < width]
+    if not points:
+        return SegmentAllResult(labels, object_size=object_size, message=(
+            f"segment all: no seeds found (object size {object_size:.1f} px); "
+            "try another object size or give seeds"))
+
+    expected_area = math.pi * (object_size / 2) ** 2
+    min_area = max(4, int(min_area_fraction * expected_area))
+    max_area = max_area_factor * expected_area
+    scores: dict[int, float] = {}
+    next_id = 1
+    total = len(points)
+    yield 0, total
+    for start in range(0, total, chunk_size):
+        chunk = [p for p in points[start : start + chunk_size] if labels[p] == 0]
+        patches = session.first_click_predictions(chunk, batch_size=batch_size) if chunk else []
+        candidates = []
+        for seed, patch in zip(chunk, patches, strict=True):
+            candidate = _candidate(patch, seed, session.threshold)
+            if candidate is not None:
+                candidates.append(candidate)
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        for score, seed, box, mask in candidates:
+            if score < min_score or labels[seed] != 0:
+                continue
+            area = int(mask.sum())
+            if area > max_area:
+                continue
+            free = mask & (labels[box.slices] == 0)
+            if free.sum() < 0.5 * area:
+                continue  # mostly another object: a duplicate
+            free = _component_at(free, (seed[0] - box.r0, seed[1] - box.c0))
+            if int(free.sum()) < min_area:
+                continue
+            labels[box.slices][free] = next_id
+            scores[next_id] = score
+            next_id += 1
+        yield min(start + chunk_size, total), total
+    message = None if next_id > 1 else (
+        f"segment all: no object passed the checks ({total} seeds, object size {object_size:.1f} px, "
+        f"min_score {min_score})")
+    return SegmentAllResult(labels, object_size=object_size, seeds=list(points), scores=scores, message=message)
+
+
+def _candidate(
+    patch: Patch | None, seed: tuple[int, int], threshold: float
+) -> tuple[float, tuple[int, int], Box, np.ndarray] | None:
+    """(score, seed, box, mask) of one first-click prediction, None when it is empty."""
+    if patch is None:
+        return None
+    box = patch.bbox_above(threshold)
+    if box is None:
+        return None
+    local = patch.read(box)
+    mask = local > threshold
+    return float(local[mask].mean()), seed, box, mask
+
+
+def _component_at(mask: np.ndarray, point: tuple[int, int]) -> np.ndarray:
+    """The connected component of ``mask`` at ``point`` (the largest one when ``point`` is outside it)."""
+    components, count = ndi.label(mask)
+    if count <= 1:
+        return mask
+    inside = 0 <= point[0] < mask.shape[0] and 0 <= point[1] < mask.shape[1]
+    keep = components[point] if inside and components[point] else int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+    return components == keep

@@ -1,0 +1,130 @@
+"""Seeds for segment-all: one point per blob-like object, found on the engine's normalised image.
+
+* :func:`estimate_object_size`: the median equivalent diameter of the Otsu foreground's components
+  on a (strided, at most ``max_pixels``) view of the image.
+* :func:`detect_seeds`: scale-space peaks: the scale-normalised negative Laplacian of Gaussian at
+  three scales around the expected object size (``sigma = size / (2 sqrt 2)``), maximum over
+  scales, local maxima at least ``size / 2`` apart and above a noise floor. Dark objects on a bright
+  background (brightfield, histology) are detected on the inverted image. Large images run in tiles
+  with a margin, so memory stays a few tile-sized float32 arrays.
+
+Both read the image through :class:`~napari_fcfi.engine.intensity.ImageSource` (the one
+normalisation the network sees), averaged over its RGB channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from napari_fcfi.engine.intensity import ImageSource
+from napari_fcfi.engine.windows import Box, subsample_step
+
+#: Objects smaller than this diameter (pixels) cannot be told from noise; estimates are clamped to it.
+MIN_OBJECT_SIZE = 4.0
+#: Tile side for seed detection on large images (plus a margin of 2 object sizes).
+SEED_TILE = 2048
+
+
+def gray_view(source: ImageSource, box: Box, step: int = 1) -> np.ndarray:
+    """The normalised image of ``box`` (every ``step``-th pixel), averaged over RGB, float32 in [0, 1]."""
+    return source.read(box, step).mean(axis=0, dtype=np.float32)
+
+
+def _otsu(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or float(finite.min()) == float(finite.max()):
+        return math.nan
+    return float(threshold_otsu(finite))
+
+
+def objects_are_dark(source: ImageSource, max_pixels: int = 1_000_000) -> bool:
+    """True when the Otsu foreground covers most of the image: the objects are the dark part."""
+    step = subsample_step(source.height, source.width, max_pixels)
+    view = gray_view(source, Box(0, source.height - 1, 0, source.width - 1), step)
+    threshold = _otsu(view)
+    return bool(np.isfinite(threshold) and (view > threshold).mean() > 0.5)
+
+
+def estimate_object_size(source: ImageSource, max_pixels: int = 1_000_000) -> float | None:
+    """Median equivalent diameter (native pixels) of the foreground components, None when there are none."""
+    step = subsample_step(source.height, source.width, max_pixels)
+    view = gray_view(source, Box(0, source.height - 1, 0, source.width - 1), step)
+    if objects_are_dark(source, max_pixels):
+        view = 1.0 - view
+    view = ndi.gaussian_filter(view, 1.0)
+    threshold = _otsu(view)
+    if not np.isfinite(threshold):
+        return None
+    labels, count = ndi.label(view > threshold)
+    if count == 0:
+        return None
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas >= 4]  # specks of 1-3 pixels are noise, not objects
+    if areas.size == 0:
+        return None
+    diameter = 2.0 * math.sqrt(float(np.median(areas)) / math.pi) * step
+    return max(MIN_OBJECT_SIZE, diameter)
+
+
+def _blob_response(gray: np.ndarray, size: float) -> np.ndarray:
+    """Max over three scales of the scale-normalised -LoG (bright blobs of diameter ~``size`` peak)."""
+    base = size / (2.0 * math.sqrt(2.0))
+    response = None
+    for factor in (0.7, 1.0, 1.4):
+        sigma = max(0.7, base * factor)
+        layer = -sigma * sigma * ndi.gaussian_laplace(gray, sigma)
+        response = layer if response is None else np.maximum(response, layer)
+    assert response is not None
+    return response
+
+
+def detect_seeds(
+    source: ImageSource, object_size: float, dark_objects: bool | None = None, min_contrast: float = 0.03,
+    tile: int = SEED_TILE,
+) -> list[tuple[int, int]]:
+    """``(row, col)`` seeds of blob-like objects of diameter about ``object_size``, strongest first.
+
+    ``min_contrast`` is the least blob response (in normalised intensity) a seed needs. The order is
+    deterministic (response, then position).
+    """
+    if dark_objects is None:
+        dark_objects = objects_are_dark(source)
+    height, width = source.height, source.width
+    min_distance = max(1, round(object_size / 2))
+    margin = math.ceil(2 * object_size) + min_distance
+    found: list[tuple[float, int, int]] = []
+    for r0 in range(0, height, tile):
+        for c0 in range(0, width, tile):
+            core = Box(r0, min(r0 + tile, height) - 1, c0, min(c0 + tile, width) - 1)
+            outer = Box(max(0, core.r0 - margin), min(height - 1, core.r1 + margin),
+                        max(0, core.c0 - margin), min(width - 1, core.c1 + margin))
+            gray = gray_view(source, outer)
+            if dark_objects:
+                gray = 1.0 - gray
+            response = _blob_response(gray, object_size)
+            footprint = 2 * min_distance + 1
+            peaks = (response == ndi.maximum_filter(response, size=footprint, mode="nearest")) & (
+                response > min_contrast
+            )
+            for row, col in zip(*np.nonzero(peaks), strict=True):
+                r, c = int(row) + outer.r0, int(col) + outer.c0
+                if core.contains(r, c):
+                    found.append((float(response[row, col]), r, c))
+    found.sort(key=lambda item: (-item[0], item[1], item[2]))
+    # Plateaus give several equal maxima: keep the first of any two seeds closer than min_distance.
+    kept: list[tuple[int, int]] = []
+    grid: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for _, r, c in found:
+        cell = (r // min_distance, c // min_distance)
+        near = [
+            p for dr in (-1, 0, 1) for dc in (-1, 0, 1) for p in grid.get((cell[0] + dr, cell[1] + dc), ())
+        ]
+        if any((p[0] - r) ** 2 + (p[1] - c) ** 2 < min_distance**2 for p in near):
+            continue
+        kept.append((r, c))
+        grid.setdefault(cell, []).append((r, c))
+    return kept

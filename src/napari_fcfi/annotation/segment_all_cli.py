@@ -1,0 +1,185 @@
+"""``fcfi segment-all IMAGE_OR_FOLDER --out OUT``: segment-all on images, folders and stacks, with dask.
+
+Every 2D plane (a 2D or RGB image, or each slice of a stack with ``--slices all``) is one dask task
+that runs :func:`~napari_fcfi.annotation.proposals.segment_all`; the labels of each input are written
+with the project's labels writer (:func:`~napari_fcfi.annotation.labels_tiff.write_labels_tiff`) as
+``OUT/<name>_labels.tif`` once all its planes are done. By default the tasks run on local threads
+(``--workers``); ``--scheduler ADDRESS`` sends them to an existing dask.distributed cluster (needs the
+``dask[distributed]`` extra), where each worker process loads the model once (:func:`worker_model`)
+and reads the images itself (so the files must be visible to the workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".npy")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
+    parser.add_argument("--out", required=True, help="output folder for <name>_labels.tif")
+    parser.add_argument("--model", default="default", help="model: 'default', a registered name or a path")
+    parser.add_argument("--object-size", type=float, default=None, metavar="PX",
+                        help="expected object diameter in pixels (default: estimated per plane)")
+    parser.add_argument("--slices", default=None, choices=("all",),
+                        help="stacks (3D, not RGB): segment every slice along the first axis")
+    parser.add_argument("--channel-axis", type=int, default=None, help="axis of channels (default: none; RGB auto)")
+    parser.add_argument("--channel", type=int, default=None, help="with --channel-axis: use this channel")
+    parser.add_argument("--workers", type=int, default=1, help="local threads running planes in parallel (1)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="address of a dask.distributed scheduler (e.g. tcp://host:8786) to run on")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One unit of work: the ``index``-th slice (None: the whole 2D image) of ``path``."""
+
+    path: str
+    index: int | None
+
+
+def list_inputs(source: Path) -> list[Path]:
+    """The image files of ``source`` (itself when it is a file), sorted; labels files are skipped."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no such image or folder: {source}")
+    return sorted(p for p in source.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels"))
+
+
+def _is_stack(shape: tuple[int, ...], channel_axis: int | None) -> bool:
+    spatial = len(shape) - (channel_axis is not None)
+    rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
+    return spatial == 3 and not rgb
+
+
+def plan(files: list[Path], slices: str | None, channel_axis: int | None) -> list[Plane]:
+    """The planes to segment; a stack without ``--slices all`` raises ValueError."""
+    from napari_fcfi.engine.io import read_image
+
+    planes = []
+    for path in files:
+        shape = tuple(read_image(path).shape)
+        if _is_stack(shape, channel_axis):
+            if slices != "all":
+                raise ValueError(f"{path} is a stack of shape {shape}: pass --slices all to segment every slice")
+            planes += [Plane(str(path), i) for i in range(shape[0])]
+        else:
+            planes.append(Plane(str(path), None))
+    return planes
+
+
+@functools.lru_cache(maxsize=2)
+def worker_model(source: str) -> Any:
+    """The model, loaded once per process (each dask worker process keeps its own copy)."""
+    from napari_fcfi.model import load_model
+
+    return load_model(source, device="cpu")
+
+
+def segment_plane(plane: Plane, model_source: str, object_size: float | None, channel_axis: int | None,
+                  channel: int | None) -> np.ndarray:
+    """Labels of one plane (reads the image itself, so it runs anywhere the file is visible)."""
+    from napari_fcfi.annotation.proposals import iter_segment_all
+    from napari_fcfi.engine.io import read_image
+
+    image = read_image(plane.path)
+    axis = channel_axis
+    if plane.index is not None:
+        if axis is not None and axis % image.ndim == 0:
+            raise ValueError(f"{plane.path}: the channel axis cannot be the stack axis")
+        image = image[plane.index]
+        axis = None if axis is None else (axis % (image.ndim + 1)) - 1
+    steps = iter_segment_all(worker_model(model_source), np.asarray(image), object_size=object_size,
+                             channel_axis=axis, channel=channel)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value.labels
+
+
+def run_planes(planes: list[Plane], args: argparse.Namespace, progress: Any = None) -> list[np.ndarray]:
+    """Every plane's labels, in order: on local dask threads or on the cluster at ``args.scheduler``."""
+    import dask
+
+    tasks = [
+        dask.delayed(segment_plane, pure=True)(plane, args.model, args.object_size, args.channel_axis, args.channel,
+                                                dask_key_name=f"segment-plane-{i}")
+        for i, plane in enumerate(planes)
+    ]
+    if args.scheduler:
+        from distributed import Client, as_completed
+
+        with Client(args.scheduler) as client:
+            futures = client.compute(tasks)
+            for _ in as_completed(futures):
+                if progress is not None:
+                    progress.update(1)
+            return client.gather(futures)
+    from dask.callbacks import Callback
+
+    class _Progress(Callback):
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if progress is not None and str(key).startswith("segment-plane-"):
+                progress.update(1)
+
+    with _Progress():
+        return list(dask.compute(*tasks, scheduler="threads", num_workers=max(1, args.workers)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_fcfi.annotation.labels_tiff import write_labels_tiff
+
+    try:
+        files = list_inputs(Path(args.input))
+        planes = plan(files, args.slices, args.channel_axis)
+    except (OSError, ValueError) as exc:
+        print(f"fcfi segment-all: {exc}", file=sys.stderr)
+        return 2
+    if not planes:
+        print(f"fcfi segment-all: no images in {args.input}", file=sys.stderr)
+        return 2
+    if args.scheduler is None and args.workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // args.workers))  # no oversubscription
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(planes), unit="plane", disable=args.no_progress, file=sys.stderr) as bar:
+        try:
+            results = run_planes(planes, args, bar)
+        except ImportError as exc:
+            print(f"fcfi segment-all: --scheduler needs dask.distributed (pip install 'dask[distributed]'): {exc}",
+                  file=sys.stderr)
+            return 2
+    by_file: dict[str, list[tuple[int | None, np.ndarray]]] = {}
+    for plane, labels in zip(planes, results, strict=True):
+        by_file.setdefault(plane.path, []).append((plane.index, labels))
+    for path, parts in by_file.items():
+        if parts[0][0] is None:
+            volume = parts[0][1]
+        else:
+            # Slice by slice, each slice's objects get ids after the previous slices' (all distinct).
+            volume = np.zeros((len(parts), *parts[0][1].shape), np.int32)
+            offset = 0
+            for index, labels in sorted(parts, key=lambda part: part[0]):
+                volume[index] = np.where(labels > 0, labels + offset, 0)
+                offset += int(labels.max())
+        target = out / f"{Path(path).stem}_labels.tif"
+        write_labels_tiff(target, volume, {"name": f"{Path(path).stem} segment-all"})
+        print(f"{target}: {int(volume.max())} objects" if volume.ndim == 2 else
+              f"{target}: {volume.shape[0]} slices, {int(volume.max())} objects")
+    return 0

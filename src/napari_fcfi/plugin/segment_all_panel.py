@@ -1,0 +1,322 @@
+"""Segment all: FCFI proposals for every object of the slice (or stack) into a proposals layer.
+
+The proposals come from :func:`napari_fcfi.annotation.proposals.iter_segment_all`, run in a napari
+worker thread (progress bar, Cancel) with the widget's model, device and channel. They land in a
+helper labels layer ``<image> FCFI proposals`` (never in the user's labels): each proposal has its
+own id there. The user then
+
+* **accepts all** proposals, or clicks one (it is selected) and presses **A** (accept), **D**
+  (delete) or **C** (correct); the buttons do the same;
+* accepting commits the proposal like any object (never-overwrite rule, label id, journal, click
+  log: a clicks step starting from the proposal, marked segment-all, so ``fcfi segment`` replays it);
+* correcting makes the proposal the object in progress on its slice, as editing a label does: clicks
+  refine it and Commit writes it.
+
+Accepting or correcting refuses while the slice has another object in progress (commit or reset it
+first), so no work is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
+
+from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.proposals import iter_segment_all
+
+from . import layers as helpers
+from .commit_flow import commit_object
+
+ROLE = "proposals"
+
+
+class SegmentAllRun:
+    """One running segment-all: cancel flag and the napari worker."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.worker: Any = None
+
+
+class SegmentAllPanel(Container):
+    """Segment all, then accept, delete or correct the proposals (see the module docstring)."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self.scope = ComboBox(label="Segment all", choices=[("this slice", "slice"), ("every slice", "stack")],
+                              value="slice", tooltip="Propose every object of the slice on screen or of every slice")
+        self.object_size = SpinBox(label="object size", min=0, max=10_000, value=0,
+                                   tooltip="Expected object diameter in pixels (0: estimated from the image)")
+        self.run_button = PushButton(text="Segment all", tooltip="Propose an object for every seed, in the background")
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop; proposals so far are kept")
+        self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
+        self.accept_all_button = PushButton(text="Accept all", tooltip="Commit every proposal into the labels")
+        self.accept_button = PushButton(text="Accept", tooltip="Commit the selected proposal (A)")
+        self.delete_button = PushButton(text="Delete", tooltip="Drop the selected proposal (D)")
+        self.correct_button = PushButton(text="Correct", tooltip="Make the selected proposal the object in progress "
+                                                                 "and refine it with clicks (C)")
+        super().__init__(widgets=[
+            self.scope, self.object_size,
+            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+            self.progress,
+            Container(widgets=[self.accept_all_button, self.accept_button, self.delete_button, self.correct_button],
+                      layout="horizontal", labels=False),
+        ], labels=True)
+        self.run_button.changed.connect(lambda: self.start())
+        self.cancel_button.changed.connect(lambda: self.cancel())
+        self.accept_all_button.changed.connect(lambda: self.accept_all())
+        self.accept_button.changed.connect(lambda: self.accept())
+        self.delete_button.changed.connect(lambda: self.delete())
+        self.correct_button.changed.connect(lambda: self.correct())
+        self.selected: int | None = None
+        self._run: SegmentAllRun | None = None
+
+    @property
+    def controller(self) -> Any:
+        return self.owner.controller
+
+    # ------------------------------------------------------------------ the proposals layer
+    def proposals_layer(self, create: bool = False) -> Any:
+        """The proposals layer of the image being annotated (created on demand)."""
+        state = self.controller.state
+        if state is None:
+            return None
+        viewer = self.controller.viewer
+        for layer in viewer.layers:
+            if helpers.role_of(layer) == (ROLE, state.image_id) and tuple(layer.data.shape) == state.geometry.label_shape:
+                return layer
+        if not create:
+            return None
+        geometry = state.geometry
+        layer = viewer.add_labels(
+            np.zeros(geometry.label_shape, np.int32), name=f"{state.layer.name} FCFI proposals",
+            scale=geometry.scale, translate=geometry.translate, opacity=0.45,
+            metadata={helpers.TAG: {"role": ROLE, "image": state.image_id}},
+        )
+        layer.contour = 2  # outlines: proposals stay distinguishable from committed (filled) labels
+        layer.mouse_drag_callbacks.append(self._on_press)
+        for key, action in (("a", self.accept), ("d", self.delete), ("c", self.correct)):
+            layer.bind_key(key, lambda _layer, act=action: act(), overwrite=True)
+        helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
+        return layer
+
+    def _plane(self, layer: Any, key: tuple[int, ...]) -> np.ndarray:
+        return layer.data[key] if key else layer.data
+
+    def _on_press(self, layer: Any, event: Any) -> None:
+        value = layer.get_value(event.position, world=True)
+        self.select(int(value) if value else None)
+
+    def select(self, proposal: int | None) -> None:
+        """Select a proposal (its id in the proposals layer) for Accept / Delete / Correct."""
+        self.selected = proposal or None
+        layer = self.proposals_layer()
+        if layer is not None and self.selected:
+            layer.selected_label = self.selected
+            self.controller._status(f"FCFI: proposal {self.selected} selected: A accept, D delete, C correct")
+
+    def select_at(self, world_position: Any) -> None:
+        layer = self.proposals_layer()
+        if layer is not None:
+            value = layer.get_value(world_position, world=True)
+            self.select(int(value) if value else None)
+
+    # ------------------------------------------------------------------ running
+    def _keys(self) -> list[tuple[int, ...]]:
+        state = self.controller.state
+        if self.scope.value == "slice":
+            return [self.controller.current_key()]
+        return list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
+
+    def start(self, threaded: bool = True) -> SegmentAllRun | None:
+        controller = self.controller
+        state = controller.state
+        if state is None or controller.current_key() is None:
+            controller._status("FCFI: choose an image first")
+            return None
+        if self._run is not None:
+            controller._status("FCFI: segment all is already running")
+            return None
+        keys = self._keys()
+        geometry, settings, cache = state.geometry, controller.settings, controller.model_cache
+        image, channel = helpers.image_data(state.layer), state.channel
+        engine_settings = dict(controller.engine_settings)
+        object_size = float(self.object_size.value) or None
+        layer = self.proposals_layer(create=True)
+        run = SegmentAllRun()
+        self._run = run
+
+        def work():
+            if settings.cpu_threads and settings.device.startswith("cpu"):
+                import torch
+
+                torch.set_num_threads(settings.cpu_threads)
+            model = cache.get(settings.model_source, settings.device)
+            for index, key in enumerate(keys):
+                steps = iter_segment_all(model, read_plane(image, geometry, key), object_size=object_size,
+                                         channel_axis=geometry.slice_channel_axis(), channel=channel,
+                                         threshold=settings.threshold, **engine_settings)
+                while True:
+                    if run.cancelled:
+                        return
+                    try:
+                        done, total = next(steps)
+                    except StopIteration as stop:
+                        yield "slice", key, stop.value
+                        break
+                    yield "progress", index, (done / max(total, 1))
+
+        def on_item(item: tuple[Any, ...]) -> None:
+            if item[0] == "progress":
+                self.progress.value = int(1000 * (item[1] + item[2]))
+                return
+            _, key, result = item
+            if layer not in controller.viewer.layers:
+                return
+            plane = self._plane(layer, key)
+            plane[...] = 0
+            offset = int(layer.data.max())
+            plane[result.labels > 0] = result.labels[result.labels > 0] + offset
+            layer.refresh()
+            found = int(result.labels.max())
+            where = f" on slice {','.join(map(str, key))}" if key else ""
+            controller._status(result.message or f"FCFI: {found} proposal(s){where}; click one, then A / D / C, "
+                                                  "or Accept all")
+
+        def on_done(*_: Any) -> None:
+            self._run = None
+            self.cancel_button.enabled, self.run_button.enabled = False, True
+            self.progress.visible = False
+            if run.cancelled:
+                controller._status("FCFI: segment all cancelled; the proposals so far are kept")
+
+        def on_error(error: Exception) -> None:
+            controller._status(f"FCFI: segment all failed: {error}")
+            on_done()
+
+        self.progress.max, self.progress.value, self.progress.visible = 1000 * len(keys), 0, True
+        self.cancel_button.enabled, self.run_button.enabled = True, False
+        if not threaded:
+            try:
+                for item in work():
+                    on_item(item)
+            except Exception as error:  # noqa: BLE001 - shown to the user
+                on_error(error)
+                return run
+            on_done()
+            return run
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(work)
+        worker.yielded.connect(on_item)
+        worker.finished.connect(on_done)
+        worker.errored.connect(on_error)
+        run.worker = worker
+        worker.start()
+        return run
+
+    def cancel(self) -> None:
+        if self._run is not None:
+            self._run.cancelled = True
+
+    @property
+    def running(self) -> bool:
+        return self._run is not None
+
+    # ------------------------------------------------------------------ accept, delete, correct
+    def _where(self, proposal: int | None) -> tuple[Any, tuple[int, ...], np.ndarray] | None:
+        """(layer, slice key, mask) of a proposal on the slice on screen, None (with a message) otherwise."""
+        layer, key = self.proposals_layer(), self.controller.current_key()
+        if layer is None or key is None or not proposal:
+            self.controller._status("FCFI: select a proposal first (click it)")
+            return None
+        mask = np.asarray(self._plane(layer, key)) == proposal
+        if not mask.any():
+            self.controller._status(f"FCFI: proposal {proposal} is not on this slice")
+            return None
+        return layer, key, mask
+
+    def _free_slice(self, key: tuple[int, ...]) -> Any:
+        """The slice's object in progress if it is empty (accepting must not replace the user's work)."""
+        obj = self.controller.state.objects.get(key)
+        if obj.has_object:
+            self.controller._status("FCFI: this slice has an object in progress; commit or reset it first")
+            return None
+        return obj
+
+    def _drop(self, layer: Any, key: tuple[int, ...], proposal: int) -> None:
+        plane = self._plane(layer, key)
+        plane[plane == proposal] = 0
+        layer.refresh()
+        if self.selected == proposal:
+            self.selected = None
+
+    def delete(self, proposal: int | None = None) -> bool:
+        found = self._where(proposal or self.selected)
+        if found is None:
+            return False
+        layer, key, _ = found
+        self._drop(layer, key, proposal or self.selected)
+        self.controller._status("FCFI: proposal deleted")
+        return True
+
+    def accept(self, proposal: int | None = None) -> bool:
+        proposal = proposal or self.selected
+        found = self._where(proposal)
+        if found is None:
+            return False
+        return self._accept(*found, proposal)
+
+    def _accept(self, layer: Any, key: tuple[int, ...], mask: np.ndarray, proposal: int) -> bool:
+        controller, state = self.controller, self.controller.state
+        obj = self._free_slice(key)
+        if obj is None:
+            return False
+        obj.restart(mask, from_segment_all=True)
+        if not commit_object(controller, state, obj):
+            state.objects.forget(key)  # refused (e.g. all of it is another label): the proposal stays
+            controller._refresh_view()
+            return False
+        self._drop(layer, key, proposal)
+        return True
+
+    def accept_all(self) -> int:
+        """Commit every proposal of every slice; returns how many were committed."""
+        layer = self.proposals_layer()
+        if layer is None:
+            self.controller._status("FCFI: no proposals; run Segment all first")
+            return 0
+        state, accepted, refused = self.controller.state, 0, 0
+        keys = list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
+        for key in keys:
+            plane = np.array(self._plane(layer, key))
+            for proposal in np.unique(plane[plane > 0]):
+                if self._accept(layer, key, plane == proposal, int(proposal)):
+                    accepted += 1
+                else:
+                    refused += 1
+        kept = f"; {refused} kept as proposals (they lie mostly on existing labels)" if refused else ""
+        self.controller._status(f"FCFI: accepted {accepted} proposal(s){kept}")
+        return accepted
+
+    def correct(self, proposal: int | None = None) -> bool:
+        """Make a proposal the object in progress on its slice: clicks refine it, Commit writes it."""
+        proposal = proposal or self.selected
+        found = self._where(proposal)
+        if found is None:
+            return False
+        layer, key, mask = found
+        controller, state = self.controller, self.controller.state
+        obj = self._free_slice(key)
+        if obj is None:
+            return False
+        obj.restart(mask, from_segment_all=True)
+        self._drop(layer, key, proposal)
+        controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it
+        controller._refresh_view()
+        controller.on_change()
+        controller._status(f"FCFI: correcting proposal {proposal}; click to refine, Commit writes it")
+        return True

@@ -1,0 +1,164 @@
+"""segment_all: batched first clicks equal single ones, seeds, overlaps, bad input, evaluation metrics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers.standins import BlobNet
+
+from napari_fcfi import segment_all
+from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
+from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
+from napari_fcfi.engine import ImageSource, InteractiveSegmenter
+from napari_fcfi.evaluation.segment_all_eval import (
+    ClassicalVariant,
+    classical_instances,
+    detection_scores,
+    match_instances,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
+
+CENTRES = [(20, 20), (20, 60), (60, 30), (64, 80), (100, 100)]
+RADIUS = 7
+
+
+def disks_image(shape=(128, 128), centres=CENTRES, radius=RADIUS, dtype=np.uint16) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 200.0)
+    labels = np.zeros(shape, np.int32)
+    for index, (r, c) in enumerate(centres, start=1):
+        inside = (rows - r) ** 2 + (cols - c) ** 2 <= radius**2
+        image[inside] = 3000.0
+        labels[inside] = index
+    return image.astype(dtype), labels
+
+
+def brightness_net() -> BlobNet:
+    # Logits follow the image: the object under a click is the bright disk (blob radius ~ the disk's).
+    return BlobNet(radius=RADIUS, brightness_weight=12.0).eval()
+
+
+def test_batched_first_clicks_equal_single_first_clicks(tiny_fcfi_net):
+    image, _ = disks_image((96, 300))
+    points = [(20, 20), (60, 30), (90, 290), (3, 150)]  # includes clicks near the sides (mirrored context)
+    session = InteractiveSegmenter(tiny_fcfi_net, focus_size=64, input_size=64)
+    session.set_image(image)
+    batched = session.first_click_predictions(points, batch_size=3)
+    for point, patch in zip(points, batched, strict=True):
+        session.reset()
+        single = session.add_click(*point)
+        assert patch is not None
+        np.testing.assert_allclose(patch.to_full(*image.shape), single, atol=1e-5)
+    assert session.clicks == [] or len(session.clicks) == 1  # the batched call left the history alone
+
+
+def test_segment_all_finds_every_disk_once():
+    image, truth = disks_image()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SegmentAllWarning)
+        labels = segment_all(brightness_net(), image)
+    assert labels.dtype == np.int32 and labels.shape == image.shape
+    f1, mean_iou, matches = detection_scores(truth, labels)
+    assert len(matches) == len(CENTRES) and f1 == 1.0
+    assert mean_iou > 0.6
+    again = segment_all(brightness_net(), image)
+    np.testing.assert_array_equal(labels, again)  # deterministic
+
+
+def test_overlapping_proposals_give_each_pixel_one_object_and_skip_covered_seeds():
+    image, _ = disks_image()
+    seeds = [(20, 20), (21, 21), (60, 30)]  # the second seed lies inside the first object
+    steps = iter_segment_all(brightness_net(), image, seeds=seeds, object_size=14)
+    progress = []
+    while True:
+        try:
+            progress.append(next(steps))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert progress[0] == (0, 3) and progress[-1] == (3, 3)
+    assert result.labels.max() == 2
+    assert result.labels[20, 20] != 0 and result.labels[60, 30] != 0
+    assert result.labels[20, 20] != result.labels[60, 30]
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        (np.full((64, 64), 7, np.uint8), "constant"),
+        (np.zeros((1, 1), np.uint16), "too small"),
+        (np.zeros((0, 5), np.float32), "cannot use"),
+        (np.random.default_rng(0).normal(0.0, 1e-4, (64, 64)).astype(np.float32) + 0.5, "no"),
+    ],
+)
+def test_bad_input_gives_an_empty_result_and_a_message(image, why):
+    with pytest.warns(SegmentAllWarning, match=why):
+        labels = segment_all(brightness_net(), image, min_score=0.999)
+    assert labels.dtype == np.int32 and not labels.any()
+    assert labels.shape == image.shape[:2]
+
+
+def test_float_nan_rgb_and_channel_inputs():
+    image, truth = disks_image(dtype=np.float32)
+    image[0:5, 0:5] = np.nan
+    net = brightness_net()
+    assert segment_all(net, image).max() == len(CENTRES)
+    rgb = np.repeat((np.nan_to_num(image) / 3000 * 255).clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    assert segment_all(net, rgb).max() == len(CENTRES)
+    two_channels = np.stack([np.zeros_like(image), image])
+    chosen = segment_all(net, two_channels, channel_axis=0, channel=1)
+    assert detection_scores(truth, chosen)[0] == 1.0
+
+
+def test_object_size_and_seeds_on_disks():
+    image, _ = disks_image()
+    source = ImageSource(image)
+    size = estimate_object_size(source)
+    assert size == pytest.approx(2 * RADIUS, rel=0.2)
+    seeds = detect_seeds(source, size)
+    assert len(seeds) == len(CENTRES)
+    assert {min(CENTRES, key=lambda c: (c[0] - s[0]) ** 2 + (c[1] - s[1]) ** 2) for s in seeds} == set(CENTRES)
+    dark = detect_seeds(ImageSource(image.max() - image), size)
+    assert sorted(dark) == sorted(seeds)  # dark objects on a bright background are found too
+    tiled = detect_seeds(source, size, tile=50)
+    assert sorted(tiled) == sorted(seeds)
+
+
+def test_matching_is_one_to_one_and_f1_counts_misses_and_false_objects():
+    gt = np.zeros((20, 20), np.int32)
+    gt[2:8, 2:8] = 1
+    gt[10:16, 10:16] = 2
+    pred = np.zeros_like(gt)
+    pred[2:8, 2:7] = 5  # IoU 30/36
+    pred[0:2, 15:20] = 6  # false
+    matches = match_instances(gt, pred)
+    assert matches == [(1, 5, pytest.approx(30 / 36))]
+    f1, mean_iou, _ = detection_scores(gt, pred)
+    assert f1 == pytest.approx(0.5) and mean_iou == pytest.approx(30 / 36)
+
+
+def test_classical_baseline_splits_touching_disks():
+    image, truth = disks_image(centres=[(40, 40), (40, 53)], radius=8)
+    labels = classical_instances(image, ClassicalVariant(sigma=1.0, min_distance=5, min_area=10))
+    assert detection_scores(truth, labels)[0] == 1.0
+
+
+def test_whole_image_effort_counts_accept_corrections_deletions_and_missed_objects():
+    from napari_fcfi.evaluation.segmenters import EngineSegmenter
+    from napari_fcfi.evaluation.segment_all_eval import annotation_effort
+
+    image, truth = disks_image()
+    pred = truth.copy()
+    pred[truth == 2] = 0  # missed: added from scratch with clicks
+    pred[(truth == 3) & (np.arange(128)[None, :] > 30)] = 0  # half of object 3: corrected with clicks
+    pred[120:125, 5:10] = 9  # a false proposal: deleted, one action
+    segmenter = EngineSegmenter(brightness_net())
+    cache: dict[int, int] = {}
+    with_proposals, scratch = annotation_effort(segmenter, image, truth, pred, max_clicks=5, scratch_cache=cache)
+    assert sorted(cache) == [1, 2, 3, 4, 5] and scratch == sum(cache.values())
+    corrections = with_proposals - 1 - 1 - cache[2]  # accept all, delete the false one, add object 2
+    assert 1 <= corrections <= 5
+    assert with_proposals < scratch

@@ -1,0 +1,57 @@
+"""``fcfi segment-all``: images and stacks to labels TIFFs, local threads and a dask.distributed cluster agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_fcfi.annotation.labels_tiff import read_labels_tiff
+from napari_fcfi.cli import main
+
+CENTRES = [(16, 16), (20, 46), (46, 30)]
+
+
+def disks(shift: int = 0) -> np.ndarray:
+    rows, cols = np.mgrid[:64, :64]
+    image = np.full((64, 64), 150, np.uint16)
+    for r, c in CENTRES:
+        image[(rows - r - shift) ** 2 + (cols - c) ** 2 <= 36] = 2500
+    return image
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "flat.tif", disks())
+    tifffile.imwrite(folder / "stack.tif", np.stack([disks(), disks(shift=4)]))
+    return folder
+
+
+def test_a_stack_needs_slices_all(inputs, tmp_path, capsys):
+    assert main(["segment-all", str(inputs), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "--slices all" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_local_threads_and_a_two_worker_cluster_give_the_same_labels(inputs, tmp_path):
+    distributed = pytest.importorskip("distributed")  # the optional dask[distributed] extra
+    local = tmp_path / "local"
+    assert main(["segment-all", str(inputs), "--out", str(local), "--slices", "all", "--no-progress",
+                 "--workers", "2"]) == 0
+    flat, _ = read_labels_tiff(local / "flat_labels.tif")
+    stack, _ = read_labels_tiff(local / "stack_labels.tif")
+    assert flat.shape == (64, 64) and stack.shape == (2, 64, 64)
+    assert flat.max() == len(CENTRES)
+    for r, c in CENTRES:
+        assert flat[r, c] > 0
+    # Slice by slice: the second slice's objects get ids after the first's.
+    assert set(np.unique(stack[0])) & set(np.unique(stack[1])) == {0}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote = tmp_path / "remote"
+        assert main(["segment-all", str(inputs), "--out", str(remote), "--slices", "all", "--no-progress",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    for name in ("flat_labels.tif", "stack_labels.tif"):
+        np.testing.assert_array_equal(read_labels_tiff(local / name)[0], read_labels_tiff(remote / name)[0])

@@ -1,0 +1,92 @@
+"""Segment all in a real viewer: proposals → delete one → correct one with clicks → commit → accept all."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import BlobNet, DiskSegmenter, disk
+from qtpy.QtCore import Qt
+
+from napari_fcfi.annotation.clicklog import ClickLog
+from napari_fcfi.annotation.geometry import make_geometry
+from napari_fcfi.annotation.replay import replay_click_log
+from napari_fcfi.plugin.models import ModelCache
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner
+
+SHAPE = (128, 128)
+CENTRES = [(20, 20), (20, 64), (64, 30), (64, 90), (104, 100)]
+RADIUS = 7
+
+
+def nuclei() -> np.ndarray:
+    image = np.full(SHAPE, 200, np.uint16)
+    for r, c in CENTRES:
+        image[disk(SHAPE, r, c, RADIUS)] = 3000
+    return image
+
+
+def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot, tmp_path):
+    image = nuclei()
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(image, name="nuclei")
+    mine = np.zeros(SHAPE, np.int32)
+    mine[60:69, 86:95] = 40  # the user's own label over part of one nucleus: never overwritten
+    users = viewer.add_labels(mine.copy(), name="mine")
+    # segment-all runs the engine with a network whose masks follow the bright disks; clicks use the
+    # disk stand-in (a negative click removes a disk of radius 5).
+    cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
+    widget = FCFIWidget(viewer, model_cache=cache, segmenter_factory=DiskSegmenter, runner=ImmediateRunner(),
+                        journal_root=tmp_path / "journal")
+    viewer.window.add_dock_widget(widget)
+    widget.labels_menu.value = users
+    controller, panel = widget.controller, widget.segment_all_panel
+
+    panel.run_button.clicked.emit()  # in a napari worker thread
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    proposals = panel.proposals_layer()
+    assert proposals is not None and proposals not in [c for _, c in widget._labels_choices()]
+    ids = {int(proposals.data[r, c]) for r, c in CENTRES}
+    assert 0 not in ids and len(ids) == len(CENTRES)
+    assert not (users.data != mine).any()  # nothing went into the user's labels
+
+    # delete the first nucleus's proposal: click it on the canvas, press D
+    viewer.layers.selection.active = proposals
+    click(viewer, CENTRES[0])
+    assert panel.selected == proposals.data[CENTRES[0]]
+    qtbot.keyClick(canvas_widget(viewer), Qt.Key.Key_D)
+    assert proposals.data[CENTRES[0]] == 0
+
+    # correct the second: select, C, then a negative click on its edge, then Commit
+    click(viewer, CENTRES[1])
+    qtbot.keyClick(canvas_widget(viewer), Qt.Key.Key_C)
+    obj = controller.current_object()
+    assert obj.from_segment_all and obj.initial_mask[CENTRES[1]]
+    assert viewer.layers.selection.active is controller.points_layer
+    bite = (CENTRES[1][0], CENTRES[1][1] + RADIUS - 1)
+    click(viewer, bite, button=Qt.MouseButton.RightButton)
+    corrected = obj.mask.copy()
+    assert not corrected[bite] and corrected[CENTRES[1]]
+    widget.buttons["commit"].clicked.emit()
+    corrected_id = int(users.data[CENTRES[1]])
+    assert corrected_id and corrected_id != 40
+    np.testing.assert_array_equal(users.data == corrected_id, corrected)
+
+    # accept the rest: the proposal lying mostly on the user's label is refused (no sliver) and kept
+    panel.accept_all_button.clicked.emit()
+    assert "accepted 2 proposal(s); 1 kept" in widget.status.value
+    assert set(np.unique(proposals.data)) == {0, int(proposals.data[CENTRES[3]])}
+    labels = users.data
+    assert labels[CENTRES[0]] == 0  # deleted
+    assert labels[CENTRES[2]] != 0 and labels[CENTRES[4]] != 0
+    np.testing.assert_array_equal(labels[60:69, 86:95], mine[60:69, 86:95])  # the user's label is intact
+    assert len(np.unique(labels)) == 1 + 1 + 3  # background, the user's label, 3 committed objects
+
+    # the click log replays the labels exactly
+    path = widget.save_click_log(tmp_path / "log.csv")
+    log = ClickLog.load(path, plane_shape=SHAPE)
+    assert sum(step.from_segment_all for record in log.records for step in record.steps) == 3
+    replayed = replay_click_log(None, image, make_geometry(SHAPE), log, labels=mine.copy(),
+                                segmenter=DiskSegmenter(None))
+    np.testing.assert_array_equal(replayed, labels)
+    viewer.screenshot(str(tmp_path / "segment_all.png"))
