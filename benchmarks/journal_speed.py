@@ -37,19 +37,29 @@ def run(commits: int, folder: Path, shape: tuple[int, int, int] = (20, 1024, 102
         row, col = (int(rng.integers(radius, n - radius)) for n in shape[1:])
         box = ((z, z + 1), (row - radius, row + radius + 1), (col - radius, col + radius + 1))
         region = labels[tuple(slice(a, b) for a, b in box)]
-        rows, cols = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+        rows, cols = np.ogrid[-radius : radius + 1, -radius : radius + 1]
         if step % 10 == 9:  # a brush stroke: a band across the box, label 1
             mask = (np.abs(rows - cols) <= 4)[None]
             label_id, kind = 1, "paint"
         else:
-            mask = ((rows**2 + cols**2) <= radius**2)[None] & (region == 0)  # background only, as commits paint
+            mask = ((rows**2 + cols**2) <= radius**2)[None] & (
+                region == 0
+            )  # background only, as commits paint
             label_id, kind = step + 2, "commit"
         after = region.copy()
         after[mask] = label_id
         changed = after != region
         start = time.perf_counter()
-        journal.append(change_record(kind, box, after, changed, label_id=label_id if kind == "commit" else None,
-                                     clicks=[(row, col, True), (row + 2, col, False), (row, col + 1, True)]))
+        journal.append(
+            change_record(
+                kind,
+                box,
+                after,
+                changed,
+                label_id=label_id if kind == "commit" else None,
+                clicks=[(row, col, True), (row + 2, col, False), (row, col + 1, True)],
+            )
+        )
         append_ms.append((time.perf_counter() - start) * 1000)
         region[...] = after
     journal.close()
@@ -62,18 +72,25 @@ def run(commits: int, folder: Path, shape: tuple[int, int, int] = (20, 1024, 102
     restore_s = time.perf_counter() - start
     assert np.array_equal(restored, labels), "restored labels differ"
     first, last = append_ms[:1000], append_ms[-1000:]
-    return {"commits": commits, "entries": scan.intact, "journal_mb": size / 1e6,
-            "append_median_ms_first_1000": statistics.median(first),
-            "append_p95_ms_first_1000": float(np.percentile(first, 95)),
-            "append_median_ms_last_1000": statistics.median(last),
-            "append_p95_ms_last_1000": float(np.percentile(last, 95)),
-            "scan_s": scan_s, "restore_s": restore_s}
+    return {
+        "commits": commits,
+        "entries": scan.intact,
+        "journal_mb": size / 1e6,
+        "append_median_ms_first_1000": statistics.median(first),
+        "append_p95_ms_first_1000": float(np.percentile(first, 95)),
+        "append_median_ms_last_1000": statistics.median(last),
+        "append_p95_ms_last_1000": float(np.percentile(last, 95)),
+        "scan_s": scan_s,
+        "restore_s": restore_s,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=10_000)
-    parser.add_argument("--folder", type=Path, default=None, help="where the journal is written (default: a temp dir)")
+    parser.add_argument(
+        "--folder", type=Path, default=None, help="where the journal is written (default: a temp dir)"
+    )
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="fcfi-journal-bench-"))
     try:

@@ -46,7 +46,9 @@ class SparseDiskSegmenter:
         self._clicks: list[tuple[int, int, bool]] = []
         self.shape = (0, 0)
 
-    def set_image(self, image: Any, channel_axis: Any = None, channel: Any = None, initial_mask: Any = None) -> None:
+    def set_image(
+        self, image: Any, channel_axis: Any = None, channel: Any = None, initial_mask: Any = None
+    ) -> None:
         self.shape = tuple(image.shape[:2])  # never read the pixels: the plane is lazy
 
     def add_click(self, row: int, col: int, positive: bool) -> None:
@@ -63,7 +65,7 @@ class SparseDiskSegmenter:
         row, col, _ = self._clicks[0]
         r0, c0 = max(row - RADIUS, 0), max(col - RADIUS, 0)
         r1, c1 = min(row + RADIUS, self.shape[0] - 1), min(col + RADIUS, self.shape[1] - 1)
-        rows, cols = np.ogrid[r0:r1 + 1, c0:c1 + 1]
+        rows, cols = np.ogrid[r0 : r1 + 1, c0 : c1 + 1]
         values = ((rows - row) ** 2 + (cols - col) ** 2 <= RADIUS**2).astype(np.float32)
         return Patch.from_array(Box(r0, r1, c0, c1), values)
 
@@ -80,10 +82,14 @@ def _drain(app: Any) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--commits", type=int, default=6)
-    parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the later commits here")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write a cProfile of the later commits here"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -106,7 +112,9 @@ def main() -> int:
     viewer.window._qt_window.resize(1400, 900)
     viewer.add_image(image, name="huge", contrast_limits=(0, 4000))
     cache = ModelCache(loader=lambda source, device: SimpleNamespace(name=source))
-    widget = FCFIWidget(viewer, model_cache=cache, segmenter_factory=SparseDiskSegmenter, runner=ImmediateRunner())
+    widget = FCFIWidget(
+        viewer, model_cache=cache, segmenter_factory=SparseDiskSegmenter, runner=ImmediateRunner()
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     app = QApplication.instance()
     canvas = viewer.window._qt_viewer.canvas.native
@@ -118,15 +126,21 @@ def main() -> int:
         y = (world_yx[0] - camera.center[-2]) * camera.zoom + canvas.height() / 2
         point = QPointF(x, y)
         global_point = QPointF(canvas.mapToGlobal(QPoint(int(x), int(y))))
-        for kind, button, buttons in ((QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton),
-                                      (QEvent.Type.MouseButtonRelease, Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton)):
-            QApplication.sendEvent(canvas, QMouseEvent(kind, point, global_point, button, buttons,
-                                                       Qt.KeyboardModifier.NoModifier))
+        for kind, button, buttons in (
+            (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton),
+            (QEvent.Type.MouseButtonRelease, Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton),
+        ):
+            QApplication.sendEvent(
+                canvas,
+                QMouseEvent(kind, point, global_point, button, buttons, Qt.KeyboardModifier.NoModifier),
+            )
             app.processEvents()
 
     def press_space() -> None:
         for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
-            QApplication.sendEvent(canvas, QKeyEvent(kind, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " "))
+            QApplication.sendEvent(
+                canvas, QKeyEvent(kind, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ")
+            )
 
     rss_before = _rss_mib()
     commits = []
@@ -150,11 +164,14 @@ def main() -> int:
         _drain(app)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         labels = widget.controller.labels_layer
-        assert labels is not None and int(image_data(labels)[int(center[0]), int(center[1])]) > 0, \
+        assert labels is not None and int(image_data(labels)[int(center[0]), int(center[1])]) > 0, (
             f"commit {index} did not paint: {widget.status.value}"
+        )
         commits.append({"wall_ms": round(1000 * wall, 1), "cpu_ms": round(1000 * cpu, 1)})
-        print(f"commit {index}: {1000 * wall:.0f} ms wall, {1000 * cpu:.0f} ms main-thread CPU; {widget.status.value}",
-              flush=True)
+        print(
+            f"commit {index}: {1000 * wall:.0f} ms wall, {1000 * cpu:.0f} ms main-thread CPU; {widget.status.value}",
+            flush=True,
+        )
         if index == 0:
             rss_after_first = _rss_mib()
     if profiler is not None:
@@ -166,13 +183,22 @@ def main() -> int:
         "labels_dtype": str(widget.controller.labels_layer.data.dtype),
         "labels_multiscale": bool(widget.controller.labels_layer.multiscale),
         "labels_levels": [list(level.shape) for level in widget.controller.labels_layer.data]
-        if widget.controller.labels_layer.multiscale else None,
+        if widget.controller.labels_layer.multiscale
+        else None,
         "first_commit": commits[0],
-        "later_commits_median_ms": {k: float(np.median([c[k] for c in later])) for k in ("wall_ms", "cpu_ms")} if later else None,
-        "later_commits_max_ms": {k: float(np.max([c[k] for c in later])) for k in ("wall_ms", "cpu_ms")} if later else None,
+        "later_commits_median_ms": {k: float(np.median([c[k] for c in later])) for k in ("wall_ms", "cpu_ms")}
+        if later
+        else None,
+        "later_commits_max_ms": {k: float(np.max([c[k] for c in later])) for k in ("wall_ms", "cpu_ms")}
+        if later
+        else None,
         "commits": commits,
-        "rss_mib": {"before_first_commit": round(rss_before), "after_first_commit": round(rss_after_first),
-                    "at_end": round(_rss_mib()), "peak": round(_rss_mib("VmHWM"))},
+        "rss_mib": {
+            "before_first_commit": round(rss_before),
+            "after_first_commit": round(rss_after_first),
+            "at_end": round(_rss_mib()),
+            "peak": round(_rss_mib("VmHWM")),
+        },
     }
     print(json.dumps({k: v for k, v in result.items() if k != "commits"}, indent=1))
     if args.out is not None:

@@ -132,12 +132,19 @@ def _send_click(viewer: Any, row: float, col: float, positive: bool) -> None:
     scene = getattr(viewer, "scene", None)  # napari >= 0.9: viewer.scene.camera
     camera = scene.camera if scene is not None else viewer.camera
     center_y, center_x = camera.center[-2:]
-    point = QPointF((col - center_x) * camera.zoom + widget.width() / 2,
-                    (row - center_y) * camera.zoom + widget.height() / 2)
+    point = QPointF(
+        (col - center_x) * camera.zoom + widget.width() / 2,
+        (row - center_y) * camera.zoom + widget.height() / 2,
+    )
     button = Qt.MouseButton.LeftButton if positive else Qt.MouseButton.RightButton
     global_point = QPointF(widget.mapToGlobal(QPoint(int(point.x()), int(point.y()))))
-    for kind, buttons in ((QEvent.Type.MouseButtonPress, button), (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
-        QApplication.sendEvent(widget, QMouseEvent(kind, point, global_point, button, buttons, Qt.KeyboardModifier.NoModifier))
+    for kind, buttons in (
+        (QEvent.Type.MouseButtonPress, button),
+        (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton),
+    ):
+        QApplication.sendEvent(
+            widget, QMouseEvent(kind, point, global_point, button, buttons, Qt.KeyboardModifier.NoModifier)
+        )
 
 
 def measure_napari(
@@ -202,20 +209,22 @@ def measure_napari(
                 obj = controller.current_object(create=False)
                 if index == 0:
                     continue  # warm-up object
-                records.append({
-                    "e2e_s": stamps.draw_end - start,
-                    "dispatch_s": dispatched - start,
-                    "dispatch_cpu_s": dispatch_cpu,
-                    "queue_s": stamps.started - stamps.submitted,
-                    "engine_s": stamps.finished - stamps.started,
-                    "deliver_s": stamps.deliver_end - stamps.deliver_start,
-                    "deliver_cpu_s": stamps.deliver_cpu,
-                    "pick_s": stamps.pick_s,
-                    "pick_cpu_s": stamps.pick_cpu,
-                    "main_thread_cpu_s": dispatch_cpu - stamps.pick_cpu + stamps.deliver_cpu,
-                    "draw_s": stamps.draw_end - stamps.draw_start,
-                    "clicks_on_object": 0 if obj is None else len(obj.clicks),
-                })
+                records.append(
+                    {
+                        "e2e_s": stamps.draw_end - start,
+                        "dispatch_s": dispatched - start,
+                        "dispatch_cpu_s": dispatch_cpu,
+                        "queue_s": stamps.started - stamps.submitted,
+                        "engine_s": stamps.finished - stamps.started,
+                        "deliver_s": stamps.deliver_end - stamps.deliver_start,
+                        "deliver_cpu_s": stamps.deliver_cpu,
+                        "pick_s": stamps.pick_s,
+                        "pick_cpu_s": stamps.pick_cpu,
+                        "main_thread_cpu_s": dispatch_cpu - stamps.pick_cpu + stamps.deliver_cpu,
+                        "draw_s": stamps.draw_end - stamps.draw_start,
+                        "clicks_on_object": 0 if obj is None else len(obj.clicks),
+                    }
+                )
             controller.reset_object()
             app.processEvents()
     finally:
@@ -248,11 +257,16 @@ def measure_napari(
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     columns = ("e2e", "dispatch", "pick", "queue", "engine", "deliver", "draw", "main_thread_cpu")
-    lines = ["napari end to end per click (ms, medians; p95 of e2e in brackets)",
-             f"{'model':<22} {'image':<18} {'n':>3} {'e2e':>7} {'(p95)':>7} " + " ".join(f"{c[:10]:>10}" for c in columns[1:])]
+    lines = [
+        "napari end to end per click (ms, medians; p95 of e2e in brackets)",
+        f"{'model':<22} {'image':<18} {'n':>3} {'e2e':>7} {'(p95)':>7} "
+        + " ".join(f"{c[:10]:>10}" for c in columns[1:]),
+    ]
     for r in rows:
-        lines.append(f"{r['model']:<22} {r['image']:<18} {r['clicks']:>3} {r['e2e']['median_ms']:>7.1f} "
-                     f"{r['e2e']['p95_ms']:>7.1f} " + " ".join(f"{r[c]['median_ms']:>10.1f}" for c in columns[1:]))
+        lines.append(
+            f"{r['model']:<22} {r['image']:<18} {r['clicks']:>3} {r['e2e']['median_ms']:>7.1f} "
+            f"{r['e2e']['p95_ms']:>7.1f} " + " ".join(f"{r[c]['median_ms']:>10.1f}" for c in columns[1:])
+        )
     return "\n".join(lines)
 
 
@@ -279,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--profile", type=Path, default=None,
+        "--profile",
+        type=Path,
+        default=None,
         help="write a cProfile of the main thread's click dispatch and result delivery (pstats file)",
     )
     args = parser.parse_args(argv)

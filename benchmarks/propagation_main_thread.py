@@ -25,9 +25,9 @@ import napari
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers.standins import BrightRegionSegmenter
 from propagation_speed import benchmark_stack
 
+from helpers.standins import BrightRegionSegmenter
 from napari_fcfi.plugin import propagating, stack_tools
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
@@ -39,11 +39,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     image, labels, label = benchmark_stack(512, 21, 0)
-    image = (image > image.mean() + image.std()).astype("uint16") * 1000 + 10  # bright objects for the stand-in
+    image = (image > image.mean() + image.std()).astype(
+        "uint16"
+    ) * 1000 + 10  # bright objects for the stand-in
     viewer = napari.Viewer(show=True)
     viewer.add_image(image, name="stack")
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=BrightRegionSegmenter, runner=ImmediateRunner())
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=BrightRegionSegmenter,
+        runner=ImmediateRunner(),
+    )
     viewer.window.add_dock_widget(widget)
     controller, app = widget.controller, napari.qt.get_qapp()
     timings: dict[str, list[tuple[float, float]]] = {"propagate": [], "fill": []}
@@ -85,8 +91,10 @@ def main() -> int:
             wall = statistics.median(v[0] for v in values) * 1000
             cpu = statistics.median(v[1] for v in values) * 1000
             worst = max(v[0] for v in values) * 1000
-            print(f"{what}: {len(values)} slices, main thread per slice median {wall:.1f} ms wall "
-                  f"({cpu:.1f} ms CPU), max {worst:.1f} ms; load average {os.getloadavg()[0]:.1f}")
+            print(
+                f"{what}: {len(values)} slices, main thread per slice median {wall:.1f} ms wall "
+                f"({cpu:.1f} ms CPU), max {worst:.1f} ms; load average {os.getloadavg()[0]:.1f}"
+            )
     viewer.close()
     return 0
 

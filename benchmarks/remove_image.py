@@ -65,8 +65,11 @@ def main() -> None:
         viewer.layers.remove(layer)
         QApplication.processEvents()
         total = time.perf_counter() - start
-        print(f"run {run}: removal {1000 * total:.0f} ms, gc passes {[round(1000 * p) for p in passes]} ms, "
-              f"layers left {[lay.name for lay in viewer.layers]}", flush=True)
+        print(
+            f"run {run}: removal {1000 * total:.0f} ms, gc passes {[round(1000 * p) for p in passes]} ms, "
+            f"layers left {[lay.name for lay in viewer.layers]}",
+            flush=True,
+        )
         for other in list(viewer.layers):
             viewer.layers.remove(other)
     viewer.close()

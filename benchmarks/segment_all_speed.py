@@ -53,7 +53,9 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
@@ -68,9 +70,17 @@ def main() -> None:
         start = time.perf_counter()
         seeds = detect_seeds(ImageSource(image), 30.0)
         labels = segment_all(model, image, object_size=30.0, seeds=seeds[:64])
-        print(json.dumps({"image": "8192x8192 uint16", "seeds_detected": len(seeds), "objects": int(labels.max()),
-                          "seconds": round(time.perf_counter() - start, 1),
-                          "peak_rss_increase_mb": round(peak_rss_mb() - before, 1)}))
+        print(
+            json.dumps(
+                {
+                    "image": "8192x8192 uint16",
+                    "seeds_detected": len(seeds),
+                    "objects": int(labels.max()),
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "peak_rss_increase_mb": round(peak_rss_mb() - before, 1),
+                }
+            )
+        )
         return
     image, truth = grid_nuclei()
     for _ in range(args.warmup):
@@ -82,10 +92,21 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     f1, mean_iou, _ = detection_scores(truth, labels)
-    print(json.dumps({"image": "512x512 uint16, 100 nuclei", "threads": args.threads, "runs": times,
-                      "load_average": os.getloadavg(),
-                      "median_s": round(median, 2), "s_per_megapixel": round(median / (512 * 512 / 1e6), 2),
-                      "objects": int(labels.max()), "f1": round(f1, 3), "mean_iou": round(mean_iou, 3)}))
+    print(
+        json.dumps(
+            {
+                "image": "512x512 uint16, 100 nuclei",
+                "threads": args.threads,
+                "runs": times,
+                "load_average": os.getloadavg(),
+                "median_s": round(median, 2),
+                "s_per_megapixel": round(median / (512 * 512 / 1e6), 2),
+                "objects": int(labels.max()),
+                "f1": round(f1, 3),
+                "mean_iou": round(mean_iou, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,12 +26,18 @@ CHECKS = {"hrnet": hrnet, "deeplab": deeplab, "protocol": protocol, "checkpoints
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="check", required=True, metavar="CHECK")
     for name, module in CHECKS.items():
         summary = (module.__doc__ or "").split("\n", 1)[0].split(": ", 1)[-1]
-        sub = commands.add_parser(name, help=summary, description=module.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("--official-repo", type=Path, required=True, help="checkout of veizgyauzgyauz/FCFI")
         module.add_arguments(sub)
     args = parser.parse_args(argv)

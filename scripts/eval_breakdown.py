@@ -23,7 +23,11 @@ from napari_fcfi.evaluation.metrics import summarize
 from napari_fcfi.evaluation.results import EvalResult
 from napari_fcfi.training.data import image_modality, make_labeled_image
 
-SIZE_BUCKETS = ((0, 150, "small (< 150 px)"), (150, 600, "medium (150-600 px)"), (600, 10**12, "large (> 600 px)"))
+SIZE_BUCKETS = (
+    (0, 150, "small (< 150 px)"),
+    (150, 600, "medium (150-600 px)"),
+    (600, 10**12, "large (> 600 px)"),
+)
 
 
 def object_facts(folder: Path, sample_ids: set[str]) -> dict[str, tuple[str, str]]:
@@ -48,7 +52,9 @@ def rows(results: list[EvalResult], facts: dict[str, tuple[str, str]]) -> list[t
     """(group, segmenter, summary) for all objects, each modality and each size bucket."""
     out = []
     for result in results:
-        out.append(("all", result.segmenter, summarize(result.all_ious, result.click_times, result.max_clicks)))
+        out.append(
+            ("all", result.segmenter, summarize(result.all_ious, result.click_times, result.max_clicks))
+        )
     for index, kind in ((0, "modality"), (1, "size")):
         names = sorted({f[index] for f in facts.values()})
         for name in names:
@@ -56,8 +62,13 @@ def rows(results: list[EvalResult], facts: dict[str, tuple[str, str]]) -> list[t
                 chosen = [o for o in result.objects if facts[o.sample_id][index] == name]
                 if chosen:
                     times = [t for o in chosen for t in o.times]
-                    out.append((f"{kind}: {name}", result.segmenter,
-                                summarize([o.ious for o in chosen], times, result.max_clicks)))
+                    out.append(
+                        (
+                            f"{kind}: {name}",
+                            result.segmenter,
+                            summarize([o.ious for o in chosen], times, result.max_clicks),
+                        )
+                    )
     return out
 
 
@@ -71,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| group | segmenter | objects | NoC@85 | NoC@90 | NoF@90 | IoU@1 | IoU@3 | ms/click (median) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for group, segmenter, s in rows(results, facts):
-        print(f"| {group} | {segmenter} | {s['objects']} | {s['noc@85']:.2f} | {s['noc@90']:.2f} | {s['nof@90']} | "
-              f"{s['iou@1']:.3f} | {s['iou@3']:.3f} | {1000 * s['spc_median']:.0f} |")
+        print(
+            f"| {group} | {segmenter} | {s['objects']} | {s['noc@85']:.2f} | {s['noc@90']:.2f} | {s['nof@90']} | "
+            f"{s['iou@1']:.3f} | {s['iou@3']:.3f} | {1000 * s['spc_median']:.0f} |"
+        )
     return 0
 
 

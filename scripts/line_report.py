@@ -24,12 +24,33 @@ from napari_fcfi.evaluation.compare import compare, format_comparison
 from napari_fcfi.evaluation.results import EvalResult
 from napari_fcfi.training.line import append_history, read_history, read_state
 
-DSB = ["--data", "../shared/data/dsb2018_train", "--split", "val", "--limit", "40", "--max-objects", "5",
-       "--min-area", "30"]
+DSB = [
+    "--data",
+    "../shared/data/dsb2018_train",
+    "--split",
+    "val",
+    "--limit",
+    "40",
+    "--max-objects",
+    "5",
+    "--min-area",
+    "30",
+]
 MNFINDER = ["--data", "../shared/data/mnfinder_nuclei/val", "--max-objects", "40"]
 PROTOCOL = ["--max-clicks", "20", "--stop-iou", "0.9", "--threads", "1", "--no-progress"]
-STACKS = ["--stacks", "dsb-deformed", "--stacks", "mnfinder-deformed", "--stack-count", "3", "--stack-objects", "4",
-          "--threads", "1", "--no-progress"]
+STACKS = [
+    "--stacks",
+    "dsb-deformed",
+    "--stacks",
+    "mnfinder-deformed",
+    "--stack-count",
+    "3",
+    "--stack-objects",
+    "4",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def _eval(model: str, data: list[str], out: Path) -> EvalResult:
@@ -47,23 +68,42 @@ def _one_step_iou(model: str, out: Path) -> dict[str, float]:
 
 def _numbers(result: EvalResult) -> dict[str, float]:
     summary = result.summary
-    return {"noc85": summary["noc@85"], "noc90": summary["noc@90"], "nof90": summary["nof@90"],
-            "iou1": summary["iou@1"], "ms_per_click": 1000 * summary["spc_median"]}
+    return {
+        "noc85": summary["noc@85"],
+        "noc90": summary["noc@90"],
+        "nof90": summary["nof@90"],
+        "iou1": summary["iou@1"],
+        "ms_per_click": 1000 * summary["spc_median"],
+    }
 
 
 def evaluate(args: argparse.Namespace) -> int:
     base_dir, out = Path(args.base), Path(args.out)
-    base = [_eval(args.base_model, DSB, base_dir / "base_dsb"), _eval(args.base_model, MNFINDER, base_dir / "base_mnf")]
+    base = [
+        _eval(args.base_model, DSB, base_dir / "base_dsb"),
+        _eval(args.base_model, MNFINDER, base_dir / "base_mnf"),
+    ]
     candidate = [_eval(args.model, DSB, out / "dsb"), _eval(args.model, MNFINDER, out / "mnf")]
     report = compare(base, candidate)
     print(format_comparison(report))
-    record = {"event": "evaluation", "model": args.model, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "dsb": _numbers(candidate[0]), "mnfinder": _numbers(candidate[1]), "ship": report["ship"],
-              "comparison": report["rows"]}
+    record = {
+        "event": "evaluation",
+        "model": args.model,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dsb": _numbers(candidate[0]),
+        "mnfinder": _numbers(candidate[1]),
+        "ship": report["ship"],
+        "comparison": report["rows"],
+    }
     if args.stacks:
         record["one_step_iou_d1"] = _one_step_iou(args.model, out / "stacks")
         record["base_one_step_iou_d1"] = _one_step_iou(args.base_model, base_dir / "base_stacks")
-        print("one-step propagation IoU at d=1:", record["one_step_iou_d1"], "base:", record["base_one_step_iou_d1"])
+        print(
+            "one-step propagation IoU at d=1:",
+            record["one_step_iou_d1"],
+            "base:",
+            record["base_one_step_iou_d1"],
+        )
     (out / "report.json").write_text(json.dumps(record, indent=1))
     if args.record:
         state = read_state(args.line)
@@ -105,15 +145,21 @@ def curve(args: argparse.Namespace) -> int:
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.plot, dpi=110)
     print(f"wrote {args.plot}\n")
-    print("| hours | step | DSB NoC@85 / @90 / NoF@90 | DSB IoU@1 | mnfinder NoC@85 / @90 / NoF@90 | mnfinder IoU@1 | "
-          "one-step IoU d=1 (dsb / mnfinder) | shipped |")
+    print(
+        "| hours | step | DSB NoC@85 / @90 / NoF@90 | DSB IoU@1 | mnfinder NoC@85 / @90 / NoF@90 | mnfinder IoU@1 | "
+        "one-step IoU d=1 (dsb / mnfinder) | shipped |"
+    )
     print("|---:|---:|---|---:|---|---:|---|---|")
     for r in points:
         d, m, p = r["dsb"], r["mnfinder"], r.get("one_step_iou_d1") or {}
-        prop = " / ".join(f"{p[k]:.3f}" if p.get(k) is not None else "-" for k in ("dsb-deformed", "mnfinder-deformed"))
-        print(f"| {r['hours']:.2f} | {r['step']} | {d['noc85']:.2f} / {d['noc90']:.2f} / {d['nof90']} | {d['iou1']:.3f} | "
-              f"{m['noc85']:.2f} / {m['noc90']:.2f} / {m['nof90']} | {m['iou1']:.3f} | {prop} | "
-              f"{r.get('shipped', 'yes' if r.get('ship') else 'no')} |")
+        prop = " / ".join(
+            f"{p[k]:.3f}" if p.get(k) is not None else "-" for k in ("dsb-deformed", "mnfinder-deformed")
+        )
+        print(
+            f"| {r['hours']:.2f} | {r['step']} | {d['noc85']:.2f} / {d['noc90']:.2f} / {d['nof90']} | {d['iou1']:.3f} | "
+            f"{m['noc85']:.2f} / {m['noc90']:.2f} / {m['nof90']} | {m['iou1']:.3f} | {prop} | "
+            f"{r.get('shipped', 'yes' if r.get('ship') else 'no')} |"
+        )
     return 0
 
 
@@ -125,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--base-model", default="default")
     run.add_argument("--base", default="results/ship", help="folder with (or for) the base model's results")
     run.add_argument("--out", default=None, help="results folder (default results/ship/line-<step>)")
-    run.add_argument("--stacks", action="store_true", help="also one-step propagation IoU on the deformed stacks")
+    run.add_argument(
+        "--stacks", action="store_true", help="also one-step propagation IoU on the deformed stacks"
+    )
     run.add_argument("--record", action="store_true", help="append the numbers to the line's history.jsonl")
     run.add_argument("--line", default="training/line")
     draw = commands.add_parser("curve", help="learning curve plot and table from the line's history")

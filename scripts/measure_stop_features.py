@@ -85,7 +85,9 @@ def step_features(session, image, previous: np.ndarray, previous_image) -> dict:
     }
     before = object_contrast(previous_image, previous)
     after = object_contrast(image, mask) if area else None
-    features["contrast_ratio"] = None if before is None or after is None or abs(before) < 1e-6 else after / before
+    features["contrast_ratio"] = (
+        None if before is None or after is None or abs(before) < 1e-6 else after / before
+    )
     session.set_image(image)
     session.add_click(row, col, True)
     alone = np.array(session.mask, bool)
@@ -108,8 +110,17 @@ def object_steps(session, stack, label: int, min_area: int) -> list[dict]:
                 break
             features, mask = step_features(session, stack.image[z], previous, stack.image[z - step])
             gt = stack.labels[z] == label
-            rows.append({"stack": stack.name, "label": int(label), "z": z, "distance": abs(z - start),
-                         "continues": bool(present[z]), "gt_iou": iou(mask, gt), **features})
+            rows.append(
+                {
+                    "stack": stack.name,
+                    "label": int(label),
+                    "z": z,
+                    "distance": abs(z - start),
+                    "continues": bool(present[z]),
+                    "gt_iou": iou(mask, gt),
+                    **features,
+                }
+            )
             if not present[z]:
                 break
             z += step

@@ -48,16 +48,24 @@ def entries_for(modality: str, data: Path | None):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--modality", required=True, choices=("membrane", "dsb-colour", "grabcut", "nuclei"))
-    parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: ../shared/data/...)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="dataset folder (default: ../shared/data/...)"
+    )
     parser.add_argument("--base", default="default")
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-objects", type=int, default=60)
-    parser.add_argument("--images", type=int, default=None,
-                        help="use only the first N images (a user-sized number of committed objects)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="use only the first N images (a user-sized number of committed objects)",
+    )
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
@@ -66,6 +74,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+
     def say(text: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {text}"
         print(line, flush=True)
@@ -73,25 +82,41 @@ def main() -> int:
             log.write(line + "\n")
 
     base = load_model(args.base, device="cpu")
-    entries = entries_for(args.modality, args.data)[:args.images]
-    say(f"{args.modality}: {len(entries)} images, base {args.base}, {args.minutes} min, {args.threads} thread(s)")
-    report, adapted = adaptation_protocol.run_protocol(
-        base, entries, name=args.modality, time_budget_s=args.minutes * 60, steps=args.steps, seed=args.seed,
-        max_clicks=args.max_clicks, eval_objects=args.eval_objects, say=say,
+    entries = entries_for(args.modality, args.data)[: args.images]
+    say(
+        f"{args.modality}: {len(entries)} images, base {args.base}, {args.minutes} min, {args.threads} thread(s)"
     )
-    report["command"] = "python scripts/run_adaptation.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if v is not None and v is not False and k not in ("out", "save_model")
-    ) + f" --out {args.out}"
+    report, adapted = adaptation_protocol.run_protocol(
+        base,
+        entries,
+        name=args.modality,
+        time_budget_s=args.minutes * 60,
+        steps=args.steps,
+        seed=args.seed,
+        max_clicks=args.max_clicks,
+        eval_objects=args.eval_objects,
+        say=say,
+    )
+    report["command"] = (
+        "python scripts/run_adaptation.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if v is not None and v is not False and k not in ("out", "save_model")
+        )
+        + f" --out {args.out}"
+    )
     report["threads"] = args.threads
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     if args.save_model:
         save_adapted(adapted, args.out / "adapted.safetensors")
     b, a = report["base"], report["adapted"]
-    say(f"{args.modality}: NoC@85 {b['noc85']:.2f} -> {a['noc85']:.2f} ({report['change_percent']['noc85']:+.1f} %), "
+    say(
+        f"{args.modality}: NoC@85 {b['noc85']:.2f} -> {a['noc85']:.2f} ({report['change_percent']['noc85']:+.1f} %), "
         f"NoC@90 {b['noc90']:.2f} -> {a['noc90']:.2f} ({report['change_percent']['noc90']:+.1f} %), "
         f"kept: {report['kept']}, {report['adaptation']['steps']} steps, "
-        f"peak extra memory {report['peak_extra_memory_mib']:.0f} MiB")
+        f"peak extra memory {report['peak_extra_memory_mib']:.0f} MiB"
+    )
     return 0
 
 

@@ -49,14 +49,21 @@ def main() -> None:
     model = load_model(args.model, device="cpu")
     val = evaluation_sets(DEFAULT_DSB, DEFAULT_MNFINDER, "val", 3)
     train = evaluation_sets(DEFAULT_DSB, DEFAULT_MNFINDER, "train", 20)
-    picks = {"DSB fluorescence": val["DSB fluorescence"][0],
-             "mnfinder": min(val["mnfinder"], key=lambda item: item[1].shape[0] * item[1].shape[1])}
+    picks = {
+        "DSB fluorescence": val["DSB fluorescence"][0],
+        "mnfinder": min(val["mnfinder"], key=lambda item: item[1].shape[0] * item[1].shape[1]),
+    }
     fig, axes = plt.subplots(len(picks), 4, figsize=(16, 4 * len(picks)))
     for row, (set_name, (image_id, image, gt)) in enumerate(picks.items()):
         variant, _ = tune_classical([(im, g) for _, im, g in train[set_name]])
         proposals = segment_all(model, image)
         classical = classical_instances(image, variant)
-        panels = [("image", None), ("ground truth", gt), ("segment-all", proposals), (variant.name, classical)]
+        panels = [
+            ("image", None),
+            ("ground truth", gt),
+            ("segment-all", proposals),
+            (variant.name, classical),
+        ]
         for col, (title, labels) in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(overlay(image, labels if labels is not None else np.zeros(gt.shape, int)))

@@ -35,6 +35,7 @@ def _restore_torch_threads():
 
 def _torch_threads(count: int):
     import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     yield

@@ -43,6 +43,7 @@ def test_version_is_the_installed_distributions():
 
 def test_manifest_validates_and_is_installed():
     import npe2
+
     manifest = npe2.PluginManifest.from_distribution("napari-fcfi")
     assert manifest.name == "napari-fcfi"
     command_ids = {c.id for c in manifest.contributions.commands}
@@ -67,6 +68,6 @@ def test_readme_python_snippets_run_as_written(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:
         code = compile(block.replace("time_budget_s=60", "steps=2"), "README.md", "exec")
-        exec(code, namespace)  # noqa: S102 - running the README's own code is the test
+        exec(code, namespace)
     assert namespace["mask"].shape == (256, 256) and namespace["masks"]
     assert (tmp_path / "my_model.safetensors").exists() and (tmp_path / "my_model.md").exists()

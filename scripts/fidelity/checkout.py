@@ -81,7 +81,13 @@ def use_official_checkout(repo: Path, *, predictor: bool = False) -> Path:
         package.__path__ = [str(repo / "isegm" / "inference" / "predictors")]
         sys.modules["isegm.inference.predictors"] = package
         datasets = types.ModuleType("isegm.data.datasets")
-        for name in ("GrabCutDataset", "BerkeleyDataset", "DavisDataset", "SBDEvaluationDataset", "PascalVocDataset"):
+        for name in (
+            "GrabCutDataset",
+            "BerkeleyDataset",
+            "DavisDataset",
+            "SBDEvaluationDataset",
+            "PascalVocDataset",
+        ):
             setattr(datasets, name, None)
         sys.modules.setdefault("isegm.data.datasets", datasets)
     if str(repo) not in sys.path:

@@ -79,7 +79,9 @@ class ClickProbeNet(torch.nn.Module):
         stride4 = torch.nn.functional.avg_pool2d(torch.sigmoid(term), 4, ceil_mode=True)
         fb2 = out["updated_feedback2"]
         if fb2.shape[-2:] != stride4.shape[-2:]:
-            fb2 = torch.nn.functional.interpolate(fb2, size=stride4.shape[-2:], mode="bilinear", align_corners=True)
+            fb2 = torch.nn.functional.interpolate(
+                fb2, size=stride4.shape[-2:], mode="bilinear", align_corners=True
+            )
         result = dict(out)
         result["instances"] = instances
         result["updated_feedback2"] = 0.8 * stride4 + 0.2 * fb2
@@ -119,7 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", choices=("tiny", "hrnet18s"), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bias", type=float, default=-3.0, help="probe logit bias (higher: larger masks)")
-    parser.add_argument("--blank-feedback-at", type=int, default=4, help="click whose feedback map is blanked")
+    parser.add_argument(
+        "--blank-feedback-at", type=int, default=4, help="click whose feedback map is blanked"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4)
 
@@ -142,15 +146,21 @@ def run(args: argparse.Namespace) -> int:
         image, gt = read_grabcut(args.grabcut, image_id)
 
         zoom_in = (
-            zoom_module.ZoomIn(target_size=args.target_size, expansion_ratio=args.expansion_ratio) if zoom else None
+            zoom_module.ZoomIn(target_size=args.target_size, expansion_ratio=args.expansion_ratio)
+            if zoom
+            else None
         )
         official = base.BasePredictor(adapter, "cpu", zoom_in=zoom_in, with_flip=flip)
         official.set_input_image(image)
         clicker = clicker_module.Clicker()
 
         ours = InteractiveSegmenter(
-            net, preset="paper", input_size=args.target_size, expansion_ratio=args.expansion_ratio,
-            flip=flip, zoom_in=zoom,
+            net,
+            preset="paper",
+            input_size=args.target_size,
+            expansion_ratio=args.expansion_ratio,
+            flip=flip,
+            zoom_in=zoom,
         )
         ours.set_image(image)
 
@@ -163,13 +173,17 @@ def run(args: argparse.Namespace) -> int:
             not_clicked[row, col] = False
             clicker.add_click(clicker_module.Click(is_positive=positive, coords=(row, col)))
             with torch.no_grad():
-                official_prob, *_ = official.get_prediction(clicker, official_prob, 0.0 if index == 0 else 1.0)
+                official_prob, *_ = official.get_prediction(
+                    clicker, official_prob, 0.0 if index == 0 else 1.0
+                )
             our_prob = ours.add_click(row, col, positive)
             diff = float(np.abs(official_prob - our_prob).max())
             worst = max(worst, diff)
             a, b = official_prob > DEFAULT_THRESHOLD, our_prob > DEFAULT_THRESHOLD
             iou = (a & b).sum() / max(1, (a | b).sum())
-            official_roi = tuple(int(v) for v in zoom_in._object_roi) if zoom and zoom_in._object_roi else None
+            official_roi = (
+                tuple(int(v) for v in zoom_in._object_roi) if zoom and zoom_in._object_roi else None
+            )
             our_roi = tuple(ours._current.roi) if ours._current.roi is not None else None
             print(
                 f"  click {index + 1:2d} ({'+' if positive else '-'} {row:4d},{col:4d}) "

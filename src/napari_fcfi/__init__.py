@@ -38,7 +38,7 @@ _LAZY_EXPORTS = {
     "adapt_with_check": "napari_fcfi.training.adaptation",
 }
 
-__all__ = ["__version__", *_LAZY_EXPORTS]  # noqa: PLE0604 - the keys are the lazy names (str)
+__all__ = ["__version__", *_LAZY_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

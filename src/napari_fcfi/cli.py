@@ -16,12 +16,24 @@ from napari_fcfi import __version__
 
 # name -> (module implementing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("napari_fcfi.plugin.demo", "open napari with a sample image, the FCFI widget and the bundled model"),
+    "demo": (
+        "napari_fcfi.plugin.demo",
+        "open napari with a sample image, the FCFI widget and the bundled model",
+    ),
     "segment": ("napari_fcfi.annotation.cli", "segment an image headlessly from a CSV click log"),
-    "segment-all": ("napari_fcfi.annotation.segment_all_cli", "segment every object of images or stacks automatically"),
-    "eval": ("napari_fcfi.evaluation.cli", "evaluate models and baselines with a robot user (NoC/NoF/IoU curves)"),
+    "segment-all": (
+        "napari_fcfi.annotation.segment_all_cli",
+        "segment every object of images or stacks automatically",
+    ),
+    "eval": (
+        "napari_fcfi.evaluation.cli",
+        "evaluate models and baselines with a robot user (NoC/NoF/IoU curves)",
+    ),
     "train": ("napari_fcfi.training.cli", "train an FCFI model on instance-label folders"),
-    "finetune": ("napari_fcfi.training.finetune_cli", "adapt a model to your own labelled objects in a few minutes"),
+    "finetune": (
+        "napari_fcfi.training.finetune_cli",
+        "adapt a model to your own labelled objects in a few minutes",
+    ),
     "convert": ("napari_fcfi.model.cli_convert", "convert an official FCFI .pth checkpoint to safetensors"),
     "models": ("napari_fcfi.model.cli_models", "list the bundled and registered models"),
     "bench": ("napari_fcfi.bench.cli", "measure per-click latency and memory"),

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep, read_log_metadata
+from napari_fcfi.annotation.clicklog import (
+    ClickLog,
+    ClicksStep,
+    ObjectRecord,
+    PropagateStep,
+    read_log_metadata,
+)
 from napari_fcfi.engine.clicks import Click
 
 
@@ -13,13 +19,23 @@ def _log() -> ClickLog:
     edit_base = np.zeros((30, 40), bool)
     edit_base[5:12, 7:20] = True
     edit_base[8, 9] = False
-    return ClickLog([
-        ObjectRecord(3, [ClicksStep((2,), (Click(10, 12, True), Click(11, 20, False)))]),
-        ObjectRecord(3, [ClicksStep((2,), (Click(6, 9, True),), initial_mask=edit_base)], edited=True),
-        ObjectRecord(8, [ClicksStep((4,), (Click(20, 30, True),)), PropagateStep((4,), 0, "both", 5),
-                         ClicksStep((6,), (Click(21, 31, False),), from_propagation=True),
-                         PropagateStep((6,), 0, "up", None)], overwrite=True),
-    ], metadata={"model": "default", "settings": {"threshold": 0.4}})
+    return ClickLog(
+        [
+            ObjectRecord(3, [ClicksStep((2,), (Click(10, 12, True), Click(11, 20, False)))]),
+            ObjectRecord(3, [ClicksStep((2,), (Click(6, 9, True),), initial_mask=edit_base)], edited=True),
+            ObjectRecord(
+                8,
+                [
+                    ClicksStep((4,), (Click(20, 30, True),)),
+                    PropagateStep((4,), 0, "both", 5),
+                    ClicksStep((6,), (Click(21, 31, False),), from_propagation=True),
+                    PropagateStep((6,), 0, "up", None),
+                ],
+                overwrite=True,
+            ),
+        ],
+        metadata={"model": "default", "settings": {"threshold": 0.4}},
+    )
 
 
 def test_round_trip_keeps_every_step(tmp_path):

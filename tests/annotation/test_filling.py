@@ -44,15 +44,24 @@ def test_fill_takes_each_slice_from_the_nearer_end_and_checks_it_with_the_far_on
     np.testing.assert_array_equal(copied[7].mask, b)
     assert all(f.review and f.agreement < REVIEW_AGREEMENT for f in copied.values())
     # Cancel: nothing unfinished is yielded
-    assert list(fill_slices(BrightRegionSegmenter(None), lambda i: stack[i], 2, a, 8, b, should_stop=lambda: True)) == []
+    assert (
+        list(
+            fill_slices(BrightRegionSegmenter(None), lambda i: stack[i], 2, a, 8, b, should_stop=lambda: True)
+        )
+        == []
+    )
     assert list(fill_slices(BrightRegionSegmenter(None), lambda i: stack[i], 2, a, 3, stack[3] > 100)) == []
 
 
 def test_fill_where_one_chain_loses_the_object_uses_the_other():
     stack = drifting_disk()
     stack[3] = 10  # slice 3 is empty: the chain from slice 2 ends there
-    filled = {f.index: f for f in fill_slices(BrightRegionSegmenter(None), lambda i: stack[i], 2, stack[2] > 100,
-                                              6, stack[6] > 100)}
+    filled = {
+        f.index: f
+        for f in fill_slices(
+            BrightRegionSegmenter(None), lambda i: stack[i], 2, stack[2] > 100, 6, stack[6] > 100
+        )
+    }
     assert sorted(filled) == [4, 5]  # slice 3: neither chain finds the object
     assert all(f.source == 6 and f.agreement == 0.0 and f.review for f in filled.values())
 
@@ -78,9 +87,16 @@ def test_headless_fill_between_checks_its_input(tiny_fcfi_net):
 def test_replay_of_a_fill_step_and_its_csv_round_trip(tmp_path):
     stack = drifting_disk()
     geometry = make_geometry(stack.shape)
-    record = ObjectRecord(3, [ClicksStep((2,), (Click(30, 18, True),)), ClicksStep((8,), (Click(30, 36, True),)),
-                              FillStep((2,), (8,), 0), ClicksStep((5,), (Click(30, 27, False),), None, True),
-                              PropagateStep((8,), 0, "up", None, through=1)])
+    record = ObjectRecord(
+        3,
+        [
+            ClicksStep((2,), (Click(30, 18, True),)),
+            ClicksStep((8,), (Click(30, 36, True),)),
+            FillStep((2,), (8,), 0),
+            ClicksStep((5,), (Click(30, 27, False),), None, True),
+            PropagateStep((8,), 0, "up", None, through=1),
+        ],
+    )
     masks = object_masks(BrightRegionSegmenter(None), stack, geometry, record)
     assert sorted(k[0] for k in masks) == list(range(2, 11))
     for z in (3, 4, 6, 7, 9, 10):

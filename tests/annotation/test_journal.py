@@ -26,21 +26,38 @@ SHAPE = (3, 40, 50)
 
 def write_session(root: Path, rng: np.random.Generator, start: np.ndarray | None = None):
     """A journal with a base, commits, a brush edit and an undo; returns it and the labels it describes."""
-    journal = LabelsJournal.create("image", {"label_shape": list(SHAPE), "dtype": "uint16", "image_name": "cells",
-                                             "labels_name": "cells labels"}, root)
+    journal = LabelsJournal.create(
+        "image",
+        {"label_shape": list(SHAPE), "dtype": "uint16", "image_name": "cells", "labels_name": "cells labels"},
+        root,
+    )
     labels = np.zeros(SHAPE, np.uint16) if start is None else start.copy()
     journal.open_log()
     if labels.any():
         journal.append(base_record(labels))
-    for label_id, z, kind in ((1, 0, "commit"), (2, 0, "commit"), (1, 2, "commit"), (7, 1, "paint"), (3, 1, "undo")):
+    for label_id, z, kind in (
+        (1, 0, "commit"),
+        (2, 0, "commit"),
+        (1, 2, "commit"),
+        (7, 1, "paint"),
+        (3, 1, "undo"),
+    ):
         box = ((z, z + 1), (5 + label_id, 25 + label_id), (10, 30 + z))
         region = labels[tuple(slice(a, b) for a, b in box)]
         after = region.copy()
         after[rng.random(after.shape) > 0.4] = label_id
         after[0, 0, 0] = 0  # a pixel cleared (edits clear their old label)
         changed = None if kind == "undo" else after != region
-        journal.append(change_record(kind, box, after, changed, label_id=label_id if kind == "commit" else None,
-                                     clicks=[(7, 8, True)]))
+        journal.append(
+            change_record(
+                kind,
+                box,
+                after,
+                changed,
+                label_id=label_id if kind == "commit" else None,
+                clicks=[(7, 8, True)],
+            )
+        )
         region[...] = after
     journal.close()
     return journal, labels
@@ -109,8 +126,11 @@ def test_appending_never_lists_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", no_listing)
     monkeypatch.setattr(os, "listdir", no_listing)
     for i in range(50):
-        journal.append(change_record("commit", ((i % 10, i % 10 + 1), (0, 10)), np.full((1, 10), i, np.uint8),
-                                     label_id=i))
+        journal.append(
+            change_record(
+                "commit", ((i % 10, i % 10 + 1), (0, 10)), np.full((1, 10), i, np.uint8), label_id=i
+            )
+        )
     monkeypatch.undo()
     journal.close()
     assert journal.scan().intact == 50
@@ -131,17 +151,31 @@ def test_format_1_journals_still_restore(tmp_path):
     """Journals written by the previous version (NNNNNN.npz in the fingerprint folder) are read."""
     folder = tmp_path / "image"
     folder.mkdir()
-    (folder / "journal.json").write_text(json.dumps({"format": "napari-fcfi-commit-journal/1", "label_shape": [2, 8, 9],
-                                                     "dtype": "uint16", "labels_name": "old labels"}))
+    (folder / "journal.json").write_text(
+        json.dumps(
+            {
+                "format": "napari-fcfi-commit-journal/1",
+                "label_shape": [2, 8, 9],
+                "dtype": "uint16",
+                "labels_name": "old labels",
+            }
+        )
+    )
     labels = np.zeros((2, 8, 9), np.uint16)
     for index, (label_id, z) in enumerate(((4, 1), (5, 0))):
         before = labels[z, 1:6, 2:8].copy()
         after = before.copy()
         after[1:4, 1:5] = label_id
-        np.savez_compressed(folder / f"{index:06d}.npz", label_id=np.array(label_id), slice_key=np.array([z]),
-                            region=np.array([1, 6, 2, 8]), values=after,
-                            changed=np.packbits((after != before).ravel()),
-                            object_mask=np.packbits((after == label_id).ravel()), clicks=np.zeros((0, 3), np.int64))
+        np.savez_compressed(
+            folder / f"{index:06d}.npz",
+            label_id=np.array(label_id),
+            slice_key=np.array([z]),
+            region=np.array([1, 6, 2, 8]),
+            values=after,
+            changed=np.packbits((after != before).ravel()),
+            object_mask=np.packbits((after == label_id).ravel()),
+            clicks=np.zeros((0, 3), np.int64),
+        )
         labels[z, 1:6, 2:8] = after
     (folder / "000002.npz").write_bytes(b"PK\x03\x04 truncated")  # a damaged entry of the old format
     newer = LabelsJournal.create("image", {"label_shape": [2, 8, 9], "dtype": "uint16"}, tmp_path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
 
+from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, PropagateStep
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.history import ActionHistory
@@ -38,14 +38,23 @@ def test_propagation_follows_the_object_and_stops_where_it_ends():
     stack = moving_disk_stack()
     start = stack[5] > 100
     segmenter = BrightRegionSegmenter(None)
-    reached = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "both", None)))
+    reached = dict(
+        propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "both", None))
+    )
     assert sorted(reached) == [2, 3, 4, 6, 7, 8]  # slices 0-1 and 9-11 have no object: it ends
     for z, mask in reached.items():
         np.testing.assert_array_equal(mask, stack[z] > 100)
     limited = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "up", 2)))
     assert sorted(limited) == [6, 7]
-    stopped = dict(propagate_slices(segmenter, lambda i: stack[i], start, propagation_order(5, 12, "up", None),
-                                    should_stop=lambda: True))
+    stopped = dict(
+        propagate_slices(
+            segmenter,
+            lambda i: stack[i],
+            start,
+            propagation_order(5, 12, "up", None),
+            should_stop=lambda: True,
+        )
+    )
     assert stopped == {}
 
 
@@ -80,7 +89,9 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     segmenter.add_click(30, 30, True)
     first.mask = segmenter.mask.copy()
     undo = objects.begin_propagation((5,), 0, "both", None)
-    for z, mask in propagate_slices(segmenter, lambda i: stack[i], first.mask, propagation_order(5, 12, "both", None)):
+    for z, mask in propagate_slices(
+        segmenter, lambda i: stack[i], first.mask, propagation_order(5, 12, "both", None)
+    ):
         objects.add_propagated(undo, (z,), mask)
     seventh = objects.get((7,))
     seventh.clicks = (Click(30, 40, False),)
@@ -90,7 +101,9 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     history = ActionHistory(objects)
     action = history.begin("propagation", objects.members((7,)))
     undo = objects.begin_propagation((7,), 0, "up", None)
-    for z, mask in propagate_slices(segmenter, lambda i: stack[i], seventh.mask, propagation_order(7, 12, "up", None)):
+    for z, mask in propagate_slices(
+        segmenter, lambda i: stack[i], seventh.mask, propagation_order(7, 12, "up", None)
+    ):
         history.touch(action, [(z,)])
         objects.add_propagated(undo, (z,), mask)
     record, masks = objects.record_for_commit((5,), 1, overwrite=False)
@@ -100,7 +113,9 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
         np.testing.assert_array_equal(replayed[key], masks[key])
     assert not masks[(7,)][30, 40] and masks[(6,)].any()
     # the whole log replays to labels on every slice of the object
-    labels = replay_click_log(None, stack, geometry, ClickLog([record]), segmenter=BrightRegionSegmenter(None))
+    labels = replay_click_log(
+        None, stack, geometry, ClickLog([record]), segmenter=BrightRegionSegmenter(None)
+    )
     assert sorted({int(z) for z in np.nonzero(labels.any(axis=(1, 2)))[0]}) == sorted(k[0] for k in masks)
     # undo takes a propagation back in one step, redo brings it back
     assert history.undo() is action
@@ -132,7 +147,11 @@ def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
     stack = moving_disk_stack(depth=14, first=2, last=9)
     stack[6] = 10  # one slice without contrast inside the object (a bad slice, not its end)
     start = stack[5] > 100
-    steps = list(propagation_steps(UnsureCopier(None), lambda i: stack[i], start, propagation_order(5, 14, "both", None)))
+    steps = list(
+        propagation_steps(
+            UnsureCopier(None), lambda i: stack[i], start, propagation_order(5, 14, "both", None)
+        )
+    )
     reached = {s.index for s in steps if not isinstance(s, PropagationStop)}
     stops = [s for s in steps if isinstance(s, PropagationStop)]
     assert reached == {2, 3, 4, 6, 7, 8, 9}  # slice 6 is doubtful but slice 7 confirms the object
@@ -142,8 +161,15 @@ def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
     confidences = {s.index: s.confidence for s in steps if not isinstance(s, PropagationStop)}
     assert confidences[6] < MIN_CONFIDENCE <= confidences[7]
     # continuing past the stop from slice 9 keeps the two doubted slices, then stops again
-    on = list(propagation_steps(UnsureCopier(None), lambda i: stack[i], stack[9] > 100,
-                                propagation_order(9, 14, "up", None), through=2))
+    on = list(
+        propagation_steps(
+            UnsureCopier(None),
+            lambda i: stack[i],
+            stack[9] > 100,
+            propagation_order(9, 14, "up", None),
+            through=2,
+        )
+    )
     assert [s.index for s in on if not isinstance(s, PropagationStop)] == [10, 11]
     assert isinstance(on[-1], PropagationStop) and on[-1].index == 12
     # a doubtful slice at the end of the range is kept (nothing beyond it to judge by)

@@ -45,7 +45,7 @@ def mutated(draw, data: bytes) -> bytes:
         out = out[: draw(st.integers(0, len(out) - 1))]
     elif out and action == "remove":
         start = draw(st.integers(0, len(out) - 1))
-        del out[start: start + draw(st.integers(1, 64))]
+        del out[start : start + draw(st.integers(1, 64))]
     elif action == "insert":
         at = draw(st.integers(0, len(out)))
         out[at:at] = draw(st.binary(min_size=1, max_size=64))
@@ -57,8 +57,10 @@ def journal_log() -> tuple[bytes, np.ndarray]:
     rng = np.random.default_rng(0)
     labels = np.zeros(SHAPE, np.uint16)
     labels[1, 2:6, 3:9] = 300
-    records = [encode_record({"kind": "start", "info": {"label_shape": list(SHAPE), "dtype": "uint16"}}),
-               base_record(labels)]
+    records = [
+        encode_record({"kind": "start", "info": {"label_shape": list(SHAPE), "dtype": "uint16"}}),
+        base_record(labels),
+    ]
     for label_id, kind in ((1, "commit"), (2, "paint"), (3, "commit"), (1, "undo")):
         z = label_id % 2
         box = ((z, z + 1), (label_id, label_id + 9), (2, 14))
@@ -115,17 +117,27 @@ def test_mutated_journals_restore_only_what_was_written(log, header):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 metas = st.fixed_dictionaries(
     {"kind": st.sampled_from(["commit", "paint", "undo", "base", "start", "x"])},
-    optional={"box": json_values | st.lists(st.lists(st.integers(-3, 40), min_size=2, max_size=2), max_size=3),
-              "dtype": st.sampled_from(["<u2", "<i8", "<f4", "|b1", "garbage", "<u4"]) | json_values,
-              "values": st.integers(-1, 3) | json_values, "changed": st.integers(-1, 3) | json_values,
-              "fill": st.integers(-(2**65), 2**65) | json_values, "label_id": json_values,
-              "clicks": json_values, "time": json_values, "info": json_values},
+    optional={
+        "box": json_values | st.lists(st.lists(st.integers(-3, 40), min_size=2, max_size=2), max_size=3),
+        "dtype": st.sampled_from(["<u2", "<i8", "<f4", "|b1", "garbage", "<u4"]) | json_values,
+        "values": st.integers(-1, 3) | json_values,
+        "changed": st.integers(-1, 3) | json_values,
+        "fill": st.integers(-(2**65), 2**65) | json_values,
+        "label_id": json_values,
+        "clicks": json_values,
+        "time": json_values,
+        "info": json_values,
+    },
 )
 
 
@@ -150,9 +162,13 @@ def test_records_with_a_valid_checksum_but_any_content_end_in_journal_error(meta
 def click_log_bytes() -> bytes:
     mask = np.zeros((20, 20), bool)
     mask[3:9, 4:12] = True
-    log = ClickLog([ObjectRecord(2, [ClicksStep((1,), (Click(4, 5, True), Click(6, 7, False)))]),
-                    ObjectRecord(2, [ClicksStep((0,), (Click(5, 5, True),), initial_mask=mask)], edited=True)],
-                   metadata={"model": "default"})
+    log = ClickLog(
+        [
+            ObjectRecord(2, [ClicksStep((1,), (Click(4, 5, True), Click(6, 7, False)))]),
+            ObjectRecord(2, [ClicksStep((0,), (Click(5, 5, True),), initial_mask=mask)], edited=True),
+        ],
+        metadata={"model": "default"},
+    )
     folder = Path(tempfile.mkdtemp(prefix="fcfi-fuzz-"))
     return log.save(folder / "log.csv").read_bytes()
 
@@ -225,8 +241,11 @@ def weights_manifest_bytes() -> bytes:
     from safetensors.numpy import save_file
 
     folder = Path(tempfile.mkdtemp(prefix="fcfi-fuzz-"))
-    save_file({"w": np.zeros(3, np.float32)}, str(folder / "w.safetensors"),
-              metadata={"format": "napari-fcfi", "format_version": "1", "config": json.dumps({"arch": "hrnet18"})})
+    save_file(
+        {"w": np.zeros(3, np.float32)},
+        str(folder / "w.safetensors"),
+        metadata={"format": "napari-fcfi", "format_version": "1", "config": json.dumps({"arch": "hrnet18"})},
+    )
     return (folder / "w.safetensors").read_bytes()
 
 

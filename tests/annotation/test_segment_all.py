@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers.standins import BlobNet
 
+from helpers.standins import BlobNet
 from napari_fcfi import segment_all
 from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
 from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
@@ -25,7 +25,9 @@ CENTRES = [(20, 20), (20, 60), (60, 30), (64, 80), (100, 100)]
 RADIUS = 7
 
 
-def disks_image(shape=(128, 128), centres=CENTRES, radius=RADIUS, dtype=np.uint16) -> tuple[np.ndarray, np.ndarray]:
+def disks_image(
+    shape=(128, 128), centres=CENTRES, radius=RADIUS, dtype=np.uint16
+) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.mgrid[: shape[0], : shape[1]]
     image = np.full(shape, 200.0)
     labels = np.zeros(shape, np.int32)
@@ -120,7 +122,9 @@ def test_object_size_and_seeds_on_disks():
     assert size == pytest.approx(2 * RADIUS, rel=0.2)
     seeds = detect_seeds(source, size)
     assert len(seeds) == len(CENTRES)
-    assert {min(CENTRES, key=lambda c: (c[0] - s[0]) ** 2 + (c[1] - s[1]) ** 2) for s in seeds} == set(CENTRES)
+    assert {min(CENTRES, key=lambda c: (c[0] - s[0]) ** 2 + (c[1] - s[1]) ** 2) for s in seeds} == set(
+        CENTRES
+    )
     dark = detect_seeds(ImageSource(image.max() - image), size)
     assert sorted(dark) == sorted(seeds)  # dark objects on a bright background are found too
     tiled = detect_seeds(source, size, tile=50)
@@ -147,8 +151,8 @@ def test_classical_baseline_splits_touching_disks():
 
 
 def test_whole_image_effort_counts_accept_corrections_deletions_and_missed_objects():
-    from napari_fcfi.evaluation.segmenters import EngineSegmenter
     from napari_fcfi.evaluation.segment_all_eval import annotation_effort
+    from napari_fcfi.evaluation.segmenters import EngineSegmenter
 
     image, truth = disks_image()
     pred = truth.copy()
@@ -157,7 +161,9 @@ def test_whole_image_effort_counts_accept_corrections_deletions_and_missed_objec
     pred[120:125, 5:10] = 9  # a false proposal: deleted, one action
     segmenter = EngineSegmenter(brightness_net())
     cache: dict[int, int] = {}
-    with_proposals, scratch = annotation_effort(segmenter, image, truth, pred, max_clicks=5, scratch_cache=cache)
+    with_proposals, scratch = annotation_effort(
+        segmenter, image, truth, pred, max_clicks=5, scratch_cache=cache
+    )
     assert sorted(cache) == [1, 2, 3, 4, 5] and scratch == sum(cache.values())
     corrections = with_proposals - 1 - 1 - cache[2]  # accept all, delete the false one, add object 2
     assert 1 <= corrections <= 5

@@ -38,8 +38,22 @@ def test_a_stack_needs_slices_all(inputs, tmp_path, capsys):
 def test_local_threads_and_a_two_worker_cluster_give_the_same_labels(inputs, tmp_path):
     distributed = pytest.importorskip("distributed")  # the optional dask[distributed] extra
     local = tmp_path / "local"
-    assert main(["segment-all", str(inputs), "--out", str(local), "--slices", "all", "--no-progress",
-                 "--workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "segment-all",
+                str(inputs),
+                "--out",
+                str(local),
+                "--slices",
+                "all",
+                "--no-progress",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     flat, _ = read_labels_tiff(local / "flat_labels.tif")
     stack, _ = read_labels_tiff(local / "stack_labels.tif")
     assert flat.shape == (64, 64) and stack.shape == (2, 64, 64)
@@ -48,10 +62,25 @@ def test_local_threads_and_a_two_worker_cluster_give_the_same_labels(inputs, tmp
         assert flat[r, c] > 0
     # Slice by slice: the second slice's objects get ids after the first's.
     assert set(np.unique(stack[0])) & set(np.unique(stack[1])) == {0}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
         remote = tmp_path / "remote"
-        assert main(["segment-all", str(inputs), "--out", str(remote), "--slices", "all", "--no-progress",
-                     "--scheduler", cluster.scheduler_address]) == 0
+        assert (
+            main(
+                [
+                    "segment-all",
+                    str(inputs),
+                    "--out",
+                    str(remote),
+                    "--slices",
+                    "all",
+                    "--no-progress",
+                    "--scheduler",
+                    cluster.scheduler_address,
+                ]
+            )
+            == 0
+        )
     for name in ("flat_labels.tif", "stack_labels.tif"):
         np.testing.assert_array_equal(read_labels_tiff(local / name)[0], read_labels_tiff(remote / name)[0])

@@ -22,8 +22,12 @@ def _overlapping_objects_image() -> np.ndarray:
 
 
 def _two_objects(overwrite: bool = False) -> ClickLog:
-    return ClickLog([ObjectRecord(1, [ClicksStep((), (Click(50, 50, True),))]),
-                     ObjectRecord(2, [ClicksStep((), (Click(50, 54, True),))], overwrite=overwrite)])
+    return ClickLog(
+        [
+            ObjectRecord(1, [ClicksStep((), (Click(50, 50, True),))]),
+            ObjectRecord(2, [ClicksStep((), (Click(50, 54, True),))], overwrite=overwrite),
+        ]
+    )
 
 
 def _replay(image, log, **kwargs):
@@ -60,18 +64,50 @@ def test_cli_uses_what_the_log_recorded(tmp_path, blob_model, capsys):
     image = _overlapping_objects_image()
     tifffile.imwrite(tmp_path / "image.tif", image)
     log = _two_objects(overwrite=True)
-    log.metadata = {"model": "my-model.safetensors", "settings": {
-        "preset": "microscopy", "labels_dtype": "uint8", "scale": [0.5, 0.25], "translate": [3.0, 4.0]}}
+    log.metadata = {
+        "model": "my-model.safetensors",
+        "settings": {
+            "preset": "microscopy",
+            "labels_dtype": "uint8",
+            "scale": [0.5, 0.25],
+            "translate": [3.0, 4.0],
+        },
+    }
     log.save(tmp_path / "log.csv")
-    assert main(["segment", str(tmp_path / "image.tif"), "--clicks", str(tmp_path / "log.csv"),
-                 "--out", str(tmp_path / "from_log.tif")]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "image.tif"),
+                "--clicks",
+                str(tmp_path / "log.csv"),
+                "--out",
+                str(tmp_path / "from_log.tif"),
+            ]
+        )
+        == 0
+    )
     assert blob_model == ["my-model.safetensors"]
     labels, meta = read_labels_tiff(tmp_path / "from_log.tif")
     assert labels.dtype == np.uint8 and meta["scale"] == (0.5, 0.25) and meta["translate"] == (3.0, 4.0)
     np.testing.assert_array_equal(labels, _replay(image, _two_objects(overwrite=True)))
     # the command line wins over the log
-    assert main(["segment", str(tmp_path / "image.tif"), "--clicks", str(tmp_path / "log.csv"),
-                 "--out", str(tmp_path / "cli.tif"), "--model", "default", "--no-overwrite"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "image.tif"),
+                "--clicks",
+                str(tmp_path / "log.csv"),
+                "--out",
+                str(tmp_path / "cli.tif"),
+                "--model",
+                "default",
+                "--no-overwrite",
+            ]
+        )
+        == 0
+    )
     assert blob_model[-1] == "default"
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "cli.tif"), _replay(image, _two_objects()))
     assert "wrote" in capsys.readouterr().out
@@ -80,28 +116,85 @@ def test_cli_uses_what_the_log_recorded(tmp_path, blob_model, capsys):
 def test_cli_stacks_channels_and_errors(tmp_path, blob_model, capsys):
     stack = np.stack([cells_image(80, 90), cells_image(80, 90) * 0, cells_image(80, 90)])
     tifffile.imwrite(tmp_path / "stack.tif", stack)
-    ClickLog([ObjectRecord(4, [ClicksStep((0,), (Click(60, 75, True),))]),
-              ObjectRecord(9, [ClicksStep((2,), (Click(40, 40, True),))])]).save(tmp_path / "z.csv")
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(tmp_path / "z.csv"),
-                 "--out", str(tmp_path / "z.tif")]) == 0
+    ClickLog(
+        [
+            ObjectRecord(4, [ClicksStep((0,), (Click(60, 75, True),))]),
+            ObjectRecord(9, [ClicksStep((2,), (Click(40, 40, True),))]),
+        ]
+    ).save(tmp_path / "z.csv")
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(tmp_path / "z.csv"),
+                "--out",
+                str(tmp_path / "z.tif"),
+            ]
+        )
+        == 0
+    )
     labels = tifffile.imread(tmp_path / "z.tif")
-    assert labels.shape == stack.shape and labels[0, 60, 75] == 4 and labels[2, 40, 40] == 9 and not labels[1].any()
+    assert (
+        labels.shape == stack.shape
+        and labels[0, 60, 75] == 4
+        and labels[2, 40, 40] == 9
+        and not labels[1].any()
+    )
     # a 2D log on a stack is a clear error
     ClickLog([ObjectRecord(1, [ClicksStep((), (Click(5, 5, True),))])]).save(tmp_path / "flat.csv")
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(tmp_path / "flat.csv"),
-                 "--out", str(tmp_path / "bad.tif")]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(tmp_path / "flat.csv"),
+                "--out",
+                str(tmp_path / "bad.tif"),
+            ]
+        )
+        == 2
+    )
     assert "leading" in capsys.readouterr().err
     # a click outside the image is a clear error too
     ClickLog([ObjectRecord(1, [ClicksStep((0,), (Click(500, 5, True),))])]).save(tmp_path / "out.csv")
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(tmp_path / "out.csv"),
-                 "--out", str(tmp_path / "bad.tif")]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(tmp_path / "out.csv"),
+                "--out",
+                str(tmp_path / "bad.tif"),
+            ]
+        )
+        == 2
+    )
     assert "outside" in capsys.readouterr().err
     # (Z, C, Y, X) with a channel axis: labels drop it, one channel is chosen
     zcyx = np.stack([np.stack([cells_image(80, 90), cells_image(80, 90) * 0]) for _ in range(2)])
     tifffile.imwrite(tmp_path / "zcyx.tif", zcyx)
     ClickLog([ObjectRecord(5, [ClicksStep((1,), (Click(60, 75, True),))])]).save(tmp_path / "c.csv")
-    assert main(["segment", str(tmp_path / "zcyx.tif"), "--clicks", str(tmp_path / "c.csv"), "--out",
-                 str(tmp_path / "c.tif"), "--channel-axis", "1", "--channel", "0"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "zcyx.tif"),
+                "--clicks",
+                str(tmp_path / "c.csv"),
+                "--out",
+                str(tmp_path / "c.tif"),
+                "--channel-axis",
+                "1",
+                "--channel",
+                "0",
+            ]
+        )
+        == 0
+    )
     labels = tifffile.imread(tmp_path / "c.tif")
     assert labels.shape == (2, 80, 90) and labels[1, 60, 75] == 5 and not labels[0].any()
 
@@ -112,12 +205,33 @@ def test_cli_end_to_end_with_a_real_model_file(tmp_path, tiny_fcfi_net):
     model_path = save_model(tiny_fcfi_net, tmp_path / "tiny.safetensors", metadata={"input_size": 128})
     image = cells_image(100, 120)
     tifffile.imwrite(tmp_path / "img.tif", image)
-    log = ClickLog([ObjectRecord(3, [ClicksStep((), (Click(60, 75, True), Click(55, 90, True)))]),
-                    ObjectRecord(7, [ClicksStep((), (Click(90, 100, True),))])])
+    log = ClickLog(
+        [
+            ObjectRecord(3, [ClicksStep((), (Click(60, 75, True), Click(55, 90, True)))]),
+            ObjectRecord(7, [ClicksStep((), (Click(90, 100, True),))]),
+        ]
+    )
     log.save(tmp_path / "clicks.csv")
-    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(tmp_path / "clicks.csv"), "--out",
-                 str(tmp_path / "labels.tif"), "--model", str(model_path), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "img.tif"),
+                "--clicks",
+                str(tmp_path / "clicks.csv"),
+                "--out",
+                str(tmp_path / "labels.tif"),
+                "--model",
+                str(model_path),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert labels.shape == image.shape and labels.dtype == np.uint16 and set(np.unique(labels)) <= {0, 3, 7}
     model = load_model(str(model_path), device="cpu")
-    np.testing.assert_array_equal(labels, replay_click_log(model, image, image_geometry_for(image, None, {}), log))
+    np.testing.assert_array_equal(
+        labels, replay_click_log(model, image, image_geometry_for(image, None, {}), log)
+    )

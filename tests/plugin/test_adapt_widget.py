@@ -13,8 +13,8 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 
 def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi_net, monkeypatch):
     from napari_fcfi.engine import InteractiveSegmenter
-    from napari_fcfi.training import adaptation
     from napari_fcfi.model import load_model
+    from napari_fcfi.training import adaptation
 
     rng = np.random.default_rng(0)
     image = rng.normal(50, 5, (2, 96, 96)).astype(np.float32)
@@ -28,8 +28,13 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     # Commits come from a deterministic stand-in network (bright blobs at the clicks); the model that is
     # adapted is the tiny real FCFI network from the cache.
     blobs = BlobNet(radius=4.0, brightness_weight=8.0).eval()
-    widget = FCFIWidget(viewer, model_cache=cache, segmenter_factory=lambda m: InteractiveSegmenter(blobs, input_size=64),
-                        runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=cache,
+        segmenter_factory=lambda m: InteractiveSegmenter(blobs, input_size=64),
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.adapt_panel
     panel.start()
@@ -50,10 +55,19 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     def verdict(keep):
         def adapt(model, images, labels, progress=None, **kwargs):
             adapted = finetune(model, images, labels, steps=2, seed=0, progress=progress)
-            check = adaptation.AdaptationCheck(keep=keep, objects=4, max_clicks=20, base={}, adapted={},
-                                               base_clicks=9.0, adapted_clicks=6.0 if keep else 9.5,
-                                               change_percent=-33.0 if keep else 5.0, seconds=1.0)
+            check = adaptation.AdaptationCheck(
+                keep=keep,
+                objects=4,
+                max_clicks=20,
+                base={},
+                adapted={},
+                base_clicks=9.0,
+                adapted_clicks=6.0 if keep else 9.5,
+                change_percent=-33.0 if keep else 5.0,
+                seconds=1.0,
+            )
             return adapted, check
+
         return adapt
 
     short = verdict(True)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import napari  # noqa: F401 - a test dependency
 import numpy as np
 import pytest
-
-import napari  # noqa: F401 - a test dependency
 import pytestqt  # noqa: F401 - a test dependency
+
 from helpers.plugin import click, make_controller
 from helpers.standins import DiskSegmenter, disk
-
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.plugin.controller import AnnotationSettings, SegmentationController
 from napari_fcfi.plugin.layers import NEGATIVE_COLOR, POSITIVE_COLOR
@@ -287,6 +286,7 @@ def test_switching_image_layers_keeps_each_images_objects(make_napari_viewer):
 
 def test_lazy_multichannel_stack(make_napari_viewer):
     import dask.array as da
+
     viewer = make_napari_viewer()
     data = da.zeros((2, 6, 32, 36), dtype=np.uint16, chunks=(1, 1, 32, 36))  # (c, z, y, x)
     image = viewer.add_image(data)
@@ -333,9 +333,8 @@ def test_stale_results_are_dropped(make_napari_viewer):
 
 def test_mouse_through_napari_dispatch(make_napari_viewer):
     """napari's own press/move/release dispatch (the persisted, re-wrapped event) drives the callback."""
-    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
-
     import wrapt
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((40, 40), np.float32), scale=(2, 2))
@@ -380,18 +379,25 @@ def test_switching_model_mid_flight_recomputes_with_new_model(make_napari_viewer
 
     runner = ThreadedRunner()
     controller = SegmentationController(
-        viewer, ModelCache(loader=loader), segmenter_factory=lambda model: RadiusSegmenter(model, delay=0.2),
-        runner=runner, settings=AnnotationSettings(model_source="small"),
+        viewer,
+        ModelCache(loader=loader),
+        segmenter_factory=lambda model: RadiusSegmenter(model, delay=0.2),
+        runner=runner,
+        settings=AnnotationSettings(model_source="small"),
     )
     controller.set_image_layer(image)
     controller.add_click_world((20, 20), True)
     controller.update(model_source="large")  # while the first prediction runs
-    qtbot.waitUntil(lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=8).sum(),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=8).sum(),
+        timeout=10000,
+    )
     assert loads == ["small", "large"]  # each model loaded once
     controller.update(model_source="small")
-    qtbot.waitUntil(lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=3).sum(),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: (controller.preview_layer.data > 0).sum() == disk((40, 40), 20, 20, radius=3).sum(),
+        timeout=10000,
+    )
     assert loads == ["small", "large"]  # cached: no second load
     runner.shutdown()
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from helpers.qt_mouse import canvas_widget, click
-from helpers.standins import BrightRegionSegmenter, disk
 from qtpy.QtCore import Qt
 
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import BrightRegionSegmenter, disk
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
@@ -33,8 +33,11 @@ def press(viewer, qtbot, key, modifiers=Qt.KeyboardModifier.NoModifier):
 
 def objects_state(state):
     """Clicks and masks of every slice (what undo/redo must bring back exactly)."""
-    return {key: (obj.clicks, None if obj.mask is None else obj.mask.copy())
-            for key, obj in state.objects.slices.items() if obj.has_object}
+    return {
+        key: (obj.clicks, None if obj.mask is None else obj.mask.copy())
+        for key, obj in state.objects.slices.items()
+        if obj.has_object
+    }
 
 
 def assert_same(a, b):
@@ -51,9 +54,13 @@ def test_undo_redo_of_propagation_reset_and_edit_with_real_keys(make_napari_view
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1000, 700)
     viewer.add_image(stack, name="cells")
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=BrightRegionSegmenter, runner=ImmediateRunner(),
-                        journal_root=tmp_path / "journal")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=BrightRegionSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
     viewer.window.add_dock_widget(widget)
     qtbot.wait(50)
     viewer.reset_view()

@@ -44,13 +44,19 @@ def test_writer_rejects_bad_input(tmp_path):
 def test_labels_tiff_names_tif_tiff_and_fcfi_are_kept(tmp_path):
     """``fcfi segment --out`` may name its labels .fcfi (napari opens them as labels) or .tif."""
     labels = np.ones((4, 5), np.uint8)
-    for name, expected in (("a.fcfi", "a.fcfi"), ("b.TIF", "b.TIF"), ("c.tiff", "c.tiff"), ("d.png", "d.tif")):
+    for name, expected in (
+        ("a.fcfi", "a.fcfi"),
+        ("b.TIF", "b.TIF"),
+        ("c.tiff", "c.tiff"),
+        ("d.png", "d.tif"),
+    ):
         assert write_labels_tiff(tmp_path / name, labels, {}) == [str(tmp_path / expected)]
         np.testing.assert_array_equal(read_labels_tiff(tmp_path / expected)[0], labels)
 
 
 def test_writer_and_samples_through_npe2(tmp_path):
     import npe2
+
     manager = npe2.PluginManager.instance()
     manager.discover()
     manifest = manager.get_manifest("napari-fcfi")
@@ -70,15 +76,26 @@ def test_file_open_restores_scale_and_translate_and_saving_clears_the_journal(ma
     from napari_fcfi.annotation.journal import LabelsJournal, change_record
     from napari_fcfi.plugin.io import get_reader, write_labels
 
-    journal = LabelsJournal.create("image", {"label_shape": [2, 8, 9], "dtype": "uint16"}, tmp_path / "journals")
+    journal = LabelsJournal.create(
+        "image", {"label_shape": [2, 8, 9], "dtype": "uint16"}, tmp_path / "journals"
+    )
     labels = np.zeros((2, 8, 9), np.uint16)
     labels[1, 2:5, 3:6] = 4
-    journal.append(change_record("commit", ((1, 2), (0, 8), (0, 9)), labels[1:2], labels[1:2] > 0, label_id=4))
+    journal.append(
+        change_record("commit", ((1, 2), (0, 8), (0, 9)), labels[1:2], labels[1:2] > 0, label_id=4)
+    )
     journal.close()
     assert journal.exists()
-    written = write_labels(str(tmp_path / "saved.fcfi"), labels, {
-        "scale": (3.0, 0.5, 0.5), "translate": (1.0, 2.0, 3.0), "name": "cells labels",
-        "metadata": {"napari_fcfi": {"journal": str(journal.folder)}}})
+    written = write_labels(
+        str(tmp_path / "saved.fcfi"),
+        labels,
+        {
+            "scale": (3.0, 0.5, 0.5),
+            "translate": (1.0, 2.0, 3.0),
+            "name": "cells labels",
+            "metadata": {"napari_fcfi": {"journal": str(journal.folder)}},
+        },
+    )
     assert not journal.exists()  # on disk now: the journal has done its job
     viewer = make_napari_viewer()
     layers = viewer.open(written[0], plugin="napari-fcfi")  # viewer.open defaults to plugin="napari"
@@ -105,8 +122,8 @@ def test_sample_data_files_are_small_and_labelled():
 
 def test_demo_screenshot_helper_writes_png(make_napari_viewer, tmp_path):
     import pytestqt  # noqa: F401 - a test dependency
-    from helpers.standins import DiskSegmenter
 
+    from helpers.standins import DiskSegmenter
     from napari_fcfi.plugin.demo import background_beside, object_seeds, simulate_and_screenshot
     from napari_fcfi.plugin.models import ModelCache
     from napari_fcfi.plugin.widget import FCFIWidget

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from helpers.qt_keys import redo, undo
 from helpers.qt_mouse import click, press_drag_release
 from helpers.standins import DiskSegmenter
-
 from napari_fcfi.annotation.journal import journals_for_image
 from napari_fcfi.plugin.journaling import history_item_change, recorder_of
 from napari_fcfi.plugin.models import ModelCache
@@ -19,8 +19,13 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 
 
 def docked_widget(viewer, root):
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=root)
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=root,
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     return widget
 
@@ -109,7 +114,9 @@ def test_a_layer_with_content_starts_its_journal_with_that_content(make_napari_v
     widget.close_controller()
 
 
-def test_saving_with_the_fcfi_writer_ends_the_journal_and_the_next_change_starts_one(make_napari_viewer, tmp_path):
+def test_saving_with_the_fcfi_writer_ends_the_journal_and_the_next_change_starts_one(
+    make_napari_viewer, tmp_path
+):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
     widget = docked_widget(viewer, tmp_path / "journals")
@@ -129,8 +136,12 @@ def test_saving_with_the_fcfi_writer_ends_the_journal_and_the_next_change_starts
 
 
 def test_history_items_become_one_change_in_order():
-    atom = SimpleNamespace(slice_key=(slice(2, 4), slice(0, 3)), mask=np.array([[1, 0, 1], [0, 1, 0]], bool),
-                           new_value=4, old_values=np.zeros(3))
+    atom = SimpleNamespace(
+        slice_key=(slice(2, 4), slice(0, 3)),
+        mask=np.array([[1, 0, 1], [0, 1, 0]], bool),
+        new_value=4,
+        old_values=np.zeros(3),
+    )
     later = ((np.array([2, 5]), np.array([0, 1])), np.array([4, 0]), np.array([8, 9]))
     box, values, changed = history_item_change([atom, later], (6, 6), np.uint8)
     assert box == ((2, 6), (0, 3))
@@ -147,8 +158,13 @@ def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_nap
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
-    widget = FCFIWidget(PublicOnlyProxy(viewer), model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        PublicOnlyProxy(viewer),
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     widget.controller.add_click_world((30, 30), True)
     assert widget.controller.commit()
     labels = next(layer for layer in viewer.layers if layer.name == "cells labels")  # the real layer
@@ -159,7 +175,9 @@ def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_nap
     widget.close_controller()
 
 
-def test_a_journal_that_cannot_be_written_is_reported_and_the_commit_still_happens(make_napari_viewer, tmp_path):
+def test_a_journal_that_cannot_be_written_is_reported_and_the_commit_still_happens(
+    make_napari_viewer, tmp_path
+):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
     blocked = tmp_path / "not-a-folder"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers.qt_mouse import canvas_widget
-from helpers.qt_mouse import click as qt_click
 from plugin.test_widget import make_widget
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtGui import QKeyEvent
 from qtpy.QtWidgets import QApplication
 
+from helpers.qt_mouse import canvas_widget
+from helpers.qt_mouse import click as qt_click
 from napari_fcfi.plugin.layers import image_data
 from napari_fcfi.plugin.pyramid import LARGE_PLANE_SIDE, pyramid_levels, write_region
 
@@ -38,7 +38,7 @@ def test_pyramid_levels_sample_and_follow_writes():
     assert layer.refreshed == 1 and (base[3:10, 5:14] == values).all()
     for index, level in enumerate(levels):
         factor = 2**index
-        np.testing.assert_array_equal(level, base[::factor, ::factor][:level.shape[0], :level.shape[1]])
+        np.testing.assert_array_equal(level, base[::factor, ::factor][: level.shape[0], : level.shape[1]])
 
 
 def test_commits_on_a_plane_wider_than_a_texture(make_napari_viewer, tmp_path):

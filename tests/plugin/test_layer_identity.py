@@ -7,19 +7,24 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from helpers.qt_mouse import canvas_widget, click
-from helpers.standins import DiskSegmenter, disk
 from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a plugin widget
 from qtpy.QtCore import Qt
 
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import DiskSegmenter, disk
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
 
 
 def proxied_widget(viewer, tmp_path):
-    widget = FCFIWidget(PublicOnlyProxy(viewer), model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        PublicOnlyProxy(viewer),
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     return widget
 

@@ -32,8 +32,15 @@ def open_file(viewer, path, route):
         else:
             mime = QMimeData()
             mime.setUrls([QUrl.fromLocalFile(str(path))])
-            qt_viewer.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime,
-                                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+            qt_viewer.dropEvent(
+                QDropEvent(
+                    QPointF(5, 5),
+                    Qt.DropAction.CopyAction,
+                    mime,
+                    Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier,
+                )
+            )
     return list(viewer.layers)[before:]
 
 
@@ -44,7 +51,9 @@ def tags_of(path):
 
 
 def journal_with_one_commit(folder, labels):
-    journal = LabelsJournal.create("image", {"label_shape": list(labels.shape), "dtype": str(labels.dtype)}, folder)
+    journal = LabelsJournal.create(
+        "image", {"label_shape": list(labels.shape), "dtype": str(labels.dtype)}, folder
+    )
     journal.open_log()
     box = tuple((0, 1) for _ in range(labels.ndim - 2)) + ((0, 2), (0, 2))
     after = labels[tuple(slice(a, b) for a, b in box)]
@@ -64,7 +73,9 @@ def test_a_plain_tiff_opens_with_napari_and_no_dialog(make_napari_viewer, tmp_pa
     np.testing.assert_array_equal(layer.data, image)
 
 
-@pytest.mark.parametrize(("route", "dtype"), [("file_open", np.uint8), ("drop", np.uint16), ("file_open", np.int32)])
+@pytest.mark.parametrize(
+    ("route", "dtype"), [("file_open", np.uint8), ("drop", np.uint16), ("file_open", np.int32)]
+)
 def test_fcfi_labels_open_as_labels_with_dtype_scale_translate(make_napari_viewer, tmp_path, route, dtype):
     labels = np.zeros((3, 20, 30), dtype)
     labels[1, 4:9, 5:15] = 7
@@ -85,7 +96,9 @@ def test_legacy_fcfi_tiffs_open_with_napari_and_as_labels_once_renamed(make_napa
     """Earlier versions wrote FCFI labels as ``.tif``: napari's reader has them now; ``.fcfi`` is ours."""
     labels = np.zeros((2, 10, 12), np.uint16)
     labels[1, 2:5, 3:9] = 3
-    (legacy,) = write_labels_tiff(tmp_path / "old labels.tif", labels, {"scale": SCALE, "translate": (0, 5, 6)})
+    (legacy,) = write_labels_tiff(
+        tmp_path / "old labels.tif", labels, {"scale": SCALE, "translate": (0, 5, 6)}
+    )
     viewer = make_napari_viewer()
     (as_image,) = open_file(viewer, legacy, "file_open")
     assert type(as_image).__name__ == "Image" and as_image.source.reader_plugin == "napari"
@@ -176,7 +189,9 @@ def test_the_fcfi_writer_names_its_files_and_never_replaces_a_file_it_renamed_to
     with pytest.raises(FileExistsError, match="b.fcfi exists"):
         write_labels(str(tmp_path / "b.tiff"), labels * 2, {})
     assert (tmp_path / "b.fcfi").read_bytes() == before
-    assert write_labels(str(tmp_path / "b.fcfi"), labels * 2, {}) == [str(tmp_path / "b.fcfi")]  # asked for: replaced
+    assert write_labels(str(tmp_path / "b.fcfi"), labels * 2, {}) == [
+        str(tmp_path / "b.fcfi")
+    ]  # asked for: replaced
 
 
 def make_widget(viewer, tmp_path):
@@ -187,8 +202,13 @@ def make_widget(viewer, tmp_path):
     from napari_fcfi.plugin.widget import FCFIWidget
     from napari_fcfi.plugin.worker import ImmediateRunner
 
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "journals")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journals",
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     return widget
 
@@ -202,12 +222,16 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     from napari_fcfi.plugin.journaling import journal_folder_of
 
     (tmp_path / "data").mkdir()
-    tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(1).random((3, 40, 40), np.float32))
+    tifffile.imwrite(
+        tmp_path / "data" / "cells.tif", np.random.default_rng(1).random((3, 40, 40), np.float32)
+    )
     viewer = make_napari_viewer()
     (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
     image.scale, image.translate = SCALE, TRANSLATE
     image.axis_labels = ("z", "y", "x")  # a 3-slice stack, not 3 channels (the widget's guess for (3, Y, X))
-    labels = viewer.add_labels(np.zeros((3, 40, 40), np.uint16), name="cells labels", scale=SCALE, translate=TRANSLATE)
+    labels = viewer.add_labels(
+        np.zeros((3, 40, 40), np.uint16), name="cells labels", scale=SCALE, translate=TRANSLATE
+    )
     widget = make_widget(viewer, tmp_path)
     controller = widget.controller
     widget.image_menu.value = image
@@ -246,8 +270,9 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     widget.close_controller()
 
 
-def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothing(make_napari_viewer, tmp_path,
-                                                                                    monkeypatch):
+def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothing(
+    make_napari_viewer, tmp_path, monkeypatch
+):
     monkeypatch.setenv("HOME", str(tmp_path))  # an image not from a file: labels go to the home folder
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(2).random((30, 30), np.float32), name="sample")

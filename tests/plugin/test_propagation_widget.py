@@ -26,9 +26,13 @@ def test_annotate_propagate_correct_repropagate_undo_commit(make_napari_viewer, 
     stack = moving_cell_stack()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells", scale=(2.0, 0.5, 0.5))
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=BrightRegionSegmenter, runner=ImmediateRunner(),
-                        journal_root=tmp_path / "journal")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=BrightRegionSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
     viewer.window.add_dock_widget(widget)
     controller = widget.controller
     panel = widget.propagate_panel
@@ -94,8 +98,13 @@ def test_propagation_can_be_cancelled_keeping_what_was_done(make_napari_viewer, 
 
     viewer = make_napari_viewer()
     viewer.add_image(stack)
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=SlowSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=SlowSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     viewer.window.add_dock_widget(widget)
     controller = widget.controller
     viewer.dims.set_current_step(0, 1)

@@ -69,8 +69,9 @@ PROPAGATION_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("script", [SCRIPT, PROPAGATION_SCRIPT], ids=["prediction", "propagation"])
 def test_closing_napari_while_work_runs_exits_cleanly(tmp_path, script):
     env = dict(os.environ, OMP_NUM_THREADS="1", NAPARI_FCFI_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
     output = done.stdout + done.stderr
     assert "busy True" in done.stdout, output  # the close really came while the work ran
     assert done.returncode == 0, output

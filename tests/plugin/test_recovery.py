@@ -63,13 +63,20 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     np.save(tmp_path / "image.npy", image)
     root = tmp_path / "recovery"
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=str(REPO_ROOT / "tests"), image=str(tmp_path / "image.npy"),
-                                   root=str(root), labels=str(tmp_path / "committed.npy")))
+    script.write_text(
+        CHILD.format(
+            tests=str(REPO_ROOT / "tests"),
+            image=str(tmp_path / "image.npy"),
+            root=str(root),
+            labels=str(tmp_path / "committed.npy"),
+        )
+    )
     command = [sys.executable, str(script)]
     if not os.environ.get("DISPLAY"):
         command = ["xvfb-run", "-a", *command]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.time() + 240
         line = ""
@@ -88,8 +95,13 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     loads = []
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: loads.append(s) or SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=root)
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: loads.append(s) or SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=root,
+    )
     viewer.window.add_dock_widget(widget)
     assert not widget.recovery.native.isHidden()  # the widget offers to restore
     assert "4 object(s)" in widget.recovery_label.value

@@ -91,8 +91,13 @@ time.sleep(600)
 
 
 def fcfi_widget(viewer, root):
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=root)
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=root,
+    )
     viewer.window.add_dock_widget(widget)
     return widget
 
@@ -112,8 +117,15 @@ def damage(root):
     for header in root.glob("*/*/journal.json"):
         scan_text = header.read_text()
         log = next(header.parent.glob("log-*.fcj"))
-        kind = "second" if '"second"' in scan_text else ("first" if len(list(header.parent.glob("log-*"))) and
-                                                           b'"paint"' in log.read_bytes() else "earlier")
+        kind = (
+            "second"
+            if '"second"' in scan_text
+            else (
+                "first"
+                if len(list(header.parent.glob("log-*"))) and b'"paint"' in log.read_bytes()
+                else "earlier"
+            )
+        )
         folders[kind] = header.parent
     earlier = folders["earlier"] / "log-000.fcj"
     data = bytearray(earlier.read_bytes())
@@ -157,9 +169,14 @@ def test_sessions_and_layers_restore_apart_exactly_even_when_damaged(make_napari
     assert len({o.describe() for o in offers}) == 3  # told apart: layer name, times, counts
     restored = restore_all(viewer, widget)
     assert len(restored) == 3 and widget.recovery.native.isHidden()
-    matches = {name: [layer for layer in restored if layer.data.dtype == array.dtype
-                      and np.array_equal(layer.data, array)]
-               for name, array in (("earlier", earlier), ("first", first), ("second", second))}
+    matches = {
+        name: [
+            layer
+            for layer in restored
+            if layer.data.dtype == array.dtype and np.array_equal(layer.data, array)
+        ]
+        for name, array in (("earlier", earlier), ("first", first), ("second", second))
+    }
     assert all(len(found) == 1 for found in matches.values()), {k: len(v) for k, v in matches.items()}
     assert matches["second"][0].data.dtype == np.uint16 and matches["first"][0].data.dtype == np.uint32
     # Nothing twice: a stale offer neither duplicates nor deletes labels on screen.
@@ -187,5 +204,8 @@ def test_sessions_and_layers_restore_apart_exactly_even_when_damaged(make_napari
     assert len(restored) == 3
     earlier_without_first = np.where(earlier == 1, 0, earlier)
     for array in (earlier_without_first, first_before_last, second):
-        assert sum(layer.data.dtype == array.dtype and np.array_equal(layer.data, array) for layer in restored) == 1
+        assert (
+            sum(layer.data.dtype == array.dtype and np.array_equal(layer.data, array) for layer in restored)
+            == 1
+        )
     widget.close_controller()

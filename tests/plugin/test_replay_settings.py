@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import tifffile
-from helpers.standins import BlobNet
 from plugin.test_widget import make_widget
 
+from helpers.standins import BlobNet
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.cli import main
 from napari_fcfi.engine import InteractiveSegmenter
@@ -27,7 +27,9 @@ def test_objects_replay_at_their_own_threshold(make_napari_viewer, tmp_path, mon
     viewer = make_napari_viewer()
     viewer.add_image(image, name="stack")
     settings = {"input_size": 64, "focus_growth_steps": 0}
-    widget = make_widget(viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings))
+    widget = make_widget(
+        viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings)
+    )
     controller = widget.controller
     controller.engine_settings.update(settings)
     widget.channel_menu.value = (None, None)
@@ -53,17 +55,46 @@ def test_objects_replay_at_their_own_threshold(make_napari_viewer, tmp_path, mon
     assert [r.threshold for r in log.records] == [0.3, 0.7, 0.4]
     assert {s.threshold for s in log.records[2].steps} >= {0.6}
     tifffile.imwrite(tmp_path / "stack.tif", image)
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(log_path), "--out",
-                 str(tmp_path / "replayed.tif"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(log_path),
+                "--out",
+                str(tmp_path / "replayed.tif"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "replayed.tif"), labels)
     # one threshold for everything, when asked
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(log_path), "--out",
-                 str(tmp_path / "at_half.tif"), "--device", "cpu", "--threshold", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(log_path),
+                "--out",
+                str(tmp_path / "at_half.tif"),
+                "--device",
+                "cpu",
+                "--threshold",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert not np.array_equal(tifffile.imread(tmp_path / "at_half.tif"), labels)
 
 
-def test_log_saved_with_an_adapted_model_names_a_file_fcfi_segment_loads(make_napari_viewer, tmp_path, tiny_fcfi_net,
-                                                                         one_torch_thread):
+def test_log_saved_with_an_adapted_model_names_a_file_fcfi_segment_loads(
+    make_napari_viewer, tmp_path, tiny_fcfi_net, one_torch_thread
+):
     from napari_fcfi.model import load_model
     from napari_fcfi.training.finetune import finetune
 
@@ -93,6 +124,19 @@ def test_log_saved_with_an_adapted_model_names_a_file_fcfi_segment_loads(make_na
     assert "with the model in use" in widget.status.value
     assert load_model(weights, device="cpu").fcfi_metadata["adaptation"]
     tifffile.imwrite(tmp_path / "img.tif", image)
-    assert main(["segment", str(tmp_path / "img.tif"), "--clicks", str(log_path), "--out",
-                 str(tmp_path / "replayed.tif"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "img.tif"),
+                "--clicks",
+                str(log_path),
+                "--out",
+                str(tmp_path / "replayed.tif"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "replayed.tif"), committed)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers.qt_mouse import canvas_widget, click
-from helpers.standins import BlobNet, DiskSegmenter, disk
 from qtpy.QtCore import Qt
 
+from helpers.qt_mouse import canvas_widget, click
+from helpers.standins import BlobNet, DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import replay_click_log
@@ -36,8 +36,13 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     # segment-all runs the engine with a network whose masks follow the bright disks; clicks use the
     # disk stand-in (a negative click removes a disk of radius 5).
     cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
-    widget = FCFIWidget(viewer, model_cache=cache, segmenter_factory=DiskSegmenter, runner=ImmediateRunner(),
-                        journal_root=tmp_path / "journal")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=cache,
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
     viewer.window.add_dock_widget(widget)
     widget.labels_menu.value = users
     controller, panel = widget.controller, widget.segment_all_panel
@@ -86,7 +91,8 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     path = widget.save_click_log(tmp_path / "log.csv")
     log = ClickLog.load(path, plane_shape=SHAPE)
     assert sum(step.from_segment_all for record in log.records for step in record.steps) == 3
-    replayed = replay_click_log(None, image, make_geometry(SHAPE), log, labels=mine.copy(),
-                                segmenter=DiskSegmenter(None))
+    replayed = replay_click_log(
+        None, image, make_geometry(SHAPE), log, labels=mine.copy(), segmenter=DiskSegmenter(None)
+    )
     np.testing.assert_array_equal(replayed, labels)
     viewer.screenshot(str(tmp_path / "segment_all.png"))

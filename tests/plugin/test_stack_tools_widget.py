@@ -36,8 +36,13 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     stack = two_cells()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=UnsureCopier, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.propagate_panel
     canvas = canvas_widget(viewer)
@@ -47,7 +52,9 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
         qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
 
     def slices_of_object():
-        return sorted(k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any())
+        return sorted(
+            k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any()
+        )
 
     # A on slice 2, propagate up: slices 5 and 6 are doubtful twice in a row -> it stops at 5, says why
     viewer.dims.set_current_step(0, 2)
@@ -56,7 +63,10 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     panel.run_button.clicked.emit()
     wait()
     assert slices_of_object() == [2, 3, 4]
-    assert "stopped at slice 5 (the network is unsure" in widget.status.value and "C continues" in widget.status.value
+    assert (
+        "stopped at slice 5 (the network is unsure" in widget.status.value
+        and "C continues" in widget.status.value
+    )
     # C continues past the stop (from slice 4, keeping the two doubted slices), up to A's real end
     QTest.keyClick(canvas, Qt.Key_C)
     wait()
@@ -66,7 +76,9 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     # the doubted slices 5 and 6 are the ones to review; N goes there, worst first
     assert sorted(k[0] for k in controller.review.keys) == [5, 6]
     QTest.keyClick(canvas, Qt.Key_N)
-    assert controller.current_key() == controller.review.keys[0] and "review slice 1 of 2" in widget.status.value
+    assert (
+        controller.current_key() == controller.review.keys[0] and "review slice 1 of 2" in widget.status.value
+    )
     QTest.keyClick(canvas, Qt.Key_N)
     assert controller.current_key() == controller.review.keys[1]
     QTest.keyClick(canvas, Qt.Key_Space)  # commit A: label 1 on slices 2..11
@@ -108,7 +120,9 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     # the click log replays both objects exactly (fcfi segment)
     log = controller.click_log
     steps = [type(s) for s in log.records[1].steps]
-    assert FillStep in steps and any(isinstance(s, PropagateStep) and s.through == 2 for s in log.records[0].steps)
+    assert FillStep in steps and any(
+        isinstance(s, PropagateStep) and s.through == 2 for s in log.records[0].steps
+    )
     replayed = replay_click_log(None, stack, controller.state.geometry, log, segmenter=UnsureCopier(None))
     np.testing.assert_array_equal(replayed, labels)
     widget.close_controller()
@@ -119,8 +133,13 @@ def test_undo_while_a_fill_runs_stops_it_and_drops_the_slices_still_coming(make_
 
     viewer = make_napari_viewer()
     viewer.add_image(two_cells(), name="cells")
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=UnsureCopier, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     controller = widget.controller
     for z in (2, 9):
         viewer.dims.set_current_step(0, z)
@@ -141,9 +160,14 @@ def test_undo_while_a_fill_runs_stops_it_and_drops_the_slices_still_coming(make_
     assert run is not None and run.discarded and run.done == 1  # the other 5 slices were dropped
     assert "taken back" in widget.status.value
     masks = {k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any()}
-    assert masks == {2, 9} and {k: o.clicks for k, o in controller.state.objects.slices.items() if o.clicks} == clicks_before
+    assert (
+        masks == {2, 9}
+        and {k: o.clicks for k, o in controller.state.objects.slices.items() if o.clicks} == clicks_before
+    )
     assert len(history.undone) == 1 and history.undone[0].name == "fill"
     controller.redo()  # what it had done comes back: one filled slice, the two ends joined
-    filled = [k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation and o.mask is not None]
+    filled = [
+        k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation and o.mask is not None
+    ]
     assert len(filled) == 1 and controller.state.objects.members((9,))[0] == (2,)
     widget.close_controller()

@@ -17,8 +17,13 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 
 
 def docked_widget(viewer, tmp_path):
-    widget = FCFIWidget(viewer, model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-                        segmenter_factory=DiskSegmenter, runner=ImmediateRunner(), journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     return widget
 
@@ -71,7 +76,10 @@ def test_commits_go_to_the_chosen_images_own_labels(make_napari_viewer):
     labels_b = controller.labels_layer
     assert labels_b is not labels_a and labels_b.name == "B labels" and np.allclose(labels_b.scale, (1, 1))
     np.testing.assert_array_equal(labels_b.data == 1, disk((256, 256), 50, 60))
-    assert set(np.unique(labels_a.data)) == {0, 1} and (labels_a.data == 1).sum() == disk((256, 256), 100, 120).sum()
+    assert (
+        set(np.unique(labels_a.data)) == {0, 1}
+        and (labels_a.data == 1).sum() == disk((256, 256), 100, 120).sum()
+    )
     # A labels layer chosen by the user that does not fit is refused with the reason
     try:
         controller.set_labels_layer(labels_a)
@@ -103,7 +111,9 @@ def test_closing_the_widget_detaches_it_and_reopening_reuses_the_helpers(make_na
     helpers = [layer for layer in viewer.layers if "FCFI" in layer.name]
     assert len(helpers) == 2  # reused, not duplicated
     assert again.controller.points_layer is clicks
-    np.testing.assert_array_equal(again.controller.preview_layer.data > 0, disk((40, 40), 10, 10) | disk((40, 40), 20, 20))
+    np.testing.assert_array_equal(
+        again.controller.preview_layer.data > 0, disk((40, 40), 10, 10) | disk((40, 40), 20, 20)
+    )
     again.controller.commit()
     assert len([layer for layer in viewer.layers if layer.name == "cells labels"]) == 1
     # closed with no clicks left: the empty helper layers go with it
@@ -156,7 +166,9 @@ def test_no_slivers_and_clean_paint_over(make_napari_viewer):
     controller.update(overwrite=True)
     assert controller.commit()
     assert not (labels.data == 4).any()  # the thin ring label 4's boundary left joined the new object
-    assert (labels.data == 5).sum() == (existing == 4).sum() + (disk((60, 60), 30, 31) & (existing == 0)).sum()
+    assert (labels.data == 5).sum() == (existing == 4).sum() + (
+        disk((60, 60), 30, 31) & (existing == 0)
+    ).sum()
 
 
 def test_hidden_clicks_layer_takes_no_clicks(make_napari_viewer):

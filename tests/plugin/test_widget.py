@@ -22,8 +22,13 @@ def fake_cache():
 
 
 def make_widget(viewer, tmp_path, runner=None, factory=DiskSegmenter, cache=None):
-    widget = FCFIWidget(viewer, model_cache=cache or fake_cache(), segmenter_factory=factory,
-                        runner=runner or ImmediateRunner(), journal_root=tmp_path / "journals")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=cache or fake_cache(),
+        segmenter_factory=factory,
+        runner=runner or ImmediateRunner(),
+        journal_root=tmp_path / "journals",
+    )
     viewer.window.add_dock_widget(widget, name="FCFI", area="right")
     return widget
 
@@ -141,14 +146,21 @@ def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_t
     image = np.random.default_rng(0).random((48, 56)).astype(np.float32)
     viewer.add_image(image)
     runner = ThreadedRunner()
-    widget = make_widget(viewer, tmp_path, runner=runner, cache=cache,
-                         factory=lambda model: InteractiveSegmenter(model, input_size=64))
+    widget = make_widget(
+        viewer,
+        tmp_path,
+        runner=runner,
+        cache=cache,
+        factory=lambda model: InteractiveSegmenter(model, input_size=64),
+    )
     controller = widget.controller
     controller.update(model_source=path)
     controller.add_click_world((20, 25), True)
     controller.add_click_world((30, 30), False)
     obj = controller.current_object()
-    qtbot.waitUntil(lambda: obj.probability is not None and len(controller.predictor._newest) == 0, timeout=60000)
+    qtbot.waitUntil(
+        lambda: obj.probability is not None and len(controller.predictor._newest) == 0, timeout=60000
+    )
     np.testing.assert_array_equal(controller.preview_layer.data > 0, obj.mask)
     # an untrained net predicts a nearly flat map: cut at its median for a real, partial object
     threshold = float(np.median(obj.probability.values))
@@ -171,8 +183,9 @@ def test_real_engine_in_worker_thread(make_napari_viewer, qtbot, tmp_path, one_t
     runner.shutdown()
 
 
-def test_widget_commits_replay_identically_with_fcfi_segment(make_napari_viewer, tmp_path, monkeypatch,
-                                                            one_torch_thread):
+def test_widget_commits_replay_identically_with_fcfi_segment(
+    make_napari_viewer, tmp_path, monkeypatch, one_torch_thread
+):
     """A stack with a channel axis, overlapping objects, paint-over, an edit and a propagation: what the
     widget committed is exactly what ``fcfi segment`` makes of the saved click log. The network is a
     deterministic stand-in (bright pixels near the clicks) so that every step does something visible."""
@@ -191,7 +204,9 @@ def test_widget_commits_replay_identically_with_fcfi_segment(make_napari_viewer,
     viewer = make_napari_viewer()
     layer = viewer.add_image(image)
     settings = {"input_size": 64, "focus_growth_steps": 0}
-    widget = make_widget(viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings))
+    widget = make_widget(
+        viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings)
+    )
     controller = widget.controller
     controller.engine_settings.update(settings)  # what the click log records for replay
     controller.set_image_layer(layer, channel_axis=0, channel=None)
@@ -216,12 +231,27 @@ def test_widget_commits_replay_identically_with_fcfi_segment(make_napari_viewer,
     controller.add_click_world((0, 3, 30, 30), False)  # correct the start slice after propagating
     assert controller.commit()
     labels = controller.labels_layer.data.copy()
-    assert set(np.unique(labels[1])) == {0, 1, 2, 3} and labels[3].any() and labels[4].any() and labels[5].any()
+    assert (
+        set(np.unique(labels[1])) == {0, 1, 2, 3} and labels[3].any() and labels[4].any() and labels[5].any()
+    )
 
     log_path = widget.save_click_log(tmp_path / "stack_clicks.csv")
     tifffile.imwrite(tmp_path / "stack.tif", image)
-    assert main(["segment", str(tmp_path / "stack.tif"), "--clicks", str(log_path), "--out",
-                 str(tmp_path / "replayed.tif"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "stack.tif"),
+                "--clicks",
+                str(log_path),
+                "--out",
+                str(tmp_path / "replayed.tif"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     replayed = tifffile.imread(tmp_path / "replayed.tif")
     assert replayed.dtype == labels.dtype
     np.testing.assert_array_equal(replayed, labels)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers.qt_mouse import click as qt_click
-from helpers.standins import DiskSegmenter
 from plugin.test_widget import fake_cache, make_widget
 from qtpy.QtCore import QPoint
 from qtpy.QtWidgets import QApplication, QScrollArea
 
+from helpers.qt_mouse import click as qt_click
+from helpers.standins import DiskSegmenter
 from napari_fcfi.plugin.models import DEFAULT_MODEL
 from napari_fcfi.plugin.widget import FCFIWidget, guess_channels
 
@@ -93,8 +93,9 @@ def test_click_with_the_labels_layer_selected_says_where_it_went(make_napari_vie
 def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((3, 40, 50), np.float32), name="cyx")
-    widget = FCFIWidget(viewer, model_cache=fake_cache(), segmenter_factory=DiskSegmenter,
-                        journal_root=tmp_path / "j")
+    widget = FCFIWidget(
+        viewer, model_cache=fake_cache(), segmenter_factory=DiskSegmenter, journal_root=tmp_path / "j"
+    )
     assert widget.channel_menu.value == (0, None)
     assert widget.controller.geometry.label_shape == (40, 50)
     assert "axis 0 taken as 3 channels" in widget.status.value and "grayscale" in widget.status.value
@@ -103,7 +104,9 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path
 
     stack = viewer.add_image(np.zeros((12, 40, 50), np.float32), name="zyx")
     assert guess_channels(stack) == ((None, None), "")
-    named = viewer.add_image(np.zeros((3, 40, 50), np.float32), name="short stack", axis_labels=("z", "y", "x"))
+    named = viewer.add_image(
+        np.zeros((3, 40, 50), np.float32), name="short stack", axis_labels=("z", "y", "x")
+    )
     assert guess_channels(named)[0] == (None, None)
     tagged = viewer.add_image(np.zeros((6, 40, 50), np.float32), name="six", metadata={"axes": "CYX"})
     assert guess_channels(tagged) == ((0, None), "axis 0 is named 'c'")

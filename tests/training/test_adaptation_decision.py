@@ -40,7 +40,9 @@ def test_advice_says_what_was_measured_and_what_to_do():
     few = _advice(False, [1.0, 2.0, 1.0], paired_confidence([1, 2, 1]), 0.25)
     assert "3 held-back objects" in few and "88 %" in few and "90 % needed" in few
     assert "annotate about 4 more objects" in few  # one more held-back object = 4 more committed at 25 %
-    capped = _advice(False, [1.0, -1.0, 2.0] * 10, paired_confidence([1.0, -1.0, 2.0] * 10), 0.25, capped=True)
+    capped = _advice(
+        False, [1.0, -1.0, 2.0] * 10, paired_confidence([1.0, -1.0, 2.0] * 10), 0.25, capped=True
+    )
     assert "adapting for longer" in capped and "annotate" not in capped  # more objects would not be checked
     worse = _advice(False, [-1.0, 0.0, -2.0], 0.0, 0.25)
     assert "No gain measured" in worse
@@ -49,6 +51,16 @@ def test_advice_says_what_was_measured_and_what_to_do():
 
 
 def test_check_defaults_stay_compatible():
-    check = AdaptationCheck(keep=False, objects=0, max_clicks=20, base={}, adapted={}, base_clicks=math.nan,
-                            adapted_clicks=math.nan, change_percent=math.nan, seconds=0.0, cancelled=True)
+    check = AdaptationCheck(
+        keep=False,
+        objects=0,
+        max_clicks=20,
+        base={},
+        adapted={},
+        base_clicks=math.nan,
+        adapted_clicks=math.nan,
+        change_percent=math.nan,
+        seconds=0.0,
+        cancelled=True,
+    )
     assert check.required_confidence == KEEP_CONFIDENCE and check.advice == "" and check.clicks_saved == []

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def base(tiny_fcfi_net):
     """The tiny random FCFI with a 64 px working size (so crops are 64 px), as load_model would give it."""
     net = copy.deepcopy(tiny_fcfi_net).eval().requires_grad_(False)
-    net.fcfi_metadata = {"name": "tiny", "input_size": 64, "path": "/nowhere/tiny.safetensors",
-                         "format": "napari-fcfi", "format_version": 1, "config": net.config}
+    net.fcfi_metadata = {
+        "name": "tiny",
+        "input_size": 64,
+        "path": "/nowhere/tiny.safetensors",
+        "format": "napari-fcfi",
+        "format_version": 1,
+        "config": net.config,
+    }
     return net
 
 
@@ -194,8 +200,9 @@ def test_trainer_without_out_dir_writes_nothing(base, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sampler = TrainingSampler(prepare_objects(*_toy(1)), crop_size=48, seed=0)
     net = copy.deepcopy(base).requires_grad_(True)
-    trainer = Trainer(net, sampler, None, TrainConfig(steps=2, batch_size=2, prefetch=False, val_every=0),
-                      progress=False)
+    trainer = Trainer(
+        net, sampler, None, TrainConfig(steps=2, batch_size=2, prefetch=False, val_every=0), progress=False
+    )
     assert trainer.fit()["step"] == 2 and not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="out_dir=None"):
         trainer.save("last.pt")
@@ -223,8 +230,22 @@ def test_cli_adapts_on_an_instance_folder(base_file, tmp_path, capsys):
         imsave(folder / f"im{index}_image.png", np.clip(image, 0, 255).astype(np.uint8), check_contrast=False)
         tifffile.imwrite(folder / f"im{index}_labels.tif", label)
     out = tmp_path / "adapted.safetensors"
-    code = main(["finetune", "--images", str(folder), "--base", str(base_file), "--out", str(out), "--steps", "2",
-                 "--device", "cpu", "--always-write"])
+    code = main(
+        [
+            "finetune",
+            "--images",
+            str(folder),
+            "--base",
+            str(base_file),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--always-write",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "held-back check" in text and out.exists() and out.with_suffix(".md").exists()
@@ -242,8 +263,21 @@ def test_cli_adapts_on_a_tiff_stack_and_refuses_bad_input(base_file, tmp_path, c
     tifffile.imwrite(tmp_path / "stack_image.tif", np.stack([images[0], images[0]]))
     tifffile.imwrite(tmp_path / "stack_labels.tif", np.stack(labels))
     out = tmp_path / "stack.safetensors"
-    args = ["finetune", "--images", str(tmp_path / "stack_image.tif"), "--base", str(base_file), "--out", str(out),
-            "--steps", "1", "--hold-back", "0", "--device", "cpu"]
+    args = [
+        "finetune",
+        "--images",
+        str(tmp_path / "stack_image.tif"),
+        "--base",
+        str(base_file),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--hold-back",
+        "0",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--labels", str(tmp_path / "stack_labels.tif")]) == 0 and out.exists()
     assert main(args) == 2 and "--labels" in capsys.readouterr().err
     tifffile.imwrite(tmp_path / "short_labels.tif", labels[0][None])

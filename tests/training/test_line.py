@@ -30,16 +30,27 @@ from napari_fcfi.training.line import (
     resume_point,
 )
 
-TINY_RECIPE = ["batch_size=2", "crop_size=48", "input_size=64", "warmup_steps=1", "val_every=3", "val_objects=2",
-               "synthetic_fraction=0.5", "synthetic_images=2"]
+TINY_RECIPE = [
+    "batch_size=2",
+    "crop_size=48",
+    "input_size=64",
+    "warmup_steps=1",
+    "val_every=3",
+    "val_objects=2",
+    "synthetic_fraction=0.5",
+    "synthetic_images=2",
+]
 
 
 @pytest.fixture
 def start_model(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     net = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True).eval()
-    return save_model(net, tmp_path / "start.safetensors", metadata={
-        "name": "start", "input_size": 64, "training": {"step": 10, "train_seconds": 600.0}})
+    return save_model(
+        net,
+        tmp_path / "start.safetensors",
+        metadata={"name": "start", "input_size": 64, "training": {"step": 10, "train_seconds": 600.0}},
+    )
 
 
 @pytest.fixture
@@ -47,22 +58,52 @@ def folder(tmp_path: Path) -> Path:
     folder = tmp_path / "folder"
     folder.mkdir()
     for index, item in enumerate(make_synthetic_pool(3, seed=0, shape=(96, 96))):
-        imsave(folder / f"im{index}_image.png", np.clip(item.image * 255, 0, 255).astype(np.uint8),
-               check_contrast=False)
+        imsave(
+            folder / f"im{index}_image.png",
+            np.clip(item.image * 255, 0, 255).astype(np.uint8),
+            check_contrast=False,
+        )
         tifffile.imwrite(folder / f"im{index}_labels.tif", item.labels.astype(np.int32))
     return folder
 
 
 def _train(line: Path, run: Path, *extra: str) -> int:
-    return main(["train", "--line", str(line), "--out", str(run), "--minutes", "5", "--device", "cpu",
-                 "--threads", "1", "--no-prefetch", "--no-progress", *extra])
+    return main(
+        [
+            "train",
+            "--line",
+            str(line),
+            "--out",
+            str(run),
+            "--minutes",
+            "5",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-prefetch",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_line_starts_continues_and_resumes_from_the_newer_state(tmp_path, start_model, folder, capsys):
     line, run = tmp_path / "line", tmp_path / "run"
     recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
-    code = _train(line, run, "--line-init", str(start_model), "--train-data", str(folder), "--val-data", str(folder),
-                  "--session-steps", "3", *recipe)
+    code = _train(
+        line,
+        run,
+        "--line-init",
+        str(start_model),
+        "--train-data",
+        str(folder),
+        "--val-data",
+        str(folder),
+        "--session-steps",
+        "3",
+        *recipe,
+    )
     assert code == 0, capsys.readouterr().err
     state = read_state(line)
     assert state["step"] == 13 and state["train_seconds"] > 600.0  # 10 earlier steps + 3; time carried on
@@ -108,8 +149,12 @@ def test_line_errors_are_clear(tmp_path, start_model, capsys):
 def test_commit_line_commits_only_the_line_folder(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     (repo / "training" / "line").mkdir(parents=True)
-    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                       "GIT_COMMITTER_EMAIL": "t@t"}.items():
+    for key, value in {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }.items():
         monkeypatch.setenv(key, value)
 
     def git(*args: str) -> str:
@@ -121,19 +166,47 @@ def test_commit_line_commits_only_the_line_folder(tmp_path, monkeypatch):
     (repo / "training" / "line" / "state.json").write_text("{}")
     assert commit_line(repo / "training" / "line", "training line: step 1") == "committed"
     assert git("show", "--name-only", "--format=%s", "HEAD").split() == [
-        "training", "line:", "step", "1", "training/line/state.json"]
+        "training",
+        "line:",
+        "step",
+        "1",
+        "training/line/state.json",
+    ]
     assert "A  other.txt" in git("status", "--short")  # the user's staged work is left as it was
 
 
 def test_gpu_script_continues_the_line_on_the_cpu_with_a_tiny_budget(tmp_path, start_model, folder):
     line = tmp_path / "line"
     recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
-    assert _train(line, tmp_path / "run", "--line-init", str(start_model), "--train-data", str(folder),
-                  "--session-steps", "1", *recipe) == 0
-    env = {**os.environ, "FCFI_DEVICE": "cpu", "FCFI_BATCH": "2", "FCFI_THREADS": "1",
-           "FCFI_EXTRA": "--session-steps 2 --no-prefetch", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "train_line_gpu.sh"), "1", str(tmp_path / "gpu-run"),
-                           str(line)], env=env, capture_output=True, text=True, timeout=300)
+    assert (
+        _train(
+            line,
+            tmp_path / "run",
+            "--line-init",
+            str(start_model),
+            "--train-data",
+            str(folder),
+            "--session-steps",
+            "1",
+            *recipe,
+        )
+        == 0
+    )
+    env = {
+        **os.environ,
+        "FCFI_DEVICE": "cpu",
+        "FCFI_BATCH": "2",
+        "FCFI_THREADS": "1",
+        "FCFI_EXTRA": "--session-steps 2 --no-prefetch",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "train_line_gpu.sh"), "1", str(tmp_path / "gpu-run"), str(line)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     state = read_state(line)
     assert state["step"] == 13 and state["sessions"][-1]["device"] == "cpu"
@@ -142,8 +215,10 @@ def test_gpu_script_continues_the_line_on_the_cpu_with_a_tiny_budget(tmp_path, s
 
 
 def _result(name: str, clicks: list[int], dataset: str = "set") -> EvalResult:
-    objects = [ObjectResult(f"o{i}", [0.5] * (n - 1) + [0.95] if n <= 20 else [0.5] * 20, [0.1] * min(n, 20))
-               for i, n in enumerate(clicks)]
+    objects = [
+        ObjectResult(f"o{i}", [0.5] * (n - 1) + [0.95] if n <= 20 else [0.5] * 20, [0.1] * min(n, 20))
+        for i, n in enumerate(clicks)
+    ]
     return EvalResult(name, dataset, 20, objects)
 
 
@@ -156,8 +231,10 @@ def test_paired_comparison_ships_only_a_measured_gain():
     assert not compare([_result("b", base)], [_result("c", noisy)])["ship"]
     # a gain on one set does not hide a measurable loss on the other
     worse = [n + 3 for n in base]
-    report = compare([_result("b", base, "A"), _result("b", base, "B")],
-                     [_result("c", [max(1, n - 6) for n in base], "A"), _result("c", worse, "B")])
+    report = compare(
+        [_result("b", base, "A"), _result("b", base, "B")],
+        [_result("c", [max(1, n - 6) for n in base], "A"), _result("c", worse, "B")],
+    )
     assert not report["ship"]
     row = paired_difference("x", {"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 1.0})
     assert row.difference == -0.5 and row.low <= row.difference <= row.high

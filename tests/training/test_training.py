@@ -231,8 +231,15 @@ def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False):
     items = _toy_items()
     sampler = TrainingSampler(items, crop_size=48, seed=seed, input_size=64)
     config = TrainConfig(
-        steps=steps, batch_size=4, lr=5e-3, warmup_steps=2, seed=seed, val_every=0, log_every=2,
-        checkpoint_minutes=1e9, prefetch=prefetch,
+        steps=steps,
+        batch_size=4,
+        lr=5e-3,
+        warmup_steps=2,
+        seed=seed,
+        val_every=0,
+        log_every=2,
+        checkpoint_minutes=1e9,
+        prefetch=prefetch,
     )
     return Trainer(ContractStandIn(), sampler, tmp_path / name, config, progress=False)
 
@@ -242,7 +249,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     trainer.config.max_extra_clicks = 0
     trainer.config.warmup_steps = 1
     # Train repeatedly on one batch: the loss must fall clearly.
-    trainer.sampler.batch = (lambda original: (lambda step, bs: original(0, bs)))(trainer.sampler.batch)
+    trainer.sampler.batch = (lambda original: lambda step, bs: original(0, bs))(trainer.sampler.batch)
     losses = [trainer.train_step(step)["loss"] for step in range(50)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
@@ -314,7 +321,9 @@ def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_p
     image = torch.rand(2, 4, 64, 64)
     out = net(image, points_tensor(sets), newest_click_tensor(sets), 1.0, is_training=True)
     assert out["instances"].shape == (2, 1, 64, 64)
-    expected = F.interpolate(image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True)
+    expected = F.interpolate(
+        image[:, 3:], size=out["updated_feedback2"].shape[-2:], mode="bilinear", align_corners=True
+    )
     if not use_cffm and not use_ffcm:
         assert torch.allclose(out["updated_feedback2"], expected)  # both off: feedback passes through
     if not use_ffcm:
@@ -322,11 +331,22 @@ def test_ablation_variants_keep_the_contract_and_round_trip_through_export(tmp_p
 
     # One real training step with the switched-off losses dropped, then export and reload.
     sampler = TrainingSampler(_toy_items(2), crop_size=48, seed=0)
-    weights = LossWeights(feedback1=LossWeights.feedback1 if use_ffcm else 0.0,
-                          feedback2=LossWeights.feedback2 if use_cffm else 0.0)
-    train_config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False,
-                               checkpoint_minutes=1e9, loss_weights=asdict(weights))
-    trainer = Trainer(net, sampler, tmp_path / "run", train_config, progress=False, run_info={"input_size": 64})
+    weights = LossWeights(
+        feedback1=LossWeights.feedback1 if use_ffcm else 0.0,
+        feedback2=LossWeights.feedback2 if use_cffm else 0.0,
+    )
+    train_config = TrainConfig(
+        steps=1,
+        batch_size=2,
+        warmup_steps=1,
+        val_every=0,
+        prefetch=False,
+        checkpoint_minutes=1e9,
+        loss_weights=asdict(weights),
+    )
+    trainer = Trainer(
+        net, sampler, tmp_path / "run", train_config, progress=False, run_info={"input_size": 64}
+    )
     assert trainer.fit()["step"] == 1
     path = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "ablation.safetensors", name="ablation")
     loaded = load_model(path, device="cpu")
@@ -354,7 +374,9 @@ def test_export_writes_a_loadable_safetensors_model(tmp_path):
 
     torch.manual_seed(0)
     sampler = TrainingSampler(_toy_items(2), crop_size=48, seed=0)
-    config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False, checkpoint_minutes=1e9)
+    config = TrainConfig(
+        steps=1, batch_size=2, warmup_steps=1, val_every=0, prefetch=False, checkpoint_minutes=1e9
+    )
     net = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True)
     trainer = Trainer(net, sampler, tmp_path / "run", config, progress=False, run_info={"input_size": 64})
     trainer.fit()
@@ -383,13 +405,18 @@ def test_modalities_are_recognised_and_balanced_sampling_favours_rare_ones():
     kinds = {"f": fluorescence, "b": brightfield, "s": stained, "g": gray_rgb}
     items = {k: make_labeled_image(v, labels, name=k) for k, v in kinds.items()}
     assert [image_modality(items[k]) for k in "fbsg"] == [
-        "dark background", "light background", "colour", "dark background"
+        "dark background",
+        "light background",
+        "colour",
+        "dark background",
     ]
 
     real = [items["f"]] * 16 + [items["s"]] * 4  # 80 % / 20 % of the images
     counts = {}
     for balance in (False, True):
-        sampler = TrainingSampler(real, synthetic_fraction=0.0, crop_size=32, seed=0, balance_modalities=balance)
+        sampler = TrainingSampler(
+            real, synthetic_fraction=0.0, crop_size=32, seed=0, balance_modalities=balance
+        )
         drawn = Counter(sampler.sample(step, 0).source for step in range(300))
         assert set(drawn) == {"real:f", "real:s"}
         counts[balance] = drawn["real:s"] / 300
@@ -445,20 +472,60 @@ def test_train_continues_from_a_shipped_model_and_carries_its_training_time(tmp_
 
     torch.manual_seed(0)
     start = FCFIHRNet(width=4, ocr_width=4, mid_ch=4, small=True).eval()
-    shipped = save_model(start, tmp_path / "shipped.safetensors", metadata={
-        "name": "shipped", "input_size": 64,
-        "training": {"step": 10, "train_seconds": 600.0, "initial_weights": {"kind": "ImageNet backbone"}},
-    })
+    shipped = save_model(
+        start,
+        tmp_path / "shipped.safetensors",
+        metadata={
+            "name": "shipped",
+            "input_size": 64,
+            "training": {
+                "step": 10,
+                "train_seconds": 600.0,
+                "initial_weights": {"kind": "ImageNet backbone"},
+            },
+        },
+    )
     folder = tmp_path / "folder"
     folder.mkdir()
     for index, item in enumerate(_toy_items(2)):
-        imsave(folder / f"im{index}_image.png", np.clip(item.image * 255, 0, 255).astype(np.uint8), check_contrast=False)
+        imsave(
+            folder / f"im{index}_image.png",
+            np.clip(item.image * 255, 0, 255).astype(np.uint8),
+            check_contrast=False,
+        )
         tifffile.imwrite(folder / f"im{index}_labels.tif", item.labels.astype(np.int32))
     run = tmp_path / "run"
-    code = main(["train", "--train-data", str(folder), "--out", str(run), "--init-from", str(shipped),
-                 "--steps", "1", "--batch-size", "2", "--crop-size", "48", "--input-size", "64", "--warmup-steps", "1",
-                 "--val-every", "0", "--synthetic-fraction", "0", "--device", "cpu", "--threads", "1", "--no-prefetch",
-                 "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--train-data",
+            str(folder),
+            "--out",
+            str(run),
+            "--init-from",
+            str(shipped),
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--crop-size",
+            "48",
+            "--input-size",
+            "64",
+            "--warmup-steps",
+            "1",
+            "--val-every",
+            "0",
+            "--synthetic-fraction",
+            "0",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-prefetch",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((run / "run_info.json").read_text())
     assert info["network"] == start.config and info["initial_weights"]["train_seconds_before"] == 600.0
@@ -469,9 +536,26 @@ def test_train_continues_from_a_shipped_model_and_carries_its_training_time(tmp_
     training = model.fcfi_metadata["training"]
     assert training["train_seconds_total"] == pytest.approx(600.0 + training["train_seconds"])
     # one step moved the weights away from the shipped ones, and the shipped file is unchanged
-    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
-    assert all(torch.equal(a, b) for a, b in zip(load_model(shipped, device="cpu").state_dict().values(),
-                                                  start.state_dict().values()))
-    assert main(["train", "--train-data", str(folder), "--out", str(tmp_path / "bad"), "--init-from",
-                 str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values())
+    )
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(load_model(shipped, device="cpu").state_dict().values(), start.state_dict().values())
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--train-data",
+                str(folder),
+                "--out",
+                str(tmp_path / "bad"),
+                "--init-from",
+                str(tmp_path / "missing.safetensors"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--init-from" in capsys.readouterr().err

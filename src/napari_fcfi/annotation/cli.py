@@ -35,19 +35,36 @@ import numpy as np
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file (TIFF, .npy, PNG, JPEG, ...)")
-    parser.add_argument("--clicks", type=Path, required=True, help="click-log CSV (object, [step,] [z,] row, col, positive)")
+    parser.add_argument(
+        "--clicks", type=Path, required=True, help="click-log CSV (object, [step,] [z,] row, col, positive)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output label TIFF")
-    parser.add_argument("--model", default=None,
-                        help="'default', a registered model name or a file path (default: the log's model, else 'default')")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="'default', a registered model name or a file path (default: the log's model, else 'default')",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--channel-axis", type=int, default=None, help="index of the channel axis, if any")
-    parser.add_argument("--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite")
-    parser.add_argument("--preset", choices=("microscopy", "paper"), default=None,
-                        help="engine protocol (default: the log's, else microscopy)")
+    parser.add_argument(
+        "--channel", type=int, nargs="+", default=None, help="channel index, or 2-3 indices for a composite"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("microscopy", "paper"),
+        default=None,
+        help="engine protocol (default: the log's, else microscopy)",
+    )
     parser.add_argument("--input-size", type=int, default=None, help="network working size (pixels)")
-    parser.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the log's, else 0.49)")
-    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=None,
-                        help="let objects paint over earlier labels (default: as recorded per object, else no)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="mask threshold (default: the log's, else 0.49)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let objects paint over earlier labels (default: as recorded per object, else no)",
+    )
 
 
 def image_geometry_for(image: Any, channel_axis: int | None, recorded: dict[str, Any]) -> Any:
@@ -67,7 +84,9 @@ def image_geometry_for(image: Any, channel_axis: int | None, recorded: dict[str,
         axis = channel_axis % len(shape)
         scale = None if scale is None else [*scale[:axis], 1.0, *scale[axis:]]
         translate = None if translate is None else [*translate[:axis], 0.0, *translate[axis:]]
-    return make_geometry(shape, channel_axis, rgb=rgb, scale=scale, translate=translate, leading_channels_only=False)
+    return make_geometry(
+        shape, channel_axis, rgb=rgb, scale=scale, translate=translate, leading_channels_only=False
+    )
 
 
 def _logged_model(log_path: Path, source: str | None) -> str:
@@ -110,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
             for record in log.records:
                 record.threshold = None
                 record.steps = [replace(step, threshold=None) for step in record.steps]
-        model = load_model(args.model or _logged_model(args.clicks, log.metadata.get("model")), device=args.device)
+        model = load_model(
+            args.model or _logged_model(args.clicks, log.metadata.get("model")), device=args.device
+        )
         settings: dict[str, Any] = {"preset": args.preset or recorded.get("preset") or "microscopy"}
         for key in ("input_size", "threshold", "focus_size", "min_window", "expansion_ratio"):
             value = getattr(args, key, None) if key in ("input_size", "threshold") else None
@@ -120,15 +141,21 @@ def run(args: argparse.Namespace) -> int:
         channel = recorded.get("channel") if args.channel is None else args.channel
         if isinstance(channel, list):
             channel = channel[0] if len(channel) == 1 else tuple(channel)
-        labels = replay_click_log(model, image, geometry, log, channel=channel, dtype=recorded.get("labels_dtype"),
-                                  **settings)
+        labels = replay_click_log(
+            model, image, geometry, log, channel=channel, dtype=recorded.get("labels_dtype"), **settings
+        )
     except (ValueError, FileNotFoundError, ModelDownloadError) as error:
         print(f"fcfi segment: error: {error}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    written = write_labels_tiff(str(args.out), labels, {"scale": geometry.scale, "translate": geometry.translate,
-                                                       "name": args.out.stem})
+    written = write_labels_tiff(
+        str(args.out),
+        labels,
+        {"scale": geometry.scale, "translate": geometry.translate, "name": args.out.stem},
+    )
     n_objects = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
-    print(f"wrote {written[0]}: shape {labels.shape}, {labels.dtype}, {n_objects} object(s) from "
-          f"{len(log.records)} committed object(s)")
+    print(
+        f"wrote {written[0]}: shape {labels.shape}, {labels.dtype}, {n_objects} object(s) from "
+        f"{len(log.records)} committed object(s)"
+    )
     return 0

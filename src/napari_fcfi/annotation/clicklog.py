@@ -148,7 +148,9 @@ class ClickLog:
             path = path.with_suffix(".csv")
         lengths = {len(step.slice_key) for record in self.records for step in record.steps}
         if len(lengths) > 1:
-            raise ValueError(f"click log mixes slices of {sorted(lengths)} stack axes; save one image per log")
+            raise ValueError(
+                f"click log mixes slices of {sorted(lengths)} stack axes; save one image per log"
+            )
         n_axes = lengths.pop() if lengths else len(self.axes or ())
         axes = self.axes if self.axes is not None else default_axes(n_axes)
         if len(axes) != n_axes:
@@ -156,8 +158,11 @@ class ClickLog:
         clash = set(axes) & set(RESERVED_COLUMNS)
         if clash:
             raise ValueError(f"axis names {sorted(clash)} clash with the log's own columns")
-        metadata = {**self.metadata, "axes": list(axes), "objects": [_record_json(i + 1, r) for i, r in
-                                                                      enumerate(self.records)]}
+        metadata = {
+            **self.metadata,
+            "axes": list(axes),
+            "objects": [_record_json(i + 1, r) for i, r in enumerate(self.records)],
+        }
         with path.open("w", newline="", encoding="utf-8") as handle:
             handle.write(MAGIC + "\n")
             handle.write("# metadata: " + json.dumps(metadata, sort_keys=True) + "\n")
@@ -167,8 +172,16 @@ class ClickLog:
                 for index, step in enumerate(record.steps):
                     if isinstance(step, ClicksStep):
                         for click in step.clicks:
-                            writer.writerow([number, index, *step.slice_key, _number(click.row), _number(click.col),
-                                             "true" if click.positive else "false"])
+                            writer.writerow(
+                                [
+                                    number,
+                                    index,
+                                    *step.slice_key,
+                                    _number(click.row),
+                                    _number(click.col),
+                                    "true" if click.positive else "false",
+                                ]
+                            )
         return path
 
     @classmethod
@@ -210,13 +223,25 @@ def _clear_errors(path: str | Path) -> Iterator[None]:
     except ClickLogError:
         raise
     except UnicodeDecodeError as error:
-        raise ClickLogError(f"{path}: not a UTF-8 text click log ({error.reason} at byte {error.start})") from None
+        raise ClickLogError(
+            f"{path}: not a UTF-8 text click log ({error.reason} at byte {error.start})"
+        ) from None
     except ValueError as error:  # our own messages name the file and line already
         raise ClickLogError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
-    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError, binascii.Error,
-            zlib.error) as error:
-        raise ClickLogError(f"{path}: the metadata line does not describe objects as a click log does "
-                            f"({type(error).__name__}: {error})") from None
+    except (
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        zlib.error,
+    ) as error:
+        raise ClickLogError(
+            f"{path}: the metadata line does not describe objects as a click log does "
+            f"({type(error).__name__}: {error})"
+        ) from None
 
 
 def read_log_metadata(path: str | Path) -> dict[str, Any]:
@@ -231,7 +256,7 @@ def _read_log_metadata(path: Path) -> dict[str, Any]:
             body = line.strip()
             if body.startswith("#") and body[1:].strip().startswith("metadata:"):
                 try:
-                    data = json.loads(body[1:].strip()[len("metadata:"):])
+                    data = json.loads(body[1:].strip()[len("metadata:") :])
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path}:{number}: metadata is not valid JSON ({error})") from None
                 return data if isinstance(data, dict) else {}
@@ -254,7 +279,11 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
     steps = []
     for step in record.steps:
         if isinstance(step, ClicksStep):
-            entry: dict[str, Any] = {"kind": "clicks", "slice": list(step.slice_key), "clicks": len(step.clicks)}
+            entry: dict[str, Any] = {
+                "kind": "clicks",
+                "slice": list(step.slice_key),
+                "clicks": len(step.clicks),
+            }
             if step.initial_mask is not None:
                 entry["initial_mask"] = encode_mask(step.initial_mask)
             if step.from_propagation:
@@ -264,15 +293,25 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
         elif isinstance(step, FillStep):
             entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
         else:
-            entry = {"kind": "propagate", "slice": list(step.slice_key), "axis": step.axis,
-                     "direction": step.direction, "max_slices": step.max_slices}
+            entry = {
+                "kind": "propagate",
+                "slice": list(step.slice_key),
+                "axis": step.axis,
+                "direction": step.direction,
+                "max_slices": step.max_slices,
+            }
             if step.through:
                 entry["through"] = step.through
         if getattr(step, "threshold", None) is not None:
             entry["threshold"] = float(step.threshold)
         steps.append(entry)
-    entry = {"object": number, "label_id": record.label_id, "edited": record.edited, "overwrite": record.overwrite,
-             "steps": steps}
+    entry = {
+        "object": number,
+        "label_id": record.label_id,
+        "edited": record.edited,
+        "overwrite": record.overwrite,
+        "steps": steps,
+    }
     if record.threshold is not None:
         entry["threshold"] = float(record.threshold)
     return entry
@@ -290,7 +329,7 @@ def _read_table(path: Path) -> tuple[dict[str, Any], list[str], list[tuple[int, 
                 body = stripped[1:].strip()
                 if body.startswith("metadata:"):
                     try:
-                        metadata = json.loads(body[len("metadata:"):])
+                        metadata = json.loads(body[len("metadata:") :])
                     except json.JSONDecodeError as error:
                         raise ValueError(f"{path}:{number}: metadata is not valid JSON ({error})") from None
                 continue
@@ -310,13 +349,18 @@ def _read_table(path: Path) -> tuple[dict[str, Any], list[str], list[tuple[int, 
     return metadata, header, rows
 
 
-def _parse_click(path: Path, number: int, row: dict[str, str], axes: tuple[str, ...]) -> tuple[SliceKey, Click]:
+def _parse_click(
+    path: Path, number: int, row: dict[str, str], axes: tuple[str, ...]
+) -> tuple[SliceKey, Click]:
     from napari_fcfi.engine.clicks import round_coordinate
 
     try:
         key = tuple(int(float(row[a])) for a in axes)
-        click = Click(round_coordinate(float(row["row"])), round_coordinate(float(row["col"])),
-                      parse_bool(row["positive"]))
+        click = Click(
+            round_coordinate(float(row["row"])),
+            round_coordinate(float(row["col"])),
+            parse_bool(row["positive"]),
+        )
     except ValueError as error:
         raise ValueError(f"{path}:{number}: {error}") from None
     return key, click
@@ -330,7 +374,9 @@ def _parse_object(text: str) -> int | str:
     return int(number) if number.is_integer() else text
 
 
-def _records_from_rows(path: Path, rows: list[tuple[int, dict[str, str]]], axes: tuple[str, ...]) -> list[ObjectRecord]:
+def _records_from_rows(
+    path: Path, rows: list[tuple[int, dict[str, str]]], axes: tuple[str, ...]
+) -> list[ObjectRecord]:
     """v1 / hand-written logs: one clicks step per (object, slice), label ids from the object values."""
     groups: OrderedDict[tuple[Any, SliceKey], list[Click]] = OrderedDict()
     for number, row in rows:
@@ -345,7 +391,10 @@ def _records_from_rows(path: Path, rows: list[tuple[int, dict[str, str]]], axes:
 
 
 def _records_from_metadata(
-    path: Path, objects: list[dict[str, Any]], rows: list[tuple[int, dict[str, str]]], axes: tuple[str, ...],
+    path: Path,
+    objects: list[dict[str, Any]],
+    rows: list[tuple[int, dict[str, str]]],
+    axes: tuple[str, ...],
     plane_shape: tuple[int, int] | None,
 ) -> list[ObjectRecord]:
     clicks: dict[tuple[int, int], list[Click]] = {}
@@ -363,24 +412,48 @@ def _records_from_metadata(
             key = tuple(int(v) for v in step["slice"])
             threshold = _threshold(path, number, step.get("threshold"))
             if step["kind"] == "propagate":
-                steps.append(PropagateStep(key, int(step.get("axis", 0)), step.get("direction", "both"),
-                                           step.get("max_slices"), through=int(step.get("through", 0)),
-                                           threshold=threshold))
+                steps.append(
+                    PropagateStep(
+                        key,
+                        int(step.get("axis", 0)),
+                        step.get("direction", "both"),
+                        step.get("max_slices"),
+                        through=int(step.get("through", 0)),
+                        threshold=threshold,
+                    )
+                )
                 continue
             if step["kind"] == "fill":
-                steps.append(FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0)), threshold))
+                steps.append(
+                    FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0)), threshold)
+                )
                 continue
             initial = step.get("initial_mask")
             if initial is not None:
                 if plane_shape is None:
-                    raise ValueError(f"{path}: object {number} starts from a mask; the image shape is needed to read it")
+                    raise ValueError(
+                        f"{path}: object {number} starts from a mask; the image shape is needed to read it"
+                    )
                 initial = decode_mask(initial, plane_shape)
-            steps.append(ClicksStep(key, tuple(clicks.get((number, index), ())), initial,
-                                    step.get("initial") == "propagated", threshold=threshold,
-                                    from_segment_all=step.get("initial") == "segment-all"))
-        records.append(ObjectRecord(int(entry["label_id"]), steps, bool(entry.get("edited", False)),
-                                    bool(entry.get("overwrite", False)),
-                                    _threshold(path, number, entry.get("threshold"))))
+            steps.append(
+                ClicksStep(
+                    key,
+                    tuple(clicks.get((number, index), ())),
+                    initial,
+                    step.get("initial") == "propagated",
+                    threshold=threshold,
+                    from_segment_all=step.get("initial") == "segment-all",
+                )
+            )
+        records.append(
+            ObjectRecord(
+                int(entry["label_id"]),
+                steps,
+                bool(entry.get("edited", False)),
+                bool(entry.get("overwrite", False)),
+                _threshold(path, number, entry.get("threshold")),
+            )
+        )
     return records
 
 

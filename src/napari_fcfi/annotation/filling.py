@@ -94,7 +94,9 @@ def fill_slices(
             if should_stop is not None and should_stop():
                 return
             index = paths[source][step]
-            mask, confidence = propagate_step(segmenter, read_slice(index), previous[source], channel_axis, channel)
+            mask, confidence = propagate_step(
+                segmenter, read_slice(index), previous[source], channel_axis, channel
+            )
             if not mask.any():
                 alive[source] = False
                 continue
@@ -114,8 +116,9 @@ def fill_slices(
                 chosen, other, near = other, None, far
             if chosen is None:
                 continue  # neither chain reached this slice: nothing to fill
-            yield FilledSlice(index, chosen[0], near, chosen[1],
-                              _iou(chosen[0], other[0] if other is not None else None))
+            yield FilledSlice(
+                index, chosen[0], near, chosen[1], _iou(chosen[0], other[0] if other is not None else None)
+            )
 
 
 def fill_between(
@@ -149,15 +152,29 @@ def fill_between(
             raise ValueError(f"{name} {index} is outside the {size} slices of axis {axis}")
         mask = np.asarray(mask)
         if mask.shape != plane_shape:
-            raise ValueError(f"the mask on slice {index} has shape {mask.shape}, the slices are {plane_shape}")
+            raise ValueError(
+                f"the mask on slice {index} has shape {mask.shape}, the slices are {plane_shape}"
+            )
         if not mask.astype(bool).any():
             raise ValueError(f"the mask on slice {index} is empty: annotate the object there first")
         masks.append(mask.astype(bool))
     if int(index_a) == int(index_b):
         raise ValueError("fill between needs two different slices")
     segmenter = InteractiveSegmenter(model, **settings)
-    return FillResult(list(fill_slices(segmenter, read, int(index_a), masks[0], int(index_b), masks[1],
-                                       channel_axis=channel_axis, channel=channel)))
+    return FillResult(
+        list(
+            fill_slices(
+                segmenter,
+                read,
+                int(index_a),
+                masks[0],
+                int(index_b),
+                masks[1],
+                channel_axis=channel_axis,
+                channel=channel,
+            )
+        )
+    )
 
 
 __all__ = ["REVIEW_AGREEMENT", "FillResult", "FilledSlice", "fill_between", "fill_slices"]

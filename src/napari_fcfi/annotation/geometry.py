@@ -18,6 +18,7 @@ import numpy as np
 
 SliceKey = tuple[int, ...]
 
+
 @dataclass(frozen=True)
 class ImageGeometry:
     """How an image array maps onto the label grid and its 2D slices.
@@ -178,5 +179,7 @@ def union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> t
     boxes = [box for box in (a, b) if box is not None]
     if not boxes:
         return None
-    return (slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
-            slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)))
+    return (
+        slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
+        slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)),
+    )

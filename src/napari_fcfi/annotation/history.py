@@ -36,7 +36,7 @@ class Action:
         return sorted(set(self.before) | set(self.after))
 
     def where(self, on_screen: SliceKey | None) -> str:
-        """" on slice (k,)" when the action changed no slice on screen (a stack's other slice), else ""."""
+        """ " on slice (k,)" when the action changed no slice on screen (a stack's other slice), else ""."""
         keys = self.keys
         if not keys or on_screen in keys or not keys[0]:
             return ""
@@ -104,8 +104,12 @@ class ActionHistory:
                 stack = self.objects.groups[group]
                 into[group] = StackObject(stack.ident, list(stack.steps))
 
-    def _restore(self, slices: dict[SliceKey, SliceObject | None], groups: dict[int, StackObject],
-                 other_groups: dict[int, StackObject]) -> None:
+    def _restore(
+        self,
+        slices: dict[SliceKey, SliceObject | None],
+        groups: dict[int, StackObject],
+        other_groups: dict[int, StackObject],
+    ) -> None:
         for key, saved in slices.items():
             if saved is None:
                 self.objects.slices.pop(key, None)

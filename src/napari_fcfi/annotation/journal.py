@@ -72,8 +72,15 @@ def image_fingerprint(data: Any, name: str = "", source_path: str | None = None)
     Only a few strided slices are read, so lazy stacks are not loaded whole.
     """
     digest = hashlib.sha256()
-    digest.update(json.dumps({"shape": list(map(int, data.shape)), "dtype": str(np.dtype(data.dtype)),
-                              "path": source_path or ""}).encode())
+    digest.update(
+        json.dumps(
+            {
+                "shape": list(map(int, data.shape)),
+                "dtype": str(np.dtype(data.dtype)),
+                "path": source_path or "",
+            }
+        ).encode()
+    )
     if not source_path:
         digest.update(name.encode())
     shape = tuple(int(s) for s in data.shape)
@@ -122,10 +129,12 @@ class JournalScan:
             parts.append(f"{counts['undo']} undo(s), {counts['redo']} redo(s)")
         started = self.info.get("created")
         since = _when(started) if isinstance(started, (int, float)) else "unknown"
-        return [f"{str(self.info.get('labels_name', 'labels'))!r} of {str(self.info.get('image_name', 'an image'))!r}",
-                ", ".join(parts),
-                f"{self.intact} entries intact, {self.damaged} damaged" + (" (skipped)" if self.damaged else ""),
-                f"started {since}, last change {_when(self.last_time) if self.last_time else 'unknown'}"]
+        return [
+            f"{str(self.info.get('labels_name', 'labels'))!r} of {str(self.info.get('image_name', 'an image'))!r}",
+            ", ".join(parts),
+            f"{self.intact} entries intact, {self.damaged} damaged" + (" (skipped)" if self.damaged else ""),
+            f"started {since}, last change {_when(self.last_time) if self.last_time else 'unknown'}",
+        ]
 
     def summary(self) -> str:
         return "; ".join(self.summary_lines())
@@ -159,8 +168,14 @@ class LabelsJournal:
         journal_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         journal = cls(base / fingerprint / journal_id)
         journal.folder.mkdir(parents=True)
-        header = {**info, "format": FORMAT, "fingerprint": fingerprint, "journal_id": journal_id,
-                  "created": time.time(), "pid": os.getpid()}
+        header = {
+            **info,
+            "format": FORMAT,
+            "fingerprint": fingerprint,
+            "journal_id": journal_id,
+            "created": time.time(),
+            "pid": os.getpid(),
+        }
         _atomic_write(journal.folder / HEADER, json.dumps(header, indent=1).encode())
         return journal
 
@@ -232,7 +247,9 @@ class LabelsJournal:
             info["dtype"] = str(changes[-1].dtype)
         return JournalScan(info, changes, problems, damaged)
 
-    def restore(self, shape: tuple[int, ...] | None = None, dtype: Any = None) -> tuple[np.ndarray, JournalScan]:
+    def restore(
+        self, shape: tuple[int, ...] | None = None, dtype: Any = None
+    ) -> tuple[np.ndarray, JournalScan]:
         """Replay the intact entries onto a fresh array; returns it and the scan (its problems warned).
 
         ``shape``/``dtype`` (the image's label grid) are used where the journal does not say them and
@@ -243,11 +260,14 @@ class LabelsJournal:
         known = info.get("label_shape")
         if isinstance(known, list) and all(isinstance(v, int) and v > 0 for v in known):
             if shape is not None and tuple(known) != tuple(shape):
-                raise JournalError(f"{self.folder}: the journal is for labels of shape {tuple(known)}, "
-                                   f"not {tuple(shape)}")
+                raise JournalError(
+                    f"{self.folder}: the journal is for labels of shape {tuple(known)}, not {tuple(shape)}"
+                )
             shape = tuple(known)
         if shape is None:
-            raise JournalError(f"{self.folder}: the labels shape is unknown (header damaged); choose the image")
+            raise JournalError(
+                f"{self.folder}: the labels shape is unknown (header damaged); choose the image"
+            )
         try:
             dtype = np.dtype(info.get("dtype", dtype if dtype is not None else "uint32"))
         except TypeError:
@@ -321,7 +341,7 @@ def _apply(labels: np.ndarray, change: Change) -> None:
 
 
 def _log_number(path: Path) -> int:
-    digits = path.name[len(LOG_PREFIX):-len(LOG_SUFFIX)]
+    digits = path.name[len(LOG_PREFIX) : -len(LOG_SUFFIX)]
     return int(digits) if digits.isdigit() else -1
 
 
@@ -343,12 +363,15 @@ def _read_v1_entry(path: Path) -> Change:
             label_id = int(data["label_id"])
             clicks = [(int(r), int(c), bool(p)) for r, c, p in data["clicks"].reshape(-1, 3)]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise JournalError(f"{path}: not a readable journal entry ({type(error).__name__}: {error})") from None
+        raise JournalError(
+            f"{path}: not a readable journal entry ({type(error).__name__}: {error})"
+        ) from None
     if values.shape != changed.shape or values.dtype.kind not in "iu":
         raise JournalError(f"{path}: values of shape {values.shape} do not fit the region")
     box = tuple((k, k + 1) for k in key) + ((r0, r1), (c0, c1))
-    change = Change("commit", box, values.dtype, str(path), label_id=label_id, clicks=clicks,
-                    time=path.stat().st_mtime)
+    change = Change(
+        "commit", box, values.dtype, str(path), label_id=label_id, clicks=clicks, time=path.stat().st_mtime
+    )
     shape = tuple(b - a for a, b in box)
     change._arrays = (values.reshape(shape), changed.reshape(shape))
     return change
@@ -390,5 +413,17 @@ def find_journals(root: str | Path | None = None) -> list[LabelsJournal]:
     return [j for p in sorted(base.iterdir()) if p.is_dir() for j in journals_for_image(p.name, base)]
 
 
-__all__ = ["FORMAT", "Change", "JournalError", "JournalScan", "JournalWarning", "LabelsJournal", "base_record",
-           "change_record", "find_journals", "image_fingerprint", "journals_for_image", "recovery_root"]
+__all__ = [
+    "FORMAT",
+    "Change",
+    "JournalError",
+    "JournalScan",
+    "JournalWarning",
+    "LabelsJournal",
+    "base_record",
+    "change_record",
+    "find_journals",
+    "image_fingerprint",
+    "journals_for_image",
+    "recovery_root",
+]

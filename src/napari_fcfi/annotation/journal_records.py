@@ -65,8 +65,9 @@ class Change:
             if self.fill is not None:
                 values = np.full(self.shape, self.fill, dtype=self.dtype)
             else:
-                values = np.frombuffer(_inflate(values_blob, size * self.dtype.itemsize, self.where),
-                                       dtype=self.dtype).reshape(self.shape)
+                values = np.frombuffer(
+                    _inflate(values_blob, size * self.dtype.itemsize, self.where), dtype=self.dtype
+                ).reshape(self.shape)
             changed = None
             if changed_blob is not None:
                 bits = np.frombuffer(_inflate(changed_blob, (size + 7) // 8, self.where), np.uint8)
@@ -83,12 +84,24 @@ def encode_record(meta: dict[str, Any], blobs: list[bytes] = ()) -> bytes:
     return _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def change_record(kind: str, box: tuple[tuple[int, int], ...], values: np.ndarray, changed: np.ndarray | None = None,
-                  *, label_id: int | None = None, clicks: Any = (), shape: Any = None) -> bytes:
+def change_record(
+    kind: str,
+    box: tuple[tuple[int, int], ...],
+    values: np.ndarray,
+    changed: np.ndarray | None = None,
+    *,
+    label_id: int | None = None,
+    clicks: Any = (),
+    shape: Any = None,
+) -> bytes:
     """The record of one change (``values`` has the box's shape; ``changed`` None means every pixel)."""
     values = np.asarray(values)
-    meta: dict[str, Any] = {"kind": kind, "box": [[int(a), int(b)] for a, b in box],
-                            "dtype": values.dtype.newbyteorder("<").str, "time": time.time()}
+    meta: dict[str, Any] = {
+        "kind": kind,
+        "box": [[int(a), int(b)] for a, b in box],
+        "dtype": values.dtype.newbyteorder("<").str,
+        "time": time.time(),
+    }
     if shape is not None:
         meta["shape"] = [int(s) for s in shape]
     if label_id is not None:
@@ -134,7 +147,7 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
         raise JournalError(f"{where}: record too short")
     (length,) = _META.unpack_from(payload)
     try:
-        meta = json.loads(payload[_META.size:_META.size + length].decode("utf-8"))
+        meta = json.loads(payload[_META.size : _META.size + length].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise JournalError(f"{where}: record description is not valid JSON ({error})") from None
     if not isinstance(meta, dict):
@@ -166,7 +179,7 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
         raise JournalError(f"{where}: data lengths {sizes} do not match the record")
     blobs, offset = [], _META.size + length
     for size in sizes:
-        blobs.append(payload[offset:offset + size])
+        blobs.append(payload[offset : offset + size])
         offset += size
 
     def blob(name: str) -> bytes | None:
@@ -196,9 +209,17 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
     if any(len(c) != 3 for c in clicks):
         raise JournalError(f"{where}: a click must be [row, col, positive]")
     stamp = meta.get("time", 0.0)
-    return Change(kind, box, dtype, where, label_id=label_id, clicks=[(r, c, bool(p)) for r, c, p in clicks],
-                  time=float(stamp) if isinstance(stamp, (int, float)) else 0.0, fill=fill,
-                  _blobs=(blob("values"), blob("changed")))
+    return Change(
+        kind,
+        box,
+        dtype,
+        where,
+        label_id=label_id,
+        clicks=[(r, c, bool(p)) for r, c, p in clicks],
+        time=float(stamp) if isinstance(stamp, (int, float)) else 0.0,
+        fill=fill,
+        _blobs=(blob("values"), blob("changed")),
+    )
 
 
 def read_records(data: bytes, name: str) -> tuple[list[Change | dict[str, Any]], list[str]]:
@@ -208,10 +229,10 @@ def read_records(data: bytes, name: str) -> tuple[list[Change | dict[str, Any]],
     position = 0
     while position < len(data):
         where = f"{name} at byte {position}"
-        if data[position:position + len(MAGIC)] == MAGIC and position + _FRAME.size <= len(data):
+        if data[position : position + len(MAGIC)] == MAGIC and position + _FRAME.size <= len(data):
             _, length, checksum = _FRAME.unpack_from(data, position)
             end = position + _FRAME.size + length
-            payload = data[position + _FRAME.size:end]
+            payload = data[position + _FRAME.size : end]
             if end <= len(data) and zlib.crc32(payload) == checksum:
                 try:
                     records.append(decode_record(payload, where))
@@ -221,7 +242,9 @@ def read_records(data: bytes, name: str) -> tuple[list[Change | dict[str, Any]],
                 continue
         following = data.find(MAGIC, position + 1)
         if following < 0:
-            problems.append(f"damaged or cut-off entry skipped: {where} ({len(data) - position} bytes to the end)")
+            problems.append(
+                f"damaged or cut-off entry skipped: {where} ({len(data) - position} bytes to the end)"
+            )
             break
         problems.append(f"damaged entry skipped: {where} ({following - position} bytes)")
         position = following
@@ -234,5 +257,14 @@ def base_record(labels: np.ndarray) -> bytes:
     return change_record("base", tuple((0, n) for n in labels.shape), labels, shape=labels.shape)
 
 
-__all__ = ["CHANGE_KINDS", "Change", "JournalError", "JournalWarning", "base_record", "change_record",
-           "decode_record", "encode_record", "read_records"]
+__all__ = [
+    "CHANGE_KINDS",
+    "Change",
+    "JournalError",
+    "JournalWarning",
+    "base_record",
+    "change_record",
+    "decode_record",
+    "encode_record",
+    "read_records",
+]

@@ -91,10 +91,14 @@ def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on damaged bytes
-        raise LabelsFileError(f"{path}: not a readable labels TIFF ({type(error).__name__}: {error})") from None
+        raise LabelsFileError(
+            f"{path}: not a readable labels TIFF ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "biu" or data.ndim < 2:
-        raise LabelsFileError(f"{path}: holds {getattr(data, 'dtype', '?')} data of shape {getattr(data, 'shape', '?')},"
-                              " not integer labels of 2 or more axes")
+        raise LabelsFileError(
+            f"{path}: holds {getattr(data, 'dtype', '?')} data of shape {getattr(data, 'shape', '?')},"
+            " not integer labels of 2 or more axes"
+        )
     return data, meta
 
 

@@ -50,8 +50,13 @@ class SliceObject:
         """Something would be committed from this slice (clicks, an edit or a propagated mask)."""
         return bool(self.clicks) or self.initial_mask is not None or self.edit_label is not None
 
-    def restart(self, initial_mask: np.ndarray | None = None, from_propagation: bool = False,
-                edit_label: int | None = None, from_segment_all: bool = False) -> None:
+    def restart(
+        self,
+        initial_mask: np.ndarray | None = None,
+        from_propagation: bool = False,
+        edit_label: int | None = None,
+        from_segment_all: bool = False,
+    ) -> None:
         """Forget clicks and prediction; start from ``initial_mask`` (or nothing)."""
         self.clicks = ()
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
@@ -64,8 +69,13 @@ class SliceObject:
 
     def clicks_step(self) -> ClicksStep:
         initial = None if self.from_propagation else self.initial_mask
-        return ClicksStep(self.key, self.clicks, initial, self.from_propagation,
-                          self.from_segment_all and initial is not None)
+        return ClicksStep(
+            self.key,
+            self.clicks,
+            initial,
+            self.from_propagation,
+            self.from_segment_all and initial is not None,
+        )
 
 
 @dataclass
@@ -105,8 +115,15 @@ class ObjectsInProgress:
             return [key]
         return sorted(k for k, s in self.slices.items() if s.group == group)
 
-    def begin_propagation(self, start: SliceKey, axis: int, direction: str, max_slices: int | None,
-                          through: int = 0, threshold: float | None = None) -> PropagationUndo:
+    def begin_propagation(
+        self,
+        start: SliceKey,
+        axis: int,
+        direction: str,
+        max_slices: int | None,
+        through: int = 0,
+        threshold: float | None = None,
+    ) -> PropagationUndo:
         """Start a propagation from ``start``: it joins the start slice's object, and the slices of that
         object beyond ``start`` in ``direction`` are dropped from it (the propagation replaces them, as
         replay does). Results arrive through :meth:`add_propagated`."""
@@ -119,14 +136,18 @@ class ObjectsInProgress:
         undo = PropagationUndo(origin.group, {})
         # The start mask and the propagated ones are made at ``threshold`` (recorded for an exact replay).
         group.steps.append(replace(origin.clicks_step(), threshold=threshold))
-        group.steps.append(PropagateStep(start, axis, direction, max_slices, through=through, threshold=threshold))
+        group.steps.append(
+            PropagateStep(start, axis, direction, max_slices, through=through, threshold=threshold)
+        )
         for key, member in list(self.slices.items()):
             if member.group == origin.group and key != start and _beyond(key, start, axis, direction):
                 undo.replaced[key] = member
                 self.slices[key] = SliceObject(key)  # not reached (yet): an empty slice again
         return undo
 
-    def begin_fill(self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None) -> PropagationUndo:
+    def begin_fill(
+        self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None
+    ) -> PropagationUndo:
         """Start filling the slices between ``key_a`` and ``key_b``: both join one object (``key_b``'s
         stack object, if it has another one, is merged in), the slices between are emptied (the fill
         replaces them). Results arrive through :meth:`add_propagated`. The caller records it as one
@@ -176,7 +197,9 @@ class ObjectsInProgress:
         return fresh
 
     # ------------------------------------------------------------------ commit
-    def record_for_commit(self, key: SliceKey, label_id: int, overwrite: bool) -> tuple[ObjectRecord, dict[SliceKey, np.ndarray]]:
+    def record_for_commit(
+        self, key: SliceKey, label_id: int, overwrite: bool
+    ) -> tuple[ObjectRecord, dict[SliceKey, np.ndarray]]:
         """The click-log record and the masks to paint for the object on ``key``."""
         members = self.members(key)
         origin = self.slices[key]

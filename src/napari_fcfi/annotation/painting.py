@@ -68,7 +68,7 @@ def check_label_free(data: Any, label_id: int, chunk: int = 1 << 24) -> int:
     array = np.asarray(data)
     flat = array.reshape(-1)  # a view for contiguous arrays; read in chunks to bound the temporary
     for start in range(0, flat.size, chunk):
-        if (flat[start:start + chunk] == label_id).any():
+        if (flat[start : start + chunk] == label_id).any():
             raise LabelIdError(
                 f"label {int(label_id)} already exists in the labels layer; a new object with it would merge two "
                 f"objects. Choose a free id (next free: {next_free_label(array)}) or edit label {int(label_id)} "
@@ -133,7 +133,9 @@ def paint_object(
     if area and painted < MIN_PAINTED_FRACTION * area:
         share = 100.0 * blocked / area
         return PaintResult(
-            plane, 0, blocked,
+            plane,
+            0,
+            blocked,
             f"{share:.0f} % of the object lies on existing labels, so only a sliver would be painted; "
             "tick 'paint over existing labels' to replace them, or edit the existing label instead",
         )
@@ -152,7 +154,7 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
     touching = ndi.binary_dilation(mask, structure=_EIGHT)
     for victim in victims:
         former = int((before == victim).sum())
-        remains = (out == victim)
+        remains = out == victim
         inside = remains & outline
         out[inside] = label_id
         remains &= ~inside
@@ -170,7 +172,9 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
                 out[piece] = label_id
 
 
-def _union(boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int) -> tuple[slice, slice] | None:
+def _union(
+    boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int
+) -> tuple[slice, slice] | None:
     boxes = [b for b in boxes if b is not None]
     if not boxes:
         return None
@@ -213,7 +217,13 @@ def paint_region(
     region = _union(boxes, shape, REMNANT_BAND + 1 if overwrite else 0)
     if region is None:  # nothing to paint and nothing to clear
         empty = (slice(0, 0), slice(0, 0))
-        return empty, PaintResult(np.zeros((0, 0), np.asarray(plane[0:0, 0:0]).dtype), 0, 0,
-                                  "the object is empty; add a positive click or lower the threshold")
+        return empty, PaintResult(
+            np.zeros((0, 0), np.asarray(plane[0:0, 0:0]).dtype),
+            0,
+            0,
+            "the object is empty; add a positive click or lower the threshold",
+        )
     window = np.array(plane[region])
-    return region, paint_object(window, mask[region], label_id, replace_label=replace_label, overwrite=overwrite)
+    return region, paint_object(
+        window, mask[region], label_id, replace_label=replace_label, overwrite=overwrite
+    )

@@ -88,8 +88,14 @@ def segment_all(
     segmented the labels are empty and a :class:`SegmentAllWarning` says why.
     """
     steps = iter_segment_all(
-        model, image, object_size=object_size, seeds=seeds, min_score=min_score, channel_axis=channel_axis,
-        channel=channel, **settings,
+        model,
+        image,
+        object_size=object_size,
+        seeds=seeds,
+        min_score=min_score,
+        channel_axis=channel_axis,
+        channel=channel,
+        **settings,
     )
     while True:
         try:
@@ -130,25 +136,37 @@ def iter_segment_all(
         session.set_image(image, channel_axis=channel_axis, channel=channel)
     except ValueError as error:
         shape = tuple(getattr(image, "shape", ()))
-        return SegmentAllResult(np.zeros(shape[:2] if len(shape) >= 2 else (0, 0), np.int32),
-                                message=f"segment all: cannot use this image: {error}")
+        return SegmentAllResult(
+            np.zeros(shape[:2] if len(shape) >= 2 else (0, 0), np.int32),
+            message=f"segment all: cannot use this image: {error}",
+        )
     height, width = session.image_shape
     labels = np.zeros((height, width), np.int32)
     if min(height, width) < MIN_IMAGE_SIDE:
-        return SegmentAllResult(labels, message=(
-            f"segment all: the image ({height} x {width}) is too small; it needs at least "
-            f"{MIN_IMAGE_SIDE} pixels on each side"))
+        return SegmentAllResult(
+            labels,
+            message=(
+                f"segment all: the image ({height} x {width}) is too small; it needs at least "
+                f"{MIN_IMAGE_SIDE} pixels on each side"
+            ),
+        )
     from_image = session.image_source
     if seeds is None:
-        gray = gray_view(from_image, Box(0, height - 1, 0, width - 1), max(1, int(math.sqrt(height * width / 1e6))))
+        gray = gray_view(
+            from_image, Box(0, height - 1, 0, width - 1), max(1, int(math.sqrt(height * width / 1e6)))
+        )
         if float(gray.max()) == float(gray.min()):
             return SegmentAllResult(labels, message="segment all: the image is constant (no objects to find)")
     if object_size is None:
         object_size = estimate_object_size(from_image)
         if object_size is None:
-            return SegmentAllResult(labels, message=(
-                "segment all: could not estimate the object size (no foreground found); "
-                "pass object_size or seeds"))
+            return SegmentAllResult(
+                labels,
+                message=(
+                    "segment all: could not estimate the object size (no foreground found); "
+                    "pass object_size or seeds"
+                ),
+            )
     object_size = max(float(object_size), MIN_OBJECT_SIZE)
     if seeds is None:
         points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
@@ -156,9 +174,14 @@ def iter_segment_all(
         points = [(math.floor(r + 0.5), math.floor(c + 0.5)) for r, c in seeds]
         points = [(r, c) for r, c in points if 0 <= r < height and 0 <= c < width]
     if not points:
-        return SegmentAllResult(labels, object_size=object_size, message=(
-            f"segment all: no seeds found (object size {object_size:.1f} px); "
-            "try another object size or give seeds"))
+        return SegmentAllResult(
+            labels,
+            object_size=object_size,
+            message=(
+                f"segment all: no seeds found (object size {object_size:.1f} px); "
+                "try another object size or give seeds"
+            ),
+        )
 
     expected_area = math.pi * (object_size / 2) ** 2
     min_area = max(4, int(min_area_fraction * expected_area))
@@ -192,10 +215,17 @@ def iter_segment_all(
             scores[next_id] = score
             next_id += 1
         yield min(start + chunk_size, total), total
-    message = None if next_id > 1 else (
-        f"segment all: no object passed the checks ({total} seeds, object size {object_size:.1f} px, "
-        f"min_score {min_score})")
-    return SegmentAllResult(labels, object_size=object_size, seeds=list(points), scores=scores, message=message)
+    message = (
+        None
+        if next_id > 1
+        else (
+            f"segment all: no object passed the checks ({total} seeds, object size {object_size:.1f} px, "
+            f"min_score {min_score})"
+        )
+    )
+    return SegmentAllResult(
+        labels, object_size=object_size, seeds=list(points), scores=scores, message=message
+    )
 
 
 def _candidate(
@@ -218,5 +248,9 @@ def _component_at(mask: np.ndarray, point: tuple[int, int]) -> np.ndarray:
     if count <= 1:
         return mask
     inside = 0 <= point[0] < mask.shape[0] and 0 <= point[1] < mask.shape[1]
-    keep = components[point] if inside and components[point] else int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+    keep = (
+        components[point]
+        if inside and components[point]
+        else int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+    )
     return components == keep

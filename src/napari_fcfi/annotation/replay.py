@@ -22,7 +22,7 @@ from .propagation import propagate_slices, propagation_order
 
 def stack_key(key: SliceKey, axis: int, index: int) -> SliceKey:
     """``key`` with its ``axis``-th slice index replaced by ``index``."""
-    return key[:axis] + (int(index),) + key[axis + 1:]
+    return key[:axis] + (int(index),) + key[axis + 1 :]
 
 
 def drop_beyond(masks: dict[SliceKey, np.ndarray], start: SliceKey, axis: int, direction: str) -> None:
@@ -58,7 +58,11 @@ def object_masks(
 
 
 def _object_masks(
-    segmenter: Any, image: Any, geometry: ImageGeometry, record: ObjectRecord, channel: Any,
+    segmenter: Any,
+    image: Any,
+    geometry: ImageGeometry,
+    record: ObjectRecord,
+    channel: Any,
     default_threshold: float | None,
 ) -> dict[SliceKey, np.ndarray]:
     masks: dict[SliceKey, np.ndarray] = {}
@@ -66,23 +70,31 @@ def _object_masks(
     slice_channel_axis = geometry.slice_channel_axis()
     for step in record.steps:
         # Each mask at the threshold it was made with: the step's, else the object's, else the session's.
-        threshold = next((t for t in (step.threshold, record.threshold, default_threshold) if t is not None), None)
+        threshold = next(
+            (t for t in (step.threshold, record.threshold, default_threshold) if t is not None), None
+        )
         if threshold is not None:
             segmenter.threshold = threshold
         if isinstance(step, ClicksStep):
             initial = step.initial_mask
             if step.from_propagation:
                 initial = propagated.get(step.slice_key)
-            segmenter.set_image(read_plane(image, geometry, step.slice_key), channel_axis=slice_channel_axis,
-                                channel=channel, initial_mask=initial)
+            segmenter.set_image(
+                read_plane(image, geometry, step.slice_key),
+                channel_axis=slice_channel_axis,
+                channel=channel,
+                initial_mask=initial,
+            )
             for click in step.clicks:
                 segmenter.add_click(click.row, click.col, click.positive)
             masks[step.slice_key] = np.array(segmenter.mask, dtype=bool)
         elif isinstance(step, PropagateStep):
             start = masks.get(step.slice_key)
             if start is None or not start.any():
-                raise ValueError(f"propagation from slice {step.slice_key} of label {record.label_id}: "
-                                 "the object is empty on that slice")
+                raise ValueError(
+                    f"propagation from slice {step.slice_key} of label {record.label_id}: "
+                    "the object is empty on that slice"
+                )
             drop_beyond(masks, step.slice_key, step.axis, step.direction)
             drop_beyond(propagated, step.slice_key, step.axis, step.direction)
             size = geometry.slice_shape[step.axis]
@@ -91,22 +103,38 @@ def _object_masks(
             def read(index: int, start_key: SliceKey = step.slice_key, axis: int = step.axis) -> Any:
                 return read_plane(image, geometry, stack_key(start_key, axis, index))
 
-            for index, mask in propagate_slices(segmenter, read, start, order, channel_axis=slice_channel_axis,
-                                                channel=channel, through=step.through):
+            for index, mask in propagate_slices(
+                segmenter,
+                read,
+                start,
+                order,
+                channel_axis=slice_channel_axis,
+                channel=channel,
+                through=step.through,
+            ):
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask
         elif isinstance(step, FillStep):
             ends = [masks.get(step.slice_key), masks.get(step.other)]
             if any(m is None or not m.any() for m in ends):
-                raise ValueError(f"fill between slices {step.slice_key} and {step.other} of label "
-                                 f"{record.label_id}: the object is empty on one of them")
+                raise ValueError(
+                    f"fill between slices {step.slice_key} and {step.other} of label "
+                    f"{record.label_id}: the object is empty on one of them"
+                )
 
             def read_fill(index: int, start_key: SliceKey = step.slice_key, axis: int = step.axis) -> Any:
                 return read_plane(image, geometry, stack_key(start_key, axis, index))
 
-            for filled in fill_slices(segmenter, read_fill, step.slice_key[step.axis], ends[0],
-                                      step.other[step.axis], ends[1], channel_axis=slice_channel_axis,
-                                      channel=channel):
+            for filled in fill_slices(
+                segmenter,
+                read_fill,
+                step.slice_key[step.axis],
+                ends[0],
+                step.other[step.axis],
+                ends[1],
+                channel_axis=slice_channel_axis,
+                channel=channel,
+            ):
                 key = stack_key(step.slice_key, step.axis, filled.index)
                 masks[key] = propagated[key] = filled.mask
     return masks
@@ -160,14 +188,22 @@ def replay_click_log(
 
     if labels is None:
         top = max((r.label_id for r in log.records), default=0)
-        dtype = np.dtype(dtype) if dtype is not None else (np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+        dtype = (
+            np.dtype(dtype)
+            if dtype is not None
+            else (np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+        )
         labels = np.zeros(geometry.label_shape, dtype=dtype)
     if tuple(labels.shape) != geometry.label_shape:
-        raise ValueError(f"labels of shape {labels.shape} do not fit the image's label grid {geometry.label_shape}")
+        raise ValueError(
+            f"labels of shape {labels.shape} do not fit the image's label grid {geometry.label_shape}"
+        )
     for record in log.records:
         for key in record.slice_keys:
             if not geometry.contains(key, 0, 0):
-                raise ValueError(f"label {record.label_id}: slice {key} is outside the image's stack {geometry.slice_shape}")
+                raise ValueError(
+                    f"label {record.label_id}: slice {key} is outside the image's stack {geometry.slice_shape}"
+                )
     if segmenter is None:
         segmenter = InteractiveSegmenter(model, **settings)
     for record in log.records:

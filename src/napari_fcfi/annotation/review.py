@@ -43,7 +43,9 @@ def _shape(mask: np.ndarray) -> tuple[float, np.ndarray | None]:
     return area, np.array([rows.mean(), cols.mean()])
 
 
-def review_scores(predicted: Iterable[PredictedSlice], annotated: dict[int, np.ndarray] | None = None) -> dict[int, float]:
+def review_scores(
+    predicted: Iterable[PredictedSlice], annotated: dict[int, np.ndarray] | None = None
+) -> dict[int, float]:
     """Suspicion per predicted slice: ``max(10 * (CONFIDENT - confidence), -0.5)`` + ``2 * (1 - agreement)``
     where the two ends of a fill disagree + 0.5 x (the largest ``|log2(area ratio)|`` plus centroid
     shift in radii against its neighbours on either side, predicted or ``annotated`` slices): a
@@ -76,8 +78,11 @@ def review_scores(predicted: Iterable[PredictedSlice], annotated: dict[int, np.n
     return scores
 
 
-def review_slices(predicted: Iterable[PredictedSlice], annotated: dict[int, np.ndarray] | None = None,
-                  threshold: float = REVIEW_SCORE) -> list[int]:
+def review_slices(
+    predicted: Iterable[PredictedSlice],
+    annotated: dict[int, np.ndarray] | None = None,
+    threshold: float = REVIEW_SCORE,
+) -> list[int]:
     """The predicted slices scoring at least ``threshold`` (:func:`review_scores`), worst first."""
     scores = review_scores(predicted, annotated)
     return sorted((i for i, s in scores.items() if s >= threshold), key=lambda i: (-scores[i], i))

@@ -83,7 +83,10 @@ def _blob_response(gray: np.ndarray, size: float) -> np.ndarray:
 
 
 def detect_seeds(
-    source: ImageSource, object_size: float, dark_objects: bool | None = None, min_contrast: float = 0.03,
+    source: ImageSource,
+    object_size: float,
+    dark_objects: bool | None = None,
+    min_contrast: float = 0.03,
     tile: int = SEED_TILE,
 ) -> list[tuple[int, int]]:
     """``(row, col)`` seeds of blob-like objects of diameter about ``object_size``, strongest first.
@@ -100,8 +103,12 @@ def detect_seeds(
     for r0 in range(0, height, tile):
         for c0 in range(0, width, tile):
             core = Box(r0, min(r0 + tile, height) - 1, c0, min(c0 + tile, width) - 1)
-            outer = Box(max(0, core.r0 - margin), min(height - 1, core.r1 + margin),
-                        max(0, core.c0 - margin), min(width - 1, core.c1 + margin))
+            outer = Box(
+                max(0, core.r0 - margin),
+                min(height - 1, core.r1 + margin),
+                max(0, core.c0 - margin),
+                min(width - 1, core.c1 + margin),
+            )
             gray = gray_view(source, outer)
             if dark_objects:
                 gray = 1.0 - gray

@@ -27,15 +27,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
     parser.add_argument("--out", required=True, help="output folder for <name>_labels.tif")
     parser.add_argument("--model", default="default", help="model: 'default', a registered name or a path")
-    parser.add_argument("--object-size", type=float, default=None, metavar="PX",
-                        help="expected object diameter in pixels (default: estimated per plane)")
-    parser.add_argument("--slices", default=None, choices=("all",),
-                        help="stacks (3D, not RGB): segment every slice along the first axis")
-    parser.add_argument("--channel-axis", type=int, default=None, help="axis of channels (default: none; RGB auto)")
+    parser.add_argument(
+        "--object-size",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="expected object diameter in pixels (default: estimated per plane)",
+    )
+    parser.add_argument(
+        "--slices",
+        default=None,
+        choices=("all",),
+        help="stacks (3D, not RGB): segment every slice along the first axis",
+    )
+    parser.add_argument(
+        "--channel-axis", type=int, default=None, help="axis of channels (default: none; RGB auto)"
+    )
     parser.add_argument("--channel", type=int, default=None, help="with --channel-axis: use this channel")
     parser.add_argument("--workers", type=int, default=1, help="local threads running planes in parallel (1)")
-    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="address of a dask.distributed scheduler (e.g. tcp://host:8786) to run on")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a dask.distributed scheduler (e.g. tcp://host:8786) to run on",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,8 +68,9 @@ def list_inputs(source: Path) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"no such image or folder: {source}")
-    return sorted(p for p in source.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels"))
+    return sorted(
+        p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels")
+    )
 
 
 def _is_stack(shape: tuple[int, ...], channel_axis: int | None) -> bool:
@@ -72,7 +88,9 @@ def plan(files: list[Path], slices: str | None, channel_axis: int | None) -> lis
         shape = tuple(read_image(path).shape)
         if _is_stack(shape, channel_axis):
             if slices != "all":
-                raise ValueError(f"{path} is a stack of shape {shape}: pass --slices all to segment every slice")
+                raise ValueError(
+                    f"{path} is a stack of shape {shape}: pass --slices all to segment every slice"
+                )
             planes += [Plane(str(path), i) for i in range(shape[0])]
         else:
             planes.append(Plane(str(path), None))
@@ -87,8 +105,9 @@ def worker_model(source: str) -> Any:
     return load_model(source, device="cpu")
 
 
-def segment_plane(plane: Plane, model_source: str, object_size: float | None, channel_axis: int | None,
-                  channel: int | None) -> np.ndarray:
+def segment_plane(
+    plane: Plane, model_source: str, object_size: float | None, channel_axis: int | None, channel: int | None
+) -> np.ndarray:
     """Labels of one plane (reads the image itself, so it runs anywhere the file is visible)."""
     from napari_fcfi.annotation.proposals import iter_segment_all
     from napari_fcfi.engine.io import read_image
@@ -100,8 +119,13 @@ def segment_plane(plane: Plane, model_source: str, object_size: float | None, ch
             raise ValueError(f"{plane.path}: the channel axis cannot be the stack axis")
         image = image[plane.index]
         axis = None if axis is None else (axis % (image.ndim + 1)) - 1
-    steps = iter_segment_all(worker_model(model_source), np.asarray(image), object_size=object_size,
-                             channel_axis=axis, channel=channel)
+    steps = iter_segment_all(
+        worker_model(model_source),
+        np.asarray(image),
+        object_size=object_size,
+        channel_axis=axis,
+        channel=channel,
+    )
     while True:
         try:
             next(steps)
@@ -114,8 +138,14 @@ def run_planes(planes: list[Plane], args: argparse.Namespace, progress: Any = No
     import dask
 
     tasks = [
-        dask.delayed(segment_plane, pure=True)(plane, args.model, args.object_size, args.channel_axis, args.channel,
-                                                dask_key_name=f"segment-plane-{i}")
+        dask.delayed(segment_plane, pure=True)(
+            plane,
+            args.model,
+            args.object_size,
+            args.channel_axis,
+            args.channel,
+            dask_key_name=f"segment-plane-{i}",
+        )
         for i, plane in enumerate(planes)
     ]
     if args.scheduler:
@@ -162,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             results = run_planes(planes, args, bar)
         except ImportError as exc:
-            print(f"fcfi segment-all: --scheduler needs dask.distributed (pip install 'dask[distributed]'): {exc}",
-                  file=sys.stderr)
+            print(
+                f"fcfi segment-all: --scheduler needs dask.distributed (pip install 'dask[distributed]'): {exc}",
+                file=sys.stderr,
+            )
             return 2
     by_file: dict[str, list[tuple[int | None, np.ndarray]]] = {}
     for plane, labels in zip(planes, results, strict=True):
@@ -180,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
                 offset += int(labels.max())
         target = out / f"{Path(path).stem}_labels.tif"
         write_labels_tiff(target, volume, {"name": f"{Path(path).stem} segment-all"})
-        print(f"{target}: {int(volume.max())} objects" if volume.ndim == 2 else
-              f"{target}: {volume.shape[0]} slices, {int(volume.max())} objects")
+        print(
+            f"{target}: {int(volume.max())} objects"
+            if volume.ndim == 2
+            else f"{target}: {volume.shape[0]} slices, {int(volume.max())} objects"
+        )
     return 0

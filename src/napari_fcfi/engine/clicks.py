@@ -67,7 +67,9 @@ def make_click(row: float, col: float, positive: object, height: int, width: int
         except (TypeError, ValueError):
             raise ValueError(f"click {name} must be a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"click {name} must be finite, got {number!r} (click at row={row!r}, col={col!r})")
+            raise ValueError(
+                f"click {name} must be finite, got {number!r} (click at row={row!r}, col={col!r})"
+            )
         values.append(number)
     r, c = round_coordinate(values[0]), round_coordinate(values[1])
     if not (0 <= r < height and 0 <= c < width):

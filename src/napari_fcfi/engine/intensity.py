@@ -97,7 +97,9 @@ class ImageSource:
         self.dtype = dtype
         self.channel_axis = channel_axis
         self.spatial_axes = tuple(spatial_axes)
-        self.channels = self._choose_channels(channel, n_channels, channel_axis is not None and not self.is_rgb)
+        self.channels = self._choose_channels(
+            channel, n_channels, channel_axis is not None and not self.is_rgb
+        )
         if channel_axis is not None and n_channels == 4 and channel is None and dtype == np.uint8:
             self.is_rgb = True  # explicit channel axis with 4 uint8 channels: RGBA
         self.mode = "percentile" if (mode == "uint8" and dtype != np.uint8) else mode
@@ -140,7 +142,9 @@ class ImageSource:
         step = subsample_step(self.height, self.width, max_sample_pixels)
         sample = self._read_raw(slice(None, None, step), slice(None, None, step))
         n = sample.shape[-1]
-        columns = [sample.reshape(-1, n)] if self.is_rgb else [sample[..., i].ravel()[:, None] for i in range(n)]
+        columns = (
+            [sample.reshape(-1, n)] if self.is_rgb else [sample[..., i].ravel()[:, None] for i in range(n)]
+        )
         ranges = [percentile_range(values, self.percentiles) for values in columns]
         return ranges * n if self.is_rgb else ranges
 
@@ -151,7 +155,8 @@ class ImageSource:
         shrunk for the network are never loaded at full resolution).
         """
         raw = self._read_raw(
-            slice(box.r0, box.r1 + 1, step if step > 1 else None), slice(box.c0, box.c1 + 1, step if step > 1 else None)
+            slice(box.r0, box.r1 + 1, step if step > 1 else None),
+            slice(box.c0, box.c1 + 1, step if step > 1 else None),
         )
         channels = [self._normalise(raw[..., i], i) for i in range(raw.shape[-1])]
         if len(channels) == 1:
@@ -173,7 +178,9 @@ class ImageSource:
         return self._read_raw(*box.slices)
 
 
-def percentile_range(values: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+def percentile_range(
+    values: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> tuple[float, float]:
     """``(low, high)`` percentiles of the finite ``values``; min/max when they coincide; (0, 0) if none."""
     values = np.asarray(values).ravel().astype(np.float64)
     values = values[np.isfinite(values)]

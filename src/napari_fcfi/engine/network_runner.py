@@ -82,7 +82,9 @@ class NetworkRunner:
         """
         prepared = []
         groups: dict[tuple[int, int], list[int]] = {}
-        for index, (window, window_clicks, feedback) in enumerate(zip(windows, clicks, feedbacks, strict=True)):
+        for index, (window, window_clicks, feedback) in enumerate(
+            zip(windows, clicks, feedbacks, strict=True)
+        ):
             extended = self._past_the_border(window, window_clicks)
             network_input, mapped, step = self._prepare(extended, window_clicks, feedback)
             prepared.append((window, extended, network_input, mapped, step))
@@ -92,7 +94,9 @@ class NetworkRunner:
             for start in range(0, len(indices), max(1, batch_size)):
                 chunk = indices[start : start + max(1, batch_size)]
                 logits, _ = self.infer_batch(
-                    torch.cat([prepared[i][2] for i in chunk]), [prepared[i][3] for i in chunk], gate,
+                    torch.cat([prepared[i][2] for i in chunk]),
+                    [prepared[i][3] for i in chunk],
+                    gate,
                     truncate_new_click=False,
                 )
                 for k, i in enumerate(chunk):
@@ -100,8 +104,11 @@ class NetworkRunner:
                     values = self._finish(logits[k : k + 1].clone(), mapped, extended, step, threshold)
                     if extended != window:
                         values = np.ascontiguousarray(
-                            values[window.r0 - extended.r0 : window.r1 - extended.r0 + 1,
-                                   window.c0 - extended.c0 : window.c1 - extended.c0 + 1])
+                            values[
+                                window.r0 - extended.r0 : window.r1 - extended.r0 + 1,
+                                window.c0 - extended.c0 : window.c1 - extended.c0 + 1,
+                            ]
+                        )
                     results[i] = values
         return results
 
@@ -148,7 +155,11 @@ class NetworkRunner:
         return network_input, mapped, step
 
     def _finish(
-        self, logits: torch.Tensor, mapped: Sequence[tuple[float, float, bool]], window: Box, step: int,
+        self,
+        logits: torch.Tensor,
+        mapped: Sequence[tuple[float, float, bool]],
+        window: Box,
+        step: int,
         threshold: float,
     ) -> np.ndarray:
         """Window-sized probability from the (1, 1, h, w) logits of :meth:`_prepare`'s input."""
@@ -184,7 +195,9 @@ class NetworkRunner:
         """
         assert self.source is not None
         height, width = self.source.height, self.source.width
-        inner = Box(max(region.r0, 0), min(region.r1, height - 1), max(region.c0, 0), min(region.c1, width - 1))
+        inner = Box(
+            max(region.r0, 0), min(region.r1, height - 1), max(region.c0, 0), min(region.c1, width - 1)
+        )
         rgb = self.source.read(inner, step)
         if feedback is None:
             prev = np.zeros((1, *rgb.shape[1:]), np.float32)
@@ -192,7 +205,11 @@ class NetworkRunner:
             prev = feedback.read(inner, step)[None]
         stacked = np.concatenate([rgb, prev], axis=0)
         if inner != region:
-            pads = ((0, 0), (inner.r0 - region.r0, region.r1 - inner.r1), (inner.c0 - region.c0, region.c1 - inner.c1))
+            pads = (
+                (0, 0),
+                (inner.r0 - region.r0, region.r1 - inner.r1),
+                (inner.c0 - region.c0, region.c1 - inner.c1),
+            )
             stacked = np.pad(stacked, pads, mode="symmetric")
         return torch.from_numpy(np.ascontiguousarray(stacked)[None])
 
@@ -246,7 +263,9 @@ class NetworkRunner:
         try:
             start = time.perf_counter()
             with torch.inference_mode():
-                outputs = self._forward(network_input, points.to(device), new_clicks.to(device), gate, device, autocast)
+                outputs = self._forward(
+                    network_input, points.to(device), new_clicks.to(device), gate, device, autocast
+                )
                 logits = _last(outputs["instances"]).float()
                 feedback = outputs.get("updated_feedback2")
                 feedback = None if feedback is None else _last(feedback).float()
@@ -260,7 +279,9 @@ class NetworkRunner:
 
         logits = F.interpolate(logits.cpu(), size=(height, width), mode="bilinear", align_corners=True)
         if feedback is not None:
-            feedback = F.interpolate(feedback.cpu(), size=(height, width), mode="bilinear", align_corners=True)
+            feedback = F.interpolate(
+                feedback.cpu(), size=(height, width), mode="bilinear", align_corners=True
+            )
         if self.settings.flip:
             logits = 0.5 * (logits[:n] + torch.flip(logits[n:], dims=[3]))
             if feedback is not None:
@@ -268,8 +289,13 @@ class NetworkRunner:
         return logits, feedback
 
     def _forward(
-        self, image: torch.Tensor, points: torch.Tensor, new_clicks: torch.Tensor, gate: float,
-        device: torch.device, autocast: str | None,
+        self,
+        image: torch.Tensor,
+        points: torch.Tensor,
+        new_clicks: torch.Tensor,
+        gate: float,
+        device: torch.device,
+        autocast: str | None,
     ) -> dict[str, Any]:
         if autocast is None:
             return self.model(image, points, new_clicks, gate, is_training=False)

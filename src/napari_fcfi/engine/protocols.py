@@ -112,7 +112,9 @@ class PaperProtocol:
         if settings.zoom_in and len(clicks) > 1 and before.roi_map is not None:
             object_box = before.roi_map.bbox_above(settings.roi_prob_threshold)
             if object_box is not None:
-                roi = zoom_roi(object_box, clicks, roi, settings, _resolved(settings.min_window), height, width)
+                roi = zoom_roi(
+                    object_box, clicks, roi, settings, _resolved(settings.min_window), height, width
+                )
                 crop = roi
         region = crop if crop is not None else full_box(height, width)
         network_input = self.runner.network_input(region, before.probability)
@@ -206,8 +208,12 @@ class MicroscopyProtocol:
             for i in pending:
                 windows[i] = focus_window(clicks[i].row, clicks[i].col, sides[i], height, width)
             predicted = self.runner.predict_windows(
-                [windows[i] for i in pending], [click_lists[i] for i in pending], [None] * len(pending), 0.0,
-                threshold, batch_size,
+                [windows[i] for i in pending],
+                [click_lists[i] for i in pending],
+                [None] * len(pending),
+                0.0,
+                threshold,
+                batch_size,
             )
             still = []
             for i, result in zip(pending, predicted, strict=True):
@@ -224,23 +230,31 @@ class MicroscopyProtocol:
         patches = [Patch.from_array(w, v) for w, v in zip(windows, values, strict=True)]
         zooms: list[Box | None] = [None] * len(clicks)
         if settings.first_click_zoom and settings.zoom_in:  # zoom_in=False: no zoomed pass at all
-            zooms = [self._first_click_zoom_window(w, v, c) for w, v, c in zip(windows, values, clicks, strict=True)]
+            zooms = [
+                self._first_click_zoom_window(w, v, c)
+                for w, v, c in zip(windows, values, clicks, strict=True)
+            ]
         # A small object is only a few feature pixels in the focus window; a second pass on its
         # zoom-in window (what a second click would use) draws its boundary at full detail.
         zoomed = [i for i, z in enumerate(zooms) if z is not None]
         if zoomed:
             feedback_mode = settings.first_click_zoom == "feedback"
             refined = self.runner.predict_windows(
-                [zooms[i] for i in zoomed], [click_lists[i] for i in zoomed],
-                [patches[i] if feedback_mode else None for i in zoomed], 1.0 if feedback_mode else 0.0,
-                threshold, batch_size,
+                [zooms[i] for i in zoomed],
+                [click_lists[i] for i in zoomed],
+                [patches[i] if feedback_mode else None for i in zoomed],
+                1.0 if feedback_mode else 0.0,
+                threshold,
+                batch_size,
             )
             for i, result in zip(zoomed, refined, strict=True):
                 zoom = zooms[i]
                 assert zoom is not None
                 patches[i] = Patch(*patches[i].merged_array(zoom, result))
                 windows[i] = zoom
-        return [(Snapshot(tuple(c), p, p, None), w) for c, p, w in zip(click_lists, patches, windows, strict=True)]
+        return [
+            (Snapshot(tuple(c), p, p, None), w) for c, p, w in zip(click_lists, patches, windows, strict=True)
+        ]
 
     def _first_click_zoom_window(self, window: Box, values: np.ndarray, click: Click) -> Box | None:
         """Zoom-in window for a second first-click pass, or None when zooming would gain little.
@@ -258,11 +272,17 @@ class MicroscopyProtocol:
         if box is None:
             box = Box(local[0], local[0], local[1], local[1])
         box = Box(box.r0 + window.r0, box.r1 + window.r0, box.c0 + window.c0, box.c1 + window.c0)
-        zoom = clamp_box(expand_box(box, settings.expansion_ratio, settings.min_window), source.height, source.width)
+        zoom = clamp_box(
+            expand_box(box, settings.expansion_ratio, settings.min_window), source.height, source.width
+        )
         if FIRST_CLICK_ZOOM_GAIN * max(zoom.height, zoom.width) > max(window.height, window.width):
             return None
         return zoom
 
 
 def make_protocol(runner: NetworkRunner, settings: SegmenterSettings) -> PaperProtocol | MicroscopyProtocol:
-    return PaperProtocol(runner, settings) if settings.preset == "paper" else MicroscopyProtocol(runner, settings)
+    return (
+        PaperProtocol(runner, settings)
+        if settings.preset == "paper"
+        else MicroscopyProtocol(runner, settings)
+    )

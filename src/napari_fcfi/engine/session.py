@@ -317,13 +317,15 @@ class InteractiveSegmenter:
             "channel_axis": self._image_args.get("channel_axis"),
             "channel": channel,
             "clicks": [c.to_dict() for c in self._current.clicks],
-            "initial_mask": None if self._initial_mask is None else encode_box_mask(
-                self._initial_mask.box, self._initial_mask.values > 0.5
-            ),
+            "initial_mask": None
+            if self._initial_mask is None
+            else encode_box_mask(self._initial_mask.box, self._initial_mask.values > 0.5),
         }
 
     @classmethod
-    def replay(cls, model: torch.nn.Module, image: Any, state: dict[str, Any], **overrides: Any) -> InteractiveSegmenter:
+    def replay(
+        cls, model: torch.nn.Module, image: Any, state: dict[str, Any], **overrides: Any
+    ) -> InteractiveSegmenter:
         """A new session on ``image`` with ``state``'s settings and clicks re-applied in order."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a napari-fcfi session state (format={state.get('format')!r})")

@@ -43,7 +43,9 @@ class Box(NamedTuple):
         return self.r0 <= row <= self.r1 and self.c0 <= col <= self.c1
 
     def union(self, other: Box) -> Box:
-        return Box(min(self.r0, other.r0), max(self.r1, other.r1), min(self.c0, other.c0), max(self.c1, other.c1))
+        return Box(
+            min(self.r0, other.r0), max(self.r1, other.r1), min(self.c0, other.c0), max(self.c1, other.c1)
+        )
 
     def touches_inner_border(self, mask: np.ndarray, image_height: int, image_width: int) -> bool:
         """True when ``mask`` (this box's size) is set on a side that is not an image border."""
@@ -145,6 +147,7 @@ def focus_window(row: int, col: int, side: int, height: int, width: int) -> Box:
 
     When the image is smaller than ``side`` along an axis the window covers that whole axis.
     """
+
     def axis(centre: int, length: int) -> tuple[int, int]:
         size = min(side, length)
         start = centre - size // 2
@@ -188,7 +191,8 @@ class Patch:
         if i0 <= i1 and j0 <= j1:
             r_start, c_start = box.r0 + i0 * step - self.box.r0, box.c0 + j0 * step - self.box.c0
             out[i0 : i1 + 1, j0 : j1 + 1] = self.values[
-                r_start : r_start + (i1 - i0) * step + 1 : step, c_start : c_start + (j1 - j0) * step + 1 : step
+                r_start : r_start + (i1 - i0) * step + 1 : step,
+                c_start : c_start + (j1 - j0) * step + 1 : step,
             ]
         return out
 
@@ -197,7 +201,9 @@ class Patch:
         local = bbox_of_mask(self.values > threshold)
         if local is None:
             return None
-        return Box(local.r0 + self.box.r0, local.r1 + self.box.r0, local.c0 + self.box.c0, local.c1 + self.box.c0)
+        return Box(
+            local.r0 + self.box.r0, local.r1 + self.box.r0, local.c0 + self.box.c0, local.c1 + self.box.c0
+        )
 
     def value_at(self, row: int, col: int) -> float:
         if not self.box.contains(row, col):

@@ -120,19 +120,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "way, default), or clicks on in the propagation's session (its automatic click kept)",
     )
     stacks.add_argument("--target-iou", type=float, default=0.85, help="IoU each slice must reach (0.85)")
-    stacks.add_argument("--fill-every", type=int, default=None, metavar="K",
-                        help="also measure fill between: every K-th slice annotated, the rest filled and corrected")
+    stacks.add_argument(
+        "--fill-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also measure fill between: every K-th slice annotated, the rest filled and corrected",
+    )
     stacks.add_argument(
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
     )
     stacks.add_argument("--mnfinder-data", default=str(DEFAULT_MNFINDER), help="mnfinder folder (val/ used)")
     parser.add_argument(
-        "--segment-all", action="store_true",
+        "--segment-all",
+        action="store_true",
         help="evaluate segment-all and the classical baseline on --dsb-data and --mnfinder-data (val splits)",
     )
     parser.add_argument("--no-effort", action="store_true", help="--segment-all: F1 and IoU only (no robot)")
     parser.add_argument(
-        "--segment-all-set", action="append", default=[], choices=("DSB fluorescence", "mnfinder"),
+        "--segment-all-set",
+        action="append",
+        default=[],
+        choices=("DSB fluorescence", "mnfinder"),
         help="--segment-all: only this set (repeatable; default both)",
     )
 

@@ -50,7 +50,9 @@ class PairedDifference:
 
 def clicks_per_object(result: EvalResult, threshold: float) -> dict[str, int]:
     """NoC at ``threshold`` (IoU) per object id, capped at the result's click budget."""
-    return {o.sample_id: metrics.clicks_to_reach(o.ious, threshold, result.max_clicks) for o in result.objects}
+    return {
+        o.sample_id: metrics.clicks_to_reach(o.ious, threshold, result.max_clicks) for o in result.objects
+    }
 
 
 def paired_difference(
@@ -69,8 +71,9 @@ def paired_difference(
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return PairedDifference(name, len(ids), float(b.mean()), float(c.mean()), float(diff.mean()), float(low),
-                            float(high))
+    return PairedDifference(
+        name, len(ids), float(b.mean()), float(c.mean()), float(diff.mean()), float(low), float(high)
+    )
 
 
 def compare(base: Sequence[EvalResult], candidate: Sequence[EvalResult], *, seed: int = 0) -> dict:
@@ -82,34 +85,54 @@ def compare(base: Sequence[EvalResult], candidate: Sequence[EvalResult], *, seed
     for b, c in zip(base, candidate):
         for threshold in (0.85, 0.90):
             base_clicks, cand_clicks = clicks_per_object(b, threshold), clicks_per_object(c, threshold)
-            rows.append(paired_difference(f"{b.dataset} NoC@{round(threshold * 100)}", base_clicks, cand_clicks,
-                                          seed=seed))
+            rows.append(
+                paired_difference(
+                    f"{b.dataset} NoC@{round(threshold * 100)}", base_clicks, cand_clicks, seed=seed
+                )
+            )
             combined[threshold][0].update({f"{b.dataset}/{k}": v for k, v in base_clicks.items()})
             combined[threshold][1].update({f"{c.dataset}/{k}": v for k, v in cand_clicks.items()})
     totals = [paired_difference(f"all NoC@{round(t * 100)}", *combined[t], seed=seed) for t in (0.85, 0.90)]
     per_set_90 = [row for row in rows if row.name.endswith("NoC@90")]
     ship = totals[1].better and not any(row.worse for row in per_set_90)
-    return {"rows": [asdict(r) for r in rows + totals], "ship": ship,
-            "rule": "combined NoC@90 interval below 0 and no set's NoC@90 interval above 0"}
+    return {
+        "rows": [asdict(r) for r in rows + totals],
+        "ship": ship,
+        "rule": "combined NoC@90 interval below 0 and no set's NoC@90 interval above 0",
+    }
 
 
 def format_comparison(report: dict) -> str:
-    lines = ["| metric | objects | base | candidate | difference | 95 % interval |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| metric | objects | base | candidate | difference | 95 % interval |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for row in report["rows"]:
-        lines.append(f"| {row['name']} | {row['objects']} | {row['base']:.2f} | {row['candidate']:.2f} | "
-                     f"{row['difference']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] |")
+        lines.append(
+            f"| {row['name']} | {row['objects']} | {row['base']:.2f} | {row['candidate']:.2f} | "
+            f"{row['difference']:+.2f} | [{row['low']:+.2f}, {row['high']:+.2f}] |"
+        )
     lines.append(f"\nship: {'yes' if report['ship'] else 'no'} ({report['rule']})")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", nargs="+", type=Path, required=True, help="fcfi eval result JSONs of the base model")
-    parser.add_argument("--candidate", nargs="+", type=Path, required=True,
-                        help="the candidate's result JSONs, same sets in the same order")
+    parser.add_argument(
+        "--base", nargs="+", type=Path, required=True, help="fcfi eval result JSONs of the base model"
+    )
+    parser.add_argument(
+        "--candidate",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="the candidate's result JSONs, same sets in the same order",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
-    report = compare([EvalResult.load_json(p) for p in args.base], [EvalResult.load_json(p) for p in args.candidate])
+    report = compare(
+        [EvalResult.load_json(p) for p in args.base], [EvalResult.load_json(p) for p in args.candidate]
+    )
     print(format_comparison(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -103,12 +103,21 @@ def plot_stack_results(results: Sequence, path: str | Path, title: str | None = 
     ax_iou.grid(True, alpha=0.3)
     ax_iou.legend(loc="lower left", fontsize=7)
     x = np.arange(len(results))
-    bars = [("with propagation", [s["clicks_per_slice_propagation"] for s in summaries]),
-            ("every slice from scratch", [s["clicks_per_slice_scratch"] for s in summaries])]
+    bars = [
+        ("with propagation", [s["clicks_per_slice_propagation"] for s in summaries]),
+        ("every slice from scratch", [s["clicks_per_slice_scratch"] for s in summaries]),
+    ]
     fill = [s.get("clicks_per_slice_fill") for s in summaries]
     if any(f is not None for f in fill):  # the fill-between mode was measured too
-        bars.insert(1, ("fill between (every 5th annotated)" if results[0].settings.get("fill_every") == 5
-                        else "fill between", [np.nan if f is None else f for f in fill]))
+        bars.insert(
+            1,
+            (
+                "fill between (every 5th annotated)"
+                if results[0].settings.get("fill_every") == 5
+                else "fill between",
+                [np.nan if f is None else f for f in fill],
+            ),
+        )
     width = 0.8 / len(bars)
     for number, (label, values) in enumerate(bars):
         offset = (number - (len(bars) - 1) / 2) * width

@@ -28,8 +28,13 @@ def run_segment_all(args: argparse.Namespace) -> int:
         print(f"fcfi eval: cannot load model {source!r}: {exc}", file=sys.stderr)
         return 2
     report = run_evaluation(
-        model, args.dsb_data, args.mnfinder_data, limit=args.limit, max_clicks=args.max_clicks,
-        effort=not args.no_effort, sets=args.segment_all_set or None,
+        model,
+        args.dsb_data,
+        args.mnfinder_data,
+        limit=args.limit,
+        max_clicks=args.max_clicks,
+        effort=not args.no_effort,
+        sets=args.segment_all_set or None,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

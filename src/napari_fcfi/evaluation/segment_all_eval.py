@@ -95,15 +95,24 @@ def detection_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float, li
     return f1, mean_iou, matches
 
 
-def _clicks_to(segmenter: EngineSegmenter, image: np.ndarray, gt_mask: np.ndarray, max_clicks: int,
-               initial: np.ndarray | None = None) -> int:
+def _clicks_to(
+    segmenter: EngineSegmenter,
+    image: np.ndarray,
+    gt_mask: np.ndarray,
+    max_clicks: int,
+    initial: np.ndarray | None = None,
+) -> int:
     sample = Sample(image=image, gt_mask=gt_mask, ignore_mask=None, sample_id="segment-all")
     result = run_object(segmenter, sample, max_clicks=max_clicks, stop_iou=GOOD_IOU, initial_mask=initial)
     return max(1, len(result.clicks))
 
 
 def annotation_effort(
-    segmenter: EngineSegmenter, image: np.ndarray, gt: np.ndarray, pred: np.ndarray, max_clicks: int = 10,
+    segmenter: EngineSegmenter,
+    image: np.ndarray,
+    gt: np.ndarray,
+    pred: np.ndarray,
+    max_clicks: int = 10,
     scratch_cache: dict[int, int] | None = None,
 ) -> tuple[int, int]:
     """(actions starting from ``pred``, actions from scratch) for the whole image (see module doc).
@@ -165,8 +174,9 @@ def classical_instances(image: np.ndarray, variant: ClassicalVariant) -> np.ndar
     if foreground.mean() > 0.5:  # dark objects on a bright background
         foreground = ~foreground
     distance = ndi.distance_transform_edt(foreground)
-    markers_at = peak_local_max(distance, min_distance=variant.min_distance, labels=ndi.label(foreground)[0],
-                                exclude_border=False)
+    markers_at = peak_local_max(
+        distance, min_distance=variant.min_distance, labels=ndi.label(foreground)[0], exclude_border=False
+    )
     markers = np.zeros(gray.shape, np.int32)
     markers[tuple(markers_at.T)] = np.arange(1, len(markers_at) + 1)
     labels = watershed(-distance, markers, mask=foreground).astype(np.int32)
@@ -175,20 +185,28 @@ def classical_instances(image: np.ndarray, variant: ClassicalVariant) -> np.ndar
     return labels
 
 
-def tune_classical(images: list[tuple[np.ndarray, np.ndarray]],
-                   variants: tuple[ClassicalVariant, ...] = CLASSICAL_VARIANTS) -> tuple[ClassicalVariant, float]:
+def tune_classical(
+    images: list[tuple[np.ndarray, np.ndarray]], variants: tuple[ClassicalVariant, ...] = CLASSICAL_VARIANTS
+) -> tuple[ClassicalVariant, float]:
     """The variant with the best mean F1 at IoU 0.5 on ``images`` (training images) and that F1."""
     best: tuple[ClassicalVariant, float] | None = None
     for variant in variants:
-        f1 = float(np.mean([detection_scores(gt, classical_instances(image, variant))[0] for image, gt in images]))
+        f1 = float(
+            np.mean([detection_scores(gt, classical_instances(image, variant))[0] for image, gt in images])
+        )
         if best is None or f1 > best[1]:
             best = (variant, f1)
     assert best is not None
     return best
 
 
-def score_image(name: str, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
-                effort: Callable[[np.ndarray], tuple[int, int]] | None = None) -> ImageScore:
+def score_image(
+    name: str,
+    image: np.ndarray,
+    gt: np.ndarray,
+    pred: np.ndarray,
+    effort: Callable[[np.ndarray], tuple[int, int]] | None = None,
+) -> ImageScore:
     f1, mean_iou, _ = detection_scores(gt, pred)
     score = ImageScore(name, len(np.unique(gt[gt > 0])), len(np.unique(pred[pred > 0])), f1, mean_iou)
     if effort is not None:
@@ -204,8 +222,9 @@ def _read_pair(image_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
     return image, np.asarray(read_image(labels_path, lazy=False))
 
 
-def evaluation_sets(dsb_folder: str | Path, mnfinder_folder: str | Path, split: str,
-                    limit: int | None = None) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+def evaluation_sets(
+    dsb_folder: str | Path, mnfinder_folder: str | Path, split: str, limit: int | None = None
+) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
     """``{set name: [(image id, image, labels)]}``: DSB fluorescence and mnfinder, ``split`` "val" or "train"."""
     dsb_train, dsb_val = split_instance_folder(dsb_folder)
     dsb_pairs = {p[0]: p for p in instance_folder_pairs(dsb_folder)}
@@ -226,7 +245,9 @@ def _is_fluorescence(image: np.ndarray, labels: np.ndarray) -> bool:
     data = np.asarray(image, np.float32)
     if data.ndim == 3 and data.shape[-1] >= 3:
         rgb = data[..., :3]
-        if float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean()) > 0.02 * max(float(rgb.max() - rgb.min()), 1e-6):
+        if float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean()) > 0.02 * max(
+            float(rgb.max() - rgb.min()), 1e-6
+        ):
             return False
         data = rgb.mean(-1)
     inside = labels > 0
@@ -236,8 +257,15 @@ def _is_fluorescence(image: np.ndarray, labels: np.ndarray) -> bool:
 
 
 def run_evaluation(
-    model: Any, dsb_folder: str | Path, mnfinder_folder: str | Path, *, limit: int | None = None,
-    tune_limit: int = 20, max_clicks: int = 10, effort: bool = True, sets: Sequence[str] | None = None,
+    model: Any,
+    dsb_folder: str | Path,
+    mnfinder_folder: str | Path,
+    *,
+    limit: int | None = None,
+    tune_limit: int = 20,
+    max_clicks: int = 10,
+    effort: bool = True,
+    sets: Sequence[str] | None = None,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Segment-all and the tuned classical baseline on both validation sets; a JSON-able report."""
@@ -249,30 +277,54 @@ def run_evaluation(
         if sets and set_name not in sets:
             continue
         variant, train_f1 = tune_classical([(image, gt) for _, image, gt in train[set_name]])
-        log(f"{set_name}: classical variant {variant.name} (train F1 {train_f1:.3f}), {len(images)} val images")
+        log(
+            f"{set_name}: classical variant {variant.name} (train F1 {train_f1:.3f}), {len(images)} val images"
+        )
         rows: dict[str, list[dict[str, Any]]] = {"segment-all": [], "classical": []}
         for image_id, image, gt in images:
             cache: dict[int, int] = {}
             start = time.perf_counter()
             proposals = segment_all(model, image)
             seconds = time.perf_counter() - start
-            for method, pred in (("segment-all", proposals), ("classical", classical_instances(image, variant))):
-                score = score_image(image_id, image, gt, pred, (
-                    (lambda p, c=cache, i=image, g=gt: annotation_effort(segmenter, i, g, p, max_clicks, c)) if effort else None))
+            for method, pred in (
+                ("segment-all", proposals),
+                ("classical", classical_instances(image, variant)),
+            ):
+                score = score_image(
+                    image_id,
+                    image,
+                    gt,
+                    pred,
+                    (
+                        (
+                            lambda p, c=cache, i=image, g=gt: annotation_effort(
+                                segmenter, i, g, p, max_clicks, c
+                            )
+                        )
+                        if effort
+                        else None
+                    ),
+                )
                 row = asdict(score)
                 if method == "segment-all":
                     row["seconds"] = seconds
                 rows[method].append(row)
                 log(f"  {method:12s} {image_id} {row}")
-        report["sets"][set_name] = {"classical_variant": variant.name, "classical_train_f1": train_f1, "rows": rows}
+        report["sets"][set_name] = {
+            "classical_variant": variant.name,
+            "classical_train_f1": train_f1,
+            "rows": rows,
+        }
     return report
 
 
 def summary_table(report: dict[str, Any]) -> str:
     """Markdown table: per set and method, mean F1@0.5, mean IoU of matches, actions vs from scratch."""
     lines = [
-        ("| set | method | images | objects | F1@0.5 | mean IoU of matches | actions from proposals | "
-         "actions from scratch | scratch / proposals |"),
+        (
+            "| set | method | images | objects | F1@0.5 | mean IoU of matches | actions from proposals | "
+            "actions from scratch | scratch / proposals |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for set_name, entry in report["sets"].items():
@@ -284,8 +336,13 @@ def summary_table(report: dict[str, Any]) -> str:
             miou = np.mean([r["mean_iou"] for r in rows])
             prop = [r["effort_proposals"] for r in rows if r["effort_proposals"] is not None]
             scratch = [r["effort_scratch"] for r in rows if r["effort_scratch"] is not None]
-            effort = (f"{sum(prop)} | {sum(scratch)} | {sum(scratch) / max(sum(prop), 1):.2f}x"
-                      if prop else "- | - | -")
-            lines.append(f"| {set_name} | {label} | {len(rows)} | {sum(r['n_objects'] for r in rows)} | "
-                         f"{f1:.3f} | {miou:.3f} | {effort} |")
+            effort = (
+                f"{sum(prop)} | {sum(scratch)} | {sum(scratch) / max(sum(prop), 1):.2f}x"
+                if prop
+                else "- | - | -"
+            )
+            lines.append(
+                f"| {set_name} | {label} | {len(rows)} | {sum(r['n_objects'] for r in rows)} | "
+                f"{f1:.3f} | {miou:.3f} | {effort} |"
+            )
     return "\n".join(lines)

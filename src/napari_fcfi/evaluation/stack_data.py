@@ -231,8 +231,9 @@ def membrane_cells_stack(
 def membrane_stacks(count: int = 3, depth: int = 15, size: int = 192, seed: int = 0) -> list[Stack]:
     """``count`` membrane-bounded cell stacks (:func:`membrane_cells_stack`), seeded apart from the others."""
     return [
-        membrane_cells_stack(np.random.default_rng([seed, 5151, index]), depth, (size, size),
-                             name=f"membrane-{index}")
+        membrane_cells_stack(
+            np.random.default_rng([seed, 5151, index]), depth, (size, size), name=f"membrane-{index}"
+        )
         for index in range(count)
     ]
 

@@ -95,20 +95,32 @@ def format_stop_fill_table(results: Sequence[Any]) -> str:
     for r in results:
         s = r.summary
         rate = None if s["false_stop_rate"] is None else 100 * s["false_stop_rate"]
-        rows.append([
-            r.stack_set,
-            f"{s['propagation_stops']} / {s['propagated_slices']} ({_number(rate, '.1f')} %)",
-            str(s["ends"]),
-            f"{s['deletions']} / {s['ends']}",
-            _number(s["mean_overrun"], ".2f"),
-            f"{s['chained_stops']} / {2 * s['objects']}",
-            _number(s.get("clicks_per_slice_fill"), ".2f"),
-            _number(s.get("ratio_fill"), ".2f"),
-            _number(None if s.get("ratio_fill") in (None, 0) else 1 / s["ratio_fill"], ".2f"),
-            f"{s.get('fill_review_slices', 0)} / {s.get('filled_slices', 0)}",
-        ])
-    head = ["stack set", "false stops", "ends", "one-step overrun", "mean chained overrun", "chained early ends",
-            "clicks/slice fill", "fill / scratch", "scratch / fill", "review / filled"]
+        rows.append(
+            [
+                r.stack_set,
+                f"{s['propagation_stops']} / {s['propagated_slices']} ({_number(rate, '.1f')} %)",
+                str(s["ends"]),
+                f"{s['deletions']} / {s['ends']}",
+                _number(s["mean_overrun"], ".2f"),
+                f"{s['chained_stops']} / {2 * s['objects']}",
+                _number(s.get("clicks_per_slice_fill"), ".2f"),
+                _number(s.get("ratio_fill"), ".2f"),
+                _number(None if s.get("ratio_fill") in (None, 0) else 1 / s["ratio_fill"], ".2f"),
+                f"{s.get('fill_review_slices', 0)} / {s.get('filled_slices', 0)}",
+            ]
+        )
+    head = [
+        "stack set",
+        "false stops",
+        "ends",
+        "one-step overrun",
+        "mean chained overrun",
+        "chained early ends",
+        "clicks/slice fill",
+        "fill / scratch",
+        "scratch / fill",
+        "review / filled",
+    ]
     return _table(head, rows)
 
 

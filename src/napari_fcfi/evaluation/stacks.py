@@ -156,7 +156,9 @@ def summarize_stacks(objects: Sequence[ObjectStackResult], target_iou: float = T
         "clicks_per_slice_fill": fill_total / n_slices if fill_total is not None and n_slices else None,
         "ratio_fill": fill_total / scratch_total if fill_total is not None and scratch_total else None,
         "filled_slices": len(filled),
-        "fill_no_correction_fraction": _mean(float(s.fill_iou >= target_iou) for s in filled) if filled else None,
+        "fill_no_correction_fraction": _mean(float(s.fill_iou >= target_iou) for s in filled)
+        if filled
+        else None,
         "fill_review_slices": sum(s.fill_review for s in filled),
         "failures_propagation": sum(not s.reached_propagation for s in slices),
         "failures_scratch": sum(not s.reached_scratch for s in slices),
@@ -367,7 +369,9 @@ def evaluate_stack_object(
     result.unreached = sum(z not in reached_z for z in zs)
     records.sort(key=lambda s: s.z)
     if chained:
-        chain = dict(propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None)))
+        chain = dict(
+            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None))
+        )
         for record in records:
             if record.distance:
                 record.chained_iou = metrics.iou(chain.get(record.z, np.zeros_like(start_mask)), gt(record.z))
@@ -395,8 +399,9 @@ def _fill_mode(session, read, gt, records, scratch_masks, every: int, max_clicks
             record.fill_review = filled.review
             record.clicks_fill = 0
             if record.fill_iou < target:
-                record.clicks_fill, _, _ = _robot(session, read(filled.index), gt(filled.index), max_clicks, target,
-                                                  initial=filled.mask)
+                record.clicks_fill, _, _ = _robot(
+                    session, read(filled.index), gt(filled.index), max_clicks, target, initial=filled.mask
+                )
     for z in zs:  # a slice neither chain reached (both masks vanished): annotated from scratch
         if by_z[z].clicks_fill is None:
             by_z[z].clicks_fill = by_z[z].clicks_scratch

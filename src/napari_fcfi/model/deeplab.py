@@ -338,8 +338,15 @@ class FCFIDeepLab(nn.Module):
             ScaleLayer(0.05),
         )
         self.feature_extractor = _DeepLabFeatures(
-            backbone, base_width, deeplab_ch, mid_ch, aspp_dropout, expansion_ratio, update_num,
-            use_ffcm=bool(use_ffcm), use_cffm=bool(use_cffm),
+            backbone,
+            base_width,
+            deeplab_ch,
+            mid_ch,
+            aspp_dropout,
+            expansion_ratio,
+            update_num,
+            use_ffcm=bool(use_ffcm),
+            use_cffm=bool(use_cffm),
         )
         self.head = _OutputHead(deeplab_ch, 1)
 

@@ -268,7 +268,8 @@ def make_feedback_modules(
     """FFCM and CFFM for a network, or their parameter-free stand-ins where switched off."""
     correction = (
         FocusedFeedbackCorrection(feature_ch, guide_ch, mid_ch, window_ratio=window_ratio)
-        if use_ffcm else CorrectionOff()
+        if use_ffcm
+        else CorrectionOff()
     )
     fusion = CollaborativeFeedbackFusion(feature_ch, mid_ch) if use_cffm else FusionOff()
     return correction, fusion

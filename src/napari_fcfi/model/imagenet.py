@@ -67,7 +67,9 @@ def find_imagenet_weights(backbone: str, path: str | Path | None = None) -> Path
     Raises ``FileNotFoundError`` with the install command when neither exists.
     """
     if backbone not in IMAGENET_WEIGHTS:
-        raise ValueError(f"no ImageNet weights are known for backbone {backbone!r}; known: {sorted(IMAGENET_WEIGHTS)}")
+        raise ValueError(
+            f"no ImageNet weights are known for backbone {backbone!r}; known: {sorted(IMAGENET_WEIGHTS)}"
+        )
     info = IMAGENET_WEIGHTS[backbone]
     if path is not None:
         candidate = Path(path)
@@ -94,19 +96,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_imagenet_state_dict(backbone: str, path: str | Path | None = None, check_hash: bool = True) -> dict[str, torch.Tensor]:
+def read_imagenet_state_dict(
+    backbone: str, path: str | Path | None = None, check_hash: bool = True
+) -> dict[str, torch.Tensor]:
     """The ImageNet state dict (classifier included), read with torch's restricted unpickler."""
     file = find_imagenet_weights(backbone, path)
     info = IMAGENET_WEIGHTS[backbone]
     if check_hash and path is None and file_sha256(file) != info.sha256:
-        raise ValueError(f"{file} is not the expected {backbone} ImageNet file (sha256 differs from {info.sha256})")
+        raise ValueError(
+            f"{file} is not the expected {backbone} ImageNet file (sha256 differs from {info.sha256})"
+        )
     state = torch.load(file, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{file} does not hold a state dict")
     return state
 
 
-def load_imagenet_backbone(module: nn.Module, backbone: str, path: str | Path | None = None) -> dict[str, object]:
+def load_imagenet_backbone(
+    module: nn.Module, backbone: str, path: str | Path | None = None
+) -> dict[str, object]:
     """Copy the ImageNet weights into a backbone module (``MobileNetV2``/``EfficientNetLite0``).
 
     Every backbone key must be in the file with the same shape; the file's classifier keys are the

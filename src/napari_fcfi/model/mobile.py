@@ -34,7 +34,9 @@ __all__ = ["FCFIMobile"]
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
+    )
 
 
 def _separable(in_ch: int, out_ch: int, dilation: int = 1) -> nn.Sequential:
@@ -63,7 +65,9 @@ class SeparableASPP(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, rates: Sequence[int], dropout: float = 0.1) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
-            [_conv_bn_relu(in_ch, out_ch)] + [_separable(in_ch, out_ch, int(r)) for r in rates] + [_ImagePool(in_ch, out_ch)]
+            [_conv_bn_relu(in_ch, out_ch)]
+            + [_separable(in_ch, out_ch, int(r)) for r in rates]
+            + [_ImagePool(in_ch, out_ch)]
         )
         self.project = nn.Sequential(_conv_bn_relu(out_ch * len(self.branches), out_ch), nn.Dropout(dropout))
 
@@ -116,8 +120,13 @@ class FCFIMobile(nn.Module):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"FCFIMobile: unknown backbone {backbone!r}; known: {sorted(BACKBONES)}")
-        for name, value in (("aspp_ch", aspp_ch), ("skip_ch", skip_ch), ("decoder_ch", decoder_ch),
-                            ("mid_ch", mid_ch), ("update_num", update_num)):
+        for name, value in (
+            ("aspp_ch", aspp_ch),
+            ("skip_ch", skip_ch),
+            ("decoder_ch", decoder_ch),
+            ("mid_ch", mid_ch),
+            ("update_num", update_num),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"FCFIMobile: {name} must be a positive integer, got {value!r}")
         if len(aspp_rates) != 3 or any(int(r) < 1 for r in aspp_rates):
@@ -162,7 +171,12 @@ class FCFIMobile(nn.Module):
         self.aspp = SeparableASPP(self.backbone.high_channels, int(aspp_ch), aspp_rates)
         self.skip_project = _conv_bn_relu(self.backbone.low_channels, int(skip_ch))
         self.correction_module, self.fusion_module = make_feedback_modules(
-            int(aspp_ch), 3 + coord_ch + 1, int(mid_ch), float(expansion_ratio), bool(use_ffcm), bool(use_cffm)
+            int(aspp_ch),
+            3 + coord_ch + 1,
+            int(mid_ch),
+            float(expansion_ratio),
+            bool(use_ffcm),
+            bool(use_cffm),
         )
         self.head = nn.Sequential(
             _separable(int(aspp_ch) + int(skip_ch), int(decoder_ch)),

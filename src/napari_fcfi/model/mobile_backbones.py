@@ -37,8 +37,9 @@ STEM_CHANNELS = 32
 # MobileNetV2 (torchvision layout)
 
 
-def _conv_bn_relu6(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-                   dilation: int = 1) -> nn.Sequential:
+def _conv_bn_relu6(
+    in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Sequential:
     padding = dilation * (kernel - 1) // 2
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, groups=groups, bias=False),
@@ -69,8 +70,15 @@ class _InvertedResidual(nn.Module):
 
 
 # (expand ratio t, channels c, repeats n, first stride s) of the MobileNetV2 paper, table 2.
-_MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                        (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENET_V2_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2(nn.Module):
@@ -105,7 +113,9 @@ class MobileNetV2(nn.Module):
         """A stride-2 3x3 conv whose output lies on the stem's grid (for the click encoder)."""
         return nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1)
 
-    def forward(self, rgb: torch.Tensor, stem_addition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, rgb: torch.Tensor, stem_addition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.features[0](rgb)
         if stem_addition is not None:
             x = x + stem_addition
@@ -144,7 +154,9 @@ _EFFICIENTNET_BN = {"eps": 1e-3, "momentum": 0.01}
 class _MBConvLite(nn.Module):
     """EfficientNet-Lite block: [1x1 expand, BN, ReLU6] -> kxk depthwise, BN, ReLU6 -> 1x1 project, BN."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: int, dilation: int = 1) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: int, dilation: int = 1
+    ) -> None:
         super().__init__()
         hidden = in_ch * expand_ratio
         self.has_expansion = expand_ratio != 1
@@ -169,9 +181,15 @@ class _MBConvLite(nn.Module):
 
 
 # (repeats, kernel, first stride, expand ratio, in, out) of EfficientNet-B0/Lite0 (width = depth = 1.0).
-_EFFICIENTNET_LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-                              (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
-                              (1, 3, 1, 6, 192, 320))
+_EFFICIENTNET_LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 
 
 class EfficientNetLite0(nn.Module):
@@ -193,7 +211,9 @@ class EfficientNetLite0(nn.Module):
                 stride = first_stride if i == 0 else 1
                 if stride == 2 and stride_so_far == output_stride:
                     stride, dilation = 1, dilation * 2
-                blocks.append(_MBConvLite(in_ch if i == 0 else out_ch, out_ch, kernel, stride, expand, dilation))
+                blocks.append(
+                    _MBConvLite(in_ch if i == 0 else out_ch, out_ch, kernel, stride, expand, dilation)
+                )
                 stride_so_far *= stride
             if stride_so_far == 4 and out_ch == 24:
                 self.low_index = len(blocks) - 1
@@ -207,7 +227,9 @@ class EfficientNetLite0(nn.Module):
         """A stride-2 3x3 conv whose output lies on the stem's grid (for the click encoder)."""
         return SamePadConv2d(in_ch, out_ch, 3, stride=2)
 
-    def forward(self, rgb: torch.Tensor, stem_addition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, rgb: torch.Tensor, stem_addition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(rgb)))
         if stem_addition is not None:
             x = x + stem_addition
@@ -227,4 +249,3 @@ def build_backbone(name: str, output_stride: int = 16) -> nn.Module:
     if name not in BACKBONES:
         raise ValueError(f"unknown mobile backbone {name!r}; known: {sorted(BACKBONES)}")
     return BACKBONES[name](output_stride=output_stride)
-

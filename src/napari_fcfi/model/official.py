@@ -65,10 +65,53 @@ _IMAGENET_MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 # Official constructor parameters per class. Anything else in a config is refused as unknown.
 _OFFICIAL_PARAMS: dict[str, frozenset[str]] = {
     "hrnet": frozenset(
-        ["width", "ocr_width", "small", "mid_ch", "update_num", "expansion_ratio", "use_leaky_relu", "with_aux_output", "norm_radius", "with_prev_mask", "use_disks", "use_rgb_conv", "binary_prev_mask", "conv_extend", "clicks_groups", "cpu_dist_maps", "backbone_lr_mult", "norm_layer", "norm_mean_std", "num_classes"]
+        [
+            "width",
+            "ocr_width",
+            "small",
+            "mid_ch",
+            "update_num",
+            "expansion_ratio",
+            "use_leaky_relu",
+            "with_aux_output",
+            "norm_radius",
+            "with_prev_mask",
+            "use_disks",
+            "use_rgb_conv",
+            "binary_prev_mask",
+            "conv_extend",
+            "clicks_groups",
+            "cpu_dist_maps",
+            "backbone_lr_mult",
+            "norm_layer",
+            "norm_mean_std",
+            "num_classes",
+        ]
     ),
     "deeplab": frozenset(
-        ["backbone", "deeplab_ch", "mid_ch", "aspp_dropout", "update_num", "expansion_ratio", "use_leaky_relu", "use_rgb_conv", "use_disks", "norm_radius", "with_prev_mask", "backbone_norm_layer", "backbone_lr_mult", "norm_layer", "with_aux_output", "cpu_dist_maps", "clicks_groups", "binary_prev_mask", "conv_extend", "norm_mean_std", "num_classes"]
+        [
+            "backbone",
+            "deeplab_ch",
+            "mid_ch",
+            "aspp_dropout",
+            "update_num",
+            "expansion_ratio",
+            "use_leaky_relu",
+            "use_rgb_conv",
+            "use_disks",
+            "norm_radius",
+            "with_prev_mask",
+            "backbone_norm_layer",
+            "backbone_lr_mult",
+            "norm_layer",
+            "with_aux_output",
+            "cpu_dist_maps",
+            "clicks_groups",
+            "binary_prev_mask",
+            "conv_extend",
+            "norm_mean_std",
+            "num_classes",
+        ]
     ),
 }
 
@@ -147,7 +190,9 @@ def _validate_official_structure(path: Path, content: Any) -> OfficialCheckpoint
     notes: list[str] = []
     if isinstance(content, list):
         if not content or not isinstance(content[0], dict):
-            raise CheckpointError(f"{path}: a list checkpoint must hold checkpoint dicts; got {content!r:.80}")
+            raise CheckpointError(
+                f"{path}: a list checkpoint must hold checkpoint dicts; got {content!r:.80}"
+            )
         note = (
             f"{path}: the file holds a list of {len(content)} checkpoints (per-click model schedule); "
             "only the first one is used"
@@ -173,8 +218,7 @@ def _validate_official_structure(path: Path, content: Any) -> OfficialCheckpoint
     official_class = config["class"]
     if official_class not in OFFICIAL_CLASSES:
         raise UnsupportedCheckpointError(
-            f"{path}: unknown model class {official_class!r}; napari-fcfi reads "
-            f"{', '.join(OFFICIAL_CLASSES)}"
+            f"{path}: unknown model class {official_class!r}; napari-fcfi reads {', '.join(OFFICIAL_CLASSES)}"
         )
     arch = OFFICIAL_CLASSES[official_class]
     records = config["params"]
@@ -182,14 +226,19 @@ def _validate_official_structure(path: Path, content: Any) -> OfficialCheckpoint
         raise CheckpointError(f"{path}: config['params'] must be a dict, got {type(records).__name__}")
     params: dict[str, Any] = {}
     for name, record in records.items():
-        if not isinstance(record, dict) or "value" not in record or record.get("type") not in ("builtin", "class"):
+        if (
+            not isinstance(record, dict)
+            or "value" not in record
+            or record.get("type") not in ("builtin", "class")
+        ):
             raise CheckpointError(
                 f"{path}: config param {name!r} is not a {{'type': 'builtin'|'class', 'value': ...}} record: "
                 f"{record!r:.120}"
             )
         if record["type"] == "class" and name != "norm_layer":
             raise UnsupportedCheckpointError(
-                f"{path}: config param {name!r} names a class ({record['value']!r}); only norm_layer may", name
+                f"{path}: config param {name!r} names a class ({record['value']!r}); only norm_layer may",
+                name,
             )
         params[str(name)] = _plain_value(record["value"])
 

@@ -51,7 +51,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         version = int(raw.get("format_version", "0"))
     except ValueError:
-        raise CheckpointError(f"{path}: format_version {raw.get('format_version')!r} is not an integer") from None
+        raise CheckpointError(
+            f"{path}: format_version {raw.get('format_version')!r} is not an integer"
+        ) from None
     if version < 1 or version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: format_version {version} is not supported by this napari-fcfi "
@@ -97,7 +99,9 @@ def _network_config(net: nn.Module) -> dict[str, Any]:
     return config
 
 
-def save_model(net: nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> Path:
+def save_model(
+    net: nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write ``net`` as a napari-fcfi safetensors file; returns the path.
 
     ``metadata`` may hold ``name``, ``description`` (strings), ``input_size`` and ``training``

@@ -74,7 +74,9 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click still annotates
     state.labels_layer = labels
     try:
-        label_id = obj.edit_label if obj.edit_label is not None else committer.label_id(labels, settings.label_id)
+        label_id = (
+            obj.edit_label if obj.edit_label is not None else committer.label_id(labels, settings.label_id)
+        )
     except LabelIdError as error:
         controller._status(f"FCFI: {error}")
         return False
@@ -101,15 +103,22 @@ def fingerprint_of(state: Any) -> str:
     """The image's journal id (computed once per image: it reads sampled pixels)."""
     if getattr(state, "fingerprint", None) is None:
         source = getattr(getattr(state.layer, "source", None), "path", None)
-        state.fingerprint = image_fingerprint(helpers.image_data(state.layer), state.layer.name,
-                                              str(source) if source else None)
+        state.fingerprint = image_fingerprint(
+            helpers.image_data(state.layer), state.layer.name, str(source) if source else None
+        )
     return state.fingerprint
 
 
 def journal_for(controller: Any, state: Any, continue_journal: LabelsJournal | None = None) -> LabelsRecorder:
     """The recorder of the labels layer commits go to (it journals every change of that layer)."""
-    return record_layer(controller.viewer, state.labels_layer, fingerprint_of(state), {"image_name": state.layer.name},
-                        controller.journal_root, continue_journal)
+    return record_layer(
+        controller.viewer,
+        state.labels_layer,
+        fingerprint_of(state),
+        {"image_name": state.layer.name},
+        controller.journal_root,
+        continue_journal,
+    )
 
 
 @dataclass
@@ -157,7 +166,9 @@ _SCANS: dict[Any, tuple[Any, JournalScan]] = {}  # folder -> (its files' names, 
 
 def _scan(journal: LabelsJournal) -> JournalScan:
     """A journal's scan, read again only when its files changed (offered journals are not being written)."""
-    signature = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in journal.folder.iterdir()))
+    signature = tuple(
+        sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in journal.folder.iterdir())
+    )
     cached = _SCANS.get(journal.folder)
     if cached is None or cached[0] != signature:
         cached = _SCANS[journal.folder] = (signature, journal.scan())
@@ -178,9 +189,13 @@ def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:
         controller._status(f"FCFI: cannot restore: {error}")
         return None
     name = str(scan.info.get("labels_name") or f"{state.layer.name} labels")
-    layer = viewer.add_labels(labels, name=f"{name} (restored)", scale=state.geometry.scale,
-                              translate=state.geometry.translate,
-                              metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id)}})
+    layer = viewer.add_labels(
+        labels,
+        name=f"{name} (restored)",
+        scale=state.geometry.scale,
+        translate=state.geometry.translate,
+        metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id)}},
+    )
     state.labels_layer = layer
     if offer.journal.is_v1:  # format 1: a new journal holds the restored labels, then the old files go
         journal_for(controller, state)
@@ -189,9 +204,12 @@ def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:
         journal_for(controller, state, continue_journal=offer.journal)  # new changes continue that journal
     helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
     viewer.layers.selection.active = state.clicks_layer
-    skipped = f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
-    controller._status(f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}"
-                       f"{skipped}")
+    skipped = (
+        f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
+    )
+    controller._status(
+        f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{skipped}"
+    )
     controller.on_change()
     return layer
 

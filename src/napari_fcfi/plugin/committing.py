@@ -62,7 +62,9 @@ class Committer:
         self.viewer = viewer
         self._tops: dict[str, int] = {}  # largest id of each multiscale labels layer (only FCFI writes them)
 
-    def labels_for(self, image: Any, geometry: ImageGeometry, chosen: Any | None) -> tuple[Any | None, str | None]:
+    def labels_for(
+        self, image: Any, geometry: ImageGeometry, chosen: Any | None
+    ) -> tuple[Any | None, str | None]:
         """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
         existing labels layer, else None (create one). Returns ``(layer, problem with the chosen one)``."""
         if index_in(self.viewer, chosen) is None:
@@ -139,8 +141,14 @@ class Committer:
         data = image_data(labels)
         for key, mask in masks.items():
             plane = data[key] if key else data
-            region, result = paint_region(plane, mask, label_id, replace_label=record.edited, overwrite=record.overwrite,
-                                          mask_box=(boxes or {}).get(key))
+            region, result = paint_region(
+                plane,
+                mask,
+                label_id,
+                replace_label=record.edited,
+                overwrite=record.overwrite,
+                mask_box=(boxes or {}).get(key),
+            )
             if result.refused is not None:
                 where = f" on slice {key}" if key else ""
                 return CommitOutcome(None, f"FCFI: not committed{where}: {result.refused}", [])
@@ -157,8 +165,10 @@ class Committer:
                     # multiscale labels (very large planes) emit no paint event: not journaled
                     write_region(labels, key, region, result.plane)
                 elif rows.size:
-                    index = tuple(np.full(rows.size, k) for k in key) + (rows + region[0].start,
-                                                                         cols + region[1].start)
+                    index = tuple(np.full(rows.size, k) for k in key) + (
+                        rows + region[0].start,
+                        cols + region[1].start,
+                    )
                     labels.data_setitem(index, result.plane[rows, cols])
                 pixels += result.painted
         click_log_of(labels).add(record)
@@ -167,5 +177,9 @@ class Committer:
         blocked = sum(r.blocked for _, _, r in planned)
         note = f"; {blocked} px left to existing labels" if blocked else ""
         where = f" on {len(planned)} slices" if len(planned) > 1 else ""
-        return CommitOutcome(label_id, f"FCFI: committed label {label_id} ({pixels} px{where}{note})",
-                             [k for k, _, _ in planned], pixels)
+        return CommitOutcome(
+            label_id,
+            f"FCFI: committed label {label_id} ({pixels} px{where}{note})",
+            [k for k, _, _ in planned],
+            pixels,
+        )

@@ -113,8 +113,13 @@ class SegmentationController:
         self.engine_settings: dict[str, Any] = {} if segmenter_factory else {"preset": "microscopy"}
         self.runner = runner if runner is not None else ThreadedRunner()
         self.runner.on_busy = lambda busy: self.on_busy(busy)
-        self.predictor = Predictor(self.runner, model_cache, segmenter_factory or engine_segmenter_factory(
-            **self.engine_settings), self._on_prediction, self._on_prediction_error)
+        self.predictor = Predictor(
+            self.runner,
+            model_cache,
+            segmenter_factory or engine_segmenter_factory(**self.engine_settings),
+            self._on_prediction,
+            self._on_prediction_error,
+        )
         self.committer = Committer(viewer)
         self.journal_root = journal_root
         self.images: dict[str, ImageState] = {}
@@ -128,13 +133,23 @@ class SegmentationController:
         self._last_error: str | None = None
         self.propagation: Any = None  # the running propagation or fill (plugin.propagating.PropagationRun)
         self.stops: list[Any] = []  # where the last propagation stopped (plugin.propagating.Stop)
-        self.review: Any = None  # slices of the last propagation or fill to review (plugin.propagating.ReviewList)
+        self.review: Any = (
+            None  # slices of the last propagation or fill to review (plugin.propagating.ReviewList)
+        )
         self.on_stack_run: Callable[[Any], None] = lambda run: None  # a fill or continuation started by a key
         self._closed = False
         self._restoring = False  # undo/redo is bringing the clicks layer in step: not a user's change
         self.bindings = LayerBindings(
-            {"commit": self.commit, "undo": self.undo, "redo": self.redo, "reset": self.reset_object,
-             **stack_key_actions(self)}, self.mouse_callback, {**SHORTCUTS, **STACK_SHORTCUTS})
+            {
+                "commit": self.commit,
+                "undo": self.undo,
+                "redo": self.redo,
+                "reset": self.reset_object,
+                **stack_key_actions(self),
+            },
+            self.mouse_callback,
+            {**SHORTCUTS, **STACK_SHORTCUTS},
+        )
         viewer.dims.events.current_step.connect(self._on_dims_change)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -208,7 +223,9 @@ class SegmentationController:
         self._refresh_view(recompute=True)
         self.on_change()
 
-    def _new_state(self, layer: Any, geometry: ImageGeometry, channel_axis: int | None, channel: Any) -> ImageState:
+    def _new_state(
+        self, layer: Any, geometry: ImageGeometry, channel_axis: int | None, channel: Any
+    ) -> ImageState:
         clicks = helpers.find_helper(self.viewer, layer, "clicks", geometry)
         if clicks is None:
             clicks = helpers.create_clicks_layer(self.viewer, layer, geometry)
@@ -244,8 +261,12 @@ class SegmentationController:
                 self._drop_state(state, remove_helpers=True)  # helpers go with their image
             elif helpers.same_layer(removed, state.labels_layer):
                 state.labels_layer = None  # the next commit goes to a new labels layer
-                self._status(f"FCFI: labels layer {removed.name!r} was removed; the next commit creates a new one")
-            elif helpers.same_layer(removed, state.clicks_layer) or helpers.same_layer(removed, state.preview_layer):
+                self._status(
+                    f"FCFI: labels layer {removed.name!r} was removed; the next commit creates a new one"
+                )
+            elif helpers.same_layer(removed, state.clicks_layer) or helpers.same_layer(
+                removed, state.preview_layer
+            ):
                 self._drop_state(state, remove_helpers=True)
         self.on_change()
 
@@ -323,11 +344,15 @@ class SegmentationController:
             self._status(f"FCFI: {problem}")
             return False
         if not self._plane_on_screen():
-            self._status("FCFI: clicks need the 2D view of the image's y/x plane (toggle 2D, reset axis order)")
+            self._status(
+                "FCFI: clicks need the 2D view of the image's y/x plane (toggle 2D, reset axis order)"
+            )
             return False
         key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
         if not state.geometry.contains(key, row, col):
-            self._status(f"FCFI: click at ({row}, {col}) is outside the image {state.geometry.plane_shape}; ignored")
+            self._status(
+                f"FCFI: click at ({row}, {col}) is outside the image {state.geometry.plane_shape}; ignored"
+            )
             return False
         self.points.append(state, key, Click(row, col, bool(positive)))
         return True
@@ -350,7 +375,9 @@ class SegmentationController:
         else:
             self.add_click_world(intent.position, intent.action == "positive")
 
-    def on_clicks_changed(self, state: ImageState, key: SliceKey, clicks: tuple[Click, ...], by_user: bool) -> None:
+    def on_clicks_changed(
+        self, state: ImageState, key: SliceKey, clicks: tuple[Click, ...], by_user: bool
+    ) -> None:
         """Called by :class:`PointsSync` when a slice's clicks changed in the points layer."""
         if self._restoring:
             return  # the restored objects already hold these clicks
@@ -376,7 +403,9 @@ class SegmentationController:
             self._status("FCFI: nothing to undo")
             return
         self._show_restored(state, action)
-        self._status(f"FCFI: undid the {action.name}{action.where(self.current_key())}; Ctrl+Shift+Z redoes it")
+        self._status(
+            f"FCFI: undid the {action.name}{action.where(self.current_key())}; Ctrl+Shift+Z redoes it"
+        )
 
     def redo(self) -> None:
         """Do the latest undone change again."""
@@ -408,7 +437,9 @@ class SegmentationController:
         else:
             action = state.history.begin("reset", members)
             state.objects.forget(obj.key)
-            message = "the object was reset" + (f" on all {len(members)} slices it spans" if len(members) > 1 else "")
+            message = "the object was reset" + (
+                f" on all {len(members)} slices it spans" if len(members) > 1 else ""
+            )
         self._show_restored(state, action)
         self._status(f"FCFI: {message}; Ctrl+Z brings it back")
 
@@ -463,7 +494,7 @@ class SegmentationController:
             return False
         data = helpers.image_data(state.labels_layer)
         plane = data[key] if key else data
-        return self.select_label(int(np.asarray(plane[row:row + 1, col:col + 1])[0, 0]))
+        return self.select_label(int(np.asarray(plane[row : row + 1, col : col + 1])[0, 0]))
 
     def commit(self) -> bool:
         """Write the object on screen into the labels layer (deferred until its prediction is in)."""
@@ -483,8 +514,18 @@ class SegmentationController:
             self.on_change("object")
             return
         settings = self._settings
-        request = Request(state.image_id, obj.key, obj.clicks, obj.serial, obj.initial_mask, settings.model_source,
-                          settings.device, state.channel, settings.threshold, settings.cpu_threads)
+        request = Request(
+            state.image_id,
+            obj.key,
+            obj.clicks,
+            obj.serial,
+            obj.initial_mask,
+            settings.model_source,
+            settings.device,
+            state.channel,
+            settings.threshold,
+            settings.cpu_threads,
+        )
         self.predictor.request(request, helpers.image_data(state.layer), state.geometry)
 
     def _on_prediction(self, prediction: Prediction) -> None:
@@ -495,15 +536,20 @@ class SegmentationController:
             return  # the object changed meanwhile: a newer request is on its way
         self._last_error = None
         settings = self._settings
-        if (request.model_source, request.device, request.channel) != (settings.model_source, settings.device,
-                                                                       state.channel):
+        if (request.model_source, request.device, request.channel) != (
+            settings.model_source,
+            settings.device,
+            state.channel,
+        ):
             self._request(state, obj)  # model or channel changed while this ran: recompute
             return
         obj.probability = prediction.probability
         if request.threshold == settings.threshold:
             obj.mask, obj.mask_box = prediction.mask, prediction.box
         else:
-            obj.mask, obj.mask_box = mask_from(prediction.probability, state.geometry.plane_shape, settings.threshold)
+            obj.mask, obj.mask_box = mask_from(
+                prediction.probability, state.geometry.plane_shape, settings.threshold
+            )
         if state is self.state and request.key == self.current_key():
             self._update_preview()
         from .commit_flow import commit_if_pending
@@ -530,7 +576,9 @@ class SegmentationController:
             for obj in state.objects.slices.values():
                 probability = getattr(obj, "probability", None)
                 if obj.clicks and probability is not None:
-                    obj.mask, obj.mask_box = mask_from(probability, state.geometry.plane_shape, self._settings.threshold)
+                    obj.mask, obj.mask_box = mask_from(
+                        probability, state.geometry.plane_shape, self._settings.threshold
+                    )
         self._refresh_view()
 
     def _recompute_all(self) -> None:
@@ -547,8 +595,13 @@ class SegmentationController:
 
     def _refresh_view(self, recompute: bool = False) -> None:
         obj = self.current_object(create=False)
-        if recompute and obj is not None and obj.clicks and getattr(obj, "probability", None) is None \
-                and not self.predictor.pending(self.state.image_id, obj.key):
+        if (
+            recompute
+            and obj is not None
+            and obj.clicks
+            and getattr(obj, "probability", None) is None
+            and not self.predictor.pending(self.state.image_id, obj.key)
+        ):
             self._request(self.state, obj)
         self._update_preview()
 
@@ -559,7 +612,9 @@ class SegmentationController:
             return
         obj = self.current_object(create=False)
         mask = None if obj is None else obj.mask
-        new_box = None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
+        new_box = (
+            None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
+        )
         helpers.redraw_preview(state.preview_layer, union_box(state.preview_box, new_box), mask)
         state.preview_box = new_box
 

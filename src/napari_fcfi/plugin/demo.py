@@ -121,8 +121,11 @@ def wait_until_idle(widget: Any, timeout: float) -> bool:
         QApplication.processEvents()
         controller = widget.controller
         obj = controller.current_object(create=False)
-        pending = obj is not None and controller.state is not None and controller.predictor.pending(
-            controller.state.image_id, obj.key)
+        pending = (
+            obj is not None
+            and controller.state is not None
+            and controller.predictor.pending(controller.state.image_id, obj.key)
+        )
         if not controller.busy and not pending:
             QApplication.processEvents()
             return True

@@ -47,8 +47,14 @@ def journal_folder_of(layer: Any) -> str | None:
     return str(folder) if folder else None
 
 
-def record_layer(viewer: Any, layer: Any, fingerprint: str, info: dict[str, Any], root: Any = None,
-                 continue_journal: LabelsJournal | None = None) -> LabelsRecorder:
+def record_layer(
+    viewer: Any,
+    layer: Any,
+    fingerprint: str,
+    info: dict[str, Any],
+    root: Any = None,
+    continue_journal: LabelsJournal | None = None,
+) -> LabelsRecorder:
     """The layer's recorder (created and attached on first use; see the module docstring)."""
     recorder = recorder_of(layer)
     if recorder is None:
@@ -60,8 +66,15 @@ def record_layer(viewer: Any, layer: Any, fingerprint: str, info: dict[str, Any]
 class LabelsRecorder:
     """Journals one labels layer's changes (see the module docstring)."""
 
-    def __init__(self, viewer: Any, layer: Any, fingerprint: str, info: dict[str, Any], root: Any = None,
-                 continue_journal: LabelsJournal | None = None) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        layer: Any,
+        fingerprint: str,
+        info: dict[str, Any],
+        root: Any = None,
+        continue_journal: LabelsJournal | None = None,
+    ) -> None:
         self.viewer, self.layer = viewer, layer
         self.fingerprint, self.info, self.root = fingerprint, dict(info), root
         self.error: str | None = None
@@ -87,12 +100,18 @@ class LabelsRecorder:
     # ------------------------------------------------------------------ journal
     def _header(self) -> dict[str, Any]:
         layer = self.layer
-        return {**self.info, "labels_name": layer.name, "label_shape": [int(s) for s in layer.data.shape],
-                "dtype": str(np.dtype(layer.data.dtype)), "scale": [float(s) for s in layer.scale],
-                "translate": [float(t) for t in layer.translate]}
+        return {
+            **self.info,
+            "labels_name": layer.name,
+            "label_shape": [int(s) for s in layer.data.shape],
+            "dtype": str(np.dtype(layer.data.dtype)),
+            "scale": [float(s) for s in layer.scale],
+            "translate": [float(t) for t in layer.translate],
+        }
 
     def _start(self) -> None:
         """A new journal for the layer, holding its current content when that is not empty."""
+
         def start() -> None:
             self._grid = self._current_grid()
             self.journal = LabelsJournal.create(self.fingerprint, self._header(), self.root)
@@ -101,6 +120,7 @@ class LabelsRecorder:
             data = np.asarray(self.layer.data)
             if data.any():
                 self.journal.append(base_record(data))
+
         self._guard(start)
 
     def _set_folder(self) -> None:
@@ -116,6 +136,7 @@ class LabelsRecorder:
                 self._start()
             if self.journal is not None:  # else starting failed, and said so
                 self.journal.append(record, sync=not self._deferred)
+
         self._guard(write)
 
     def _guard(self, action: Any) -> None:
@@ -210,9 +231,12 @@ class LabelsRecorder:
     def detach(self) -> None:
         """Stop journaling (the layer left the viewer); the journal stays on disk for recovery."""
         _RECORDERS.pop(str(self.layer.unique_id), None)
-        for emitter, callback in ((self.layer.events.paint, self._on_paint), (self.layer.events.data, self._on_data),
-                                  (self.layer.events.editable, self._on_editable),
-                                  (self.viewer.layers.events.removed, self._on_removed)):
+        for emitter, callback in (
+            (self.layer.events.paint, self._on_paint),
+            (self.layer.events.data, self._on_data),
+            (self.layer.events.editable, self._on_editable),
+            (self.viewer.layers.events.removed, self._on_removed),
+        ):
             emitter.disconnect(callback)
         for key in UNDO_KEYS:
             self.layer.bind_key(key, None)
@@ -220,7 +244,9 @@ class LabelsRecorder:
             self.journal.close()
 
 
-def history_item_change(item: Any, shape: tuple[int, ...], dtype: Any) -> tuple[Any, np.ndarray, np.ndarray] | None:
+def history_item_change(
+    item: Any, shape: tuple[int, ...], dtype: Any
+) -> tuple[Any, np.ndarray, np.ndarray] | None:
     """One napari undo-history item (a list of atoms applied in order) as ``(box, values, changed)``.
 
     An atom is napari's masked paint atom (``slice_key``, ``mask``, ``new_value``: brush, fill,
@@ -229,7 +255,10 @@ def history_item_change(item: Any, shape: tuple[int, ...], dtype: Any) -> tuple[
     parts = []
     for atom in item:
         if hasattr(atom, "slice_key") and hasattr(atom, "new_value"):
-            box = tuple((int(s.start or 0), int(n if s.stop is None else s.stop)) for s, n in zip(atom.slice_key, shape))
+            box = tuple(
+                (int(s.start or 0), int(n if s.stop is None else s.stop))
+                for s, n in zip(atom.slice_key, shape)
+            )
             parts.append((box, "mask", atom.mask, atom.new_value))
         else:
             indices, _old, new = atom

@@ -17,8 +17,12 @@ class LayerBindings:
     """Binds ``shortcuts`` (action -> (key, text); default :data:`SHORTCUTS`) to ``actions`` and adds
     ``mouse_callback`` on layers; takes them off again."""
 
-    def __init__(self, actions: dict[str, Callable[[], Any]], mouse_callback: Callable[..., Any],
-                 shortcuts: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        actions: dict[str, Callable[[], Any]],
+        mouse_callback: Callable[..., Any],
+        shortcuts: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.actions = actions
         self.mouse_callback = mouse_callback
         self.shortcuts = SHORTCUTS if shortcuts is None else shortcuts

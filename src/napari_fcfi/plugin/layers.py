@@ -31,13 +31,18 @@ def transform_problem(layer: Any) -> str | None:
     """
     ndim = len(tuple(layer.scale))
     eye = np.eye(ndim)
-    plain = (np.allclose(np.asarray(layer.rotate), eye) and np.allclose(np.asarray(layer.shear), 0)
-             and np.allclose(np.asarray(layer.affine.affine_matrix), np.eye(ndim + 1)))
+    plain = (
+        np.allclose(np.asarray(layer.rotate), eye)
+        and np.allclose(np.asarray(layer.shear), 0)
+        and np.allclose(np.asarray(layer.affine.affine_matrix), np.eye(ndim + 1))
+    )
     if plain:
         return None
-    return (f"image layer {layer.name!r} is rotated, sheared or has an affine transform; clicks would land on "
-            "other pixels than the ones under the cursor. Reset its rotate/shear/affine to annotate it "
-            "(scale and translate are fine)")
+    return (
+        f"image layer {layer.name!r} is rotated, sheared or has an affine transform; clicks would land on "
+        "other pixels than the ones under the cursor. Reset its rotate/shear/affine to annotate it "
+        "(scale and translate are fine)"
+    )
 
 
 def geometry_of(layer: Any, channel_axis: int | None = None) -> ImageGeometry:
@@ -51,7 +56,11 @@ def geometry_of(layer: Any, channel_axis: int | None = None) -> ImageGeometry:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rgb = bool(getattr(layer, "rgb", False))
     return make_geometry(
-        data.shape, None if rgb else channel_axis, rgb=rgb, scale=tuple(layer.scale), translate=tuple(layer.translate)
+        data.shape,
+        None if rgb else channel_axis,
+        rgb=rgb,
+        scale=tuple(layer.scale),
+        translate=tuple(layer.translate),
     )
 
 
@@ -145,7 +154,9 @@ def redraw_preview(layer: Any, region: tuple[slice, slice] | None, mask: np.ndar
         return
     plane = image_data(layer)
     if is_pyramid(layer):
-        write_region(layer, (), region, np.zeros(plane[region].shape, plane.dtype) if mask is None else mask[region])
+        write_region(
+            layer, (), region, np.zeros(plane[region].shape, plane.dtype) if mask is None else mask[region]
+        )
         return
     plane[region] = 0 if mask is None else mask[region]
     # Same shape and no selection: skip the extent, thumbnail and highlight updates.
@@ -195,7 +206,9 @@ def labels_fit(labels: Any, geometry: ImageGeometry) -> str | None:
     shape = tuple(labels.data.shape)
     if shape != geometry.label_shape:
         return f"its shape {shape} differs from the image's label grid {geometry.label_shape}"
-    if not np.allclose(tuple(labels.scale), geometry.scale) or not np.allclose(tuple(labels.translate), geometry.translate):
+    if not np.allclose(tuple(labels.scale), geometry.scale) or not np.allclose(
+        tuple(labels.translate), geometry.translate
+    ):
         return "its scale/translate differ from the image's (objects would be drawn in the wrong place)"
     if np.dtype(labels.data.dtype).kind not in "iu":
         return f"its data type {labels.data.dtype} is not an integer type"

@@ -15,29 +15,62 @@ class PropagatePanel(Container):
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.direction = ComboBox(label="Direction", choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
-                                  value="both", tooltip="Direction along the stack axis")
-        self.axis = ComboBox(label="along", choices=self._axis_choices, tooltip="Stack axis (for 4D images: z or t)")
-        self.slices = SpinBox(label="slices", min=0, max=100_000, value=0,
-                              tooltip="Slices per direction (0: until the object ends)")
-        self.run_button = PushButton(text="Propagate", tooltip="Carry the object through the stack slice by slice")
-        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop; the slices done are kept")
+        self.direction = ComboBox(
+            label="Direction",
+            choices=[("both ways", "both"), ("up (+)", "up"), ("down (-)", "down")],
+            value="both",
+            tooltip="Direction along the stack axis",
+        )
+        self.axis = ComboBox(
+            label="along", choices=self._axis_choices, tooltip="Stack axis (for 4D images: z or t)"
+        )
+        self.slices = SpinBox(
+            label="slices",
+            min=0,
+            max=100_000,
+            value=0,
+            tooltip="Slices per direction (0: until the object ends)",
+        )
+        self.run_button = PushButton(
+            text="Propagate", tooltip="Carry the object through the stack slice by slice"
+        )
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False, tooltip="Stop; the slices done are kept"
+        )
         keys = {action: text for action, (_key, text) in STACK_SHORTCUTS.items()}
-        self.fill_button = PushButton(text="Fill between", tooltip="Predict the slices between this slice and the "
-                                      f"nearest other annotated slice of the object, from both ({keys['fill']})")
-        self.continue_button = PushButton(text="Continue", tooltip="Propagate on past where the last propagation "
-                                          f"stopped ({keys['continue']})")
-        self.review_button = PushButton(text="Next review", tooltip="Go to the next slice most likely wrong "
-                                        f"({keys['review']})")
+        self.fill_button = PushButton(
+            text="Fill between",
+            tooltip="Predict the slices between this slice and the "
+            f"nearest other annotated slice of the object, from both ({keys['fill']})",
+        )
+        self.continue_button = PushButton(
+            text="Continue",
+            tooltip=f"Propagate on past where the last propagation stopped ({keys['continue']})",
+        )
+        self.review_button = PushButton(
+            text="Next review", tooltip=f"Go to the next slice most likely wrong ({keys['review']})"
+        )
         self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
-        super().__init__(widgets=[self.direction, self.axis, self.slices,
-                                  Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                                            labels=False),
-                                  Container(widgets=[self.fill_button, self.continue_button, self.review_button],
-                                            layout="horizontal", labels=False), self.progress], labels=True)
+        super().__init__(
+            widgets=[
+                self.direction,
+                self.axis,
+                self.slices,
+                Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+                Container(
+                    widgets=[self.fill_button, self.continue_button, self.review_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.progress,
+            ],
+            labels=True,
+        )
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
-        self.fill_button.changed.connect(lambda *_: self.track(start_fill(self.owner.controller, self.axis.value)))
+        self.fill_button.changed.connect(
+            lambda *_: self.track(start_fill(self.owner.controller, self.axis.value))
+        )
         self.continue_button.changed.connect(lambda *_: self.track(continue_past_stop(self.owner.controller)))
         self.review_button.changed.connect(lambda *_: next_review(self.owner.controller))
         owner.controller.on_stack_run = self.track  # progress and Cancel for runs started by a key
@@ -58,7 +91,9 @@ class PropagatePanel(Container):
 
     def start(self, *args: Any) -> None:
         max_slices = int(self.slices.value) or None
-        self.track(start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value))
+        self.track(
+            start_propagation(self.owner.controller, self.direction.value, max_slices, self.axis.value)
+        )
 
     def track(self, run: Any) -> None:
         """Show the progress of a propagation or fill (started here or by a key) and enable Cancel."""
@@ -101,23 +136,50 @@ class AdaptPanel(Container):
         from magicgui.widgets import FileEdit, Label
 
         self.owner = owner
-        self.minutes = SpinBox(label="Adapt for (min)", min=1, max=120, value=3,
-                               tooltip="Time budget of the adaptation in minutes (the check comes on top)")
-        self.adapt_button = PushButton(text="Adapt model", tooltip=f"Fine-tune the model on your committed "
-                                                                    f"objects (at least {MIN_OBJECTS_TO_ADAPT})")
+        self.minutes = SpinBox(
+            label="Adapt for (min)",
+            min=1,
+            max=120,
+            value=3,
+            tooltip="Time budget of the adaptation in minutes (the check comes on top)",
+        )
+        self.adapt_button = PushButton(
+            text="Adapt model",
+            tooltip=f"Fine-tune the model on your committed objects (at least {MIN_OBJECTS_TO_ADAPT})",
+        )
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.revert_button = PushButton(text="Revert", enabled=False, tooltip="Back to the model before adapting")
+        self.revert_button = PushButton(
+            text="Revert", enabled=False, tooltip="Back to the model before adapting"
+        )
         self.progress = ProgressBar(label="", min=0, max=100, value=0, visible=False)
         self.result = Label(value="")
         wrap_text(self.result)  # the verdict says what was measured and what to do
-        self.save_file = FileEdit(label="Save adapted to", mode="w", filter="Weights (*.safetensors)",
-                                  tooltip="Where 'Save adapted model' writes the adapted weights (a new file)")
-        self.save_button = PushButton(text="Save adapted model", enabled=False,
-                                      tooltip="safetensors plus a Markdown model card beside it")
-        super().__init__(widgets=[self.minutes, Container(widgets=[self.adapt_button, self.cancel_button,
-                                                                   self.revert_button], layout="horizontal",
-                                                          labels=False),
-                                  self.progress, self.result, self.save_file, self.save_button], labels=True)
+        self.save_file = FileEdit(
+            label="Save adapted to",
+            mode="w",
+            filter="Weights (*.safetensors)",
+            tooltip="Where 'Save adapted model' writes the adapted weights (a new file)",
+        )
+        self.save_button = PushButton(
+            text="Save adapted model",
+            enabled=False,
+            tooltip="safetensors plus a Markdown model card beside it",
+        )
+        super().__init__(
+            widgets=[
+                self.minutes,
+                Container(
+                    widgets=[self.adapt_button, self.cancel_button, self.revert_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.progress,
+                self.result,
+                self.save_file,
+                self.save_button,
+            ],
+            labels=True,
+        )
         self.adapt_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.revert_button.changed.connect(self.revert)
@@ -190,7 +252,9 @@ class AdaptPanel(Container):
                 import torch
 
                 torch.set_num_threads(threads)
-            return adaptation.adapt_with_check(base, images, labels, time_budget_s=budget, progress=self._progress)
+            return adaptation.adapt_with_check(
+                base, images, labels, time_budget_s=budget, progress=self._progress
+            )
 
         worker = create_worker(work)
         worker.returned.connect(lambda result: self._finished(base_source, result))
@@ -218,8 +282,10 @@ class AdaptPanel(Container):
             self.result.value = "adaptation cancelled: nothing was measured; the current model stays"
             return
         before, after = check.base_clicks, check.adapted_clicks
-        summary = (f"{after:.2f} clicks per held-back object (NoC@85+90) adapted vs {before:.2f} before "
-                   f"({check.change_percent:+.0f} %). {getattr(check, 'advice', '')}")
+        summary = (
+            f"{after:.2f} clicks per held-back object (NoC@85+90) adapted vs {before:.2f} before "
+            f"({check.change_percent:+.0f} %). {getattr(check, 'advice', '')}"
+        )
         if not check.keep:
             self.result.value = f"kept the current model: {summary}"
             return

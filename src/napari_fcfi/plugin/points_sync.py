@@ -46,8 +46,11 @@ class PointsSync:
         by_slice: dict[SliceKey, list[Click]] = {}
         if len(layer.data) == 0:
             return by_slice
-        positive = (layer.features["positive"].to_numpy(dtype=bool) if "positive" in layer.features
-                    else np.ones(len(layer.data), dtype=bool))
+        positive = (
+            layer.features["positive"].to_numpy(dtype=bool)
+            if "positive" in layer.features
+            else np.ones(len(layer.data), dtype=bool)
+        )
         for coords, is_positive in zip(np.asarray(layer.data), positive):
             key, row, col = split_grid_point(state.geometry, coords)
             by_slice.setdefault(key, []).append(Click(row, col, bool(is_positive)))
@@ -85,8 +88,9 @@ class PointsSync:
             data = np.concatenate([np.asarray(layer.data, dtype=float).reshape(-1, point.shape[1]), point])
             with layer.events.data.blocker():
                 layer.data = data
-            layer.events.data(value=layer.data, action="added", data_indices=(len(data) - 1,),
-                              vertex_indices=((),))
+            layer.events.data(
+                value=layer.data, action="added", data_indices=(len(data) - 1,), vertex_indices=((),)
+            )
         finally:
             self._internal = False
             if previous != click.positive:

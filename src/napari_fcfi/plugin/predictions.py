@@ -79,7 +79,9 @@ class _Session:
     applied: tuple[Click, ...] = ()
 
 
-def mask_from(probability: Patch | None, shape: tuple[int, int], threshold: float) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+def mask_from(
+    probability: Patch | None, shape: tuple[int, int], threshold: float
+) -> tuple[np.ndarray, tuple[slice, slice] | None]:
     """Full-plane bool mask of a sparse probability at ``threshold`` and its bounding box."""
     mask = np.zeros(shape, dtype=bool)
     if probability is None:
@@ -94,8 +96,14 @@ def mask_from(probability: Patch | None, shape: tuple[int, int], threshold: floa
 class Predictor:
     """Builds prediction jobs and routes their results (see the module docstring)."""
 
-    def __init__(self, runner: Any, model_cache: ModelCache, factory: SegmenterFactory,
-                 on_prediction: Callable[[Prediction], None], on_error: Callable[[Hashable, str], None]) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        model_cache: ModelCache,
+        factory: SegmenterFactory,
+        on_prediction: Callable[[Prediction], None],
+        on_error: Callable[[Hashable, str], None],
+    ) -> None:
         self.runner = runner
         self.model_cache = model_cache
         self.factory = factory
@@ -137,12 +145,19 @@ class Predictor:
                 except Exception as error:
                     raise RuntimeError(describe_load_error(request.model_source, error)) from error
                 segmenter = factory(model)
-                segmenter.set_image(read_plane(image, geometry, request.key), channel_axis=geometry.slice_channel_axis(),
-                                    channel=request.channel, initial_mask=request.initial_mask)
+                segmenter.set_image(
+                    read_plane(image, geometry, request.key),
+                    channel_axis=geometry.slice_channel_axis(),
+                    channel=request.channel,
+                    initial_mask=request.initial_mask,
+                )
                 session = sessions[slot] = _Session(segmenter, config)
             segmenter = session.segmenter
             keep = 0
-            while keep < min(len(session.applied), len(request.clicks)) and session.applied[keep] == request.clicks[keep]:
+            while (
+                keep < min(len(session.applied), len(request.clicks))
+                and session.applied[keep] == request.clicks[keep]
+            ):
                 keep += 1
             try:
                 for _ in range(len(session.applied) - keep):
@@ -171,13 +186,16 @@ class Predictor:
             return  # stale: a newer request for this slice exists (or it was cancelled)
         self._newest.pop(result.slot, None)
         if result.error is not None:
-            message = str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}"
+            message = (
+                str(result.error) if isinstance(result.error, RuntimeError) else f"FCFI: {result.error!r}"
+            )
             self.on_error(result.slot, message)
             return
         self.on_prediction(result.value)
 
     def forget_image(self, image_id: str) -> None:
         """Drop the engine sessions of an image (removed, or its channel choice changed)."""
+
         # Submitted as a job so the dictionary is only touched on the worker thread.
         def job() -> None:
             for slot in [s for s in self._sessions if s[0] == image_id]:

@@ -55,7 +55,9 @@ class PropagationRun:
 class Stop:
     """A stop of the last propagation: where, why, and how to continue past it."""
 
-    def __init__(self, image_id: str, key: Any, last_key: Any, axis: int, direction: str, span: int, reason: str):
+    def __init__(
+        self, image_id: str, key: Any, last_key: Any, axis: int, direction: str, span: int, reason: str
+    ):
         self.image_id, self.key, self.last_key = image_id, key, last_key
         self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
 
@@ -83,9 +85,16 @@ def review_message(review: ReviewList, axis: int) -> str:
     return f"review slice(s) {listed} (N: next)"
 
 
-def start_propagation(controller: Any, direction: str = "both", max_slices: int | None = None,
-                      axis: int | None = None, threaded: bool = True, *, start_key: Any = None,
-                      through: int = 0) -> PropagationRun | None:
+def start_propagation(
+    controller: Any,
+    direction: str = "both",
+    max_slices: int | None = None,
+    axis: int | None = None,
+    threaded: bool = True,
+    *,
+    start_key: Any = None,
+    through: int = 0,
+) -> PropagationRun | None:
     """Propagate the object on screen (on ``start_key`` when given); ``through`` as for
     :func:`~napari_fcfi.annotation.propagation.propagation_steps` (continuing past a stop).
     Returns the run (None, with a status message, when it cannot)."""
@@ -113,8 +122,9 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
     action = state.history.begin("propagation", state.objects.members(start_key))
-    undo = state.objects.begin_propagation(start_key, axis, direction, max_slices, through,
-                                           controller.settings.threshold)
+    undo = state.objects.begin_propagation(
+        start_key, axis, direction, max_slices, through, controller.settings.threshold
+    )
     drop_replaced_points(controller, state, undo.replaced)
     run = PropagationRun(sum(len(o) for o in order))
     run.action = action
@@ -128,17 +138,33 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
         def read(index: int) -> np.ndarray:
             return read_plane(image, geometry, stack_key(start_key, axis, index))
 
-        yield from propagation_steps(segmenter, read, start_mask, order, channel_axis=geometry.slice_channel_axis(),
-                                     channel=state.channel, should_stop=lambda: run.cancelled, through=through)
+        yield from propagation_steps(
+            segmenter,
+            read,
+            start_mask,
+            order,
+            channel_axis=geometry.slice_channel_axis(),
+            channel=state.channel,
+            should_stop=lambda: run.cancelled,
+            through=through,
+        )
 
     def on_slice(item: PropagatedSlice | PropagationStop) -> None:
         if state.image_id not in controller.images or run.discarded:
             return
         if isinstance(item, PropagationStop):
             step = 1 if item.index > start_key[axis] else -1
-            run.stops.append(Stop(state.image_id, stack_key(start_key, axis, item.index),
-                                  stack_key(start_key, axis, item.index - step), axis,
-                                  "up" if step > 0 else "down", item.span, item.reason))
+            run.stops.append(
+                Stop(
+                    state.image_id,
+                    stack_key(start_key, axis, item.index),
+                    stack_key(start_key, axis, item.index - step),
+                    axis,
+                    "up" if step > 0 else "down",
+                    item.span,
+                    item.reason,
+                )
+            )
             return
         run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence))
         place_mask(controller, state, undo, run, stack_key(start_key, axis, item.index), item.mask)
@@ -146,13 +172,23 @@ def start_propagation(controller: Any, direction: str = "both", max_slices: int 
     def on_done(*_: Any) -> None:
         controller.propagation = None
         controller.stops = run.stops
-        controller.review = ReviewList(state.image_id, [stack_key(start_key, axis, i) for i in
-                                                        review_slices(run.predicted, {start_key[axis]: start_mask})])
+        controller.review = ReviewList(
+            state.image_id,
+            [
+                stack_key(start_key, axis, i)
+                for i in review_slices(run.predicted, {start_key[axis]: start_mask})
+            ],
+        )
         stopped = " (cancelled)" if run.cancelled else ""
         why = "".join(f"; {s.describe()}" for s in run.stops)
         more = "; C continues past it" if run.stops else ""
-        controller._status(finished_message(run, f"propagated to {run.done} slice(s){stopped}{why}{more}; "
-                                                 f"{review_message(controller.review, axis)}"))
+        controller._status(
+            finished_message(
+                run,
+                f"propagated to {run.done} slice(s){stopped}{why}{more}; "
+                f"{review_message(controller.review, axis)}",
+            )
+        )
         run.on_finished(run.done)
         controller.on_change()
 
@@ -177,7 +213,9 @@ def run_segmenter_factory(controller: Any) -> Callable[[], Any]:
     return make
 
 
-def place_mask(controller: Any, state: Any, undo: Any, run: PropagationRun, key: Any, mask: np.ndarray) -> None:
+def place_mask(
+    controller: Any, state: Any, undo: Any, run: PropagationRun, key: Any, mask: np.ndarray
+) -> None:
     """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
     run's entry in the image's history), count it, show it; nothing once the run was undone."""
     if run.discarded:
@@ -202,8 +240,14 @@ def finished_message(run: PropagationRun, done: str) -> str:
     return f"FCFI: {done}; Ctrl+Z takes it back"
 
 
-def launch(controller: Any, run: PropagationRun, work: Callable[[], Any], on_item: Callable[[Any], None],
-           on_done: Callable[[], None], threaded: bool = True) -> PropagationRun:
+def launch(
+    controller: Any,
+    run: PropagationRun,
+    work: Callable[[], Any],
+    on_item: Callable[[Any], None],
+    on_done: Callable[[], None],
+    threaded: bool = True,
+) -> PropagationRun:
     """Run ``work()`` (a generator) in a napari worker thread, ``on_item`` on the GUI thread for each
     item it yields, ``on_done`` at the end; without ``threaded``, all of it here (tests, scripts)."""
 

@@ -55,7 +55,9 @@ def write_region(layer: Any, key: tuple[int, ...], region: tuple[slice, slice], 
         c0, c1 = -(-cols.start // factor), -(-cols.stop // factor)
         if r0 < r1 and c0 < c1:
             target = level[key] if key else level
-            target[r0:r1, c0:c1] = plane[r0 * factor:r1 * factor:factor, c0 * factor:c1 * factor:factor]
+            target[r0:r1, c0:c1] = plane[
+                r0 * factor : r1 * factor : factor, c0 * factor : c1 * factor : factor
+            ]
     layer.refresh()
 
 
@@ -66,5 +68,12 @@ def clear(layer: Any) -> None:
     layer.refresh()
 
 
-__all__ = ["COARSEST_SIDE", "LARGE_PLANE_SIDE", "clear", "is_pyramid", "needs_pyramid", "pyramid_levels",
-           "write_region"]
+__all__ = [
+    "COARSEST_SIDE",
+    "LARGE_PLANE_SIDE",
+    "clear",
+    "is_pyramid",
+    "needs_pyramid",
+    "pyramid_levels",
+    "write_region",
+]

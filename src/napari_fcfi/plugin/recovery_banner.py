@@ -16,8 +16,10 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from .commit_flow import RecoveryOffer, discard_offer, journals_on_screen, recovery_offers, restore_offer
 
-STYLE = ("QWidget#fcfiRecoveryBanner { background-color: #6b4e00; border: 1px solid #e0a800; border-radius: 4px; }"
-         "QWidget#fcfiRecoveryBanner QLabel { color: #fff4d6; }")
+STYLE = (
+    "QWidget#fcfiRecoveryBanner { background-color: #6b4e00; border: 1px solid #e0a800; border-radius: 4px; }"
+    "QWidget#fcfiRecoveryBanner QLabel { color: #fff4d6; }"
+)
 
 
 class RecoveryBanner(Container):
@@ -27,13 +29,23 @@ class RecoveryBanner(Container):
         self.controller = controller
         self.title = Label(value="")
         self.offers: list[RecoveryOffer] = []
-        self.choice = ComboBox(choices=self._choices, tooltip="Each journal is the work on one labels layer in one session")
+        self.choice = ComboBox(
+            choices=self._choices, tooltip="Each journal is the work on one labels layer in one session"
+        )
         self.details = Label(value="")
-        self.restore_button = PushButton(text="Restore", tooltip="Add this journal's labels as a new labels layer, "
-                                                                 "exactly as they were (no model needed)")
-        self.discard_button = PushButton(text="Discard", tooltip="Delete this journal (its labels are not on screen)")
-        buttons = Container(widgets=[self.restore_button, self.discard_button], layout="horizontal", labels=False)
-        super().__init__(widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False)
+        self.restore_button = PushButton(
+            text="Restore",
+            tooltip="Add this journal's labels as a new labels layer, exactly as they were (no model needed)",
+        )
+        self.discard_button = PushButton(
+            text="Discard", tooltip="Delete this journal (its labels are not on screen)"
+        )
+        buttons = Container(
+            widgets=[self.restore_button, self.discard_button], layout="horizontal", labels=False
+        )
+        super().__init__(
+            widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False
+        )
         self.native.setObjectName("fcfiRecoveryBanner")
         self.native.setStyleSheet(STYLE)
         self._key: Any = None
@@ -54,8 +66,11 @@ class RecoveryBanner(Container):
             return
         self._span_full_width()
         image = controller.image_layer.name if controller.image_layer is not None else "this image"
-        which = (f"{len(self.offers)} sessions not on screen; choose one" if len(self.offers) > 1
-                 else "1 session not on screen")
+        which = (
+            f"{len(self.offers)} sessions not on screen; choose one"
+            if len(self.offers) > 1
+            else "1 session not on screen"
+        )
         self._set_text(self.title, f"<b>⚠ Unsaved work found for {image!r}</b><br>{which}:")
         self.choice.reset_choices()
         self.choice.value = 0

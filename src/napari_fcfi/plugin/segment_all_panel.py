@@ -46,25 +46,54 @@ class SegmentAllPanel(Container):
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.scope = ComboBox(label="Segment all", choices=[("this slice", "slice"), ("every slice", "stack")],
-                              value="slice", tooltip="Propose every object of the slice on screen or of every slice")
-        self.object_size = SpinBox(label="object size", min=0, max=10_000, value=0,
-                                   tooltip="Expected object diameter in pixels (0: estimated from the image)")
-        self.run_button = PushButton(text="Segment all", tooltip="Propose an object for every seed, in the background")
-        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip="Stop; proposals so far are kept")
+        self.scope = ComboBox(
+            label="Segment all",
+            choices=[("this slice", "slice"), ("every slice", "stack")],
+            value="slice",
+            tooltip="Propose every object of the slice on screen or of every slice",
+        )
+        self.object_size = SpinBox(
+            label="object size",
+            min=0,
+            max=10_000,
+            value=0,
+            tooltip="Expected object diameter in pixels (0: estimated from the image)",
+        )
+        self.run_button = PushButton(
+            text="Segment all", tooltip="Propose an object for every seed, in the background"
+        )
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False, tooltip="Stop; proposals so far are kept"
+        )
         self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
-        self.accept_all_button = PushButton(text="Accept all", tooltip="Commit every proposal into the labels")
+        self.accept_all_button = PushButton(
+            text="Accept all", tooltip="Commit every proposal into the labels"
+        )
         self.accept_button = PushButton(text="Accept", tooltip="Commit the selected proposal (A)")
         self.delete_button = PushButton(text="Delete", tooltip="Drop the selected proposal (D)")
-        self.correct_button = PushButton(text="Correct", tooltip="Make the selected proposal the object in progress "
-                                                                 "and refine it with clicks (C)")
-        super().__init__(widgets=[
-            self.scope, self.object_size,
-            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
-            self.progress,
-            Container(widgets=[self.accept_all_button, self.accept_button, self.delete_button, self.correct_button],
-                      layout="horizontal", labels=False),
-        ], labels=True)
+        self.correct_button = PushButton(
+            text="Correct",
+            tooltip="Make the selected proposal the object in progress and refine it with clicks (C)",
+        )
+        super().__init__(
+            widgets=[
+                self.scope,
+                self.object_size,
+                Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+                self.progress,
+                Container(
+                    widgets=[
+                        self.accept_all_button,
+                        self.accept_button,
+                        self.delete_button,
+                        self.correct_button,
+                    ],
+                    layout="horizontal",
+                    labels=False,
+                ),
+            ],
+            labels=True,
+        )
         self.run_button.changed.connect(lambda: self.start())
         self.cancel_button.changed.connect(lambda: self.cancel())
         self.accept_all_button.changed.connect(lambda: self.accept_all())
@@ -86,14 +115,20 @@ class SegmentAllPanel(Container):
             return None
         viewer = self.controller.viewer
         for layer in viewer.layers:
-            if helpers.role_of(layer) == (ROLE, state.image_id) and tuple(layer.data.shape) == state.geometry.label_shape:
+            if (
+                helpers.role_of(layer) == (ROLE, state.image_id)
+                and tuple(layer.data.shape) == state.geometry.label_shape
+            ):
                 return layer
         if not create:
             return None
         geometry = state.geometry
         layer = viewer.add_labels(
-            np.zeros(geometry.label_shape, np.int32), name=f"{state.layer.name} FCFI proposals",
-            scale=geometry.scale, translate=geometry.translate, opacity=0.45,
+            np.zeros(geometry.label_shape, np.int32),
+            name=f"{state.layer.name} FCFI proposals",
+            scale=geometry.scale,
+            translate=geometry.translate,
+            opacity=0.45,
             metadata={helpers.TAG: {"role": ROLE, "image": state.image_id}},
         )
         layer.contour = 2  # outlines: proposals stay distinguishable from committed (filled) labels
@@ -156,9 +191,15 @@ class SegmentAllPanel(Container):
                 torch.set_num_threads(settings.cpu_threads)
             model = cache.get(settings.model_source, settings.device)
             for index, key in enumerate(keys):
-                steps = iter_segment_all(model, read_plane(image, geometry, key), object_size=object_size,
-                                         channel_axis=geometry.slice_channel_axis(), channel=channel,
-                                         threshold=settings.threshold, **engine_settings)
+                steps = iter_segment_all(
+                    model,
+                    read_plane(image, geometry, key),
+                    object_size=object_size,
+                    channel_axis=geometry.slice_channel_axis(),
+                    channel=channel,
+                    threshold=settings.threshold,
+                    **engine_settings,
+                )
                 while True:
                     if run.cancelled:
                         return
@@ -183,8 +224,10 @@ class SegmentAllPanel(Container):
             layer.refresh()
             found = int(result.labels.max())
             where = f" on slice {','.join(map(str, key))}" if key else ""
-            controller._status(result.message or f"FCFI: {found} proposal(s){where}; click one, then A / D / C, "
-                                                  "or Accept all")
+            controller._status(
+                result.message
+                or f"FCFI: {found} proposal(s){where}; click one, then A / D / C, or Accept all"
+            )
 
         def on_done(*_: Any) -> None:
             self._run = None

@@ -52,8 +52,11 @@ def annotated_by_user(obj: Any) -> bool:
 def fill_partner(state: Any, key: Any, axis: int) -> Any:
     """The nearest other slice on ``key``'s stack line (along ``axis``) that the user annotated, or None."""
     candidates = [
-        k for k, obj in state.objects.slices.items()
-        if k != key and abs(k[axis] - key[axis]) >= 2 and annotated_by_user(obj)
+        k
+        for k, obj in state.objects.slices.items()
+        if k != key
+        and abs(k[axis] - key[axis]) >= 2
+        and annotated_by_user(obj)
         and all(a == b for i, (a, b) in enumerate(zip(k, key)) if i != axis)
     ]
     return min(candidates, key=lambda k: (abs(k[axis] - key[axis]), k[axis]), default=None)
@@ -80,8 +83,10 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
         return None
     partner = fill_partner(state, obj.key, axis)
     if partner is None:
-        controller._status("FCFI: fill between needs the object annotated on another slice of this stack too "
-                           "(at least two slices away)")
+        controller._status(
+            "FCFI: fill between needs the object annotated on another slice of this stack too "
+            "(at least two slices away)"
+        )
         return None
     if controller.predictor.pending(state.image_id, partner):
         controller._status(f"FCFI: wait for the prediction on slice {partner[axis]}, then fill")
@@ -89,10 +94,15 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
     key_a, key_b = obj.key, partner
     mask_a, mask_b = np.array(obj.mask), np.array(state.objects.slices[partner].mask)
     low, high = sorted((key_a[axis], key_b[axis]))
-    between = [k for k in state.objects.slices if low < k[axis] < high
-               and all(a == b for i, (a, b) in enumerate(zip(k, key_a)) if i != axis)]
+    between = [
+        k
+        for k in state.objects.slices
+        if low < k[axis] < high and all(a == b for i, (a, b) in enumerate(zip(k, key_a)) if i != axis)
+    ]
     # One action of the image's history: both ends' objects (a merged one whole) and the slices between.
-    action = state.history.begin("fill", [*state.objects.members(key_a), *state.objects.members(key_b), *between])
+    action = state.history.begin(
+        "fill", [*state.objects.members(key_a), *state.objects.members(key_b), *between]
+    )
     undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
     drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
     run = PropagationRun(abs(key_b[axis] - key_a[axis]) - 1)
@@ -107,9 +117,17 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
         def read(index: int) -> np.ndarray:
             return read_plane(image, geometry, stack_key(key_a, axis, index))
 
-        yield from fill_slices(segmenter, read, key_a[axis], mask_a, key_b[axis], mask_b,
-                               channel_axis=geometry.slice_channel_axis(), channel=state.channel,
-                               should_stop=lambda: run.cancelled)
+        yield from fill_slices(
+            segmenter,
+            read,
+            key_a[axis],
+            mask_a,
+            key_b[axis],
+            mask_b,
+            channel_axis=geometry.slice_channel_axis(),
+            channel=state.channel,
+            should_stop=lambda: run.cancelled,
+        )
 
     def on_slice(item: FilledSlice) -> None:
         if state.image_id not in controller.images or run.discarded:
@@ -121,13 +139,19 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
         controller.propagation = None
         controller.stops = []
         ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
-        controller.review = ReviewList(state.image_id, [stack_key(key_a, axis, i)
-                                                        for i in review_slices(run.predicted, ends)])
+        controller.review = ReviewList(
+            state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
+        )
         disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
         stopped = " (cancelled)" if run.cancelled else ""
-        controller._status(finished_message(run, f"filled {run.done} slice(s) between slices {key_a[axis]} and "
-                                                 f"{key_b[axis]}{stopped}; the two sides disagree on {disagree}; "
-                                                 f"{review_message(controller.review, axis)}"))
+        controller._status(
+            finished_message(
+                run,
+                f"filled {run.done} slice(s) between slices {key_a[axis]} and "
+                f"{key_b[axis]}{stopped}; the two sides disagree on {disagree}; "
+                f"{review_message(controller.review, axis)}",
+            )
+        )
         run.on_finished(run.done)
         controller.on_change()
 
@@ -137,7 +161,9 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
 def continue_past_stop(controller: Any, threaded: bool = True) -> PropagationRun | None:
     """Propagate on past the stop of the last propagation nearest the slice on screen."""
     state, key = controller.state, controller.current_key()
-    stops = [s for s in getattr(controller, "stops", []) if state is not None and s.image_id == state.image_id]
+    stops = [
+        s for s in getattr(controller, "stops", []) if state is not None and s.image_id == state.image_id
+    ]
     if not stops or key is None:
         controller._status("FCFI: no stop to continue past (propagate first)")
         return None
@@ -147,8 +173,9 @@ def continue_past_stop(controller: Any, threaded: bool = True) -> PropagationRun
         controller._status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
         return None
     controller.stops = [s for s in stops if s is not stop]
-    return start_propagation(controller, stop.direction, None, stop.axis, threaded, start_key=stop.last_key,
-                             through=stop.span)
+    return start_propagation(
+        controller, stop.direction, None, stop.axis, threaded, start_key=stop.last_key, through=stop.span
+    )
 
 
 def next_review(controller: Any) -> Any:
@@ -170,6 +197,8 @@ def next_review(controller: Any) -> Any:
 
 def stack_key_actions(controller: Any) -> dict[str, Any]:
     """The actions of :data:`STACK_SHORTCUTS` for ``controller``."""
-    return {"fill": lambda: controller.on_stack_run(start_fill(controller)),
-            "continue": lambda: controller.on_stack_run(continue_past_stop(controller)),
-            "review": lambda: next_review(controller)}
+    return {
+        "fill": lambda: controller.on_stack_run(start_fill(controller)),
+        "continue": lambda: controller.on_stack_run(continue_past_stop(controller)),
+        "review": lambda: next_review(controller),
+    }

@@ -48,7 +48,9 @@ def channel_choices(layer: Any) -> list[tuple[str, tuple[int | None, int | None]
         return []
     data = helpers.image_data(layer)
     if getattr(layer, "rgb", False):
-        return [("RGB composite", (None, None))] + [(f"channel {c}", (None, c)) for c in range(min(data.shape[-1], 3))]
+        return [("RGB composite", (None, None))] + [
+            (f"channel {c}", (None, c)) for c in range(min(data.shape[-1], 3))
+        ]
     entries: list[tuple[str, tuple[int | None, int | None]]] = [("grayscale", (None, None))]
     if len(data.shape) >= 3 and 2 <= data.shape[0] <= 8:
         entries.append((f"axis 0 = {data.shape[0]} channels, composite", (0, None)))
@@ -86,7 +88,11 @@ def guess_channels(layer: Any) -> tuple[tuple[int | None, int | None], str]:
 
 
 def _first_axis_name(layer: Any) -> str | None:
-    axes = getattr(layer, "metadata", {}).get("axes") if isinstance(getattr(layer, "metadata", None), dict) else None
+    axes = (
+        getattr(layer, "metadata", {}).get("axes")
+        if isinstance(getattr(layer, "metadata", None), dict)
+        else None
+    )
     if isinstance(axes, str) and len(axes) == len(helpers.image_data(layer).shape):
         return axes[0].lower()
     labels = tuple(getattr(layer, "axis_labels", ()) or ())
@@ -114,8 +120,11 @@ class FCFIWidget(Container):
         self.native.layout().addWidget(self.form.root_native_widget)
         self.viewer = napari_viewer
         self.controller = SegmentationController(
-            napari_viewer, model_cache if model_cache is not None else cache_for_viewer(napari_viewer),
-            segmenter_factory=segmenter_factory, runner=runner, journal_root=journal_root,
+            napari_viewer,
+            model_cache if model_cache is not None else cache_for_viewer(napari_viewer),
+            segmenter_factory=segmenter_factory,
+            runner=runner,
+            journal_root=journal_root,
         )
         self._syncing = False
         self._build()
@@ -138,48 +147,92 @@ class FCFIWidget(Container):
     # ------------------------------------------------------------------ form
     def _build(self) -> None:
         settings = self.controller.settings
-        self.image_menu = create_widget(annotation=_image_type(), label="Image",
-                                        options={"tooltip": "Image layer to annotate"})
-        self.channel_menu = ComboBox(label="Channel", choices=self._channel_choices,
-                                     tooltip="Which channel(s) the network sees")
-        self.labels_menu = ComboBox(label="Labels", choices=self._labels_choices, nullable=True,
-                                    tooltip="Labels layer that Commit writes into")
+        self.image_menu = create_widget(
+            annotation=_image_type(), label="Image", options={"tooltip": "Image layer to annotate"}
+        )
+        self.channel_menu = ComboBox(
+            label="Channel", choices=self._channel_choices, tooltip="Which channel(s) the network sees"
+        )
+        self.labels_menu = ComboBox(
+            label="Labels",
+            choices=self._labels_choices,
+            nullable=True,
+            tooltip="Labels layer that Commit writes into",
+        )
         self._session_models: list[str] = []  # models made in this session (adapted), offered in the menu
-        self.model_menu = ComboBox(label="Model", choices=self._model_choices,
-                                   value=DEFAULT_MODEL, tooltip="'default' = bundled weights, an official model, or a file")
-        self.weights_file = FileEdit(label="Weights", mode="r", filter="Weights (*.safetensors *.pth *.pt)", visible=False)
-        self.device_menu = ComboBox(label="Device", choices=available_devices(), value="cpu",
-                                    tooltip="Device that runs the network")
-        self.threads = SpinBox(label="CPU threads", min=1, max=max(1, os.cpu_count() or 1),
-                               value=settings.cpu_threads or 1,
-                               tooltip="torch threads for CPU inference; fewer than the cores keeps napari responsive")
-        self.threshold = FloatSpinBox(label="Threshold", min=0.01, max=0.99, step=0.05, value=settings.threshold,
-                                      tooltip="Probability threshold of the object mask (applied without rerunning)")
-        self.label_id = SpinBox(label="Label id", min=1, max=2**31 - 1, value=1,
-                                tooltip="Label id of the next committed object (defaults to the next free id)")
-        self.edit_button = PushButton(text="Edit this label", tooltip="Edit this existing label on the slice on screen "
-                                                                      "(or Shift+click it)")
-        self.overwrite = CheckBox(text="paint over existing labels", value=settings.overwrite,
-                                  tooltip="Off: commits paint only background, other labels are never overwritten")
-        self.annotate = CheckBox(text="annotation mode", value=settings.annotating,
-                                 tooltip="Left click: positive · right click or Ctrl+left: negative · "
-                                         "Shift+left: edit the label under the cursor · drag: pan")
-        tips = {"commit": "Write the object into the labels layer",
-                "undo": "Take back the last click, propagation, fill, reset or edit",
-                "redo": "Do the last undone change again",
-                "reset": "Forget the object in progress (a corrected propagated slice: only its corrections)"}
+        self.model_menu = ComboBox(
+            label="Model",
+            choices=self._model_choices,
+            value=DEFAULT_MODEL,
+            tooltip="'default' = bundled weights, an official model, or a file",
+        )
+        self.weights_file = FileEdit(
+            label="Weights", mode="r", filter="Weights (*.safetensors *.pth *.pt)", visible=False
+        )
+        self.device_menu = ComboBox(
+            label="Device", choices=available_devices(), value="cpu", tooltip="Device that runs the network"
+        )
+        self.threads = SpinBox(
+            label="CPU threads",
+            min=1,
+            max=max(1, os.cpu_count() or 1),
+            value=settings.cpu_threads or 1,
+            tooltip="torch threads for CPU inference; fewer than the cores keeps napari responsive",
+        )
+        self.threshold = FloatSpinBox(
+            label="Threshold",
+            min=0.01,
+            max=0.99,
+            step=0.05,
+            value=settings.threshold,
+            tooltip="Probability threshold of the object mask (applied without rerunning)",
+        )
+        self.label_id = SpinBox(
+            label="Label id",
+            min=1,
+            max=2**31 - 1,
+            value=1,
+            tooltip="Label id of the next committed object (defaults to the next free id)",
+        )
+        self.edit_button = PushButton(
+            text="Edit this label",
+            tooltip="Edit this existing label on the slice on screen (or Shift+click it)",
+        )
+        self.overwrite = CheckBox(
+            text="paint over existing labels",
+            value=settings.overwrite,
+            tooltip="Off: commits paint only background, other labels are never overwritten",
+        )
+        self.annotate = CheckBox(
+            text="annotation mode",
+            value=settings.annotating,
+            tooltip="Left click: positive · right click or Ctrl+left: negative · "
+            "Shift+left: edit the label under the cursor · drag: pan",
+        )
+        tips = {
+            "commit": "Write the object into the labels layer",
+            "undo": "Take back the last click, propagation, fill, reset or edit",
+            "redo": "Do the last undone change again",
+            "reset": "Forget the object in progress (a corrected propagated slice: only its corrections)",
+        }
         self.buttons = {
             action: PushButton(text=text, tooltip=f"{tips[action]} ({SHORTCUTS[action][1]})")
-            for action, text in (("commit", "Commit"), ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset object"))
+            for action, text in (
+                ("commit", "Commit"),
+                ("undo", "Undo"),
+                ("redo", "Redo"),
+                ("reset", "Reset object"),
+            )
         }
         button_row = Container(widgets=list(self.buttons.values()), layout="horizontal", labels=False)
         self.propagate_panel = PropagatePanel(self)
         self.adapt_panel = AdaptPanel(self)
         self.segment_all_panel = SegmentAllPanel(self)
         self.log_file = FileEdit(label="Click log", mode="w", filter="Click log (*.csv)")
-        self.save_log_button = PushButton(text="Save click log",
-                                          tooltip="All committed objects' steps, model and settings (CSV replayable by "
-                                                  "fcfi segment)")
+        self.save_log_button = PushButton(
+            text="Save click log",
+            tooltip="All committed objects' steps, model and settings (CSV replayable by fcfi segment)",
+        )
         self.recovery = RecoveryBanner(self.controller)  # "Unsaved work found", at the top
         self.restore_button, self.discard_button = self.recovery.restore_button, self.recovery.discard_button
         self.recovery_label = self.recovery.details
@@ -189,19 +242,47 @@ class FCFIWidget(Container):
         self.status = Label(label="", value="")
         for line in (self.object_info, self.model_info, self.status):
             wrap_text(line)  # long messages wrap instead of widening or clipping the dock
-        self.form.extend([
-            self.recovery, self.image_menu, self.channel_menu, self.labels_menu, self.model_menu, self.weights_file,
-            self.device_menu, self.threads, self.threshold, self.label_id, self.edit_button, self.overwrite,
-            self.annotate, button_row, self.segment_all_panel, self.propagate_panel, self.adapt_panel, self.log_file, self.save_log_button,
-            self.busy, self.object_info, self.model_info, self.status,
-        ])
+        self.form.extend(
+            [
+                self.recovery,
+                self.image_menu,
+                self.channel_menu,
+                self.labels_menu,
+                self.model_menu,
+                self.weights_file,
+                self.device_menu,
+                self.threads,
+                self.threshold,
+                self.label_id,
+                self.edit_button,
+                self.overwrite,
+                self.annotate,
+                button_row,
+                self.segment_all_panel,
+                self.propagate_panel,
+                self.adapt_panel,
+                self.log_file,
+                self.save_log_button,
+                self.busy,
+                self.object_info,
+                self.model_info,
+                self.status,
+            ]
+        )
         self._build_save_labels()
 
     def _build_save_labels(self) -> None:
-        self.labels_file = FileEdit(label="Labels file", mode="w", filter=f"FCFI labels (*{FCFI_SUFFIX})",
-                                    tooltip="Where Save labels writes (default: beside the image file)")
-        self.save_labels_button = PushButton(text="Save labels", tooltip="Write the labels layer to the labels file "
-                                             "(type, scale, translate kept; .fcfi, a TIFF) and clear the journal")
+        self.labels_file = FileEdit(
+            label="Labels file",
+            mode="w",
+            filter=f"FCFI labels (*{FCFI_SUFFIX})",
+            tooltip="Where Save labels writes (default: beside the image file)",
+        )
+        self.save_labels_button = PushButton(
+            text="Save labels",
+            tooltip="Write the labels layer to the labels file "
+            "(type, scale, translate kept; .fcfi, a TIFF) and clear the journal",
+        )
         at = self.form.index(self.log_file)
         self.form.insert(at, self.save_labels_button)
         self.form.insert(at, self.labels_file)
@@ -220,8 +301,12 @@ class FCFIWidget(Container):
         self.edit_button.changed.connect(lambda: controller.select_label(int(self.label_id.value)))
         self.overwrite.changed.connect(lambda on: controller.update(overwrite=bool(on)))
         self.annotate.changed.connect(self._on_annotate)
-        for action, method in (("commit", controller.commit), ("undo", controller.undo), ("redo", controller.redo),
-                               ("reset", controller.reset_object)):
+        for action, method in (
+            ("commit", controller.commit),
+            ("undo", controller.undo),
+            ("redo", controller.redo),
+            ("reset", controller.reset_object),
+        ):
             self.buttons[action].changed.connect(lambda *_, m=method: m())
         self.save_log_button.changed.connect(lambda: self.save_click_log(self.log_file.value))
         self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
@@ -285,9 +370,13 @@ class FCFIWidget(Container):
         seen = ""
         if why and channel_axis is not None:
             count = helpers.image_data(layer).shape[channel_axis]
-            seen = (f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
-                    "Channel if it is a stack")
-        self._show_status(f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative")
+            seen = (
+                f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
+                "Channel if it is a stack"
+            )
+        self._show_status(
+            f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative"
+        )
         self._sync_from_controller()
 
     def _on_labels_choice(self, layer: Any = None) -> None:
@@ -409,8 +498,10 @@ class FCFIWidget(Container):
             return
         if helpers.same_layer(active, state.layer) or helpers.same_layer(active, state.clicks_layer):
             return  # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
-        self._show_status(f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
-                          f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate")
+        self._show_status(
+            f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
+            f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate"
+        )
 
     def _show_status(self, message: str) -> None:
         self.status.value = message
@@ -434,7 +525,9 @@ class FCFIWidget(Container):
         try:
             model = self._loadable_model(Path(path))
         except (OSError, ValueError) as error:
-            self._show_status(f"FCFI: click log not saved: the model in use could not be saved beside it ({error})")
+            self._show_status(
+                f"FCFI: click log not saved: the model in use could not be saved beside it ({error})"
+            )
             return None
         log.metadata = {
             "image": getattr(controller.image_layer, "name", ""),
@@ -471,7 +564,9 @@ class FCFIWidget(Container):
             return None
         self.labels_file.value = written
         # napari's status bar too: it is wide enough for the whole path
-        self.controller._status(f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared")
+        self.controller._status(
+            f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
+        )
         return written
 
     def _loadable_model(self, log_path: Path) -> str:
@@ -492,10 +587,11 @@ class FCFIWidget(Container):
         target = log_path.with_suffix("").with_name(log_path.with_suffix("").name + ".model.safetensors")
         return save_adapted(model, target).name
 
-
     def _suggest_labels_file(self, *args: Any) -> None:
         labels = self.controller.labels_layer  # never leave another layer's file here
-        self.labels_file.value = "" if labels is None else default_labels_path(labels, self.controller.image_layer)
+        self.labels_file.value = (
+            "" if labels is None else default_labels_path(labels, self.controller.image_layer)
+        )
 
     def close_controller(self) -> None:
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""

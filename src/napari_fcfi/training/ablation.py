@@ -32,7 +32,9 @@ ABLATION_VARIANTS: dict[str, tuple[bool, bool]] = {
 }
 
 
-def ablation_config(config: Mapping[str, Any], use_ffcm: bool = True, use_cffm: bool = True) -> dict[str, Any]:
+def ablation_config(
+    config: Mapping[str, Any], use_ffcm: bool = True, use_cffm: bool = True
+) -> dict[str, Any]:
     """``config`` (a network config for :func:`build_network`) with FFCM and/or CFFM switched off."""
     result = {k: v for k, v in config.items() if k not in ("use_ffcm", "use_cffm")}
     if not use_ffcm:

@@ -193,26 +193,36 @@ def objects_needed(differences: Sequence[float], confidence: float = KEEP_CONFID
     return max(by_spread, by_signs, values.size + 1)
 
 
-def _advice(keep: bool, saved: Sequence[float], confidence: float, fraction: float, capped: bool = False) -> str:
+def _advice(
+    keep: bool, saved: Sequence[float], confidence: float, fraction: float, capped: bool = False
+) -> str:
     """``capped``: the check ran on a subset of the held-back objects (more objects would not be checked)."""
     objects = len(saved)
     mean = float(np.mean(saved)) if objects else math.nan
     fewer = "fewer" if mean >= 0 else "more"
-    measured = (f"On {objects} held-back objects the adapted model needed {abs(mean):.2f} {fewer} clicks per object "
-                f"(NoC@85 + NoC@90); confidence that it is better: {100 * confidence:.0f} % "
-                f"({100 * KEEP_CONFIDENCE:.0f} % needed to keep it)")
+    measured = (
+        f"On {objects} held-back objects the adapted model needed {abs(mean):.2f} {fewer} clicks per object "
+        f"(NoC@85 + NoC@90); confidence that it is better: {100 * confidence:.0f} % "
+        f"({100 * KEEP_CONFIDENCE:.0f} % needed to keep it)"
+    )
     if keep:
         return measured + "."
     needed = objects_needed(saved)
     if needed is None:
-        return (measured + ". No gain measured: keep annotating with the current model; adapting again "
-                "after many more objects (or objects of a new kind) may help.")
+        return (
+            measured + ". No gain measured: keep annotating with the current model; adapting again "
+            "after many more objects (or objects of a new kind) may help."
+        )
     if capped:
-        return (measured + f". The gain is too small to be sure on the {objects} objects the check runs on: "
-                "adapting for longer may help.")
+        return (
+            measured + f". The gain is too small to be sure on the {objects} objects the check runs on: "
+            "adapting for longer may help."
+        )
     more = math.ceil((needed - objects) / fraction)
-    return (measured + f". Too few objects to be sure at this gain: annotate about {more} more objects "
-            "and adapt again.")
+    return (
+        measured + f". Too few objects to be sure at this gain: annotate about {more} more objects "
+        "and adapt again."
+    )
 
 
 def robot_ious(
@@ -266,6 +276,7 @@ def check_adaptation(
     total = 2 * len(samples)
     results: list[list[list[float]]] = []
     for offset, (label, model) in enumerate((("base", base), ("adapted", adapted))):
+
         def report(done: int, offset: int = offset, label: str = label) -> bool:
             if progress is None:
                 return False
@@ -275,9 +286,19 @@ def check_adaptation(
         ious = robot_ious(model, samples, max_clicks, report)
         if ious is None:
             nan = {"noc85": math.nan, "noc90": math.nan, "nof90": math.nan, "iou1": math.nan}
-            return AdaptationCheck(False, len(samples), max_clicks, nan, nan, math.nan, math.nan, math.nan,
-                                   time.perf_counter() - start, cancelled=True,
-                                   advice="The check was cancelled: nothing was measured; the current model stays.")
+            return AdaptationCheck(
+                False,
+                len(samples),
+                max_clicks,
+                nan,
+                nan,
+                math.nan,
+                math.nan,
+                math.nan,
+                time.perf_counter() - start,
+                cancelled=True,
+                advice="The check was cancelled: nothing was measured; the current model stays.",
+            )
         results.append(ious)
     base_scores, adapted_scores = (click_scores(r, max_clicks) for r in results)
     base_clicks = base_scores["noc85"] + base_scores["noc90"]
@@ -286,10 +307,17 @@ def check_adaptation(
     confidence = paired_confidence(saved, seed)
     keep = bool(adapted_clicks < base_clicks and confidence >= KEEP_CONFIDENCE)
     check = AdaptationCheck(
-        keep=keep, objects=len(samples), max_clicks=max_clicks,
-        base=base_scores, adapted=adapted_scores, base_clicks=base_clicks, adapted_clicks=adapted_clicks,
+        keep=keep,
+        objects=len(samples),
+        max_clicks=max_clicks,
+        base=base_scores,
+        adapted=adapted_scores,
+        base_clicks=base_clicks,
+        adapted_clicks=adapted_clicks,
         change_percent=100.0 * (adapted_clicks - base_clicks) / base_clicks if base_clicks else 0.0,
-        seconds=time.perf_counter() - start, confidence=confidence, clicks_saved=[float(d) for d in saved],
+        seconds=time.perf_counter() - start,
+        confidence=confidence,
+        clicks_saved=[float(d) for d in saved],
         advice=_advice(keep, saved, confidence, HOLDOUT_FRACTION, capped=len(samples) >= max_objects),
     )
     record = getattr(adapted, "fcfi_metadata", {}).get("adaptation")
@@ -317,15 +345,31 @@ def adapt_with_check(
     the running part (a cancelled adaptation is still checked; a cancelled check gives keep False).
     """
     train_labels, held_labels = hold_back_objects(labels, fraction, seed)
-    scaled = (lambda lo, hi: (lambda f, m: progress(lo + (hi - lo) * f, m))) if progress is not None else None
-    adapted = finetune(model, images, train_labels, time_budget_s=time_budget_s, steps=steps, seed=seed,
-                       progress=scaled(0.0, 0.8) if scaled else None)
-    check = check_adaptation(model, adapted, images, held_labels, seed=seed,
-                             progress=scaled(0.8, 1.0) if scaled else None)
+    scaled = (lambda lo, hi: lambda f, m: progress(lo + (hi - lo) * f, m)) if progress is not None else None
+    adapted = finetune(
+        model,
+        images,
+        train_labels,
+        time_budget_s=time_budget_s,
+        steps=steps,
+        seed=seed,
+        progress=scaled(0.0, 0.8) if scaled else None,
+    )
+    check = check_adaptation(
+        model, adapted, images, held_labels, seed=seed, progress=scaled(0.8, 1.0) if scaled else None
+    )
     return adapted, check
 
 
 __all__ = [
-    "KEEP_CONFIDENCE", "AdaptationCheck", "adapt_with_check", "check_adaptation", "click_scores",
-    "hold_back_objects", "object_samples", "objects_needed", "paired_confidence", "robot_ious",
+    "KEEP_CONFIDENCE",
+    "AdaptationCheck",
+    "adapt_with_check",
+    "check_adaptation",
+    "click_scores",
+    "hold_back_objects",
+    "object_samples",
+    "objects_needed",
+    "paired_confidence",
+    "robot_ious",
 ]

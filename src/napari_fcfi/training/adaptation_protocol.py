@@ -77,6 +77,7 @@ class PeakMemory:
         except OSError:
             self._hwm = False
         if not self._hwm:
+
             def sample() -> None:
                 while not self._stop.wait(0.01):
                     self._peak = max(self._peak, self._rss_kib())
@@ -121,7 +122,9 @@ def dsb_entries(folder: str | Path, modality: str) -> list[Entry]:
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     items = load_instance_folder(folder, split_instance_folder(folder)[1])
-    return [Entry(item.image, item.labels, None, item.name) for item in items if image_modality(item) == modality]
+    return [
+        Entry(item.image, item.labels, None, item.name) for item in items if image_modality(item) == modality
+    ]
 
 
 def grabcut_entries(folder: str | Path) -> list[Entry]:
@@ -182,11 +185,15 @@ def run_protocol(
     first, second = entries[:half], entries[half:]
     images = [e.image for e in first]
     train_labels, held_labels = hold_back_objects([e.labels for e in first], fraction, seed)
-    n_train = sum(len([a for a in np.unique(t[t > 0], return_counts=True)[1] if a >= MIN_OBJECT_AREA])
-                  for t in train_labels)
+    n_train = sum(
+        len([a for a in np.unique(t[t > 0], return_counts=True)[1] if a >= MIN_OBJECT_AREA])
+        for t in train_labels
+    )
     n_held = sum(len(np.unique(h[h > 0])) for h in held_labels)
-    say(f"{name}: {len(first)} images to adapt on ({n_train} objects, {n_held} held back), "
-        f"{len(second)} to evaluate")
+    say(
+        f"{name}: {len(first)} images to adapt on ({n_train} objects, {n_held} held back), "
+        f"{len(second)} to evaluate"
+    )
     last = [0.0]
 
     def progress(fraction_done: float, message: str) -> None:
@@ -195,25 +202,41 @@ def run_protocol(
             say(f"  {fraction_done:.0%} {message}")
 
     with PeakMemory() as memory:
-        adapted = finetune(base, images, train_labels, time_budget_s=time_budget_s, steps=steps, seed=seed,
-                           progress=progress)
+        adapted = finetune(
+            base, images, train_labels, time_budget_s=time_budget_s, steps=steps, seed=seed, progress=progress
+        )
     info = adapted.fcfi_metadata["adaptation"]
-    say(f"  adapted: {info['steps']} steps in {info['seconds']:.0f} s, peak extra memory {memory.extra_mib:.0f} MiB")
+    say(
+        f"  adapted: {info['steps']} steps in {info['seconds']:.0f} s, peak extra memory {memory.extra_mib:.0f} MiB"
+    )
     check = check_adaptation(base, adapted, images, held_labels, seed=seed, progress=progress)
-    say(f"  held-back check on {check.objects} objects: clicks {check.base_clicks:.2f} -> "
+    say(
+        f"  held-back check on {check.objects} objects: clicks {check.base_clicks:.2f} -> "
         f"{check.adapted_clicks:.2f}, confidence {100 * check.confidence:.0f} %: "
-        f"{'keep' if check.keep else 'revert'} ({check.seconds:.0f} s)")
-    samples = object_samples([e.image for e in second], [e.labels for e in second],
-                             ignores=[e.ignore for e in second], max_objects=eval_objects,
-                             min_area=eval_min_area, seed=seed, names=[e.name for e in second])
+        f"{'keep' if check.keep else 'revert'} ({check.seconds:.0f} s)"
+    )
+    samples = object_samples(
+        [e.image for e in second],
+        [e.labels for e in second],
+        ignores=[e.ignore for e in second],
+        max_objects=eval_objects,
+        min_area=eval_min_area,
+        seed=seed,
+        names=[e.name for e in second],
+    )
     evaluated: dict[str, Any] = {}
     for label, model in (("base", base), ("adapted", adapted)):
         t0 = time.perf_counter()
         ious = robot_ious(model, samples, max_clicks)
-        evaluated[label] = {**_summary(ious, max_clicks), "seconds": round(time.perf_counter() - t0, 1),
-                            "ious": {s.sample_id: i for s, i in zip(samples, ious)}}
-        say(f"  {label}: NoC@85 {evaluated[label]['noc85']:.2f}, NoC@90 {evaluated[label]['noc90']:.2f} "
-            f"on {len(samples)} objects")
+        evaluated[label] = {
+            **_summary(ious, max_clicks),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "ious": {s.sample_id: i for s, i in zip(samples, ious)},
+        }
+        say(
+            f"  {label}: NoC@85 {evaluated[label]['noc85']:.2f}, NoC@90 {evaluated[label]['noc90']:.2f} "
+            f"on {len(samples)} objects"
+        )
     change = {
         key: 100.0 * (evaluated["adapted"][key] - evaluated["base"][key]) / evaluated["base"][key]
         for key in ("noc85", "noc90")
@@ -221,7 +244,12 @@ def run_protocol(
     report = {
         "modality": name,
         "images": {"adapted_on": len(first), "evaluated": len(second)},
-        "objects": {"trained": n_train, "held_back": n_held, "checked": check.objects, "evaluated": len(samples)},
+        "objects": {
+            "trained": n_train,
+            "held_back": n_held,
+            "checked": check.objects,
+            "evaluated": len(samples),
+        },
         "base": evaluated["base"],
         "adapted": evaluated["adapted"],
         "change_percent": change,
@@ -229,8 +257,15 @@ def run_protocol(
         "kept": check.keep,
         "adaptation": {k: v for k, v in info.items() if k != "held_back_check"},
         "peak_extra_memory_mib": round(memory.extra_mib, 1),
-        "settings": {"time_budget_s": time_budget_s, "steps": steps, "seed": seed, "fraction": fraction,
-                     "max_clicks": max_clicks, "eval_objects": eval_objects, "eval_min_area": eval_min_area},
+        "settings": {
+            "time_budget_s": time_budget_s,
+            "steps": steps,
+            "seed": seed,
+            "fraction": fraction,
+            "max_clicks": max_clicks,
+            "eval_objects": eval_objects,
+            "eval_min_area": eval_min_area,
+        },
     }
     return report, adapted
 

@@ -54,7 +54,9 @@ class IntensityAugmentation:
         return cls(float(lo), float(hi - lo) if hi > lo else 1.0, full_scale=1.0)
 
     @classmethod
-    def draw(cls, sample: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> IntensityAugmentation:
+    def draw(
+        cls, sample: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+    ) -> IntensityAugmentation:
         """Random parameters for an image represented by ``sample`` (e.g. a strided subsample)."""
         sample = np.asarray(sample, np.float32)
         lo, hi = np.percentile(sample, [0.1, 99.9])
@@ -102,9 +104,9 @@ class IntensityAugmentation:
             x = ndi.gaussian_filter(x, (sigma, sigma, 0) if x.ndim == 3 else sigma)
         counts = x * np.float32(self.exposure * self.full_scale)
         if self.photons is not None:
-            counts = rng.poisson(np.clip(counts, 0, None) / self.full_scale * self.photons).astype(np.float32) * (
-                np.float32(self.full_scale / self.photons)
-            )
+            counts = rng.poisson(np.clip(counts, 0, None) / self.full_scale * self.photons).astype(
+                np.float32
+            ) * (np.float32(self.full_scale / self.photons))
         if self.read_noise is not None:
             counts = counts + rng.normal(0.0, self.read_noise, counts.shape).astype(np.float32)
         return (counts + np.float32(self.dark_offset)).astype(np.float32)
@@ -125,7 +127,9 @@ def normalise_like_engine(
     return out[..., :3]
 
 
-def flip_rotate(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def flip_rotate(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """The same random flip / 90° rotation applied to ``image`` (H, W, C) and ``mask`` (H, W, ...)."""
     k = int(rng.integers(4))
     image, mask = np.rot90(image, k, axes=(0, 1)), np.rot90(mask, k, axes=(0, 1))

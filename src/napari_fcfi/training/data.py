@@ -52,11 +52,15 @@ class LabeledImage:
     group: str = ""  # the data source (e.g. the folder's name), for balanced sampling
 
 
-def make_labeled_image(image: np.ndarray, labels: np.ndarray, name: str = "", min_area: int = 12) -> LabeledImage:
+def make_labeled_image(
+    image: np.ndarray, labels: np.ndarray, name: str = "", min_area: int = 12
+) -> LabeledImage:
     """Index the objects of ``labels`` (those with at least ``min_area`` pixels)."""
     labels = np.asarray(labels).astype(np.int32)
     if labels.shape != np.asarray(image).shape[:2]:
-        raise ValueError(f"{name}: image shape {np.asarray(image).shape} does not match labels {labels.shape}")
+        raise ValueError(
+            f"{name}: image shape {np.asarray(image).shape} does not match labels {labels.shape}"
+        )
     areas = np.bincount(labels.ravel())
     slices = ndi.find_objects(labels)
     ids, boxes = [], []
@@ -121,7 +125,9 @@ def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(array))[None]
     if mode == "bilinear":
         shrinking = tensor.shape[-1] > size or tensor.shape[-2] > size
-        out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+        out = F.interpolate(
+            tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking
+        )
     else:
         out = F.interpolate(tensor, size=(size, size), mode=mode)
     return out[0].numpy()
@@ -256,17 +262,24 @@ class TrainingSampler:
             which = int(rng.integers(len(item.object_ids)))
         else:
             which = int(rng.choice(len(item.object_ids), p=self._object_probabilities(item)))
-        return self.sample_object(item, which, rng, source=f"{'synthetic' if use_synthetic else 'real'}:{item.name}")
+        return self.sample_object(
+            item, which, rng, source=f"{'synthetic' if use_synthetic else 'real'}:{item.name}"
+        )
 
-    def sample_object(self, item: LabeledImage, which: int, rng: np.random.Generator, source: str = "") -> Sample:
+    def sample_object(
+        self, item: LabeledImage, which: int, rng: np.random.Generator, source: str = ""
+    ) -> Sample:
         """A crop around object number ``which`` of ``item`` with augmentation and initial clicks."""
         object_id = int(item.object_ids[which])
         r0, c0, r1, c1 = item.boxes[which]
         image = np.asarray(item.image)
         step = subsample_step(image.shape[0], image.shape[1], PERCENTILE_SAMPLE_PIXELS)
         subsample = image[::step, ::step]
-        augmentation = (IntensityAugmentation.draw(subsample, rng) if self.augment
-                        else IntensityAugmentation.identity(subsample))
+        augmentation = (
+            IntensityAugmentation.draw(subsample, rng)
+            if self.augment
+            else IntensityAugmentation.identity(subsample)
+        )
 
         side = max(r1 - r0, c1 - c0)
         lo, hi = self.object_fraction
@@ -293,9 +306,9 @@ class TrainingSampler:
         crop = augmentation.apply(image[inside], rng)
         reference = augmentation.apply(subsample, rng, blur=False)
         image_crop = np.zeros((win_h, win_w, 3), np.float32)
-        image_crop[inside[0].start - top : inside[0].stop - top, inside[1].start - left : inside[1].stop - left] = (
-            normalise_like_engine(crop, reference)
-        )
+        image_crop[
+            inside[0].start - top : inside[0].stop - top, inside[1].start - left : inside[1].stop - left
+        ] = normalise_like_engine(crop, reference)
         mask_crop = crop_window((item.labels == object_id).astype(np.float32), top, left, win_h, win_w)
         image_out = _resize(image_crop.transpose(2, 0, 1), self.crop_size, "bilinear")
         mask_out = _resize(mask_crop[None], self.crop_size, "bilinear") >= 0.5

@@ -54,7 +54,9 @@ def propagation_click(mask: np.ndarray, target: np.ndarray) -> Click | None:
     return Click(int(row), int(col), True)
 
 
-def neighbour_feedback_batch(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[list[Click]]] | None:
+def neighbour_feedback_batch(
+    masks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, list[list[Click]]] | None:
     """Feedback maps (B, 1, H, W) and one-click sets for a batch of target ``masks`` (B, 1, H, W).
 
     Returns None when a sample's displaced mask misses its object entirely (the caller then trains

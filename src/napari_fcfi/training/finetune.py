@@ -110,7 +110,12 @@ def prepare_objects(images: Sequence[Any], labels: Sequence[Any]) -> list[Labele
     that are not 2D whole non-negative numbers of the image's shape, or no object of at least
     :data:`MIN_OBJECT_AREA` pixels.
     """
-    if isinstance(images, np.ndarray) and images.ndim == 2 or isinstance(labels, np.ndarray) and labels.ndim == 2:
+    if (
+        isinstance(images, np.ndarray)
+        and images.ndim == 2
+        or isinstance(labels, np.ndarray)
+        and labels.ndim == 2
+    ):
         raise ValueError("pass sequences of images and label images (e.g. [image], [labels] for one image)")
     images, labels = list(images), list(labels)
     if not images:
@@ -122,7 +127,9 @@ def prepare_objects(images: Sequence[Any], labels: Sequence[Any]) -> list[Labele
         array = _image(image, index)
         ids = as_instance_labels(label_image, index)
         if ids.shape != array.shape[:2]:
-            raise ValueError(f"labels[{index}] has shape {ids.shape} but images[{index}] is {array.shape[:2]} (H, W)")
+            raise ValueError(
+                f"labels[{index}] has shape {ids.shape} but images[{index}] is {array.shape[:2]} (H, W)"
+            )
         # Compact ids 1..n (ids may be large or sparse: napari label values are arbitrary).
         values, inverse = np.unique(ids, return_inverse=True)
         compact = inverse.reshape(ids.shape).astype(np.int32) + (0 if values[0] == 0 else 1)
@@ -236,8 +243,9 @@ def finetune(
     started = time.perf_counter()
     if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
         raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
-    if steps is None and not (isinstance(time_budget_s, (int, float)) and math.isfinite(time_budget_s)
-                              and time_budget_s > 0):
+    if steps is None and not (
+        isinstance(time_budget_s, (int, float)) and math.isfinite(time_budget_s) and time_budget_s > 0
+    ):
         raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch network (as load_model returns), got {type(model).__name__}")
@@ -258,14 +266,25 @@ def finetune(
     sampler = TrainingSampler(items, crop_size=crop_size, input_size=input_size, seed=seed, augment=True)
     horizon = int(steps) if steps is not None else 100  # re-estimated from the step time
     config = TrainConfig(
-        steps=horizon, batch_size=BATCH_SIZE, lr=LEARNING_RATE, warmup_steps=_warmup(horizon), min_lr_ratio=0.05,
-        max_extra_clicks=max_extra_clicks, seed=seed, val_every=0, prefetch=False, freeze_batchnorm=True,
+        steps=horizon,
+        batch_size=BATCH_SIZE,
+        lr=LEARNING_RATE,
+        warmup_steps=_warmup(horizon),
+        min_lr_ratio=0.05,
+        max_extra_clicks=max_extra_clicks,
+        seed=seed,
+        val_every=0,
+        prefetch=False,
+        freeze_batchnorm=True,
         loss_weights=loss_weights,
     )
     losses: list[float] = []
     done = 0
-    fork_devices = [] if device.type != "cuda" else [
-        device.index if device.index is not None else torch.cuda.current_device()]
+    fork_devices = (
+        []
+        if device.type != "cuda"
+        else [device.index if device.index is not None else torch.cuda.current_device()]
+    )
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         trainer = Trainer(net, sampler, None, config, device=device, progress=False)
@@ -338,17 +357,21 @@ def finetune(
 def _format_check(check: Mapping[str, Any]) -> list[str]:
     base, adapted = check.get("base", {}), check.get("adapted", {})
     lines = [
-        (f"Checked on {check.get('objects', '?')} objects held back from training (robot user, at most "
-         f"{check.get('max_clicks', '?')} clicks, the evaluation toolkit's protocol through the engine):"),
+        (
+            f"Checked on {check.get('objects', '?')} objects held back from training (robot user, at most "
+            f"{check.get('max_clicks', '?')} clicks, the evaluation toolkit's protocol through the engine):"
+        ),
         "",
         "| model | NoC@85 | NoC@90 |",
         "|---|---:|---:|",
         f"| base | {base.get('noc85', float('nan')):.2f} | {base.get('noc90', float('nan')):.2f} |",
         f"| adapted | {adapted.get('noc85', float('nan')):.2f} | {adapted.get('noc90', float('nan')):.2f} |",
         "",
-        (f"Clicks (NoC@85 + NoC@90): {check.get('base_clicks', float('nan')):.2f} -> "
-         f"{check.get('adapted_clicks', float('nan')):.2f} ({check.get('change_percent', float('nan')):+.1f} %); "
-         f"decision: **{'keep the adapted model' if check.get('keep') else 'revert to the base model'}**."),
+        (
+            f"Clicks (NoC@85 + NoC@90): {check.get('base_clicks', float('nan')):.2f} -> "
+            f"{check.get('adapted_clicks', float('nan')):.2f} ({check.get('change_percent', float('nan')):+.1f} %); "
+            f"decision: **{'keep the adapted model' if check.get('keep') else 'revert to the base model'}**."
+        ),
     ]
     return lines
 
@@ -361,7 +384,8 @@ def model_card(metadata: Mapping[str, Any]) -> str:
         "",
         str(metadata.get("description", "")),
         "",
-        f"* base model: `{info.get('base_model', '?')}`" + (f" ({info['base_path']})" if info.get("base_path") else ""),
+        f"* base model: `{info.get('base_model', '?')}`"
+        + (f" ({info['base_path']})" if info.get("base_path") else ""),
         f"* adapted on: {info.get('objects', '?')} objects in {info.get('images', '?')} images",
         f"* training: {info.get('steps', '?')} steps of {info.get('batch_size', '?')} crops "
         f"({info.get('crop_size', '?')} px, working size {info.get('input_size', '?')}), "
@@ -383,9 +407,11 @@ def model_card(metadata: Mapping[str, Any]) -> str:
         "segmenter = InteractiveSegmenter(load_model('<this file>.safetensors'))",
         "```",
         "",
-        ("Adapted with `napari_fcfi.finetune` (iterative click training of `fcfi train` on the user's "
-         "objects). The gain holds for images like the ones it was adapted on; on other images the base "
-         "model may be better."),
+        (
+            "Adapted with `napari_fcfi.finetune` (iterative click training of `fcfi train` on the user's "
+            "objects). The gain holds for images like the ones it was adapted on; on other images the base "
+            "model may be better."
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -22,20 +22,44 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=Path, required=True,
-                        help="instance-label folder, or an image file / TIFF stack (then give --labels)")
-    parser.add_argument("--labels", type=Path, default=None,
-                        help="label image or TIFF stack of the same shape as --images (0 background)")
-    parser.add_argument("--base", default="default", help="model to adapt: 'default', a registered name or a file")
-    parser.add_argument("--out", type=Path, required=True, help="adapted model file (.safetensors; card: .md)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="instance-label folder, or an image file / TIFF stack (then give --labels)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="label image or TIFF stack of the same shape as --images (0 background)",
+    )
+    parser.add_argument(
+        "--base", default="default", help="model to adapt: 'default', a registered name or a file"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="adapted model file (.safetensors; card: .md)"
+    )
     parser.add_argument("--minutes", type=float, default=3.0, help="adaptation time budget (wall clock)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="exactly this many steps instead of a time budget (reproducible with --seed)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="exactly this many steps instead of a time budget (reproducible with --seed)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hold-back", type=float, default=0.25, metavar="FRACTION",
-                        help="share of the objects held back to check the adapted model (0: no check)")
-    parser.add_argument("--always-write", action="store_true",
-                        help="write the adapted model even if it needs more clicks on the held-back objects")
+    parser.add_argument(
+        "--hold-back",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="share of the objects held back to check the adapted model (0: no check)",
+    )
+    parser.add_argument(
+        "--always-write",
+        action="store_true",
+        help="write the adapted model even if it needs more clicks on the held-back objects",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
 
@@ -88,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         images, labels = read_pairs(args.images, args.labels)
         base = load_model(args.base, device=args.device)
-        train_labels, held_labels = (hold_back_objects(labels, args.hold_back, args.seed) if args.hold_back
-                                     else (labels, None))
+        train_labels, held_labels = (
+            hold_back_objects(labels, args.hold_back, args.seed) if args.hold_back else (labels, None)
+        )
     except (ValueError, FileNotFoundError) as error:
         print(f"fcfi finetune: {error}", file=sys.stderr)
         return 2
@@ -101,23 +126,36 @@ def run(args: argparse.Namespace) -> int:
             print(f"{fraction:4.0%} {message}", flush=True)
 
     try:
-        adapted = finetune(base, images, train_labels, time_budget_s=args.minutes * 60, steps=args.steps,
-                           seed=args.seed, progress=progress)
+        adapted = finetune(
+            base,
+            images,
+            train_labels,
+            time_budget_s=args.minutes * 60,
+            steps=args.steps,
+            seed=args.seed,
+            progress=progress,
+        )
     except ValueError as error:
         print(f"fcfi finetune: {error}", file=sys.stderr)
         return 2
     info = adapted.fcfi_metadata["adaptation"]
-    print(f"adapted {info['base_model']} on {info['objects']} objects in {info['images']} images: "
-          f"{info['steps']} steps, {info['seconds']:.0f} s")
+    print(
+        f"adapted {info['base_model']} on {info['objects']} objects in {info['images']} images: "
+        f"{info['steps']} steps, {info['seconds']:.0f} s"
+    )
     if held_labels is not None:
         check = check_adaptation(base, adapted, images, held_labels, seed=args.seed, progress=progress)
-        print(f"held-back check on {check.objects} objects: clicks (NoC@85 + NoC@90) base {check.base_clicks:.2f}, "
-              f"adapted {check.adapted_clicks:.2f} ({check.change_percent:+.1f} %): "
-              f"{'keep' if check.keep else 'revert to the base model'}")
+        print(
+            f"held-back check on {check.objects} objects: clicks (NoC@85 + NoC@90) base {check.base_clicks:.2f}, "
+            f"adapted {check.adapted_clicks:.2f} ({check.change_percent:+.1f} %): "
+            f"{'keep' if check.keep else 'revert to the base model'}"
+        )
         print(check.advice)
         if not check.keep and not args.always_write:
-            print("not written: the adapted model is not measurably better on the held-back objects "
-                  "(--always-write writes it anyway)")
+            print(
+                "not written: the adapted model is not measurably better on the held-back objects "
+                "(--always-write writes it anyway)"
+            )
             return 0
     path = save_adapted(adapted, args.out)
     print(f"wrote {path} and {path.with_suffix('.md')}")

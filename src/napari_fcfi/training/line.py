@@ -96,8 +96,9 @@ def read_state(line_dir: str | Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
     except FileNotFoundError:
-        raise LineError(f"{line_dir} holds no training line ({STATE_FILE} missing); start one with "
-                        "--line-init MODEL") from None
+        raise LineError(
+            f"{line_dir} holds no training line ({STATE_FILE} missing); start one with --line-init MODEL"
+        ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise LineError(f"{path} cannot be read: {error}") from error
     if not isinstance(state, dict) or state.get("format") != LINE_FORMAT:
@@ -151,7 +152,9 @@ def _model_metadata(state: dict[str, Any], name: str = "fcfi-microscopy") -> dic
     }
 
 
-def create_line(line_dir: str | Path, model_source: str, recipe: LineRecipe, *, seed: int = 0) -> dict[str, Any]:
+def create_line(
+    line_dir: str | Path, model_source: str, recipe: LineRecipe, *, seed: int = 0
+) -> dict[str, Any]:
     """Start a line from a trained model (``default``, a registered name or a ``.safetensors`` file)."""
     from napari_fcfi.model import load_model, save_model
 
@@ -169,17 +172,29 @@ def create_line(line_dir: str | Path, model_source: str, recipe: LineRecipe, *, 
         "train_seconds": float(earlier or 0.0),
         "seed": int(seed),
         "recipe": asdict(recipe),
-        "origin": {"source": str(metadata.get("path") or model_source), "name": metadata.get("name"),
-                   "step": training.get("step"), "train_seconds": earlier,
-                   "initial_weights": training.get("initial_weights")},
+        "origin": {
+            "source": str(metadata.get("path") or model_source),
+            "name": metadata.get("name"),
+            "step": training.get("step"),
+            "train_seconds": earlier,
+            "initial_weights": training.get("initial_weights"),
+        },
         "sessions": [],
         "seconds_per_step": None,
     }
     line_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, line_dir / WEIGHTS_FILE, metadata=_model_metadata(state))
     _write_json_atomic(line_dir / STATE_FILE, state)
-    append_history(line_dir, {"event": "created", "step": state["step"], "hours": state["train_seconds"] / 3600,
-                              "origin": state["origin"]["source"], "time": _now()})
+    append_history(
+        line_dir,
+        {
+            "event": "created",
+            "step": state["step"],
+            "hours": state["train_seconds"] / 3600,
+            "origin": state["origin"]["source"],
+            "time": _now(),
+        },
+    )
     return state
 
 
@@ -216,14 +231,23 @@ def commit_line(line_dir: str | Path, message: str) -> str:
     """``git commit`` the line folder alone; returns what happened (never raises: training goes on)."""
     line_dir = Path(line_dir).resolve()
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel", "--git-dir"], cwd=line_dir,
-                             capture_output=True, text=True, check=True).stdout.split()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "--git-dir"],
+            cwd=line_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         git_dir = Path(top[1]) if Path(top[1]).is_absolute() else line_dir / top[1]
         if (git_dir / "MERGE_HEAD").exists() or (git_dir / "index.lock").exists():
             return "commit skipped: a merge or another git command is in progress"
         subprocess.run(["git", "add", "--", str(line_dir)], cwd=top[0], capture_output=True, check=True)
-        done = subprocess.run(["git", "commit", "-q", "--no-verify", "-m", message, "--", str(line_dir)],
-                              cwd=top[0], capture_output=True, text=True)
+        done = subprocess.run(
+            ["git", "commit", "-q", "--no-verify", "-m", message, "--", str(line_dir)],
+            cwd=top[0],
+            capture_output=True,
+            text=True,
+        )
     except (OSError, subprocess.CalledProcessError, IndexError) as error:
         return f"commit failed: {error}"
     if done.returncode != 0:
@@ -234,8 +258,15 @@ def commit_line(line_dir: str | Path, message: str) -> str:
 class LineSession:
     """One session of a line: builds the trainer, exports and commits the state as it trains."""
 
-    def __init__(self, line_dir: Path, run_dir: Path, state: dict[str, Any], recipe: LineRecipe,
-                 commit_minutes: float, say: Any) -> None:
+    def __init__(
+        self,
+        line_dir: Path,
+        run_dir: Path,
+        state: dict[str, Any],
+        recipe: LineRecipe,
+        commit_minutes: float,
+        say: Any,
+    ) -> None:
         self.line_dir, self.run_dir, self.state, self.recipe = line_dir, run_dir, state, recipe
         self.commit_minutes = commit_minutes
         self.say = say
@@ -261,10 +292,16 @@ class LineSession:
         validation = trainer.last_validation
         if validation is not None and validation["step"] != self.recorded_validation_step:
             self.recorded_validation_step = validation["step"]
-            append_history(self.line_dir, {
-                "event": "validation", "step": validation["step"], "hours": validation["train_seconds"] / 3600,
-                "time": _now(), **{k: v for k, v in validation.items() if k not in ("step", "train_seconds")},
-            })
+            append_history(
+                self.line_dir,
+                {
+                    "event": "validation",
+                    "step": validation["step"],
+                    "hours": validation["train_seconds"] / 3600,
+                    "time": _now(),
+                    **{k: v for k, v in validation.items() if k not in ("step", "train_seconds")},
+                },
+            )
 
     def on_checkpoint(self, trainer: Any) -> None:
         self.export(trainer)
@@ -273,7 +310,9 @@ class LineSession:
 
     def commit(self, trainer: Any) -> None:
         hours = trainer.train_seconds / 3600
-        outcome = commit_line(self.line_dir, f"training line: step {trainer.step}, {hours:.2f} h of training in all")
+        outcome = commit_line(
+            self.line_dir, f"training line: step {trainer.step}, {hours:.2f} h of training in all"
+        )
         self.last_commit = time.time()
         self.say(f"line state at step {trainer.step}: {outcome}")
 
@@ -291,12 +330,16 @@ def run_line(args: Any) -> int:
     line_dir = Path(args.line)
     try:
         if args.line_init:
-            recipe, _ = LineRecipe(data=[str(p) for p in args.data], train_data=[str(p) for p in args.train_data],
-                                   val_data=[str(p) for p in args.val_data]).with_overrides(args.recipe)
+            recipe, _ = LineRecipe(
+                data=[str(p) for p in args.data],
+                train_data=[str(p) for p in args.train_data],
+                val_data=[str(p) for p in args.val_data],
+            ).with_overrides(args.recipe)
             create_line(line_dir, args.line_init, recipe, seed=args.seed)
         state = read_state(line_dir)
         recipe, overrides = LineRecipe.from_dict(state["recipe"]).with_overrides(
-            [] if args.line_init else args.recipe)
+            [] if args.line_init else args.recipe
+        )
     except (LineError, OSError) as error:
         print(f"fcfi train --line: {error}", file=sys.stderr)
         return 2
@@ -305,8 +348,11 @@ def run_line(args: Any) -> int:
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device)
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     run_dir = Path(args.out or Path("runs") / line_dir.name)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -318,33 +364,74 @@ def run_line(args: Any) -> int:
             print(line, flush=True)
 
     kind, source, step = resume_point(line_dir, run_dir)
-    say(f"line {line_dir} ({state['line_id']}): step {state['step']}, {state['train_seconds'] / 3600:.2f} h; "
-        f"resuming from {kind} {source} at step {step}" + (f"; recipe overrides {overrides}" if overrides else ""))
-    sources = load_sources(recipe.data, recipe.train_data, recipe.val_data, val_fraction=recipe.val_fraction,
-                           val_objects=recipe.val_objects, say=say)
+    say(
+        f"line {line_dir} ({state['line_id']}): step {state['step']}, {state['train_seconds'] / 3600:.2f} h; "
+        f"resuming from {kind} {source} at step {step}"
+        + (f"; recipe overrides {overrides}" if overrides else "")
+    )
+    sources = load_sources(
+        recipe.data,
+        recipe.train_data,
+        recipe.val_data,
+        val_fraction=recipe.val_fraction,
+        val_objects=recipe.val_objects,
+        say=say,
+    )
     seed = int(state["seed"])
-    synthetic = make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else []
+    synthetic = (
+        make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else []
+    )
     sampler = TrainingSampler(
-        sources.real, synthetic, synthetic_fraction=recipe.synthetic_fraction, crop_size=recipe.crop_size,
-        input_size=recipe.input_size, seed=seed, balance_modalities=recipe.balance_modalities,
-        small_object_weight=recipe.small_object_weight, small_object_area=recipe.small_object_area,
+        sources.real,
+        synthetic,
+        synthetic_fraction=recipe.synthetic_fraction,
+        crop_size=recipe.crop_size,
+        input_size=recipe.input_size,
+        seed=seed,
+        balance_modalities=recipe.balance_modalities,
+        small_object_weight=recipe.small_object_weight,
+        small_object_area=recipe.small_object_area,
     )
     model = load_model(str(line_dir / WEIGHTS_FILE), device="cpu")
     net = build_network(dict(model.config))
     net.load_state_dict(model.state_dict())
     del model
     config = TrainConfig(
-        steps=step + 1, batch_size=recipe.batch_size, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-        max_extra_clicks=recipe.max_extra_clicks, seed=seed, val_every=recipe.val_every,
-        checkpoint_minutes=args.checkpoint_minutes, neighbour_feedback=recipe.neighbour_feedback,
-        amp=not args.no_amp, cpu_bf16=args.bf16, prefetch=not args.no_prefetch,
+        steps=step + 1,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        warmup_steps=recipe.warmup_steps,
+        max_extra_clicks=recipe.max_extra_clicks,
+        seed=seed,
+        val_every=recipe.val_every,
+        checkpoint_minutes=args.checkpoint_minutes,
+        neighbour_feedback=recipe.neighbour_feedback,
+        amp=not args.no_amp,
+        cpu_bf16=args.bf16,
+        prefetch=not args.no_prefetch,
     )
-    run_info = {"line_id": state["line_id"], "line": str(line_dir), "recipe": asdict(recipe), "data": sources.info,
-                "device": device, "threads": torch.get_num_threads(), "input_size": recipe.input_size,
-                "network": dict(net.config), "initial_weights": state.get("origin")}
-    trainer = Trainer(net, sampler, run_dir, config, val_samples=sources.val_samples, device=device,
-                      run_info=run_info, progress=not args.no_progress,
-                      engine_settings={"input_size": recipe.input_size})
+    run_info = {
+        "line_id": state["line_id"],
+        "line": str(line_dir),
+        "recipe": asdict(recipe),
+        "data": sources.info,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "input_size": recipe.input_size,
+        "network": dict(net.config),
+        "initial_weights": state.get("origin"),
+    }
+    trainer = Trainer(
+        net,
+        sampler,
+        run_dir,
+        config,
+        val_samples=sources.val_samples,
+        device=device,
+        run_info=run_info,
+        progress=not args.no_progress,
+        engine_settings={"input_size": recipe.input_size},
+    )
     if kind == "run":
         trainer.load(source)
         trainer.run_info = run_info
@@ -358,28 +445,50 @@ def run_line(args: Any) -> int:
     per_step = float(state.get("seconds_per_step") or 1.0)
     trainer.restart_schedule(int(args.minutes * 60 / per_step))
     session = LineSession(line_dir, run_dir, state, recipe, args.commit_minutes, say)
-    session.record = {"started": _now(), "first_step": trainer.step, "train_seconds_before": trainer.train_seconds,
-                      "resumed_from": kind, "device": device, "threads": torch.get_num_threads(),
-                      "bf16": bool(args.bf16 and device == "cpu"), "host": platform.node(),
-                      "batch_size": recipe.batch_size, "recipe_overrides": overrides}
+    session.record = {
+        "started": _now(),
+        "first_step": trainer.step,
+        "train_seconds_before": trainer.train_seconds,
+        "resumed_from": kind,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "bf16": bool(args.bf16 and device == "cpu"),
+        "host": platform.node(),
+        "batch_size": recipe.batch_size,
+        "recipe_overrides": overrides,
+    }
     state.setdefault("sessions", []).append(session.record)
 
     def request_stop(signum: int, _frame: Any) -> None:
         trainer.stop_requested = True
         say(f"signal {signum}: stopping after this step")
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    say(f"session: {args.minutes} min, schedule steps {trainer.step} -> {config.steps}, device {device}, "
-        f"{torch.get_num_threads()} threads, bf16 {session.record['bf16']}")
+    previous = {
+        signum: signal.signal(signum, request_stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    }
+    say(
+        f"session: {args.minutes} min, schedule steps {trainer.step} -> {config.steps}, device {device}, "
+        f"{torch.get_num_threads()} threads, bf16 {session.record['bf16']}"
+    )
     until = trainer.step + args.session_steps if args.session_steps > 0 else None
     try:
         summary = trainer.fit(on_log=say, until=until, on_checkpoint=session.on_checkpoint)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    append_history(line_dir, {"event": "session", "step": trainer.step, "hours": trainer.train_seconds / 3600,
-                              "time": _now(), "session_steps": trainer.step - session.record["first_step"],
-                              "session_minutes": session.record["train_seconds"] / 60, "device": device})
+    append_history(
+        line_dir,
+        {
+            "event": "session",
+            "step": trainer.step,
+            "hours": trainer.train_seconds / 3600,
+            "time": _now(),
+            "session_steps": trainer.step - session.record["first_step"],
+            "session_minutes": session.record["train_seconds"] / 60,
+            "device": device,
+        },
+    )
     if args.commit_minutes > 0:
         session.commit(trainer)
     say(f"session done: {json.dumps(summary)}")

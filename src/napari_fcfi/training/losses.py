@@ -101,13 +101,16 @@ def fcfi_loss(
         for i, fb in enumerate(feedback1):
             valid = _fit(windows[min(i, len(windows) - 1)], size, "nearest") if windows else None
             terms.append(
-                normalized_focal_loss(_fit(fb, size, "bilinear"), target, valid=valid, from_probabilities=True).mean()
+                normalized_focal_loss(
+                    _fit(fb, size, "bilinear"), target, valid=valid, from_probabilities=True
+                ).mean()
             )
         parts["feedback1"] = torch.stack(terms).sum()
     feedback2 = _to_list(outputs.get("updated_feedback2"))
     if feedback2 and weights.feedback2 > 0:
         terms = [
-            normalized_focal_loss(_fit(fb, size, "bilinear"), target, from_probabilities=True).mean() for fb in feedback2
+            normalized_focal_loss(_fit(fb, size, "bilinear"), target, from_probabilities=True).mean()
+            for fb in feedback2
         ]
         parts["feedback2"] = torch.stack(terms).sum()
     total = sum(getattr(weights, name) * value for name, value in parts.items())

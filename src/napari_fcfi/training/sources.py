@@ -45,7 +45,9 @@ def load_sources(
         train_ids, val_ids = split_instance_folder(folder, val_fraction=val_fraction, seed=0)
         sources.real += load_instance_folder(folder, train_ids)
         val_sources.append((folder, load_instance_folder(folder, val_ids)))
-        sources.info.append({"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)})
+        sources.info.append(
+            {"folder": str(folder), "train_images": len(train_ids), "val_images": len(val_ids)}
+        )
         say(f"data {folder}: {len(train_ids)} train / {len(val_ids)} validation images")
     for folder in map(Path, train_data):
         items = load_instance_folder(folder)
@@ -58,5 +60,7 @@ def load_sources(
         sources.info.append({"folder": str(folder), "train_images": 0, "val_images": len(items)})
         say(f"validation data {folder}: {len(items)} images")
     for folder, items in val_sources:
-        sources.val_samples += pick_validation_samples(items, count=val_objects, seed=0, source=f"{folder.name}:")
+        sources.val_samples += pick_validation_samples(
+            items, count=val_objects, seed=0, source=f"{folder.name}:"
+        )
     return sources

@@ -98,7 +98,9 @@ def parameter_groups(net: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
     """Optimizer groups: a pretrained backbone (``net.backbone_parameters()``) trains at
     ``lr * net.backbone_lr_mult`` (RITM's 0.1 keeps ImageNet features from being wiped out early)."""
     multiplier = float(getattr(net, "backbone_lr_mult", 1.0))
-    backbone = list(net.backbone_parameters()) if hasattr(net, "backbone_parameters") and multiplier != 1.0 else []
+    backbone = (
+        list(net.backbone_parameters()) if hasattr(net, "backbone_parameters") and multiplier != 1.0 else []
+    )
     if not backbone:
         return [{"params": list(net.parameters()), "lr": lr}]
     ids = {id(p) for p in backbone}
@@ -167,7 +169,9 @@ class Trainer:
         self.progress = progress
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")
-        self.optimizer = torch.optim.Adam(parameter_groups(self.net, config.lr), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = torch.optim.Adam(
+            parameter_groups(self.net, config.lr), lr=config.lr, betas=(0.9, 0.999), eps=1e-8
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, self.config)
         )
@@ -234,9 +238,13 @@ class Trainer:
     def train_step(self, step: int, batch=None) -> dict[str, float]:
         """One optimizer step on the batch of ``step`` (drawn here unless given); returns the loss parts."""
         config = self.config
-        images, masks, click_sets = batch if batch is not None else self.sampler.batch(step, config.batch_size)
+        images, masks, click_sets = (
+            batch if batch is not None else self.sampler.batch(step, config.batch_size)
+        )
         images, masks = images.to(self.device), masks.to(self.device)
-        extra_clicks = int(np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1))
+        extra_clicks = int(
+            np.random.default_rng([config.seed, step, 1_000_003]).integers(0, config.max_extra_clicks + 1)
+        )
         self._train_mode()
         neighbour = None
         if config.neighbour_feedback > 0:
@@ -361,8 +369,14 @@ class Trainer:
             torch.set_num_threads(1)
 
         loader = DataLoader(
-            _Steps(), batch_size=None, shuffle=False, num_workers=1, prefetch_factor=2,
-            collate_fn=lambda item: item, worker_init_fn=_worker_init, persistent_workers=False,
+            _Steps(),
+            batch_size=None,
+            shuffle=False,
+            num_workers=1,
+            prefetch_factor=2,
+            collate_fn=lambda item: item,
+            worker_init_fn=_worker_init,
+            persistent_workers=False,
         )
         yield from loader
 
@@ -380,8 +394,10 @@ class Trainer:
         remaining = config.time_budget_minutes * 60 - self.train_seconds
         config.steps = max(self.step + max(int(remaining / per_step), 0), self.step + 1)
         self._log({"step": self.step, "horizon": config.steps, "seconds_per_step": per_step})
-        say(f"step {self.step}: schedule horizon set to {config.steps} steps ({per_step:.2f} s/step, "
-            f"{config.budget_clock} clock)")
+        say(
+            f"step {self.step}: schedule horizon set to {config.steps} steps ({per_step:.2f} s/step, "
+            f"{config.budget_clock} clock)"
+        )
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.out_dir is None:
@@ -452,8 +468,11 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", refresh=False)
             if self.step % config.log_every == 0 or self.step == config.steps:
-                record: dict[str, Any] = {"step": self.step, "time": round(time.time() - start_time, 1),
-                                          "train_seconds": round(self.train_seconds, 1)}
+                record: dict[str, Any] = {
+                    "step": self.step,
+                    "time": round(time.time() - start_time, 1),
+                    "train_seconds": round(self.train_seconds, 1),
+                }
                 record["lr"] = self.optimizer.param_groups[0]["lr"]
                 for key in window[0]:
                     record[key] = float(np.mean([w[key] for w in window if key in w]))
@@ -465,8 +484,12 @@ class Trainer:
                 metrics = self.validate()
                 if metrics is not None:
                     self.last_validation = {"step": self.step, "train_seconds": self.train_seconds, **metrics}
-                    record = {"step": self.step, "time": round(time.time() - start_time, 1),
-                              "train_seconds": round(self.train_seconds, 1), "val": metrics}
+                    record = {
+                        "step": self.step,
+                        "time": round(time.time() - start_time, 1),
+                        "train_seconds": round(self.train_seconds, 1),
+                        "val": metrics,
+                    }
                     self._log(record)
                     say(json.dumps(record))
                     candidates = [("live", metrics)] + ([("ema", metrics["ema"])] if "ema" in metrics else [])
@@ -474,7 +497,10 @@ class Trainer:
                     score = validation_score(chosen)
                     if score < self.best_score:
                         best = {k: v for k, v in chosen.items() if k != "ema"}
-                        self.best_score, self.best_metrics = score, {"step": self.step, "weights": kind, **best}
+                        self.best_score, self.best_metrics = (
+                            score,
+                            {"step": self.step, "weights": kind, **best},
+                        )
                         if self.out_dir is not None:
                             self.save("best.pt")
             if self.out_dir is not None and time.time() - last_checkpoint >= config.checkpoint_minutes * 60:

@@ -59,7 +59,9 @@ def engine_validate(
     was_training = net.training
     net.eval()
     try:
-        result = evaluate(net, list(samples), max_clicks, stop_iou=0.9, engine_settings=dict(engine_settings or {}))
+        result = evaluate(
+            net, list(samples), max_clicks, stop_iou=0.9, engine_settings=dict(engine_settings or {})
+        )
     finally:
         net.train(was_training)
     ious = result.all_ious
