@@ -74,7 +74,7 @@ class SliceObject:
             self.clicks,
             initial,
             self.from_propagation,
-            self.from_segment_all and initial is not None,
+            from_segment_all=self.from_segment_all and initial is not None,
         )
 
 
