@@ -122,7 +122,8 @@ def curve(args: argparse.Namespace) -> int:
     if not points:
         print("no evaluation records yet: run `line_report.py evaluate --record` first", file=sys.stderr)
         return 1
-    points.sort(key=lambda r: r["hours"])
+    latest = {r["step"]: r for r in points}  # a later evaluation of the same state replaces an earlier one
+    points = sorted(latest.values(), key=lambda r: r["hours"])
     hours = [r["hours"] for r in points]
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for key, style in (("noc85", "o-"), ("noc90", "s--")):
