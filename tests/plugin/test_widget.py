@@ -11,9 +11,10 @@ from magicgui.widgets import Container
 
 from helpers.standins import DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog
+from napari_fcfi.plugin.channels import channel_choices
 from napari_fcfi.plugin.controller import SHORTCUTS
 from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget, channel_choices
+from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner, ThreadedRunner
 
 

@@ -9,8 +9,9 @@ from qtpy.QtWidgets import QApplication, QScrollArea
 
 from helpers.qt_mouse import click as qt_click
 from helpers.standins import DiskSegmenter
+from napari_fcfi.plugin.channels import guess_channels
 from napari_fcfi.plugin.models import DEFAULT_MODEL
-from napari_fcfi.plugin.widget import FCFIWidget, guess_channels
+from napari_fcfi.plugin.widget import FCFIWidget
 
 
 def _inside_viewport(scroll: QScrollArea, widget) -> bool:

@@ -16,7 +16,7 @@ key binding and listener and stops the worker; a new controller finds and reuses
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,65 +32,28 @@ from napari_fcfi.annotation.geometry import (
     union_box,
     world_to_grid,
 )
-from napari_fcfi.annotation.history import Action, ActionHistory
-from napari_fcfi.annotation.objects import ObjectsInProgress, SliceObject
+from napari_fcfi.annotation.history import Action
+from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
-from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 
 from . import layers as helpers
+from . import undoing
 from .committing import Committer, click_log_of
+from .image_state import AnnotationSettings, ImageState
 from .keys import SHORTCUTS, LayerBindings
-from .models import DEFAULT_MODEL, ModelCache
+from .models import ModelCache
 from .mouse import ClickIntent, click_gesture
 from .points_sync import PointsSync
 from .predictions import (
     Prediction,
     Predictor,
     Request,
-    default_cpu_threads,
     engine_segmenter_factory,
     mask_from,
 )
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
-
-
-@dataclass(frozen=True)
-class AnnotationSettings:
-    """Everything the user chooses in the widget."""
-
-    model_source: str = DEFAULT_MODEL
-    device: str = "cpu"
-    cpu_threads: int | None = field(default_factory=default_cpu_threads)
-    threshold: float = DEFAULT_THRESHOLD
-    overwrite: bool = False
-    label_id: int | None = None  # None: the next free id of the labels layer
-    annotating: bool = True
-
-
-@dataclass
-class ImageState:
-    """What the controller keeps for one annotated image layer."""
-
-    layer: Any
-    geometry: ImageGeometry
-    channel_axis: int | None
-    channel: Any
-    clicks_layer: Any
-    preview_layer: Any
-    objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
-    labels_layer: Any = None
-    preview_box: tuple[slice, slice] | None = None
-    fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
-    history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
-
-    def __post_init__(self) -> None:
-        self.history = ActionHistory(self.objects)
-
-    @property
-    def image_id(self) -> str:
-        return str(self.layer.unique_id)
 
 
 class SegmentationController:
@@ -389,81 +352,19 @@ class SegmentationController:
 
     # ------------------------------------------------------------------ object actions
     def undo(self) -> None:
-        """Take back the latest change of this image's objects in progress (a click, a propagation, a
-        reset, an edit), wherever it was: one history for all of them (:mod:`napari_fcfi.annotation.history`)."""
-        state = self.state
-        if state is None:
-            return
-        run = self.propagation
-        if run is not None and state.history.done and state.history.done[-1] is getattr(run, "action", None):
-            run.cancel()
-            run.discarded = True  # slices still on their way are dropped
-        action = state.history.undo()
-        if action is None:
-            self._status("FCFI: nothing to undo")
-            return
-        self._show_restored(state, action)
-        self._status(
-            f"FCFI: undid the {action.name}{action.where(self.current_key())}; Ctrl+Shift+Z redoes it"
-        )
+        """Take back the latest change of this image's objects in progress (:func:`.undoing.undo`)."""
+        undoing.undo(self)
 
     def redo(self) -> None:
         """Do the latest undone change again."""
-        state = self.state
-        action = None if state is None else state.history.redo()
-        if action is None:
-            self._status("FCFI: nothing to redo")
-            return
-        self._show_restored(state, action)
-        self._status(f"FCFI: redid the {action.name}{action.where(self.current_key())}")
+        undoing.redo(self)
 
     def reset_object(self) -> None:
-        """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
-        object on every slice it spans (the status says how many)."""
-        if self.propagation is not None:  # Esc first stops a running propagation (keeping what was done)
-            self.propagation.cancel()
-            return
-        state, obj = self.state, self.current_object(create=False)
-        if state is None or obj is None:
-            return
-        members = state.objects.members(obj.key)
-        if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
-            self._status("FCFI: nothing to reset on this slice")
-            return
-        if obj.group is not None and obj.from_propagation and obj.clicks:
-            action = state.history.begin("reset", [obj.key])
-            obj.restart(obj.initial_mask, from_propagation=True)  # stays a slice of its stack object
-            message = "this slice's corrections were reset (its propagated mask stays)"
-        else:
-            action = state.history.begin("reset", members)
-            state.objects.forget(obj.key)
-            message = "the object was reset" + (
-                f" on all {len(members)} slices it spans" if len(members) > 1 else ""
-            )
-        self._show_restored(state, action)
-        self._status(f"FCFI: {message}; Ctrl+Z brings it back")
+        """Esc (undoable): see :func:`.undoing.reset_object`."""
+        undoing.reset_object(self)
 
     def _show_restored(self, state: ImageState, action: Action) -> None:
-        """Bring the clicks layer, the predictions and the preview in step with the slices ``action`` changed."""
-        in_layer = self.points.clicks_by_slice(state)
-        self._restoring = True
-        try:
-            for key in action.keys:
-                obj = state.objects.get(key)
-                if tuple(in_layer.get(key, ())) != obj.clicks:
-                    self.points.remove(state, key)
-                    for click in obj.clicks:
-                        self.points.append(state, key, click, by_user=False)
-        finally:
-            self._restoring = False
-        for key in action.keys:
-            obj = state.objects.get(key)
-            if not obj.clicks:
-                self.predictor.cancel(state.image_id, key)
-            elif obj.probability is None or obj.mask is None:
-                self._request(state, obj)
-        self._refresh_view()
-        self.on_change()
+        undoing.show_restored(self, state, action)
 
     def select_label(self, label_id: int) -> bool:
         """Edit label ``label_id`` of the slice on screen: clicks refine it, commit replaces it."""

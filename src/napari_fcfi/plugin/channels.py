@@ -1,0 +1,66 @@
+"""Which axis of an image layer holds channels: the choices the widget offers and its first guess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import layers as helpers
+
+
+def channel_choices(layer: Any) -> list[tuple[str, tuple[int | None, int | None]]]:
+    """Menu entries ``(text, (channel_axis, channel))`` that make sense for an image layer."""
+    if layer is None:
+        return []
+    data = helpers.image_data(layer)
+    if getattr(layer, "rgb", False):
+        return [("RGB composite", (None, None))] + [
+            (f"channel {c}", (None, c)) for c in range(min(data.shape[-1], 3))
+        ]
+    entries: list[tuple[str, tuple[int | None, int | None]]] = [("grayscale", (None, None))]
+    if len(data.shape) >= 3 and 2 <= data.shape[0] <= 8:
+        entries.append((f"axis 0 = {data.shape[0]} channels, composite", (0, None)))
+        entries += [(f"axis 0 = channels, channel {c}", (0, c)) for c in range(data.shape[0])]
+    return entries
+
+
+#: A leading axis of at most this many entries of a 3D, non-RGB image is taken for channels by default.
+MAX_GUESSED_CHANNELS = 4
+_CHANNEL_NAMES = {"c", "ch", "channel", "channels"}
+_STACK_NAMES = {"z", "t", "time", "depth", "plane", "slice"}
+
+
+def guess_channels(layer: Any) -> tuple[tuple[int | None, int | None], str]:
+    """The channel entry chosen when an image is picked, and why (said in the status).
+
+    The layer's axis names (napari's ``axis_labels`` or an ``"axes"`` string in its metadata, e.g.
+    ``"CYX"``) decide when they name the first axis; otherwise a 3D, non-RGB image whose first axis has
+    2..:data:`MAX_GUESSED_CHANNELS` entries is taken for channels (a z-stack that short is rare).
+    """
+    if layer is None or getattr(layer, "rgb", False):
+        return (None, None), ""
+    shape = tuple(helpers.image_data(layer).shape)
+    offered = {value for _text, value in channel_choices(layer)}
+    if (0, None) not in offered:
+        return (None, None), ""
+    first = _first_axis_name(layer)
+    if first in _CHANNEL_NAMES:
+        return (0, None), f"axis 0 is named {first!r}"
+    if first in _STACK_NAMES:
+        return (None, None), ""
+    if len(shape) == 3 and shape[0] <= MAX_GUESSED_CHANNELS:
+        return (0, None), f"its first axis has only {shape[0]} entries"
+    return (None, None), ""
+
+
+def _first_axis_name(layer: Any) -> str | None:
+    axes = (
+        getattr(layer, "metadata", {}).get("axes")
+        if isinstance(getattr(layer, "metadata", None), dict)
+        else None
+    )
+    if isinstance(axes, str) and len(axes) == len(helpers.image_data(layer).shape):
+        return axes[0].lower()
+    labels = tuple(getattr(layer, "axis_labels", ()) or ())
+    if labels and not str(labels[0]).startswith("axis "):  # napari's own default names say nothing
+        return str(labels[0]).strip().lower()
+    return None

@@ -1,0 +1,51 @@
+"""What the plugin keeps per viewer (the user's settings) and per annotated image (its state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from napari_fcfi.annotation.geometry import ImageGeometry
+from napari_fcfi.annotation.history import ActionHistory
+from napari_fcfi.annotation.objects import ObjectsInProgress
+from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
+
+from .models import DEFAULT_MODEL
+from .predictions import default_cpu_threads
+
+
+@dataclass(frozen=True)
+class AnnotationSettings:
+    """Everything the user chooses in the widget."""
+
+    model_source: str = DEFAULT_MODEL
+    device: str = "cpu"
+    cpu_threads: int | None = field(default_factory=default_cpu_threads)
+    threshold: float = DEFAULT_THRESHOLD
+    overwrite: bool = False
+    label_id: int | None = None  # None: the next free id of the labels layer
+    annotating: bool = True
+
+
+@dataclass
+class ImageState:
+    """What the controller keeps for one annotated image layer."""
+
+    layer: Any
+    geometry: ImageGeometry
+    channel_axis: int | None
+    channel: Any
+    clicks_layer: Any
+    preview_layer: Any
+    objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
+    labels_layer: Any = None
+    preview_box: tuple[slice, slice] | None = None
+    fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
+    history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
+
+    def __post_init__(self) -> None:
+        self.history = ActionHistory(self.objects)
+
+    @property
+    def image_id(self) -> str:
+        return str(self.layer.unique_id)
