@@ -302,8 +302,9 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
             }
             if step.through:
                 entry["through"] = step.through
-        if getattr(step, "threshold", None) is not None:
-            entry["threshold"] = float(step.threshold)
+        step_threshold = getattr(step, "threshold", None)
+        if step_threshold is not None:
+            entry["threshold"] = float(step_threshold)
         steps.append(entry)
     entry = {
         "object": number,

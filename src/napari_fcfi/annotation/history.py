@@ -114,7 +114,7 @@ class ActionHistory:
             if saved is None:
                 self.objects.slices.pop(key, None)
             else:
-                self.objects.slices[key] = _copy(saved)
+                self.objects.slices[key] = _copy_of(saved)
         for ident in set(groups) | set(other_groups):
             if ident in groups:
                 self.objects.groups[ident] = StackObject(ident, list(groups[ident].steps))
@@ -132,6 +132,11 @@ def _copy(obj: SliceObject | None) -> SliceObject | None:
     """
     if obj is None:
         return None
+    return _copy_of(obj)
+
+
+def _copy_of(obj: SliceObject) -> SliceObject:
+    """:func:`_copy` of an object that exists."""
     if obj.clicks:
         return replace(obj, commit_pending=False, mask=None, mask_box=None, probability=None)
     return replace(obj, commit_pending=False)

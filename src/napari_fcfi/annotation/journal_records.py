@@ -13,6 +13,7 @@ import json
 import struct
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ class Change:
         return self._arrays  # type: ignore[return-value]
 
 
-def encode_record(meta: dict[str, Any], blobs: list[bytes] = ()) -> bytes:
+def encode_record(meta: dict[str, Any], blobs: Sequence[bytes] = ()) -> bytes:
     """One framed record (see the module docstring); ``meta['blobs']`` gets the blob lengths."""
     meta = {**meta, "blobs": [len(b) for b in blobs]}
     text = json.dumps(meta, separators=(",", ":")).encode()
@@ -163,9 +164,10 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
     box_list = meta.get("box")
     if not isinstance(box_list, list) or not box_list:
         raise JournalError(f"{where}: record without a box")
-    box = tuple(tuple(_ints(b, "box", where)) for b in box_list)
-    if any(len(b) != 2 or not 0 <= b[0] < b[1] for b in box):
+    pairs = [_ints(b, "box", where) for b in box_list]
+    if any(len(b) != 2 or not 0 <= b[0] < b[1] for b in pairs):
         raise JournalError(f"{where}: box {box_list!r:.80} is not a list of [start, stop) pairs")
+    box = tuple((b[0], b[1]) for b in pairs)
     if np.prod([float(b - a) for a, b in box]) > MAX_ELEMENTS:
         raise JournalError(f"{where}: box {box_list!r:.80} is implausibly large")
     try:

@@ -175,13 +175,13 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
 def _union(
     boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int
 ) -> tuple[slice, slice] | None:
-    boxes = [b for b in boxes if b is not None]
-    if not boxes:
+    known = [b for b in boxes if b is not None]
+    if not known:
         return None
-    r0 = max(min(b[0].start for b in boxes) - margin, 0)
-    r1 = min(max(b[0].stop for b in boxes) + margin, shape[0])
-    c0 = max(min(b[1].start for b in boxes) - margin, 0)
-    c1 = min(max(b[1].stop for b in boxes) + margin, shape[1])
+    r0 = max(min(b[0].start for b in known) - margin, 0)
+    r1 = min(max(b[0].stop for b in known) + margin, shape[0])
+    c0 = max(min(b[1].start for b in known) - margin, 0)
+    c1 = min(max(b[1].stop for b in known) + margin, shape[1])
     return slice(r0, r1), slice(c0, c1)
 
 

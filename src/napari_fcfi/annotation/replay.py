@@ -115,8 +115,8 @@ def _object_masks(
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask
         elif isinstance(step, FillStep):
-            ends = [masks.get(step.slice_key), masks.get(step.other)]
-            if any(m is None or not m.any() for m in ends):
+            end_a, end_b = masks.get(step.slice_key), masks.get(step.other)
+            if end_a is None or end_b is None or not end_a.any() or not end_b.any():
                 raise ValueError(
                     f"fill between slices {step.slice_key} and {step.other} of label "
                     f"{record.label_id}: the object is empty on one of them"
@@ -129,9 +129,9 @@ def _object_masks(
                 segmenter,
                 read_fill,
                 step.slice_key[step.axis],
-                ends[0],
+                end_a,
                 step.other[step.axis],
-                ends[1],
+                end_b,
                 channel_axis=slice_channel_axis,
                 channel=channel,
             ):

@@ -68,7 +68,7 @@ def review_scores(
             if not 0 <= other < len(order) or abs(order[other] - index) != 1:
                 continue
             other_area, other_centre = shapes[order[other]]
-            if not area or not other_area:
+            if not area or not other_area or centre is None or other_centre is None:
                 change = max(change, 2.0)
                 continue
             radius = np.sqrt(max(area, other_area) / np.pi)

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             # Slice by slice, each slice's objects get ids after the previous slices' (all distinct).
             volume = np.zeros((len(parts), *parts[0][1].shape), np.int32)
             offset = 0
-            for index, labels in sorted(parts, key=lambda part: part[0]):
+            for index, labels in sorted(parts, key=lambda part: part[0] or 0):
                 volume[index] = np.where(labels > 0, labels + offset, 0)
                 offset += int(labels.max())
         target = out / f"{Path(path).stem}_labels.tif"

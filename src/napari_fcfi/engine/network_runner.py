@@ -88,7 +88,8 @@ class NetworkRunner:
             extended = self._past_the_border(window, window_clicks)
             network_input, mapped, step = self._prepare(extended, window_clicks, feedback)
             prepared.append((window, extended, network_input, mapped, step))
-            groups.setdefault(tuple(network_input.shape[-2:]), []).append(index)
+            height, width = network_input.shape[-2:]
+            groups.setdefault((int(height), int(width)), []).append(index)
         results: list[np.ndarray] = [np.empty(0, np.float32)] * len(prepared)
         for indices in groups.values():
             for start in range(0, len(indices), max(1, batch_size)):

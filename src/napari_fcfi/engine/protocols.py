@@ -236,11 +236,12 @@ class MicroscopyProtocol:
             ]
         # A small object is only a few feature pixels in the focus window; a second pass on its
         # zoom-in window (what a second click would use) draws its boundary at full detail.
-        zoomed = [i for i, z in enumerate(zooms) if z is not None]
+        zoom_windows = {i: z for i, z in enumerate(zooms) if z is not None}
+        zoomed = list(zoom_windows)
         if zoomed:
             feedback_mode = settings.first_click_zoom == "feedback"
             refined = self.runner.predict_windows(
-                [zooms[i] for i in zoomed],
+                [zoom_windows[i] for i in zoomed],
                 [click_lists[i] for i in zoomed],
                 [patches[i] if feedback_mode else None for i in zoomed],
                 1.0 if feedback_mode else 0.0,
