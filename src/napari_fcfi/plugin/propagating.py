@@ -31,6 +31,7 @@ from napari_fcfi.annotation.replay import stack_key
 from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
+from .background import run_generator
 
 
 class PropagationRun:
@@ -256,23 +257,7 @@ def launch(
         controller._status(f"FCFI: propagation failed: {error}")
         run.on_finished(run.done)
 
-    if not threaded:  # tests and scripts without an event loop
-        try:
-            for item in work():
-                on_item(item)
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            on_error(error)
-            return run
-        on_done()
-        return run
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(work)
-    worker.yielded.connect(on_item)
-    worker.finished.connect(on_done)
-    worker.errored.connect(on_error)
-    run.worker = worker
-    worker.start()
+    run.worker = run_generator(work, on_item, on_done, on_error, threaded)
     return run
 
 

@@ -28,6 +28,7 @@ from napari_fcfi.annotation.geometry import read_plane
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
+from .background import run_generator
 from .commit_flow import commit_object
 
 ROLE = "proposals"
@@ -242,23 +243,7 @@ class SegmentAllPanel(Container):
 
         self.progress.max, self.progress.value, self.progress.visible = 1000 * len(keys), 0, True
         self.cancel_button.enabled, self.run_button.enabled = True, False
-        if not threaded:
-            try:
-                for item in work():
-                    on_item(item)
-            except Exception as error:  # noqa: BLE001 - shown to the user
-                on_error(error)
-                return run
-            on_done()
-            return run
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(work)
-        worker.yielded.connect(on_item)
-        worker.finished.connect(on_done)
-        worker.errored.connect(on_error)
-        run.worker = worker
-        worker.start()
+        run.worker = run_generator(work, on_item, on_done, on_error, threaded)
         return run
 
     def cancel(self) -> None:
