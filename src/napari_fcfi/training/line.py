@@ -474,6 +474,12 @@ def run_line(args: Any) -> int:
     until = trainer.step + args.session_steps if args.session_steps > 0 else None
     try:
         summary = trainer.fit(on_log=say, until=until, on_checkpoint=session.on_checkpoint)
+    except Exception:
+        # The weights are those of the last finished step: keep them in the line before the error ends it.
+        session.export(trainer)
+        if args.commit_minutes > 0:
+            session.commit(trainer)
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

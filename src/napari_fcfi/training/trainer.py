@@ -24,6 +24,7 @@ import copy
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -367,6 +368,10 @@ class Trainer:
 
         def _worker_init(_: int) -> None:
             torch.set_num_threads(1)
+            # A stop signal sent to the whole process group is the main process's to handle (it ends
+            # the run after the current step and saves); a worker killed by it would crash the step.
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)
 
         loader = DataLoader(
             _Steps(),
