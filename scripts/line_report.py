@@ -2,6 +2,8 @@
 
     python scripts/line_report.py evaluate [--model training/line/model.safetensors] [--stacks] [--record]
     python scripts/line_report.py curve      # docs/images/training_line.png + the markdown table
+    python scripts/line_report.py calibrate --model M  # the model's own propagation stop threshold
+    python scripts/line_report.py ship --model M       # M becomes the bundled default, the old one default-v1
 
 ``evaluate`` runs the shipping protocol (docs/training.md, "The training line"): ``fcfi eval`` on the DSB
 validation split (200 objects) and mnfinder ``val/`` (94 objects), 20 clicks, stop at IoU 0.9, one
@@ -9,19 +11,30 @@ thread; with ``--stacks`` the uncorrected one-step propagation IoU at distance 1
 mnfinder-deformed stacks; then the paired comparison with the base model's results
 (:mod:`napari_fcfi.evaluation.compare`, results of the base are computed once into ``--base``).
 ``--record`` appends the numbers to the line's ``history.jsonl`` (one point of the learning curve).
+
+``calibrate`` measures where the model's confidence puts the propagation stopping rule
+(``scripts/measure_stop_features.py``, :func:`suggest_stop_confidence`) and writes the threshold into
+the model file's metadata (``propagation``); run it on a candidate before ``evaluate --stacks``, since
+the stacks use the stopping rule. ``ship`` writes the candidate as the bundled default (metadata: name,
+the line's step and hours) and keeps the previous default as ``fcfi_default_v1.safetensors``
+(registry name ``default-v1``, loadable for one release).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from measure_stop_features import CALIBRATION_FALSE_STOPS, suggest_stop_confidence
+
 from napari_fcfi.evaluation.compare import compare, format_comparison
 from napari_fcfi.evaluation.results import EvalResult
+from napari_fcfi.model import load_model, save_model
 from napari_fcfi.training.line import append_history, read_history, read_state
 
 DSB = [
@@ -112,6 +125,75 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Metadata entries save_model writes itself or that describe where a loaded file came from.
+_NOT_COPIED = ("format", "format_version", "config", "path", "registry_name")
+WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "napari_fcfi" / "weights"
+
+
+def _rewrite(model_path: Path, target: Path, **entries: object) -> None:
+    net = load_model(str(model_path), device="cpu")
+    metadata = {k: v for k, v in net.fcfi_metadata.items() if k not in _NOT_COPIED}
+    metadata.update(entries)
+    save_model(net, target, metadata)
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    out = Path(args.out or f"results/ship/stop_{model.stem}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("measure_stop_features.py")),
+        "--model",
+        str(model),
+        "--count",
+        "3",
+        "--objects",
+        "5",
+        "--confidence-only",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(command, check=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    threshold = suggest_stop_confidence(rows)
+    calibration = {
+        "stop_confidence": threshold,
+        "false_stop_share": CALIBRATION_FALSE_STOPS,
+        "continuing_steps": sum(1 for r in rows if r["continues"]),
+        "command": "python scripts/line_report.py calibrate --model <file>",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+    _rewrite(model, model, propagation=calibration)
+    print(f"{model}: propagation stop_confidence {threshold:.2f} written into its metadata")
+    return 0
+
+
+def ship(args: argparse.Namespace) -> int:
+    current, previous = WEIGHTS / "fcfi_default.safetensors", WEIGHTS / "fcfi_default_v1.safetensors"
+    if previous.exists():
+        print(
+            f"{previous} exists: remove the release-old model first (one previous model ships)",
+            file=sys.stderr,
+        )
+        return 1
+    state = read_state(args.line)
+    shutil.copy2(current, previous)
+    _rewrite(
+        Path(args.model),
+        current,
+        name=args.name,
+        description=f"FCFI trained by napari-fcfi's training line ({state['train_seconds'] / 3600:.2f} h, step {state['step']})",
+        line={
+            "line_id": state.get("line_id"),
+            "step": state["step"],
+            "hours": round(state["train_seconds"] / 3600, 2),
+        },
+    )
+    print(f"shipped {args.model} as {current}; the previous default is {previous} (registry: default-v1)")
+    return 0
+
+
 def curve(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -180,7 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     draw = commands.add_parser("curve", help="learning curve plot and table from the line's history")
     draw.add_argument("--line", default="training/line")
     draw.add_argument("--plot", default="docs/images/training_line.png")
+    cal = commands.add_parser("calibrate", help="write the model's propagation stop threshold into it")
+    cal.add_argument("--model", required=True, help="a copy of the line's weights (rewritten in place)")
+    cal.add_argument("--out", default=None, help="features JSONL (default results/ship/stop_<stem>.jsonl)")
+    put = commands.add_parser("ship", help="make a candidate the bundled default (keeps the old as v1)")
+    put.add_argument("--model", required=True)
+    put.add_argument("--name", default="fcfi-microscopy-v2")
+    put.add_argument("--line", default="training/line")
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        return calibrate(args)
+    if args.command == "ship":
+        return ship(args)
     if args.command == "evaluate":
         if args.out is None:
             args.out = f"results/ship/line-{read_state(args.line)['step']}"

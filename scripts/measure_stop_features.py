@@ -19,6 +19,14 @@ Writes one JSON line per step to ``--out`` and prints, for simple threshold rule
 object continues) and misses (the object ended, the rule let it through) per set::
 
     OMP_NUM_THREADS=1 python scripts/measure_stop_features.py --out results/stop_features.jsonl
+
+Calibrating a model's stopping threshold (confidence is a property of the model: a model trained
+longer is surer or less sure of everything)::
+
+    python scripts/measure_stop_features.py --model M --confidence-only --suggest --out results/stop_M.jsonl
+
+prints the suggested ``propagation.stop_confidence`` (:func:`suggest_stop_confidence`) for the model's
+metadata (``scripts/line_report.py ship`` writes it).
 """
 
 from __future__ import annotations
@@ -69,7 +77,32 @@ def object_contrast(image: Any, mask: np.ndarray, channel_axis: int | None = Non
     return float((window[inside].mean() - window[ring].mean()) / spread)
 
 
-def step_features(session, image, previous: np.ndarray, previous_image) -> dict:
+#: The calibration keeps single-slice false stops at this share of the continuing steps, pooled over sets.
+CALIBRATION_FALSE_STOPS = 0.05
+
+
+def suggest_stop_confidence(rows: list[dict], false_stops: float = CALIBRATION_FALSE_STOPS) -> float:
+    """The stopping threshold for a model: the ``false_stops`` quantile of the confidence on slices where
+    the object continues, each stack set weighted equally, floored to 0.01.
+
+    On bundled model v1 this gives 0.78 (the threshold chosen by hand from the same measurements); the
+    rule's two-slices-in-a-row condition then keeps measured false stops far below this share.
+    """
+    by_set: dict[str, list[float]] = {}
+    for row in rows:
+        if row["continues"]:
+            by_set.setdefault(row["set"], []).append(float(row["confidence"]))
+    if not by_set:
+        raise ValueError("no continuing steps to calibrate on")
+    values = np.concatenate([np.asarray(v) for v in by_set.values()])
+    weights = np.concatenate([np.full(len(v), 1.0 / len(v)) for v in by_set.values()])
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    quantile = float(values[order][min(int(np.searchsorted(cumulative, false_stops)), len(values) - 1)])
+    return float(np.floor(quantile * 100) / 100)
+
+
+def step_features(session, image, previous: np.ndarray, previous_image, confidence_only=False) -> dict:
     row, col = interior_point(previous)
     session.set_image(image, initial_mask=previous)
     session.add_click(row, col, True)
@@ -88,6 +121,8 @@ def step_features(session, image, previous: np.ndarray, previous_image) -> dict:
     features["contrast_ratio"] = (
         None if before is None or after is None or abs(before) < 1e-6 else after / before
     )
+    if confidence_only:
+        return features, mask
     session.set_image(image)
     session.add_click(row, col, True)
     alone = np.array(session.mask, bool)
@@ -96,7 +131,7 @@ def step_features(session, image, previous: np.ndarray, previous_image) -> dict:
     return features, mask
 
 
-def object_steps(session, stack, label: int, min_area: int) -> list[dict]:
+def object_steps(session, stack, label: int, min_area: int, confidence_only: bool = False) -> list[dict]:
     depth = stack.labels.shape[0]
     present = [int((stack.labels[z] == label).sum()) >= min_area for z in range(depth)]
     zs = [z for z in range(depth) if present[z]]
@@ -108,7 +143,9 @@ def object_steps(session, stack, label: int, min_area: int) -> list[dict]:
             previous = stack.labels[z - step] == label
             if not present[z - step]:
                 break
-            features, mask = step_features(session, stack.image[z], previous, stack.image[z - step])
+            features, mask = step_features(
+                session, stack.image[z], previous, stack.image[z - step], confidence_only
+            )
             gt = stack.labels[z] == label
             rows.append(
                 {
@@ -136,19 +173,33 @@ def main() -> int:
     parser.add_argument("--min-area", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/stop_features.jsonl")
+    parser.add_argument(
+        "--confidence-only", action="store_true", help="skip the click-alone pass (half the time)"
+    )
+    parser.add_argument("--suggest", action="store_true", help="print the suggested stop_confidence")
+    parser.add_argument("--from-file", action="store_true", help="read --out instead of measuring")
     args = parser.parse_args()
+    if args.from_file:
+        rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+        print(f"suggested stop_confidence: {suggest_stop_confidence(rows):.2f}")
+        return 0
     torch.set_num_threads(args.threads)
     session = InteractiveSegmenter(load_model(args.model, device="cpu"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
     with out.open("w") as handle:
         for name in args.sets:
             for stack in stack_set(name, count=args.count):
                 for label in stack_objects(stack, min_area=args.min_area, max_objects=args.objects):
-                    for row in object_steps(session, stack, label, args.min_area):
+                    steps = object_steps(session, stack, label, args.min_area, args.confidence_only)
+                    for row in steps:
+                        rows.append({"set": name, **row})
                         handle.write(json.dumps({"set": name, **row}) + "\n")
                         handle.flush()
             print(f"{name}: done", flush=True)
+    if args.suggest:
+        print(f"suggested stop_confidence: {suggest_stop_confidence(rows):.2f}")
     return 0
 
 

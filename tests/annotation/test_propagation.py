@@ -174,3 +174,40 @@ def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
     assert isinstance(on[-1], PropagationStop) and on[-1].index == 12
     # a doubtful slice at the end of the range is kept (nothing beyond it to judge by)
     assert 10 in dict(propagate_slices(UnsureCopier(None), lambda i: stack[i], stack[9] > 100, [[10]]))
+
+
+def test_the_stop_threshold_is_the_models_own_calibration():
+    """Confidence is a property of the model: a threshold in its metadata replaces the default one."""
+    from types import SimpleNamespace
+
+    from napari_fcfi.annotation.propagation import (
+        MIN_CONFIDENCE,
+        PropagationStop,
+        propagation_steps,
+        stop_confidence,
+    )
+
+    calibrated = SimpleNamespace(fcfi_metadata={"propagation": {"stop_confidence": 0.5}})
+    assert stop_confidence(calibrated) == 0.5
+    assert stop_confidence(SimpleNamespace(model=calibrated)) == 0.5  # an engine session's model
+    for metadata in (
+        None,
+        {},
+        {"propagation": {"stop_confidence": "high"}},
+        {"propagation": {"stop_confidence": 1.5}},
+    ):
+        assert stop_confidence(SimpleNamespace(fcfi_metadata=metadata)) == MIN_CONFIDENCE
+    stack = moving_disk_stack(depth=14, first=2, last=9)
+    start = stack[5] > 100
+    order = propagation_order(5, 14, "up", None)
+    default = list(propagation_steps(UnsureCopier(None), lambda i: stack[i], start, order))
+    assert isinstance(default[-1], PropagationStop) and default[-1].index == 10
+    # the copier's 0.6 past the end is above this model's threshold: nothing stops it but the range end
+    segmenter = UnsureCopier(None)
+    segmenter.model = calibrated
+    trusted = list(propagation_steps(segmenter, lambda i: stack[i], start, order))
+    assert not any(isinstance(s, PropagationStop) for s in trusted)
+    assert [s.index for s in trusted] == list(range(6, 14))
+    # an explicit threshold wins over the model's
+    explicit = list(propagation_steps(segmenter, lambda i: stack[i], start, order, min_confidence=0.7))
+    assert isinstance(explicit[-1], PropagationStop) and explicit[-1].index == 10

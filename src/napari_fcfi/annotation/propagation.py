@@ -9,7 +9,9 @@ When does the object end? Past an object's true end the network tends to copy it
 ended live membrane-bounded cells, whose ring lands on a membrane or on the neighbour's cytoplasm.
 What separates the two on every stack set measured (nuclei, cells, membrane-bounded cells;
 docs/evaluation.md, *Stopping rule*) is the network's own confidence: the mean probability inside
-the propagated mask. One slice below :data:`MIN_CONFIDENCE` alone is often a poor but live mask, so
+the propagated mask. Confidence is a property of the model: its threshold is calibrated per model
+(``fcfi_metadata["propagation"]["stop_confidence"]`` in the weights file, :func:`stop_confidence`),
+:data:`MIN_CONFIDENCE` for models without one. One slice below the threshold alone is often a poor but live mask, so
 the object ends only where :data:`LOW_RUN` slices in a row fall below it (the first of them is the
 first slice without the object), or where the mask vanishes, shrinks below :data:`MIN_AREA_RATIO`
 of the previous slice's or no longer overlaps it (:func:`mask_stop_reason`).
@@ -30,7 +32,8 @@ from scipy import ndimage as ndi
 
 #: A propagated mask smaller than this fraction of the previous slice's mask ends the object.
 MIN_AREA_RATIO = 0.2
-#: Mean network probability inside a propagated mask below which the slice is doubtful ...
+#: Mean network probability inside a propagated mask below which the slice is doubtful (the value
+#: calibrated on bundled model v1; a model's own calibration in its metadata wins) ...
 MIN_CONFIDENCE = 0.78
 #: ... and this many doubtful slices in a row end the object (at the first of them).
 LOW_RUN = 2
@@ -78,6 +81,21 @@ def mask_stop_reason(mask: np.ndarray, previous: np.ndarray) -> str | None:
 def ends_object(mask: np.ndarray, previous: np.ndarray) -> bool:
     """The object has ended by the mask rules (:func:`mask_stop_reason`)."""
     return mask_stop_reason(mask, previous) is not None
+
+
+def stop_confidence(model: Any) -> float:
+    """The confidence threshold of the stopping rule for ``model`` (a network, or an engine session).
+
+    Read from the model's metadata (``propagation.stop_confidence``, written when a model is
+    calibrated: ``scripts/measure_stop_features.py --suggest``); :data:`MIN_CONFIDENCE` otherwise.
+    """
+    network = getattr(model, "model", model)
+    metadata = getattr(network, "fcfi_metadata", None)
+    calibration = metadata.get("propagation") if isinstance(metadata, dict) else None
+    value = calibration.get("stop_confidence") if isinstance(calibration, dict) else None
+    if isinstance(value, int | float) and 0.0 < float(value) < 1.0:
+        return float(value)
+    return MIN_CONFIDENCE
 
 
 def mask_confidence(probability: np.ndarray, mask: np.ndarray) -> float:
@@ -138,16 +156,19 @@ def propagation_steps(
     channel: Any = None,
     should_stop: Callable[[], bool] | None = None,
     through: int = 0,
+    min_confidence: float | None = None,
 ) -> Iterator[PropagatedSlice | PropagationStop]:
     """Yield each propagated slice along each direction of ``order``, and a stop where the object ends.
 
     ``segmenter`` is an engine session (``set_image``/``add_click``/``mask``/``probability``),
     re-used for every slice; ``read_slice(i)`` gives slice ``i`` as the engine accepts it. The first
     ``through`` slices of each direction are kept whatever the stopping rules say (except a vanished
-    mask): continuing past a stop. A doubtful slice (confidence below :data:`MIN_CONFIDENCE`) is held
-    back until the next slices decide; at the range's end it is kept. ``should_stop()`` is asked
+    mask): continuing past a stop. A doubtful slice (confidence below ``min_confidence``, by default
+    the model's :func:`stop_confidence`) is held back until the next slices decide; at the range's end
+    it is kept. ``should_stop()`` is asked
     before each slice (Cancel in the widget); the slices done so far are kept.
     """
+    threshold = stop_confidence(segmenter) if min_confidence is None else float(min_confidence)
     for indices in order:
         previous = np.asarray(start_mask, bool)
         doubtful: list[PropagatedSlice] = []
@@ -165,14 +186,14 @@ def propagation_steps(
                 stopped = True
                 break
             step = PropagatedSlice(index, mask, confidence)
-            if confidence < MIN_CONFIDENCE and not forced:
+            if confidence < threshold and not forced:
                 doubtful.append(step)
                 if len(doubtful) >= LOW_RUN:
                     values = ", ".join(f"{d.confidence:.2f}" for d in doubtful)
                     yield PropagationStop(
                         doubtful[0].index,
                         f"the network is unsure ({values} < "
-                        f"{MIN_CONFIDENCE:.2f} on {len(doubtful)} slices in a row)",
+                        f"{threshold:.2f} on {len(doubtful)} slices in a row)",
                         len(doubtful),
                         doubtful[0].mask,
                     )
@@ -300,4 +321,5 @@ __all__ = [
     "propagation_order",
     "propagation_steps",
     "read_volume_slice",
+    "stop_confidence",
 ]

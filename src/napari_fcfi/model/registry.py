@@ -135,7 +135,10 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def _entry_path(entry: ModelEntry) -> Path:
-    return BUNDLED_WEIGHTS if entry.kind == "bundled" else cache_dir() / entry.filename
+    """Bundled models live beside :data:`BUNDLED_WEIGHTS` (the default is that file); others in the cache."""
+    if entry.kind != "bundled":
+        return cache_dir() / entry.filename
+    return BUNDLED_WEIGHTS if entry.name == "default" else BUNDLED_WEIGHTS.parent / entry.filename
 
 
 def cached_file(name: str) -> Path | None:
@@ -188,13 +191,14 @@ def fetch(name: str, *, progressbar: bool = False) -> Path:
     """
     entry = get_entry(name)
     if entry.kind == "bundled":
-        if not BUNDLED_WEIGHTS.is_file():
+        path = _entry_path(entry)
+        if not path.is_file():
             raise FileNotFoundError(
-                f"the bundled weights are missing: {BUNDLED_WEIGHTS} does not exist. This installation "
-                "ships without a trained default model; pass a registry name "
-                f"({', '.join(n for n in REGISTRY if n != 'default')}) or a checkpoint path instead."
+                f"the bundled weights are missing: {path} does not exist. This installation "
+                f"ships without the {entry.name!r} model; pass a registry name "
+                f"({', '.join(n for n in REGISTRY if n != entry.name)}) or a checkpoint path instead."
             )
-        return BUNDLED_WEIGHTS
+        return path
 
     target = cache_dir() / entry.filename
     if target.is_file():
