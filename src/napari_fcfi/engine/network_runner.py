@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
+from napari_fcfi.model.fusion import inference_network
 
 from .clicks import Click
 from .intensity import ImageSource
@@ -39,6 +40,9 @@ class NetworkRunner:
     def __init__(self, model: torch.nn.Module, settings: SegmenterSettings) -> None:
         self.model = model
         self.settings = settings
+        # The network the session runs: built at the first run from the weights the model has then
+        # (BatchNorm folded, model/fusion.py); a session never sees later changes to ``model``.
+        self._network: torch.nn.Module | None = None
         self.source: ImageSource | None = None
         self.network_seconds = 0.0
         self.network_runs = 0
@@ -289,6 +293,12 @@ class NetworkRunner:
                 feedback = 0.5 * (feedback[:n] + torch.flip(feedback[n:], dims=[3]))
         return logits, feedback
 
+    def network(self) -> torch.nn.Module:
+        """The network runs use: ``model`` with BatchNorm folded (``fuse_batchnorm`` setting), or ``model``."""
+        if self._network is None:
+            self._network = inference_network(self.model) if self.settings.fuse_batchnorm else self.model
+        return self._network
+
     def _forward(
         self,
         image: torch.Tensor,
@@ -298,10 +308,11 @@ class NetworkRunner:
         device: torch.device,
         autocast: str | None,
     ) -> dict[str, Any]:
+        network = self.network()
         if autocast is None:
-            return self.model(image, points, new_clicks, gate, is_training=False)
+            return network(image, points, new_clicks, gate, is_training=False)
         with torch.autocast(device_type=device.type, dtype=getattr(torch, autocast)):
-            return self.model(image, points, new_clicks, gate, is_training=False)
+            return network(image, points, new_clicks, gate, is_training=False)
 
 
 def _last(value: Any) -> torch.Tensor:

@@ -36,6 +36,10 @@ setting                       microscopy      paper          meaning
 ``autocast_dtype``            None            None           "float16"/"bfloat16" autocast on CUDA;
                                                              "bfloat16" also on CPUs with AVX512-BF16
                                                              or AMX (slower on CPUs without them)
+``fuse_batchnorm``            True            True           run a copy of the network with BatchNorm
+                                                             folded into its convolutions (same
+                                                             output to float rounding; float32
+                                                             networks up to 20 M parameters)
 ============================  ==============  =============  =====================================
 
 (*) or ``model.fcfi_metadata["input_size"]`` / ``["focus_size"]`` (or ``model.metadata``) when the
@@ -96,6 +100,7 @@ class SegmenterSettings:
     focus_growth_steps: int = 3
     first_click_zoom: str | None = "fresh"
     autocast_dtype: str | None = None
+    fuse_batchnorm: bool = True
     paper_dataset: str = "grabcut"
     paper_backbone: str | None = None  # None: from the model (paper preset)
 

@@ -27,6 +27,7 @@ class BasicBlock(nn.Module):
     """Two 3x3 convs with BatchNorm and an identity (or projected) shortcut."""
 
     expansion = 1
+    fusable_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # bn(conv(x)) only: foldable (model/fusion.py)
 
     def __init__(self, in_ch: int, ch: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -48,6 +49,7 @@ class Bottleneck(nn.Module):
     """1x1 reduce, 3x3, 1x1 expand (x4), with BatchNorm and a shortcut."""
 
     expansion = 4
+    fusable_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, ch: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -149,6 +151,9 @@ class HRNetBackbone(nn.Module):
         width: channels of the highest-resolution branch (18 for W18, 32 for W32).
         small: reduced depth (2 blocks per branch, 3 / 2 modules in stages 3 / 4).
     """
+
+    # The stem applies bn1 to conv1's output alone (``stem_addition`` joins after the ReLU).
+    fusable_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, width: int = 18, small: bool = False) -> None:
         super().__init__()

@@ -98,6 +98,8 @@ class ScaleLayer(nn.Module):
 class ConvBNReLU(nn.Module):
     """Conv (with bias) -> BatchNorm -> ReLU."""
 
+    fusable_pairs = (("conv", "bn"),)  # bn(conv(x)) only: foldable (model/fusion.py)
+
     def __init__(
         self,
         in_ch: int,
@@ -117,6 +119,8 @@ class ConvBNReLU(nn.Module):
 
 class SeparableConvBNReLU(nn.Module):
     """Depthwise 3x3 conv (bias) -> pointwise 1x1 conv (bias) -> BatchNorm -> ReLU, C -> C."""
+
+    fusable_pairs = (("conv1x1", "bn"),)
 
     def __init__(self, channels: int) -> None:
         super().__init__()
