@@ -38,7 +38,9 @@ def test_folding_keeps_the_outputs_and_leaves_the_network_alone():
     net = _randomised(build_preset("hrnet8-small-tiny"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     folded = fuse_batchnorm(net)
-    assert unfolded_batchnorms(net) > 100 and unfolded_batchnorms(folded) < 10  # OCR head: BN after a nested conv
+    assert (
+        unfolded_batchnorms(net) > 100 and unfolded_batchnorms(folded) < 10
+    )  # OCR head: BN after a nested conv
     torch.testing.assert_close(_outputs(folded), _outputs(net), rtol=1e-4, atol=1e-4)
     # the original is untouched and still trainable
     for key, value in net.state_dict().items():
@@ -74,3 +76,14 @@ def test_a_session_runs_the_folded_copy_with_the_same_masks():
     np.testing.assert_array_equal(masks[True][0], masks[False][0])
     np.testing.assert_allclose(masks[True][1], masks[False][1], atol=1e-4)
     assert unfolded_batchnorms(model) > 0  # the loaded model itself still has its BatchNorms
+
+
+def test_sessions_share_the_folded_copy_until_the_weights_change():
+    net = _randomised(build_preset("hrnet8-small-tiny"))
+    first = inference_network(net)
+    assert inference_network(net) is first
+    with torch.no_grad():
+        next(net.parameters()).add_(0.01)
+    again = inference_network(net)
+    assert again is not first
+    torch.testing.assert_close(_outputs(again), _outputs(net), rtol=1e-4, atol=1e-4)

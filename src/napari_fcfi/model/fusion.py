@@ -13,6 +13,7 @@ residual blocks). Everything else runs as it is.
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
 from torch import nn
@@ -59,9 +60,26 @@ def unfolded_batchnorms(net: nn.Module) -> int:
 FUSION_MAX_PARAMETERS = 20_000_000
 
 
+# Folded copies by network, with the fingerprint of the weights they were folded from: copying and
+# folding costs ~100 ms, a fingerprint ~10 ms, and sessions come and go (one per image, object, stack).
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[float, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def weights_fingerprint(net: nn.Module) -> tuple[float, ...]:
+    """Sum and absolute sum of every tensor of ``net``'s state: changes whenever training changes it."""
+    with torch.no_grad():
+        values = [v.detach().double() for v in net.state_dict().values() if v.is_floating_point()]
+        return tuple(float(x) for v in values for x in (v.sum(), v.abs().sum()))
+
+
 def inference_network(net: nn.Module) -> nn.Module:
     """What a session runs: a folded copy of a float32 ``net`` up to :data:`FUSION_MAX_PARAMETERS`
-    parameters, ``net`` itself otherwise (half precision, large, or no BatchNorm to fold)."""
+    parameters, ``net`` itself otherwise (half precision, large, or no BatchNorm to fold).
+
+    The copy is shared by the sessions of the same network while its weights stay the same (a
+    network trained further, e.g. during training validation, gets a new copy)."""
     parameters = list(net.parameters())
     if (
         not parameters
@@ -70,4 +88,10 @@ def inference_network(net: nn.Module) -> nn.Module:
         or unfolded_batchnorms(net) == 0
     ):
         return net
-    return fuse_batchnorm(net)
+    fingerprint = weights_fingerprint(net)
+    cached = _FOLDED.get(net)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    folded = fuse_batchnorm(net)
+    _FOLDED[net] = (fingerprint, folded)
+    return folded
