@@ -13,8 +13,9 @@ mnfinder-deformed stacks; then the paired comparison with the base model's resul
 ``--record`` appends the numbers to the line's ``history.jsonl`` (one point of the learning curve).
 
 ``calibrate`` measures where the model's confidence puts the propagation stopping rule
-(``scripts/measure_stop_features.py``, :func:`suggest_stop_confidence`) and writes the threshold into
-the model file's metadata (``propagation``); run it on a candidate before ``evaluate --stacks``, since
+(``scripts/measure_stop_features.py``, :func:`suggest_stop_confidence`) and segment-all's proposal
+score threshold (best F1@0.5 on training images, ``tune_min_score``) and writes both into the model
+file's metadata (``propagation``, ``segment_all``); run it on a candidate before ``evaluate --stacks``, since
 the stacks use the stopping rule. ``ship`` writes the candidate as the bundled default (metadata: name,
 the line's step and hours) and keeps the previous default as ``fcfi_default_v1.safetensors``
 (registry name ``default-v1``, loadable for one release).
@@ -34,6 +35,7 @@ from measure_stop_features import CALIBRATION_FALSE_STOPS, suggest_stop_confiden
 
 from napari_fcfi.evaluation.compare import compare, format_comparison
 from napari_fcfi.evaluation.results import EvalResult
+from napari_fcfi.evaluation.segment_all_eval import evaluation_sets, tune_min_score
 from napari_fcfi.model import load_model, save_model
 from napari_fcfi.training.line import append_history, read_history, read_state
 
@@ -50,6 +52,9 @@ DSB = [
     "30",
 ]
 MNFINDER = ["--data", "../shared/data/mnfinder_nuclei/val", "--max-objects", "40"]
+DSB_FOLDER, MNFINDER_FOLDER = "../shared/data/dsb2018_train", "../shared/data/mnfinder_nuclei"
+#: Training images per set on which ``calibrate`` chooses segment-all's min_score.
+SEGMENT_ALL_TUNE_IMAGES = 12
 PROTOCOL = ["--max-clicks", "20", "--stop-iou", "0.9", "--threads", "1", "--no-progress"]
 STACKS = [
     "--stacks",
@@ -164,8 +169,20 @@ def calibrate(args: argparse.Namespace) -> int:
         "command": "python scripts/line_report.py calibrate --model <file>",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
-    _rewrite(model, model, propagation=calibration)
-    print(f"{model}: propagation stop_confidence {threshold:.2f} written into its metadata")
+    net = load_model(str(model), device="cpu")
+    train = evaluation_sets(DSB_FOLDER, MNFINDER_FOLDER, "train", SEGMENT_ALL_TUNE_IMAGES)
+    images = [(image, gt) for pairs in train.values() for _, image, gt in pairs]
+    min_score, f1s = tune_min_score(net, images)
+    segment_all = {
+        "min_score": min_score,
+        "train_f1": {f"{k:.2f}": round(v, 4) for k, v in f1s.items()},
+        "images": f"first {SEGMENT_ALL_TUNE_IMAGES} DSB fluorescence + mnfinder train images",
+    }
+    _rewrite(model, model, propagation=calibration, segment_all=segment_all)
+    print(
+        f"{model}: propagation stop_confidence {threshold:.2f}, segment-all min_score {min_score:.2f} "
+        f"(train F1 {f1s[min_score]:.3f}) written into its metadata"
+    )
     return 0
 
 

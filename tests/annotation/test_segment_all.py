@@ -168,3 +168,22 @@ def test_whole_image_effort_counts_accept_corrections_deletions_and_missed_objec
     corrections = with_proposals - 1 - 1 - cache[2]  # accept all, delete the false one, add object 2
     assert 1 <= corrections <= 5
     assert with_proposals < scratch
+
+
+def test_the_proposal_score_threshold_is_the_models_own():
+    """A model's ``segment_all.min_score`` metadata replaces the default; an explicit argument wins."""
+    from napari_fcfi.annotation.proposals import DEFAULT_MIN_SCORE, model_min_score
+
+    image, truth = disks_image()
+    net = brightness_net()
+    assert model_min_score(net) == DEFAULT_MIN_SCORE
+    found = segment_all(net, image)
+    assert found.max() == len(CENTRES)
+    net.fcfi_metadata = {"segment_all": {"min_score": 0.9999}}  # no proposal is that sure
+    assert model_min_score(net) == 0.9999
+    with pytest.warns(SegmentAllWarning, match="no object passed"):
+        assert segment_all(net, image).max() == 0
+    np.testing.assert_array_equal(segment_all(net, image, min_score=DEFAULT_MIN_SCORE), found)
+    for broken in ({"segment_all": {"min_score": "high"}}, {"segment_all": 3}, None):
+        net.fcfi_metadata = broken
+        assert model_min_score(net) == DEFAULT_MIN_SCORE

@@ -41,8 +41,9 @@ from napari_fcfi.engine.windows import Box, Patch
 
 from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_view
 
-#: Proposals whose mean probability inside the mask is below this are dropped (best mean F1@0.5 of
-#: 0.55-0.7 on the first 6 DSB fluorescence training images with the bundled model).
+#: Proposals whose mean probability inside the mask is below this are dropped, for models without their
+#: own ``segment_all.min_score`` metadata (:func:`model_min_score`): best F1@0.5 over 0.5-0.8 on the first
+#: 12 DSB fluorescence and 12 mnfinder training images with bundled model v1.
 DEFAULT_MIN_SCORE = 0.65
 #: Seeds are detected at this fraction of the object size: touching objects then still get one peak
 #: each (first 8 DSB fluorescence and mnfinder training images: 3-5 % more objects get a seed).
@@ -59,6 +60,18 @@ PROPOSAL_INPUT_SIZE = 192
 MIN_PROPOSAL_WINDOW = 48
 
 ProgressCallback = Callable[[int, int], Any]
+
+
+def model_min_score(model: Any) -> float:
+    """The proposal score threshold for ``model``: its metadata's ``segment_all.min_score`` (written by
+    ``scripts/line_report.py calibrate``: how sure a network is depends on the network), else
+    :data:`DEFAULT_MIN_SCORE`."""
+    metadata = getattr(model, "fcfi_metadata", None)
+    calibration = metadata.get("segment_all") if isinstance(metadata, dict) else None
+    value = calibration.get("min_score") if isinstance(calibration, dict) else None
+    if isinstance(value, int | float) and 0.0 <= float(value) < 1.0:
+        return float(value)
+    return DEFAULT_MIN_SCORE
 
 
 class SegmentAllWarning(UserWarning):
@@ -82,7 +95,7 @@ def segment_all(
     *,
     object_size: float | None = None,
     seeds: Sequence[tuple[float, float]] | None = None,
-    min_score: float = DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
     channel_axis: int | None = None,
     channel: int | Sequence[int] | None = None,
     progress: ProgressCallback | None = None,
@@ -92,7 +105,8 @@ def segment_all(
 
     ``model``: an FCFI network (``load_model()``); ``image``: 2D, RGB(A) or 2D plus ``channel_axis``
     (``channel`` picks channels as in the engine); ``object_size``: expected object diameter in
-    pixels (estimated from the image when None); ``seeds``: ``(row, col)`` points to use instead of
+    pixels (estimated from the image when None); ``min_score``: proposals scoring below it are dropped
+    (None: the model's own, :func:`model_min_score`); ``seeds``: ``(row, col)`` points to use instead of
     the detector; ``progress(done, total)`` is called after every chunk of seeds; ``settings`` go to
     the engine (``InteractiveSegmenter``) plus ``batch_size``, ``min_area_fraction``,
     ``max_area_factor`` and ``min_contrast`` (see :func:`iter_segment_all`). When nothing can be
@@ -127,7 +141,7 @@ def iter_segment_all(
     *,
     object_size: float | None = None,
     seeds: Sequence[tuple[float, float]] | None = None,
-    min_score: float = DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
     channel_axis: int | None = None,
     channel: int | Sequence[int] | None = None,
     batch_size: int = 16,
@@ -208,6 +222,8 @@ def iter_segment_all(
     proposer = InteractiveSegmenter(model, **{**proposal_settings, **settings})
     proposer.set_image(image, channel_axis=channel_axis, channel=channel)
 
+    if min_score is None:
+        min_score = model_min_score(model)
     expected_area = math.pi * (object_size / 2) ** 2
     min_area = max(4, int(min_area_fraction * expected_area))
     max_area = max_area_factor * expected_area

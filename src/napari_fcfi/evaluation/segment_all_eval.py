@@ -29,7 +29,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from napari_fcfi.annotation.proposals import segment_all
+from napari_fcfi.annotation.proposals import iter_segment_all, segment_all
 from napari_fcfi.annotation.seeds import gray_view
 from napari_fcfi.engine.intensity import ImageSource
 from napari_fcfi.engine.io import read_image
@@ -198,6 +198,38 @@ def tune_classical(
             best = (variant, f1)
     assert best is not None
     return best
+
+
+MIN_SCORE_GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+
+
+def tune_min_score(
+    model: Any, images: Sequence[tuple[np.ndarray, np.ndarray]], grid: Sequence[float] = MIN_SCORE_GRID
+) -> tuple[float, dict[float, float]]:
+    """The segment-all ``min_score`` with the best mean F1@0.5 on ``images`` (training images only),
+    and the mean F1 at each value of ``grid``.
+
+    Segment-all runs once per image with ``min_score=0``; each threshold then drops the proposals
+    scoring below it (the space they took stays empty: a close approximation of running with it).
+    """
+    f1s: dict[float, list[float]] = {float(m): [] for m in grid}
+    for image, gt in images:
+        steps = iter_segment_all(model, image, min_score=0.0)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                result = stop.value
+                break
+        kept_label = np.zeros(int(result.labels.max()) + 1, np.int32)
+        for threshold in f1s:
+            kept_label[:] = 0
+            for label, score in result.scores.items():
+                kept_label[label] = label if score >= threshold else 0
+            f1s[threshold].append(detection_scores(gt, kept_label[result.labels])[0])
+    means = {m: float(np.mean(v)) if v else 0.0 for m, v in f1s.items()}
+    best = max(means, key=lambda m: (means[m], -m))
+    return best, means
 
 
 def score_image(

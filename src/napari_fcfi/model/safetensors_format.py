@@ -26,7 +26,15 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_metadata", "load_safetensors_m
 FORMAT_NAME = "napari-fcfi"
 FORMAT_VERSION = 1
 _RESERVED_METADATA = ("format", "format_version", "config")
-_JSON_METADATA = ("input_size", "training", "converted_from", "adaptation", "propagation", "line")
+_JSON_METADATA = (
+    "input_size",
+    "training",
+    "converted_from",
+    "adaptation",
+    "propagation",
+    "segment_all",
+    "line",
+)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
