@@ -145,7 +145,9 @@ def world_to_grid(geometry: ImageGeometry, world_point: Sequence[float]) -> np.n
     return (point - np.asarray(geometry.translate)) / np.asarray(geometry.scale)
 
 
-def split_grid_point(geometry: ImageGeometry, coords: Sequence[float]) -> tuple[SliceKey, int, int]:
+def split_grid_point(
+    geometry: ImageGeometry, coords: Sequence[float] | np.ndarray
+) -> tuple[SliceKey, int, int]:
     """Label-grid data coordinates -> (slice key, row, col), rounded to the nearest pixel."""
     rounded = np.round(np.asarray(coords, dtype=float)).astype(int)
     key = tuple(int(v) for v in rounded[:-2])

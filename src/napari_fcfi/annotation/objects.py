@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -102,7 +102,14 @@ class ObjectsInProgress:
         self.slices: dict[SliceKey, SliceObject] = {}
         self.groups: dict[int, StackObject] = {}
 
+    @overload
+    def get(self, key: SliceKey, create: Literal[True] = True) -> SliceObject: ...
+
+    @overload
+    def get(self, key: SliceKey, create: bool) -> SliceObject | None: ...
+
     def get(self, key: SliceKey, create: bool = True) -> SliceObject | None:
+        """Slice ``key``'s object (a new empty one with ``create``; else None when there is none)."""
         if key not in self.slices and create:
             self.slices[key] = SliceObject(key)
         return self.slices.get(key)

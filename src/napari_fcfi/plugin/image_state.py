@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from napari.layers import Image, Labels, Points
+
 from napari_fcfi.annotation.geometry import ImageGeometry
 from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
@@ -31,14 +33,14 @@ class AnnotationSettings:
 class ImageState:
     """What the controller keeps for one annotated image layer."""
 
-    layer: Any
+    layer: Image
     geometry: ImageGeometry
     channel_axis: int | None
     channel: Any
-    clicks_layer: Any
-    preview_layer: Any
+    clicks_layer: Points
+    preview_layer: Labels
     objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
-    labels_layer: Any = None
+    labels_layer: Labels | None = None
     preview_box: tuple[slice, slice] | None = None
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
     history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo

@@ -506,7 +506,7 @@ class FCFIWidget(Container):
             return None
         self.labels_file.value = written
         # napari's status bar too: it is wide enough for the whole path
-        self.controller._status(
+        self.controller.show_status(
             f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
         )
         return written
