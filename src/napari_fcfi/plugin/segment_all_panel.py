@@ -31,7 +31,7 @@ from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
-from .background import run_generator
+from .background import BackgroundRun, run_generator
 from .commit_flow import commit_object
 from .host import AnnotationHost
 from .image_state import ImageState
@@ -48,14 +48,6 @@ class Proposal:
     key: SliceKey
     mask: np.ndarray
     label: int
-
-
-class SegmentAllRun:
-    """One running segment-all: cancel flag and the napari worker."""
-
-    def __init__(self) -> None:
-        self.cancelled = False
-        self.worker: Any = None
 
 
 class SegmentAllPanel(Container):
@@ -118,7 +110,7 @@ class SegmentAllPanel(Container):
         self.delete_button.changed.connect(lambda: self.delete())
         self.correct_button.changed.connect(lambda: self.correct())
         self.selected: int | None = None
-        self._run: SegmentAllRun | None = None
+        self._run: BackgroundRun | None = None
 
     @property
     def controller(self) -> AnnotationHost:
@@ -184,7 +176,7 @@ class SegmentAllPanel(Container):
             return [key]
         return list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
 
-    def start(self, threaded: bool = True) -> SegmentAllRun | None:
+    def start(self, threaded: bool = True) -> BackgroundRun | None:
         controller = self.controller
         state, key_on_screen = controller.state, controller.current_key()
         if state is None or key_on_screen is None:
@@ -199,7 +191,7 @@ class SegmentAllPanel(Container):
         engine_settings = dict(controller.engine_settings)
         object_size = float(self.object_size.value) or None
         layer = self.proposals_layer(create=True)
-        run = SegmentAllRun()
+        run = BackgroundRun()
         self._run = run
 
         def work():
