@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_fcfi.engine.distance import border_distance
+
 from .geometry import bounding_slices
 
 #: Commits that would paint less than this fraction of the object (the rest lies on other labels)
@@ -163,7 +165,7 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
         parts, count = ndi.label(remains, structure=_EIGHT)
         limit = max(REMNANT_MIN_PIXELS, REMNANT_FRACTION * former)
         sizes = np.bincount(parts.ravel(), minlength=count + 1)
-        depth = ndi.distance_transform_edt(np.pad(remains, 1))[1:-1, 1:-1]
+        depth = border_distance(remains)
         for part in range(1, count + 1):
             piece = parts == part
             if not (piece & touching).any():
