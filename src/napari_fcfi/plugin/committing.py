@@ -27,6 +27,7 @@ from napari_fcfi.annotation.painting import (
     next_free_label,
     paint_region,
 )
+from napari_fcfi.engine.windows import Box
 
 from .journaling import LabelsRecorder
 from .layers import TAG, image_data, index_in, labels_fit
@@ -127,7 +128,7 @@ class Committer:
         masks: dict[SliceKey, np.ndarray],
         record: ObjectRecord,
         journal: LabelsRecorder | None,
-        boxes: dict[SliceKey, tuple[slice, slice] | None] | None = None,
+        boxes: dict[SliceKey, Box | None] | None = None,
     ) -> CommitOutcome:
         """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none.
 

@@ -28,16 +28,15 @@ from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import (
     ImageGeometry,
     SliceKey,
-    bounding_slices,
     current_slice_key,
     split_grid_point,
-    union_box,
     world_to_grid,
 )
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.windows import bbox_of_mask, bbox_union
 
 from . import layers as helpers
 from . import undoing
@@ -407,7 +406,7 @@ class SegmentationController:
             # Nothing to predict: show the starting object (an edit or a propagated mask) or nothing.
             self.predictor.cancel(state.image_id, obj.key)
             obj.mask = obj.initial_mask
-            obj.mask_box = None if obj.initial_mask is None else bounding_slices(obj.initial_mask)
+            obj.mask_box = None if obj.initial_mask is None else bbox_of_mask(obj.initial_mask)
             if state is self.state and obj.key == self.current_key():
                 self.update_preview()
             self.on_change("object")
@@ -512,8 +511,8 @@ class SegmentationController:
         mask = None if obj is None else obj.mask
         new_box = None
         if obj is not None and mask is not None:
-            new_box = obj.mask_box if obj.mask_box is not None else bounding_slices(mask)
-        helpers.redraw_preview(state.preview_layer, union_box(state.preview_box, new_box), mask)
+            new_box = obj.mask_box if obj.mask_box is not None else bbox_of_mask(mask)
+        helpers.redraw_preview(state.preview_layer, bbox_union([state.preview_box, new_box]), mask)
         state.preview_box = new_box
 
     # ------------------------------------------------------------------ status, closing

@@ -11,6 +11,7 @@ from napari_fcfi.annotation.geometry import ImageGeometry
 from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
+from napari_fcfi.engine.windows import Box
 
 from .models import DEFAULT_MODEL
 from .predictions import default_cpu_threads
@@ -41,7 +42,7 @@ class ImageState:
     preview_layer: Labels
     objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
     labels_layer: Labels | None = None
-    preview_box: tuple[slice, slice] | None = None
+    preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
     history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.objects import PropagationUndo, SliceObject
 from napari_fcfi.annotation.propagation import (
     PropagatedSlice,
@@ -56,21 +57,10 @@ def start_propagation(
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    if not geometry.slice_shape:
-        controller.show_status("FCFI: propagation needs a stack (a 3D or 4D image)")
-        return None
     axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
-    if not 0 <= axis < len(geometry.slice_shape):
-        controller.show_status(f"FCFI: the image has no stack axis {axis}")
-        return None
-    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
-        controller.show_status("FCFI: wait for the prediction on this slice, then propagate")
-        return None
-    if obj.mask is None or not obj.mask.any():
-        controller.show_status("FCFI: annotate the object on this slice first (its mask is empty)")
-        return None
-    if controller.propagation is not None:
-        controller.show_status("FCFI: a propagation is already running")
+    problem = stack_run_problem(controller, state, obj, axis, "propagation", "propagate")
+    if problem is not None:
+        controller.show_status(f"FCFI: {problem}")
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
@@ -79,9 +69,7 @@ def start_propagation(
         start_key, axis, direction, max_slices, through, controller.settings.threshold
     )
     drop_replaced_points(controller, state, undo.replaced)
-    run = PropagationRun(sum(len(o) for o in order))
-    run.action = action
-    controller.propagation = run
+    run = begin_run(controller, action, sum(len(o) for o in order))
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -146,6 +134,32 @@ def start_propagation(
         controller.on_change()
 
     return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def stack_run_problem(
+    controller: AnnotationHost, state: ImageState, obj: SliceObject, axis: int, name: str, verb: str
+) -> str | None:
+    """Why ``obj`` cannot start a propagation or fill (``name``, ``verb``) along ``axis`` now; None when it can."""
+    shape = state.geometry.slice_shape
+    if not shape:
+        return f"{name} needs a stack (a 3D or 4D image)"
+    if not 0 <= axis < len(shape):
+        return f"the image has no stack axis {axis}"
+    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
+        return f"wait for the prediction on this slice, then {verb}"
+    if obj.mask is None or not obj.mask.any():
+        return "annotate the object on this slice first (its mask is empty)"
+    if controller.propagation is not None:
+        return "a propagation is already running"
+    return None
+
+
+def begin_run(controller: AnnotationHost, action: Action, total: int) -> PropagationRun:
+    """The run of a propagation or fill (``action``: its entry in the image's history), now the running one."""
+    run = PropagationRun(total)
+    run.action = action
+    controller.propagation = run
+    return run
 
 
 def run_segmenter_factory(controller: AnnotationHost) -> Callable[[], Any]:

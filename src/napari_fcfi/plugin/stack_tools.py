@@ -29,10 +29,12 @@ from . import layers as helpers
 from .host import AnnotationHost
 from .image_state import ImageState
 from .propagating import (
+    begin_run,
     drop_replaced_points,
     launch,
     place_mask,
     run_segmenter_factory,
+    stack_run_problem,
     start_propagation,
 )
 from .stack_runs import PropagationRun, ReviewList, finished_message, review_message
@@ -71,18 +73,10 @@ def start_fill(
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    if not geometry.slice_shape:
-        controller.show_status("FCFI: fill between needs a stack (a 3D or 4D image)")
-        return None
     axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
-    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
-        controller.show_status("FCFI: wait for the prediction on this slice, then fill")
-        return None
-    if obj.mask is None or not obj.mask.any():
-        controller.show_status("FCFI: annotate the object on this slice first (its mask is empty)")
-        return None
-    if controller.propagation is not None:
-        controller.show_status("FCFI: a propagation is already running")
+    problem = stack_run_problem(controller, state, obj, axis, "fill between", "fill")
+    if problem is not None:
+        controller.show_status(f"FCFI: {problem}")
         return None
     partner = fill_partner(state, obj.key, axis)
     if partner is None:
@@ -108,9 +102,7 @@ def start_fill(
     )
     undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
     drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
-    run = PropagationRun(abs(key_b[axis] - key_a[axis]) - 1)
-    run.action = action
-    controller.propagation = run
+    run = begin_run(controller, action, abs(key_b[axis] - key_a[axis]) - 1)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
