@@ -30,6 +30,7 @@ from . import layers as helpers
 from .host import AnnotationHost
 from .image_state import ImageState
 from .journaling import LabelsRecorder, journal_folder_of, record_layer
+from .pyramid import needs_pyramid, pyramid_levels
 
 
 def commit_current(controller: AnnotationHost) -> bool:
@@ -199,8 +200,10 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
         controller.show_status(f"FCFI: cannot restore: {error}")
         return None
     name = str(scan.info.get("labels_name") or f"{state.layer.name} labels")
+    large = needs_pyramid(state.geometry.plane_shape)  # as the committer creates labels layers
     layer = viewer.add_labels(
-        labels,
+        pyramid_levels(labels) if large else labels,
+        multiscale=large,
         name=f"{name} (restored)",
         scale=state.geometry.scale,
         translate=state.geometry.translate,

@@ -163,8 +163,10 @@ class Committer:
                 plane = data[key] if key else data
                 rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))
                 if rows.size and is_pyramid(labels):
-                    # multiscale labels (very large planes) emit no paint event: not journaled
+                    # multiscale labels (very large planes) emit no paint event: journaled here
                     write_region(labels, key, region, result.plane)
+                    if journal is not None:
+                        journal.record_write(key, region, result.plane)
                 elif rows.size:
                     index = tuple(np.full(rows.size, k) for k in key) + (
                         rows + region[0].start,
