@@ -73,3 +73,10 @@ class AnnotationHost(Protocol):
 
     def update_preview(self) -> None:
         """Redraw the preview of the slice on screen."""
+
+
+class HostOwner(Protocol):
+    """What a panel of the dock widget holds on to: the widget, whose controller may be replaced."""
+
+    @property
+    def controller(self) -> AnnotationHost: ...

@@ -7,6 +7,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
 from .background import BackgroundRun, callback_steps, run_generator
+from .host import HostOwner
 from .propagating import start_propagation
 from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start_fill
 
@@ -14,7 +15,7 @@ from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start
 class PropagatePanel(Container):
     """Propagate the object on screen up/down/both along a stack axis, with progress and Cancel."""
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         self.owner = owner
         self.direction = ComboBox(
             label="Direction",
@@ -133,7 +134,7 @@ class AdaptPanel(Container):
     goes back to the base model (never changed on disk); "Save adapted…" writes it with a model card.
     """
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         from magicgui.widgets import FileEdit, Label
 
         self.owner = owner

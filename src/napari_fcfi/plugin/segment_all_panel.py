@@ -33,7 +33,7 @@ from napari_fcfi.annotation.proposals import iter_segment_all
 from . import layers as helpers
 from .background import BackgroundRun, run_generator
 from .commit_flow import commit_object
-from .host import AnnotationHost
+from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 
 ROLE = "proposals"
@@ -53,7 +53,7 @@ class Proposal:
 class SegmentAllPanel(Container):
     """Segment all, then accept, delete or correct the proposals (see the module docstring)."""
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         self.owner = owner
         self.scope = ComboBox(
             label="Segment all",
@@ -117,7 +117,7 @@ class SegmentAllPanel(Container):
         return self.owner.controller
 
     # ------------------------------------------------------------------ the proposals layer
-    def proposals_layer(self, create: bool = False) -> Any:
+    def proposals_layer(self, create: bool = False) -> Labels | None:
         """The proposals layer of the image being annotated (created on demand)."""
         state = self.controller.state
         if state is None:
@@ -147,10 +147,10 @@ class SegmentAllPanel(Container):
         helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
         return layer
 
-    def _plane(self, layer: Any, key: tuple[int, ...]) -> np.ndarray:
+    def _plane(self, layer: Labels, key: SliceKey) -> np.ndarray:
         return layer.data[key] if key else layer.data
 
-    def _on_press(self, layer: Any, event: Any) -> None:
+    def _on_press(self, layer: Labels, event: Any) -> None:
         value = layer.get_value(event.position, world=True)
         self.select(int(value) if value else None)
 
@@ -191,6 +191,8 @@ class SegmentAllPanel(Container):
         engine_settings = dict(controller.engine_settings)
         object_size = float(self.object_size.value) or None
         layer = self.proposals_layer(create=True)
+        if layer is None:  # no image (checked above)
+            return None
         run = BackgroundRun()
         self._run = run
 
@@ -286,7 +288,7 @@ class SegmentAllPanel(Container):
             return None
         return obj
 
-    def _drop(self, layer: Any, key: tuple[int, ...], proposal: int) -> None:
+    def _drop(self, layer: Labels, key: SliceKey, proposal: int) -> None:
         plane = self._plane(layer, key)
         plane[plane == proposal] = 0
         layer.refresh()
