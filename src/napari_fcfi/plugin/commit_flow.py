@@ -59,7 +59,7 @@ def commit_if_pending(controller: AnnotationHost, state: ImageState, obj: SliceO
 def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> bool:
     obj.commit_pending = False
     members = state.objects.members(obj.key)
-    if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
+    if not state.session.has_object(obj.key):
         controller.show_status("FCFI: nothing to commit on this slice")
         return False
     if obj.clicks and obj.mask is None:
@@ -93,10 +93,9 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     controller.show_status(outcome.message)
     if outcome.label_id is None:
         return False
-    for member in state.objects.forget(obj.key):
+    for member in state.session.committed(obj.key):  # napari's undo on the labels layer takes it back
         controller.points.remove(state, member)
         controller.predictor.cancel(state.image_id, member)
-    state.history.forget(members)  # committed: napari's undo on the labels layer takes it back
     if settings.label_id is not None:
         controller.update(label_id=None)  # a chosen id is used once; then the next free id again
     controller.refresh_view()

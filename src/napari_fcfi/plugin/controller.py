@@ -343,11 +343,7 @@ class SegmentationController:
         self, state: ImageState, key: SliceKey, clicks: tuple[Click, ...], by_user: bool
     ) -> None:
         """Called by :class:`PointsSync` when a slice's clicks changed in the points layer."""
-        if by_user:
-            state.history.begin("click", [key])
-        obj = state.objects.get(key)
-        obj.clicks = clicks
-        self.request_prediction(state, obj)
+        self.request_prediction(state, state.session.set_clicks(key, clicks, by_user))
 
     # ------------------------------------------------------------------ object actions
     def undo(self) -> None:
@@ -377,10 +373,7 @@ class SegmentationController:
         if label_id <= 0 or not mask.any():
             self.show_status(f"FCFI: label {label_id} is not on this slice")
             return False
-        action = state.history.begin("edit", state.objects.members(key))
-        state.objects.forget(key)
-        state.objects.get(key).restart(mask, edit_label=int(label_id))
-        self._show_restored(state, action)
+        self._show_restored(state, state.session.edit_label(key, mask, label_id))
         self.show_status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
         return True
 

@@ -10,6 +10,7 @@ from napari.layers import Image, Labels, Points
 from napari_fcfi.annotation.geometry import ImageGeometry
 from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
+from napari_fcfi.annotation.session import AnnotationSession
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
 from napari_fcfi.engine.windows import Box
 
@@ -40,14 +41,19 @@ class ImageState:
     channel: Any
     clicks_layer: Points
     preview_layer: Labels
-    objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
+    session: AnnotationSession = field(default_factory=AnnotationSession)  # objects in progress, history
     labels_layer: Labels | None = None
     preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
-    history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
 
-    def __post_init__(self) -> None:
-        self.history = ActionHistory(self.objects)
+    @property
+    def objects(self) -> ObjectsInProgress:
+        return self.session.objects
+
+    @property
+    def history(self) -> ActionHistory:
+        """Every change of ``objects``, for undo and redo."""
+        return self.session.history
 
     @property
     def image_id(self) -> str:

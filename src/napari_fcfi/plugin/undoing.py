@@ -49,20 +49,11 @@ def reset_object(controller: AnnotationHost) -> None:
     state, obj = controller.state, controller.current_object(create=False)
     if state is None or obj is None:
         return
-    members = state.objects.members(obj.key)
-    if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
+    outcome = state.session.reset(obj.key)
+    if outcome is None:
         controller.show_status("FCFI: nothing to reset on this slice")
         return
-    if obj.group is not None and obj.from_propagation and obj.clicks:
-        action = state.history.begin("reset", [obj.key])
-        obj.restart(obj.initial_mask, from_propagation=True)  # stays a slice of its stack object
-        message = "this slice's corrections were reset (its propagated mask stays)"
-    else:
-        action = state.history.begin("reset", members)
-        state.objects.forget(obj.key)
-        message = "the object was reset" + (
-            f" on all {len(members)} slices it spans" if len(members) > 1 else ""
-        )
+    action, message = outcome
     show_restored(controller, state, action)
     controller.show_status(f"FCFI: {message}; Ctrl+Z brings it back")
 
