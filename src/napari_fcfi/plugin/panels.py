@@ -6,6 +6,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
+from .adaptation_data import committed_training_data
 from .background import BackgroundRun, callback_steps, run_generator
 from .host import HostOwner
 from .propagating import start_propagation
@@ -193,37 +194,7 @@ class AdaptPanel(Container):
     # ------------------------------------------------------------------ data
     def training_data(self) -> tuple[list[Any], list[Any], int]:
         """(images, labels, objects): every slice of every annotated image with committed objects."""
-        import numpy as np
-
-        from napari_fcfi.annotation.geometry import read_plane
-
-        from . import layers as helpers
-        from .committing import click_log_of
-
-        controller = self.owner.controller
-        images, labels, objects = [], [], 0
-        for state in controller.images.values():
-            if state.labels_layer is None:
-                continue
-            keys = {k for record in click_log_of(state.labels_layer).records for k in record.slice_keys}
-            for key in sorted(keys):
-                data = helpers.image_data(state.labels_layer)
-                plane = np.asarray(data[key] if key else data)
-                found = len(np.unique(plane[plane > 0]))
-                if not found:
-                    continue
-                image = read_plane(helpers.image_data(state.layer), state.geometry, key)
-                axis = state.geometry.slice_channel_axis()
-                if axis is not None:  # the channels the network sees, as the engine composes them
-                    from napari_fcfi.engine.intensity import ImageSource
-                    from napari_fcfi.engine.windows import full_box
-
-                    source = ImageSource(image, channel_axis=axis, channel=state.channel)
-                    image = np.moveaxis(source.read(full_box(source.height, source.width)), 0, -1)
-                images.append(image)
-                labels.append(plane)
-                objects += found
-        return images, labels, objects
+        return committed_training_data(self.owner.controller.images.values())
 
     # ------------------------------------------------------------------ actions
     def start(self, *args: Any, threaded: bool = True) -> BackgroundRun | None:
