@@ -46,6 +46,28 @@ def click_log_of(labels: Any) -> ClickLog:
     return log
 
 
+def click_log_metadata(
+    labels: Any, state: Any, model: str, device: str, threshold: float, engine_settings: dict[str, Any]
+) -> dict[str, Any]:
+    """What a saved click log says about how it was made (``fcfi segment`` replays it with these):
+    the image, the model (as saved), the engine settings, the channel choice and the labels grid."""
+    return {
+        "image": getattr(getattr(state, "layer", None), "name", ""),
+        "model": model,
+        "settings": {
+            **engine_settings,
+            "device": device,
+            "threshold": threshold,
+            "channel_axis": state.channel_axis if state else None,
+            "channel": state.channel if state else None,
+            "rgb": bool(state and state.geometry.rgb),
+            "labels_dtype": str(image_data(labels).dtype),
+            "scale": list(labels.scale),
+            "translate": list(labels.translate),
+        },
+    }
+
+
 @dataclass
 class CommitOutcome:
     """What a commit did (``label_id`` None when refused, with the reason in ``message``)."""
