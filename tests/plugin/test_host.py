@@ -43,6 +43,13 @@ def test_helpers_use_no_private_member_of_the_controller(helper):
     assert "controller: Any" not in source
 
 
+@pytest.mark.parametrize(
+    "module", sorted(p.stem for p in PLUGIN_DIR.glob("*.py") if p.stem not in ("controller", "__init__"))
+)
+def test_no_plugin_module_but_the_controller_uses_its_private_members(module):
+    assert not private_uses((PLUGIN_DIR / f"{module}.py").read_text(encoding="utf-8"))
+
+
 def test_the_check_finds_private_uses():
     source = "def f(controller):\n    controller._status('x')\n    self.controller._state = 1\n"
     assert len(private_uses(source)) == 2
