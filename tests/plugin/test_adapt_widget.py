@@ -75,7 +75,7 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     monkeypatch.setattr(adaptation, "adapt_with_check", short)
     panel.minutes.value = 1
     panel.start()
-    qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
     assert "now using the adapted model" in panel.result.value, panel.result.value
     assert controller.settings.model_source == "adapted from default"
     assert widget.model_menu.value == "adapted from default"  # the menu names the model in use
@@ -89,7 +89,7 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
 
     monkeypatch.setattr(adaptation, "adapt_with_check", verdict(False))
     panel.start()
-    qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
     assert "kept the current model" in panel.result.value and controller.settings.model_source == "default"
 
     def cancelled(model, images, labels, progress=None, **kwargs):
@@ -100,6 +100,18 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     monkeypatch.setattr(adaptation, "adapt_with_check", cancelled)
     panel.start()
     panel.cancel()
-    qtbot.waitUntil(lambda: panel._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
     assert "cancelled" in panel.result.value and "nan" not in panel.result.value
+    assert panel.adapt_button.enabled and not panel.cancel_button.enabled
+
+    def failing(model, images, labels, progress=None, **kwargs):
+        progress(0.4, "adapting")
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(adaptation, "adapt_with_check", failing)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    assert panel.result.value == "adaptation failed: out of memory"
+    assert panel.progress.value == 40 and not panel.progress.visible  # progress reached the GUI thread
+    assert panel.adapt_button.enabled and controller.settings.model_source == "default"
     widget.close_controller()

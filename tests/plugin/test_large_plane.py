@@ -10,6 +10,8 @@ from qtpy.QtWidgets import QApplication
 
 from helpers.qt_mouse import canvas_widget
 from helpers.qt_mouse import click as qt_click
+from napari_fcfi.plugin.commit_flow import recovery_offers, restore_offer
+from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.layers import image_data
 from napari_fcfi.plugin.pyramid import LARGE_PLANE_SIDE, pyramid_levels, write_region
 
@@ -73,6 +75,19 @@ def test_commits_on_a_plane_wider_than_a_texture(make_napari_viewer, tmp_path):
     np.testing.assert_array_equal(labels.data[1], data[::2, ::2])
     log = controller.click_log
     assert [r.label_id for r in log.records] == [1, 2, 1]
+    # Every commit is journaled (a multiscale layer emits no paint event: the committer records its writes),
+    # so a crash loses nothing: the journal restores the labels bit for bit.
+    restored, scan = recorder_of(labels).journal.restore()
+    assert scan.damaged == 0 and [c.kind for c in scan.changes].count("commit") == 3
+    np.testing.assert_array_equal(restored, data)
+    # After a crash (here: the layer is removed, its journal stays) the restore is multiscale again.
+    viewer.layers.remove(labels)
+    offers = recovery_offers(controller)
+    assert len(offers) == 1
+    again = restore_offer(controller, offers[0])
+    assert again is not None and again.multiscale
+    np.testing.assert_array_equal(image_data(again), restored)
+    np.testing.assert_array_equal(again.data[1], restored[::2, ::2])
     # File > Save Selected Layers with the FCFI writer saves level 0, the full-resolution labels
     import tifffile
 

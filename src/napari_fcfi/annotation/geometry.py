@@ -145,7 +145,9 @@ def world_to_grid(geometry: ImageGeometry, world_point: Sequence[float]) -> np.n
     return (point - np.asarray(geometry.translate)) / np.asarray(geometry.scale)
 
 
-def split_grid_point(geometry: ImageGeometry, coords: Sequence[float]) -> tuple[SliceKey, int, int]:
+def split_grid_point(
+    geometry: ImageGeometry, coords: Sequence[float] | np.ndarray
+) -> tuple[SliceKey, int, int]:
     """Label-grid data coordinates -> (slice key, row, col), rounded to the nearest pixel."""
     rounded = np.round(np.asarray(coords, dtype=float)).astype(int)
     key = tuple(int(v) for v in rounded[:-2])
@@ -161,25 +163,3 @@ def current_slice_key(geometry: ImageGeometry, world_point: Sequence[float]) -> 
     if all(0 <= k < n for k, n in zip(key, geometry.slice_shape)):
         return key
     return None
-
-
-def bounding_slices(mask: np.ndarray | None) -> tuple[slice, slice] | None:
-    """Row/column slices of the smallest box holding a 2D bool ``mask`` (None when it is empty)."""
-    if mask is None:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-
-
-def union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
-    """The smallest box holding both row/column boxes (None when both are None)."""
-    boxes = [box for box in (a, b) if box is not None]
-    if not boxes:
-        return None
-    return (
-        slice(min(x[0].start for x in boxes), max(x[0].stop for x in boxes)),
-        slice(min(x[1].start for x in boxes), max(x[1].stop for x in boxes)),
-    )

@@ -15,14 +15,14 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.windows import Box, bbox_of_mask
 
 from .clicklog import ClicksStep, FillStep, ObjectRecord, PropagateStep, SliceKey, Step
-from .geometry import bounding_slices
 
 _serials = itertools.count(1)
 
@@ -41,7 +41,7 @@ class SliceObject:
     group: int | None = None  # the StackObject this slice belongs to
     # The latest prediction shown (set by the caller): full-plane bool mask and its bounding box.
     mask: np.ndarray | None = None
-    mask_box: tuple[slice, slice] | None = None
+    mask_box: Box | None = None
     probability: Any = None  # the engine's sparse probability behind ``mask`` (re-thresholding)
     commit_pending: bool = False  # commit as soon as the prediction for the current clicks arrives
 
@@ -62,7 +62,7 @@ class SliceObject:
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
         self.from_segment_all = from_segment_all
         self.mask = initial_mask
-        self.mask_box = bounding_slices(initial_mask)
+        self.mask_box = None if initial_mask is None else bbox_of_mask(initial_mask)
         self.probability = None
         self.commit_pending = False
         self.serial = next(_serials)
@@ -102,7 +102,14 @@ class ObjectsInProgress:
         self.slices: dict[SliceKey, SliceObject] = {}
         self.groups: dict[int, StackObject] = {}
 
+    @overload
+    def get(self, key: SliceKey, create: Literal[True] = True) -> SliceObject: ...
+
+    @overload
+    def get(self, key: SliceKey, create: bool) -> SliceObject | None: ...
+
     def get(self, key: SliceKey, create: bool = True) -> SliceObject | None:
+        """Slice ``key``'s object (a new empty one with ``create``; else None when there is none)."""
         if key not in self.slices and create:
             self.slices[key] = SliceObject(key)
         return self.slices.get(key)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .geometry import bounding_slices
+from napari_fcfi.engine.distance import border_distance
+from napari_fcfi.engine.windows import Box, bbox_of_mask, bbox_union, clamp_box
 
 #: Commits that would paint less than this fraction of the object (the rest lies on other labels)
 #: are refused without ``overwrite``.
@@ -163,26 +164,13 @@ def _paint_over(out: np.ndarray, before: np.ndarray, mask: np.ndarray, label_id:
         parts, count = ndi.label(remains, structure=_EIGHT)
         limit = max(REMNANT_MIN_PIXELS, REMNANT_FRACTION * former)
         sizes = np.bincount(parts.ravel(), minlength=count + 1)
-        depth = ndi.distance_transform_edt(np.pad(remains, 1))[1:-1, 1:-1]
+        depth = border_distance(remains)
         for part in range(1, count + 1):
             piece = parts == part
             if not (piece & touching).any():
                 continue  # a separate piece of the other label: left alone
             if sizes[part] <= limit or depth[piece].max() <= REMNANT_BAND:
                 out[piece] = label_id
-
-
-def _union(
-    boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int
-) -> tuple[slice, slice] | None:
-    known = [b for b in boxes if b is not None]
-    if not known:
-        return None
-    r0 = max(min(b[0].start for b in known) - margin, 0)
-    r1 = min(max(b[0].stop for b in known) + margin, shape[0])
-    c0 = max(min(b[1].start for b in known) - margin, 0)
-    c1 = min(max(b[1].stop for b in known) + margin, shape[1])
-    return slice(r0, r1), slice(c0, c1)
 
 
 def paint_region(
@@ -192,7 +180,7 @@ def paint_region(
     *,
     replace_label: bool,
     overwrite: bool,
-    mask_box: tuple[slice, slice] | None = None,
+    mask_box: Box | None = None,
 ) -> tuple[tuple[slice, slice], PaintResult]:
     """:func:`paint_object` on the smallest part of a (large) plane that gives the same result.
 
@@ -204,18 +192,20 @@ def paint_region(
     shape = tuple(mask.shape)
     if tuple(plane.shape) != shape:
         raise ValueError(f"mask shape {shape} does not match the labels slice shape {tuple(plane.shape)}")
-    boxes = [mask_box if mask_box is not None else bounding_slices(mask)]
+    object_box = mask_box if mask_box is not None else bbox_of_mask(mask)
+    boxes = [object_box]
     needs_scan = replace_label or overwrite
     if needs_scan:
         full = np.asarray(plane)
         if replace_label:
-            boxes.append(bounding_slices(full == label_id))
-        if overwrite and boxes[0] is not None:
-            for victim in np.unique(full[boxes[0]][mask[boxes[0]]]):
+            boxes.append(bbox_of_mask(full == label_id))
+        if overwrite and object_box is not None:
+            inside = object_box.slices
+            for victim in np.unique(full[inside][mask[inside]]):
                 if victim != 0 and victim != label_id:
-                    boxes.append(bounding_slices(full == victim))
-    region = _union(boxes, shape, REMNANT_BAND + 1 if overwrite else 0)
-    if region is None:  # nothing to paint and nothing to clear
+                    boxes.append(bbox_of_mask(full == victim))
+    box = bbox_union(boxes)
+    if box is None:  # nothing to paint and nothing to clear
         empty = (slice(0, 0), slice(0, 0))
         return empty, PaintResult(
             np.zeros((0, 0), np.asarray(plane[0:0, 0:0]).dtype),
@@ -223,6 +213,9 @@ def paint_region(
             0,
             "the object is empty; add a positive click or lower the threshold",
         )
+    margin = REMNANT_BAND + 1 if overwrite else 0  # room for the remnant rule around the object
+    grown = Box(box.r0 - margin, box.r1 + margin, box.c0 - margin, box.c1 + margin)
+    region = clamp_box(grown, shape[0], shape[1]).slices
     window = np.array(plane[region])
     return region, paint_object(
         window, mask[region], label_id, replace_label=replace_label, overwrite=overwrite

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from napari_fcfi.engine.distance import border_distance
 
 #: A propagated mask smaller than this fraction of the previous slice's mask ends the object.
 MIN_AREA_RATIO = 0.2
@@ -43,15 +44,11 @@ DIRECTIONS = ("up", "down", "both")
 def interior_point(mask: np.ndarray) -> tuple[int, int]:
     """The pixel of ``mask`` farthest from its border (first in row-major order among equals)."""
     inside = np.asarray(mask, bool)
-    rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
-    if rows.size == 0:
+    if not inside.any():
         raise ValueError("the mask is empty")
-    # Only the mask's bounding box (the image outside it is background): 40 ms -> ~1 ms on 512 x 512.
-    r0, c0 = int(rows[0]), int(cols[0])
-    box = inside[r0 : int(rows[-1]) + 1, c0 : int(cols[-1]) + 1]
-    distance = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
+    distance = border_distance(inside)  # on the mask's bounding box only
     row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return int(row) + r0, int(col) + c0
+    return int(row), int(col)
 
 
 def propagation_order(index: int, size: int, direction: str, max_slices: int | None) -> list[list[int]]:

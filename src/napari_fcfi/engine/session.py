@@ -32,7 +32,7 @@ from .masks import decode_mask, encode_box_mask
 from .network_runner import NetworkRunner
 from .protocols import MicroscopyProtocol, Snapshot, make_protocol
 from .settings import SegmenterSettings, resolve_settings
-from .windows import Box, Patch, bbox_of_mask
+from .windows import Box, Patch, bbox_of_mask, bbox_union
 
 STATE_FORMAT = "napari-fcfi-session"
 STATE_VERSION = 1
@@ -346,10 +346,4 @@ class InteractiveSegmenter:
 
 
 def _union_boxes(a: Patch | None, b: Patch | None) -> Box | None:
-    boxes = [p.box for p in (a, b) if p is not None]
-    if not boxes:
-        return None
-    out = boxes[0]
-    for box in boxes[1:]:
-        out = out.union(box)
-    return out
+    return bbox_union(p.box for p in (a, b) if p is not None)

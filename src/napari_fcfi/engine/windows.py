@@ -58,6 +58,15 @@ class Box(NamedTuple):
         return self.c1 < image_width - 1 and bool(mask[:, -1].any())
 
 
+def bbox_union(boxes: Iterable[Box | None]) -> Box | None:
+    """The smallest box holding every given box (None ones are skipped; None when none is left)."""
+    out = None
+    for box in boxes:
+        if box is not None:
+            out = box if out is None else out.union(box)
+    return out
+
+
 def full_box(height: int, width: int) -> Box:
     return Box(0, height - 1, 0, width - 1)
 

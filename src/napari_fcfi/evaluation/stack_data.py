@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_fcfi.engine.distance import border_distance
 from napari_fcfi.engine.io import read_image
 from napari_fcfi.evaluation.layouts import instance_folder_ids
 from napari_fcfi.evaluation.samples import stable_seed
@@ -313,7 +314,7 @@ def deformed_stack(
     interior = np.zeros(labels.shape, np.float32)
     for lab, box in zip(range(1, int(labels.max()) + 1), ndi.find_objects(labels)):
         if box is not None:
-            local = ndi.distance_transform_edt(np.pad(labels[box] == lab, 1))[1:-1, 1:-1]
+            local = border_distance(labels[box] == lab)
             interior[box] = np.where(labels[box] == lab, local / max(local.max(), 1.0), interior[box])
     half_extent = np.full(int(labels.max()) + 1, np.inf)
     ending = ids[rng.random(len(ids)) < ending_fraction]

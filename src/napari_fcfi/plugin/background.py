@@ -1,17 +1,40 @@
-"""Background work of the plugin's long actions (propagation, fill between, segment all): one pattern.
+"""Background work of the plugin's long actions (propagation, fill between, segment all, model
+adaptation): one pattern.
 
 ``work`` is a generator function run in a napari worker thread; every item it yields reaches
 ``on_item`` on the GUI thread, then ``on_done`` (or ``on_error``). Cancelling is the caller's: its
 generator checks a flag between items. Without ``threaded`` (tests and scripts without an event
-loop) the same calls happen here, in order.
+loop) the same calls happen here, in order. A long call that reports progress through a callback
+instead of yielding (model adaptation) becomes such a generator with :func:`callback_steps`.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from napari.qt.threading import create_worker
+
+
+class BackgroundRun:
+    """One long action in the background: the caller's cancel flag and the napari worker."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.worker: Any = None  # None when it ran without a thread
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Failure:
+    """An error of ``work``, carried to the GUI thread as an item: superqt's generator worker drops a
+    ``RuntimeError`` (torch's out-of-memory, for one) without emitting ``errored`` or ``finished``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def run_generator(
@@ -21,19 +44,77 @@ def run_generator(
     on_error: Callable[[Exception], None],
     threaded: bool = True,
 ) -> Any:
-    """Start ``work``; returns the napari worker (None when it ran here)."""
-    if not threaded:
+    """Start ``work``; returns the napari worker (None when it ran here). Exactly one of ``on_done``
+    and ``on_error`` ends it (no item after an error)."""
+    failed = False
+
+    def guarded() -> Iterator[Any]:  # a generator function: napari makes it a generator worker
         try:
-            for item in work():
-                on_item(item)
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            on_error(error)
-            return None
-        on_done()
+            yield from work()
+        except Exception as error:  # noqa: BLE001 - shown to the user by on_error
+            yield _Failure(error)
+
+    def deliver(item: Any) -> None:
+        nonlocal failed
+        if failed:
+            return
+        if isinstance(item, _Failure):
+            failed = True
+            on_error(item.error)
+        else:
+            on_item(item)
+
+    def finish(*_: Any) -> None:
+        if not failed:
+            on_done()
+
+    if not threaded:
+        for item in guarded():
+            deliver(item)
+        finish()
         return None
-    worker = create_worker(work)
-    worker.yielded.connect(on_item)
-    worker.finished.connect(on_done)
-    worker.errored.connect(on_error)
+    worker = create_worker(guarded)
+    worker.yielded.connect(deliver)
+    worker.finished.connect(finish)
+    worker.errored.connect(lambda error: deliver(_Failure(error)))
     worker.start()
     return worker
+
+
+#: ``report(fraction, message)``; its result tells the call whether to stop (True: cancel).
+Report = Callable[[float, str], bool]
+
+
+def callback_steps(
+    call: Callable[[Report], Any], should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[str, Any, Any]]:
+    """``call(report)`` as a generator: yields ``("progress", fraction, message)`` for each report as it
+    comes, then ``("result", value, None)``; an error of ``call`` is raised here. ``report`` returns
+    ``should_stop()``, so a call that polls its progress callback for cancelling stops on the caller's flag.
+
+    The call runs in a thread of its own while this generator waits for its reports (a callback cannot
+    yield from inside the call).
+    """
+    reports: queue.SimpleQueue[tuple[float, str] | None] = queue.SimpleQueue()
+    outcome: dict[str, Any] = {}
+
+    def report(fraction: float, message: str) -> bool:
+        reports.put((float(fraction), str(message)))
+        return bool(should_stop())
+
+    def run() -> None:
+        try:
+            outcome["value"] = call(report)
+        except BaseException as error:  # noqa: BLE001 - raised again in the generator
+            outcome["error"] = error
+        finally:
+            reports.put(None)
+
+    thread = threading.Thread(target=run, name="fcfi-callback-work", daemon=True)
+    thread.start()
+    while (item := reports.get()) is not None:
+        yield ("progress", *item)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield ("result", outcome["value"], None)

@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import napari
+from napari.layers import Labels
+
 from napari_fcfi.annotation.journal import (
     JournalError,
     JournalScan,
@@ -24,49 +27,52 @@ from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 
 from . import layers as helpers
+from .host import AnnotationHost
+from .image_state import ImageState
 from .journaling import LabelsRecorder, journal_folder_of, record_layer
+from .pyramid import needs_pyramid, pyramid_levels
 
 
-def commit_current(controller: Any) -> bool:
+def commit_current(controller: AnnotationHost) -> bool:
     """Commit the object on the slice on screen (deferred while its prediction runs)."""
     state, obj = controller.state, controller.current_object()
     if state is None or obj is None:
         return False
     if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
         obj.commit_pending = True
-        controller._status("FCFI: commit will happen when the prediction finishes")
+        controller.show_status("FCFI: commit will happen when the prediction finishes")
         return False
     return _commit(controller, state, obj)
 
 
-def commit_object(controller: Any, state: Any, obj: SliceObject) -> bool:
+def commit_object(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> bool:
     """Commit the object in progress ``obj`` of ``state`` now (any slice; segment-all's Accept)."""
     return _commit(controller, state, obj)
 
 
-def commit_if_pending(controller: Any, state: Any, obj: SliceObject) -> None:
+def commit_if_pending(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> None:
     if obj.commit_pending and not controller.predictor.pending(state.image_id, obj.key):
         obj.commit_pending = False
         _commit(controller, state, obj)
 
 
-def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
+def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> bool:
     obj.commit_pending = False
     members = state.objects.members(obj.key)
-    if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
-        controller._status("FCFI: nothing to commit on this slice")
+    if not state.session.has_object(obj.key):
+        controller.show_status("FCFI: nothing to commit on this slice")
         return False
     if obj.clicks and obj.mask is None:
-        controller._status("FCFI: the prediction has not arrived yet")
+        controller.show_status("FCFI: the prediction has not arrived yet")
         return False
     empty = obj.mask is not None and obj.mask_box is None and not obj.mask.any()  # the box spares a full scan
     if obj.edit_label is None and empty and len(members) == 1:
-        controller._status("FCFI: the object is empty; add a positive click or lower the threshold")
+        controller.show_status("FCFI: the object is empty; add a positive click or lower the threshold")
         return False
     committer, settings = controller.committer, controller.settings
     labels, problem = committer.labels_for(state.layer, state.geometry, state.labels_layer)
     if problem is not None:
-        controller._status(f"FCFI: {problem}")
+        controller.show_status(f"FCFI: {problem}")
         return False
     if labels is None:
         labels = committer.create_labels(state.layer, state.geometry)
@@ -78,30 +84,29 @@ def _commit(controller: Any, state: Any, obj: SliceObject) -> bool:
             obj.edit_label if obj.edit_label is not None else committer.label_id(labels, settings.label_id)
         )
     except LabelIdError as error:
-        controller._status(f"FCFI: {error}")
+        controller.show_status(f"FCFI: {error}")
         return False
     record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
     record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
     boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
     outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
-    controller._status(outcome.message)
+    controller.show_status(outcome.message)
     if outcome.label_id is None:
         return False
-    for member in state.objects.forget(obj.key):
+    for member in state.session.committed(obj.key):  # napari's undo on the labels layer takes it back
         controller.points.remove(state, member)
         controller.predictor.cancel(state.image_id, member)
-    state.history.forget(members)  # committed: napari's undo on the labels layer takes it back
     if settings.label_id is not None:
         controller.update(label_id=None)  # a chosen id is used once; then the next free id again
-    controller._refresh_view()
+    controller.refresh_view()
     controller.on_change()
     return True
 
 
 # ---------------------------------------------------------------------- crash recovery
-def fingerprint_of(state: Any) -> str:
+def fingerprint_of(state: ImageState) -> str:
     """The image's journal id (computed once per image: it reads sampled pixels)."""
-    if getattr(state, "fingerprint", None) is None:
+    if state.fingerprint is None:
         source = getattr(getattr(state.layer, "source", None), "path", None)
         state.fingerprint = image_fingerprint(
             helpers.image_data(state.layer), state.layer.name, str(source) if source else None
@@ -109,7 +114,9 @@ def fingerprint_of(state: Any) -> str:
     return state.fingerprint
 
 
-def journal_for(controller: Any, state: Any, continue_journal: LabelsJournal | None = None) -> LabelsRecorder:
+def journal_for(
+    controller: AnnotationHost, state: ImageState, continue_journal: LabelsJournal | None = None
+) -> LabelsRecorder:
     """The recorder of the labels layer commits go to (it journals every change of that layer)."""
     return record_layer(
         controller.viewer,
@@ -139,12 +146,12 @@ class RecoveryOffer:
         return f"{str(info.get('labels_name', 'labels'))!r} · {counts} · {when}{damaged}"
 
 
-def journals_on_screen(viewer: Any) -> set[str]:
+def journals_on_screen(viewer: napari.Viewer) -> set[str]:
     """The journal folders of the labels layers in the viewer (those are never offered or discarded)."""
     return {folder for layer in viewer.layers if (folder := journal_folder_of(layer))}
 
 
-def recovery_offers(controller: Any) -> list[RecoveryOffer]:
+def recovery_offers(controller: AnnotationHost) -> list[RecoveryOffer]:
     """Journals of the current image not held by a layer on screen, newest first (each one separately)."""
     state = controller.state
     if state is None:
@@ -175,22 +182,27 @@ def _scan(journal: LabelsJournal) -> JournalScan:
     return cached[1]
 
 
-def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:
+def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | None:
     """Restore one journal into a new labels layer (exactly; no model); returns the layer (None: refused)."""
     state, viewer = controller.state, controller.viewer
     folder = str(offer.journal.folder)
     for layer in viewer.layers:
         if journal_folder_of(layer) == folder:  # already on screen: never a duplicate
-            controller._status(f"FCFI: that work is already on screen in {layer.name!r}")
+            controller.show_status(f"FCFI: that work is already on screen in {layer.name!r}")
             return layer
+    if state is None:
+        controller.show_status("FCFI: choose the image first")
+        return None
     try:
         labels, scan = offer.journal.restore(shape=state.geometry.label_shape)
     except JournalError as error:
-        controller._status(f"FCFI: cannot restore: {error}")
+        controller.show_status(f"FCFI: cannot restore: {error}")
         return None
     name = str(scan.info.get("labels_name") or f"{state.layer.name} labels")
+    large = needs_pyramid(state.geometry.plane_shape)  # as the committer creates labels layers
     layer = viewer.add_labels(
-        labels,
+        pyramid_levels(labels) if large else labels,
+        multiscale=large,
         name=f"{name} (restored)",
         scale=state.geometry.scale,
         translate=state.geometry.translate,
@@ -207,19 +219,19 @@ def restore_offer(controller: Any, offer: RecoveryOffer) -> Any:
     skipped = (
         f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
     )
-    controller._status(
+    controller.show_status(
         f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{skipped}"
     )
     controller.on_change()
     return layer
 
 
-def discard_offer(controller: Any, offer: RecoveryOffer) -> bool:
+def discard_offer(controller: AnnotationHost, offer: RecoveryOffer) -> bool:
     """Delete an offered journal; never one whose labels are on screen."""
     if str(offer.journal.folder) in journals_on_screen(controller.viewer):
-        controller._status("FCFI: that journal belongs to labels on screen; it is kept")
+        controller.show_status("FCFI: that journal belongs to labels on screen; it is kept")
         return False
     offer.journal.discard()
-    controller._status("FCFI: the recovery journal was discarded")
+    controller.show_status("FCFI: the recovery journal was discarded")
     controller.on_change()
     return True

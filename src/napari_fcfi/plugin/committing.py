@@ -27,6 +27,7 @@ from napari_fcfi.annotation.painting import (
     next_free_label,
     paint_region,
 )
+from napari_fcfi.engine.windows import Box
 
 from .journaling import LabelsRecorder
 from .layers import TAG, image_data, index_in, labels_fit
@@ -43,6 +44,28 @@ def click_log_of(labels: Any) -> ClickLog:
         log = ClickLog()
         tag[LOG_KEY] = log
     return log
+
+
+def click_log_metadata(
+    labels: Any, state: Any, model: str, device: str, threshold: float, engine_settings: dict[str, Any]
+) -> dict[str, Any]:
+    """What a saved click log says about how it was made (``fcfi segment`` replays it with these):
+    the image, the model (as saved), the engine settings, the channel choice and the labels grid."""
+    return {
+        "image": getattr(getattr(state, "layer", None), "name", ""),
+        "model": model,
+        "settings": {
+            **engine_settings,
+            "device": device,
+            "threshold": threshold,
+            "channel_axis": state.channel_axis if state else None,
+            "channel": state.channel if state else None,
+            "rgb": bool(state and state.geometry.rgb),
+            "labels_dtype": str(image_data(labels).dtype),
+            "scale": list(labels.scale),
+            "translate": list(labels.translate),
+        },
+    }
 
 
 @dataclass
@@ -127,7 +150,7 @@ class Committer:
         masks: dict[SliceKey, np.ndarray],
         record: ObjectRecord,
         journal: LabelsRecorder | None,
-        boxes: dict[SliceKey, tuple[slice, slice] | None] | None = None,
+        boxes: dict[SliceKey, Box | None] | None = None,
     ) -> CommitOutcome:
         """Paint ``masks`` (slice -> full-plane bool) with ``record.label_id``; all slices or none.
 
@@ -162,8 +185,10 @@ class Committer:
                 plane = data[key] if key else data
                 rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))
                 if rows.size and is_pyramid(labels):
-                    # multiscale labels (very large planes) emit no paint event: not journaled
+                    # multiscale labels (very large planes) emit no paint event: journaled here
                     write_region(labels, key, region, result.plane)
+                    if journal is not None:
+                        journal.record_write(key, region, result.plane)
                 elif rows.size:
                     index = tuple(np.full(rows.size, k) for k in key) + (
                         rows + region[0].start,

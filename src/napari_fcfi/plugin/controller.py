@@ -20,25 +20,27 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import napari
 import numpy as np
+from napari.layers import Image, Labels, Points
 
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import (
     ImageGeometry,
     SliceKey,
-    bounding_slices,
     current_slice_key,
     split_grid_point,
-    union_box,
     world_to_grid,
 )
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.windows import bbox_of_mask, bbox_union
 
 from . import layers as helpers
 from . import undoing
+from .commit_flow import commit_current, commit_if_pending
 from .committing import Committer, click_log_of
 from .image_state import AnnotationSettings, ImageState
 from .keys import SHORTCUTS, LayerBindings
@@ -52,6 +54,7 @@ from .predictions import (
     engine_segmenter_factory,
     mask_from,
 )
+from .stack_runs import PropagationRun, ReviewList, Stop
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
 
@@ -61,7 +64,7 @@ class SegmentationController:
 
     def __init__(
         self,
-        viewer: Any,
+        viewer: napari.Viewer,
         model_cache: ModelCache,
         *,
         segmenter_factory: Callable[[Any], Any] | None = None,
@@ -87,21 +90,19 @@ class SegmentationController:
         self.journal_root = journal_root
         self.images: dict[str, ImageState] = {}
         self.state: ImageState | None = None
-        self.points = PointsSync(self)
+        self.points = PointsSync(self.on_clicks_changed, self.show_status)
         self.on_status: Callable[[str], None] = lambda message: None
         self.on_busy: Callable[[bool], None] = lambda busy: None
         # What changed, for the widget: "object" (clicks, prediction, slice on screen: cheap to show) or
         # "all" (image, labels, settings, commits).
-        self.on_change: Callable[[str], None] = lambda what="all": None
+        self.on_change: Callable[..., None] = lambda what="all": None
         self._last_error: str | None = None
-        self.propagation: Any = None  # the running propagation or fill (plugin.propagating.PropagationRun)
-        self.stops: list[Any] = []  # where the last propagation stopped (plugin.propagating.Stop)
-        self.review: Any = (
-            None  # slices of the last propagation or fill to review (plugin.propagating.ReviewList)
-        )
-        self.on_stack_run: Callable[[Any], None] = lambda run: None  # a fill or continuation started by a key
+        self.propagation: PropagationRun | None = None  # the running propagation or fill
+        self.stops: list[Stop] = []  # where the last propagation stopped
+        self.review: ReviewList | None = None  # slices of the last propagation or fill to review
+        # A fill or continuation started by a key.
+        self.on_stack_run: Callable[[PropagationRun | None], None] = lambda run: None
         self._closed = False
-        self._restoring = False  # undo/redo is bringing the clicks layer in step: not a user's change
         self.bindings = LayerBindings(
             {
                 "commit": self.commit,
@@ -138,7 +139,7 @@ class SegmentationController:
 
     # ------------------------------------------------------------------ images
     @property
-    def image_layer(self) -> Any:
+    def image_layer(self) -> Image | None:
         return None if self.state is None else self.state.layer
 
     @property
@@ -146,15 +147,15 @@ class SegmentationController:
         return None if self.state is None else self.state.geometry
 
     @property
-    def points_layer(self) -> Any:
+    def points_layer(self) -> Points | None:
         return None if self.state is None else self.state.clicks_layer
 
     @property
-    def preview_layer(self) -> Any:
+    def preview_layer(self) -> Labels | None:
         return None if self.state is None else self.state.preview_layer
 
     @property
-    def labels_layer(self) -> Any:
+    def labels_layer(self) -> Labels | None:
         return None if self.state is None else self.state.labels_layer
 
     def set_image_layer(self, layer: Any, channel_axis: int | None = None, channel: Any = None) -> None:
@@ -183,7 +184,7 @@ class SegmentationController:
             helper.visible = True
         self.bindings.bind((state.clicks_layer, state.layer))
         self.viewer.layers.selection.active = state.clicks_layer
-        self._refresh_view(recompute=True)
+        self.refresh_view(recompute=True)
         self.on_change()
 
     def _new_state(
@@ -224,7 +225,7 @@ class SegmentationController:
                 self._drop_state(state, remove_helpers=True)  # helpers go with their image
             elif helpers.same_layer(removed, state.labels_layer):
                 state.labels_layer = None  # the next commit goes to a new labels layer
-                self._status(
+                self.show_status(
                     f"FCFI: labels layer {removed.name!r} was removed; the next commit creates a new one"
                 )
             elif helpers.same_layer(removed, state.clicks_layer) or helpers.same_layer(
@@ -254,8 +255,8 @@ class SegmentationController:
         return current_slice_key(self.state.geometry, self.viewer.dims.point)
 
     def current_object(self, create: bool = True) -> SliceObject | None:
-        key = self.current_key()
-        return None if key is None else self.state.objects.get(key, create)
+        state, key = self.state, self.current_key()
+        return None if state is None or key is None else state.objects.get(key, create)
 
     def next_label_id(self) -> int:
         labels = self.labels_layer
@@ -297,23 +298,23 @@ class SegmentationController:
         """Add a click at a world position; returns False (with a status message) when it cannot."""
         state = self.state
         if state is None:
-            self._status("FCFI: choose an image layer first")
+            self.show_status("FCFI: choose an image layer first")
             return False
         if not state.clicks_layer.visible:
-            self._status("FCFI: the clicks layer is hidden; show it to annotate")
+            self.show_status("FCFI: the clicks layer is hidden; show it to annotate")
             return False
         problem = helpers.transform_problem(state.layer)  # rotated after it was chosen
         if problem is not None:
-            self._status(f"FCFI: {problem}")
+            self.show_status(f"FCFI: {problem}")
             return False
         if not self._plane_on_screen():
-            self._status(
+            self.show_status(
                 "FCFI: clicks need the 2D view of the image's y/x plane (toggle 2D, reset axis order)"
             )
             return False
         key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
         if not state.geometry.contains(key, row, col):
-            self._status(
+            self.show_status(
                 f"FCFI: click at ({row}, {col}) is outside the image {state.geometry.plane_shape}; ignored"
             )
             return False
@@ -342,13 +343,7 @@ class SegmentationController:
         self, state: ImageState, key: SliceKey, clicks: tuple[Click, ...], by_user: bool
     ) -> None:
         """Called by :class:`PointsSync` when a slice's clicks changed in the points layer."""
-        if self._restoring:
-            return  # the restored objects already hold these clicks
-        if by_user:
-            state.history.begin("click", [key])
-        obj = state.objects.get(key)
-        obj.clicks = clicks
-        self._request(state, obj)
+        self.request_prediction(state, state.session.set_clicks(key, clicks, by_user))
 
     # ------------------------------------------------------------------ object actions
     def undo(self) -> None:
@@ -370,25 +365,22 @@ class SegmentationController:
         """Edit label ``label_id`` of the slice on screen: clicks refine it, commit replaces it."""
         state, key = self.state, self.current_key()
         if state is None or key is None or state.labels_layer is None:
-            self._status("FCFI: no labels layer to edit")
+            self.show_status("FCFI: no labels layer to edit")
             return False
         data = helpers.image_data(state.labels_layer)
         plane = np.asarray(data[key] if key else data)
         mask = plane == int(label_id)
         if label_id <= 0 or not mask.any():
-            self._status(f"FCFI: label {label_id} is not on this slice")
+            self.show_status(f"FCFI: label {label_id} is not on this slice")
             return False
-        action = state.history.begin("edit", state.objects.members(key))
-        state.objects.forget(key)
-        state.objects.get(key).restart(mask, edit_label=int(label_id))
-        self._show_restored(state, action)
-        self._status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
+        self._show_restored(state, state.session.edit_label(key, mask, label_id))
+        self.show_status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
         return True
 
     def select_label_at(self, world_position: Any) -> bool:
         state = self.state
         if state is None or state.labels_layer is None:
-            self._status("FCFI: no labels layer to edit")
+            self.show_status("FCFI: no labels layer to edit")
             return False
         key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
         if not state.geometry.contains(key, row, col):
@@ -399,19 +391,17 @@ class SegmentationController:
 
     def commit(self) -> bool:
         """Write the object on screen into the labels layer (deferred until its prediction is in)."""
-        from .commit_flow import commit_current
-
         return commit_current(self)
 
     # ------------------------------------------------------------------ predictions
-    def _request(self, state: ImageState, obj: SliceObject) -> None:
+    def request_prediction(self, state: ImageState, obj: SliceObject) -> None:
         if not obj.clicks:
             # Nothing to predict: show the starting object (an edit or a propagated mask) or nothing.
             self.predictor.cancel(state.image_id, obj.key)
             obj.mask = obj.initial_mask
-            obj.mask_box = None if obj.initial_mask is None else bounding_slices(obj.initial_mask)
+            obj.mask_box = None if obj.initial_mask is None else bbox_of_mask(obj.initial_mask)
             if state is self.state and obj.key == self.current_key():
-                self._update_preview()
+                self.update_preview()
             self.on_change("object")
             return
         settings = self._settings
@@ -433,7 +423,7 @@ class SegmentationController:
         request = prediction.request
         state = self.images.get(request.image_id)
         obj = None if state is None else state.objects.get(request.key, create=False)
-        if obj is None or obj.serial != request.serial or obj.clicks != request.clicks:
+        if state is None or obj is None or obj.serial != request.serial or obj.clicks != request.clicks:
             return  # the object changed meanwhile: a newer request is on its way
         self._last_error = None
         settings = self._settings
@@ -442,7 +432,7 @@ class SegmentationController:
             settings.device,
             state.channel,
         ):
-            self._request(state, obj)  # model or channel changed while this ran: recompute
+            self.request_prediction(state, obj)  # model or channel changed while this ran: recompute
             return
         obj.probability = prediction.probability
         if request.threshold == settings.threshold:
@@ -452,9 +442,7 @@ class SegmentationController:
                 prediction.probability, state.geometry.plane_shape, settings.threshold
             )
         if state is self.state and request.key == self.current_key():
-            self._update_preview()
-        from .commit_flow import commit_if_pending
-
+            self.update_preview()
         commit_if_pending(self, state, obj)
         self.on_change("object")
 
@@ -480,47 +468,48 @@ class SegmentationController:
                     obj.mask, obj.mask_box = mask_from(
                         probability, state.geometry.plane_shape, self._settings.threshold
                     )
-        self._refresh_view()
+        self.refresh_view()
 
     def _recompute_all(self) -> None:
         for state in self.images.values():
             for obj in state.objects.slices.values():
                 obj.probability = None
             self.predictor.forget_image(state.image_id)
-        self._refresh_view(recompute=True)
+        self.refresh_view(recompute=True)
 
     # ------------------------------------------------------------------ view
     def _on_dims_change(self, event: Any = None) -> None:
-        self._refresh_view(recompute=True)
+        self.refresh_view(recompute=True)
         self.on_change("object")
 
-    def _refresh_view(self, recompute: bool = False) -> None:
-        obj = self.current_object(create=False)
+    def refresh_view(self, recompute: bool = False) -> None:
+        state, obj = self.state, self.current_object(create=False)
         if (
             recompute
+            and state is not None
             and obj is not None
             and obj.clicks
             and getattr(obj, "probability", None) is None
-            and not self.predictor.pending(self.state.image_id, obj.key)
+            and not self.predictor.pending(state.image_id, obj.key)
         ):
-            self._request(self.state, obj)
-        self._update_preview()
+            self.request_prediction(state, obj)
+        self.update_preview()
 
-    def _update_preview(self) -> None:
+    def update_preview(self) -> None:
         """Show the current slice's object: only the box of the old and new object is rewritten."""
         state = self.state
         if state is None:
             return
         obj = self.current_object(create=False)
         mask = None if obj is None else obj.mask
-        new_box = (
-            None if mask is None else (obj.mask_box if obj.mask_box is not None else bounding_slices(mask))
-        )
-        helpers.redraw_preview(state.preview_layer, union_box(state.preview_box, new_box), mask)
+        new_box = None
+        if obj is not None and mask is not None:
+            new_box = obj.mask_box if obj.mask_box is not None else bbox_of_mask(mask)
+        helpers.redraw_preview(state.preview_layer, bbox_union([state.preview_box, new_box]), mask)
         state.preview_box = new_box
 
     # ------------------------------------------------------------------ status, closing
-    def _status(self, message: str) -> None:
+    def show_status(self, message: str) -> None:
         self.viewer.status = message
         self.on_status(message)
 

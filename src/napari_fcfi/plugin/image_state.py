@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from napari.layers import Image, Labels, Points
+
 from napari_fcfi.annotation.geometry import ImageGeometry
 from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
+from napari_fcfi.annotation.session import AnnotationSession
 from napari_fcfi.engine.settings import DEFAULT_THRESHOLD
+from napari_fcfi.engine.windows import Box
 
 from .models import DEFAULT_MODEL
 from .predictions import default_cpu_threads
@@ -31,20 +35,25 @@ class AnnotationSettings:
 class ImageState:
     """What the controller keeps for one annotated image layer."""
 
-    layer: Any
+    layer: Image
     geometry: ImageGeometry
     channel_axis: int | None
     channel: Any
-    clicks_layer: Any
-    preview_layer: Any
-    objects: ObjectsInProgress = field(default_factory=ObjectsInProgress)
-    labels_layer: Any = None
-    preview_box: tuple[slice, slice] | None = None
+    clicks_layer: Points
+    preview_layer: Labels
+    session: AnnotationSession = field(default_factory=AnnotationSession)  # objects in progress, history
+    labels_layer: Labels | None = None
+    preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
-    history: ActionHistory = field(init=False)  # every change of ``objects``, for undo and redo
 
-    def __post_init__(self) -> None:
-        self.history = ActionHistory(self.objects)
+    @property
+    def objects(self) -> ObjectsInProgress:
+        return self.session.objects
+
+    @property
+    def history(self) -> ActionHistory:
+        """Every change of ``objects``, for undo and redo."""
+        return self.session.history
 
     @property
     def image_id(self) -> str:

@@ -8,7 +8,9 @@ A :class:`LabelsRecorder` belongs to one napari labels layer (one per layer, fou
   the ``paint`` event with each history item;
 * napari's undo and redo of the layer (Ctrl+Z / Ctrl+Shift+Z, bound on the layer; napari emits no
   event for them): the region of the item taken back or redone, as it is afterwards;
-* the whole labels when the layer was not empty when the journal started, or its data were replaced.
+* the whole labels when the layer was not empty when the journal started, or its data were replaced;
+* the FCFI commits into a multiscale labels layer (very large planes), which napari does not paint
+  and so emits no event for: the committer hands each write to :meth:`LabelsRecorder.record_write`.
 
 So replaying the journal gives the layer bit for bit. A journal belongs to one layer and one run:
 a new recorder starts a new journal (:meth:`LabelsJournal.create`), except for a restored layer,
@@ -28,7 +30,7 @@ import numpy as np
 
 from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
 
-from .layers import TAG
+from .layers import TAG, image_data
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
 MIRROR_LIMIT = 1000  # napari keeps fewer undo steps; a longer mirror only costs a no-op check
@@ -99,12 +101,12 @@ class LabelsRecorder:
 
     # ------------------------------------------------------------------ journal
     def _header(self) -> dict[str, Any]:
-        layer = self.layer
+        layer, data = self.layer, image_data(self.layer)
         return {
             **self.info,
             "labels_name": layer.name,
-            "label_shape": [int(s) for s in layer.data.shape],
-            "dtype": str(np.dtype(layer.data.dtype)),
+            "label_shape": [int(s) for s in data.shape],
+            "dtype": str(np.dtype(data.dtype)),
             "scale": [float(s) for s in layer.scale],
             "translate": [float(t) for t in layer.translate],
         }
@@ -117,7 +119,7 @@ class LabelsRecorder:
             self.journal = LabelsJournal.create(self.fingerprint, self._header(), self.root)
             self._set_folder()
             self.journal.open_log()
-            data = np.asarray(self.layer.data)
+            data = np.asarray(image_data(self.layer))  # multiscale: the full resolution is the labels
             if data.any():
                 self.journal.append(base_record(data))
 
@@ -163,9 +165,23 @@ class LabelsRecorder:
             self._commit, self._deferred = None, False
             self._guard(lambda: self.journal.sync() if self.journal is not None else None)
 
+    def record_write(self, key: tuple[int, ...], region: tuple[slice, slice], values: np.ndarray) -> None:
+        """Journal a write napari does not see (multiscale labels): ``values`` now stand at ``region`` of
+        slice ``key``; inside :meth:`commit`, as part of that commit."""
+        rows, cols = region
+        box = (
+            *((k, k + 1) for k in key),
+            (int(rows.start), int(rows.stop)),
+            (int(cols.start), int(cols.stop)),
+        )
+        values = np.asarray(values).reshape((1,) * len(key) + np.shape(values))
+        extra = self._commit or {}
+        self._write(change_record("commit" if self._commit else "paint", box, values, **extra))
+
     # ------------------------------------------------------------------ napari events
     def _on_paint(self, event: Any) -> None:
-        change = history_item_change(event.value, self.layer.data.shape, self.layer.data.dtype)
+        data = image_data(self.layer)
+        change = history_item_change(event.value, data.shape, data.dtype)
         if change is None:
             return
         box, values, changed = change
@@ -183,10 +199,11 @@ class LabelsRecorder:
                 self.journal.close()
             self._start()
             return
-        self._write(base_record(np.asarray(self.layer.data)))
+        self._write(base_record(np.asarray(image_data(self.layer))))
 
     def _current_grid(self) -> tuple[Any, ...]:
-        return tuple(self.layer.data.shape), str(np.dtype(self.layer.data.dtype))
+        data = image_data(self.layer)
+        return tuple(data.shape), str(np.dtype(data.dtype))
 
     def _on_editable(self, event: Any = None) -> None:
         if not self.layer.editable:  # napari resets its undo history then
@@ -201,13 +218,13 @@ class LabelsRecorder:
 
     def _replay(self, action: Any, source: list[Any], target: list[Any], kind: str) -> None:
         """Run napari's undo/redo and journal the region it changed, as it is afterwards."""
-        data = self.layer.data
+        data = image_data(self.layer)
         if source:
             box = source[-1]
             region = tuple(slice(a, b) for a, b in box)
             before = np.array(data[region])
             action()
-            after = np.array(self.layer.data[region])
+            after = np.array(image_data(self.layer)[region])
             if np.array_equal(before, after):
                 return  # napari had nothing (left) to take back
             target.append(source.pop())
@@ -216,7 +233,7 @@ class LabelsRecorder:
         # An undo step made before the journal started: find what changed by comparing.
         before = np.array(data)
         action()
-        after = np.asarray(self.layer.data)
+        after = np.asarray(image_data(self.layer))
         changed = before != after
         if not changed.any():
             return

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.geometry import ImageGeometry, make_geometry
+from napari_fcfi.engine.windows import Box
 
 from .pyramid import clear, is_pyramid, needs_pyramid, pyramid_levels, write_region
 
@@ -91,10 +92,6 @@ def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> 
     return None
 
 
-def helpers_of(viewer: Any, image_id: str) -> list[Any]:
-    return [layer for layer in viewer.layers if role_of(layer)[1] == image_id and is_helper(layer)]
-
-
 def create_clicks_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> Any:
     """A points layer on the image's label grid whose ``positive`` feature colours the markers."""
     layer = viewer.add_points(
@@ -148,10 +145,11 @@ def clear_preview(layer: Any, plane_shape: tuple[int, int]) -> None:
         layer.data = np.zeros(plane_shape, dtype=np.uint8)
 
 
-def redraw_preview(layer: Any, region: tuple[slice, slice] | None, mask: np.ndarray | None) -> None:
-    """Rewrite only ``region`` of a preview layer with ``mask`` (None: empty), multiscale or not."""
-    if region is None:
+def redraw_preview(layer: Any, box: Box | None, mask: np.ndarray | None) -> None:
+    """Rewrite only ``box`` of a preview layer with ``mask`` (None: empty), multiscale or not."""
+    if box is None:
         return
+    region = box.slices
     plane = image_data(layer)
     if is_pyramid(layer):
         write_region(

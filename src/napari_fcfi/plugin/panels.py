@@ -6,6 +6,9 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
+from .adaptation_data import committed_training_data
+from .background import BackgroundRun, callback_steps, run_generator
+from .host import HostOwner
 from .propagating import start_propagation
 from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start_fill
 
@@ -13,7 +16,7 @@ from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start
 class PropagatePanel(Container):
     """Propagate the object on screen up/down/both along a stack axis, with progress and Cancel."""
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         self.owner = owner
         self.direction = ComboBox(
             label="Direction",
@@ -132,7 +135,7 @@ class AdaptPanel(Container):
     goes back to the base model (never changed on disk); "Save adapted…" writes it with a model card.
     """
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         from magicgui.widgets import FileEdit, Label
 
         self.owner = owner
@@ -184,101 +187,87 @@ class AdaptPanel(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.revert_button.changed.connect(self.revert)
         self.save_button.changed.connect(lambda: self.save(self.save_file.value))
-        self._cancelled = False
-        self._worker: Any = None
+        self._run: BackgroundRun | None = None
         self.base_source: str | None = None
         self.adapted: Any = None
-        self._relay = _progress_relay(self._show_progress)
 
     # ------------------------------------------------------------------ data
     def training_data(self) -> tuple[list[Any], list[Any], int]:
         """(images, labels, objects): every slice of every annotated image with committed objects."""
-        import numpy as np
-
-        from napari_fcfi.annotation.geometry import read_plane
-
-        from . import layers as helpers
-        from .committing import click_log_of
-
-        controller = self.owner.controller
-        images, labels, objects = [], [], 0
-        for state in controller.images.values():
-            if state.labels_layer is None:
-                continue
-            keys = {k for record in click_log_of(state.labels_layer).records for k in record.slice_keys}
-            for key in sorted(keys):
-                data = helpers.image_data(state.labels_layer)
-                plane = np.asarray(data[key] if key else data)
-                found = len(np.unique(plane[plane > 0]))
-                if not found:
-                    continue
-                image = read_plane(helpers.image_data(state.layer), state.geometry, key)
-                axis = state.geometry.slice_channel_axis()
-                if axis is not None:  # the channels the network sees, as the engine composes them
-                    from napari_fcfi.engine.intensity import ImageSource
-                    from napari_fcfi.engine.windows import full_box
-
-                    source = ImageSource(image, channel_axis=axis, channel=state.channel)
-                    image = np.moveaxis(source.read(full_box(source.height, source.width)), 0, -1)
-                images.append(image)
-                labels.append(plane)
-                objects += found
-        return images, labels, objects
+        return committed_training_data(self.owner.controller.images.values())
 
     # ------------------------------------------------------------------ actions
-    def start(self, *args: Any) -> None:
+    def start(self, *args: Any, threaded: bool = True) -> BackgroundRun | None:
+        """Adapt in a napari worker thread (progress, Cancel); returns the run (None: refused, the
+        result line says why)."""
+        if self._run is not None:
+            return None  # the button is disabled while a run goes on
         controller = self.owner.controller
         images, labels, objects = self.training_data()
         if objects < MIN_OBJECTS_TO_ADAPT:
             self.result.value = f"commit at least {MIN_OBJECTS_TO_ADAPT} objects first ({objects} so far)"
-            return
+            return None
         settings = controller.settings
         base_source = self.base_source or settings.model_source
         try:
             base = controller.model_cache.get(base_source, settings.device)
         except Exception as error:  # noqa: BLE001 - shown to the user
             self.result.value = f"cannot load the model to adapt: {error}"
-            return
-        from napari.qt.threading import create_worker
-
+            return None
         from napari_fcfi.training import adaptation
 
-        self._cancelled = False
         budget = 60.0 * float(self.minutes.value)
         threads = settings.cpu_threads
+        run = self._run = BackgroundRun()
 
-        def work() -> Any:
+        def adapt(report: Any) -> Any:
             if threads and settings.device.startswith("cpu"):
                 import torch
 
                 torch.set_num_threads(threads)
-            return adaptation.adapt_with_check(
-                base, images, labels, time_budget_s=budget, progress=self._progress
-            )
+            return adaptation.adapt_with_check(base, images, labels, time_budget_s=budget, progress=report)
 
-        worker = create_worker(work)
-        worker.returned.connect(lambda result: self._finished(base_source, result))
-        worker.errored.connect(lambda error: self._failed(error))
-        self._worker = worker
+        def on_item(item: tuple[str, Any, Any]) -> None:
+            kind, value, _ = item
+            if kind == "progress":
+                self.progress.value = int(round(100 * value))
+            else:
+                self._finished(run, base_source, value)
+
+        def on_done(*_: Any) -> None:
+            self._end(run)  # after the result nothing is left to do
+
         self.progress.value, self.progress.visible = 0, True
         self.adapt_button.enabled, self.cancel_button.enabled = False, True
         self.result.value = f"adapting on {objects} objects in {len(images)} image(s)/slice(s)…"
-        worker.start()
 
-    def _progress(self, fraction: float, message: str) -> bool:
-        self._relay.changed.emit(float(fraction), str(message))  # to the GUI thread
-        return self._cancelled
+        run.worker = run_generator(
+            lambda: callback_steps(adapt, lambda: run.cancelled),
+            on_item,
+            on_done,
+            lambda error: self._failed(run, error),
+            threaded,
+        )
+        return run
 
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.value = int(round(100 * fraction))
+    @property
+    def running(self) -> bool:
+        return self._run is not None
 
-    def _finished(self, base_source: str, result: Any) -> None:
-        adapted, check = result
-        controller = self.owner.controller
-        self._worker = None
+    def _end(self, run: BackgroundRun) -> bool:
+        """The run is over: buttons back; False when it was over already."""
+        if self._run is not run:
+            return False
+        self._run = None
         self.progress.visible = False
         self.adapt_button.enabled, self.cancel_button.enabled = True, False
-        if check.cancelled or self._cancelled:
+        return True
+
+    def _finished(self, run: BackgroundRun, base_source: str, result: Any) -> None:
+        adapted, check = result
+        controller = self.owner.controller
+        self._end(run)
+        if check.cancelled or run.cancelled:
             self.result.value = "adaptation cancelled: nothing was measured; the current model stays"
             return
         before, after = check.base_clicks, check.adapted_clicks
@@ -296,14 +285,13 @@ class AdaptPanel(Container):
         self.revert_button.enabled = self.save_button.enabled = True
         self.result.value = f"now using the adapted model: {summary}"
 
-    def _failed(self, error: Exception) -> None:
-        self._worker = None
-        self.progress.visible = False
-        self.adapt_button.enabled, self.cancel_button.enabled = True, False
-        self.result.value = f"adaptation failed: {error}"
+    def _failed(self, run: BackgroundRun, error: Exception) -> None:
+        if self._end(run):
+            self.result.value = f"adaptation failed: {error}"
 
     def cancel(self, *args: Any) -> None:
-        self._cancelled = True
+        if self._run is not None:
+            self._run.cancel()
 
     def revert(self, *args: Any) -> None:
         if self.base_source is not None:
@@ -334,18 +322,3 @@ def wrap_text(label: Any) -> None:
     label.native.setWordWrap(True)
     label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.native.setMinimumWidth(40)  # else Qt widens a long wrapped text to a pleasing block shape
-
-
-def _progress_relay(slot: Any) -> Any:
-    """A Qt object whose signal carries progress from the worker thread to the GUI thread.
-
-    magicgui has no cross-thread signal; napari's worker only reports a function's return value.
-    """
-    from qtpy.QtCore import QObject, Signal
-
-    class _Relay(QObject):
-        changed = Signal(float, str)
-
-    relay = _Relay()
-    relay.changed.connect(slot)
-    return relay

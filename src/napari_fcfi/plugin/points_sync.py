@@ -3,11 +3,12 @@
 Every point of an image's clicks layer is a click: its data coordinates are (slice indices..., row,
 col) on the label grid and its ``positive`` feature the sign. Whenever the layer's data or features
 change (the mouse, the layer's own tools, deleting a point, scripts), :meth:`PointsSync.rebuild`
-regroups the points by slice in point order and tells the controller which slices changed.
+regroups the points by slice in point order and tells its owner (the controller) which slices changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -15,16 +16,23 @@ import numpy as np
 from napari_fcfi.annotation.geometry import SliceKey, split_grid_point
 from napari_fcfi.engine.clicks import Click
 
+from .image_state import ImageState
+
+#: ``(state, key, clicks, by_user)``: slice ``key`` of ``state`` now has ``clicks`` in its clicks layer.
+ClicksChanged = Callable[[ImageState, SliceKey, tuple[Click, ...], bool], None]
+
 
 class PointsSync:
     """Connects the clicks layers of a controller's images to their objects in progress."""
 
-    def __init__(self, controller: Any) -> None:
-        self.controller = controller
-        self._internal = False  # the controller itself is editing the points (undo/redo/reset)
+    def __init__(self, on_clicks_changed: ClicksChanged, on_status: Callable[[str], None]) -> None:
+        self.on_clicks_changed = on_clicks_changed
+        self.on_status = on_status
+        self._internal = False  # the owner itself is editing the points (propagation, commit)
+        self._muted = False  # undo/redo shows clicks its objects already hold: nobody is told
         self._handlers: dict[int, Any] = {}
 
-    def attach(self, state: Any) -> None:
+    def attach(self, state: ImageState) -> None:
         def on_change(event: Any = None) -> None:
             action = str(getattr(event, "action", "changed")).lower()
             if any(word in action for word in ("added", "removed", "changed")):
@@ -35,13 +43,13 @@ class PointsSync:
         layer.events.features.connect(on_change)
         self._handlers[id(layer)] = on_change
 
-    def detach(self, state: Any) -> None:
+    def detach(self, state: ImageState) -> None:
         handler = self._handlers.pop(id(state.clicks_layer), None)
         if handler is not None:
             state.clicks_layer.events.data.disconnect(handler)
             state.clicks_layer.events.features.disconnect(handler)
 
-    def clicks_by_slice(self, state: Any) -> dict[SliceKey, list[Click]]:
+    def clicks_by_slice(self, state: ImageState) -> dict[SliceKey, list[Click]]:
         layer = state.clicks_layer
         by_slice: dict[SliceKey, list[Click]] = {}
         if len(layer.data) == 0:
@@ -56,7 +64,9 @@ class PointsSync:
             by_slice.setdefault(key, []).append(Click(row, col, bool(is_positive)))
         return by_slice
 
-    def rebuild(self, state: Any) -> None:
+    def rebuild(self, state: ImageState) -> None:
+        if self._muted:
+            return
         by_slice = self.clicks_by_slice(state)
         outside = 0
         for key in list(by_slice):
@@ -64,14 +74,14 @@ class PointsSync:
             outside += len(by_slice[key]) - len(inside)
             by_slice[key] = inside
         if outside:
-            self.controller._status(f"FCFI: {outside} click(s) outside the image are ignored")
+            self.on_status(f"FCFI: {outside} click(s) outside the image are ignored")
         for key in set(by_slice) | set(state.objects.slices):
             clicks = tuple(by_slice.get(key, ()))
             obj = state.objects.get(key)
             if clicks != obj.clicks:
-                self.controller.on_clicks_changed(state, key, clicks, by_user=not self._internal)
+                self.on_clicks_changed(state, key, clicks, not self._internal)
 
-    def append(self, state: Any, key: SliceKey, click: Click, by_user: bool = True) -> None:
+    def append(self, state: ImageState, key: SliceKey, click: Click, by_user: bool = True) -> None:
         layer = state.clicks_layer
         defaults = layer.feature_defaults
         previous = bool(defaults["positive"].iloc[0]) if "positive" in defaults else True
@@ -96,7 +106,18 @@ class PointsSync:
             if previous != click.positive:
                 layer.feature_defaults = {"positive": previous}
 
-    def remove(self, state: Any, key: SliceKey, last_only: bool = False) -> None:
+    def show_clicks(self, state: ImageState, key: SliceKey, clicks: Iterable[Click]) -> None:
+        """Make slice ``key``'s points ``clicks`` without telling the owner: undo or redo restored the
+        objects, which hold these clicks already (no prediction of the steps between)."""
+        self._muted = True
+        try:
+            self.remove(state, key)
+            for click in clicks:
+                self.append(state, key, click, by_user=False)
+        finally:
+            self._muted = False
+
+    def remove(self, state: ImageState, key: SliceKey, last_only: bool = False) -> None:
         """Remove the points of slice ``key`` (only its last one with ``last_only``)."""
         layer = state.clicks_layer
         if len(layer.data) == 0:

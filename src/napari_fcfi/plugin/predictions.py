@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey, read_plane
 from napari_fcfi.engine.clicks import Click
-from napari_fcfi.engine.windows import Patch
+from napari_fcfi.engine.windows import Box, Patch
 
 from .models import ModelCache, describe_load_error
 from .worker import JobResult
@@ -67,7 +67,7 @@ class Prediction:
     request: Request
     probability: Patch | None
     mask: np.ndarray
-    box: tuple[slice, slice] | None
+    box: Box | None
 
 
 @dataclass
@@ -81,7 +81,7 @@ class _Session:
 
 def mask_from(
     probability: Patch | None, shape: tuple[int, int], threshold: float
-) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+) -> tuple[np.ndarray, Box | None]:
     """Full-plane bool mask of a sparse probability at ``threshold`` and its bounding box."""
     mask = np.zeros(shape, dtype=bool)
     if probability is None:
@@ -90,7 +90,7 @@ def mask_from(
     if box is None:
         return mask, None
     mask[probability.box.slices] = probability.values > threshold
-    return mask, box.slices
+    return mask, box
 
 
 class Predictor:

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.history import Action
+from napari_fcfi.annotation.objects import PropagationUndo, SliceObject
 from napari_fcfi.annotation.propagation import (
     PropagatedSlice,
     PropagationStop,
@@ -32,68 +34,19 @@ from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
 from .background import run_generator
-
-
-class PropagationRun:
-    """One running propagation: progress callbacks, cancel, and the worker thread."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.cancelled = False
-        self.discarded = False  # undone while running: slices still on their way are dropped
-        self.action: Any = None  # its entry in the image's action history
-        self.worker: Any = None
-        self.on_progress: Callable[[int, int], None] = lambda done, total: None
-        self.on_finished: Callable[[int], None] = lambda done: None
-        self.stops: list[Stop] = []
-        self.predicted: list[PredictedSlice] = []
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class Stop:
-    """A stop of the last propagation: where, why, and how to continue past it."""
-
-    def __init__(
-        self, image_id: str, key: Any, last_key: Any, axis: int, direction: str, span: int, reason: str
-    ):
-        self.image_id, self.key, self.last_key = image_id, key, last_key
-        self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
-
-    def describe(self) -> str:
-        return f"stopped at slice {self.key[self.axis]} ({self.reason})"
-
-
-class ReviewList:
-    """Slices of the last propagation or fill to look at, worst first; ``next_key()`` walks them."""
-
-    def __init__(self, image_id: str, keys: list[Any]):
-        self.image_id, self.keys, self.position = image_id, keys, -1
-
-    def next_key(self) -> Any:
-        if not self.keys:
-            return None
-        self.position = (self.position + 1) % len(self.keys)
-        return self.keys[self.position]
-
-
-def review_message(review: ReviewList, axis: int) -> str:
-    if not review.keys:
-        return "no slice to review"
-    listed = ", ".join(str(k[axis]) for k in review.keys[:5]) + (" ..." if len(review.keys) > 5 else "")
-    return f"review slice(s) {listed} (N: next)"
+from .host import AnnotationHost
+from .image_state import ImageState
+from .stack_runs import PropagationRun, ReviewList, Stop, finished_message, review_message
 
 
 def start_propagation(
-    controller: Any,
+    controller: AnnotationHost,
     direction: str = "both",
     max_slices: int | None = None,
     axis: int | None = None,
     threaded: bool = True,
     *,
-    start_key: Any = None,
+    start_key: SliceKey | None = None,
     through: int = 0,
 ) -> PropagationRun | None:
     """Propagate the object on screen (on ``start_key`` when given); ``through`` as for
@@ -104,21 +57,10 @@ def start_propagation(
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    if not geometry.slice_shape:
-        controller._status("FCFI: propagation needs a stack (a 3D or 4D image)")
-        return None
     axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
-    if not 0 <= axis < len(geometry.slice_shape):
-        controller._status(f"FCFI: the image has no stack axis {axis}")
-        return None
-    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
-        controller._status("FCFI: wait for the prediction on this slice, then propagate")
-        return None
-    if obj.mask is None or not obj.mask.any():
-        controller._status("FCFI: annotate the object on this slice first (its mask is empty)")
-        return None
-    if getattr(controller, "propagation", None) is not None:
-        controller._status("FCFI: a propagation is already running")
+    problem = stack_run_problem(controller, state, obj, axis, "propagation", "propagate")
+    if problem is not None:
+        controller.show_status(f"FCFI: {problem}")
         return None
     order = propagation_order(obj.key[axis], geometry.slice_shape[axis], direction, max_slices)
     start_key, start_mask = obj.key, np.array(obj.mask)
@@ -127,9 +69,7 @@ def start_propagation(
         start_key, axis, direction, max_slices, through, controller.settings.threshold
     )
     drop_replaced_points(controller, state, undo.replaced)
-    run = PropagationRun(sum(len(o) for o in order))
-    run.action = action
-    controller.propagation = run
+    run = begin_run(controller, action, sum(len(o) for o in order))
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -183,7 +123,7 @@ def start_propagation(
         stopped = " (cancelled)" if run.cancelled else ""
         why = "".join(f"; {s.describe()}" for s in run.stops)
         more = "; C continues past it" if run.stops else ""
-        controller._status(
+        controller.show_status(
             finished_message(
                 run,
                 f"propagated to {run.done} slice(s){stopped}{why}{more}; "
@@ -196,7 +136,33 @@ def start_propagation(
     return launch(controller, run, work, on_slice, on_done, threaded)
 
 
-def run_segmenter_factory(controller: Any) -> Callable[[], Any]:
+def stack_run_problem(
+    controller: AnnotationHost, state: ImageState, obj: SliceObject, axis: int, name: str, verb: str
+) -> str | None:
+    """Why ``obj`` cannot start a propagation or fill (``name``, ``verb``) along ``axis`` now; None when it can."""
+    shape = state.geometry.slice_shape
+    if not shape:
+        return f"{name} needs a stack (a 3D or 4D image)"
+    if not 0 <= axis < len(shape):
+        return f"the image has no stack axis {axis}"
+    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
+        return f"wait for the prediction on this slice, then {verb}"
+    if obj.mask is None or not obj.mask.any():
+        return "annotate the object on this slice first (its mask is empty)"
+    if controller.propagation is not None:
+        return "a propagation is already running"
+    return None
+
+
+def begin_run(controller: AnnotationHost, action: Action, total: int) -> PropagationRun:
+    """The run of a propagation or fill (``action``: its entry in the image's history), now the running one."""
+    run = PropagationRun(total)
+    run.action = action
+    controller.propagation = run
+    return run
+
+
+def run_segmenter_factory(controller: AnnotationHost) -> Callable[[], Any]:
     """Builds, in the worker thread, the engine session a propagation or fill runs on (the widget's
     model, device, threads and threshold)."""
     settings = controller.settings
@@ -215,7 +181,12 @@ def run_segmenter_factory(controller: Any) -> Callable[[], Any]:
 
 
 def place_mask(
-    controller: Any, state: Any, undo: Any, run: PropagationRun, key: Any, mask: np.ndarray
+    controller: AnnotationHost,
+    state: ImageState,
+    undo: PropagationUndo,
+    run: PropagationRun,
+    key: SliceKey,
+    mask: np.ndarray,
 ) -> None:
     """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
     run's entry in the image's history), count it, show it; nothing once the run was undone."""
@@ -230,19 +201,12 @@ def place_mask(
     run.done += 1
     run.on_progress(run.done, run.total)
     if state is controller.state and key == controller.current_key():
-        controller._update_preview()
+        controller.update_preview()
     controller.on_change("object")
 
 
-def finished_message(run: PropagationRun, done: str) -> str:
-    """The status line at the end of a run: ``done`` (what it did), or that it was taken back."""
-    if run.discarded:
-        return "FCFI: the run was stopped and taken back; Ctrl+Shift+Z redoes what it did"
-    return f"FCFI: {done}; Ctrl+Z takes it back"
-
-
 def launch(
-    controller: Any,
+    controller: AnnotationHost,
     run: PropagationRun,
     work: Callable[[], Any],
     on_item: Callable[[Any], None],
@@ -254,14 +218,16 @@ def launch(
 
     def on_error(error: Exception) -> None:
         controller.propagation = None
-        controller._status(f"FCFI: propagation failed: {error}")
+        controller.show_status(f"FCFI: propagation failed: {error}")
         run.on_finished(run.done)
 
     run.worker = run_generator(work, on_item, on_done, on_error, threaded)
     return run
 
 
-def drop_replaced_points(controller: Any, state: Any, replaced: dict[Any, Any]) -> None:
+def drop_replaced_points(
+    controller: AnnotationHost, state: ImageState, replaced: dict[SliceKey, SliceObject | None]
+) -> None:
     for key, previous in replaced.items():
         if previous is not None and previous.clicks:
             controller.points.remove(state, key)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
+from napari.layers import Labels
 
 from .commit_flow import RecoveryOffer, discard_offer, journals_on_screen, recovery_offers, restore_offer
+from .host import AnnotationHost
 
 STYLE = (
     "QWidget#fcfiRecoveryBanner { background-color: #6b4e00; border: 1px solid #e0a800; border-radius: 4px; }"
@@ -25,7 +27,7 @@ STYLE = (
 class RecoveryBanner(Container):
     """See the module docstring; :meth:`refresh` is called whenever the widget mirrors the controller."""
 
-    def __init__(self, controller: Any) -> None:
+    def __init__(self, controller: AnnotationHost) -> None:
         self.controller = controller
         self.title = Label(value="")
         self.offers: list[RecoveryOffer] = []
@@ -110,7 +112,7 @@ class RecoveryBanner(Container):
         if first is not None and first is not self.native:
             first.hide()
 
-    def restore(self, *args: Any) -> Any:
+    def restore(self, *args: Any) -> Labels | None:
         offer = self.selected
         layer = restore_offer(self.controller, offer) if offer is not None else None
         self.refresh(force=True)

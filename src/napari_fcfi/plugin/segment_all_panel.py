@@ -19,33 +19,41 @@ first), so no work is lost.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
+from napari.layers import Labels
 
-from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
-from .background import run_generator
+from .background import BackgroundRun, run_generator
 from .commit_flow import commit_object
+from .host import AnnotationHost, HostOwner
+from .image_state import ImageState
 
 ROLE = "proposals"
 
 
-class SegmentAllRun:
-    """One running segment-all: cancel flag and the napari worker."""
+@dataclass
+class Proposal:
+    """One proposal on one slice: its id in the proposals layer and its mask there."""
 
-    def __init__(self) -> None:
-        self.cancelled = False
-        self.worker: Any = None
+    state: ImageState
+    layer: Labels
+    key: SliceKey
+    mask: np.ndarray
+    label: int
 
 
 class SegmentAllPanel(Container):
     """Segment all, then accept, delete or correct the proposals (see the module docstring)."""
 
-    def __init__(self, owner: Any) -> None:
+    def __init__(self, owner: HostOwner) -> None:
         self.owner = owner
         self.scope = ComboBox(
             label="Segment all",
@@ -102,14 +110,14 @@ class SegmentAllPanel(Container):
         self.delete_button.changed.connect(lambda: self.delete())
         self.correct_button.changed.connect(lambda: self.correct())
         self.selected: int | None = None
-        self._run: SegmentAllRun | None = None
+        self._run: BackgroundRun | None = None
 
     @property
-    def controller(self) -> Any:
+    def controller(self) -> AnnotationHost:
         return self.owner.controller
 
     # ------------------------------------------------------------------ the proposals layer
-    def proposals_layer(self, create: bool = False) -> Any:
+    def proposals_layer(self, create: bool = False) -> Labels | None:
         """The proposals layer of the image being annotated (created on demand)."""
         state = self.controller.state
         if state is None:
@@ -139,10 +147,10 @@ class SegmentAllPanel(Container):
         helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
         return layer
 
-    def _plane(self, layer: Any, key: tuple[int, ...]) -> np.ndarray:
+    def _plane(self, layer: Labels, key: SliceKey) -> np.ndarray:
         return layer.data[key] if key else layer.data
 
-    def _on_press(self, layer: Any, event: Any) -> None:
+    def _on_press(self, layer: Labels, event: Any) -> None:
         value = layer.get_value(event.position, world=True)
         self.select(int(value) if value else None)
 
@@ -152,7 +160,9 @@ class SegmentAllPanel(Container):
         layer = self.proposals_layer()
         if layer is not None and self.selected:
             layer.selected_label = self.selected
-            self.controller._status(f"FCFI: proposal {self.selected} selected: A accept, D delete, C correct")
+            self.controller.show_status(
+                f"FCFI: proposal {self.selected} selected: A accept, D delete, C correct"
+            )
 
     def select_at(self, world_position: Any) -> None:
         layer = self.proposals_layer()
@@ -161,28 +171,29 @@ class SegmentAllPanel(Container):
             self.select(int(value) if value else None)
 
     # ------------------------------------------------------------------ running
-    def _keys(self) -> list[tuple[int, ...]]:
-        state = self.controller.state
+    def _keys(self, state: ImageState, key: SliceKey) -> list[SliceKey]:
         if self.scope.value == "slice":
-            return [self.controller.current_key()]
+            return [key]
         return list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
 
-    def start(self, threaded: bool = True) -> SegmentAllRun | None:
+    def start(self, threaded: bool = True) -> BackgroundRun | None:
         controller = self.controller
-        state = controller.state
-        if state is None or controller.current_key() is None:
-            controller._status("FCFI: choose an image first")
+        state, key_on_screen = controller.state, controller.current_key()
+        if state is None or key_on_screen is None:
+            controller.show_status("FCFI: choose an image first")
             return None
         if self._run is not None:
-            controller._status("FCFI: segment all is already running")
+            controller.show_status("FCFI: segment all is already running")
             return None
-        keys = self._keys()
+        keys = self._keys(state, key_on_screen)
         geometry, settings, cache = state.geometry, controller.settings, controller.model_cache
         image, channel = helpers.image_data(state.layer), state.channel
         engine_settings = dict(controller.engine_settings)
         object_size = float(self.object_size.value) or None
         layer = self.proposals_layer(create=True)
-        run = SegmentAllRun()
+        if layer is None:  # no image (checked above)
+            return None
+        run = BackgroundRun()
         self._run = run
 
         def work():
@@ -225,7 +236,7 @@ class SegmentAllPanel(Container):
             layer.refresh()
             found = int(result.labels.max())
             where = f" on slice {','.join(map(str, key))}" if key else ""
-            controller._status(
+            controller.show_status(
                 result.message
                 or f"FCFI: {found} proposal(s){where}; click one, then A / D / C, or Accept all"
             )
@@ -235,10 +246,10 @@ class SegmentAllPanel(Container):
             self.cancel_button.enabled, self.run_button.enabled = False, True
             self.progress.visible = False
             if run.cancelled:
-                controller._status("FCFI: segment all cancelled; the proposals so far are kept")
+                controller.show_status("FCFI: segment all cancelled; the proposals so far are kept")
 
         def on_error(error: Exception) -> None:
-            controller._status(f"FCFI: segment all failed: {error}")
+            controller.show_status(f"FCFI: segment all failed: {error}")
             on_done()
 
         self.progress.max, self.progress.value, self.progress.visible = 1000 * len(keys), 0, True
@@ -255,27 +266,29 @@ class SegmentAllPanel(Container):
         return self._run is not None
 
     # ------------------------------------------------------------------ accept, delete, correct
-    def _where(self, proposal: int | None) -> tuple[Any, tuple[int, ...], np.ndarray] | None:
-        """(layer, slice key, mask) of a proposal on the slice on screen, None (with a message) otherwise."""
-        layer, key = self.proposals_layer(), self.controller.current_key()
-        if layer is None or key is None or not proposal:
-            self.controller._status("FCFI: select a proposal first (click it)")
+    def _where(self, proposal: int | None) -> Proposal | None:
+        """A proposal on the slice on screen, None (with a message) when there is none."""
+        state, layer, key = self.controller.state, self.proposals_layer(), self.controller.current_key()
+        if state is None or layer is None or key is None or not proposal:
+            self.controller.show_status("FCFI: select a proposal first (click it)")
             return None
         mask = np.asarray(self._plane(layer, key)) == proposal
         if not mask.any():
-            self.controller._status(f"FCFI: proposal {proposal} is not on this slice")
+            self.controller.show_status(f"FCFI: proposal {proposal} is not on this slice")
             return None
-        return layer, key, mask
+        return Proposal(state, layer, key, mask, int(proposal))
 
-    def _free_slice(self, key: tuple[int, ...]) -> Any:
+    def _free_slice(self, state: ImageState, key: SliceKey) -> SliceObject | None:
         """The slice's object in progress if it is empty (accepting must not replace the user's work)."""
-        obj = self.controller.state.objects.get(key)
+        obj = state.objects.get(key)
         if obj.has_object:
-            self.controller._status("FCFI: this slice has an object in progress; commit or reset it first")
+            self.controller.show_status(
+                "FCFI: this slice has an object in progress; commit or reset it first"
+            )
             return None
         return obj
 
-    def _drop(self, layer: Any, key: tuple[int, ...], proposal: int) -> None:
+    def _drop(self, layer: Labels, key: SliceKey, proposal: int) -> None:
         plane = self._plane(layer, key)
         plane[plane == proposal] = 0
         layer.refresh()
@@ -286,9 +299,8 @@ class SegmentAllPanel(Container):
         found = self._where(proposal or self.selected)
         if found is None:
             return False
-        layer, key, _ = found
-        self._drop(layer, key, proposal or self.selected)
-        self.controller._status("FCFI: proposal deleted")
+        self._drop(found.layer, found.key, found.label)
+        self.controller.show_status("FCFI: proposal deleted")
         return True
 
     def accept(self, proposal: int | None = None) -> bool:
@@ -296,38 +308,38 @@ class SegmentAllPanel(Container):
         found = self._where(proposal)
         if found is None:
             return False
-        return self._accept(*found, proposal)
+        return self._accept(found)
 
-    def _accept(self, layer: Any, key: tuple[int, ...], mask: np.ndarray, proposal: int) -> bool:
-        controller, state = self.controller, self.controller.state
-        obj = self._free_slice(key)
+    def _accept(self, found: Proposal) -> bool:
+        controller, state, key = self.controller, found.state, found.key
+        obj = self._free_slice(state, key)
         if obj is None:
             return False
-        obj.restart(mask, from_segment_all=True)
+        obj.restart(found.mask, from_segment_all=True)
         if not commit_object(controller, state, obj):
             state.objects.forget(key)  # refused (e.g. all of it is another label): the proposal stays
-            controller._refresh_view()
+            controller.refresh_view()
             return False
-        self._drop(layer, key, proposal)
+        self._drop(found.layer, key, found.label)
         return True
 
     def accept_all(self) -> int:
         """Commit every proposal of every slice; returns how many were committed."""
-        layer = self.proposals_layer()
-        if layer is None:
-            self.controller._status("FCFI: no proposals; run Segment all first")
+        state, layer = self.controller.state, self.proposals_layer()
+        if state is None or layer is None:
+            self.controller.show_status("FCFI: no proposals; run Segment all first")
             return 0
-        state, accepted, refused = self.controller.state, 0, 0
+        accepted, refused = 0, 0
         keys = list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
         for key in keys:
             plane = np.array(self._plane(layer, key))
             for proposal in np.unique(plane[plane > 0]):
-                if self._accept(layer, key, plane == proposal, int(proposal)):
+                if self._accept(Proposal(state, layer, key, plane == proposal, int(proposal))):
                     accepted += 1
                 else:
                     refused += 1
         kept = f"; {refused} kept as proposals (they lie mostly on existing labels)" if refused else ""
-        self.controller._status(f"FCFI: accepted {accepted} proposal(s){kept}")
+        self.controller.show_status(f"FCFI: accepted {accepted} proposal(s){kept}")
         return accepted
 
     def correct(self, proposal: int | None = None) -> bool:
@@ -336,15 +348,14 @@ class SegmentAllPanel(Container):
         found = self._where(proposal)
         if found is None:
             return False
-        layer, key, mask = found
-        controller, state = self.controller, self.controller.state
-        obj = self._free_slice(key)
+        controller, state = self.controller, found.state
+        obj = self._free_slice(state, found.key)
         if obj is None:
             return False
-        obj.restart(mask, from_segment_all=True)
-        self._drop(layer, key, proposal)
+        obj.restart(found.mask, from_segment_all=True)
+        self._drop(found.layer, found.key, found.label)
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it
-        controller._refresh_view()
+        controller.refresh_view()
         controller.on_change()
-        controller._status(f"FCFI: correcting proposal {proposal}; click to refine, Commit writes it")
+        controller.show_status(f"FCFI: correcting proposal {proposal}; click to refine, Commit writes it")
         return True

@@ -14,27 +14,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from napari_fcfi.annotation.filling import FilledSlice, fill_slices
-from napari_fcfi.annotation.geometry import read_plane
+from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.replay import stack_key
 from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
+from .host import AnnotationHost
+from .image_state import ImageState
 from .propagating import (
-    PropagationRun,
-    ReviewList,
+    begin_run,
     drop_replaced_points,
-    finished_message,
     launch,
     place_mask,
-    review_message,
     run_segmenter_factory,
+    stack_run_problem,
     start_propagation,
 )
+from .stack_runs import PropagationRun, ReviewList, finished_message, review_message
 
 STACK_SHORTCUTS = {  # action -> (napari key, text shown in tooltips)
     "fill": ("F", "F"),
@@ -43,13 +46,13 @@ STACK_SHORTCUTS = {  # action -> (napari key, text shown in tooltips)
 }
 
 
-def annotated_by_user(obj: Any) -> bool:
+def annotated_by_user(obj: SliceObject) -> bool:
     """The user clicked on this slice's object or started it from an edited label (not only propagated)."""
     has_input = bool(obj.clicks) or (obj.initial_mask is not None and not obj.from_propagation)
     return has_input and obj.mask is not None and bool(obj.mask.any())
 
 
-def fill_partner(state: Any, key: Any, axis: int) -> Any:
+def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None:
     """The nearest other slice on ``key``'s stack line (along ``axis``) that the user annotated, or None."""
     candidates = [
         k
@@ -62,34 +65,28 @@ def fill_partner(state: Any, key: Any, axis: int) -> Any:
     return min(candidates, key=lambda k: (abs(k[axis] - key[axis]), k[axis]), default=None)
 
 
-def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) -> PropagationRun | None:
+def start_fill(
+    controller: AnnotationHost, axis: int | None = None, threaded: bool = True
+) -> PropagationRun | None:
     """Fill between the object on screen and its nearest annotated slice; the run, or None (status says why)."""
     state, obj = controller.state, controller.current_object()
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    if not geometry.slice_shape:
-        controller._status("FCFI: fill between needs a stack (a 3D or 4D image)")
-        return None
     axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
-    if obj.clicks and controller.predictor.pending(state.image_id, obj.key):
-        controller._status("FCFI: wait for the prediction on this slice, then fill")
-        return None
-    if obj.mask is None or not obj.mask.any():
-        controller._status("FCFI: annotate the object on this slice first (its mask is empty)")
-        return None
-    if controller.propagation is not None:
-        controller._status("FCFI: a propagation is already running")
+    problem = stack_run_problem(controller, state, obj, axis, "fill between", "fill")
+    if problem is not None:
+        controller.show_status(f"FCFI: {problem}")
         return None
     partner = fill_partner(state, obj.key, axis)
     if partner is None:
-        controller._status(
+        controller.show_status(
             "FCFI: fill between needs the object annotated on another slice of this stack too "
             "(at least two slices away)"
         )
         return None
     if controller.predictor.pending(state.image_id, partner):
-        controller._status(f"FCFI: wait for the prediction on slice {partner[axis]}, then fill")
+        controller.show_status(f"FCFI: wait for the prediction on slice {partner[axis]}, then fill")
         return None
     key_a, key_b = obj.key, partner
     mask_a, mask_b = np.array(obj.mask), np.array(state.objects.slices[partner].mask)
@@ -105,9 +102,7 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
     )
     undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
     drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
-    run = PropagationRun(abs(key_b[axis] - key_a[axis]) - 1)
-    run.action = action
-    controller.propagation = run
+    run = begin_run(controller, action, abs(key_b[axis] - key_a[axis]) - 1)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -144,7 +139,7 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
         )
         disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
         stopped = " (cancelled)" if run.cancelled else ""
-        controller._status(
+        controller.show_status(
             finished_message(
                 run,
                 f"filled {run.done} slice(s) between slices {key_a[axis]} and "
@@ -158,19 +153,17 @@ def start_fill(controller: Any, axis: int | None = None, threaded: bool = True) 
     return launch(controller, run, work, on_slice, on_done, threaded)
 
 
-def continue_past_stop(controller: Any, threaded: bool = True) -> PropagationRun | None:
+def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> PropagationRun | None:
     """Propagate on past the stop of the last propagation nearest the slice on screen."""
     state, key = controller.state, controller.current_key()
-    stops = [
-        s for s in getattr(controller, "stops", []) if state is not None and s.image_id == state.image_id
-    ]
-    if not stops or key is None:
-        controller._status("FCFI: no stop to continue past (propagate first)")
+    stops = [s for s in controller.stops if state is not None and s.image_id == state.image_id]
+    if state is None or not stops or key is None:
+        controller.show_status("FCFI: no stop to continue past (propagate first)")
         return None
     stop = min(stops, key=lambda s: abs(s.key[s.axis] - key[s.axis]))
     last = state.objects.slices.get(stop.last_key)
     if last is None or last.mask is None or not last.mask.any():
-        controller._status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
+        controller.show_status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
         return None
     controller.stops = [s for s in stops if s is not stop]
     return start_propagation(
@@ -178,24 +171,26 @@ def continue_past_stop(controller: Any, threaded: bool = True) -> PropagationRun
     )
 
 
-def next_review(controller: Any) -> Any:
+def next_review(controller: AnnotationHost) -> SliceKey | None:
     """Show the next slice to review (worst first, then round again); returns its key or None."""
-    state, review = controller.state, getattr(controller, "review", None)
+    state, review = controller.state, controller.review
     if state is None or review is None or review.image_id != state.image_id or not review.keys:
-        controller._status("FCFI: no slice to review")
+        controller.show_status("FCFI: no slice to review")
         return None
     key = review.next_key()
+    if key is None:
+        return None
     geometry = state.geometry
     dims = controller.viewer.dims
     offset = dims.ndim - len(geometry.label_shape)
     for axis, index in enumerate(key):
         dims.set_point(offset + axis, geometry.translate[axis] + geometry.scale[axis] * index)
     position = review.position + 1
-    controller._status(f"FCFI: review slice {position} of {len(review.keys)} (N: next)")
+    controller.show_status(f"FCFI: review slice {position} of {len(review.keys)} (N: next)")
     return key
 
 
-def stack_key_actions(controller: Any) -> dict[str, Any]:
+def stack_key_actions(controller: AnnotationHost) -> dict[str, Callable[[], Any]]:
     """The actions of :data:`STACK_SHORTCUTS` for ``controller``."""
     return {
         "fill": lambda: controller.on_stack_run(start_fill(controller)),

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from napari_fcfi.annotation.history import Action
 
+from .host import AnnotationHost
 from .image_state import ImageState
 
 
-def undo(controller: Any) -> None:
+def undo(controller: AnnotationHost) -> None:
     """Take back the latest change of this image's objects in progress (a click, a propagation, a
     reset, an edit), wherever it was: one history for all of them (:mod:`napari_fcfi.annotation.history`)."""
     state = controller.state
@@ -22,26 +21,26 @@ def undo(controller: Any) -> None:
         run.discarded = True  # slices still on their way are dropped
     action = state.history.undo()
     if action is None:
-        controller._status("FCFI: nothing to undo")
+        controller.show_status("FCFI: nothing to undo")
         return
     show_restored(controller, state, action)
-    controller._status(
+    controller.show_status(
         f"FCFI: undid the {action.name}{action.where(controller.current_key())}; Ctrl+Shift+Z redoes it"
     )
 
 
-def redo(controller: Any) -> None:
+def redo(controller: AnnotationHost) -> None:
     """Do the latest undone change again."""
     state = controller.state
     action = None if state is None else state.history.redo()
-    if action is None:
-        controller._status("FCFI: nothing to redo")
+    if state is None or action is None:
+        controller.show_status("FCFI: nothing to redo")
         return
     show_restored(controller, state, action)
-    controller._status(f"FCFI: redid the {action.name}{action.where(controller.current_key())}")
+    controller.show_status(f"FCFI: redid the {action.name}{action.where(controller.current_key())}")
 
 
-def reset_object(controller: Any) -> None:
+def reset_object(controller: AnnotationHost) -> None:
     """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
     object on every slice it spans (the status says how many)."""
     if controller.propagation is not None:  # Esc first stops a running propagation (keeping what was done)
@@ -50,42 +49,27 @@ def reset_object(controller: Any) -> None:
     state, obj = controller.state, controller.current_object(create=False)
     if state is None or obj is None:
         return
-    members = state.objects.members(obj.key)
-    if not any(state.objects.slices[k].has_object for k in members if k in state.objects.slices):
-        controller._status("FCFI: nothing to reset on this slice")
+    outcome = state.session.reset(obj.key)
+    if outcome is None:
+        controller.show_status("FCFI: nothing to reset on this slice")
         return
-    if obj.group is not None and obj.from_propagation and obj.clicks:
-        action = state.history.begin("reset", [obj.key])
-        obj.restart(obj.initial_mask, from_propagation=True)  # stays a slice of its stack object
-        message = "this slice's corrections were reset (its propagated mask stays)"
-    else:
-        action = state.history.begin("reset", members)
-        state.objects.forget(obj.key)
-        message = "the object was reset" + (
-            f" on all {len(members)} slices it spans" if len(members) > 1 else ""
-        )
+    action, message = outcome
     show_restored(controller, state, action)
-    controller._status(f"FCFI: {message}; Ctrl+Z brings it back")
+    controller.show_status(f"FCFI: {message}; Ctrl+Z brings it back")
 
 
-def show_restored(controller: Any, state: ImageState, action: Action) -> None:
+def show_restored(controller: AnnotationHost, state: ImageState, action: Action) -> None:
     """Bring the clicks layer, the predictions and the preview in step with the slices ``action`` changed."""
     in_layer = controller.points.clicks_by_slice(state)
-    controller._restoring = True
-    try:
-        for key in action.keys:
-            obj = state.objects.get(key)
-            if tuple(in_layer.get(key, ())) != obj.clicks:
-                controller.points.remove(state, key)
-                for click in obj.clicks:
-                    controller.points.append(state, key, click, by_user=False)
-    finally:
-        controller._restoring = False
+    for key in action.keys:
+        obj = state.objects.get(key)
+        if tuple(in_layer.get(key, ())) != obj.clicks:
+            controller.points.show_clicks(state, key, obj.clicks)  # the objects hold them already
     for key in action.keys:
         obj = state.objects.get(key)
         if not obj.clicks:
             controller.predictor.cancel(state.image_id, key)
         elif obj.probability is None or obj.mask is None:
-            controller._request(state, obj)
-    controller._refresh_view()
+            controller.request_prediction(state, obj)
+    controller.refresh_view()
     controller.on_change()

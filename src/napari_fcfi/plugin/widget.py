@@ -32,6 +32,7 @@ from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
 from .channels import channel_choices, guess_channels
+from .committing import click_log_metadata
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
@@ -471,21 +472,9 @@ class FCFIWidget(Container):
                 f"FCFI: click log not saved: the model in use could not be saved beside it ({error})"
             )
             return None
-        log.metadata = {
-            "image": getattr(controller.image_layer, "name", ""),
-            "model": model,
-            "settings": {
-                **controller.engine_settings,
-                "device": settings.device,
-                "threshold": settings.threshold,
-                "channel_axis": state.channel_axis if state else None,
-                "channel": state.channel if state else None,
-                "rgb": bool(state and state.geometry.rgb),
-                "labels_dtype": str(labels.data.dtype),
-                "scale": list(labels.scale),
-                "translate": list(labels.translate),
-            },
-        }
+        log.metadata = click_log_metadata(
+            labels, state, model, settings.device, settings.threshold, controller.engine_settings
+        )
         written = log.save(path)
         beside = "" if model == settings.model_source else f" (with the model in use as {model})"
         self._show_status(f"FCFI: click log saved to {written}{beside}")
@@ -506,7 +495,7 @@ class FCFIWidget(Container):
             return None
         self.labels_file.value = written
         # napari's status bar too: it is wide enough for the whole path
-        self.controller._status(
+        self.controller.show_status(
             f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
         )
         return written

@@ -1,0 +1,77 @@
+"""One image's interaction, napari-free: its objects in progress and the one history of their changes.
+
+The plugin keeps an :class:`AnnotationSession` per annotated image. The changes a user makes to the
+objects in progress (clicks, editing a label, a reset, a commit) go through its methods: each is one
+action of the image's :class:`~.history.ActionHistory`, so undo and redo walk all of them, and each
+returns what the caller must show again. Propagations and fills arrive slice by slice and use
+``objects.begin_propagation`` / ``begin_fill`` with ``history.begin`` / ``touch`` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from napari_fcfi.engine.clicks import Click
+
+from .geometry import SliceKey
+from .history import Action, ActionHistory
+from .objects import ObjectsInProgress, SliceObject
+
+
+class AnnotationSession:
+    """The objects in progress of one image and their one action history (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.objects = ObjectsInProgress()
+        self.history = ActionHistory(self.objects)
+
+    def has_object(self, key: SliceKey) -> bool:
+        """The object on ``key`` (any of its slices, for a stack object) holds something to commit."""
+        slices = self.objects.slices
+        return any(slices[k].has_object for k in self.objects.members(key) if k in slices)
+
+    def set_clicks(self, key: SliceKey, clicks: Iterable[Click], by_user: bool) -> SliceObject:
+        """Slice ``key`` now has ``clicks``; a user's change is an action of the history (undo takes it
+        back), a change the program makes (restoring clicks) is not."""
+        if by_user:
+            self.history.begin("click", [key])
+        obj = self.objects.get(key)
+        obj.clicks = tuple(clicks)
+        return obj
+
+    def edit_label(self, key: SliceKey, mask: np.ndarray, label_id: int) -> Action:
+        """Make label ``label_id`` (its ``mask`` on slice ``key``) the object in progress there, replacing
+        the one in progress (undoable): clicks refine it, the commit replaces the label."""
+        action = self.history.begin("edit", self.objects.members(key))
+        self.objects.forget(key)
+        self.objects.get(key).restart(mask, edit_label=int(label_id))
+        return action
+
+    def reset(self, key: SliceKey) -> tuple[Action, str] | None:
+        """Esc on slice ``key`` (undoable): on a corrected propagated slice only its corrections go;
+        otherwise the whole object on every slice it spans. Returns the action and what it did (None:
+        nothing to reset)."""
+        obj = self.objects.get(key, create=False)
+        if obj is None or not self.has_object(key):
+            return None
+        if obj.group is not None and obj.from_propagation and obj.clicks:
+            action = self.history.begin("reset", [key])
+            obj.restart(obj.initial_mask, from_propagation=True)  # stays a slice of its stack object
+            return action, "this slice's corrections were reset (its propagated mask stays)"
+        members = self.objects.members(key)
+        action = self.history.begin("reset", members)
+        self.objects.forget(key)
+        spans = f" on all {len(members)} slices it spans" if len(members) > 1 else ""
+        return action, f"the object was reset{spans}"
+
+    def committed(self, key: SliceKey) -> list[SliceKey]:
+        """The object on ``key`` is in the labels now: it leaves the objects in progress and the history
+        (the labels layer's own undo takes a commit back). Returns the slices it covered."""
+        members = self.objects.forget(key)
+        self.history.forget(members)
+        return members
+
+
+__all__ = ["AnnotationSession"]

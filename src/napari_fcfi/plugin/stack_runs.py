@@ -1,0 +1,81 @@
+"""What a propagation or a fill is while it runs, and what it leaves behind (stops, slices to review).
+
+Plain records, no napari: :mod:`.propagating` and :mod:`.stack_tools` create them, the controller
+holds the running one (``propagation``), the stops of the last propagation (``stops``) and its slices
+to review (``review``), the widget's panels show their progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from napari_fcfi.annotation.geometry import SliceKey
+from napari_fcfi.annotation.history import Action
+from napari_fcfi.annotation.review import PredictedSlice
+
+
+class Stop:
+    """A stop of the last propagation: where, why, and how to continue past it."""
+
+    def __init__(
+        self,
+        image_id: str,
+        key: SliceKey,
+        last_key: SliceKey,
+        axis: int,
+        direction: str,
+        span: int,
+        reason: str,
+    ) -> None:
+        self.image_id, self.key, self.last_key = image_id, key, last_key
+        self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
+
+    def describe(self) -> str:
+        return f"stopped at slice {self.key[self.axis]} ({self.reason})"
+
+
+class PropagationRun:
+    """One running propagation or fill: progress callbacks, cancel, and the worker thread."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.cancelled = False
+        self.discarded = False  # undone while running: slices still on their way are dropped
+        self.action: Action | None = None  # its entry in the image's action history
+        self.worker: Any = None  # the napari worker (None when it ran without a thread)
+        self.on_progress: Callable[[int, int], None] = lambda done, total: None
+        self.on_finished: Callable[[int], None] = lambda done: None
+        self.stops: list[Stop] = []
+        self.predicted: list[PredictedSlice] = []
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ReviewList:
+    """Slices of the last propagation or fill to look at, worst first; ``next_key()`` walks them."""
+
+    def __init__(self, image_id: str, keys: list[SliceKey]) -> None:
+        self.image_id, self.keys, self.position = image_id, keys, -1
+
+    def next_key(self) -> SliceKey | None:
+        if not self.keys:
+            return None
+        self.position = (self.position + 1) % len(self.keys)
+        return self.keys[self.position]
+
+
+def review_message(review: ReviewList, axis: int) -> str:
+    if not review.keys:
+        return "no slice to review"
+    listed = ", ".join(str(k[axis]) for k in review.keys[:5]) + (" ..." if len(review.keys) > 5 else "")
+    return f"review slice(s) {listed} (N: next)"
+
+
+def finished_message(run: PropagationRun, done: str) -> str:
+    """The status line at the end of a run: ``done`` (what it did), or that it was taken back."""
+    if run.discarded:
+        return "FCFI: the run was stopped and taken back; Ctrl+Shift+Z redoes what it did"
+    return f"FCFI: {done}; Ctrl+Z takes it back"
