@@ -209,7 +209,6 @@ class SegmentAllPanel(Container):
                     object_size=object_size,
                     channel_axis=geometry.slice_channel_axis(),
                     channel=channel,
-                    threshold=settings.threshold,
                     **engine_settings,
                 )
                 while True:
