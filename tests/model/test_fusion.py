@@ -71,7 +71,7 @@ def test_a_session_runs_the_folded_copy_with_the_same_masks():
         session.add_click(80, 80, True)
         session.add_click(62, 52, False)
         masks[fuse] = (session.mask.copy(), np.asarray(session.probability).copy())
-        network = session._runner.network()
+        network = session.network
         assert (network is model) is (not fuse)
     np.testing.assert_array_equal(masks[True][0], masks[False][0])
     np.testing.assert_allclose(masks[True][1], masks[False][1], atol=1e-4)

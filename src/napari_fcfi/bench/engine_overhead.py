@@ -41,7 +41,7 @@ def measure_engine(
     release_free_memory()
     load_before = load_average()
     device = next(itertools.chain(net.parameters(), net.buffers()), torch.empty(0)).device
-    with PeakRssSampler() as rss, module_timers(net, [""], device) as hooks:
+    with PeakRssSampler() as rss, module_timers(segmenter.network, [""], device) as hooks:
         for plan in plans:
             start = time.perf_counter()
             segmenter.set_image(image)

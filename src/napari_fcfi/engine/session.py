@@ -297,6 +297,13 @@ class InteractiveSegmenter:
         return [snapshot.probability for snapshot, _ in results]
 
     @property
+    def network(self) -> torch.nn.Module:
+        """The network this session runs: ``model`` with BatchNorm folded (setting ``fuse_batchnorm``,
+        :func:`napari_fcfi.model.fusion.inference_network`), made from the model's weights at the
+        first call; hook this one to time or inspect the session's network runs."""
+        return self._runner.network()
+
+    @property
     def device(self) -> torch.device:
         """Device of the model's parameters: the engine runs the network there."""
         return self._runner.device_and_dtype()[0]
