@@ -11,6 +11,22 @@ from helpers.paths import SHARED_DATA
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _journals_in_a_temporary_folder(tmp_path_factory):
+    """Tests never leave recovery journals in the user's cache (they would be offered for restore)."""
+    import os
+
+    from napari_fcfi.annotation.journal import RECOVERY_ENV_VAR
+
+    previous = os.environ.get(RECOVERY_ENV_VAR)
+    os.environ[RECOVERY_ENV_VAR] = str(tmp_path_factory.mktemp("recovery"))
+    yield
+    if previous is None:
+        os.environ.pop(RECOVERY_ENV_VAR, None)
+    else:
+        os.environ[RECOVERY_ENV_VAR] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _limit_torch_threads():
     try:
         import torch

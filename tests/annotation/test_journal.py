@@ -199,3 +199,13 @@ def test_fingerprint_is_stable_and_tells_images_apart():
     b[0, 0, 0] += 1
     assert image_fingerprint(a, "x") != image_fingerprint(b, "x")
     assert image_fingerprint(a, "x", "/data/a.tif") == image_fingerprint(a, "renamed", "/data/a.tif")
+
+
+def test_the_recovery_folder_can_be_chosen(monkeypatch, tmp_path):
+    from napari_fcfi.annotation.journal import RECOVERY_ENV_VAR, recovery_root
+
+    monkeypatch.setenv(RECOVERY_ENV_VAR, str(tmp_path / "elsewhere"))
+    assert recovery_root() == tmp_path / "elsewhere"
+    monkeypatch.delenv(RECOVERY_ENV_VAR)
+    monkeypatch.setenv("NAPARI_FCFI_CACHE", str(tmp_path / "cache"))
+    assert recovery_root() == tmp_path / "cache" / "recovery"

@@ -59,11 +59,16 @@ HEADER = "journal.json"
 LOG_PREFIX, LOG_SUFFIX = "log-", ".fcj"
 
 
+#: Environment variable naming the folder journals live in (default ``<cache>/recovery``).
+RECOVERY_ENV_VAR = "NAPARI_FCFI_RECOVERY"
+
+
 def recovery_root() -> Path:
-    """Where journals live: ``<cache>/recovery``."""
+    """Where journals live: ``$NAPARI_FCFI_RECOVERY`` when set, else ``<cache>/recovery``."""
     from napari_fcfi.model.registry import cache_dir
 
-    return cache_dir() / "recovery"
+    chosen = os.environ.get(RECOVERY_ENV_VAR)
+    return Path(chosen).expanduser() if chosen else cache_dir() / "recovery"
 
 
 def image_fingerprint(data: Any, name: str = "", source_path: str | None = None) -> str:
