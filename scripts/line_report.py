@@ -96,10 +96,13 @@ def _numbers(result: EvalResult) -> dict[str, float]:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    base_dir, out = Path(args.base), Path(args.out)
+    out = Path(args.out)
+    # The base's results are cached per base model (its name in the metadata): a ship changes "default".
+    base_name = load_model(args.base_model, device="cpu").fcfi_metadata.get("name", "model")
+    base_dir = Path(args.base) / f"base-{base_name}"
     base = [
-        _eval(args.base_model, DSB, base_dir / "base_dsb"),
-        _eval(args.base_model, MNFINDER, base_dir / "base_mnf"),
+        _eval(args.base_model, DSB, base_dir / "dsb"),
+        _eval(args.base_model, MNFINDER, base_dir / "mnf"),
     ]
     candidate = [_eval(args.model, DSB, out / "dsb"), _eval(args.model, MNFINDER, out / "mnf")]
     report = compare(base, candidate)
@@ -115,7 +118,7 @@ def evaluate(args: argparse.Namespace) -> int:
     }
     if args.stacks:
         record["one_step_iou_d1"] = _one_step_iou(args.model, out / "stacks")
-        record["base_one_step_iou_d1"] = _one_step_iou(args.base_model, base_dir / "base_stacks")
+        record["base_one_step_iou_d1"] = _one_step_iou(args.base_model, base_dir / "stacks")
         print(
             "one-step propagation IoU at d=1:",
             record["one_step_iou_d1"],

@@ -80,3 +80,22 @@ def test_default_model_segments_sample_nuclei_in_three_clicks(default_model):
     assert best.size >= 20
     assert (best > 0.7).all(), f"nuclei below IoU 0.7 after 3 clicks: {np.flatnonzero(best <= 0.7) + 1}"
     assert best.mean() > 0.8
+
+
+def test_the_previous_default_stays_loadable_by_name(default_model):
+    """A shipped model replaces the default; the one before stays loadable for a release."""
+    import torch
+
+    from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, stop_confidence
+    from napari_fcfi.annotation.proposals import DEFAULT_MIN_SCORE, model_min_score
+
+    previous = load_model("default-v1", device="cpu")
+    assert previous.fcfi_metadata["name"] == "fcfi-microscopy"
+    assert default_model.fcfi_metadata["name"] == "fcfi-microscopy-v2"
+    assert previous.config == default_model.config
+    weights = dict(previous.named_parameters())
+    assert any(not torch.equal(p, weights[n]) for n, p in default_model.named_parameters())
+    # Each model carries its own calibration (v1 none: the defaults were chosen on it).
+    assert stop_confidence(previous) == MIN_CONFIDENCE and model_min_score(previous) == DEFAULT_MIN_SCORE
+    assert 0.5 < stop_confidence(default_model) < 0.9 and "propagation" in default_model.fcfi_metadata
+    assert 0.4 <= model_min_score(default_model) < 0.8

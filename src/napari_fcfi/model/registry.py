@@ -82,6 +82,15 @@ REGISTRY: dict[str, ModelEntry] = {
             filename=BUNDLED_WEIGHTS.name,
         ),
         ModelEntry(
+            name="default-v1",
+            description=(
+                "the previous bundled default (bundled model v1, 3.4 h of training); kept for one release"
+            ),
+            arch="hrnet",
+            kind="bundled",
+            filename="fcfi_default_v1.safetensors",
+        ),
+        ModelEntry(
             name="fcfi-hrnet18s-cocolvis",
             description=(
                 "official FCFI release: HRNet-18 (full depth, called 'HRNet18s') + OCR-48, "
