@@ -22,8 +22,7 @@ import torch
 from napari_fcfi.model import load_model
 from napari_fcfi.model.architectures import build_network
 from napari_fcfi.model.click_encoding import newest_click_tensor, points_tensor
-from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
-from napari_fcfi.training.line import LineRecipe, read_state
+from napari_fcfi.training.line import LineRecipe, line_sampler, read_state
 from napari_fcfi.training.losses import LossWeights, fcfi_loss
 from napari_fcfi.training.sources import load_sources
 
@@ -56,17 +55,7 @@ def main() -> None:
     sources = load_sources(
         recipe.data, recipe.train_data, [], val_fraction=recipe.val_fraction, val_objects=0
     )
-    sampler = TrainingSampler(
-        sources.real,
-        make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else [],
-        synthetic_fraction=recipe.synthetic_fraction,
-        crop_size=recipe.crop_size,
-        input_size=recipe.input_size,
-        seed=seed,
-        balance_modalities=recipe.balance_modalities,
-        small_object_weight=recipe.small_object_weight,
-        small_object_area=recipe.small_object_area,
-    )
+    sampler = line_sampler(recipe, sources.real, seed)
     loaded = load_model(f"{args.line}/model.safetensors", device="cpu")
     net = build_network(dict(loaded.config))
     net.load_state_dict(loaded.state_dict())

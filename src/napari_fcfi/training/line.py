@@ -317,13 +317,33 @@ class LineSession:
         self.say(f"line state at step {trainer.step}: {outcome}")
 
 
+def line_sampler(recipe: LineRecipe, real: Any, seed: int) -> Any:
+    """The line's training sampler: ``real`` images (``load_sources(...).real``) plus the recipe's
+    procedural pool, cropped and weighted as the recipe says, drawing from ``seed``."""
+    from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
+
+    synthetic = (
+        make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else []
+    )
+    return TrainingSampler(
+        real,
+        synthetic,
+        synthetic_fraction=recipe.synthetic_fraction,
+        crop_size=recipe.crop_size,
+        input_size=recipe.input_size,
+        seed=seed,
+        balance_modalities=recipe.balance_modalities,
+        small_object_weight=recipe.small_object_weight,
+        small_object_area=recipe.small_object_area,
+    )
+
+
 def run_line(args: Any) -> int:
     """``fcfi train --line DIR --minutes M``: continue (or with ``--line-init`` start) a training line."""
     import torch
 
     from napari_fcfi.model import load_model
     from napari_fcfi.model.architectures import build_network
-    from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
     from napari_fcfi.training.sources import load_sources
     from napari_fcfi.training.trainer import TrainConfig, Trainer
 
@@ -378,20 +398,7 @@ def run_line(args: Any) -> int:
         say=say,
     )
     seed = int(state["seed"])
-    synthetic = (
-        make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else []
-    )
-    sampler = TrainingSampler(
-        sources.real,
-        synthetic,
-        synthetic_fraction=recipe.synthetic_fraction,
-        crop_size=recipe.crop_size,
-        input_size=recipe.input_size,
-        seed=seed,
-        balance_modalities=recipe.balance_modalities,
-        small_object_weight=recipe.small_object_weight,
-        small_object_area=recipe.small_object_area,
-    )
+    sampler = line_sampler(recipe, sources.real, seed)
     model = load_model(str(line_dir / WEIGHTS_FILE), device="cpu")
     net = build_network(dict(model.config))
     net.load_state_dict(model.state_dict())
