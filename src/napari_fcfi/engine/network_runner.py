@@ -78,11 +78,13 @@ class NetworkRunner:
         gate: float,
         threshold: float,
         batch_size: int = 16,
+        input_size: int | None = None,
     ) -> list[np.ndarray]:
         """:meth:`predict_window` for many windows, batched through the network.
 
         Windows whose network inputs have the same shape run together, ``batch_size`` at a time; each
         result is the one :meth:`predict_window` gives for that window alone (same code path).
+        ``input_size`` (None: the setting) is the network working size of these runs.
         """
         prepared = []
         groups: dict[tuple[int, int], list[int]] = {}
@@ -90,7 +92,7 @@ class NetworkRunner:
             zip(windows, clicks, feedbacks, strict=True)
         ):
             extended = self._past_the_border(window, window_clicks)
-            network_input, mapped, step = self._prepare(extended, window_clicks, feedback)
+            network_input, mapped, step = self._prepare(extended, window_clicks, feedback, input_size)
             prepared.append((window, extended, network_input, mapped, step))
             height, width = network_input.shape[-2:]
             groups.setdefault((int(height), int(width)), []).append(index)
@@ -138,10 +140,10 @@ class NetworkRunner:
         return Box(r0, r1, c0, c1)
 
     def _prepare(
-        self, window: Box, clicks: Sequence[Click], feedback: Patch | None
+        self, window: Box, clicks: Sequence[Click], feedback: Patch | None, input_size: int | None = None
     ) -> tuple[torch.Tensor, list[tuple[float, float, bool]], int]:
         """The (1, 4, h, w) network input of ``window``, the clicks mapped into it and the read stride."""
-        target = resized_shape(window.height, window.width, self.settings.input_size)
+        target = resized_shape(window.height, window.width, input_size or self.settings.input_size)
         step = max(1, min(window.height // target[0], window.width // target[1]) // 2)
         network_input = self.network_input(window, feedback, step)
         n_rows, n_cols = network_input.shape[-2:]

@@ -32,10 +32,14 @@ from .masks import decode_mask, encode_box_mask
 from .network_runner import NetworkRunner
 from .protocols import MicroscopyProtocol, Snapshot, make_protocol
 from .settings import SegmenterSettings, resolve_settings
-from .windows import Box, Patch, bbox_of_mask, bbox_union
+from .windows import Box, Patch, bbox_of_mask, bbox_union, focus_window
 
 STATE_FORMAT = "napari-fcfi-session"
 STATE_VERSION = 1
+
+
+#: Smallest side (pixels) of a zoomed :meth:`InteractiveSegmenter.refine_predictions` window.
+MIN_REFINE_WINDOW = 32
 
 
 class InteractiveSegmenter:
@@ -295,6 +299,41 @@ class InteractiveSegmenter:
         else:
             results = [self._protocol.step(empty, clicks[0], self._threshold) for clicks in click_lists]
         return [snapshot.probability for snapshot, _ in results]
+
+    def refine_predictions(
+        self,
+        points: Sequence[tuple[float, float]],
+        patches: Sequence[Patch],
+        *,
+        zoom: float | None = None,
+        input_size: int | None = None,
+        threshold: float | None = None,
+        batch_size: int = 16,
+    ) -> list[Patch]:
+        """Each point's prediction again, with ``patches[i]`` as the feedback mask (a second click on the
+        same point): FCFI's feedback modules then correct the first pass's boundary.
+
+        The window is the first one, or with ``zoom`` a square of ``zoom`` times the long side of the
+        first mask's box (above ``threshold``, None: the session's) around it, at least 32 pixels;
+        ``input_size`` (None: the setting) is the network working size. Batched; leaves the
+        session's history untouched.
+        """
+        source = self._require_image()
+        cut = self._threshold if threshold is None else float(threshold)
+        click_lists = [(make_click(r, c, True, source.height, source.width),) for r, c in points]
+        windows = []
+        for patch in patches:
+            box = patch.bbox_above(cut) if zoom else None
+            if box is None or zoom is None:
+                windows.append(patch.box)
+                continue
+            side = max(MIN_REFINE_WINDOW, round(zoom * max(box.height, box.width)))
+            centre = ((box.r0 + box.r1) // 2, (box.c0 + box.c1) // 2)
+            windows.append(focus_window(*centre, side, source.height, source.width))
+        values = self._runner.predict_windows(
+            windows, click_lists, list(patches), 1.0, cut, batch_size, input_size=input_size
+        )
+        return [Patch.from_array(w, v) for w, v in zip(windows, values, strict=True)]
 
     @property
     def network(self) -> torch.nn.Module:
