@@ -3,7 +3,7 @@
     python scripts/line_report.py evaluate [--model training/line/model.safetensors] [--stacks] [--record]
     python scripts/line_report.py curve      # docs/images/training_line.png + the markdown table
     python scripts/line_report.py calibrate --model M  # the model's own propagation stop threshold
-    python scripts/line_report.py ship --model M       # M becomes the bundled default, the old one default-v1
+    python scripts/line_report.py ship --model M       # M becomes the bundled default, the old one default-v<N>
 
 ``evaluate`` runs the shipping protocol (docs/training.md, "The training line"): ``fcfi eval`` on the DSB
 validation split (200 objects) and mnfinder ``val/`` (94 objects), 20 clicks, stop at IoU 0.9, one
@@ -17,14 +17,15 @@ mnfinder-deformed stacks; then the paired comparison with the base model's resul
 score threshold (best F1@0.5 on training images, ``tune_min_score``) and writes both into the model
 file's metadata (``propagation``, ``segment_all``); run it on a candidate before ``evaluate --stacks``, since
 the stacks use the stopping rule. ``ship`` writes the candidate as the bundled default (metadata: name,
-the line's step and hours) and keeps the previous default as ``fcfi_default_v1.safetensors``
-(registry name ``default-v1``, loadable for one release).
+the line's step and hours) and keeps the previous default, bundled model v<N>, as
+``fcfi_default_v<N>.safetensors`` (registry name ``default-v<N>``, loadable for one release).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -189,20 +190,32 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def bundled_version(name: str) -> int:
+    """The version of a bundled model from its metadata name: ``fcfi-microscopy-v<N>``, v1 unnumbered."""
+    match = re.fullmatch(r"fcfi-microscopy(?:-v(\d+))?", name)
+    if match is None:
+        raise ValueError(f"not a bundled model name: {name!r}")
+    return int(match.group(1) or 1)
+
+
 def ship(args: argparse.Namespace) -> int:
-    current, previous = WEIGHTS / "fcfi_default.safetensors", WEIGHTS / "fcfi_default_v1.safetensors"
-    if previous.exists():
+    current = WEIGHTS / "fcfi_default.safetensors"
+    older = sorted(WEIGHTS.glob("fcfi_default_v*.safetensors"))
+    if older:
         print(
-            f"{previous} exists: remove the release-old model first (one previous model ships)",
+            f"{', '.join(p.name for p in older)} exists: remove the release-old model first "
+            "(one previous model ships)",
             file=sys.stderr,
         )
         return 1
+    version = bundled_version(str(load_model(str(current), device="cpu").fcfi_metadata.get("name", "")))
+    previous = WEIGHTS / f"fcfi_default_v{version}.safetensors"
     state = read_state(args.line)
     shutil.copy2(current, previous)
     _rewrite(
         Path(args.model),
         current,
-        name=args.name,
+        name=args.name or f"fcfi-microscopy-v{version + 1}",
         description=f"FCFI trained by napari-fcfi's training line ({state['train_seconds'] / 3600:.2f} h, step {state['step']})",
         line={
             "line_id": state.get("line_id"),
@@ -210,7 +223,10 @@ def ship(args: argparse.Namespace) -> int:
             "hours": round(state["train_seconds"] / 3600, 2),
         },
     )
-    print(f"shipped {args.model} as {current}; the previous default is {previous} (registry: default-v1)")
+    print(
+        f"shipped {args.model} as {current} (v{version + 1}); the previous default is {previous} "
+        f"(registry: default-v{version})"
+    )
     return 0
 
 
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--out", default=None, help="features JSONL (default results/ship/stop_<stem>.jsonl)")
     put = commands.add_parser("ship", help="make a candidate the bundled default (keeps the old as v1)")
     put.add_argument("--model", required=True)
-    put.add_argument("--name", default="fcfi-microscopy-v2")
+    put.add_argument("--name", default=None, help="metadata name (default: fcfi-microscopy-v<N+1>)")
     put.add_argument("--line", default="training/line")
     args = parser.parse_args(argv)
     if args.command == "calibrate":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,29 @@ class ModelEntry:
     homepage: str | None = None
 
 
+#: Earlier bundled defaults kept for one release: ``weights/fcfi_default_v<N>.safetensors`` is
+#: registered as ``default-v<N>`` (written by ``scripts/line_report.py ship``).
+PREVIOUS_BUNDLED = re.compile(r"fcfi_default_v(\d+)\.safetensors")
+
+
+def _previous_bundled() -> list[ModelEntry]:
+    found = []
+    for path in BUNDLED_WEIGHTS.parent.glob("fcfi_default_v*.safetensors"):
+        match = PREVIOUS_BUNDLED.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path.name))
+    return [
+        ModelEntry(
+            name=f"default-v{version}",
+            description=f"an earlier bundled default (bundled model v{version}); kept for one release",
+            arch="hrnet",
+            kind="bundled",
+            filename=filename,
+        )
+        for version, filename in sorted(found)
+    ]
+
+
 REGISTRY: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
@@ -81,15 +105,7 @@ REGISTRY: dict[str, ModelEntry] = {
             kind="bundled",
             filename=BUNDLED_WEIGHTS.name,
         ),
-        ModelEntry(
-            name="default-v1",
-            description=(
-                "the previous bundled default (bundled model v1, 3.4 h of training); kept for one release"
-            ),
-            arch="hrnet",
-            kind="bundled",
-            filename="fcfi_default_v1.safetensors",
-        ),
+        *_previous_bundled(),
         ModelEntry(
             name="fcfi-hrnet18s-cocolvis",
             description=(
