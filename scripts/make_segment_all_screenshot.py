@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="model name or weights file (default: bundled)")
     args = parser.parse_args(argv)
 
+    import os
+    import tempfile
+
+    # A fresh recovery folder: the picture must not show (or leave) journals of other sessions.
+    os.environ["NAPARI_FCFI_RECOVERY"] = tempfile.mkdtemp(prefix="fcfi-screenshot-")
     import napari
     from qtpy.QtWidgets import QApplication
 
