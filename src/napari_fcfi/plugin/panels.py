@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
 
 from .adaptation_data import committed_training_data
@@ -159,7 +160,7 @@ class AdaptPanel(Container):
         wrap_text(self.result)  # the verdict says what was measured and what to do
         self.save_file = FileEdit(
             label="Save adapted to",
-            mode="w",
+            mode=FileDialogMode.OPTIONAL_FILE,
             filter="Weights (*.safetensors)",
             tooltip="Where 'Save adapted model' writes the adapted weights (a new file)",
         )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -58,7 +59,7 @@ class FCFIWidget(Container):
         # The form scrolls: napari docks ``.native`` (the layout's widget, not a magicgui scroll area), so
         # the dock holds this plain container and the form's scroll area is put into its layout.
         super().__init__(labels=False)
-        self.form = Container(labels=True, scrollable=True)
+        self.form: Container = Container(labels=True, scrollable=True)
         self.native.layout().setContentsMargins(0, 0, 0, 0)
         self.native.layout().addWidget(self.form.root_native_widget)
         self.viewer = napari_viewer
@@ -90,8 +91,11 @@ class FCFIWidget(Container):
     # ------------------------------------------------------------------ form
     def _build(self) -> None:
         settings = self.controller.settings
-        self.image_menu = create_widget(
-            annotation=_image_type(), label="Image", options={"tooltip": "Image layer to annotate"}
+        self.image_menu = cast(
+            ComboBox,
+            create_widget(
+                annotation=_image_type(), label="Image", options={"tooltip": "Image layer to annotate"}
+            ),
         )
         self.channel_menu = ComboBox(
             label="Channel", choices=self._channel_choices, tooltip="Which channel(s) the network sees"
@@ -110,7 +114,10 @@ class FCFIWidget(Container):
             tooltip="'default' = bundled weights, an official model, or a file",
         )
         self.weights_file = FileEdit(
-            label="Weights", mode="r", filter="Weights (*.safetensors *.pth *.pt)", visible=False
+            label="Weights",
+            mode=FileDialogMode.EXISTING_FILE,
+            filter="Weights (*.safetensors *.pth *.pt)",
+            visible=False,
         )
         self.device_menu = ComboBox(
             label="Device", choices=available_devices(), value="cpu", tooltip="Device that runs the network"
@@ -171,7 +178,9 @@ class FCFIWidget(Container):
         self.propagate_panel = PropagatePanel(self)
         self.adapt_panel = AdaptPanel(self)
         self.segment_all_panel = SegmentAllPanel(self)
-        self.log_file = FileEdit(label="Click log", mode="w", filter="Click log (*.csv)")
+        self.log_file = FileEdit(
+            label="Click log", mode=FileDialogMode.OPTIONAL_FILE, filter="Click log (*.csv)"
+        )
         self.save_log_button = PushButton(
             text="Save click log",
             tooltip="All committed objects' steps, model and settings (CSV replayable by fcfi segment)",
@@ -217,7 +226,7 @@ class FCFIWidget(Container):
     def _build_save_labels(self) -> None:
         self.labels_file = FileEdit(
             label="Labels file",
-            mode="w",
+            mode=FileDialogMode.OPTIONAL_FILE,
             filter=f"FCFI labels (*{FCFI_SUFFIX})",
             tooltip="Where Save labels writes (default: beside the image file)",
         )
@@ -251,9 +260,9 @@ class FCFIWidget(Container):
             ("reset", controller.reset_object),
         ):
             self.buttons[action].changed.connect(lambda *_, m=method: m())
-        self.save_log_button.changed.connect(lambda: self.save_click_log(self.log_file.value))
+        self.save_log_button.changed.connect(lambda: self.save_click_log(_chosen_file(self.log_file)))
         self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
-        self.save_labels_button.changed.connect(lambda: self.save_labels(self.labels_file.value))
+        self.save_labels_button.changed.connect(lambda: self.save_labels(_chosen_file(self.labels_file)))
 
     # ------------------------------------------------------------------ choices
     def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -309,7 +318,8 @@ class FCFIWidget(Container):
         except ValueError as error:
             self._show_status(f"FCFI: {error}")
             return
-        self.propagate_panel.refresh_axes(len(self.controller.geometry.slice_shape))
+        geometry = self.controller.geometry
+        self.propagate_panel.refresh_axes(len(geometry.slice_shape) if geometry is not None else 0)
         seen = ""
         if why and channel_axis is not None:
             count = helpers.image_data(layer).shape[channel_axis]
@@ -411,7 +421,8 @@ class FCFIWidget(Container):
             clicks = 0 if obj is None else len(obj.clicks)
             extra = f", spans {members} slices" if members > 1 else ""
             editing = f", editing label {obj.edit_label}" if obj is not None and obj.edit_label else ""
-            target = labels.name if labels is not None else f"{controller.image_layer.name} labels (new)"
+            image_name = getattr(controller.image_layer, "name", "image")
+            target = labels.name if labels is not None else f"{image_name} labels (new)"
             self.object_info.value = f"{clicks} click(s){where}{extra}{editing} → {target}"
 
     def _show_model(self, source: str) -> None:
@@ -423,7 +434,7 @@ class FCFIWidget(Container):
         try:
             if Path(source).is_file():
                 menu.value = WEIGHTS_FILE
-                self.weights_file.value = source
+                self.weights_file.value = Path(source)
                 self.weights_file.visible = True
             else:
                 if source not in menu.choices:  # a model made in this session (adapted), kept in the cache
@@ -453,14 +464,14 @@ class FCFIWidget(Container):
         self.busy.visible = bool(busy)
 
     # ------------------------------------------------------------------ saving and recovery
-    def save_click_log(self, path: str | Path) -> Path | None:
+    def save_click_log(self, path: str | Path | None) -> Path | None:
         """Save the click log of the current labels layer (CSV replayable by ``fcfi segment``)."""
         controller = self.controller
         log = controller.click_log
         if not len(log):
             self._show_status("FCFI: no committed objects yet; nothing to save")
             return None
-        if not str(path) or Path(path).is_dir():
+        if path is None or str(path) in ("", ".") or Path(path).is_dir():
             self._show_status("FCFI: choose a file name for the click log")
             return None
         settings, state = controller.settings, controller.state
@@ -520,9 +531,10 @@ class FCFIWidget(Container):
 
     def _suggest_labels_file(self, *args: Any) -> None:
         labels = self.controller.labels_layer  # never leave another layer's file here
-        self.labels_file.value = (
-            "" if labels is None else default_labels_path(labels, self.controller.image_layer)
-        )
+        if labels is None:
+            self.labels_file.line_edit.value = ""  # FileEdit's own value cannot be empty
+        else:
+            self.labels_file.value = Path(default_labels_path(labels, self.controller.image_layer))
 
     def close_controller(self) -> None:
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""
@@ -568,3 +580,11 @@ def _watch_closing(widget: FCFIWidget) -> None:
 
 
 __all__ = ["FCFIWidget", "channel_choices"]
+
+
+def _chosen_file(edit: FileEdit) -> Path | None:
+    """The one path a file field holds (None when empty)."""
+    value = edit.value
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    return None if value is None or str(value) in ("", ".") else Path(value)
