@@ -208,7 +208,13 @@ def ship(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    version = bundled_version(str(load_model(str(current), device="cpu").fcfi_metadata.get("name", "")))
+    try:
+        version = bundled_version(str(load_model(str(current), device="cpu").fcfi_metadata.get("name", "")))
+        if args.name is not None:
+            bundled_version(args.name)  # the next ship reads the version from this name
+    except ValueError as error:
+        print(f"cannot ship: {error} (expected fcfi-microscopy-v<N>)", file=sys.stderr)
+        return 1
     previous = WEIGHTS / f"fcfi_default_v{version}.safetensors"
     state = read_state(args.line)
     shutil.copy2(current, previous)

@@ -9,9 +9,10 @@ import pytest
 
 from helpers.standins import BlobNet
 from napari_fcfi import segment_all
-from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
+from napari_fcfi.annotation.proposals import SegmentAllWarning, _refined, iter_segment_all
 from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
 from napari_fcfi.engine import ImageSource, InteractiveSegmenter
+from napari_fcfi.engine.windows import Box, Patch
 from napari_fcfi.evaluation.segment_all_eval import (
     ClassicalVariant,
     classical_instances,
@@ -79,6 +80,27 @@ def test_refinement_feeds_each_first_mask_back_batched_as_single(tiny_fcfi_net):
         assert (patch.box.height, patch.box.width) == (min(side, 96), min(side, 160))
         assert patch.box.r0 <= box.r0 and patch.box.r1 >= box.r1  # around the first mask
     assert session.clicks == []  # history untouched
+
+
+def test_a_refined_mask_that_misses_its_seed_or_was_cut_by_its_window_is_not_used():
+    first_mask = np.ones((5, 5), bool)
+    first = (0.9, (12, 12), Box(10, 14, 10, 14), first_mask)
+    window = Box(4, 23, 4, 23)  # 20 x 20 inside a 64 x 64 image
+
+    def refined(values: np.ndarray):
+        return _refined(first, Patch.from_array(window, values.astype(np.float32)), 0.5, (64, 64))
+
+    good = np.zeros((20, 20))
+    good[5:13, 5:13] = 1.0  # rows/cols 9-16: holds the seed, clear of the window's sides
+    score, seed, box, mask = refined(good)
+    assert (score, seed) == (0.9, (12, 12)) and box == Box(9, 16, 9, 16) and mask.all()
+    beside = np.zeros((20, 20))
+    beside[12:18, 12:18] = 1.0  # rows/cols 16-21: not on the seed
+    assert refined(beside) is first
+    cut = np.zeros((20, 20))
+    cut[0:13, 5:13] = 1.0  # reaches the window's top side, which is not the image's
+    assert refined(cut) is first
+    assert refined(np.zeros((20, 20))) is first
 
 
 def test_segment_all_finds_every_disk_once():

@@ -91,7 +91,7 @@ class NetworkRunner:
         for index, (window, window_clicks, feedback) in enumerate(
             zip(windows, clicks, feedbacks, strict=True)
         ):
-            extended = self._past_the_border(window, window_clicks)
+            extended = self._past_the_border(window, window_clicks, input_size)
             network_input, mapped, step = self._prepare(extended, window_clicks, feedback, input_size)
             prepared.append((window, extended, network_input, mapped, step))
             height, width = network_input.shape[-2:]
@@ -119,12 +119,12 @@ class NetworkRunner:
                     results[i] = values
         return results
 
-    def _past_the_border(self, window: Box, clicks: Sequence[Click]) -> Box:
+    def _past_the_border(self, window: Box, clicks: Sequence[Click], input_size: int | None = None) -> Box:
         """``window`` extended beyond the image sides that clicks lie close to (see :meth:`predict_window`)."""
         assert self.source is not None
         height, width = self.source.height, self.source.width
         side = max(window.height, window.width)
-        if side > 2 * self.settings.input_size:
+        if side > 2 * (input_size or self.settings.input_size):
             return window  # large windows are read strided; their clicks are far from the edge anyway
         pad = max(BORDER_MARGIN, side // 8)
         r0, r1, c0, c1 = window

@@ -311,7 +311,11 @@ class AdaptPanel(Container):
         if not str(path) or Path(path).is_dir():
             self.result.value = "choose a file name for the adapted model"
             return None
-        written = save_adapted(self.adapted, path)
+        try:
+            written = save_adapted(self.adapted, path)
+        except (OSError, ValueError) as error:
+            self.result.value = f"adapted model not saved: {error}"
+            return None
         self.result.value = f"adapted model saved to {written} (model card beside it)"
         return written
 
