@@ -39,6 +39,12 @@ MIN_CONFIDENCE = 0.78
 #: ... and this many doubtful slices in a row end the object (at the first of them).
 LOW_RUN = 2
 DIRECTIONS = ("up", "down", "both")
+#: The refining pass of each propagated slice runs on a square of this many times the mask's box at
+#: this network size (first 2 stacks x 5 objects per set, model v2, one-step IoU from the true
+#: previous mask: dsb-deformed 0.810 -> 0.826, membrane 0.759 -> 0.802, mnfinder-deformed 0.880 ->
+#: 0.877; at 256 px the same within 0.004 for 1.6x the pass's time).
+REFINE_ZOOM = 2.0
+REFINE_INPUT_SIZE = 192
 
 
 def interior_point(mask: np.ndarray) -> tuple[int, int]:
@@ -102,20 +108,44 @@ def mask_confidence(probability: np.ndarray, mask: np.ndarray) -> float:
 
 
 def propagate_step(
-    segmenter: Any, image: Any, previous: np.ndarray, channel_axis: int | None = None, channel: Any = None
+    segmenter: Any,
+    image: Any,
+    previous: np.ndarray,
+    channel_axis: int | None = None,
+    channel: Any = None,
+    refine: bool = True,
 ) -> tuple[np.ndarray, float]:
     """One slice: ``previous`` as the session's starting mask plus a click at its interior point.
 
-    Returns the new mask and its confidence (:func:`mask_confidence`)."""
+    With ``refine`` (and an engine session) the mask then gets a second pass: the same click with the
+    new mask as feedback on a square of :data:`REFINE_ZOOM` times its box at :data:`REFINE_INPUT_SIZE` px
+    (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions`); the first mask stays when
+    the refined one misses the click or reaches that window's inner border. Returns the mask and the
+    first pass's confidence (:func:`mask_confidence`: what the stop threshold is calibrated on)."""
     row, col = interior_point(previous)
     segmenter.set_image(image, channel_axis=channel_axis, channel=channel, initial_mask=previous)
     segmenter.add_click(row, col, True)
     mask = np.array(segmenter.mask, dtype=bool)
     patch = getattr(segmenter, "probability_patch", None)  # the engine's sparse form: no full-size array
-    if patch is not None and hasattr(patch, "values"):
-        values = patch.values[mask[patch.box.slices]]
-        return mask, float(values.mean()) if values.size else 0.0
-    return mask, mask_confidence(segmenter.probability, mask)
+    if patch is None or not hasattr(patch, "values"):
+        return mask, mask_confidence(segmenter.probability, mask)
+    values = patch.values[mask[patch.box.slices]]
+    confidence = float(values.mean()) if values.size else 0.0
+    if refine and mask.any() and hasattr(segmenter, "refine_predictions"):
+        second = segmenter.refine_predictions(
+            [(row, col)], [patch], zoom=REFINE_ZOOM, input_size=REFINE_INPUT_SIZE
+        )[0]
+        window, threshold = second.box, segmenter.threshold
+        local = second.values > threshold
+        inside = window.r0 <= row <= window.r1 and window.c0 <= col <= window.c1
+        if (
+            inside
+            and local[row - window.r0, col - window.c0]
+            and not window.touches_inner_border(local, *mask.shape)
+        ):
+            mask = np.zeros_like(mask)
+            mask[window.slices] = local
+    return mask, confidence
 
 
 @dataclass
