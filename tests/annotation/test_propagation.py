@@ -10,7 +10,13 @@ from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord, 
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.history import ActionHistory
 from napari_fcfi.annotation.objects import ObjectsInProgress
-from napari_fcfi.annotation.propagation import interior_point, propagate, propagate_slices, propagation_order
+from napari_fcfi.annotation.propagation import (
+    interior_point,
+    propagate,
+    propagate_slices,
+    propagate_step,
+    propagation_order,
+)
 from napari_fcfi.annotation.replay import object_masks, replay_click_log
 from napari_fcfi.engine.clicks import Click
 
@@ -130,6 +136,24 @@ def test_replay_uses_the_propagated_mask_as_the_start_of_corrections():
     assert sorted(again_masks) == sorted(k for k in masks if k not in ((5,), (7,)))
     for key in again_masks:
         np.testing.assert_array_equal(again_masks[key], masks[key])
+
+
+def test_the_refining_pass_keeps_the_click_and_the_first_pass_confidence(tiny_fcfi_net):
+    from napari_fcfi.engine import InteractiveSegmenter
+
+    stack = moving_disk_stack(size=96)
+    previous = stack[4] > 100
+    session = InteractiveSegmenter(tiny_fcfi_net, input_size=64, focus_size=64)
+    plain, plain_confidence = propagate_step(session, stack[5], previous, refine=False)
+    refined, confidence = propagate_step(session, stack[5], previous)
+    assert confidence == pytest.approx(plain_confidence)  # the stop rule's input is unchanged
+    row, col = interior_point(previous)
+    assert refined[row, col] or np.array_equal(refined, plain)  # a refined mask holds the click
+    assert refined.shape == plain.shape and refined.dtype == bool
+    # stand-ins without the engine's refine_predictions propagate as before
+    segmenter = BrightRegionSegmenter(None)
+    mask, _ = propagate_step(segmenter, stack[5], previous)
+    np.testing.assert_array_equal(mask, stack[5] > 100)
 
 
 def test_propagation_step_needs_an_object_on_its_slice():
