@@ -9,9 +9,11 @@ import pytest
 
 from helpers.standins import BlobNet
 from napari_fcfi import segment_all
-from napari_fcfi.annotation.proposals import SegmentAllWarning, _refined, iter_segment_all
+from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
 from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
 from napari_fcfi.engine import ImageSource, InteractiveSegmenter
+from napari_fcfi.engine.clicks import Click
+from napari_fcfi.engine.session import refined_or_first
 from napari_fcfi.engine.windows import Box, Patch
 from napari_fcfi.evaluation.segment_all_eval import (
     ClassicalVariant,
@@ -82,25 +84,26 @@ def test_refinement_feeds_each_first_mask_back_batched_as_single(tiny_fcfi_net):
     assert session.clicks == []  # history untouched
 
 
-def test_a_refined_mask_that_misses_its_seed_or_was_cut_by_its_window_is_not_used():
-    first_mask = np.ones((5, 5), bool)
-    first = (0.9, (12, 12), Box(10, 14, 10, 14), first_mask)
+def test_a_refined_mask_that_misses_its_click_or_was_cut_by_its_window_is_not_used():
+    first = Patch.from_array(Box(10, 14, 10, 14), np.ones((5, 5), np.float32))
     window = Box(4, 23, 4, 23)  # 20 x 20 inside a 64 x 64 image
+    click = Click(12, 12, True)
 
     def refined(values: np.ndarray):
-        return _refined(first, Patch.from_array(window, values.astype(np.float32)), 0.5, (64, 64))
+        second = Patch.from_array(window, values.astype(np.float32))
+        return second, refined_or_first(first, second, click, 0.5, 64, 64)
 
     good = np.zeros((20, 20))
-    good[5:13, 5:13] = 1.0  # rows/cols 9-16: holds the seed, clear of the window's sides
-    score, seed, box, mask = refined(good)
-    assert (score, seed) == (0.9, (12, 12)) and box == Box(9, 16, 9, 16) and mask.all()
+    good[5:13, 5:13] = 1.0  # rows/cols 9-16: holds the click, clear of the window's sides
+    second, kept = refined(good)
+    assert kept is second and kept.bbox_above(0.5) == Box(9, 16, 9, 16)
     beside = np.zeros((20, 20))
-    beside[12:18, 12:18] = 1.0  # rows/cols 16-21: not on the seed
-    assert refined(beside) is first
+    beside[12:18, 12:18] = 1.0  # rows/cols 16-21: not on the click
+    assert refined(beside)[1] is first
     cut = np.zeros((20, 20))
     cut[0:13, 5:13] = 1.0  # reaches the window's top side, which is not the image's
-    assert refined(cut) is first
-    assert refined(np.zeros((20, 20))) is first
+    assert refined(cut)[1] is first
+    assert refined(np.zeros((20, 20)))[1] is first
 
 
 def test_segment_all_finds_every_disk_once():

@@ -119,8 +119,8 @@ def propagate_step(
 
     With ``refine`` (and an engine session) the mask then gets a second pass: the same click with the
     new mask as feedback on a square of :data:`REFINE_ZOOM` times its box at :data:`REFINE_INPUT_SIZE` px
-    (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions`); the first mask stays when
-    the refined one misses the click or reaches that window's inner border. Returns the mask and the
+    (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions`, which keeps the first mask
+    when the refined one misses the click or was cut by its window). Returns the mask and the
     first pass's confidence (:func:`mask_confidence`: what the stop threshold is calibrated on)."""
     row, col = interior_point(previous)
     segmenter.set_image(image, channel_axis=channel_axis, channel=channel, initial_mask=previous)
@@ -135,16 +135,9 @@ def propagate_step(
         second = segmenter.refine_predictions(
             [(row, col)], [patch], zoom=REFINE_ZOOM, input_size=REFINE_INPUT_SIZE
         )[0]
-        window, threshold = second.box, segmenter.threshold
-        local = second.values > threshold
-        inside = window.r0 <= row <= window.r1 and window.c0 <= col <= window.c1
-        if (
-            inside
-            and local[row - window.r0, col - window.c0]
-            and not window.touches_inner_border(local, *mask.shape)
-        ):
+        if second is not patch:
             mask = np.zeros_like(mask)
-            mask[window.slices] = local
+            mask[second.box.slices] = second.values > segmenter.threshold
     return mask, confidence
 
 

@@ -319,9 +319,7 @@ class _LabelsBuilder:
                 input_size=input_size,
                 batch_size=self.batch_size,
             )
-            candidates = [
-                _refined(c, p, threshold, labels.shape) for c, p in zip(candidates, refined, strict=True)
-            ]
+            candidates = [_refined(c, p, threshold) for c, p in zip(candidates, refined, strict=True)]
         candidates.sort(key=lambda c: (-c[0], c[1]))
         for score, seed, box, mask in candidates:
             if labels[seed] != 0:
@@ -356,25 +354,12 @@ def _candidate(
 
 
 def _refined(
-    first: tuple[float, tuple[int, int], Box, np.ndarray],
-    patch: Patch,
-    threshold: float,
-    shape: tuple[int, ...],
+    first: tuple[float, tuple[int, int], Box, np.ndarray], patch: Patch, threshold: float
 ) -> tuple[float, tuple[int, int], Box, np.ndarray]:
     """``first`` with the refined pass's mask; the score stays the first pass's (what ``min_score`` is
-    calibrated on). The first pass's mask stays when the refined one is empty, misses the seed or
-    reaches the refining window's inner border (the zoomed window may have cut the object)."""
-    score, seed, _, _ = first
-    again = _candidate(patch, seed, threshold)
-    if again is None:
-        return first
-    box, mask = again[2], again[3]
-    inside = box.r0 <= seed[0] <= box.r1 and box.c0 <= seed[1] <= box.c1
-    if not (inside and mask[seed[0] - box.r0, seed[1] - box.c0]):
-        return first
-    if patch.box.touches_inner_border(patch.values > threshold, shape[0], shape[1]):
-        return first
-    return score, seed, box, mask
+    calibrated on); an empty refined mask keeps the first pass's."""
+    again = _candidate(patch, first[1], threshold)
+    return first if again is None else (first[0], first[1], again[2], again[3])
 
 
 def _component_at(mask: np.ndarray, point: tuple[int, int]) -> np.ndarray:

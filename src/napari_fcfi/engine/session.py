@@ -333,7 +333,10 @@ class InteractiveSegmenter:
         values = self._runner.predict_windows(
             windows, click_lists, list(patches), 1.0, cut, batch_size, input_size=input_size
         )
-        return [Patch.from_array(w, v) for w, v in zip(windows, values, strict=True)]
+        return [
+            refined_or_first(first, Patch.from_array(w, v), c[0], cut, source.height, source.width)
+            for first, w, v, c in zip(patches, windows, values, click_lists, strict=True)
+        ]
 
     @property
     def network(self) -> torch.nn.Module:
@@ -389,6 +392,18 @@ class InteractiveSegmenter:
             parsed = Click.from_dict(click)
             segmenter.add_click(parsed.row, parsed.col, parsed.positive)
         return segmenter
+
+
+def refined_or_first(
+    first: Patch, refined: Patch, click: Click, threshold: float, height: int, width: int
+) -> Patch:
+    """``refined`` unless its mask (above ``threshold``) misses ``click`` or reaches a side of its
+    window that is not an image side (the window may have cut the object): then ``first``."""
+    box = refined.box
+    local = refined.values > threshold
+    if not box.contains(click.row, click.col) or not local[click.row - box.r0, click.col - box.c0]:
+        return first
+    return first if box.touches_inner_border(local, height, width) else refined
 
 
 def _union_boxes(a: Patch | None, b: Patch | None) -> Box | None:
