@@ -272,6 +272,19 @@ def test_training_is_deterministic_and_resume_is_exact(tmp_path):
     assert [r["step"] for r in log] == [2, 4, 6, 8] and all(np.isfinite(r["loss"]) for r in log)
 
 
+def test_a_new_schedule_peaks_at_the_configured_rate_after_resuming(tmp_path):
+    first = _trainer(tmp_path, steps=8, name="peak")
+    first.fit(until=4)
+    resumed = _trainer(tmp_path, steps=8, name="lower")
+    resumed.config.lr = 1e-3  # the checkpoint's scheduler was made for 5e-3
+    resumed.load(tmp_path / "peak" / "last.pt")
+    resumed.restart_schedule(20)
+    resumed.fit(until=7)
+    peak = max(json.loads(line)["lr"] for line in (tmp_path / "lower" / "log.jsonl").read_text().splitlines())
+    assert peak == pytest.approx(1e-3, rel=0.05)
+    assert resumed.scheduler.base_lrs == [pytest.approx(1e-3)]
+
+
 def test_learning_rate_schedule_warms_up_and_decays():
     config = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
     factors = [learning_rate_factor(s, config) for s in range(100)]

@@ -343,9 +343,16 @@ class Trainer:
                 self.ema = WeightAverage(self.net, self.config.ema_decay)
 
     def restart_schedule(self, horizon_steps: int) -> None:
-        """Start a new warm-up + cosine cycle at the current step, ``horizon_steps`` long."""
+        """Start a new warm-up + cosine cycle at the current step, ``horizon_steps`` long, peaking at
+        ``config.lr``: a restored scheduler keeps the peak it was saved with, which would silently
+        override a changed learning rate (per-group ratios, e.g. a backbone multiplier, are kept)."""
         self.config.schedule_start = self.step
         self.config.steps = self.step + max(int(horizon_steps), 1)
+        if self.scheduler.base_lrs and self.scheduler.base_lrs[0] > 0:
+            ratio = self.config.lr / self.scheduler.base_lrs[0]
+            self.scheduler.base_lrs = [base_lr * ratio for base_lr in self.scheduler.base_lrs]
+            for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["initial_lr"] = base_lr
         factor = learning_rate_factor(self.step, self.config)
         for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base_lr * factor
