@@ -163,10 +163,13 @@ def test_propagation_step_needs_an_object_on_its_slice():
         object_masks(BrightRegionSegmenter(None), stack, make_geometry(stack.shape), record)
 
 
-def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
+def test_an_unsure_network_ends_the_object_after_two_doubtful_slices(monkeypatch):
     """Past the end the network copies its feedback: its low confidence on two slices in a row ends the
     object at the first of them; one doubtful slice inside the object does not; ``through`` continues."""
+    from napari_fcfi.annotation import fading
     from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, PropagationStop, propagation_steps
+
+    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # the confidence rule alone (fading: its own test)
 
     stack = moving_disk_stack(depth=14, first=2, last=9)
     stack[6] = 10  # one slice without contrast inside the object (a bad slice, not its end)
@@ -200,10 +203,13 @@ def test_an_unsure_network_ends_the_object_after_two_doubtful_slices():
     assert 10 in dict(propagate_slices(UnsureCopier(None), lambda i: stack[i], stack[9] > 100, [[10]]))
 
 
-def test_the_stop_threshold_is_the_models_own_calibration():
+def test_the_stop_threshold_is_the_models_own_calibration(monkeypatch):
     """Confidence is a property of the model: a threshold in its metadata replaces the default one."""
     from types import SimpleNamespace
 
+    from napari_fcfi.annotation import fading
+
+    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # the confidence rule alone
     from napari_fcfi.annotation.propagation import (
         MIN_CONFIDENCE,
         PropagationStop,

@@ -11,6 +11,7 @@ from qtpy.QtTest import QTest
 
 from helpers.qt_mouse import canvas_widget
 from helpers.standins import UnsureCopier, disk
+from napari_fcfi.annotation import fading
 from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
 from napari_fcfi.annotation.replay import replay_click_log
 from napari_fcfi.plugin.models import ModelCache
@@ -32,7 +33,8 @@ def two_cells(depth=14):
     return stack
 
 
-def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot, tmp_path):
+def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # slices 5-6 test the confidence rule (fading: below)
     stack = two_cells()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
@@ -171,3 +173,41 @@ def test_undo_while_a_fill_runs_stops_it_and_drops_the_slices_still_coming(make_
     ]
     assert len(filled) == 1 and controller.state.objects.members((9,))[0] == (2,)
     widget.close_controller()
+
+
+def test_a_fading_object_stops_with_the_reason_and_continues_by_key(make_napari_viewer, qtbot, tmp_path):
+    """Slices 1-8 hold a bright disk, 9 only its out-of-focus light (30 % contrast), which the stand-in
+    network segments surely: propagation ends there because the object faded, C goes on past it."""
+    stack = np.full((12, SIZE, SIZE), 10, np.uint16)
+    for z in range(1, 9):
+        stack[z][disk((SIZE, SIZE), 24, 24, 8)] = 200
+    stack[9][disk((SIZE, SIZE), 24, 24, 8)] = 67
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    controller, panel = widget.controller, widget.propagate_panel
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+    viewer.dims.set_current_step(0, 2)
+    controller.add_click_world((2, 24, 24), True)
+    panel.direction.value = "up"
+    panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    filled = sorted(
+        k[0] for k, o in controller.state.objects.slices.items() if o.mask is not None and o.mask.any()
+    )
+    assert filled == list(range(2, 9))
+    assert (
+        "stopped at slice 9 (the object faded (30% of its brightest slice's contrast))" in widget.status.value
+    )
+    QTest.keyClick(canvas, Qt.Key_C)  # the user sees light there and wants it: slice 9 is kept
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    assert (9,) in controller.state.objects.slices and controller.state.objects.slices[(9,)].mask.any()
+    assert "stopped at slice 10" in widget.status.value

@@ -14,7 +14,9 @@ the propagated mask. Confidence is a property of the model: its threshold is cal
 :data:`MIN_CONFIDENCE` for models without one. One slice below the threshold alone is often a poor but live mask, so
 the object ends only where :data:`LOW_RUN` slices in a row fall below it (the first of them is the
 first slice without the object), or where the mask vanishes, shrinks below :data:`MIN_AREA_RATIO`
-of the previous slice's or no longer overlaps it (:func:`mask_stop_reason`).
+of the previous slice's or no longer overlaps it (:func:`mask_stop_reason`), or where the object
+fades out: its raw contrast falls below half its peak (:mod:`.fading`; the network, seeing each
+slice normalised on its own, is sure of a nucleus's out-of-focus light past its end).
 :class:`PropagationStop` says why, and propagating with ``through`` continues past such a stop.
 
 :func:`propagate` is the headless API; the napari widget and ``fcfi segment`` (replaying a click
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.engine.distance import border_distance
+
+from .fading import FadeWatch, slice_source
 
 #: A propagated mask smaller than this fraction of the previous slice's mask ends the object.
 MIN_AREA_RATIO = 0.2
@@ -177,6 +181,7 @@ def propagation_steps(
     should_stop: Callable[[], bool] | None = None,
     through: int = 0,
     min_confidence: float | None = None,
+    start_index: int | None = None,
 ) -> Iterator[PropagatedSlice | PropagationStop]:
     """Yield each propagated slice along each direction of ``order``, and a stop where the object ends.
 
@@ -185,21 +190,36 @@ def propagation_steps(
     ``through`` slices of each direction are kept whatever the stopping rules say (except a vanished
     mask): continuing past a stop. A doubtful slice (confidence below ``min_confidence``, by default
     the model's :func:`stop_confidence`) is held back until the next slices decide; at the range's end
-    it is kept. ``should_stop()`` is asked
-    before each slice (Cancel in the widget); the slices done so far are kept.
+    it is kept. An object that fades out (:mod:`.fading`) ends at once; its contrast is followed from
+    ``start_index``, the slice of ``start_mask`` (None: from the first propagated slice on). ``should_stop()``
+    is asked before each slice (Cancel in the widget); the slices done so far are kept.
     """
     threshold = stop_confidence(segmenter) if min_confidence is None else float(min_confidence)
+    start = None if start_index is None else slice_source(read_slice(start_index), channel_axis, channel)
     for indices in order:
         previous = np.asarray(start_mask, bool)
+        watch = None if start is None else FadeWatch(start, previous)
         doubtful: list[PropagatedSlice] = []
         stopped = False
         for position, index in enumerate(indices):
             if should_stop is not None and should_stop():
                 yield from doubtful
                 return
-            mask, confidence = propagate_step(segmenter, read_slice(index), previous, channel_axis, channel)
+            image = read_slice(index)
+            mask, confidence = propagate_step(segmenter, image, previous, channel_axis, channel)
             forced = position < through
             reason = mask_stop_reason(mask, previous)
+            if reason is None and not forced:
+                source = slice_source(image, channel_axis, channel)
+                ratio = None if watch is None else watch.faded(source, mask)
+                watch = watch or FadeWatch(source, mask)
+                if ratio is not None:
+                    # the object ends here: doubtful slices before it kept their contrast, so keep them
+                    yield from doubtful
+                    reason = f"the object faded ({ratio:.0%} of its brightest slice's contrast)"
+                    yield PropagationStop(index, reason, 1, mask)
+                    stopped = True
+                    break
             if reason is not None and not (forced and mask.any()):
                 first = doubtful[0] if doubtful else PropagatedSlice(index, mask, confidence)
                 yield PropagationStop(first.index, reason, len(doubtful) + 1, first.mask)
@@ -238,6 +258,7 @@ def propagate_slices(
     channel: Any = None,
     should_stop: Callable[[], bool] | None = None,
     through: int = 0,
+    start_index: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(slice index, mask)`` of each slice :func:`propagation_steps` carries the object to."""
     for item in propagation_steps(
@@ -249,6 +270,7 @@ def propagate_slices(
         channel=channel,
         should_stop=should_stop,
         through=through,
+        start_index=start_index,
     ):
         if isinstance(item, PropagatedSlice):
             yield item.index, item.mask
@@ -319,7 +341,13 @@ def propagate(
     segmenter = InteractiveSegmenter(model, **settings)
     return dict(
         propagate_slices(
-            segmenter, read, mask.astype(bool), order, channel_axis=channel_axis, channel=channel
+            segmenter,
+            read,
+            mask.astype(bool),
+            order,
+            channel_axis=channel_axis,
+            channel=channel,
+            start_index=int(index),
         )
     )
 

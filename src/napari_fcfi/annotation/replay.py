@@ -111,6 +111,7 @@ def _object_masks(
                 channel_axis=slice_channel_axis,
                 channel=channel,
                 through=step.through,
+                start_index=step.slice_key[step.axis],
             ):
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask

@@ -173,6 +173,16 @@ class ImageSource:
         values = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(values, 0.0, 1.0, out=values)
 
+    def raw_gray(self, box: Box | None = None, step: int = 1) -> np.ndarray:
+        """Raw (un-normalised) float32 ``(h, w)`` intensities of ``box`` (the whole image by default),
+        every ``step``-th pixel, averaged over the selected channels; NaN stays NaN."""
+        box = box or Box(0, self.height - 1, 0, self.width - 1)
+        raw = self._read_raw(
+            slice(box.r0, box.r1 + 1, step if step > 1 else None),
+            slice(box.c0, box.c1 + 1, step if step > 1 else None),
+        )
+        return raw.astype(np.float32).mean(axis=-1)
+
     def read_region(self, box: Box) -> np.ndarray:
         """Raw (un-normalised) crop ``(h, w, C)`` of the selected channels, for callers that need it."""
         return self._read_raw(*box.slices)

@@ -280,7 +280,7 @@ def _propagate_one(
     if not previous.any():
         return None, PropagationStop(z, "nothing to propagate")
     order = [[z, z + step]] if 0 <= z + step < depth else [[z]]
-    for item in propagation_steps(session, read, previous, order):
+    for item in propagation_steps(session, read, previous, order, start_index=z - step):
         if isinstance(item, PropagationStop):
             return None, item
         if isinstance(item, PropagatedSlice) and item.index == z:
@@ -370,7 +370,9 @@ def evaluate_stack_object(
     records.sort(key=lambda s: s.z)
     if chained:
         chain = dict(
-            propagate_slices(session, read, start_mask, propagation_order(start, depth, "both", None))
+            propagate_slices(
+                session, read, start_mask, propagation_order(start, depth, "both", None), start_index=start
+            )
         )
         for record in records:
             if record.distance:

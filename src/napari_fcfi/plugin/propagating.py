@@ -88,6 +88,7 @@ def start_propagation(
             channel=state.channel,
             should_stop=lambda: run.cancelled,
             through=through,
+            start_index=start_key[axis],
         )
 
     def on_slice(item: PropagatedSlice | PropagationStop) -> None:
