@@ -17,8 +17,6 @@ batched through the network) and turns the masks into one labels image:
   the first one, the score stays the first pass's. First 12 DSB fluorescence / 3 mnfinder training
   images, model v2: mean IoU of matches 0.849 -> 0.877 / 0.896 -> 0.917, F1@0.5 within 0.003, 1.5x
   the time (the same window at 192 px: the same quality in 2x the time);
-* two touching proposals that are fragments of one object (no dark valley between them, and the
-  network keeps their union) are merged (:mod:`.fragments`);
 * every pixel belongs to at most one object: a proposal keeps only pixels no earlier object took,
   and is dropped as a duplicate when less than half of it is left, or when it is smaller than
   ``min_area_fraction`` of the expected object area or larger than ``max_area_factor`` times it
@@ -47,7 +45,6 @@ from scipy import ndimage as ndi
 from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.engine.windows import Box, Patch
 
-from .fragments import merge_fragments
 from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_view
 
 #: Proposals whose mean probability inside the mask is below this are dropped, for models without their
@@ -172,7 +169,6 @@ def iter_segment_all(
     refine: bool = True,
     refine_zoom: float | None = REFINE_ZOOM,
     refine_input_size: int | None = REFINE_INPUT_SIZE,
-    merge: bool = True,
     **settings: Any,
 ) -> Generator[tuple[int, int], None, SegmentAllResult]:
     """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
@@ -183,8 +179,7 @@ def iter_segment_all(
     ``input_size``) and cut at ``proposal_threshold``; with ``refine`` every proposal that passes
     ``min_score`` gets a second pass with the first mask as feedback
     (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions` with ``refine_zoom`` and
-    ``refine_input_size``; None: the first window, the engine's size); with ``merge`` touching
-    fragments of one object are merged (:mod:`.fragments`); engine settings given explicitly
+    ``refine_input_size``; None: the first window, the engine's size); engine settings given explicitly
     (``focus_size``, ``input_size``, ``first_click_zoom``, ``threshold``) win over these.
     """
     session = InteractiveSegmenter(model, **settings)
@@ -267,18 +262,6 @@ def iter_segment_all(
         builder.propose(points[start : start + chunk_size])
         yield min(start + chunk_size, total), total
     scores, label_seeds = builder.scores, builder.label_seeds
-    if merge and len(scores) > 1:
-        zoom, input_size = (refine_zoom, refine_input_size) if refine else (None, None)
-        removed = merge_fragments(
-            proposer, labels, object_size, zoom=zoom, input_size=input_size, batch_size=batch_size
-        )
-        if removed:
-            kept = [label for label in sorted(scores) if label not in removed]
-            lookup = np.zeros(max(scores) + 1, np.int32)
-            lookup[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-            labels[...] = lookup[labels]
-            scores = {int(lookup[label]): scores[label] for label in kept}
-            label_seeds = {int(lookup[label]): label_seeds[label] for label in kept}
     message = (
         None
         if scores
