@@ -3,8 +3,9 @@
 Ground truth only (no network): for each chosen object of each stack set, from its middle slice
 outwards, the core contrast (:func:`napari_fcfi.annotation.fading.object_contrast`) of the true mask on
 every slice where the object continues, and of the previous slice's mask on the first slice past its
-end (what propagation gets when the network copies its feedback), over the highest contrast so far
-(start slice included), as :class:`~napari_fcfi.annotation.fading.FadeWatch` follows it. Objects
+end (what propagation gets when the network copies its feedback), over the highest contrast of the
+last ``PEAK_WINDOW`` slices (start slice included), as :class:`~napari_fcfi.annotation.fading.FadeWatch`
+follows it. Objects
 whose mean contrast on the start slice is below ``--standout`` of the slice's 1-99 % range are not watched.
 Prints, per set and ratio cut: the watched objects, false stops (continuing slices below the cut)
 and the ended slices caught::
@@ -18,7 +19,7 @@ import argparse
 
 import numpy as np
 
-from napari_fcfi.annotation.fading import MIN_STANDOUT, object_contrast, slice_source
+from napari_fcfi.annotation.fading import MIN_STANDOUT, PEAK_WINDOW, object_contrast, slice_source
 from napari_fcfi.evaluation.stack_data import STACK_SETS, stack_set
 from napari_fcfi.evaluation.stacks import stack_objects
 
@@ -37,14 +38,14 @@ def object_ratios(
     sign = 1.0 if mean >= 0 else -1.0
     continuing, ended = [], []
     for step in (1, -1):
-        peak, z = sign * core, start + step
+        recent, z = [sign * core], start + step
         while 0 <= z < depth and present[z - step]:
             mask = stack.labels[z if present[z] else z - step] == label
-            value = sign * object_contrast(slice_source(stack.image[z]), mask)[1]
-            (continuing if present[z] else ended).append(value / peak)
+            value = sign * object_contrast(slice_source(stack.image[z]), mask, sign)[1]
+            (continuing if present[z] else ended).append(value / max(recent[-PEAK_WINDOW:]))
             if not present[z]:
                 break
-            peak = max(peak, value)
+            recent.append(value)
             z += step
     return continuing, ended
 

@@ -29,7 +29,7 @@ def _log() -> ClickLog:
                     ClicksStep((4,), (Click(20, 30, True),)),
                     PropagateStep((4,), 0, "both", 5),
                     ClicksStep((6,), (Click(21, 31, False),), from_propagation=True),
-                    PropagateStep((6,), 0, "up", None),
+                    PropagateStep((6,), 0, "up", None, fading=False),
                 ],
                 overwrite=True,
             ),
@@ -60,8 +60,15 @@ def test_round_trip_keeps_every_step(tmp_path):
                     np.testing.assert_array_equal(a.initial_mask, b.initial_mask)
             else:
                 assert (a.axis, a.direction, a.max_slices) == (b.axis, b.direction, b.max_slices)
+                assert a.fading == b.fading
     with pytest.raises(ValueError, match="image shape is needed"):
         ClickLog.load(path)
+    # a log written before the fading rule existed has no "fading": it replays without it, as made
+    old = path.read_text().replace(', "fading": true', "").replace(', "fading": false', "")
+    assert '"fading"' not in old
+    (tmp_path / "old.csv").write_text(old)
+    steps = ClickLog.load(tmp_path / "old.csv", plane_shape=(30, 40)).records[2].steps
+    assert [s.fading for s in steps if isinstance(s, PropagateStep)] == [False, False]
 
 
 def test_hand_written_logs_and_errors(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.standins import BrightRegionSegmenter
-from napari_fcfi.annotation.fading import FADE_RATIO, FadeWatch, object_contrast, slice_source
+from napari_fcfi.annotation.fading import FadeWatch, object_contrast, slice_source
 from napari_fcfi.annotation.propagation import (
     PropagatedSlice,
     PropagationStop,
@@ -28,11 +28,13 @@ class SureCopier(BrightRegionSegmenter):
         return np.zeros(self.shape, np.float32) if self.initial is None else self.initial * np.float32(0.95)
 
 
-def blurred_disk_stack(background: float = 10.0, full: float = 190.0, size: int = 64) -> np.ndarray:
+def blurred_disk_stack(
+    background: float = 10.0, full: float = 190.0, size: int = 64, profile: list[float] = PROFILE
+) -> np.ndarray:
     rows, cols = np.ogrid[:size, :size]
     disk = (rows - 32) ** 2 + (cols - 30) ** 2 <= 8**2
-    stack = np.full((len(PROFILE), size, size), background, np.float32)
-    for z, share in enumerate(PROFILE):
+    stack = np.full((len(profile), size, size), background, np.float32)
+    for z, share in enumerate(profile):
         stack[z][disk] = background + share * full
     return stack
 
@@ -57,7 +59,7 @@ def test_an_object_that_fades_out_ends_where_its_contrast_halves():
     kept, stops = _run(stack, start_index=5)
     assert kept == [3, 4, 6, 7, 8]  # the blurred light on 2 and 9 is past the object's ends
     assert sorted(s.index for s in stops) == [2, 9]
-    assert all("faded" in s.reason and "30%" in s.reason for s in stops)
+    assert all("faded" in s.reason and "(30 %" in s.reason for s in stops)
     # continuing past the stop keeps the forced slice and watches again from there
     steps = list(
         propagation_steps(
@@ -107,8 +109,8 @@ def test_objects_that_do_not_stand_out_are_not_watched():
     """A membrane-bounded cell is as bright as the slice's median: its contrast is noise."""
     stack = blurred_disk_stack()
     watch = FadeWatch(slice_source(stack[5]), stack[5] > 100)
-    assert watch.watching and watch.peak == 190.0
-    assert watch.faded(slice_source(stack[9]), stack[5] > 100) == pytest.approx(FADE_RATIO * 0.6)
+    assert watch.watching and max(watch.recent) == 190.0
+    assert watch.faded(slice_source(stack[9]), stack[5] > 100) == pytest.approx(0.3)
     assert watch.faded(slice_source(stack[6]), stack[5] > 100) is None
     tissue = np.full((64, 64), 100.0, np.float32)  # bright cytoplasm, dark membranes every 16 px
     tissue[::16] = tissue[:, ::16] = 20.0
@@ -133,3 +135,38 @@ def test_contrast_handles_channels_nan_and_empty_masks():
     assert np.isnan(object_contrast(slice_source(np.full((8, 8), np.nan)), mask[:8, :8])[0])
     stack = np.stack([image[..., 0], image[..., 1]])
     assert object_contrast(slice_source(stack, channel_axis=0, channel=1), mask)[0] == 30.0
+
+
+def _up(stack, start, **kwargs):
+    steps = list(
+        propagation_steps(
+            SureCopier(None),
+            lambda i: stack[i],
+            stack[start] > 12,
+            propagation_order(start, len(stack), "up", None),
+            **kwargs,
+        )
+    )
+    kept = [s.index for s in steps if isinstance(s, PropagatedSlice)]
+    stops = [s.index for s in steps if isinstance(s, PropagationStop)]
+    return kept, stops
+
+
+def test_the_start_slice_is_the_reference_and_slow_dimming_is_no_end():
+    stack = blurred_disk_stack(profile=[1.0, 0.55, 0.45, 0.45, 0.45])
+    assert _up(stack, 0, start_index=0) == ([1], [2])  # 0.45 of the start slice's contrast
+    assert _up(stack, 0) == (
+        [1, 2, 3, 4],
+        [],
+    )  # without it the first propagated slice (0.55) is the reference
+    assert _up(stack, 0, start_index=0, fading=False) == ([1, 2, 3, 4], [])
+    # 8 % dimmer every slice (depth, bleaching): never half of the last three slices
+    dimming = blurred_disk_stack(profile=[0.92**z for z in range(14)])
+    assert _up(dimming, 0, start_index=0) == (list(range(1, 14)), [])
+
+
+def test_continuing_past_a_fade_makes_the_kept_slice_the_reference():
+    """The user saw the dimmer object go on: after C, its dimmer slices are not cut again one by one."""
+    stack = blurred_disk_stack(profile=[1.0, 1.0, 0.4, 0.4, 0.4, 0.1])
+    assert _up(stack, 0, start_index=0) == ([1], [2])
+    assert _up(stack, 1, start_index=1, through=1) == ([2, 3, 4], [5])

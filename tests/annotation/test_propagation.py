@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -169,7 +171,7 @@ def test_an_unsure_network_ends_the_object_after_two_doubtful_slices(monkeypatch
     from napari_fcfi.annotation import fading
     from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, PropagationStop, propagation_steps
 
-    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # the confidence rule alone (fading: its own test)
+    monkeypatch.setattr(fading, "MIN_STANDOUT", math.inf)  # the confidence rule alone (fading: its own test)
 
     stack = moving_disk_stack(depth=14, first=2, last=9)
     stack[6] = 10  # one slice without contrast inside the object (a bad slice, not its end)
@@ -209,7 +211,7 @@ def test_the_stop_threshold_is_the_models_own_calibration(monkeypatch):
 
     from napari_fcfi.annotation import fading
 
-    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # the confidence rule alone
+    monkeypatch.setattr(fading, "MIN_STANDOUT", math.inf)  # the confidence rule alone
     from napari_fcfi.annotation.propagation import (
         MIN_CONFIDENCE,
         PropagationStop,

@@ -3,6 +3,7 @@ annotated slices (F), jump to the review slices (N), undo, commit; labels checke
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -34,7 +35,9 @@ def two_cells(depth=14):
 
 
 def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(fading, "FADE_RATIO", 0.0)  # slices 5-6 test the confidence rule (fading: below)
+    monkeypatch.setattr(
+        fading, "MIN_STANDOUT", math.inf
+    )  # slices 5-6 test the confidence rule (fading: below)
     stack = two_cells()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
@@ -205,9 +208,19 @@ def test_a_fading_object_stops_with_the_reason_and_continues_by_key(make_napari_
     )
     assert filled == list(range(2, 9))
     assert (
-        "stopped at slice 9 (the object faded (30% of its brightest slice's contrast))" in widget.status.value
+        "stopped at slice 9 (the object faded (30 % of its brightest recent slice's contrast))"
+        in widget.status.value
     )
     QTest.keyClick(canvas, Qt.Key_C)  # the user sees light there and wants it: slice 9 is kept
     qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
     assert (9,) in controller.state.objects.slices and controller.state.objects.slices[(9,)].mask.any()
     assert "stopped at slice 10" in widget.status.value
+    QTest.keyClick(canvas, Qt.Key_Space)  # commit; the click log replays it exactly (fcfi segment)
+    labels = np.array(controller.labels_layer.data)
+    assert sorted(z for z in range(12) if (labels[z] == 1).any()) == list(range(2, 10))
+    step = next(s for s in controller.click_log.records[0].steps if isinstance(s, PropagateStep))
+    assert step.fading
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)

@@ -8,7 +8,9 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
   ``"initial": "segment-all"`` in the metadata);
 * :class:`PropagateStep`: carrying the object from one slice through its neighbours along a stack
   axis (``"up"``, ``"down"`` or ``"both"``), replacing what earlier steps left beyond that slice
-  (``through``: slices kept past the stopping rules, when the user continued past a stop);
+  (``through``: slices kept past the stopping rules, when the user continued past a stop;
+  ``fading``: whether the fading rule of :mod:`.fading` stopped it, false for logs written before
+  that rule, so they replay as they were made);
 * :class:`FillStep`: filling the slices between two slices of the object from both of them.
 
 :func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
@@ -86,6 +88,7 @@ class PropagateStep:
     max_slices: int | None = None
     through: int = 0  # the first slices of each direction are kept whatever the stopping rules say
     threshold: float | None = None  # the propagation's probability threshold (None: the object's)
+    fading: bool = True  # the fading stop rule applied (logs written before it existed: False)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -302,6 +305,7 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
             }
             if step.through:
                 entry["through"] = step.through
+            entry["fading"] = step.fading
         step_threshold = getattr(step, "threshold", None)
         if step_threshold is not None:
             entry["threshold"] = float(step_threshold)
@@ -421,6 +425,7 @@ def _records_from_metadata(
                         step.get("max_slices"),
                         through=int(step.get("through", 0)),
                         threshold=threshold,
+                        fading=bool(step.get("fading", False)),
                     )
                 )
                 continue

@@ -112,6 +112,7 @@ def _object_masks(
                 channel=channel,
                 through=step.through,
                 start_index=step.slice_key[step.axis],
+                fading=step.fading,
             ):
                 key = stack_key(step.slice_key, step.axis, index)
                 masks[key] = propagated[key] = mask
