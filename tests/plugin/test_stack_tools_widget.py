@@ -224,3 +224,48 @@ def test_a_fading_object_stops_with_the_reason_and_continues_by_key(make_napari_
         None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
     )
     np.testing.assert_array_equal(replayed, labels)
+
+
+def test_a_cancelled_propagation_replays_to_exactly_the_slices_it_placed(make_napari_viewer, tmp_path):
+    """Cancel after three slices up (down never started): the click log limits the propagation to what
+    the user kept, so ``fcfi segment`` gives the same labels."""
+    from napari_fcfi.plugin.propagating import start_propagation
+
+    stack = np.full((14, SIZE, SIZE), 10, np.uint16)
+    for z in range(1, 13):
+        stack[z][disk((SIZE, SIZE), 24, 20 + z, 7)] = 200
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    notify = controller.on_change
+
+    def cancel_after_three(what="all"):
+        notify(what)
+        run = controller.propagation
+        if run is not None and run.done == 3:
+            run.cancel()  # the Cancel button
+
+    controller.on_change = cancel_after_three
+    run = start_propagation(controller, "both", threaded=False)
+    controller.on_change = notify
+    assert run is not None and run.cancelled and run.done == 3
+    assert "cancelled" in widget.status.value
+    assert controller.commit()
+    labels = np.array(controller.labels_layer.data)
+    assert sorted(z for z in range(14) if (labels[z] == 1).any()) == [6, 7, 8, 9]
+    steps = [s for s in controller.click_log.records[0].steps if isinstance(s, PropagateStep)]
+    assert [(s.direction, s.max_slices) for s in steps] == [("up", 3)]
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()

@@ -152,6 +152,19 @@ class ObjectsInProgress:
                 self.slices[key] = SliceObject(key)  # not reached (yet): an empty slice again
         return undo
 
+    def end_cancelled_propagation(self, group: int, reached: dict[str, int | None]) -> None:
+        """A propagation of ``group`` was cancelled: its step is replaced by one step per direction that
+        ran, limited to the slices it reached (``{"up"|"down": slices, or None when that direction ended
+        by itself}``), so that replaying the click log gives exactly what the user kept."""
+        steps = self.groups[group].steps
+        step = steps[-1]
+        assert isinstance(step, PropagateStep)
+        steps[-1:] = [
+            replace(step, direction=direction, max_slices=step.max_slices if count is None else count)
+            for direction, count in reached.items()
+            if count != 0
+        ]
+
     def begin_fill(
         self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None
     ) -> PropagationUndo:

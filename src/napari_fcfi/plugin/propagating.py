@@ -114,6 +114,10 @@ def start_propagation(
     def on_done(*_: Any) -> None:
         controller.propagation = None
         controller.stops = run.stops
+        if run.cancelled and not run.discarded:
+            state.objects.end_cancelled_propagation(
+                undo.group, reached_per_direction(start_key[axis], order, run)
+            )
         controller.review = ReviewList(
             state.image_id,
             [
@@ -135,6 +139,20 @@ def start_propagation(
         controller.on_change()
 
     return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def reached_per_direction(start: int, order: list[list[int]], run: PropagationRun) -> dict[str, int | None]:
+    """For each direction of ``order``: the slices a cancelled ``run`` placed there, or None where it
+    ended by itself (a stop, or the range's end)."""
+    reached: dict[str, int | None] = {}
+    for indices in order:
+        if not indices:
+            continue
+        name = "up" if indices[0] > start else "down"
+        placed = sum(1 for p in run.predicted if (p.index > start) == (name == "up"))
+        stopped = any(s.direction == name for s in run.stops)
+        reached[name] = None if stopped or placed == len(indices) else placed
+    return reached
 
 
 def stack_run_problem(
