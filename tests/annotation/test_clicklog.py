@@ -8,6 +8,7 @@ import pytest
 from napari_fcfi.annotation.clicklog import (
     ClickLog,
     ClicksStep,
+    FillStep,
     ObjectRecord,
     PropagateStep,
     read_log_metadata,
@@ -87,3 +88,15 @@ def test_hand_written_logs_and_errors(tmp_path):
         ClickLog.load(path)
     with pytest.raises(ValueError, match="direction"):
         PropagateStep((1,), 0, "sideways")
+
+
+def test_a_cancelled_fill_keeps_its_slices_through_the_file(tmp_path):
+    steps = [
+        ClicksStep((2,), (Click(5, 5, True),)),
+        ClicksStep((6,), (Click(5, 6, True),)),
+        FillStep((2,), (6,), 0, None, kept=(3, 4)),
+        FillStep((6,), (9,), 0, None),
+    ]
+    path = ClickLog([ObjectRecord(1, steps)]).save(tmp_path / "log")
+    back = ClickLog.load(path).records[0].steps
+    assert [s.kept for s in back if isinstance(s, FillStep)] == [(3, 4), None]

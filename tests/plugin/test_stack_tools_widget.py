@@ -269,3 +269,45 @@ def test_a_cancelled_propagation_replays_to_exactly_the_slices_it_placed(make_na
     )
     np.testing.assert_array_equal(replayed, labels)
     widget.close_controller()
+
+
+def test_a_cancelled_fill_replays_to_exactly_the_slices_it_placed(make_napari_viewer, tmp_path):
+    from napari_fcfi.plugin.stack_tools import start_fill
+
+    stack = two_cells()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    controller = widget.controller
+    for z in (2, 11):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 46, 44), True)
+    notify = controller.on_change
+
+    def cancel_after_two(what="all"):
+        notify(what)
+        run = controller.propagation
+        if run is not None and run.done == 2:
+            run.cancel()
+
+    controller.on_change = cancel_after_two
+    run = start_fill(controller, threaded=False)
+    controller.on_change = notify
+    assert run is not None and run.cancelled and run.done == 2
+    filled = sorted(p.index for p in run.predicted)
+    assert controller.commit()
+    labels = np.array(controller.labels_layer.data)
+    assert sorted(z for z in range(14) if (labels[z] == 1).any()) == sorted([2, 11, *filled])
+    fill = next(s for s in controller.click_log.records[0].steps if isinstance(s, FillStep))
+    assert fill.kept == tuple(filled)
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()

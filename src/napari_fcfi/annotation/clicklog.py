@@ -11,7 +11,8 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
   (``through``: slices kept past the stopping rules, when the user continued past a stop;
   ``fading``: whether the fading rule of :mod:`.fading` stopped it, false for logs written before
   that rule, so they replay as they were made);
-* :class:`FillStep`: filling the slices between two slices of the object from both of them.
+* :class:`FillStep`: filling the slices between two slices of the object from both of them
+  (``kept``: after a Cancel, the slices it had finished).
 
 :func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
 the labels. The napari widget writes the log; ``fcfi segment`` reads it.
@@ -104,6 +105,7 @@ class FillStep:
     other: SliceKey
     axis: int = 0
     threshold: float | None = None  # the fill's probability threshold (None: the object's)
+    kept: tuple[int, ...] | None = None  # a cancelled fill: the slice indices it placed (None: all)
 
 
 Step = Union[ClicksStep, PropagateStep, FillStep]  # noqa: UP007 - a runtime alias
@@ -295,6 +297,8 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
                 entry["initial"] = "segment-all"
         elif isinstance(step, FillStep):
             entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
+            if step.kept is not None:
+                entry["kept"] = list(step.kept)
         else:
             entry = {
                 "kind": "propagate",
@@ -430,8 +434,15 @@ def _records_from_metadata(
                 )
                 continue
             if step["kind"] == "fill":
+                kept = step.get("kept")
                 steps.append(
-                    FillStep(key, tuple(int(v) for v in step["to"]), int(step.get("axis", 0)), threshold)
+                    FillStep(
+                        key,
+                        tuple(int(v) for v in step["to"]),
+                        int(step.get("axis", 0)),
+                        threshold,
+                        kept=None if kept is None else tuple(int(v) for v in kept),
+                    )
                 )
                 continue
             initial = step.get("initial_mask")

@@ -165,6 +165,13 @@ class ObjectsInProgress:
             if count != 0
         ]
 
+    def end_cancelled_fill(self, group: int, placed: list[int]) -> None:
+        """A fill of ``group`` was cancelled: its step keeps only the slice indices it ``placed`` (a fill
+        yields a slice once final, so those are what the whole fill gives there)."""
+        steps = self.groups[group].steps
+        assert isinstance(steps[-1], FillStep)
+        steps[-1] = replace(steps[-1], kept=tuple(sorted(placed)))
+
     def begin_fill(
         self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None
     ) -> PropagationUndo:

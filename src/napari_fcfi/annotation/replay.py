@@ -137,6 +137,8 @@ def _object_masks(
                 channel_axis=slice_channel_axis,
                 channel=channel,
             ):
+                if step.kept is not None and filled.index not in step.kept:
+                    continue  # a cancelled fill: the slices it finished are the full fill's, the rest not there
                 key = stack_key(step.slice_key, step.axis, filled.index)
                 masks[key] = propagated[key] = filled.mask
     return masks

@@ -133,6 +133,8 @@ def start_fill(
     def on_done(*_: Any) -> None:
         controller.propagation = None
         controller.stops = []
+        if run.cancelled and not run.discarded:
+            state.objects.end_cancelled_fill(undo.group, [p.index for p in run.predicted])
         ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
         controller.review = ReviewList(
             state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
