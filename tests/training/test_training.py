@@ -226,7 +226,7 @@ def test_fcfi_loss_uses_all_outputs():
 
 
 # ------------------------------------------------------------------ trainer
-def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False):
+def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False, net=None):
     torch.manual_seed(seed)
     items = _toy_items()
     sampler = TrainingSampler(items, crop_size=48, seed=seed, input_size=64)
@@ -241,7 +241,7 @@ def _trainer(tmp_path, steps=12, seed=0, name="run", prefetch=False):
         checkpoint_minutes=1e9,
         prefetch=prefetch,
     )
-    return Trainer(ContractStandIn(), sampler, tmp_path / name, config, progress=False)
+    return Trainer(net or ContractStandIn(), sampler, tmp_path / name, config, progress=False)
 
 
 def test_loss_decreases_on_a_fixed_batch(tmp_path):
@@ -283,6 +283,25 @@ def test_a_new_schedule_peaks_at_the_configured_rate_after_resuming(tmp_path):
     peak = max(json.loads(line)["lr"] for line in (tmp_path / "lower" / "log.jsonl").read_text().splitlines())
     assert peak == pytest.approx(1e-3, rel=0.05)
     assert resumed.scheduler.base_lrs == [pytest.approx(1e-3)]
+
+
+class BackboneStandIn(ContractStandIn):
+    """The stand-in with its encoder as a backbone trained at a tenth of the rate (as RITM does)."""
+
+    backbone_lr_mult = 0.1
+
+    def backbone_parameters(self):
+        return self.encoder.parameters()
+
+
+def test_a_new_peak_keeps_the_backbone_at_its_share_of_the_rate(tmp_path):
+    first = _trainer(tmp_path, steps=8, name="peak", net=BackboneStandIn())
+    first.fit(until=2)
+    resumed = _trainer(tmp_path, steps=8, name="lower", net=BackboneStandIn())
+    resumed.config.lr = 1e-3
+    resumed.load(tmp_path / "peak" / "last.pt")
+    resumed.restart_schedule(20)
+    assert resumed.scheduler.base_lrs == [pytest.approx(1e-3), pytest.approx(1e-4)]
 
 
 def test_learning_rate_schedule_warms_up_and_decays():
