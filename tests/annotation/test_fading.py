@@ -39,13 +39,14 @@ def blurred_disk_stack(
     return stack
 
 
-def _run(stack, start=5, **kwargs):
+def _run(stack, start=5, direction="both", segmenter=None, **kwargs):
+    """(kept slice indices, sorted; the stops) of propagating the disk from slice ``start``."""
     steps = list(
         propagation_steps(
-            SureCopier(None),
+            segmenter or SureCopier(None),
             lambda i: stack[i],
             stack[start] != stack[start][0, 0],
-            propagation_order(start, len(stack), "both", None),
+            propagation_order(start, len(stack), direction, None),
             **kwargs,
         )
     )
@@ -61,18 +62,8 @@ def test_an_object_that_fades_out_ends_where_its_contrast_halves():
     assert sorted(s.index for s in stops) == [2, 9]
     assert all("faded" in s.reason and "(30 %" in s.reason for s in stops)
     # continuing past the stop keeps the forced slice and watches again from there
-    steps = list(
-        propagation_steps(
-            SureCopier(None),
-            lambda i: stack[i],
-            stack[8] > 20,
-            propagation_order(8, len(stack), "up", None),
-            through=1,
-            start_index=8,
-        )
-    )
-    assert [s.index for s in steps if isinstance(s, PropagatedSlice)] == [9]
-    assert isinstance(steps[-1], PropagationStop) and steps[-1].index == 10
+    kept, stops = _run(stack, 8, "up", through=1, start_index=8)
+    assert kept == [9] and [s.index for s in stops] == [10]
 
 
 class DimUnsureCopier(SureCopier):
@@ -86,17 +77,9 @@ def test_a_doubtful_slice_before_the_fade_is_kept():
     """Slices 3 and 8 (70 % contrast) are doubtful to the network; the fade on 2 and 9 ends the object
     there, not at the doubtful slice before it, which still had its contrast."""
     stack = blurred_disk_stack()
-    steps = list(
-        propagation_steps(
-            DimUnsureCopier(None),
-            lambda i: stack[i],
-            stack[5] > 100,
-            propagation_order(5, len(stack), "both", None),
-            start_index=5,
-        )
-    )
-    assert sorted(s.index for s in steps if isinstance(s, PropagatedSlice)) == [3, 4, 6, 7, 8]
-    assert sorted((s.index, s.span) for s in steps if isinstance(s, PropagationStop)) == [(2, 1), (9, 1)]
+    kept, stops = _run(stack, segmenter=DimUnsureCopier(None), start_index=5)
+    assert kept == [3, 4, 6, 7, 8]
+    assert sorted((s.index, s.span) for s in stops) == [(2, 1), (9, 1)]
 
 
 def test_dark_objects_fade_too():
@@ -138,18 +121,8 @@ def test_contrast_handles_channels_nan_and_empty_masks():
 
 
 def _up(stack, start, **kwargs):
-    steps = list(
-        propagation_steps(
-            SureCopier(None),
-            lambda i: stack[i],
-            stack[start] > 12,
-            propagation_order(start, len(stack), "up", None),
-            **kwargs,
-        )
-    )
-    kept = [s.index for s in steps if isinstance(s, PropagatedSlice)]
-    stops = [s.index for s in steps if isinstance(s, PropagationStop)]
-    return kept, stops
+    kept, stops = _run(stack, start, "up", **kwargs)
+    return kept, [s.index for s in stops]
 
 
 def test_the_start_slice_is_the_reference_and_slow_dimming_is_no_end():

@@ -22,6 +22,17 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 SIZE = 64
 
 
+def _widget(viewer, tmp_path):
+    """The dock widget on stand-ins: a network that copies its feedback unsure, work run at once."""
+    return FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=UnsureCopier,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+
+
 def two_cells(depth=14):
     """Cell A drifts right (1 px per slice) on slices 1..11; cell B sits still on every slice; slices 5 and
     6 have no contrast (the network copies its feedback there, unsure)."""
@@ -41,13 +52,7 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     stack = two_cells()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=UnsureCopier,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
+    widget = _widget(viewer, tmp_path)
     viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.propagate_panel
     canvas = canvas_widget(viewer)
@@ -138,13 +143,7 @@ def test_undo_while_a_fill_runs_stops_it_and_drops_the_slices_still_coming(make_
 
     viewer = make_napari_viewer()
     viewer.add_image(two_cells(), name="cells")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=UnsureCopier,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
+    widget = _widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 9):
         viewer.dims.set_current_step(0, z)
@@ -187,13 +186,7 @@ def test_a_fading_object_stops_with_the_reason_and_continues_by_key(make_napari_
     stack[9][disk((SIZE, SIZE), 24, 24, 8)] = 67
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=UnsureCopier,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
+    widget = _widget(viewer, tmp_path)
     viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.propagate_panel
     canvas = canvas_widget(viewer)
@@ -236,13 +229,7 @@ def test_a_cancelled_propagation_replays_to_exactly_the_slices_it_placed(make_na
         stack[z][disk((SIZE, SIZE), 24, 20 + z, 7)] = 200
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=UnsureCopier,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
+    widget = _widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -277,13 +264,7 @@ def test_a_cancelled_fill_replays_to_exactly_the_slices_it_placed(make_napari_vi
     stack = two_cells()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=UnsureCopier,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
+    widget = _widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
