@@ -7,7 +7,7 @@ import pytest
 
 from helpers.standins import BrightRegionSegmenter, DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, FillStep, ObjectRecord, PropagateStep
-from napari_fcfi.annotation.filling import REVIEW_AGREEMENT, fill_between, fill_slices
+from napari_fcfi.annotation.filling import REVIEW_AGREEMENT, fill_between, fill_slices, interpolate_masks
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import object_masks
 from napari_fcfi.annotation.review import CONFIDENT, PredictedSlice, review_scores, review_slices
@@ -38,11 +38,21 @@ def test_fill_takes_each_slice_from_the_nearer_end_and_checks_it_with_the_far_on
         np.testing.assert_array_equal(f.mask, stack[f.index] > 100)
         assert f.source == (2 if f.index - 2 <= 8 - f.index else 8)
         assert f.agreement == 1.0 and not f.review
-    # a network that copies its feedback: both chains carry their own end, which disagree in the middle
+    # a network that copies its feedback: both chains carry their own end, which disagree in the middle;
+    # each slice gets their fusion, moved along the way from a (centre col 18) to b (col 36)
     copied = {f.index: f for f in fill_slices(FeedbackCopier(None), lambda i: stack[i], 8, b, 2, a)}
-    np.testing.assert_array_equal(copied[3].mask, a)  # from slice 2 (nearer), the arguments' order aside
-    np.testing.assert_array_equal(copied[7].mask, b)
+    for z, f in copied.items():
+        cols = np.flatnonzero(f.mask.any(axis=0))
+        assert abs((cols[0] + cols[-1]) / 2 - (18 + 3 * (z - 2))) <= 1
+        assert abs(int(f.mask.sum()) - int(a.sum())) <= 0.1 * a.sum()  # the same disk, not an overlap
+        assert f.source == (2 if z <= 5 else 8)  # the nearer end, the arguments' order aside
     assert all(f.review and f.agreement < REVIEW_AGREEMENT for f in copied.values())
+    # without the fused pass (fills of older click logs), each slice keeps its nearer chain's mask
+    nearer = {
+        f.index: f for f in fill_slices(FeedbackCopier(None), lambda i: stack[i], 8, b, 2, a, fused=False)
+    }
+    np.testing.assert_array_equal(nearer[3].mask, a)
+    np.testing.assert_array_equal(nearer[7].mask, b)
     # Cancel: nothing unfinished is yielded
     assert (
         list(
@@ -51,6 +61,16 @@ def test_fill_takes_each_slice_from_the_nearer_end_and_checks_it_with_the_far_on
         == []
     )
     assert list(fill_slices(BrightRegionSegmenter(None), lambda i: stack[i], 2, a, 3, stack[3] > 100)) == []
+
+
+def test_interpolated_masks_move_and_change_size_between_the_ends():
+    small, large = disk((64, 64), 20, 15, 5), disk((64, 64), 40, 45, 11)
+    np.testing.assert_array_equal(interpolate_masks(small, large, 0.0), small)
+    np.testing.assert_array_equal(interpolate_masks(small, large, 1.0), large)
+    middle = interpolate_masks(small, large, 0.5)
+    rows, cols = np.nonzero(middle)
+    assert abs(rows.mean() - 30) <= 0.5 and abs(cols.mean() - 30) <= 0.5
+    assert small.sum() < middle.sum() < large.sum() and abs(np.sqrt(middle.sum() / np.pi) - 8) <= 0.6
 
 
 def test_fill_where_one_chain_loses_the_object_uses_the_other():

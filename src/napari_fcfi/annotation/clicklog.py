@@ -12,7 +12,8 @@ An :class:`ObjectRecord` holds a label id and the ordered steps of its annotatio
   ``fading``: whether the fading rule of :mod:`.fading` stopped it, false for logs written before
   that rule, so they replay as they were made);
 * :class:`FillStep`: filling the slices between two slices of the object from both of them
-  (``kept``: after a Cancel, the slices it had finished).
+  (``kept``: after a Cancel, the slices it had finished; ``fused``: whether each slice was predicted
+  from both chains' fused mask, false for logs written before that, so they replay as they were made).
 
 :func:`napari_fcfi.annotation.replay.replay_object` re-runs the steps, so a saved log reproduces
 the labels. The napari widget writes the log; ``fcfi segment`` reads it.
@@ -106,6 +107,7 @@ class FillStep:
     axis: int = 0
     threshold: float | None = None  # the fill's probability threshold (None: the object's)
     kept: tuple[int, ...] | None = None  # a cancelled fill: the slice indices it placed (None: all)
+    fused: bool = True  # each slice re-predicted from both chains' fused mask (logs before it: False)
 
 
 Step = Union[ClicksStep, PropagateStep, FillStep]  # noqa: UP007 - a runtime alias
@@ -299,6 +301,7 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
             entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
             if step.kept is not None:
                 entry["kept"] = list(step.kept)
+            entry["fused"] = step.fused
         else:
             entry = {
                 "kind": "propagate",
@@ -442,6 +445,7 @@ def _records_from_metadata(
                         int(step.get("axis", 0)),
                         threshold,
                         kept=None if kept is None else tuple(int(v) for v in kept),
+                        fused=bool(step.get("fused", False)),
                     )
                 )
                 continue

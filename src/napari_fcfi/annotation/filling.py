@@ -2,11 +2,14 @@
 
 The object is known on slices ``a`` and ``b``; every slice strictly between them is predicted by
 propagation (:func:`~.propagation.propagate_step`) from both ends: a chain from ``a`` towards ``b``
-and a chain from ``b`` towards ``a``. Each slice takes the mask of the chain from its **nearer**
-annotated slice (ties go to ``a``); the other chain's mask on that slice is the check: where the two
-overlap less than :data:`REVIEW_AGREEMENT` (IoU), the slice is marked for review. No stopping rule
-applies (the object is there on both ends); a chain whose mask vanishes ends, and the slices it
-would have given take the other chain's mask (marked for review).
+and a chain from ``b`` towards ``a``. On each slice the two chains' masks are then fused
+(:func:`interpolate_masks`: their signed distance maps, centred on the same point, weighted by the
+slice's position, so the nearer end counts more) and the network predicts the slice once more with the
+fused mask as its feedback: measured on membrane-bounded cells this lifts the share of filled slices
+that need no correction from 0.78 to 0.85 (80 slices; deformed DSB and mnfinder stacks: unchanged,
+``docs/evaluation.md``). Where the two chains overlap less than :data:`REVIEW_AGREEMENT` (IoU), the
+slice is marked for review. No stopping rule applies (the object is there on both ends); a chain whose
+mask vanishes ends, and the slices it would have given take the other chain's mask (marked for review).
 
 The two chains do not depend on each other, so their steps alternate (``a+1``, ``b-1``, ``a+2``,
 ...), and the middle slices, which need both chains, come first. :func:`fill_between` is the
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_fcfi.annotation.propagation import propagate_step, read_volume_slice
 
@@ -34,9 +38,9 @@ class FilledSlice:
 
     index: int
     mask: np.ndarray
-    source: int  # the annotated slice whose chain gave the mask
+    source: int  # the nearer annotated slice (the one whose chain counts more), or the only chain's
     confidence: float  # network confidence in ``mask`` (mean probability inside it)
-    agreement: float  # IoU with the other chain's mask on this slice (0 when that chain ended)
+    agreement: float  # IoU of the two chains' masks on this slice (0 when one chain ended)
 
     @property
     def review(self) -> bool:
@@ -60,6 +64,22 @@ def _iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
+def _signed_distance(mask: np.ndarray) -> np.ndarray:
+    return ndi.distance_transform_edt(mask) - ndi.distance_transform_edt(~mask)
+
+
+def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float) -> np.ndarray:
+    """The shape a fraction ``t`` of the way from ``mask_a`` (t = 0) to ``mask_b`` (t = 1): both signed
+    distance maps are shifted so their centroids meet at the interpolated centroid, then blended.
+    (Without the shift two masks that moved apart would blend into their overlap only.)"""
+    mask_a, mask_b = np.asarray(mask_a, bool), np.asarray(mask_b, bool)
+    centre_a, centre_b = np.array(ndi.center_of_mass(mask_a)), np.array(ndi.center_of_mass(mask_b))
+    centre = (1 - t) * centre_a + t * centre_b
+    blend = (1 - t) * ndi.shift(_signed_distance(mask_a), centre - centre_a, order=1, mode="nearest")
+    blend += t * ndi.shift(_signed_distance(mask_b), centre - centre_b, order=1, mode="nearest")
+    return blend > 0
+
+
 def fill_slices(
     segmenter: Any,
     read_slice: Callable[[int], Any],
@@ -71,11 +91,13 @@ def fill_slices(
     channel_axis: int | None = None,
     channel: Any = None,
     should_stop: Callable[[], bool] | None = None,
+    fused: bool = True,
 ) -> Iterator[FilledSlice]:
     """Yield a :class:`FilledSlice` for each slice strictly between ``index_a`` and ``index_b`` as soon
     as both chains have passed it (middle slices first). ``segmenter`` and ``read_slice`` as for
     :func:`~.propagation.propagation_steps`; ``should_stop()`` (Cancel) is asked before each step:
-    slices not finished then are not yielded."""
+    slices not finished then are not yielded. ``fused=False`` gives each slice its nearer chain's mask
+    without the fused pass (how fills were made before it: their click logs replay that way)."""
     a, b = int(index_a), int(index_b)
     if a > b:
         a, b, mask_a, mask_b = b, a, mask_b, mask_a
@@ -110,15 +132,27 @@ def fill_slices(
             if index in done or not (settled_a and settled_b):
                 continue
             done.add(index)
-            near, far = (a, b) if index - a <= b - index else (b, a)
-            chosen, other = chains[near].get(index), chains[far].get(index)
-            if chosen is None:
-                chosen, other, near = other, None, far
-            if chosen is None:
+            near = a if index - a <= b - index else b
+            from_a, from_b = chains[a].get(index), chains[b].get(index)
+            if from_a is None and from_b is None:
                 continue  # neither chain reached this slice: nothing to fill
-            yield FilledSlice(
-                index, chosen[0], near, chosen[1], _iou(chosen[0], other[0] if other is not None else None)
-            )
+            if from_a is None or from_b is None:
+                only = b if from_a is None else a
+                mask, confidence = chains[only][index]
+                yield FilledSlice(index, mask, only, confidence, 0.0)
+                continue
+            mask, confidence = chains[near][index]
+            if fused:
+                if should_stop is not None and should_stop():
+                    return
+                shape = interpolate_masks(from_a[0], from_b[0], (index - a) / (b - a))
+                if shape.any():
+                    fused_mask, fused_confidence = propagate_step(
+                        segmenter, read_slice(index), shape, channel_axis, channel
+                    )
+                    if fused_mask.any():  # else the network lost the fused shape: the nearer chain's mask
+                        mask, confidence = fused_mask, fused_confidence
+            yield FilledSlice(index, mask, near, confidence, _iou(from_a[0], from_b[0]))
 
 
 def fill_between(
@@ -177,4 +211,11 @@ def fill_between(
     )
 
 
-__all__ = ["REVIEW_AGREEMENT", "FillResult", "FilledSlice", "fill_between", "fill_slices"]
+__all__ = [
+    "REVIEW_AGREEMENT",
+    "FillResult",
+    "FilledSlice",
+    "fill_between",
+    "fill_slices",
+    "interpolate_masks",
+]

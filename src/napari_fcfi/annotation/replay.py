@@ -136,6 +136,7 @@ def _object_masks(
                 end_b,
                 channel_axis=slice_channel_axis,
                 channel=channel,
+                fused=step.fused,
             ):
                 if step.kept is not None and filled.index not in step.kept:
                     continue  # a cancelled fill: the slices it finished are the full fill's, the rest not there
