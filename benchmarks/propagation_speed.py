@@ -12,6 +12,9 @@ slice of everything but the network's forward pass (``time.thread_time``, which 
 inflates far less than wall time; the network's own main-thread share is taken out)::
 
     python benchmarks/propagation_speed.py --model default --threads 2 --runs 5
+
+``--fill`` times :func:`~napari_fcfi.annotation.filling.fill_between` instead: the object annotated
+(ground truth) on the first and the last slice, the slices between filled from both ends.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_fcfi.annotation.filling import fill_between
 from napari_fcfi.annotation.propagation import propagate
 from napari_fcfi.engine.network_runner import NetworkRunner
 from napari_fcfi.evaluation.metrics import iou
@@ -59,6 +63,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slices", type=int, default=20, help="slices to propagate through (20)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fill", action="store_true", help="time fill between the first and last slice")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
 
@@ -81,7 +86,10 @@ def main() -> int:
     for run in range(args.runs + 1):
         network_cpu[0] = 0.0
         t0, cpu0 = time.perf_counter(), time.thread_time()
-        reached = propagate(model, image, 0, start, direction="up", max_slices=args.slices)
+        if args.fill:
+            reached = fill_between(model, image, 0, start, args.slices, labels[args.slices] == label)
+        else:
+            reached = propagate(model, image, 0, start, direction="up", max_slices=args.slices)
         elapsed, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
         if run:  # run 0 is the warm-up
             times.append(elapsed)
@@ -89,6 +97,7 @@ def main() -> int:
     median = statistics.median(times)
     ious = [iou(mask, labels[z] == label) for z, mask in sorted(reached.items())]
     result = {
+        "mode": "fill between" if args.fill else "propagation",
         "model": args.model,
         "threads": args.threads,
         "slice_shape": [args.size, args.size],
@@ -108,7 +117,7 @@ def main() -> int:
         "torch": torch.__version__,
     }
     print(
-        f"propagation of one object ({result['object_area_start']} px) through {len(reached)}/{args.slices} "
+        f"{result['mode']} of one object ({result['object_area_start']} px) through {len(reached)}/{args.slices} "
         f"slices of {args.size}x{args.size}, model {args.model}, {args.threads} torch threads: "
         f"median {median:.2f} s over {args.runs} runs (min {min(times):.2f}, max {max(times):.2f}), "
         f"{result['ms_per_slice']:.0f} ms per slice ({result['outside_network_cpu_ms_per_slice']:.1f} ms main-thread "

@@ -71,13 +71,26 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
 def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float) -> np.ndarray:
     """The shape a fraction ``t`` of the way from ``mask_a`` (t = 0) to ``mask_b`` (t = 1): both signed
     distance maps are shifted so their centroids meet at the interpolated centroid, then blended.
-    (Without the shift two masks that moved apart would blend into their overlap only.)"""
+    (Without the shift two masks that moved apart would blend into their overlap only.) Computed on
+    the box that can hold the result (both masks' boxes grown by the centroids' distance), not the
+    whole slice: a 512² slice cost 50 ms, a nucleus's box costs about 1 ms."""
     mask_a, mask_b = np.asarray(mask_a, bool), np.asarray(mask_b, bool)
+    result = np.zeros(mask_a.shape, bool)
+    if not (mask_a.any() and mask_b.any()):
+        return result
     centre_a, centre_b = np.array(ndi.center_of_mass(mask_a)), np.array(ndi.center_of_mass(mask_b))
+    # The blend is positive only where a shifted mask is, and each moves by at most the centroids' distance.
+    reach = np.ceil(np.abs(centre_b - centre_a)).astype(int) + 2
+    boxes = [np.argwhere(mask_a), np.argwhere(mask_b)]
+    low = np.maximum(np.min([b.min(axis=0) for b in boxes], axis=0) - reach, 0)
+    high = np.minimum(np.max([b.max(axis=0) for b in boxes], axis=0) + reach + 1, mask_a.shape)
+    window = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
+    crop_a, crop_b = mask_a[window], mask_b[window]
     centre = (1 - t) * centre_a + t * centre_b
-    blend = (1 - t) * ndi.shift(_signed_distance(mask_a), centre - centre_a, order=1, mode="nearest")
-    blend += t * ndi.shift(_signed_distance(mask_b), centre - centre_b, order=1, mode="nearest")
-    return blend > 0
+    blend = (1 - t) * ndi.shift(_signed_distance(crop_a), centre - centre_a, order=1, mode="nearest")
+    blend += t * ndi.shift(_signed_distance(crop_b), centre - centre_b, order=1, mode="nearest")
+    result[window] = blend > 0
+    return result
 
 
 def fill_slices(
