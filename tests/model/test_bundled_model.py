@@ -87,15 +87,18 @@ def test_the_previous_default_stays_loadable_by_name(default_model):
     import torch
 
     from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, stop_confidence
-    from napari_fcfi.annotation.proposals import DEFAULT_MIN_SCORE, model_min_score
+    from napari_fcfi.annotation.proposals import model_min_score
 
-    previous = load_model("default-v1", device="cpu")
-    assert previous.fcfi_metadata["name"] == "fcfi-microscopy"
-    assert default_model.fcfi_metadata["name"] == "fcfi-microscopy-v2"
+    previous = load_model("default-v2", device="cpu")
+    assert previous.fcfi_metadata["name"] == "fcfi-microscopy-v2"
+    assert default_model.fcfi_metadata["name"] == "fcfi-microscopy-v3"
     assert previous.config == default_model.config
     weights = dict(previous.named_parameters())
     assert any(not torch.equal(p, weights[n]) for n, p in default_model.named_parameters())
-    # Each model carries its own calibration (v1 none: the defaults were chosen on it).
-    assert stop_confidence(previous) == MIN_CONFIDENCE and model_min_score(previous) == DEFAULT_MIN_SCORE
+    # Each model carries its own calibration.
+    assert 0.5 < stop_confidence(previous) < 0.9 and 0.3 < model_min_score(previous) < 0.9
+    assert {"propagation", "segment_all"} <= set(previous.fcfi_metadata) and stop_confidence(
+        previous
+    ) != MIN_CONFIDENCE
     assert 0.5 < stop_confidence(default_model) < 0.9 and "propagation" in default_model.fcfi_metadata
     assert 0.4 <= model_min_score(default_model) < 0.8

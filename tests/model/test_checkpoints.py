@@ -613,7 +613,7 @@ def test_fcfi_models_lists_cache_status(isolated_cache, capsys):
     listing = json.loads(capsys.readouterr().out)
     assert listing["cache_dir"] == str(isolated_cache)
     names = [model["name"] for model in listing["models"]]
-    assert names == ["default", "default-v1", "fcfi-hrnet18s-cocolvis", "fcfi-resnet101-sbd"]
+    assert names == ["default", "default-v2", "fcfi-hrnet18s-cocolvis", "fcfi-resnet101-sbd"]
     assert all(model["available"] for model in listing["models"][:2])  # bundled
     assert not any(model["available"] for model in listing["models"][2:])
     assert fcfi_main(["models"]) == 0
