@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_fcfi.annotation.filling import interpolate_masks
+from napari_fcfi.annotation.filling import interpolate_masks, signed_distance
 from napari_fcfi.annotation.propagation import propagate_step
 from napari_fcfi.evaluation import metrics, stack_data
 from napari_fcfi.evaluation.stacks import _robot, stack_objects, stack_session
@@ -34,16 +34,12 @@ from napari_fcfi.evaluation.stacks import _robot, stack_objects, stack_session
 VARIANTS = ("near", "near_net", "anchors_net", "chains_net", "mixed_net")
 
 
-def _signed(mask: np.ndarray) -> np.ndarray:
-    return ndi.distance_transform_edt(mask) - ndi.distance_transform_edt(~mask)
-
-
 def _mixed(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Both shapes' signed distances averaged, ``second`` moved onto ``first``'s centroid."""
     if not (first.any() and second.any()):
         return first if first.any() else second
     shift = np.array(ndi.center_of_mass(first)) - np.array(ndi.center_of_mass(second))
-    return (_signed(first) + ndi.shift(_signed(second), shift, order=1, mode="nearest")) > 0
+    return (signed_distance(first) + ndi.shift(signed_distance(second), shift, order=1, mode="nearest")) > 0
 
 
 def measure_object(session, stack, label: int) -> list[dict[str, float]]:

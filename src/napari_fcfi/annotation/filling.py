@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_fcfi.annotation.propagation import propagate_step, read_volume_slice
+from napari_fcfi.engine.windows import bbox_of_mask
 
 #: A filled slice whose two predictions (from either annotated end) overlap less than this IoU is
 #: marked for review.
@@ -64,7 +65,8 @@ def _iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
-def _signed_distance(mask: np.ndarray) -> np.ndarray:
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """Distance to the mask's edge, positive inside and negative outside."""
     return ndi.distance_transform_edt(mask) - ndi.distance_transform_edt(~mask)
 
 
@@ -73,7 +75,7 @@ def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float) -> np.nd
     distance maps are shifted so their centroids meet at the interpolated centroid, then blended.
     (Without the shift two masks that moved apart would blend into their overlap only.) Computed on
     the box that can hold the result (both masks' boxes grown by the centroids' distance), not the
-    whole slice: a 512² slice cost 50 ms, a nucleus's box costs about 1 ms."""
+    whole slice: a 512² slice cost 50 ms, a nucleus's box a few ms."""
     mask_a, mask_b = np.asarray(mask_a, bool), np.asarray(mask_b, bool)
     result = np.zeros(mask_a.shape, bool)
     if not (mask_a.any() and mask_b.any()):
@@ -81,14 +83,14 @@ def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float) -> np.nd
     centre_a, centre_b = np.array(ndi.center_of_mass(mask_a)), np.array(ndi.center_of_mass(mask_b))
     # The blend is positive only where a shifted mask is, and each moves by at most the centroids' distance.
     reach = np.ceil(np.abs(centre_b - centre_a)).astype(int) + 2
-    boxes = [np.argwhere(mask_a), np.argwhere(mask_b)]
-    low = np.maximum(np.min([b.min(axis=0) for b in boxes], axis=0) - reach, 0)
-    high = np.minimum(np.max([b.max(axis=0) for b in boxes], axis=0) + reach + 1, mask_a.shape)
+    box = bbox_of_mask(mask_a).union(bbox_of_mask(mask_b))
+    low = np.maximum(np.array([box.r0, box.c0]) - reach, 0)
+    high = np.minimum(np.array([box.r1, box.c1]) + reach + 1, mask_a.shape)
     window = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
     crop_a, crop_b = mask_a[window], mask_b[window]
     centre = (1 - t) * centre_a + t * centre_b
-    blend = (1 - t) * ndi.shift(_signed_distance(crop_a), centre - centre_a, order=1, mode="nearest")
-    blend += t * ndi.shift(_signed_distance(crop_b), centre - centre_b, order=1, mode="nearest")
+    blend = (1 - t) * ndi.shift(signed_distance(crop_a), centre - centre_a, order=1, mode="nearest")
+    blend += t * ndi.shift(signed_distance(crop_b), centre - centre_b, order=1, mode="nearest")
     result[window] = blend > 0
     return result
 
