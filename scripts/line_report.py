@@ -14,7 +14,7 @@ mnfinder-deformed stacks; then the paired comparison with the base model's resul
 
 ``calibrate`` measures where the model's confidence puts the propagation stopping rule
 (``scripts/measure_stop_features.py``, :func:`suggest_stop_confidence`) and segment-all's proposal
-score threshold (best F1@0.5 on training images, ``tune_min_score``) and writes both into the model
+mask cut and score threshold (best F1@0.5 on training images, ``tune_proposals``) and writes them into the model
 file's metadata (``propagation``, ``segment_all``); run it on a candidate before ``evaluate --stacks``, since
 the stacks use the stopping rule. ``ship`` writes the candidate as the bundled default (metadata: name,
 the line's step and hours) and keeps the previous default, bundled model v<N>, as
@@ -36,7 +36,7 @@ from measure_stop_features import CALIBRATION_FALSE_STOPS, suggest_stop_confiden
 
 from napari_fcfi.evaluation.compare import compare, format_comparison
 from napari_fcfi.evaluation.results import EvalResult
-from napari_fcfi.evaluation.segment_all_eval import evaluation_sets, tune_min_score
+from napari_fcfi.evaluation.segment_all_eval import evaluation_sets, tune_proposals
 from napari_fcfi.model import load_model, save_model
 from napari_fcfi.training.line import append_history, read_history, read_state
 
@@ -148,6 +148,15 @@ def _rewrite(model_path: Path, target: Path, **entries: object) -> None:
 
 def calibrate(args: argparse.Namespace) -> int:
     model = Path(args.model)
+    if args.segment_all_only:
+        net = load_model(str(model), device="cpu")
+        calibration = net.fcfi_metadata.get("propagation")
+        if not isinstance(calibration, dict):
+            raise SystemExit(
+                f"{model} has no propagation calibration to keep; run calibrate without --segment-all-only"
+            )
+        threshold = float(calibration["stop_confidence"])
+        return _calibrate_segment_all(model, calibration, threshold)
     out = Path(args.out or f"results/ship/stop_{model.stem}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -173,19 +182,24 @@ def calibrate(args: argparse.Namespace) -> int:
         "command": "python scripts/line_report.py calibrate --model <file>",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
+    return _calibrate_segment_all(model, calibration, threshold)
+
+
+def _calibrate_segment_all(model: Path, calibration: dict, threshold: float) -> int:
     net = load_model(str(model), device="cpu")
     train = evaluation_sets(DSB_FOLDER, MNFINDER_FOLDER, "train", SEGMENT_ALL_TUNE_IMAGES)
     images = [(image, gt) for pairs in train.values() for _, image, gt in pairs]
-    min_score, f1s = tune_min_score(net, images)
+    cut, min_score, f1s = tune_proposals(net, images)
     segment_all = {
         "min_score": min_score,
-        "train_f1": {f"{k:.2f}": round(v, 4) for k, v in f1s.items()},
+        "proposal_threshold": cut,
+        "train_f1": {f"{t:.2f}/{m:.2f}": round(v, 4) for (t, m), v in f1s.items()},
         "images": f"first {SEGMENT_ALL_TUNE_IMAGES} DSB fluorescence + mnfinder train images",
     }
     _rewrite(model, model, propagation=calibration, segment_all=segment_all)
     print(
-        f"{model}: propagation stop_confidence {threshold:.2f}, segment-all min_score {min_score:.2f} "
-        f"(train F1 {f1s[min_score]:.3f}) written into its metadata"
+        f"{model}: propagation stop_confidence {threshold:.2f}, segment-all proposal_threshold {cut:.2f} "
+        f"and min_score {min_score:.2f} (train F1 {f1s[(cut, min_score)]:.3f}) written into its metadata"
     )
     return 0
 
@@ -304,9 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     draw = commands.add_parser("curve", help="learning curve plot and table from the line's history")
     draw.add_argument("--line", default="training/line")
     draw.add_argument("--plot", default="docs/images/training_line.png")
-    cal = commands.add_parser("calibrate", help="write the model's propagation stop threshold into it")
+    cal = commands.add_parser(
+        "calibrate", help="write the model's stop threshold and segment-all cuts into it"
+    )
     cal.add_argument("--model", required=True, help="a copy of the line's weights (rewritten in place)")
     cal.add_argument("--out", default=None, help="features JSONL (default results/ship/stop_<stem>.jsonl)")
+    cal.add_argument(
+        "--segment-all-only",
+        action="store_true",
+        help="recalibrate segment-all only; keep the model's propagation calibration",
+    )
     put = commands.add_parser("ship", help="make a candidate the bundled default (keeps the old as v1)")
     put.add_argument("--model", required=True)
     put.add_argument("--name", default=None, help="metadata name (default: fcfi-microscopy-v<N+1>)")

@@ -248,3 +248,30 @@ def test_the_proposal_score_threshold_is_the_models_own():
     for broken in ({"segment_all": {"min_score": "high"}}, {"segment_all": 3}, None):
         net.fcfi_metadata = broken
         assert model_min_score(net) == DEFAULT_MIN_SCORE
+
+
+def test_the_proposal_mask_cut_is_the_models_own():
+    """A model's ``segment_all.proposal_threshold`` cuts its proposal masks (first and refining pass);
+    an explicit argument wins."""
+    from napari_fcfi.annotation.proposals import PROPOSAL_THRESHOLD, model_proposal_threshold
+
+    image, truth = disks_image()
+    net = BlobNet(radius=RADIUS, brightness_weight=4.0).eval()  # soft edges: the cut moves them
+    assert model_proposal_threshold(net) == PROPOSAL_THRESHOLD
+    found = segment_all(net, image, min_score=0.5, refine=False)
+    net.fcfi_metadata = {"segment_all": {"proposal_threshold": 0.9, "min_score": 0.5}}
+    assert model_proposal_threshold(net) == 0.9
+    tighter = segment_all(net, image, refine=False)
+    assert 0 < (tighter > 0).sum() < (found > 0).sum()  # a higher cut gives smaller masks
+    np.testing.assert_array_equal(
+        segment_all(net, image, proposal_threshold=PROPOSAL_THRESHOLD, min_score=0.5, refine=False), found
+    )
+    refined = segment_all(net, image, min_score=0.5, proposal_threshold=PROPOSAL_THRESHOLD)
+    refined_tighter = segment_all(net, image)
+    assert 0 < (refined_tighter > 0).sum() < (refined > 0).sum()
+    for broken in (
+        {"segment_all": {"proposal_threshold": True}},
+        {"segment_all": {"proposal_threshold": 1.5}},
+    ):
+        net.fcfi_metadata = broken
+        assert model_proposal_threshold(net) == PROPOSAL_THRESHOLD

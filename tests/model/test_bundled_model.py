@@ -87,7 +87,7 @@ def test_the_previous_default_stays_loadable_by_name(default_model):
     import torch
 
     from napari_fcfi.annotation.propagation import MIN_CONFIDENCE, stop_confidence
-    from napari_fcfi.annotation.proposals import model_min_score
+    from napari_fcfi.annotation.proposals import model_min_score, model_proposal_threshold
 
     previous = load_model("default-v2", device="cpu")
     assert previous.fcfi_metadata["name"] == "fcfi-microscopy-v2"
@@ -102,3 +102,4 @@ def test_the_previous_default_stays_loadable_by_name(default_model):
     ) != MIN_CONFIDENCE
     assert 0.5 < stop_confidence(default_model) < 0.9 and "propagation" in default_model.fcfi_metadata
     assert 0.4 <= model_min_score(default_model) < 0.8
+    assert 0.25 <= model_proposal_threshold(default_model) <= 0.4

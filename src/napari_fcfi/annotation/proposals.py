@@ -16,7 +16,8 @@ batched through the network) and turns the masks into one labels image:
   :data:`REFINE_ZOOM` times the first mask's box at :data:`REFINE_INPUT_SIZE` pixels; its mask replaces
   the first one, the score stays the first pass's. First 12 DSB fluorescence / 3 mnfinder training
   images, model v2: mean IoU of matches 0.849 -> 0.877 / 0.896 -> 0.917, F1@0.5 within 0.003, 1.5x
-  the time (the same window at 192 px: the same quality in 2x the time);
+  the time (the same window at 192 px: the same quality in 2x the time); both passes are cut at the
+  model's ``proposal_threshold`` (calibrated per model, :func:`model_proposal_threshold`);
 * every pixel belongs to at most one object: a proposal keeps only pixels no earlier object took,
   and is dropped as a duplicate when less than half of it is left, or when it is smaller than
   ``min_area_fraction`` of the expected object area or larger than ``max_area_factor`` times it
@@ -51,9 +52,12 @@ from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_vie
 #: own ``segment_all.min_score`` metadata (:func:`model_min_score`): best F1@0.5 over 0.5-0.8 on the first
 #: 12 DSB fluorescence and 12 mnfinder training images with bundled model v1 (proposal threshold 0.4).
 DEFAULT_MIN_SCORE = 0.6
-#: Proposal masks are the probability above this (the interactive threshold is 0.49): the first-click
-#: masks of nuclei stop short of their dim rims. Same training images: F1@0.5 0.893 / 0.890 (DSB /
-#: mnfinder) against 0.889 / 0.863 at 0.49 and 0.849 / 0.874 at 0.3 (each at its best min_score).
+#: Proposal masks are the probability above this (the interactive threshold is 0.49), for models
+#: without their own ``segment_all.proposal_threshold`` (:func:`model_proposal_threshold`): the
+#: first-click masks of nuclei stop short of their dim rims. Same training images, model v1: F1@0.5
+#: 0.893 / 0.890 (DSB / mnfinder) against 0.889 / 0.863 at 0.49 and 0.849 / 0.874 at 0.3 (each at its
+#: best min_score); model v3 is best at 0.3 (how far a network's probability reaches past the rim
+#: depends on the network, so ``scripts/line_report.py calibrate`` chooses it per model).
 PROPOSAL_THRESHOLD = 0.4
 #: Seeds are detected at this fraction of the object size: touching objects then still get one peak
 #: each (first 8 DSB fluorescence and mnfinder training images: 3-5 % more objects get a seed).
@@ -75,16 +79,27 @@ REFINE_INPUT_SIZE: int | None = 128
 ProgressCallback = Callable[[int, int], Any]
 
 
+def _calibrated(model: Any, key: str, default: float) -> float:
+    """``model``'s metadata ``segment_all.<key>`` when it is a number in [0, 1), else ``default``."""
+    metadata = getattr(model, "fcfi_metadata", None)
+    calibration = metadata.get("segment_all") if isinstance(metadata, dict) else None
+    value = calibration.get(key) if isinstance(calibration, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= float(value) < 1.0:
+        return float(value)
+    return default
+
+
 def model_min_score(model: Any) -> float:
     """The proposal score threshold for ``model``: its metadata's ``segment_all.min_score`` (written by
     ``scripts/line_report.py calibrate``: how sure a network is depends on the network), else
     :data:`DEFAULT_MIN_SCORE`."""
-    metadata = getattr(model, "fcfi_metadata", None)
-    calibration = metadata.get("segment_all") if isinstance(metadata, dict) else None
-    value = calibration.get("min_score") if isinstance(calibration, dict) else None
-    if isinstance(value, int | float) and 0.0 <= float(value) < 1.0:
-        return float(value)
-    return DEFAULT_MIN_SCORE
+    return _calibrated(model, "min_score", DEFAULT_MIN_SCORE)
+
+
+def model_proposal_threshold(model: Any) -> float:
+    """The probability cut of ``model``'s proposal masks: its metadata's ``segment_all.proposal_threshold``
+    (written by ``scripts/line_report.py calibrate``), else :data:`PROPOSAL_THRESHOLD`."""
+    return _calibrated(model, "proposal_threshold", PROPOSAL_THRESHOLD)
 
 
 class SegmentAllWarning(UserWarning):
@@ -165,7 +180,7 @@ def iter_segment_all(
     min_contrast: float = 0.03,
     window_factor: float = WINDOW_FACTOR,
     proposal_input_size: int | None = PROPOSAL_INPUT_SIZE,
-    proposal_threshold: float = PROPOSAL_THRESHOLD,
+    proposal_threshold: float | None = None,
     refine: bool = True,
     refine_zoom: float | None = REFINE_ZOOM,
     refine_input_size: int | None = REFINE_INPUT_SIZE,
@@ -176,7 +191,8 @@ def iter_segment_all(
     Stopping the generator early (a Cancel button) costs at most one chunk. ``chunk_size`` seeds are
     run per chunk, ``batch_size`` network windows per forward pass. Proposal windows are
     ``window_factor`` times the object size, run at ``proposal_input_size`` pixels (None: the engine's
-    ``input_size``) and cut at ``proposal_threshold``; with ``refine`` every proposal that passes
+    ``input_size``) and cut at ``proposal_threshold`` (None: the model's own,
+    :func:`model_proposal_threshold`); with ``refine`` every proposal that passes
     ``min_score`` gets a second pass with the first mask as feedback
     (:meth:`~napari_fcfi.engine.InteractiveSegmenter.refine_predictions` with ``refine_zoom`` and
     ``refine_input_size``; None: the first window, the engine's size); engine settings given explicitly
@@ -237,7 +253,9 @@ def iter_segment_all(
     proposal_settings: dict[str, Any] = {
         "focus_size": max(MIN_PROPOSAL_WINDOW, round(window_factor * object_size)),
         "first_click_zoom": None,
-        "threshold": float(proposal_threshold),
+        "threshold": float(
+            model_proposal_threshold(model) if proposal_threshold is None else proposal_threshold
+        ),
     }
     if proposal_input_size is not None:
         proposal_settings["input_size"] = int(proposal_input_size)
