@@ -192,6 +192,16 @@ def test_object_size_and_seeds_on_disks():
     assert sorted(tiled) == sorted(seeds)
 
 
+def test_object_size_inside_a_dim_body_is_its_nuclei(dsb_dir):
+    """A DSB embryo (its dim body above Otsu, ~200 nuclei of ~18 px on its rim): the size is the
+    nuclei's, not the body's (one component holding nearly all of the foreground; was 593 px)."""
+    from napari_fcfi.engine.io import read_image
+
+    (path,) = dsb_dir.glob("f29fd9c52e04403c*_image.*")
+    size = estimate_object_size(ImageSource(np.asarray(read_image(path, lazy=False))))
+    assert size is not None and 9 < size < 30
+
+
 def test_matching_is_one_to_one_and_f1_counts_misses_and_false_objects():
     gt = np.zeros((20, 20), np.int32)
     gt[2:8, 2:8] = 1

@@ -83,7 +83,9 @@ def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float) -> np.nd
     centre_a, centre_b = np.array(ndi.center_of_mass(mask_a)), np.array(ndi.center_of_mass(mask_b))
     # The blend is positive only where a shifted mask is, and each moves by at most the centroids' distance.
     reach = np.ceil(np.abs(centre_b - centre_a)).astype(int) + 2
-    box = bbox_of_mask(mask_a).union(bbox_of_mask(mask_b))
+    box_a, box_b = bbox_of_mask(mask_a), bbox_of_mask(mask_b)
+    assert box_a is not None and box_b is not None  # both masks are non-empty (above)
+    box = box_a.union(box_b)
     low = np.maximum(np.array([box.r0, box.c0]) - reach, 0)
     high = np.minimum(np.array([box.r1, box.c1]) + reach + 1, mask_a.shape)
     window = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))

@@ -2,7 +2,9 @@
 
 * :func:`estimate_object_size`: the median equivalent diameter of the Otsu foreground's components
   on a (strided, at most ``max_pixels``) view of the image, leaving out specks below a tenth of the
-  area-weighted median component (textured or noisy images break into many of them).
+  area-weighted median component (textured or noisy images break into many of them); when one
+  component holds most of the foreground (a tissue or an embryo's dim body with the nuclei inside),
+  Otsu again within the foreground.
 * :func:`detect_seeds`: scale-space peaks: the scale-normalised negative Laplacian of Gaussian at
   three scales around the expected object size (``sigma = size / (2 sqrt 2)``), maximum over
   scales, local maxima at least ``size / 2`` apart and above a noise floor. Dark objects on a bright
@@ -28,6 +30,14 @@ from napari_fcfi.engine.windows import Box, subsample_step
 MIN_OBJECT_SIZE = 4.0
 #: Tile side for seed detection on large images (plus a margin of 2 object sizes).
 SEED_TILE = 2048
+#: The size estimate looks inside the foreground (Otsu again, up to :data:`CLUMP_ROUNDS` times) while
+#: its largest component holds more than this share of it and is this many times the median component.
+#: On the 418 DSB fluorescence training images: estimates off by more than 1.5x 16 -> 10, segment-all
+#: F1@0.5 of the 8 images it changes from 0.01 on average to 0.68 (none worse); on the 30 mnfinder
+#: training images it never applies.
+CLUMP_SHARE = 0.5
+CLUMP_RATIO = 50.0
+CLUMP_ROUNDS = 3
 
 
 def gray_view(source: ImageSource, box: Box, step: int = 1) -> np.ndarray:
@@ -60,13 +70,19 @@ def estimate_object_size(source: ImageSource, max_pixels: int = 1_000_000) -> fl
     threshold = _otsu(view)
     if not np.isfinite(threshold):
         return None
-    labels, count = ndi.label(view > threshold)
-    if count == 0:
-        return None
-    areas = np.bincount(labels.ravel())[1:]
-    areas = np.sort(areas[areas >= 4])  # specks of 1-3 pixels are noise, not objects
+    areas = _component_areas(view > threshold)
     if areas.size == 0:
         return None
+    for _ in range(CLUMP_ROUNDS):
+        if not (areas[-1] > CLUMP_SHARE * areas.sum() and areas[-1] > CLUMP_RATIO * float(np.median(areas))):
+            break
+        # One component holds most of the foreground: a tissue or an embryo whose dim body is above
+        # Otsu, with its nuclei inside. Otsu again within the foreground finds the brighter nuclei.
+        threshold = _otsu(view[view > threshold])
+        inner_areas = _component_areas(view > threshold) if np.isfinite(threshold) else areas[:0]
+        if inner_areas.size < 3:
+            break
+        areas = inner_areas
     # Components smaller than a tenth of the area-weighted median are specks, not objects: off by more
     # than 1.5x on 2.5 % (was 6.2 %) of the first 80 DSB fluorescence and 0 % (was 3.3 %) of the 30
     # mnfinder training images.
@@ -75,6 +91,15 @@ def estimate_object_size(source: ImageSource, max_pixels: int = 1_000_000) -> fl
     areas = areas[areas >= 0.1 * weighted_median]
     diameter = 2.0 * math.sqrt(float(np.median(areas)) / math.pi) * step
     return max(MIN_OBJECT_SIZE, diameter)
+
+
+def _component_areas(mask: np.ndarray) -> np.ndarray:
+    """Sorted pixel counts of ``mask``'s connected components, leaving out specks of 1-3 pixels (noise)."""
+    labels, count = ndi.label(mask)
+    if count == 0:
+        return np.zeros(0, np.int64)
+    areas = np.bincount(labels.ravel())[1:]
+    return np.sort(areas[areas >= 4])
 
 
 def _blob_response(gray: np.ndarray, size: float) -> np.ndarray:
