@@ -146,6 +146,27 @@ def test_line_errors_are_clear(tmp_path, start_model, capsys):
         LineRecipe().with_overrides(["no_such_entry=1"])
 
 
+def test_train_data_weight_weighs_the_train_data_sources():
+    from napari_fcfi.training.data import make_labeled_image
+    from napari_fcfi.training.line import line_sampler
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:20, 10:20] = 1
+    image = np.where(labels > 0, 200, 20).astype(np.uint8)
+    split, whole = make_labeled_image(image, labels, name="a"), make_labeled_image(image, labels, name="b")
+    split.group, whole.group = "dsb2018_train", "mnfinder_nuclei/train"
+    recipe, changed = LineRecipe(
+        data=["../data/dsb2018_train"], train_data=["../data/mnfinder_nuclei/train"], synthetic_fraction=0.0
+    ).with_overrides(["train_data_weight=2"])
+    assert changed == {"train_data_weight": 2}
+    sampler = line_sampler(recipe, [split] * 9 + [whole] * 9, seed=0)
+    assert sampler.modality_weights.tolist() == pytest.approx([1 / 3, 2 / 3])
+    plain = line_sampler(
+        LineRecipe(train_data=recipe.train_data, synthetic_fraction=0.0), [split, whole], seed=0
+    )
+    assert plain.modality_weights.tolist() == pytest.approx([0.5, 0.5])
+
+
 def test_commit_line_commits_only_the_line_folder(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     (repo / "training" / "line").mkdir(parents=True)

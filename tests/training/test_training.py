@@ -455,6 +455,22 @@ def test_modalities_are_recognised_and_balanced_sampling_favours_rare_ones():
     assert 0.12 < counts[False] < 0.28
     assert 0.26 < counts[True] < 0.42  # sqrt weights: 2 / (4 + 2) = 1/3
 
+    # A source weight multiplies its groups' weights (both sources hold one group of 16 images).
+    other = make_labeled_image(fluorescence, labels, name="o")
+    other.group = "second"
+    sampler = TrainingSampler(
+        [items["f"]] * 16 + [other] * 16,
+        synthetic_fraction=0.0,
+        crop_size=32,
+        seed=0,
+        balance_modalities=True,
+        source_weights={"second": 3.0},
+    )
+    drawn = Counter(sampler.sample(step, 0).source for step in range(300))
+    assert 0.66 < drawn["real:o"] / 300 < 0.84  # 3 / (1 + 3) = 3/4
+    with pytest.raises(ValueError, match="source weights"):
+        TrainingSampler([other], balance_modalities=True, source_weights={"second": 0.0})
+
 
 def test_resuming_with_a_larger_time_budget_continues_training(tmp_path):
     """A run resumed with a larger budget fits a new horizon at once (it used to stop at the old one)."""

@@ -18,7 +18,7 @@ the batches the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +72,20 @@ def make_labeled_image(
     return LabeledImage(np.asarray(image), labels, np.array(ids, np.int32), boxes, name)
 
 
+def source_group(folder: str | Path) -> str:
+    """The data source name of ``folder``'s images: the folder's name, with its parent's when the
+    folder is a split such as ``train``/``val`` (``mnfinder_nuclei/train``)."""
+    folder = Path(folder)
+    return f"{folder.parent.name}/{folder.name}" if folder.name in ("train", "val", "test") else folder.name
+
+
 def load_instance_folder(folder: str | Path, ids: Sequence[str] | None = None) -> list[LabeledImage]:
     """Read the image/labels pairs of ``folder`` (all, or those in ``ids``) into memory.
 
-    Each image's ``group`` is the data source: the folder's name, with its parent's when the folder
-    is a split such as ``train``/``val`` (``mnfinder_nuclei/train``).
+    Each image's ``group`` is the data source, :func:`source_group`.
     """
     folder = Path(folder)
-    group = f"{folder.parent.name}/{folder.name}" if folder.name in ("train", "val", "test") else folder.name
+    group = source_group(folder)
     pairs = {sample_id: (image, labels) for sample_id, image, labels in instance_folder_pairs(folder)}
     if not pairs:
         raise ValueError(f"no '<id>_image.*' + '<id>_labels.*' pairs in {folder}")
@@ -184,6 +190,7 @@ class TrainingSampler:
     fluorescence, 77 stained tissue, 12 brightfield images) that moves the shares from 82/15/2 % to
     62/27/11 %: the rare modalities are seen far more often without drawing the dozen brightfield
     images a third of the time; a second source of 30 large images (mnfinder) gets about 14 %.
+    ``source_weights`` multiplies the weight of a source's groups (``{"mnfinder_nuclei/train": 2.0}``).
     """
 
     def __init__(
@@ -199,6 +206,7 @@ class TrainingSampler:
         balance_modalities: bool = False,
         small_object_weight: float = 1.0,
         small_object_area: int = 150,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         if not real and not synthetic:
             raise ValueError("TrainingSampler needs at least one real or synthetic image")
@@ -226,7 +234,12 @@ class TrainingSampler:
                 groups.setdefault((item.group, image_modality(item)), []).append(index)
         self.group_names = sorted(groups, key=lambda key: (key[0], MODALITIES.index(key[1])))
         self.modality_groups = [groups[key] for key in self.group_names]
-        weights = np.sqrt([len(group) for group in self.modality_groups])
+        source_weights = dict(source_weights or {})
+        if any(not weight > 0 for weight in source_weights.values()):
+            raise ValueError(f"source weights must be > 0, got {source_weights}")
+        weights = np.sqrt([len(group) for group in self.modality_groups]) * np.array(
+            [source_weights.get(source, 1.0) for source, _ in self.group_names]
+        )
         self.modality_weights = weights / weights.sum() if len(weights) else weights
         # Objects under ``small_object_area`` pixels (the ones that cost the most clicks) are drawn
         # ``small_object_weight`` times as often as the others of their image.

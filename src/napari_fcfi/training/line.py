@@ -55,6 +55,7 @@ class LineRecipe:
     balance_modalities: bool = True
     small_object_weight: float = 2.0
     small_object_area: int = 150
+    train_data_weight: float = 1.0  # multiplies the draw weight of the train_data sources' images
     neighbour_feedback: float = 0.1
     batch_size: int = 8
     crop_size: int = 160
@@ -320,7 +321,7 @@ class LineSession:
 def line_sampler(recipe: LineRecipe, real: Any, seed: int) -> Any:
     """The line's training sampler: ``real`` images (``load_sources(...).real``) plus the recipe's
     procedural pool, cropped and weighted as the recipe says, drawing from ``seed``."""
-    from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool
+    from napari_fcfi.training.data import TrainingSampler, make_synthetic_pool, source_group
 
     synthetic = (
         make_synthetic_pool(recipe.synthetic_images, seed=seed) if recipe.synthetic_fraction > 0 else []
@@ -335,6 +336,7 @@ def line_sampler(recipe: LineRecipe, real: Any, seed: int) -> Any:
         balance_modalities=recipe.balance_modalities,
         small_object_weight=recipe.small_object_weight,
         small_object_area=recipe.small_object_area,
+        source_weights={source_group(folder): recipe.train_data_weight for folder in recipe.train_data},
     )
 
 
