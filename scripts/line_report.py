@@ -9,7 +9,9 @@
 validation split (200 objects) and mnfinder ``val/`` (94 objects), 20 clicks, stop at IoU 0.9, one
 thread; with ``--stacks`` the uncorrected one-step propagation IoU at distance 1 on the dsb-deformed and
 mnfinder-deformed stacks; then the paired comparison with the base model's results
-(:mod:`napari_fcfi.evaluation.compare`, results of the base are computed once into ``--base``).
+(:mod:`napari_fcfi.evaluation.compare`, results of the base are computed once into ``--base``), and
+both models' segment-all F1 on the tuning images as ``calibrate`` stored it (proposals are part of what
+a ship changes).
 ``--record`` appends the numbers to the line's ``history.jsonl`` (one point of the learning curve).
 
 ``calibrate`` measures where the model's confidence puts the propagation stopping rule
@@ -85,6 +87,19 @@ def _one_step_iou(model: str, out: Path) -> dict[str, float]:
     return {name: entry["iou_by_distance"].get("1") for name, entry in results.items()}
 
 
+def _segment_all_f1(model: str) -> float | None:
+    """The segment-all F1 that ``calibrate`` measured at the model's chosen cuts (None: not calibrated)."""
+    calibration = load_model(model, device="cpu").fcfi_metadata.get("segment_all")
+    if not isinstance(calibration, dict) or not isinstance(calibration.get("train_f1"), dict):
+        return None
+    cut = float(calibration.get("proposal_threshold", 0.4))
+    key = f"{cut:.2f}/{float(calibration['min_score']):.2f}"
+    value = calibration["train_f1"].get(
+        key, calibration["train_f1"].get(f"{float(calibration['min_score']):.2f}")
+    )
+    return None if value is None else float(value)
+
+
 def _numbers(result: EvalResult) -> dict[str, float]:
     summary = result.summary
     return {
@@ -126,6 +141,14 @@ def evaluate(args: argparse.Namespace) -> int:
             "base:",
             record["base_one_step_iou_d1"],
         )
+    record["segment_all_train_f1"] = _segment_all_f1(args.model)
+    record["base_segment_all_train_f1"] = _segment_all_f1(args.base_model)
+    print(
+        "segment-all F1@0.5 on the tuning images (calibrate):",
+        record["segment_all_train_f1"],
+        "base:",
+        record["base_segment_all_train_f1"],
+    )
     (out / "report.json").write_text(json.dumps(record, indent=1))
     if args.record:
         state = read_state(args.line)
