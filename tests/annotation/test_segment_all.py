@@ -17,6 +17,7 @@ from napari_fcfi.engine.session import refined_or_first
 from napari_fcfi.engine.windows import Box, Patch
 from napari_fcfi.evaluation.segment_all_eval import (
     ClassicalVariant,
+    choose_proposal_cuts,
     classical_instances,
     detection_scores,
     match_instances,
@@ -285,3 +286,11 @@ def test_the_proposal_mask_cut_is_the_models_own():
     ):
         net.fcfi_metadata = broken
         assert model_proposal_threshold(net) == PROPOSAL_THRESHOLD
+
+
+def test_proposal_cuts_prefer_the_higher_cut_within_noise_of_the_best_f1():
+    means = {(0.25, 0.45): 0.889, (0.3, 0.5): 0.888, (0.3, 0.45): 0.881, (0.4, 0.6): 0.864}
+    assert choose_proposal_cuts(means) == (0.3, 0.5)  # 0.001 below the best: a tie, the higher cut
+    means[(0.25, 0.45)] = 0.90
+    assert choose_proposal_cuts(means) == (0.25, 0.45)  # 0.012 above: the best F1 wins
+    assert choose_proposal_cuts({(0.3, 0.5): 0.88, (0.3, 0.45): 0.88}) == (0.3, 0.45)  # then the lower score
