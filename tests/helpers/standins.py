@@ -269,3 +269,10 @@ class UnsureCopier(BrightRegionSegmenter):
         if self.initial is None:
             return region
         return self.initial.astype(np.float32) * 0.6
+
+
+def toy_training_items(count: int = 4, seed: int = 0):
+    """A few small procedural training images (``training.data.make_synthetic_pool``)."""
+    from napari_fcfi.training.data import make_synthetic_pool
+
+    return make_synthetic_pool(count, seed=seed, shape=(96, 96))

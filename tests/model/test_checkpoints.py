@@ -16,12 +16,20 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.official_files import (
+    DEEPLAB_CLASS,
+    HRNET_CLASS,
+    IMAGENET,
+    assert_same_weights,
+    official_hrnet_params,
+    perturbed,
+    record,
+    write_official,
+)
 from helpers.paths import SHARED_DOCS
 from napari_fcfi.cli import main as fcfi_main
-from napari_fcfi.model import device as device_module
-from napari_fcfi.model import official, registry
-from napari_fcfi.model.architectures import build_network
-from napari_fcfi.model.device import DeviceError, resolve_device, resolve_dtype
+from napari_fcfi.model import official
+from napari_fcfi.model.device import DeviceError
 from napari_fcfi.model.errors import (
     CheckpointError,
     StateDictMismatchError,
@@ -29,97 +37,9 @@ from napari_fcfi.model.errors import (
     UnsupportedCheckpointError,
 )
 from napari_fcfi.model.loading import load_model
-from napari_fcfi.model.registry import ModelDownloadError, ModelEntry
 from napari_fcfi.model.safetensors_format import read_metadata, save_model
 
-HRNET_CLASS = "isegm.model.is_hrnet_model.HRNetModel"
-DEEPLAB_CLASS = "isegm.model.is_deeplab_model.DeeplabModel"
-IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 FACT_SHEETS = SHARED_DOCS / "official_checkpoints"
-
-TINY_HRNET = dict(width=4, ocr_width=4, small=True, mid_ch=4)
-
-
-def _record(value, specified=True, kind="builtin"):
-    return {"type": kind, "value": value, "specified": specified}
-
-
-def official_hrnet_params(**overrides) -> dict:
-    """HRNetModel params as the official trainer records them (explicit args, then defaults)."""
-    values = dict(
-        width=4,
-        ocr_width=4,
-        mid_ch=4,
-        with_aux_output=True,
-        use_leaky_relu=True,
-        update_num=1,
-        expansion_ratio=0.3,
-        use_rgb_conv=False,
-        use_disks=True,
-        norm_radius=5,
-        with_prev_mask=True,
-    )
-    defaults = dict(
-        small=True,
-        num_classes=1,
-        backbone_lr_mult=0.1,
-        cpu_dist_maps=False,
-        clicks_groups=None,
-        binary_prev_mask=False,
-        conv_extend=False,
-        norm_mean_std=(list(IMAGENET[0]), list(IMAGENET[1])),
-    )
-    params = {name: _record(value) for name, value in values.items()}
-    params.update({name: _record(value, specified=False) for name, value in defaults.items()})
-    params["norm_layer"] = _record("torch.nn.modules.batchnorm.BatchNorm2d", False, "class")
-    for name, value in overrides.items():
-        if value is _DROP:
-            params.pop(name)
-        else:
-            params[name] = value if isinstance(value, dict) and "type" in value else _record(value)
-    return params
-
-
-_DROP = object()
-
-
-def _perturbed(net: torch.nn.Module) -> torch.nn.Module:
-    """Give BatchNorm statistics non-default values so that a lost buffer would show."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, buffer in net.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.1)
-            elif name.endswith("running_var"):
-                buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
-            elif name.endswith("num_batches_tracked"):
-                buffer.fill_(7)
-    return net.eval()
-
-
-@pytest.fixture(scope="module")
-def tiny_hrnet():
-    from napari_fcfi.model.networks import FCFIHRNet
-
-    torch.manual_seed(0)
-    return _perturbed(FCFIHRNet(**TINY_HRNET))
-
-
-def write_official(path: Path, state_dict, params=None, cls=HRNET_CLASS) -> Path:
-    torch.save({"state_dict": dict(state_dict), "config": {"class": cls, "params": params}}, path)
-    return path
-
-
-@pytest.fixture
-def official_file(tmp_path, tiny_hrnet) -> Path:
-    return write_official(tmp_path / "official.pth", tiny_hrnet.state_dict(), official_hrnet_params())
-
-
-def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for key in sa:
-        assert torch.equal(sa[key].cpu(), sb[key].cpu()), key
 
 
 def _forward(net: torch.nn.Module) -> dict:
@@ -143,7 +63,7 @@ def test_official_checkpoint_loads_strictly_and_matches(official_file, tiny_hrne
     assert all(not parameter.requires_grad for parameter in net.parameters())
     assert net.config == tiny_hrnet.config
     assert net.fcfi_metadata["official_class"] == HRNET_CLASS
-    _assert_same_weights(net, tiny_hrnet)
+    assert_same_weights(net, tiny_hrnet)
     expected, got = _forward(tiny_hrnet), _forward(net)
     assert torch.equal(expected["instances"], got["instances"])
     # the CPU default stores weights channels_last (faster); same result up to float rounding
@@ -165,7 +85,7 @@ def test_fcfi_convert_round_trip(official_file, tiny_hrnet, tmp_path, capsys):
     assert metadata["config"] == tiny_hrnet.config
     assert metadata["name"] == "tiny-official"
     assert metadata["converted_from"] == {"file": "official.pth", "class": HRNET_CLASS}
-    _assert_same_weights(load_model(output, device="cpu"), tiny_hrnet)
+    assert_same_weights(load_model(output, device="cpu"), tiny_hrnet)
 
     # An existing output is kept unless --force is given.
     before = output.read_bytes()
@@ -191,9 +111,9 @@ def test_official_deeplab_round_trip(tmp_path):
     from napari_fcfi.model.deeplab import FCFIDeepLab
 
     torch.manual_seed(0)
-    net = _perturbed(FCFIDeepLab(backbone="resnet18", deeplab_ch=8, mid_ch=4, base_width=8))
+    net = perturbed(FCFIDeepLab(backbone="resnet18", deeplab_ch=8, mid_ch=4, base_width=8))
     params = {
-        name: _record(value)
+        name: record(value)
         for name, value in dict(
             backbone="resnet18",
             deeplab_ch=8,
@@ -217,12 +137,12 @@ def test_official_deeplab_round_trip(tmp_path):
             base_width=8,  # a napari-fcfi extension our constructor takes: passed on, not refused
         ).items()
     }
-    params["norm_layer"] = _record("torch.nn.modules.batchnorm.BatchNorm2d", False, "class")
+    params["norm_layer"] = record("torch.nn.modules.batchnorm.BatchNorm2d", False, "class")
     path = write_official(tmp_path / "r.pth", net.state_dict(), params, DEEPLAB_CLASS)
     loaded = load_model(path, device="cpu")
     assert type(loaded).__name__ == "FCFIDeepLab"
     assert loaded.config == net.config
-    _assert_same_weights(loaded, net)
+    assert_same_weights(loaded, net)
 
 
 def test_list_of_checkpoints_uses_first_with_warning(tmp_path, tiny_hrnet):
@@ -234,7 +154,7 @@ def test_list_of_checkpoints_uses_first_with_warning(tmp_path, tiny_hrnet):
     torch.save([entry, entry], path)
     with pytest.warns(UserWarning, match="list of 2 checkpoints"):
         net = load_model(path, device="cpu")
-    _assert_same_weights(net, tiny_hrnet)
+    assert_same_weights(net, tiny_hrnet)
 
 
 def test_module_prefix_all_or_nothing(tmp_path, tiny_hrnet):
@@ -243,7 +163,7 @@ def test_module_prefix_all_or_nothing(tmp_path, tiny_hrnet):
         tmp_path / "wrapped.pth", {f"module.{k}": v for k, v in state.items()}, official_hrnet_params()
     )
     with pytest.warns(UserWarning, match="module."):
-        _assert_same_weights(load_model(wrapped, device="cpu"), tiny_hrnet)
+        assert_same_weights(load_model(wrapped, device="cpu"), tiny_hrnet)
 
     mixed = dict(state)
     first = next(iter(mixed))
@@ -345,7 +265,7 @@ def test_pickled_code_is_never_run(tmp_path, tiny_hrnet):
         ("binary_prev_mask", True),
         ("conv_extend", True),
         ("use_disks", False),
-        ("norm_layer", _record("torch.nn.modules.normalization.GroupNorm", False, "class")),
+        ("norm_layer", record("torch.nn.modules.normalization.GroupNorm", False, "class")),
         ("num_classes", 2),
         ("some_future_option", 1),
     ],
@@ -406,7 +326,7 @@ def test_save_model_round_trip_and_metadata(tmp_path, tiny_hrnet):
     assert metadata["config"] == tiny_hrnet.config
     assert metadata["input_size"] == [320, 480] and metadata["training"] == {"epochs": 1}
     net = load_model(path, device="cpu")
-    _assert_same_weights(net, tiny_hrnet)
+    assert_same_weights(net, tiny_hrnet)
     assert net.fcfi_metadata["name"] == "tiny"
     assert not list(path.parent.glob(".*.tmp"))  # no temporary file left behind
 
@@ -424,7 +344,7 @@ def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(
     else:  # pragma: no cover
         pytest.fail("no padding gave the wanted header length")
     net = load_model(path, device="cpu")
-    _assert_same_weights(net, tiny_hrnet)
+    assert_same_weights(net, tiny_hrnet)
     assert net.fcfi_metadata["adaptation"] == {"steps": 1}  # decoded JSON
 
 
@@ -476,239 +396,3 @@ def test_dtype_conversion_on_load(tmp_path, tiny_hrnet):
     assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
     with pytest.raises(DeviceError, match="float16 is only supported on CUDA or MPS"):
         load_model(path, device="cpu", dtype="float16")
-
-
-# ------------------------------------------------------------------------------------------------
-# sources and registry
-
-
-def test_missing_sources(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="neither a registered model name"):
-        load_model(tmp_path / "nothing.safetensors", device="cpu")
-    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS", tmp_path / "absent" / "fcfi_default.safetensors")
-    with pytest.raises(FileNotFoundError, match="bundled weights are missing"):
-        load_model("default", device="cpu")
-
-
-def test_default_source_is_the_bundled_file(tmp_path, monkeypatch, tiny_hrnet):
-    bundled = save_model(tiny_hrnet, tmp_path / "fcfi_default.safetensors", metadata={"name": "fcfi-default"})
-    monkeypatch.setattr(registry, "BUNDLED_WEIGHTS", bundled)
-    net = load_model(device="cpu")
-    _assert_same_weights(net, tiny_hrnet)
-    assert net.fcfi_metadata["registry_name"] == "default"
-    rows = {row["name"]: row for row in registry.list_models()}
-    assert rows["default"]["available"] and rows["default"]["path"] == str(bundled)
-
-
-def test_lazy_package_exports():
-    import napari_fcfi
-
-    assert napari_fcfi.load_model is load_model
-    assert napari_fcfi.save_model is save_model
-    assert napari_fcfi.list_models is registry.list_models
-
-
-def test_registry_entries():
-    for name in ("default", "fcfi-hrnet18s-cocolvis", "fcfi-resnet101-sbd"):
-        entry = registry.get_entry(name)
-        assert entry.name == name and entry.arch in ("hrnet", "deeplab")
-    assert registry.get_entry("fcfi-hrnet18s-cocolvis").size_bytes == 41_490_790
-    assert registry.get_entry("fcfi-resnet101-sbd").url.startswith("https://drive.google.com/")
-    with pytest.raises(KeyError, match="known: default"):
-        registry.get_entry("nope")
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NAPARI_FCFI_CACHE", str(cache))
-    monkeypatch.delenv("NAPARI_FCFI_OFFLINE", raising=False)
-    return cache
-
-
-def test_download_failure_explains_manual_route(isolated_cache, monkeypatch):
-    import pooch
-    import requests
-
-    calls = []
-
-    def offline(**kwargs):
-        calls.append(kwargs)
-        raise requests.exceptions.ConnectionError("Failed to establish a new connection")
-
-    monkeypatch.setattr(pooch, "retrieve", offline)
-    with pytest.raises(ModelDownloadError) as info:
-        load_model("fcfi-hrnet18s-cocolvis", device="cpu")
-    message = str(info.value)
-    assert "offline" in message and "by hand" in message
-    assert str(isolated_cache / "fcfi_hrnet18s_cocolvis.pth") in message
-    assert calls and calls[0]["url"] == registry.get_entry("fcfi-hrnet18s-cocolvis").url
-    assert Path(calls[0]["path"]) == isolated_cache
-
-
-def test_offline_switch_never_calls_pooch(isolated_cache, monkeypatch):
-    import pooch
-
-    monkeypatch.setenv("NAPARI_FCFI_OFFLINE", "1")
-    monkeypatch.setattr(pooch, "retrieve", lambda **kwargs: pytest.fail("download attempted"))
-    with pytest.raises(ModelDownloadError, match="downloads are disabled"):
-        registry.fetch("fcfi-resnet101-sbd")
-
-
-def test_google_drive_html_page_is_rejected_and_removed(isolated_cache, monkeypatch):
-    import pooch
-
-    def html_page(url, known_hash, fname, path, progressbar):
-        target = Path(path) / fname
-        target.write_text("<!DOCTYPE html><html><title>Google Drive - Virus scan warning</title></html>")
-        return str(target)
-
-    monkeypatch.setattr(pooch, "retrieve", html_page)
-    with pytest.raises(ModelDownloadError, match="HTML page"):
-        registry.fetch("fcfi-resnet101-sbd")
-    assert not (isolated_cache / "fcfi_resnet101_sbd.pth").exists()
-
-
-def test_registry_download_path_end_to_end(isolated_cache, monkeypatch, official_file, tiny_hrnet):
-    """A registered official model goes through pooch into the cache and loads (pooch stubbed)."""
-    import hashlib
-    import shutil
-
-    import pooch
-
-    data = official_file.read_bytes()
-    entry = ModelEntry(
-        name="tiny-official",
-        description="test",
-        arch="hrnet",
-        kind="official",
-        filename="tiny.pth",
-        url="https://example.invalid/tiny.pth",
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-    )
-    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
-    downloads = []
-
-    def fake_retrieve(url, known_hash, fname, path, progressbar):
-        downloads.append((url, known_hash))
-        target = Path(path) / fname
-        shutil.copy(official_file, target)
-        return str(target)
-
-    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
-    _assert_same_weights(load_model("tiny-official", device="cpu"), tiny_hrnet)
-    _assert_same_weights(load_model("tiny-official", device="cpu"), tiny_hrnet)  # second time: cache
-    assert downloads == [(entry.url, f"sha256:{entry.sha256}")]
-
-    # A corrupted cached file is reported, not trusted.
-    cached = isolated_cache / "tiny.pth"
-    cached.write_bytes(b"\x00" + data[1:])
-    with pytest.raises(ModelDownloadError, match="does not match the registered"):
-        load_model("tiny-official", device="cpu")
-
-
-def test_fcfi_models_lists_cache_status(isolated_cache, capsys):
-    assert fcfi_main(["models", "--json"]) == 0
-    listing = json.loads(capsys.readouterr().out)
-    assert listing["cache_dir"] == str(isolated_cache)
-    names = [model["name"] for model in listing["models"]]
-    assert names == ["default", "default-v2", "fcfi-hrnet18s-cocolvis", "fcfi-resnet101-sbd"]
-    assert all(model["available"] for model in listing["models"][:2])  # bundled
-    assert not any(model["available"] for model in listing["models"][2:])
-    assert fcfi_main(["models"]) == 0
-    assert "not downloaded" in capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------------------------
-# the real official configurations (fact sheets), without their weights
-
-
-@pytest.mark.parametrize("sheet", ["hrnet18s_cocolvis.json", "r101_sbd.json"])
-def test_official_release_configs_map_onto_our_networks(sheet):
-    path = FACT_SHEETS / sheet
-    if not path.is_file():
-        pytest.skip("official checkpoint fact sheets not present")
-    facts = json.loads(path.read_text())
-    arch = official.OFFICIAL_CLASSES[facts["config"]["class"]]
-    params = {name: record["value"] for name, record in facts["config"]["params"].items()}
-    config = official.official_config_to_network_config(arch, params, sheet)
-    with torch.device("meta"):  # shapes only: no memory for 10 M / 58 M parameters
-        net = build_network(config)
-    ours = [(key, list(value.shape)) for key, value in net.state_dict().items()]
-    assert ours == [(entry["key"], entry["shape"]) for entry in facts["state_dict"]]
-
-
-# ------------------------------------------------------------------------------------------------
-# devices
-
-
-@pytest.fixture
-def no_accelerators(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(device_module, "_mps_available", lambda: False)
-
-
-def test_auto_device_order(monkeypatch, no_accelerators):
-    assert resolve_device("auto") == torch.device("cpu")
-    assert resolve_device(None) == torch.device("cpu")
-    monkeypatch.setattr(device_module, "_mps_available", lambda: True)
-    assert resolve_device("auto") == torch.device("mps")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == torch.device("cuda")
-
-
-def test_explicit_devices(monkeypatch, no_accelerators):
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(DeviceError, match="torch cannot use CUDA"):
-        resolve_device("cuda")
-    with pytest.raises(DeviceError, match="MPS is not available"):
-        resolve_device("mps")
-    with pytest.raises(DeviceError, match="unknown device 'gpu'"):
-        resolve_device("gpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert resolve_device("cuda:0") == torch.device("cuda:0")
-    with pytest.raises(DeviceError, match="only 1 CUDA device"):
-        resolve_device("cuda:1")
-
-
-def test_dtype_policy(monkeypatch):
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_dtype(None, cpu) == torch.float32
-    assert resolve_dtype("bf16", cpu) == torch.bfloat16
-    assert resolve_dtype(torch.float32, cpu) == torch.float32
-    with pytest.raises(DeviceError, match="float16 is only supported"):
-        resolve_dtype("fp16", cpu)
-    with pytest.raises(DeviceError, match="unknown dtype"):
-        resolve_dtype("int8", cpu)
-    with pytest.raises(DeviceError, match="not supported"):
-        resolve_dtype(torch.float64, cpu)
-    assert resolve_dtype("half", cuda) == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
-    with pytest.raises(DeviceError, match="does not support bfloat16"):
-        resolve_dtype("bfloat16", cuda)
-
-
-def test_size_check_without_sha256(isolated_cache, monkeypatch, official_file, tiny_hrnet):
-    """Without a published checksum, a cached file must have about the registered size."""
-    data = official_file.read_bytes()
-    entry = ModelEntry(
-        name="tiny-unhashed",
-        description="test",
-        arch="hrnet",
-        kind="official",
-        filename="tiny.pth",
-        url="https://example.invalid/tiny.pth",
-        sha256=None,
-        size_bytes=len(data) + 300,
-    )
-    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
-    isolated_cache.mkdir(parents=True)
-    cached = isolated_cache / "tiny.pth"
-    cached.write_bytes(data)  # a few hundred bytes off (e.g. saved under another name): accepted
-    _assert_same_weights(load_model("tiny-unhashed", device="cpu"), tiny_hrnet)
-    cached.write_bytes(data[: len(data) // 2])  # truncated download: refused
-    with pytest.raises(ModelDownloadError, match="expected about"):
-        load_model("tiny-unhashed", device="cpu")
