@@ -57,7 +57,7 @@ DSB = [
 MNFINDER = ["--data", "../shared/data/mnfinder_nuclei/val", "--max-objects", "40"]
 DSB_FOLDER, MNFINDER_FOLDER = "../shared/data/dsb2018_train", "../shared/data/mnfinder_nuclei"
 #: Training images per set on which ``calibrate`` chooses segment-all's min_score.
-SEGMENT_ALL_TUNE_IMAGES = 12
+SEGMENT_ALL_TUNE_IMAGES = 30
 PROTOCOL = ["--max-clicks", "20", "--stop-iou", "0.9", "--threads", "1", "--no-progress"]
 STACKS = [
     "--stacks",
