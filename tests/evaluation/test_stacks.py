@@ -94,6 +94,23 @@ def test_fill_between_mode_and_stopping_numbers_on_a_drifting_disk():
         evaluate_stacks(BrightRegionSegmenter(None), [stack], fill_every=1)
 
 
+def test_fill_between_from_propagated_anchors_on_a_drifting_disk():
+    stack = moving_disk_stack()  # the disk is on slices 2..8; the start slice is 5
+    result = evaluate_stacks(
+        BrightRegionSegmenter(None), [stack], stack_set="disk", fill_every=2, fill_anchors="propagated"
+    )
+    (obj,) = result.objects
+    # 2 slices from the start each way, and each end: 5 annotated (1 click), 7 and 3 propagated from it,
+    # 8 and 2 from those; propagation is exact here, so no correction clicks anywhere
+    assert {s.z for s in obj.slices if s.fill_iou is None} == {2, 3, 5, 7, 8}
+    assert {s.z: s.clicks_fill for s in obj.slices} == {2: 0, 3: 0, 4: 0, 5: 1, 6: 0, 7: 0, 8: 0}
+    s = result.summary
+    assert (s["clicks_fill"], s["filled_slices"], s["ratio_fill"]) == (1, 2, pytest.approx(1 / 7))
+    assert result.settings["fill_anchors"] == "propagated"
+    with pytest.raises(ValueError, match="fill_anchors must be one of"):
+        evaluate_stacks(BrightRegionSegmenter(None), [stack], fill_every=2, fill_anchors="guessed")
+
+
 def test_membrane_stacks_have_cells_that_begin_and_end_inside():
     from napari_fcfi.evaluation.stack_data import membrane_stacks, stack_set
 

@@ -128,6 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure fill between: every K-th slice annotated, the rest filled and corrected",
     )
     stacks.add_argument(
+        "--fill-anchors",
+        choices=("scratch", "propagated"),
+        default="scratch",
+        help="fill between: the annotated slices from scratch (every K-th from the object's first; "
+        "default), or K, 2K, ... from the start slice each way, propagated from the previous one and corrected",
+    )
+    stacks.add_argument(
         "--dsb-data", default=str(DEFAULT_DSB), help="DSB 2018 instance folder (val split used)"
     )
     stacks.add_argument("--mnfinder-data", default=str(DEFAULT_MNFINDER), help="mnfinder folder (val/ used)")
@@ -298,6 +305,7 @@ def run_stacks(args: argparse.Namespace) -> int:
             name=name,
             correction=args.correction,
             fill_every=args.fill_every,
+            fill_anchors=args.fill_anchors,
             progress=not args.no_progress,
         )
         result.settings.update(

@@ -32,6 +32,11 @@ object did (chained stops).
 Fill-between mode (``fill_every=k``): the robot annotates every ``k``-th reached slice and the last
 one from scratch (the same clicks as the from-scratch mode), :func:`~napari_fcfi.annotation.filling.fill_slices`
 fills the slices between each pair, and the robot corrects every filled slice below ``target_iou``.
+With ``fill_anchors="propagated"`` the annotated slices are those ``k``, ``2k``, ... slices from the
+start slice in each direction and each end, and each is reached as a user would in the widget: the
+start slice annotated from scratch, then Propagate from the previous annotated slice (its stopping
+rule; the slices between are filled afterwards) and the robot's corrections on the propagated mask
+(from scratch where propagation stopped before it).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ from napari_fcfi.evaluation.stack_tables import DISTANCES, format_stack_table
 
 TARGET_IOU = 0.85
 CORRECTIONS = ("initial-mask", "continue")
+#: How fill-between mode reaches its annotated slices (module docstring).
+FILL_ANCHORS = ("scratch", "propagated")
 
 
 @dataclass
@@ -299,6 +306,7 @@ def evaluate_stack_object(
     chained: bool = True,
     correction: str = "initial-mask",
     fill_every: int | None = None,
+    fill_anchors: str = "scratch",
 ) -> ObjectStackResult:
     """The protocol of the module docstring for object ``label`` of ``stack`` with an engine session.
 
@@ -307,10 +315,13 @@ def evaluate_stack_object(
     ``correction``: ``"initial-mask"`` (the protocol: ``set_image(slice, initial_mask=propagated)``,
     then the robot's clicks) or ``"continue"`` (the robot clicks on in the propagation's own session,
     i.e. on top of the propagated mask *and* its automatic interior click). ``fill_every``: also run
-    the fill-between mode with an annotated slice every ``fill_every`` slices.
+    the fill-between mode with an annotated slice every ``fill_every`` slices, annotated from scratch
+    or (``fill_anchors="propagated"``) propagated from the previous one and corrected.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    if fill_anchors not in FILL_ANCHORS:
+        raise ValueError(f"fill_anchors must be one of {FILL_ANCHORS}, got {fill_anchors!r}")
     depth = stack.labels.shape[0]
 
     def read(z: int) -> np.ndarray:
@@ -381,21 +392,57 @@ def evaluate_stack_object(
         reached_ends = (max(reached_z), min(reached_z))
         result.chained_stops = sum(end != start and end not in chain for end in reached_ends)
     if fill_every is not None:
-        _fill_mode(session, read, gt, records, scratch_masks, fill_every, max_clicks, target_iou)
+        anchors = _fill_anchors(
+            session, read, gt, records, scratch_masks, fill_every, max_clicks, target_iou, fill_anchors
+        )
+        _fill_mode(session, read, gt, records, scratch_masks, anchors, max_clicks, target_iou)
     return result
 
 
-def _fill_mode(session, read, gt, records, scratch_masks, every: int, max_clicks: int, target: float) -> None:
-    """Fill-between mode on the reached slices (see the module docstring); fills the ``*_fill`` fields."""
+def _fill_anchors(
+    session, read, gt, records, scratch_masks, every: int, max_clicks: int, target: float, how: str
+) -> tuple[list[tuple[int, int]], dict[int, np.ndarray]]:
+    """The annotated slices of the fill-between mode (see the module docstring): the pairs to fill
+    between and each annotated slice's final mask; sets the annotated slices' ``clicks_fill``."""
     if every < 2:
         raise ValueError(f"fill_every must be at least 2, got {every}")
     by_z = {r.z: r for r in records}
     zs = sorted(by_z)
-    anchors = sorted(set(zs[::every]) | {zs[-1]})
-    for z in anchors:
-        by_z[z].clicks_fill = by_z[z].clicks_scratch
-    for a, b in itertools.pairwise(anchors):
-        for filled in fill_slices(session, read, a, scratch_masks[a], b, scratch_masks[b]):
+    if how == "scratch":
+        anchors = sorted(set(zs[::every]) | {zs[-1]})
+        for z in anchors:
+            by_z[z].clicks_fill = by_z[z].clicks_scratch
+        return list(itertools.pairwise(anchors)), {z: scratch_masks[z] for z in anchors}
+    start = next(r.z for r in records if r.distance == 0)
+    by_z[start].clicks_fill = by_z[start].clicks_scratch
+    masks, pairs = {start: scratch_masks[start]}, []
+    at = zs.index(start)
+    for side in (zs[at:], zs[: at + 1][::-1]):
+        chosen = side[::every] + ([side[-1]] if (len(side) - 1) % every else [])
+        for a, b in itertools.pairwise(chosen):
+            step = 1 if b > a else -1
+            order = [list(range(a + step, b + step, step))]
+            propagated = dict(propagate_slices(session, read, masks[a], order, start_index=a)).get(b)
+            if propagated is None or not propagated.any():  # stopped before b: annotated from scratch
+                by_z[b].clicks_fill, masks[b] = by_z[b].clicks_scratch, scratch_masks[b]
+            elif metrics.iou(propagated, gt(b)) >= target:
+                by_z[b].clicks_fill, masks[b] = 0, propagated
+            else:
+                by_z[b].clicks_fill, _, masks[b] = _robot(
+                    session, read(b), gt(b), max_clicks, target, initial=propagated
+                )
+            pairs.append((a, b))
+    return pairs, masks
+
+
+def _fill_mode(session, read, gt, records, scratch_masks, anchors, max_clicks: int, target: float) -> None:
+    """Fill-between mode between the annotated slices ``anchors`` (pairs, masks); fills the ``*_fill``
+    fields of the slices between."""
+    by_z = {r.z: r for r in records}
+    zs = sorted(by_z)
+    pairs, masks = anchors
+    for a, b in pairs:
+        for filled in fill_slices(session, read, a, masks[a], b, masks[b]):
             record = by_z[filled.index]
             record.fill_iou = metrics.iou(filled.mask, gt(filled.index))
             record.fill_review = filled.review
@@ -462,10 +509,11 @@ def evaluate_stacks(
     chained: bool = True,
     correction: str = "initial-mask",
     fill_every: int | None = None,
+    fill_anchors: str = "scratch",
     progress: bool = False,
 ) -> StackEvalResult:
     """Run the stack robot on every chosen object of ``stacks`` (see :func:`stack_objects`);
-    ``correction`` and ``fill_every`` as in :func:`evaluate_stack_object`."""
+    ``correction``, ``fill_every`` and ``fill_anchors`` as in :func:`evaluate_stack_object`."""
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
     label, session = stack_session(segmenter, preset=preset, device=device, engine_settings=engine_settings)
@@ -493,6 +541,7 @@ def evaluate_stacks(
                 chained=chained,
                 correction=correction,
                 fill_every=fill_every,
+                fill_anchors=fill_anchors,
             )
         )
     settings = {
@@ -504,6 +553,7 @@ def evaluate_stacks(
         "engine_settings": engine_settings,
         "correction": correction,
         "fill_every": fill_every,
+        "fill_anchors": fill_anchors,
     }
     return StackEvalResult(
         label,
@@ -519,6 +569,7 @@ def evaluate_stacks(
 
 __all__ = [
     "CORRECTIONS",
+    "FILL_ANCHORS",
     "DISTANCES",
     "TARGET_IOU",
     "ObjectStackResult",
