@@ -23,10 +23,15 @@ class BackgroundRun:
 
     def __init__(self) -> None:
         self.cancelled = False
+        self.detached = False  # its widgets are gone: results still on their way are dropped
         self.worker: Any = None  # None when it ran without a thread
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def detach(self) -> None:
+        """Cancel and drop every result, progress and end still queued (the dock or viewer closed)."""
+        self.cancelled = self.detached = True
 
 
 class _Failure:
@@ -43,9 +48,11 @@ def run_generator(
     on_done: Callable[..., None],
     on_error: Callable[[Exception], None],
     threaded: bool = True,
+    run: BackgroundRun | None = None,
 ) -> Any:
     """Start ``work``; returns the napari worker (None when it ran here). Exactly one of ``on_done``
-    and ``on_error`` ends it (no item after an error)."""
+    and ``on_error`` ends it (no item after an error); none of the three is called once ``run`` is
+    detached."""
     failed = False
 
     def guarded() -> Iterator[Any]:  # a generator function: napari makes it a generator worker
@@ -54,9 +61,12 @@ def run_generator(
         except Exception as error:  # noqa: BLE001 - shown to the user by on_error
             yield _Failure(error)
 
+    def detached() -> bool:
+        return run is not None and run.detached
+
     def deliver(item: Any) -> None:
         nonlocal failed
-        if failed:
+        if failed or detached():
             return
         if isinstance(item, _Failure):
             failed = True
@@ -65,7 +75,7 @@ def run_generator(
             on_item(item)
 
     def finish(*_: Any) -> None:
-        if not failed:
+        if not failed and not detached():
             on_done()
 
     if not threaded:

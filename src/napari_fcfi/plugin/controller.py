@@ -15,6 +15,7 @@ key binding and listener and stops the worker; a new controller finds and reuses
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ from napari_fcfi.engine.windows import bbox_of_mask, bbox_union
 
 from . import layers as helpers
 from . import undoing
+from .background import BackgroundRun
 from .commit_flow import commit_current, commit_if_pending
 from .committing import Committer, click_log_of
 from .image_state import AnnotationSettings, ImageState
@@ -102,6 +104,8 @@ class SegmentationController:
         self.review: ReviewList | None = None  # slices of the last propagation or fill to review
         # A fill or continuation started by a key.
         self.on_stack_run: Callable[[PropagationRun | None], None] = lambda run: None
+        # Segment all and adaptation runs of the panels: closing detaches them (their widgets go too).
+        self.background_runs: weakref.WeakSet[BackgroundRun] = weakref.WeakSet()
         self._closed = False
         self.bindings = LayerBindings(
             {
@@ -521,6 +525,8 @@ class SegmentationController:
         # Results or busy signals still queued for the GUI thread must not reach a deleted widget.
         self.on_status = self.on_change = lambda *args, **kwargs: None
         self.on_busy = lambda busy: None
+        for run in list(self.background_runs):
+            run.detach()
         if self.propagation is not None:
             self.propagation.cancel()
             self.propagation.on_progress = lambda done, total: None  # its panel may be deleted

@@ -9,7 +9,7 @@ else of the controller is theirs to touch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableSet
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from napari.layers import Image
 from napari_fcfi.annotation.geometry import SliceKey
 from napari_fcfi.annotation.objects import SliceObject
 
+from .background import BackgroundRun
 from .committing import Committer
 from .image_state import AnnotationSettings, ImageState
 from .models import ModelCache
@@ -43,6 +44,7 @@ class AnnotationHost(Protocol):
     propagation: PropagationRun | None  # the running propagation or fill
     stops: list[Stop]  # where the last propagation stopped
     review: ReviewList | None  # slices of the last propagation or fill to review
+    background_runs: MutableSet[BackgroundRun]  # segment all, adaptation: closing detaches them
     #: What changed, for the widget: "object" (cheap to show) or "all" (the default).
     on_change: Callable[..., None]
     on_stack_run: Callable[[PropagationRun | None], None]  # a fill or continuation started by a key

@@ -220,6 +220,7 @@ class AdaptPanel(Container):
         budget = 60.0 * float(self.minutes.value)
         threads = settings.cpu_threads
         run = self._run = BackgroundRun()
+        controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
         def adapt(report: Any) -> Any:
             if threads and settings.device.startswith("cpu"):
@@ -248,6 +249,7 @@ class AdaptPanel(Container):
             on_done,
             lambda error: self._failed(run, error),
             threaded,
+            run=run,
         )
         return run
 

@@ -195,6 +195,7 @@ class SegmentAllPanel(Container):
             return None
         run = BackgroundRun()
         self._run = run
+        controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
         def work():
             if settings.cpu_threads and settings.device.startswith("cpu"):
@@ -253,7 +254,7 @@ class SegmentAllPanel(Container):
 
         self.progress.max, self.progress.value, self.progress.visible = 1000 * len(keys), 0, True
         self.cancel_button.enabled, self.run_button.enabled = True, False
-        run.worker = run_generator(work, on_item, on_done, on_error, threaded)
+        run.worker = run_generator(work, on_item, on_done, on_error, threaded, run=run)
         return run
 
     def cancel(self) -> None:
