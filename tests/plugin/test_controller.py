@@ -187,9 +187,10 @@ def test_never_overwrite_and_edit_existing_label(make_napari_viewer):
     controller.commit()
     np.testing.assert_array_equal(labels.data == 9, disk((40, 40), 5, 10))
 
-    # edit label 8: start from its mask, refine, commit replaces only label 8
+    # edit label 8: start from its mask, refine, commit replaces only label 8; the id chosen for the
+    # next new object (30) is kept for it, not used up by the edit
     before = labels.data.copy()
-    controller.update(overwrite=False)
+    controller.update(overwrite=False, label_id=30)
     click(controller, image, (20, 25), modifiers=("Shift",))
     assert controller.current_object().edit_label == 8
     np.testing.assert_array_equal(controller.preview_layer.data > 0, before == 8)
@@ -199,7 +200,11 @@ def test_never_overwrite_and_edit_existing_label(make_napari_viewer):
     np.testing.assert_array_equal(labels.data == 8, expected)
     np.testing.assert_array_equal(labels.data == 9, before == 9)
     assert (labels.data == 7).sum() == (before == 7).sum()
-    assert controller.next_label_id() == 10
+    assert controller.settings.label_id == 30
+    controller.add_click_world((32, 32), True)
+    assert controller.commit()
+    assert (labels.data == 30).any() and controller.settings.label_id is None
+    assert controller.next_label_id() == 31
 
 
 def test_threaded_runner_newest_state_wins(make_napari_viewer, qtbot):

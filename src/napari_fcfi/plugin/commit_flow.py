@@ -86,6 +86,7 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     except LabelIdError as error:
         controller.show_status(f"FCFI: {error}")
         return False
+    uses_chosen_id = obj.edit_label is None and settings.label_id is not None
     record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
     record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
     boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
@@ -96,8 +97,8 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     for member in state.session.committed(obj.key):  # napari's undo on the labels layer takes it back
         controller.points.remove(state, member)
         controller.predictor.cancel(state.image_id, member)
-    if settings.label_id is not None:
-        controller.update(label_id=None)  # a chosen id is used once; then the next free id again
+    if uses_chosen_id:  # a chosen id is used once (an edit keeps its own id); then the next free id again
+        controller.update(label_id=None)
     controller.refresh_view()
     controller.on_change()
     return True
