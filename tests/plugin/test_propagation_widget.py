@@ -118,3 +118,50 @@ def test_propagation_can_be_cancelled_keeping_what_was_done(make_napari_viewer, 
     assert 1 <= len(done) < 6 and done == list(range(2, 2 + len(done)))
     assert "cancelled" in widget.status.value
     widget.close_controller()
+
+
+def test_esc_on_another_image_resets_there_and_leaves_the_propagation_running(
+    make_napari_viewer, qtbot, tmp_path
+):
+    import time
+
+    stack = moving_cell_stack(depth=10)
+
+    class SlowSegmenter(BrightRegionSegmenter):
+        def add_click(self, row, col, positive):
+            time.sleep(0.3)
+            return super().add_click(row, col, positive)
+
+    viewer = make_napari_viewer()
+    stack_layer = viewer.add_image(stack, name="stack")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=SlowSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 30, 20), True)
+    widget.propagate_panel.direction.value = "up"
+    widget.propagate_panel.run_button.clicked.emit()
+    run = controller.propagation
+    assert run is not None
+
+    flat = viewer.add_image(stack[3], name="flat")  # a second, 2D image, annotated while the stack propagates
+    widget.image_menu.value = flat
+    assert controller.state.layer is flat
+    controller.add_click_world((30, 24), True)
+    assert controller.current_object(create=False).has_object
+    controller.reset_object()  # Esc here: this image's object goes, the stack's propagation goes on
+    obj = controller.current_object(create=False)
+    assert obj is None or not obj.has_object
+    assert not run.cancelled
+
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=30000)
+    widget.image_menu.value = stack_layer
+    done = sorted(k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation)
+    assert done == [2, 3, 4, 5, 6, 7]  # it ran to the object's end
+    widget.close_controller()

@@ -69,7 +69,7 @@ def start_propagation(
         start_key, axis, direction, max_slices, through, controller.settings.threshold
     )
     drop_replaced_points(controller, state, undo.replaced)
-    run = begin_run(controller, action, sum(len(o) for o in order))
+    run = begin_run(controller, state, action, sum(len(o) for o in order))
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -173,9 +173,10 @@ def stack_run_problem(
     return None
 
 
-def begin_run(controller: AnnotationHost, action: Action, total: int) -> PropagationRun:
-    """The run of a propagation or fill (``action``: its entry in the image's history), now the running one."""
-    run = PropagationRun(total)
+def begin_run(controller: AnnotationHost, state: ImageState, action: Action, total: int) -> PropagationRun:
+    """The run of a propagation or fill on ``state``'s image (``action``: its entry in the image's
+    history), now the running one."""
+    run = PropagationRun(total, state.image_id)
     run.action = action
     controller.propagation = run
     return run

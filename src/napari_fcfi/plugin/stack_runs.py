@@ -38,8 +38,9 @@ class Stop:
 class PropagationRun:
     """One running propagation or fill: progress callbacks, cancel, and the worker thread."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, image_id: str) -> None:
         self.total = total
+        self.image_id = image_id  # the image it runs on
         self.done = 0
         self.cancelled = False
         self.discarded = False  # undone while running: slices still on their way are dropped

@@ -102,7 +102,7 @@ def start_fill(
     )
     undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
     drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
-    run = begin_run(controller, action, abs(key_b[axis] - key_a[axis]) - 1)
+    run = begin_run(controller, state, action, abs(key_b[axis] - key_a[axis]) - 1)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 

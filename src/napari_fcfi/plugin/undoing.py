@@ -43,11 +43,14 @@ def redo(controller: AnnotationHost) -> None:
 def reset_object(controller: AnnotationHost) -> None:
     """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
     object on every slice it spans (the status says how many)."""
-    if controller.propagation is not None:  # Esc first stops a running propagation (keeping what was done)
-        controller.propagation.cancel()
+    state, run = controller.state, controller.propagation
+    if state is None:
         return
-    state, obj = controller.state, controller.current_object(create=False)
-    if state is None or obj is None:
+    if run is not None and run.image_id == state.image_id:
+        run.cancel()  # Esc first stops a running propagation of this image (keeping what was done)
+        return
+    obj = controller.current_object(create=False)
+    if obj is None:
         return
     outcome = state.session.reset(obj.key)
     if outcome is None:
