@@ -77,9 +77,18 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     assert corrected_id and corrected_id != 40
     np.testing.assert_array_equal(users.data == corrected_id, corrected)
 
+    # accept all while an object is in progress on the slice: nothing is replaced, the status says why
+    controller.add_click_world((110, 20), True)
+    panel.accept_all_button.clicked.emit()
+    assert "accepted 0 proposal(s)" in widget.status.value
+    assert "3 on slice(s) with an object in progress" in widget.status.value, widget.status.value
+    assert controller.current_object().has_object
+    controller.reset_object()
+
     # accept the rest: the proposal lying mostly on the user's label is refused (no sliver) and kept
     panel.accept_all_button.clicked.emit()
-    assert "accepted 2 proposal(s); 1 kept" in widget.status.value
+    assert "accepted 2 proposal(s); kept as proposals: 1 refused" in widget.status.value
+    assert "existing labels" in widget.status.value, widget.status.value
     assert set(np.unique(proposals.data)) == {0, int(proposals.data[CENTRES[3]])}
     labels = users.data
     assert labels[CENTRES[0]] == 0  # deleted
@@ -96,3 +105,30 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     )
     np.testing.assert_array_equal(replayed, labels)
     viewer.screenshot(str(tmp_path / "segment_all.png"))
+
+
+def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    constant = np.full(SHAPE, 200, np.uint16)
+    viewer.add_image(np.stack([nuclei(), nuclei(), constant, constant, constant, constant]), name="stack")
+    cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
+    widget = FCFIWidget(
+        viewer,
+        model_cache=cache,
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
+    viewer.window.add_dock_widget(widget)
+    panel = widget.segment_all_panel
+    viewer.dims.set_current_step(0, 2)
+    panel.start(threaded=False)  # this slice only: it is constant
+    assert widget.status.value.startswith("FCFI: segment all: the image is constant"), widget.status.value
+
+    panel.scope.value = "stack"
+    panel.start(threaded=False)
+    proposals = panel.proposals_layer().data
+    found = [len(np.unique(proposals[z])) - 1 for z in range(6)]
+    assert found == [len(CENTRES), len(CENTRES), 0, 0, 0, 0]
+    assert f"FCFI: {2 * len(CENTRES)} proposal(s) on 6 slices" in widget.status.value, widget.status.value
+    widget.close_controller()

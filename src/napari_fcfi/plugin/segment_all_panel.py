@@ -37,6 +37,7 @@ from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 
 ROLE = "proposals"
+ACTIONS = "; click one, then A / D / C, or Accept all"
 
 
 @dataclass
@@ -195,6 +196,7 @@ class SegmentAllPanel(Container):
             return None
         run = BackgroundRun()
         self._run = run
+        tally = {"proposals": 0, "slices": 0}
         controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
         def work():
@@ -235,18 +237,32 @@ class SegmentAllPanel(Container):
             plane[result.labels > 0] = result.labels[result.labels > 0] + offset
             layer.refresh()
             found = int(result.labels.max())
-            where = f" on slice {','.join(map(str, key))}" if key else ""
-            controller.show_status(
-                result.message
-                or f"FCFI: {found} proposal(s){where}; click one, then A / D / C, or Accept all"
-            )
+            tally["proposals"] += found
+            tally["slices"] += 1
+            if result.message:
+                controller.show_status(f"FCFI: {result.message}")
+            elif len(keys) == 1:
+                controller.show_status(f"FCFI: {found} proposal(s){ACTIONS}")
+            else:
+                controller.show_status(
+                    f"FCFI: {found} proposal(s) on slice {','.join(map(str, key))}; "
+                    f"{tally['proposals']} on {tally['slices']} of {len(keys)} slices so far"
+                )
 
         def on_done(*_: Any) -> None:
             self._run = None
             self.cancel_button.enabled, self.run_button.enabled = False, True
             self.progress.visible = False
             if run.cancelled:
-                controller.show_status("FCFI: segment all cancelled; the proposals so far are kept")
+                controller.show_status(
+                    f"FCFI: segment all cancelled after {tally['slices']} of {len(keys)} slice(s); "
+                    f"the {tally['proposals']} proposal(s) so far are kept"
+                )
+            elif len(keys) > 1:
+                controller.show_status(
+                    f"FCFI: {tally['proposals']} proposal(s) on {len(keys)} slices (each slice's are "
+                    f"separate objects){ACTIONS}"
+                )
 
         def on_error(error: Exception) -> None:
             controller.show_status(f"FCFI: segment all failed: {error}")
@@ -329,17 +345,27 @@ class SegmentAllPanel(Container):
         if state is None or layer is None:
             self.controller.show_status("FCFI: no proposals; run Segment all first")
             return 0
-        accepted, refused = 0, 0
+        accepted, refused, busy, reason = 0, 0, 0, ""
         keys = list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
         for key in keys:
             plane = np.array(self._plane(layer, key))
-            for proposal in np.unique(plane[plane > 0]):
+            proposals = np.unique(plane[plane > 0])
+            if len(proposals) and state.objects.get(key).has_object:
+                busy += len(proposals)  # the user's object in progress there is never replaced
+                continue
+            for proposal in proposals:
                 if self._accept(Proposal(state, layer, key, plane == proposal, int(proposal))):
                     accepted += 1
                 else:
                     refused += 1
-        kept = f"; {refused} kept as proposals (they lie mostly on existing labels)" if refused else ""
-        self.controller.show_status(f"FCFI: accepted {accepted} proposal(s){kept}")
+                    reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
+        kept = []
+        if busy:
+            kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
+        if refused:
+            kept.append(f"{refused} refused by the commit ({reason})")
+        detail = f"; kept as proposals: {'; '.join(kept)}" if kept else ""
+        self.controller.show_status(f"FCFI: accepted {accepted} proposal(s){detail}")
         return accepted
 
     def correct(self, proposal: int | None = None) -> bool:
