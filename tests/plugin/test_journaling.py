@@ -96,6 +96,39 @@ def test_undoing_a_commit_with_napari_ctrl_z_does_not_come_back(painting_viewer)
     np.testing.assert_array_equal(restored, labels.data)
 
 
+def test_napari_undo_and_redo_of_commits_keep_the_click_log_in_step(painting_viewer, tmp_path):
+    from napari_fcfi.annotation.clicklog import ClickLog
+    from napari_fcfi.annotation.geometry import make_geometry
+    from napari_fcfi.annotation.replay import replay_click_log
+
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    image = viewer.layers["cells"].data
+
+    def replayed():
+        log = ClickLog.load(widget.save_click_log(tmp_path / "log.csv"), plane_shape=image.shape)
+        return replay_click_log(None, image, make_geometry(image.shape), log, segmenter=DiskSegmenter(None))
+
+    for centre in ((20, 20), (50, 60)):
+        controller.add_click_world(centre, True)
+        assert controller.commit()
+    labels = controller.labels_layer
+    viewer.layers.selection.active = labels
+    undo(viewer)  # napari's Ctrl+Z takes label 2 back: the click log follows
+    assert len(controller.click_log.records) == 1
+    np.testing.assert_array_equal(replayed(), labels.data)
+    redo(viewer)  # ... and brings it back
+    assert [r.label_id for r in controller.click_log.records] == [1, 2]
+    np.testing.assert_array_equal(replayed(), labels.data)
+
+    undo(viewer)
+    viewer.layers.selection.active = controller.points_layer
+    controller.add_click_world((60, 20), True)  # a new object gets the freed id 2
+    assert controller.commit() and labels.data[60, 20] == 2
+    assert [r.label_id for r in controller.click_log.records] == [1, 2]
+    np.testing.assert_array_equal(replayed(), labels.data)  # the saved log replays what is on screen
+
+
 def test_a_layer_with_content_starts_its_journal_with_that_content(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")

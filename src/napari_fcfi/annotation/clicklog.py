@@ -144,6 +144,14 @@ class ClickLog:
     def add(self, record: ObjectRecord) -> None:
         self.records.append(record)
 
+    def withdraw(self, record: ObjectRecord) -> bool:
+        """Take ``record`` (this very object) out, as its commit was undone; False when it was not in."""
+        for index, held in enumerate(self.records):
+            if held is record:
+                del self.records[index]
+                return True
+        return False
+
     def __len__(self) -> int:
         return len(self.records)
 

@@ -16,9 +16,8 @@ from napari_fcfi.annotation.geometry import read_plane
 from napari_fcfi.engine.intensity import ImageSource
 from napari_fcfi.engine.windows import full_box
 
-from .committing import click_log_of
 from .image_state import ImageState
-from .layers import image_data
+from .layers import click_log_of, image_data
 
 
 def committed_training_data(states: Iterable[ImageState]) -> tuple[list[np.ndarray], list[np.ndarray], int]:

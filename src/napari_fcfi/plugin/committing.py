@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.clicklog import ClickLog, ObjectRecord
+from napari_fcfi.annotation.clicklog import ObjectRecord
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
 from napari_fcfi.annotation.painting import (
     LabelIdError,
@@ -30,20 +30,8 @@ from napari_fcfi.annotation.painting import (
 from napari_fcfi.engine.windows import Box
 
 from .journaling import LabelsRecorder
-from .layers import TAG, image_data, index_in, labels_fit
+from .layers import TAG, click_log_of, image_data, index_in, labels_fit
 from .pyramid import is_pyramid, needs_pyramid, pyramid_levels, write_region
-
-LOG_KEY = "click_log"  # in labels.metadata[TAG]
-
-
-def click_log_of(labels: Any) -> ClickLog:
-    """The click log stored with a labels layer (created empty on first use)."""
-    tag = labels.metadata.setdefault(TAG, {}) if isinstance(labels.metadata, dict) else {}
-    log = tag.get(LOG_KEY)
-    if not isinstance(log, ClickLog):
-        log = ClickLog()
-        tag[LOG_KEY] = log
-    return log
 
 
 def click_log_metadata(
@@ -180,7 +168,7 @@ class Committer:
             return CommitOutcome(None, "FCFI: nothing to commit on this slice", [])
         pixels = 0
         clicks = [(c.row, c.col, c.positive) for c in record.clicks]
-        with journal.commit(label_id, clicks) if journal is not None else nullcontext():
+        with journal.commit(label_id, clicks, record) if journal is not None else nullcontext():
             for key, region, result in planned:  # each write reaches the journal through napari's paint event
                 plane = data[key] if key else data
                 rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))

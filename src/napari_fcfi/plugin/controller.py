@@ -43,7 +43,7 @@ from . import layers as helpers
 from . import undoing
 from .background import BackgroundRun
 from .commit_flow import commit_current, commit_if_pending
-from .committing import Committer, click_log_of
+from .committing import Committer
 from .image_state import AnnotationSettings, ImageState
 from .keys import SHORTCUTS, LayerBindings
 from .models import ModelCache
@@ -287,7 +287,7 @@ class SegmentationController:
     @property
     def click_log(self) -> ClickLog:
         """The click log of the labels layer commits go to (empty before the first commit)."""
-        return click_log_of(self.labels_layer) if self.labels_layer is not None else ClickLog()
+        return helpers.click_log_of(self.labels_layer) if self.labels_layer is not None else ClickLog()
 
     @property
     def busy(self) -> bool:

@@ -7,7 +7,9 @@ A :class:`LabelsRecorder` belongs to one napari labels layer (one per layer, fou
   their label id and clicks) and napari's own brush, eraser, fill and polygon tools: napari emits
   the ``paint`` event with each history item;
 * napari's undo and redo of the layer (Ctrl+Z / Ctrl+Shift+Z, bound on the layer; napari emits no
-  event for them): the region of the item taken back or redone, as it is afterwards;
+  event for them): the region of the item taken back or redone, as it is afterwards. An FCFI commit
+  taken back leaves the layer's click log too (and comes back with its redo), so the saved click
+  log replays what is on screen;
 * the whole labels when the layer was not empty when the journal started, or its data were replaced;
 * the FCFI commits into a multiscale labels layer (very large planes), which napari does not paint
   and so emits no event for: the committer hands each write to :meth:`LabelsRecorder.record_write`.
@@ -30,9 +32,10 @@ import numpy as np
 
 from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
 
-from .layers import TAG, image_data
+from .layers import TAG, click_log_of, image_data
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
+Bounds = tuple[tuple[int, int], ...]  # (start, stop) per axis of the labels
 MIRROR_LIMIT = 1000  # napari keeps fewer undo steps; a longer mirror only costs a no-op check
 _RECORDERS: dict[str, LabelsRecorder] = {}  # labels layer unique_id -> its recorder
 
@@ -80,9 +83,12 @@ class LabelsRecorder:
         self.viewer, self.layer = viewer, layer
         self.fingerprint, self.info, self.root = fingerprint, dict(info), root
         self.error: str | None = None
-        self._undo: list[tuple[tuple[int, int], ...]] = []
-        self._redo: list[tuple[tuple[int, int], ...]] = []
+        # Mirror of napari's undo and redo stacks: each item's box and the commit's click-log record.
+        self._undo: list[tuple[Bounds, Any]] = []
+        self._redo: list[tuple[Bounds, Any]] = []
+        self._applied: dict[int, int] = {}  # id(record) -> how many of its commit's items are applied
         self._commit: dict[str, Any] | None = None
+        self._record: Any = None  # the click-log record of the commit being written
         self._deferred = False
         self.journal: LabelsJournal | None = None
         self._grid = self._current_grid()
@@ -156,13 +162,17 @@ class LabelsRecorder:
         return None if self.journal is None else str(self.journal.folder)
 
     @contextmanager
-    def commit(self, label_id: int, clicks: list[tuple[int, int, bool]]) -> Iterator[None]:
-        """Writes inside are one FCFI commit: journaled with its label id and clicks, synced once at the end."""
+    def commit(
+        self, label_id: int, clicks: list[tuple[int, int, bool]], record: Any = None
+    ) -> Iterator[None]:
+        """Writes inside are one FCFI commit: journaled with its label id and clicks, synced once at the
+        end; ``record`` (its click-log entry) leaves the click log when napari's undo takes it back."""
         self._commit, self._deferred = {"label_id": int(label_id), "clicks": list(clicks)}, True
+        self._record = record
         try:
             yield
         finally:
-            self._commit, self._deferred = None, False
+            self._commit, self._deferred, self._record = None, False, None
             self._guard(lambda: self.journal.sync() if self.journal is not None else None)
 
     def record_write(self, key: tuple[int, ...], region: tuple[slice, slice], values: np.ndarray) -> None:
@@ -185,15 +195,17 @@ class LabelsRecorder:
         if change is None:
             return
         box, values, changed = change
-        self._undo = (self._undo + [box])[-MIRROR_LIMIT:]
+        record = self._record if self._commit else None
+        if record is not None:
+            self._applied[id(record)] = self._applied.get(id(record), 0) + 1
+        self._undo = (self._undo + [(box, record)])[-MIRROR_LIMIT:]
         self._redo.clear()
         extra = self._commit or {}
         self._write(change_record("commit" if self._commit else "paint", box, values, changed, **extra))
 
     def _on_data(self, event: Any = None) -> None:
         """The layer's data were replaced: journal them whole (a new journal when the grid changed)."""
-        self._undo.clear()
-        self._redo.clear()
+        self._forget_history()
         if self._grid != self._current_grid():
             if self.journal is not None:
                 self.journal.close()
@@ -207,8 +219,12 @@ class LabelsRecorder:
 
     def _on_editable(self, event: Any = None) -> None:
         if not self.layer.editable:  # napari resets its undo history then
-            self._undo.clear()
-            self._redo.clear()
+            self._forget_history()
+
+    def _forget_history(self) -> None:
+        self._undo.clear()
+        self._redo.clear()
+        self._applied.clear()
 
     def _undo_key(self, layer: Any) -> None:
         self._replay(self.layer.undo, self._undo, self._redo, "undo")
@@ -220,7 +236,7 @@ class LabelsRecorder:
         """Run napari's undo/redo and journal the region it changed, as it is afterwards."""
         data = image_data(self.layer)
         if source:
-            box = source[-1]
+            box, record = source[-1]
             region = tuple(slice(a, b) for a, b in box)
             before = np.array(data[region])
             action()
@@ -229,6 +245,8 @@ class LabelsRecorder:
                 return  # napari had nothing (left) to take back
             target.append(source.pop())
             self._write(change_record(kind, box, after))
+            if record is not None:
+                self._follow_in_click_log(record, -1 if kind == "undo" else 1)
             return
         # An undo step made before the journal started: find what changed by comparing.
         before = np.array(data)
@@ -240,6 +258,17 @@ class LabelsRecorder:
         box = tuple((int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))
         region = tuple(slice(a, b) for a, b in box)
         self._write(change_record(kind, box, after[region], changed[region]))
+
+    def _follow_in_click_log(self, record: Any, change: int) -> None:
+        """A commit is in the click log while any of its items (one per slice) is applied."""
+        applied = self._applied.get(id(record), 0)
+        now = max(applied + change, 0)
+        self._applied[id(record)] = now
+        log = click_log_of(self.layer)
+        if applied and not now:
+            log.withdraw(record)
+        elif now and not applied and not any(held is record for held in log.records):
+            log.add(record)
 
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):

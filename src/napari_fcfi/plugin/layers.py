@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import ImageGeometry, make_geometry
 from napari_fcfi.engine.windows import Box
 
@@ -22,6 +23,20 @@ NEGATIVE_COLOR = np.array([1.0, 0.15, 0.35, 1.0], dtype=np.float32)
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
 MARKER_SCREEN_PX = 9.0  # click markers are drawn this many screen pixels wide at any zoom
 TAG = "napari_fcfi"
+
+
+CLICK_LOG_KEY = "click_log"  # in labels.metadata[TAG]
+
+
+def click_log_of(labels: Any) -> ClickLog:
+    """The click log stored with a labels layer (created empty on first use): it stays with the labels
+    even when the widget is closed."""
+    tag = labels.metadata.setdefault(TAG, {}) if isinstance(labels.metadata, dict) else {}
+    log = tag.get(CLICK_LOG_KEY)
+    if not isinstance(log, ClickLog):
+        log = ClickLog()
+        tag[CLICK_LOG_KEY] = log
+    return log
 
 
 def transform_problem(layer: Any) -> str | None:
