@@ -115,3 +115,30 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path
     widget.image_menu.value = stack
     assert widget.controller.geometry.label_shape == (12, 40, 50)
     widget.close_controller()
+
+
+def test_long_names_and_the_recovery_banner_keep_every_button_in_the_dock(make_napari_viewer, tmp_path):
+    from qtpy.QtWidgets import QPushButton
+
+    viewer = make_napari_viewer(show=True)
+    name = "2026-12-05_confocal_HeLa_H2B-GFP_timelapse_position_17_deconvolved_max_projection_" * 2
+    viewer.add_image(np.zeros((64, 64), np.float32), name=name)
+    widget = make_widget(viewer, tmp_path)
+    window = viewer.window._qt_window
+    window.resize(1280, 900)
+    controller = widget.controller
+    controller.add_click_world((30, 30), True)
+    assert controller.commit()
+    viewer.layers.remove(controller.labels_layer)  # its journal is now offered for recovery
+    widget.recovery.refresh(force=True)
+    for _ in range(3):
+        QApplication.processEvents()
+    assert widget.recovery.visible and widget.recovery.offers
+    assert widget.native.width() <= 480, widget.native.width()
+    assert widget.native.minimumSizeHint().width() <= 460  # nothing asks for more than the dock
+    for button in widget.native.findChildren(QPushButton):
+        if not button.isVisible():
+            continue
+        left = button.mapTo(widget.native, QPoint(0, 0)).x()
+        assert left >= 0 and left + button.width() <= widget.native.width(), button.text()
+    viewer.screenshot(str(tmp_path / "long_names.png"), canvas_only=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Labels
+from qtpy.QtWidgets import QSizePolicy
 
 from .commit_flow import RecoveryOffer, discard_offer, journals_on_screen, recovery_offers, restore_offer
 from .host import AnnotationHost
@@ -48,6 +49,9 @@ class RecoveryBanner(Container):
         super().__init__(
             widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False
         )
+        for label in (self.title, self.details):  # clipped (names are elided), never widening the dock
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.native.setMinimumWidth(40)
         self.native.setObjectName("fcfiRecoveryBanner")
         self.native.setStyleSheet(STYLE)
         self._key: Any = None
@@ -67,7 +71,7 @@ class RecoveryBanner(Container):
         if not self.offers:
             return
         self._span_full_width()
-        image = controller.image_layer.name if controller.image_layer is not None else "this image"
+        image = elide(controller.image_layer.name, 30) if controller.image_layer is not None else "this image"
         which = (
             f"{len(self.offers)} sessions not on screen; choose one"
             if len(self.offers) > 1
@@ -81,7 +85,7 @@ class RecoveryBanner(Container):
 
     def _choices(self, widget: Any = None) -> list[tuple[str, int]]:
         # A callable, so that napari's reset_choices on the dock keeps the entries.
-        return [(f"{i + 1}. {offer.describe()}", i) for i, offer in enumerate(self.offers)]
+        return [(elide(f"{i + 1}. {offer.describe()}", 56), i) for i, offer in enumerate(self.offers)]
 
     @property
     def selected(self) -> RecoveryOffer | None:
@@ -93,12 +97,12 @@ class RecoveryBanner(Container):
         if offer is None:
             return
         scan = offer.scan
-        lines = [html.escape(line) for line in scan.summary_lines()]
+        lines = [html.escape(elide(line, 50)) for line in scan.summary_lines()]
         if scan.problems:
             lines.append(f"<i>skipped ({len(scan.problems)}; details in the tooltip):</i>")
             lines += [html.escape(_short(problem)) for problem in scan.problems[:3]]
         self._set_text(self.details, "<br>".join(lines))
-        self.details.tooltip = "\n".join(scan.problems) or str(offer.journal.folder)
+        self.details.tooltip = "\n".join([offer.describe(), *scan.problems]) or str(offer.journal.folder)
 
     def _set_text(self, label: Label, text: str) -> None:
         # Short lines, not word wrap: a wrapped QLabel in a form layout is given too little height.
@@ -123,6 +127,15 @@ class RecoveryBanner(Container):
         if offer is not None:
             discard_offer(self.controller, offer)
         self.refresh(force=True)
+
+
+def elide(text: str, limit: int = 40) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters: long image and labels names must not
+    widen the dock (a label's lines are not wrapped; see ``_set_text``)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
 
 
 def _short(problem: str) -> str:

@@ -77,6 +77,11 @@ class FCFIWidget(Container):
         self.controller.on_busy = self._show_busy
         self.controller.on_change = self._sync_from_controller
         _watch_closing(self)
+        _compact_menus(self.native)
+        # magicgui fixed the scroll area's minimum width at each insert, from the menus' widths then
+        # (a long image name made it wider than the dock): set it again from the compact form.
+        scroll = self.form.root_native_widget
+        scroll.setMinimumWidth(min(scroll.widget().layout().totalMinimumSize().width() + 20, 440))
         self.max_width = 460  # a form, not a canvas: leave the viewer its room
         napari_viewer.layers.selection.events.active.connect(self._on_active_layer)
         self.reset_choices()
@@ -549,6 +554,16 @@ def _image_type() -> type:
     from napari.layers import Image
 
     return Image
+
+
+def _compact_menus(root: Any) -> None:
+    """Menus as wide as the dock allows, not as their longest entry (a long image or labels name would
+    push the buttons out of the 460-px dock); the entry shown is clipped, the list shows it whole."""
+    from qtpy.QtWidgets import QComboBox
+
+    for menu in root.findChildren(QComboBox):
+        menu.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        menu.setMinimumContentsLength(12)
 
 
 def _watch_closing(widget: FCFIWidget) -> None:
