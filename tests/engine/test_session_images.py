@@ -49,6 +49,22 @@ def test_nan_inf_and_percentiles_are_robust():
     assert np.isfinite(crop).all()
     assert crop[0, 0] == 0 and crop[0, 1] == 1 and crop[0, 2] == 0
     assert 0.45 < crop[50, 40] < 0.55  # mid-range value stays mid-range
+    assert source.has_contrast
+
+
+def test_blank_images_are_told_apart(blob_net):
+    constant = np.full((40, 50), 7, np.uint16)
+    all_nan = np.full((40, 50), np.nan, np.float32)
+    one_channel_blank = np.stack([np.zeros((40, 50)), np.arange(2000.0).reshape(40, 50)], axis=-1)
+    assert not ImageSource(constant).has_contrast
+    assert not ImageSource(all_nan).has_contrast
+    assert ImageSource(one_channel_blank, channel_axis=2).has_contrast  # the composite has contrast
+    assert not ImageSource(one_channel_blank, channel_axis=2, channel=0).has_contrast
+    segmenter = InteractiveSegmenter(blob_net)
+    segmenter.set_image(constant)
+    assert not segmenter.image_has_contrast
+    segmenter.set_image(one_channel_blank[..., 1])
+    assert segmenter.image_has_contrast
 
 
 def test_rgb_rgba_and_multichannel_choices():

@@ -178,3 +178,24 @@ def test_hidden_clicks_layer_takes_no_clicks(make_napari_viewer):
     controller.points_layer.visible = False
     assert not controller.add_click_world((10, 10), True)
     assert "hidden" in viewer.status and len(controller.points_layer.data) == 0
+
+
+def test_a_click_on_a_blank_image_says_the_mask_is_a_guess(make_napari_viewer):
+    from helpers.standins import BlobNet
+    from napari_fcfi.engine import InteractiveSegmenter
+
+    viewer = make_napari_viewer()
+    blank = viewer.add_image(np.full((48, 48), 9, np.uint16), name="blank")
+    cells = viewer.add_image(np.pad(np.full((16, 16), 900, np.uint16), 16), name="cells")
+
+    def factory(model):
+        return InteractiveSegmenter(BlobNet(radius=5.0, brightness_weight=8.0).eval(), input_size=48)
+
+    controller = make_controller(viewer, blank, factory=factory)
+    controller.add_click_world((24, 24), True)
+    assert "no contrast" in viewer.status and "guess" in viewer.status
+    assert controller.current_object().mask is not None  # the user still gets the mask, told what it is
+    controller.set_image_layer(cells)
+    viewer.status = ""
+    controller.add_click_world((24, 24), True)
+    assert "no contrast" not in viewer.status

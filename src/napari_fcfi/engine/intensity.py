@@ -106,6 +106,14 @@ class ImageSource:
         self.percentiles = percentiles
         self.ranges = self._compute_ranges(max_sample_pixels) if self.mode == "percentile" else None
 
+    @property
+    def has_contrast(self) -> bool:
+        """False when the image (its chosen channels) holds one value only, or no finite value: the
+        network then sees a blank image and its mask is a guess."""
+        if self.ranges is None:  # "uint8" / "none" modes: no range computed, nothing to judge
+            return True
+        return any(hi > lo for lo, hi in self.ranges)
+
     def _choose_channels(self, channel: Any, n_channels: int, explicit_axis: bool) -> tuple[int, ...]:
         if channel is not None:
             chosen = (int(channel),) if np.ndim(channel) == 0 else tuple(int(c) for c in channel)

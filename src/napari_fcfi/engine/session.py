@@ -121,6 +121,11 @@ class InteractiveSegmenter:
         return Snapshot((), self._initial_mask, self._initial_mask, None)
 
     @property
+    def image_has_contrast(self) -> bool:
+        """False for a constant (or all-NaN) image: the masks are then guesses (see :mod:`.intensity`)."""
+        return self._source is None or self._source.has_contrast
+
+    @property
     def image_shape(self) -> tuple[int, int]:
         source = self._require_image()
         return source.height, source.width

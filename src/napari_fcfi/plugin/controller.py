@@ -447,6 +447,11 @@ class SegmentationController:
             )
         if state is self.state and request.key == self.current_key():
             self.update_preview()
+            if prediction.blank_image:
+                self.show_status(
+                    "FCFI: this slice has no contrast (one value everywhere, or no finite value): the "
+                    "network sees a blank image, so the mask is only a guess"
+                )
         commit_if_pending(self, state, obj)
         self.on_change("object")
 

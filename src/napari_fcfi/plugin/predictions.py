@@ -68,6 +68,7 @@ class Prediction:
     probability: Patch | None
     mask: np.ndarray
     box: Box | None
+    blank_image: bool = False  # the slice has no contrast (constant, all NaN): the mask is a guess
 
 
 @dataclass
@@ -177,7 +178,8 @@ class Predictor:
                 sessions.pop(slot, None)  # rebuilt and replayed on the next request
                 raise
             mask, box = mask_from(probability, geometry.plane_shape, request.threshold)
-            return Prediction(request, probability, mask, box)
+            blank = not getattr(segmenter, "image_has_contrast", True)
+            return Prediction(request, probability, mask, box, blank_image=blank)
 
         return job
 
