@@ -199,3 +199,26 @@ def test_a_click_on_a_blank_image_says_the_mask_is_a_guess(make_napari_viewer):
     viewer.status = ""
     controller.add_click_world((24, 24), True)
     assert "no contrast" not in viewer.status
+
+
+def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16), np.float32), name="a")
+    full = viewer.add_labels(np.arange(256, dtype=np.uint8).reshape(16, 16), name="full")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    widget.labels_menu.value = full
+    assert not widget.label_id.enabled and "in use" in widget.label_id.tooltip
+    assert "every label id of 'full' (uint8) is in use" in widget.status.value
+    widget.controller.add_click_world((8, 8), True)
+    assert not widget.controller.commit()
+    np.testing.assert_array_equal(full.data, np.arange(256).reshape(16, 16))  # nothing overwritten
+    widget.labels_menu.value = viewer.add_labels(np.zeros((16, 16), np.uint16), name="roomy")
+    assert widget.label_id.enabled and widget.label_id.value == 1
+    widget.close_controller()

@@ -43,6 +43,8 @@ from .segment_all_panel import SegmentAllPanel
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
+LABEL_ID_TIP = "Label id of the next committed object (defaults to the next free id)"
+FULL_LABELS_TIP = "Every label id of this labels layer's type is in use: no new object fits"
 
 
 class FCFIWidget(Container):
@@ -147,7 +149,7 @@ class FCFIWidget(Container):
             min=1,
             max=2**31 - 1,
             value=1,
-            tooltip="Label id of the next committed object (defaults to the next free id)",
+            tooltip=LABEL_ID_TIP,
         )
         self.edit_button = PushButton(
             text="Edit this label",
@@ -403,8 +405,18 @@ class FCFIWidget(Container):
             _low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
             self.label_id.max = min(high, 2**31 - 1)
             next_id = controller.next_label_id()
+            full = not next_id and labels is not None
             if next_id:
                 self.label_id.value = min(next_id, self.label_id.max)
+            if full != (not self.label_id.enabled):  # every id of the layer's type is taken: say so
+                self.label_id.enabled = not full
+                self.label_id.tooltip = FULL_LABELS_TIP if full else LABEL_ID_TIP
+                if full:
+                    self._show_status(
+                        f"FCFI: every label id of {labels.name!r} ({labels.data.dtype}) is in use: a new "
+                        "object cannot be committed there; choose or create a labels layer of a larger type "
+                        "(edit existing labels with Shift+click)"
+                    )
         finally:
             self._syncing = False
         self._show_object()
