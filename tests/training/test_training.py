@@ -197,6 +197,22 @@ def test_bf16_autocast_step_is_finite(tmp_path):
     assert np.isfinite(parts["loss"])
 
 
+@pytest.mark.parametrize("native", [True, False, None])
+def test_bf16_is_used_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch, native):
+    from napari_fcfi.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    sampler = TrainingSampler(toy_training_items(), crop_size=48, seed=0, input_size=64)
+    config = TrainConfig(steps=1, batch_size=2, cpu_bf16=True, val_every=0, checkpoint_minutes=1e9)
+    if native is False:
+        with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+            trainer = Trainer(ContractStandIn(), sampler, tmp_path / "run", config, progress=False)
+        assert not trainer.use_bf16  # emulated bf16 was 12x slower than float32 on an AVX2 CPU
+    else:
+        trainer = Trainer(ContractStandIn(), sampler, tmp_path / "run", config, progress=False)
+        assert trainer.use_bf16  # native, or not known (not Linux): as asked
+
+
 def test_export_writes_a_loadable_safetensors_model(tmp_path):
     from napari_fcfi.model import load_model
     from napari_fcfi.model.networks import FCFIHRNet

@@ -145,7 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     parser.add_argument(
-        "--bf16", action="store_true", help="CPU: bfloat16 autocast (faster on AVX512-BF16 CPUs)"
+        "--bf16",
+        action="store_true",
+        help="CPU: bfloat16 autocast (faster on AVX512-BF16/AMX CPUs; ignored, with a warning, on CPUs without)",
     )
     parser.add_argument("--no-prefetch", action="store_true", help="build batches in the main process")
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. runs/NAME/last.pt)")

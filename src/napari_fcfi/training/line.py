@@ -461,7 +461,7 @@ def run_line(args: Any) -> int:
         "resumed_from": kind,
         "device": device,
         "threads": torch.get_num_threads(),
-        "bf16": bool(args.bf16 and device == "cpu"),
+        "bf16": trainer.use_bf16,  # off, with a warning, on a CPU without native bfloat16
         "host": platform.node(),
         "batch_size": recipe.batch_size,
         "recipe_overrides": overrides,
