@@ -130,5 +130,49 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     proposals = panel.proposals_layer().data
     found = [len(np.unique(proposals[z])) - 1 for z in range(6)]
     assert found == [len(CENTRES), len(CENTRES), 0, 0, 0, 0]
-    assert f"FCFI: {2 * len(CENTRES)} proposal(s) on 6 slices" in widget.status.value, widget.status.value
+    assert f"FCFI: {len(CENTRES)} object(s) from {2 * len(CENTRES)} proposal(s) on 6 slices (linked" in (
+        widget.status.value
+    ), widget.status.value
+    for r, c in CENTRES:  # linked: one id per nucleus through the stack
+        assert proposals[0, r, c] == proposals[1, r, c] != 0
+
+    # accept one nucleus: one label id on both slices, one record in the click log
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 1)
+    nucleus = int(proposals[1][CENTRES[0]])
+    panel.select(nucleus)
+    assert panel.accept()
+    labels = controller.labels_layer.data
+    first = int(labels[0][CENTRES[0]])
+    assert first and labels[1][CENTRES[0]] == first and (labels == first).sum() > 2 * 100
+    assert not (proposals == nucleus).any()  # gone from both slices
+    assert [r.label_id for r in controller.click_log.records] == [first]
+    assert len(controller.click_log.records[0].slice_keys) == 2
+
+    # correct another: the object in progress spans both slices, Commit writes both
+    panel.select(int(proposals[1][CENTRES[1]]))
+    assert panel.correct()
+    assert controller.state.objects.members((1,)) == [(0,), (1,)]
+    assert controller.commit()
+    second = int(labels[1][CENTRES[1]])
+    assert second not in (0, first) and labels[0][CENTRES[1]] == second
+
+    assert panel.accept_all() == len(CENTRES) - 2
+    assert len(np.unique(labels[0])) == len(np.unique(labels[1])) == len(CENTRES) + 1
+    np.testing.assert_array_equal(labels[0] > 0, labels[1] > 0)
+    np.testing.assert_array_equal(labels[0], labels[1])  # the same ids on both slices
+    path = widget.save_click_log(tmp_path / "stack_log.csv")
+    log = ClickLog.load(path, plane_shape=SHAPE)
+    stack = viewer.layers["stack"].data
+    replayed = replay_click_log(
+        None, stack, make_geometry(stack.shape), log, segmenter=DiskSegmenter(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+
+    # without linking, each slice's proposals are separate objects
+    panel.link.value = False
+    panel.start(threaded=False)
+    proposals = panel.proposals_layer().data
+    assert len(set(np.unique(proposals[:2]).tolist()) - {0}) == 2 * len(CENTRES)
+    assert "each slice's separate" in widget.status.value, widget.status.value
     widget.close_controller()

@@ -213,6 +213,24 @@ class ObjectsInProgress:
                 self.slices[key] = SliceObject(key)
         return undo
 
+    def start_from_masks(self, masks: dict[SliceKey, np.ndarray]) -> SliceObject:
+        """One object in progress over the slices of ``masks`` (segment-all proposals linked across
+        slices), each slice starting from its mask; Commit writes them all with one label id. The
+        slices must have no object in progress. Returns the first slice's object."""
+        keys = sorted(masks)
+        busy = [key for key in keys if self.get(key).has_object]
+        if not keys or busy:
+            raise ValueError(f"slices {busy} have an object in progress" if busy else "no masks given")
+        group = None
+        if len(keys) > 1:
+            group = next(_serials)
+            self.groups[group] = StackObject(group)
+        for key in keys:
+            obj = self.slices[key]
+            obj.restart(masks[key], from_segment_all=True)
+            obj.group = group
+        return self.slices[keys[0]]
+
     def add_propagated(self, undo: PropagationUndo, key: SliceKey, mask: np.ndarray) -> SliceObject:
         """Make the propagated ``mask`` slice ``key``'s object in progress (its starting mask)."""
         if key not in undo.replaced:

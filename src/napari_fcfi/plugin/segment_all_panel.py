@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, ProgressBar, PushButton, SpinBox
 from napari.layers import Labels
 
 from napari_fcfi.annotation.geometry import SliceKey, read_plane
-from napari_fcfi.annotation.objects import SliceObject
+from napari_fcfi.annotation.proposal_links import link_to_previous
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
@@ -42,13 +42,16 @@ ACTIONS = "; click one, then A / D / C, or Accept all"
 
 @dataclass
 class Proposal:
-    """One proposal on one slice: its id in the proposals layer and its mask there."""
+    """One proposal: its id in the proposals layer and the slices it lies on (several when it was
+    linked across slices)."""
 
     state: ImageState
     layer: Labels
-    key: SliceKey
-    mask: np.ndarray
     label: int
+    keys: list[SliceKey]
+
+    def mask(self, key: SliceKey) -> np.ndarray:
+        return np.asarray(self.layer.data[key] if key else self.layer.data) == self.label
 
 
 class SegmentAllPanel(Container):
@@ -61,6 +64,12 @@ class SegmentAllPanel(Container):
             choices=[("this slice", "slice"), ("every slice", "stack")],
             value="slice",
             tooltip="Propose every object of the slice on screen or of every slice",
+        )
+        self.link = CheckBox(
+            text="link slices into 3D objects",
+            value=True,
+            tooltip="Every slice: a proposal continuing one on the slice before (overlap IoU >= 0.5) "
+            "keeps its id, so Accept commits the whole object with one label id",
         )
         self.object_size = SpinBox(
             label="object size",
@@ -88,6 +97,7 @@ class SegmentAllPanel(Container):
         super().__init__(
             widgets=[
                 self.scope,
+                self.link,
                 self.object_size,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
                 self.progress,
@@ -196,7 +206,14 @@ class SegmentAllPanel(Container):
             return None
         run = BackgroundRun()
         self._run = run
-        tally = {"proposals": 0, "slices": 0}
+        first_id = int(layer.data.max()) + 1  # ids of earlier runs on other slices stay unique
+        tally = {"proposals": 0, "slices": 0, "next_id": first_id}
+        link_axis = len(geometry.slice_shape) - 1 if self.link.value and len(keys) > 1 else None
+        segmented: set[SliceKey] = set()
+
+        def objects() -> int:
+            return tally["next_id"] - first_id
+
         controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
         def work():
@@ -231,10 +248,13 @@ class SegmentAllPanel(Container):
             _, key, result = item
             if layer not in controller.viewer.layers:
                 return
-            plane = self._plane(layer, key)
-            plane[...] = 0
-            offset = int(layer.data.max())
-            plane[result.labels > 0] = result.labels[result.labels > 0] + offset
+            previous = None
+            if link_axis is not None and key[link_axis] > 0:
+                before = (*key[:link_axis], key[link_axis] - 1, *key[link_axis + 1 :])
+                previous = np.asarray(self._plane(layer, before)) if before in segmented else None
+            labels, tally["next_id"] = link_to_previous(previous, result.labels, tally["next_id"])
+            self._plane(layer, key)[...] = labels
+            segmented.add(key)
             layer.refresh()
             found = int(result.labels.max())
             tally["proposals"] += found
@@ -246,7 +266,7 @@ class SegmentAllPanel(Container):
             else:
                 controller.show_status(
                     f"FCFI: {found} proposal(s) on slice {','.join(map(str, key))}; "
-                    f"{tally['proposals']} on {tally['slices']} of {len(keys)} slices so far"
+                    f"{objects()} object(s) on {tally['slices']} of {len(keys)} slices so far"
                 )
 
         def on_done(*_: Any) -> None:
@@ -259,9 +279,10 @@ class SegmentAllPanel(Container):
                     f"the {tally['proposals']} proposal(s) so far are kept"
                 )
             elif len(keys) > 1:
+                how = "linked across slices" if link_axis is not None else "each slice's separate"
                 controller.show_status(
-                    f"FCFI: {tally['proposals']} proposal(s) on {len(keys)} slices (each slice's are "
-                    f"separate objects){ACTIONS}"
+                    f"FCFI: {objects()} object(s) from {tally['proposals']} proposal(s) on {len(keys)} "
+                    f"slices ({how}){ACTIONS}"
                 )
 
         def on_error(error: Exception) -> None:
@@ -283,82 +304,92 @@ class SegmentAllPanel(Container):
 
     # ------------------------------------------------------------------ accept, delete, correct
     def _where(self, proposal: int | None) -> Proposal | None:
-        """A proposal on the slice on screen, None (with a message) when there is none."""
+        """A proposal shown on the slice on screen with every slice it lies on; None (with a message)
+        when there is none."""
         state, layer, key = self.controller.state, self.proposals_layer(), self.controller.current_key()
         if state is None or layer is None or key is None or not proposal:
             self.controller.show_status("FCFI: select a proposal first (click it)")
             return None
-        mask = np.asarray(self._plane(layer, key)) == proposal
-        if not mask.any():
+        if not (np.asarray(self._plane(layer, key)) == proposal).any():
             self.controller.show_status(f"FCFI: proposal {proposal} is not on this slice")
             return None
-        return Proposal(state, layer, key, mask, int(proposal))
+        return Proposal(state, layer, int(proposal), self._slices_of(layer, int(proposal)) or [key])
 
-    def _free_slice(self, state: ImageState, key: SliceKey) -> SliceObject | None:
-        """The slice's object in progress if it is empty (accepting must not replace the user's work)."""
-        obj = state.objects.get(key)
-        if obj.has_object:
-            self.controller.show_status(
-                "FCFI: this slice has an object in progress; commit or reset it first"
-            )
-            return None
-        return obj
+    def _slices_of(self, layer: Labels, proposal: int) -> list[SliceKey]:
+        """The slices a proposal lies on (one scan of the layer)."""
+        data = np.asarray(layer.data)
+        if data.ndim == 2:
+            return [()] if (data == proposal).any() else []
+        present = (data == proposal).any(axis=(-2, -1))
+        return [tuple(int(i) for i in index) for index in np.argwhere(present)]
 
-    def _drop(self, layer: Labels, key: SliceKey, proposal: int) -> None:
-        plane = self._plane(layer, key)
-        plane[plane == proposal] = 0
-        layer.refresh()
-        if self.selected == proposal:
+    def _busy_slices(self, found: Proposal) -> list[SliceKey]:
+        """The proposal's slices with an object in progress (accepting must not replace the user's work)."""
+        return [key for key in found.keys if found.state.objects.get(key).has_object]
+
+    def _refuse_busy(self, busy: list[SliceKey]) -> None:
+        where = "this slice has" if busy == [self.controller.current_key()] else f"slice(s) {busy} have"
+        self.controller.show_status(f"FCFI: {where} an object in progress; commit or reset it first")
+
+    def _drop(self, found: Proposal) -> None:
+        for key in found.keys:
+            plane = self._plane(found.layer, key)
+            plane[plane == found.label] = 0
+        found.layer.refresh()
+        if self.selected == found.label:
             self.selected = None
 
     def delete(self, proposal: int | None = None) -> bool:
         found = self._where(proposal or self.selected)
         if found is None:
             return False
-        self._drop(found.layer, found.key, found.label)
-        self.controller.show_status("FCFI: proposal deleted")
+        self._drop(found)
+        where = f" (on {len(found.keys)} slices)" if len(found.keys) > 1 else ""
+        self.controller.show_status(f"FCFI: proposal deleted{where}")
         return True
 
     def accept(self, proposal: int | None = None) -> bool:
-        proposal = proposal or self.selected
-        found = self._where(proposal)
+        found = self._where(proposal or self.selected)
         if found is None:
+            return False
+        busy = self._busy_slices(found)
+        if busy:
+            self._refuse_busy(busy)
             return False
         return self._accept(found)
 
     def _accept(self, found: Proposal) -> bool:
-        controller, state, key = self.controller, found.state, found.key
-        obj = self._free_slice(state, key)
-        if obj is None:
-            return False
-        obj.restart(found.mask, from_segment_all=True)
+        """Commit the proposal on all its slices, as one object (its slices must be free)."""
+        controller, state = self.controller, found.state
+        obj = state.objects.start_from_masks({key: found.mask(key) for key in found.keys})
         if not commit_object(controller, state, obj):
-            state.objects.forget(key)  # refused (e.g. all of it is another label): the proposal stays
+            state.objects.forget(obj.key)  # refused (e.g. all of it is another label): the proposal stays
             controller.refresh_view()
             return False
-        self._drop(found.layer, key, found.label)
+        self._drop(found)
         return True
 
     def accept_all(self) -> int:
-        """Commit every proposal of every slice; returns how many were committed."""
+        """Commit every proposal (each linked one whole); returns how many objects were committed."""
         state, layer = self.controller.state, self.proposals_layer()
         if state is None or layer is None:
             self.controller.show_status("FCFI: no proposals; run Segment all first")
             return 0
+        slices_of: dict[int, list[SliceKey]] = {}
+        for key in itertools.product(*(range(n) for n in state.geometry.slice_shape)):
+            plane = np.asarray(self._plane(layer, key))
+            for proposal in np.unique(plane[plane > 0]).tolist():
+                slices_of.setdefault(int(proposal), []).append(key)
         accepted, refused, busy, reason = 0, 0, 0, ""
-        keys = list(itertools.product(*(range(n) for n in state.geometry.slice_shape)))
-        for key in keys:
-            plane = np.array(self._plane(layer, key))
-            proposals = np.unique(plane[plane > 0])
-            if len(proposals) and state.objects.get(key).has_object:
-                busy += len(proposals)  # the user's object in progress there is never replaced
-                continue
-            for proposal in proposals:
-                if self._accept(Proposal(state, layer, key, plane == proposal, int(proposal))):
-                    accepted += 1
-                else:
-                    refused += 1
-                    reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
+        for proposal, keys in slices_of.items():
+            found = Proposal(state, layer, proposal, keys)
+            if self._busy_slices(found):
+                busy += 1  # the user's object in progress there is never replaced
+            elif self._accept(found):
+                accepted += 1
+            else:
+                refused += 1
+                reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
         kept = []
         if busy:
             kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
@@ -369,19 +400,22 @@ class SegmentAllPanel(Container):
         return accepted
 
     def correct(self, proposal: int | None = None) -> bool:
-        """Make a proposal the object in progress on its slice: clicks refine it, Commit writes it."""
-        proposal = proposal or self.selected
-        found = self._where(proposal)
+        """Make a proposal the object in progress (on all its slices): clicks refine it, Commit writes it."""
+        found = self._where(proposal or self.selected)
         if found is None:
             return False
-        controller, state = self.controller, found.state
-        obj = self._free_slice(state, found.key)
-        if obj is None:
+        busy = self._busy_slices(found)
+        if busy:
+            self._refuse_busy(busy)
             return False
-        obj.restart(found.mask, from_segment_all=True)
-        self._drop(found.layer, found.key, found.label)
+        controller, state = self.controller, found.state
+        state.objects.start_from_masks({key: found.mask(key) for key in found.keys})
+        self._drop(found)
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it
         controller.refresh_view()
         controller.on_change()
-        controller.show_status(f"FCFI: correcting proposal {proposal}; click to refine, Commit writes it")
+        where = f" on {len(found.keys)} slices" if len(found.keys) > 1 else ""
+        controller.show_status(
+            f"FCFI: correcting proposal {found.label}{where}; click to refine, Commit writes it"
+        )
         return True
