@@ -84,3 +84,17 @@ def test_local_threads_and_a_two_worker_cluster_give_the_same_labels(inputs, tmp
         )
     for name in ("flat_labels.tif", "stack_labels.tif"):
         np.testing.assert_array_equal(read_labels_tiff(local / name)[0], read_labels_tiff(remote / name)[0])
+
+
+def test_link_gives_one_id_per_object_through_the_stack(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([disks(), disks(shift=2), disks(shift=4)]))
+    out = tmp_path / "linked"
+    args = ["segment-all", str(tmp_path / "stack.tif"), "--out", str(out), "--slices", "all", "--no-progress"]
+    assert main([*args, "--link"]) == 0
+    stack, _ = read_labels_tiff(out / "stack_labels.tif")
+    assert len(np.unique(stack)) == len(CENTRES) + 1  # each disk moves 2 px a slice: still one id
+    for r, c in CENTRES:
+        assert stack[0, r, c] == stack[1, r + 2, c] == stack[2, r + 4, c] > 0
+    assert main(args) == 0  # without --link: every slice's objects get their own ids
+    stack, _ = read_labels_tiff(out / "stack_labels.tif")
+    assert len(np.unique(stack)) == 3 * len(CENTRES) + 1

@@ -164,9 +164,7 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     path = widget.save_click_log(tmp_path / "stack_log.csv")
     log = ClickLog.load(path, plane_shape=SHAPE)
     stack = viewer.layers["stack"].data
-    replayed = replay_click_log(
-        None, stack, make_geometry(stack.shape), log, segmenter=DiskSegmenter(None)
-    )
+    replayed = replay_click_log(None, stack, make_geometry(stack.shape), log, segmenter=DiskSegmenter(None))
     np.testing.assert_array_equal(replayed, labels)
 
     # without linking, each slice's proposals are separate objects

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.annotation.proposal_links import link_to_previous
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".npy")
 
 
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=("all",),
         help="stacks (3D, not RGB): segment every slice along the first axis",
+    )
+    parser.add_argument(
+        "--link",
+        action="store_true",
+        help="with --slices all: a slice's object continuing one of the slice before (IoU >= 0.5) keeps "
+        "its id, so one 3D object has one id (default: every slice's objects get their own ids)",
     )
     parser.add_argument(
         "--channel-axis", type=int, default=None, help="axis of channels (default: none; RGB auto)"
@@ -204,12 +212,13 @@ def run(args: argparse.Namespace) -> int:
         if parts[0][0] is None:
             volume = parts[0][1]
         else:
-            # Slice by slice, each slice's objects get ids after the previous slices' (all distinct).
+            # Slice by slice, each slice's objects get ids after the previous slices' (all distinct),
+            # or, with --link, the id of the object they continue on the slice before.
             volume = np.zeros((len(parts), *parts[0][1].shape), np.int32)
-            offset = 0
+            next_id, previous = 1, None
             for index, labels in sorted(parts, key=lambda part: part[0] or 0):
-                volume[index] = np.where(labels > 0, labels + offset, 0)
-                offset += int(labels.max())
+                volume[index], next_id = link_to_previous(previous if args.link else None, labels, next_id)
+                previous = volume[index]
         target = out / f"{Path(path).stem}_labels.tif"
         write_labels_tiff(target, volume, {"name": f"{Path(path).stem} segment-all"})
         print(
