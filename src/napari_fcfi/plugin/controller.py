@@ -16,7 +16,7 @@ key binding and listener and stops the worker; a new controller finds and reuses
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, MutableSet
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class SegmentationController:
         # A fill or continuation started by a key.
         self.on_stack_run: Callable[[PropagationRun | None], None] = lambda run: None
         # Segment all and adaptation runs of the panels: closing detaches them (their widgets go too).
-        self.background_runs: weakref.WeakSet[BackgroundRun] = weakref.WeakSet()
+        self.background_runs: MutableSet[BackgroundRun] = weakref.WeakSet()
         self._closed = False
         self.bindings = LayerBindings(
             {

@@ -411,7 +411,7 @@ class FCFIWidget(Container):
             if full != (not self.label_id.enabled):  # every id of the layer's type is taken: say so
                 self.label_id.enabled = not full
                 self.label_id.tooltip = FULL_LABELS_TIP if full else LABEL_ID_TIP
-                if full:
+                if full and labels is not None:
                     self._show_status(
                         f"FCFI: every label id of {labels.name!r} ({labels.data.dtype}) is in use: a new "
                         "object cannot be committed there; choose or create a labels layer of a larger type "
