@@ -20,16 +20,19 @@ from collections import defaultdict
 import numpy as np
 
 from napari_fcfi import load_model, segment_all
-from napari_fcfi.annotation.proposal_links import link_to_previous
+from napari_fcfi.annotation.proposal_links import LINK_MIN_IOU, link_to_previous
 from napari_fcfi.evaluation.stack_data import stack_set
 
 
-def linked_stack(model, image: np.ndarray) -> np.ndarray:
-    out = np.zeros(image.shape[:3], np.int32)
+def proposals(model, image: np.ndarray) -> list[np.ndarray]:
+    return [segment_all(model, plane, channel_axis=2 if image.ndim == 4 else None) for plane in image]
+
+
+def linked_stack(slices: list[np.ndarray], min_iou: float) -> np.ndarray:
+    out = np.zeros((len(slices), *slices[0].shape), np.int32)
     next_id, previous = 1, None
-    for z in range(image.shape[0]):
-        labels = segment_all(model, image[z], channel_axis=2 if image.ndim == 4 else None)
-        out[z], next_id = link_to_previous(previous, labels, next_id)
+    for z, labels in enumerate(slices):
+        out[z], next_id = link_to_previous(previous, labels, next_id, min_iou=min_iou)
         previous = out[z]
     return out
 
@@ -70,24 +73,26 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--sets", nargs="+", default=["sample", "dsb-deformed"])
     parser.add_argument("--count", type=int, default=None, help="stacks per set (default: the set's)")
+    parser.add_argument("--min-iou", type=float, nargs="+", default=[LINK_MIN_IOU], help="link thresholds")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     for name in args.sets:
-        totals: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
         stacks = stack_set(name, count=args.count)
-        for stack in stacks:
-            for key, value in score(stack.labels, linked_stack(model, stack.image)).items():
-                totals[key] += value
-        spanning = max(totals["spanning"], 1)
-        print(
-            f"{name}: {len(stacks)} stacks, {int(totals['true_objects'])} true 3D objects, "
-            f"{int(totals['spanning'])} matched on 2+ slices; whole (one id) "
-            f"{totals['whole'] / spanning:.1%}; ids per object {totals['ids_per_object'] / len(stacks):.2f}; "
-            f"merged ids {int(totals['merged_ids'])} of {int(totals['linked_ids'])}; "
-            f"{time.perf_counter() - started:.0f} s"
-        )
-
+        found = [proposals(model, stack.image) for stack in stacks]
+        seconds = time.perf_counter() - started
+        for min_iou in args.min_iou:
+            totals: dict[str, float] = defaultdict(float)
+            for stack, slices in zip(stacks, found):
+                for key, value in score(stack.labels, linked_stack(slices, min_iou)).items():
+                    totals[key] += value
+            spanning = max(totals["spanning"], 1)
+            print(
+                f"{name} (IoU >= {min_iou}): {len(stacks)} stacks, {int(totals['true_objects'])} true 3D "
+                f"objects, {int(totals['spanning'])} matched on 2+ slices; whole (one id) "
+                f"{totals['whole'] / spanning:.1%}; ids per object {totals['ids_per_object'] / len(stacks):.2f}; "
+                f"merged ids {int(totals['merged_ids'])} of {int(totals['linked_ids'])}; segment all {seconds:.0f} s"
+            )
 
 if __name__ == "__main__":
     main()
