@@ -223,3 +223,29 @@ def test_a_journal_that_cannot_be_written_is_reported_and_the_commit_still_happe
     widget.controller.labels_layer.paint((10, 10), 4)  # the brush still paints (the failure was said once)
     assert widget.controller.labels_layer.data[10, 10] == 4
     widget.close_controller()
+
+
+def test_one_ctrl_z_takes_back_a_commit_on_every_slice(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.random.default_rng(2).random((6, 60, 60)).astype(np.float32), name="stack")
+    widget = docked_widget(viewer, tmp_path / "journals")
+    controller = widget.controller
+    state = controller.state
+    masks = {(z,): np.zeros((60, 60), bool) for z in range(3)}
+    for z, mask in masks.items():
+        mask[20:30 + z[0], 20:30] = True
+    obj = state.objects.start_from_masks(masks)  # one object over three slices (e.g. linked proposals)
+    viewer.dims.set_current_step(0, obj.key[0])
+    assert controller.commit()
+    labels = controller.labels_layer
+    assert all((labels.data[z] == 1).sum() == masks[(z,)].sum() for z in range(3))
+    viewer.layers.selection.active = labels
+    undo(viewer)  # one Ctrl+Z: the whole object, on every slice
+    assert not labels.data.any()
+    assert len(controller.click_log.records) == 0
+    redo(viewer)
+    assert all((labels.data[z] == 1).sum() == masks[(z,)].sum() for z in range(3))
+    assert len(controller.click_log.records) == 1
+    restored, _ = restored_copy(labels)
+    np.testing.assert_array_equal(restored, labels.data)
+    widget.close_controller()

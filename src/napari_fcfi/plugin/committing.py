@@ -168,7 +168,10 @@ class Committer:
             return CommitOutcome(None, "FCFI: nothing to commit on this slice", [])
         pixels = 0
         clicks = [(c.row, c.col, c.positive) for c in record.clicks]
-        with journal.commit(label_id, clicks, record) if journal is not None else nullcontext():
+        # One item of napari's undo history for the whole object (every slice): one Ctrl+Z takes the
+        # commit back, and the journal gets one paint event for it.
+        grouped = nullcontext() if is_pyramid(labels) else labels.block_history()
+        with journal.commit(label_id, clicks, record) if journal is not None else nullcontext(), grouped:
             for key, region, result in planned:  # each write reaches the journal through napari's paint event
                 plane = data[key] if key else data
                 rows, cols = np.nonzero(result.plane != np.asarray(plane[region]))
