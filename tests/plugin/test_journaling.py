@@ -233,7 +233,7 @@ def test_one_ctrl_z_takes_back_a_commit_on_every_slice(make_napari_viewer, qtbot
     state = controller.state
     masks = {(z,): np.zeros((60, 60), bool) for z in range(3)}
     for z, mask in masks.items():
-        mask[20:30 + z[0], 20:30] = True
+        mask[20 : 30 + z[0], 20:30] = True
     obj = state.objects.start_from_masks(masks)  # one object over three slices (e.g. linked proposals)
     viewer.dims.set_current_step(0, obj.key[0])
     assert controller.commit()

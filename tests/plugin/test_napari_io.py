@@ -271,6 +271,39 @@ def test_widget_save_labels_writes_beside_the_image_and_clears_the_journal(make_
     widget.close_controller()
 
 
+def test_reopened_labels_of_an_image_take_the_next_commits(make_napari_viewer, tmp_path):
+    """A later session: the image and its saved labels opened again; commits go into those labels
+    with fresh ids, never into a new layer of the same name."""
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(1).random((40, 40), np.float32))
+    viewer = make_napari_viewer()
+    (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    assert controller.add_click_world((20, 20), True) and controller.commit()
+    widget.save_labels_button.native.click()
+    saved = tmp_path / "data" / "cells labels.fcfi"
+    assert saved.is_file()
+    viewer.window.remove_dock_widget(widget.native)  # the user closes the dock, then the layers
+    viewer.layers.clear()
+
+    opened = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    assert len(opened) == 1, [layer.name for layer in viewer.layers]
+    (image,) = opened
+    (reopened,) = open_file(viewer, saved, "file_open")
+    assert reopened.name == "cells labels" and reopened.data[20, 20] == 1
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    widget.image_menu.value = image
+    assert controller.labels_layer is reopened
+    assert controller.add_click_world((5, 30), True) and controller.commit()
+    assert [
+        layer.name for layer in viewer.layers if layer._type_string == "labels" and "FCFI" not in layer.name
+    ] == ["cells labels"]
+    assert reopened.data[5, 30] == 2 and reopened.data[20, 20] == 1  # a fresh id; the old object kept
+    widget.close_controller()
+
+
 def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothing(
     make_napari_viewer, tmp_path, monkeypatch
 ):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from napari.layers import Labels
 
 from napari_fcfi.annotation.clicklog import ObjectRecord
 from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
@@ -30,8 +31,14 @@ from napari_fcfi.annotation.painting import (
 from napari_fcfi.engine.windows import Box
 
 from .journaling import LabelsRecorder
-from .layers import TAG, click_log_of, image_data, index_in, labels_fit
+from .layers import TAG, click_log_of, image_data, index_in, is_helper, labels_fit
 from .pyramid import is_pyramid, needs_pyramid, pyramid_levels, write_region
+
+
+def _labels_of_another(layer: Any, image: Any) -> bool:
+    tag = layer.metadata.get(TAG, {}) if isinstance(getattr(layer, "metadata", None), dict) else {}
+    owner = tag.get("labels_of")
+    return bool(owner) and owner != str(image.unique_id)
 
 
 def click_log_metadata(
@@ -88,6 +95,19 @@ class Committer:
         for layer in self.viewer.layers:
             tag = layer.metadata.get(TAG, {}) if isinstance(getattr(layer, "metadata", None), dict) else {}
             if tag.get("labels_of") == str(image.unique_id) and labels_fit(layer, geometry) is None:
+                return layer, None
+        # The image's labels saved in an earlier session and opened again carry no tag (a layer's
+        # unique id lives one session): the labels layer named as this image's own is taken, never a
+        # new one of the same name whose ids would repeat the reopened ones.
+        own_names = {f"{image.name} labels", f"{image.name} labels (restored)"}
+        for layer in self.viewer.layers:
+            if (
+                isinstance(layer, Labels)
+                and layer.name in own_names
+                and not is_helper(layer)
+                and not _labels_of_another(layer, image)
+                and labels_fit(layer, geometry) is None
+            ):
                 return layer, None
         return None, None
 

@@ -169,6 +169,8 @@ class SegmentationController:
         annotated. A different channel axis changes the label grid: that image then starts afresh.
         Raises ``ValueError`` (nothing changed) when the image cannot be annotated.
         """
+        if self._closed:
+            return  # the dock was closed: napari may still refresh its menus, nothing is created
         geometry = helpers.geometry_of(layer, channel_axis)
         image_id = str(layer.unique_id)
         state = self.images.get(image_id)
