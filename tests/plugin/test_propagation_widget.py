@@ -161,6 +161,9 @@ def test_esc_on_another_image_resets_there_and_leaves_the_propagation_running(
     assert not run.cancelled
 
     qtbot.waitUntil(lambda: controller.propagation is None, timeout=30000)
+    # the status names the image it ran on: its keys (N, C, Ctrl+Z) act on the image chosen
+    assert "FCFI: 'stack': propagated to 6 slice(s)" in widget.status.value, widget.status.value
+    assert "choose 'stack' in Image, then Ctrl+Z" in widget.status.value
     widget.image_menu.value = stack_layer
     done = sorted(k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation)
     assert done == [2, 3, 4, 5, 6, 7]  # it ran to the object's end

@@ -133,6 +133,7 @@ def start_propagation(
                 run,
                 f"propagated to {run.done} slice(s){stopped}{why}{more}; "
                 f"{review_message(controller.review, axis)}",
+                elsewhere=None if controller.state is state else state.layer.name,
             )
         )
         run.on_finished(run.done)

@@ -75,8 +75,12 @@ def review_message(review: ReviewList, axis: int) -> str:
     return f"review slice(s) {listed} (N: next)"
 
 
-def finished_message(run: PropagationRun, done: str) -> str:
-    """The status line at the end of a run: ``done`` (what it did), or that it was taken back."""
+def finished_message(run: PropagationRun, done: str, elsewhere: str | None = None) -> str:
+    """The status line at the end of a run: ``done`` (what it did), or that it was taken back.
+    ``elsewhere``: the name of the run's image when another image is being annotated now (its keys
+    act on the image chosen in the widget)."""
+    where = f"{elsewhere!r}: " if elsewhere else ""
+    back = f"choose {elsewhere!r} in Image, then " if elsewhere else ""
     if run.discarded:
-        return "FCFI: the run was stopped and taken back; Ctrl+Shift+Z redoes what it did"
-    return f"FCFI: {done}; Ctrl+Z takes it back"
+        return f"FCFI: {where}the run was stopped and taken back; {back}Ctrl+Shift+Z redoes what it did"
+    return f"FCFI: {where}{done}; {back}Ctrl+Z takes it back"

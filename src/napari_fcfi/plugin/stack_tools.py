@@ -147,6 +147,7 @@ def start_fill(
                 f"filled {run.done} slice(s) between slices {key_a[axis]} and "
                 f"{key_b[axis]}{stopped}; the two sides disagree on {disagree}; "
                 f"{review_message(controller.review, axis)}",
+                elsewhere=None if controller.state is state else state.layer.name,
             )
         )
         run.on_finished(run.done)
