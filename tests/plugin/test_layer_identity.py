@@ -127,6 +127,8 @@ def test_typing_an_existing_label_id_warns_and_the_commit_is_refused(make_napari
     assert widget.controller.current_object().clicks  # the object waits for a free id
 
     type_into(qtbot, widget.label_id.native, "7")
+    assert "already exists" not in widget.status.value  # the warning went with the id it was about
+    assert "label id 7" in widget.status.value
     press_key(viewer, qtbot, Qt.Key.Key_Space)
     np.testing.assert_array_equal(np.asarray(labels.data) == 7, disk((100, 120), 70, 80))
     np.testing.assert_array_equal(np.asarray(labels.data) == 1, first == 1)

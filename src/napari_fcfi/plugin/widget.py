@@ -73,6 +73,7 @@ class FCFIWidget(Container):
             journal_root=journal_root,
         )
         self._syncing = False
+        self._label_id_warned = False
         self._build()
         self._connect()
         self.controller.on_status = self._show_status
@@ -376,6 +377,10 @@ class FCFIWidget(Container):
         problem = self.controller.label_id_problem()
         if problem is not None:
             self._show_status(f"FCFI: {problem}")  # warned now; a commit with it is refused
+            self._label_id_warned = True
+        elif self._label_id_warned:  # typing "12" passes "1": its warning must not outlive it
+            self._label_id_warned = False
+            self._show_status(f"FCFI: the next object gets label id {int(value)}")
 
     def _on_annotate(self, on: bool) -> None:
         self.controller.update(annotating=bool(on))
