@@ -109,3 +109,52 @@ def test_a_cancelled_fill_keeps_its_slices_through_the_file(tmp_path):
         False,
         False,
     ]
+
+
+def test_each_object_replays_with_the_channel_and_model_it_was_made_with(tmp_path):
+    from helpers.standins import BrightRegionSegmenter
+    from napari_fcfi.annotation.geometry import make_geometry
+    from napari_fcfi.annotation.replay import replay_click_log
+
+    class ChannelBright(BrightRegionSegmenter):
+        """Bright regions of the chosen channel only."""
+
+        def _prob(self, clicks):
+            if self.channel_axis is None or not isinstance(self.channel, int):
+                return super()._prob(clicks)
+            image, axis = self.image, self.channel_axis
+            self.image, self.channel_axis = np.take(image, self.channel, axis=axis), None
+            try:
+                return super()._prob(clicks)
+            finally:
+                self.image, self.channel_axis = image, axis
+
+    image = np.zeros((2, 64, 64), np.float32)
+    image[0, 10:30, 10:30] = image[0, 40:50, 40:50] = 1
+    image[1, 5:35, 5:35] = image[1, 38:58, 38:58] = 1
+    log = ClickLog(
+        [
+            ObjectRecord(1, [ClicksStep((), (Click(20, 20, True),))], made_with={"channel": 0, "model": "a"}),
+            ObjectRecord(2, [ClicksStep((), (Click(45, 45, True),))], made_with={"channel": 1, "model": "b"}),
+        ],
+        metadata={"model": "b", "settings": {"channel": 1}},
+    )
+    loaded = ClickLog.load(log.save(tmp_path / "log.csv"), plane_shape=(64, 64))
+    assert [r.made_with for r in loaded.records] == [
+        {"channel": 0, "model": "a"},
+        {"channel": 1, "model": "b"},
+    ]
+    geometry = make_geometry(image.shape, channel_axis=0)
+    asked = []
+    labels = replay_click_log(
+        None,
+        image,
+        geometry,
+        loaded,
+        channel=1,
+        segmenter=ChannelBright(None),
+        model_for=lambda name: asked.append(name),  # None: the log's model (here the stand-in)
+    )
+    assert (labels == 1).sum() == 20 * 20 and labels[20, 20] == 1  # channel 0's square, not channel 1's
+    assert (labels == 2).sum() == 20 * 20 and labels[45, 45] == 2
+    assert asked == ["a"]  # only the object made with another model than the log's asks for it

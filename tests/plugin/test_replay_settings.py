@@ -92,6 +92,44 @@ def test_objects_replay_at_their_own_threshold(make_napari_viewer, tmp_path, mon
     assert not np.array_equal(tifffile.imread(tmp_path / "at_half.tif"), labels)
 
 
+def test_objects_replay_with_the_model_they_were_made_with(
+    make_napari_viewer, tmp_path, monkeypatch, one_torch_thread
+):
+    import napari_fcfi.model as model_room
+
+    networks = {"small": BlobNet(radius=4.0).eval(), "large": BlobNet(radius=9.0).eval()}
+    monkeypatch.setattr(model_room, "load_model", lambda source, device="auto", **_: networks[source])
+    cache = ModelCache(loader=lambda source, device: networks[source])
+    image = np.random.default_rng(2).random((48, 56)).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    settings = {"input_size": 64, "focus_growth_steps": 0}
+    widget = make_widget(
+        viewer, tmp_path, cache=cache, factory=lambda model: InteractiveSegmenter(model, **settings)
+    )
+    controller = widget.controller
+    controller.engine_settings.update(settings)
+    controller.update(model_source="small")
+    controller.add_click_world((14, 14), True)
+    assert controller.commit()
+    controller.update(model_source="large")  # the user switches model between objects
+    controller.add_click_world((32, 38), True)
+    assert controller.commit()
+    labels = controller.labels_layer.data.copy()
+    assert (labels == 1).sum() < (labels == 2).sum()
+
+    log_path = widget.save_click_log(tmp_path / "clicks.csv")
+    assert [r.made_with["model"] for r in ClickLog.load(log_path).records] == ["small", "large"]
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    args = ["segment", str(tmp_path / "cells.tif"), "--clicks", str(log_path), "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "replayed.tif")]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "replayed.tif"), labels)
+    # --model: every object with that model, as told
+    assert main([*args, "--out", str(tmp_path / "all_large.tif"), "--model", "large"]) == 0
+    assert (tifffile.imread(tmp_path / "all_large.tif") == 1).sum() > (labels == 1).sum()
+    widget.close_controller()
+
+
 def test_log_saved_with_an_adapted_model_names_a_file_fcfi_segment_loads(
     make_napari_viewer, tmp_path, tiny_fcfi_net, one_torch_thread
 ):

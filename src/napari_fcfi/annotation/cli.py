@@ -141,8 +141,31 @@ def run(args: argparse.Namespace) -> int:
         channel = recorded.get("channel") if args.channel is None else args.channel
         if isinstance(channel, list):
             channel = channel[0] if len(channel) == 1 else tuple(channel)
+        if args.channel is not None:  # one channel for every object, as told
+            for record in log.records:
+                record.made_with.pop("channel", None)
+
+        def model_for(name: str) -> Any:
+            """The model an object was made with, when it is not the log's (a session switched)."""
+            try:
+                return load_model(_logged_model(args.clicks, name), device=args.device)
+            except (ValueError, FileNotFoundError, OSError, ModelDownloadError) as error:
+                print(
+                    f"fcfi segment: warning: objects made with model {name!r} replay with the log's "
+                    f"model ({error})",
+                    file=sys.stderr,
+                )
+                return None
+
         labels = replay_click_log(
-            model, image, geometry, log, channel=channel, dtype=recorded.get("labels_dtype"), **settings
+            model,
+            image,
+            geometry,
+            log,
+            channel=channel,
+            dtype=recorded.get("labels_dtype"),
+            model_for=None if args.model else model_for,  # --model: every object with that model
+            **settings,
         )
     except (ValueError, FileNotFoundError, ModelDownloadError) as error:
         print(f"fcfi segment: error: {error}", file=sys.stderr)

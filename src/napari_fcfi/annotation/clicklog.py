@@ -122,6 +122,9 @@ class ObjectRecord:
     edited: bool = False  # replaced the existing label ``label_id``
     overwrite: bool = False  # painted over other labels
     threshold: float | None = None  # probability threshold at the commit (None: the log's setting)
+    # What the object was made with where it may differ from the log's settings (a session can switch
+    # model or channel between commits): "model" (a name or file) and "channel"; absent: the log's.
+    made_with: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clicks(self) -> list[Click]:
@@ -334,6 +337,8 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
     }
     if record.threshold is not None:
         entry["threshold"] = float(record.threshold)
+    if record.made_with:
+        entry["made_with"] = dict(record.made_with)
     return entry
 
 
@@ -481,9 +486,21 @@ def _records_from_metadata(
                 bool(entry.get("edited", False)),
                 bool(entry.get("overwrite", False)),
                 _threshold(path, number, entry.get("threshold")),
+                _made_with(path, number, entry.get("made_with")),
             )
         )
     return records
+
+
+def _made_with(path: Path, number: int, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not set(value) <= {"model", "channel"}:
+        raise ClickLogError(f"{path}, line {number}: 'made_with' must hold only 'model' and 'channel'")
+    channel = value.get("channel")
+    if isinstance(channel, list):  # JSON keeps a composite as a list
+        value = {**value, "channel": channel[0] if len(channel) == 1 else tuple(channel)}
+    return dict(value)
 
 
 def _threshold(path: Path, number: int, value: Any) -> float | None:

@@ -183,11 +183,15 @@ def replay_click_log(
     dtype: Any = None,
     labels: np.ndarray | None = None,
     segmenter: Any = None,
+    model_for: Callable[[str], Any] | None = None,
     **settings: Any,
 ) -> np.ndarray:
     """Labels of ``log`` replayed on ``image`` (a new array of ``dtype``, or painted into ``labels``).
 
     ``segmenter`` replaces the engine session built from ``model`` and ``settings`` (stand-ins in tests).
+    Each object runs with the channel it was made with (``record.made_with``), else ``channel``; an
+    object made with another model than the log's runs with ``model_for(that name)`` when given (None
+    from it: ``model``).
     """
     from napari_fcfi.engine import InteractiveSegmenter
 
@@ -211,7 +215,17 @@ def replay_click_log(
                 )
     if segmenter is None:
         segmenter = InteractiveSegmenter(model, **settings)
+    logged_model = log.metadata.get("model")
+    segmenters: dict[str, Any] = {}
     for record in log.records:
-        masks = object_masks(segmenter, image, geometry, record, channel)
+        runs_on = segmenter
+        name = record.made_with.get("model")
+        if model_for is not None and name and name != logged_model:
+            if name not in segmenters:
+                other = model_for(name)
+                segmenters[name] = segmenter if other is None else InteractiveSegmenter(other, **settings)
+            runs_on = segmenters[name]
+        own_channel = record.made_with.get("channel", channel)
+        masks = object_masks(runs_on, image, geometry, record, own_channel)
         paint_slices(labels, masks, record.label_id, edited=record.edited, overwrite=record.overwrite)
     return labels

@@ -89,6 +89,7 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     uses_chosen_id = obj.edit_label is None and settings.label_id is not None
     record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
     record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
+    record.made_with = {"model": settings.model_source, "channel": state.channel}  # may change later
     boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
     outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
     controller.show_status(outcome.message)

@@ -508,6 +508,9 @@ class FCFIWidget(Container):
         log.metadata = click_log_metadata(
             labels, state, model, settings.device, settings.threshold, controller.engine_settings
         )
+        for record in log.records:  # objects of the model in use name it as saved (loadable)
+            if record.made_with.get("model") == settings.model_source:
+                record.made_with["model"] = model
         written = log.save(path)
         beside = "" if model == settings.model_source else f" (with the model in use as {model})"
         self._show_status(f"FCFI: click log saved to {written}{beside}")
