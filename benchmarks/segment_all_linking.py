@@ -94,5 +94,6 @@ def main() -> None:
                 f"merged ids {int(totals['merged_ids'])} of {int(totals['linked_ids'])}; segment all {seconds:.0f} s"
             )
 
+
 if __name__ == "__main__":
     main()

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--link",
         action="store_true",
-        help="with --slices all: a slice's object continuing one of the slice before (IoU >= 0.5) keeps "
+        help="with --slices all: a slice's object continuing one of the slice before (IoU >= 0.25) keeps "
         "its id, so one 3D object has one id (default: every slice's objects get their own ids)",
     )
     parser.add_argument(

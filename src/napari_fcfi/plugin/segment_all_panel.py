@@ -68,7 +68,7 @@ class SegmentAllPanel(Container):
         self.link = CheckBox(
             text="link slices into 3D objects",
             value=True,
-            tooltip="Every slice: a proposal continuing one on the slice before (overlap IoU >= 0.5) "
+            tooltip="Every slice: a proposal continuing one on the slice before (overlap IoU >= 0.25) "
             "keeps its id, so Accept commits the whole object with one label id",
         )
         self.object_size = SpinBox(
