@@ -82,3 +82,32 @@ def test_a_threaded_run_delivers_every_item_then_done(qtbot):
     run_generator(lambda: callback_steps(call), items.append, lambda *_: done.append(1), errors.append, True)
     qtbot.waitUntil(lambda: bool(done), timeout=10000)
     assert items == [("progress", 0.5, "half"), ("result", 7, None)] and not errors and done == [1]
+
+
+def test_the_inference_thread_ends_quietly_when_qt_deleted_its_relay(qtbot):
+    """A script that ends without closing the viewer: Qt deletes the relay while a job still runs."""
+    import threading
+    import time
+
+    from napari_fcfi.plugin.worker import ThreadedRunner
+
+    runner = ThreadedRunner()
+    errors = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        release = threading.Event()
+        runner.submit("slot", 0, lambda: release.wait(10))
+        qtbot.waitUntil(lambda: runner.busy, timeout=5000)
+        relay = runner._relay
+        destroyed = []
+        relay.destroyed.connect(lambda *_: destroyed.append(True))
+        relay.deleteLater()
+        qtbot.waitUntil(lambda: bool(destroyed), timeout=5000)
+        release.set()
+        runner._thread.join(5)
+        time.sleep(0.05)
+    finally:
+        threading.excepthook = previous_hook
+    assert not runner._thread.is_alive()
+    assert errors == [], errors

@@ -77,7 +77,7 @@ class RecoveryBanner(Container):
             if len(self.offers) > 1
             else "1 session not on screen"
         )
-        self._set_text(self.title, f"<b>⚠ Unsaved work found for {image!r}</b><br>{which}:")
+        self._set_text(self.title, f"<b>⚠ Unsaved work found</b> for {image!r}<br>{which}:")
         self.choice.reset_choices()
         self.choice.value = 0
         self.choice.visible = len(self.offers) > 1

@@ -122,7 +122,8 @@ class ThreadedRunner:
                     return
                 slot, (generation, job) = self._pending.popitem(last=False)
                 self._running = True
-            self._relay.busy.emit(True)
+            if not self._emit("busy", True):
+                return
             try:
                 result = JobResult(slot, generation, value=job())
             except Exception as error:  # noqa: BLE001 - delivered to the main thread and shown
@@ -130,9 +131,21 @@ class ThreadedRunner:
             with self._condition:
                 self._running = False
                 idle = not self._pending
-            self._relay.result.emit(result)
-            if idle:
-                self._relay.busy.emit(False)
+            if not self._emit(self._relay.result, result) or (
+                idle and not self._emit(self._relay.busy, False)
+            ):
+                return
+
+    def _emit(self, signal: str, value: Any) -> bool:
+        """Send to the GUI thread; False when the Qt side is gone (a script ended without closing the
+        viewer: Qt deletes the relay at exit while a job still ran), and the thread then ends quietly."""
+        try:
+            getattr(self._relay, signal).emit(value)
+        except RuntimeError:
+            with self._condition:
+                self._stopped = True
+            return False
+        return True
 
     def _deliver(self, result: JobResult) -> None:
         if not self._stopped:  # after shutdown the receivers (widget, viewer) may be gone
