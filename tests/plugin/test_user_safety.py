@@ -221,4 +221,5 @@ def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer
     np.testing.assert_array_equal(full.data, np.arange(256).reshape(16, 16))  # nothing overwritten
     widget.labels_menu.value = viewer.add_labels(np.zeros((16, 16), np.uint16), name="roomy")
     assert widget.label_id.enabled and widget.label_id.value == 1
+    assert "label id 1 is free" in widget.status.value  # the "full" message does not outlive it
     widget.close_controller()

@@ -422,6 +422,8 @@ class FCFIWidget(Container):
                         "object cannot be committed there; choose or create a labels layer of a larger type "
                         "(edit existing labels with Shift+click)"
                     )
+                else:
+                    self._show_status(f"FCFI: label id {next_id} is free for the next object")
         finally:
             self._syncing = False
         self._show_object()
