@@ -145,7 +145,8 @@ class RecoveryOffer:
         edits = sum(change.kind == "paint" for change in scan.changes)
         counts = f"{len(scan.label_ids)} obj" + (f", {edits} edit(s)" if edits else "")
         damaged = f", {scan.damaged} damaged" if scan.damaged else ""
-        return f"{str(info.get('labels_name', 'labels'))!r} · {counts} · {when}{damaged}"
+        # When and how much first: a narrow dock clips the end of the entry, and names often repeat.
+        return f"{when} · {counts}{damaged} · {str(info.get('labels_name', 'labels'))!r}"
 
 
 def journals_on_screen(viewer: napari.Viewer) -> set[str]:

@@ -131,9 +131,7 @@ class ThreadedRunner:
             with self._condition:
                 self._running = False
                 idle = not self._pending
-            if not self._emit(self._relay.result, result) or (
-                idle and not self._emit(self._relay.busy, False)
-            ):
+            if not self._emit("result", result) or (idle and not self._emit("busy", False)):
                 return
 
     def _emit(self, signal: str, value: Any) -> bool:
