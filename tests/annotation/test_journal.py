@@ -209,3 +209,33 @@ def test_the_recovery_folder_can_be_chosen(monkeypatch, tmp_path):
     monkeypatch.delenv(RECOVERY_ENV_VAR)
     monkeypatch.setenv("NAPARI_FCFI_CACHE", str(tmp_path / "cache"))
     assert recovery_root() == tmp_path / "cache" / "recovery"
+
+
+def test_the_click_log_comes_back_and_a_damaged_object_is_skipped_by_name(tmp_path):
+    from napari_fcfi.annotation.clicklog import ClicksStep, ObjectRecord, record_to_entry
+    from napari_fcfi.annotation.journal_records import object_record
+    from napari_fcfi.engine.clicks import Click
+
+    start = np.zeros((20, 30), bool)
+    start[2:6, 3:9] = True
+    kept = ObjectRecord(
+        4,
+        [ClicksStep((), (Click(5, 6, True), Click(7.5, 2, False)), start, from_segment_all=True)],
+        edited=True,
+    )
+    undone = ObjectRecord(5, [ClicksStep((), (Click(1, 1, True),))])
+    journal = LabelsJournal.create("img", {"label_shape": [20, 30], "dtype": "uint8"}, tmp_path)
+    journal.open_log()
+    journal.append(object_record("add", 0, record_to_entry(kept)))
+    journal.append(object_record("add", 1, record_to_entry(undone)))
+    journal.append(object_record("withdraw", 1))
+    journal.append(object_record("add", 2, {"object": 0, "steps": "not steps"}))
+    journal.append(object_record("withdraw", 7))
+    journal.close()
+    scan = journal.scan()
+    log, refs = scan.click_log((20, 30))
+    assert len(log) == 1 and sorted(refs) == [0, 1]
+    back = log.records[0]
+    assert (back.label_id, back.edited, back.clicks) == (4, True, [(5, 6, True), (7.5, 2, False)])
+    assert back.steps[0].from_segment_all and np.array_equal(back.steps[0].initial_mask, start)
+    assert len(scan.problems) == 2 and all("log-000.fcj" in p for p in scan.problems)

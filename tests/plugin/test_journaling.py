@@ -129,6 +129,44 @@ def test_napari_undo_and_redo_of_commits_keep_the_click_log_in_step(painting_vie
     np.testing.assert_array_equal(replayed(), labels.data)  # the saved log replays what is on screen
 
 
+def test_the_journal_restores_the_click_log_through_undo_and_redo(painting_viewer):
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    for centre in ((20, 20), (50, 60), (30, 70)):
+        controller.add_click_world(centre, True)
+        controller.add_click_world((centre[0] + 3, centre[1] + 3), False)
+        assert controller.commit()
+    labels = controller.labels_layer
+    viewer.layers.selection.active = labels
+    undo(viewer)  # label 3 leaves the click log ...
+    undo(viewer)  # ... and label 2
+    redo(viewer)  # label 2 comes back
+
+    def described(log):
+        return [(r.label_id, r.clicks, [s.slice_key for s in r.steps]) for r in log.records]
+
+    log, refs = recorder_of(labels).journal.scan().click_log((80, 90))
+    assert described(log) == described(controller.click_log)
+    assert [r.label_id for r in log.records] == [1, 2] and len(refs) == 3
+    assert log.records[0].clicks == [(20, 20, True), (23, 23, False)]
+
+
+def test_a_journal_started_after_a_save_lists_the_click_log_so_far(painting_viewer, tmp_path):
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    controller.add_click_world((20, 20), True)
+    assert controller.commit()
+    labels = controller.labels_layer
+    first = recorder_of(labels).journal
+    first.discard()  # as the FCFI writer does once the labels are saved
+    controller.add_click_world((50, 60), True)
+    assert controller.commit()
+    journal = recorder_of(labels).journal
+    assert journal.folder != first.folder
+    log, _ = journal.scan().click_log((80, 90))
+    assert [r.label_id for r in log.records] == [1, 2]
+
+
 def test_a_layer_with_content_starts_its_journal_with_that_content(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")

@@ -16,6 +16,7 @@ import pytest
 
 from helpers.paths import REPO_ROOT
 from helpers.standins import DiskSegmenter
+from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
@@ -49,6 +50,7 @@ CHILD = textwrap.dedent(
     viewer.dims.set_current_step(0, 2)
     c.add_click_world((2, 10, 50), True); c.commit()
     np.save({labels!r}, c.labels_layer.data)
+    widget.save_click_log({log!r})
     print("READY", flush=True)
     time.sleep(600)
     """
@@ -69,6 +71,7 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
             image=str(tmp_path / "image.npy"),
             root=str(root),
             labels=str(tmp_path / "committed.npy"),
+            log=str(tmp_path / "committed.csv"),
         )
     )
     command = [sys.executable, str(script)]
@@ -111,6 +114,14 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     assert restored.name.endswith("(restored)") and restored.data.dtype == committed.dtype
     np.testing.assert_array_equal(restored.data, committed)
     assert loads == []  # restored without any model
+    # the click log comes back with the labels: every object, its clicks and steps, the edit
+    saved = ClickLog.load(tmp_path / "committed.csv", plane_shape=(64, 64)).records
+    back = widget.controller.click_log.records
+    assert [(r.label_id, r.edited, r.overwrite, r.clicks) for r in back] == [
+        (r.label_id, r.edited, r.overwrite, r.clicks) for r in saved
+    ]
+    assert [[s.slice_key for s in r.steps] for r in back] == [[s.slice_key for s in r.steps] for r in saved]
+    assert "click log of 5 object(s)" in widget.status.value
     assert widget.recovery.native.isHidden()
     # new commits continue the same journal; discarding removes it
     viewer.dims.set_current_step(0, 0)
@@ -119,6 +130,8 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     journal = recorder_of(restored).journal
     assert journal.folder == root.glob("*/*").__next__()  # the same journal, continued
     assert len(journal.scan().label_ids) == 5
+    log, _ = journal.scan().click_log((64, 64))  # the continued journal holds all six objects
+    assert [r.label_id for r in log.records] == [r.label_id for r in back]
     journal.discard()
     assert not journal.exists()
     widget.close_controller()

@@ -134,8 +134,11 @@ def damage(root):
     earlier.write_bytes(bytes(data))
     first = folders["first"] / "log-000.fcj"
     data = first.read_bytes()
-    last = data.rfind(MAGIC)
-    first.write_bytes(data[: last + (len(data) - last) // 2])  # a cut-off tail
+    starts = [i for i in range(len(data)) if data.startswith(MAGIC, i)] + [len(data)]
+    # the last labels change (click-log records may follow it) and everything after it: a cut-off tail
+    last = max(a for a, b in zip(starts, starts[1:]) if b'"kind":"object"' not in data[a:b])
+    following = starts[starts.index(last) + 1]
+    first.write_bytes(data[: last + (following - last) // 2])
     (folders["second"] / "journal.json").write_text("{not json")
     (folders["second"] / "notes.txt").write_text("copied here by hand")
     return folders

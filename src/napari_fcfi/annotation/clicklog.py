@@ -429,67 +429,110 @@ def _records_from_metadata(
             clicks.setdefault((int(row["object"]), int(row["step"])), []).append(click)
         except ValueError:
             raise ValueError(f"{path}:{number}: object and step must be integers") from None
-    records = []
-    for entry in objects:
-        number = int(entry["object"])
-        steps: list[Step] = []
+    return [_record_from_entry(path, entry, clicks, plane_shape) for entry in objects]
+
+
+def record_to_entry(record: ObjectRecord) -> dict[str, Any]:
+    """One object as a self-contained JSON object (its metadata entry plus each step's clicks), as the
+    recovery journal keeps it."""
+    entry = _record_json(0, record)
+    for step, described in zip(record.steps, entry["steps"]):
+        if isinstance(step, ClicksStep):
+            described["click_list"] = [
+                [_json_number(c.row), _json_number(c.col), bool(c.positive)] for c in step.clicks
+            ]
+    return entry
+
+
+def record_from_entry(entry: dict[str, Any], plane_shape: tuple[int, int], where: str) -> ObjectRecord:
+    """The object of :func:`record_to_entry`; :class:`ClickLogError` (naming ``where``) when malformed."""
+    with _clear_errors(where):
+        clicks: dict[tuple[int, int], list[Click]] = {}
         for index, step in enumerate(entry["steps"]):
-            key = tuple(int(v) for v in step["slice"])
-            threshold = _threshold(path, number, step.get("threshold"))
-            if step["kind"] == "propagate":
-                steps.append(
-                    PropagateStep(
-                        key,
-                        int(step.get("axis", 0)),
-                        step.get("direction", "both"),
-                        step.get("max_slices"),
-                        through=int(step.get("through", 0)),
-                        threshold=threshold,
-                        fading=bool(step.get("fading", False)),
-                    )
-                )
-                continue
-            if step["kind"] == "fill":
-                kept = step.get("kept")
-                steps.append(
-                    FillStep(
-                        key,
-                        tuple(int(v) for v in step["to"]),
-                        int(step.get("axis", 0)),
-                        threshold,
-                        kept=None if kept is None else tuple(int(v) for v in kept),
-                        fused=bool(step.get("fused", False)),
-                    )
-                )
-                continue
-            initial = step.get("initial_mask")
-            if initial is not None:
-                if plane_shape is None:
+            for row, col, positive in step.get("click_list", ()):
+                if not isinstance(positive, bool):
                     raise ValueError(
-                        f"{path}: object {number} starts from a mask; the image shape is needed to read it"
+                        f"object {entry.get('object')}: click sign {positive!r} is not true/false"
                     )
-                initial = decode_mask(initial, plane_shape)
+                clicks.setdefault((int(entry["object"]), index), []).append(
+                    Click(_finite(row), _finite(col), positive)
+                )
+        return _record_from_entry(Path(where), entry, clicks, plane_shape)
+
+
+def _json_number(value: float) -> int | float:
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"click coordinate {value!r:.20} is not a finite number")
+    return value
+
+
+def _record_from_entry(
+    path: Path,
+    entry: dict[str, Any],
+    clicks: dict[tuple[int, int], list[Click]],
+    plane_shape: tuple[int, int] | None,
+) -> ObjectRecord:
+    number = int(entry["object"])
+    steps: list[Step] = []
+    for index, step in enumerate(entry["steps"]):
+        key = tuple(int(v) for v in step["slice"])
+        threshold = _threshold(path, number, step.get("threshold"))
+        if step["kind"] == "propagate":
             steps.append(
-                ClicksStep(
+                PropagateStep(
                     key,
-                    tuple(clicks.get((number, index), ())),
-                    initial,
-                    step.get("initial") == "propagated",
+                    int(step.get("axis", 0)),
+                    step.get("direction", "both"),
+                    step.get("max_slices"),
+                    through=int(step.get("through", 0)),
                     threshold=threshold,
-                    from_segment_all=step.get("initial") == "segment-all",
+                    fading=bool(step.get("fading", False)),
                 )
             )
-        records.append(
-            ObjectRecord(
-                int(entry["label_id"]),
-                steps,
-                bool(entry.get("edited", False)),
-                bool(entry.get("overwrite", False)),
-                _threshold(path, number, entry.get("threshold")),
-                _made_with(path, number, entry.get("made_with")),
+            continue
+        if step["kind"] == "fill":
+            kept = step.get("kept")
+            steps.append(
+                FillStep(
+                    key,
+                    tuple(int(v) for v in step["to"]),
+                    int(step.get("axis", 0)),
+                    threshold,
+                    kept=None if kept is None else tuple(int(v) for v in kept),
+                    fused=bool(step.get("fused", False)),
+                )
+            )
+            continue
+        initial = step.get("initial_mask")
+        if initial is not None:
+            if plane_shape is None:
+                raise ValueError(
+                    f"{path}: object {number} starts from a mask; the image shape is needed to read it"
+                )
+            initial = decode_mask(initial, plane_shape)
+        steps.append(
+            ClicksStep(
+                key,
+                tuple(clicks.get((number, index), ())),
+                initial,
+                step.get("initial") == "propagated",
+                threshold=threshold,
+                from_segment_all=step.get("initial") == "segment-all",
             )
         )
-    return records
+    return ObjectRecord(
+        int(entry["label_id"]),
+        steps,
+        bool(entry.get("edited", False)),
+        bool(entry.get("overwrite", False)),
+        _threshold(path, number, entry.get("threshold")),
+        _made_with(path, number, entry.get("made_with")),
+    )
 
 
 def _made_with(path: Path, number: int, value: Any) -> dict[str, Any]:

@@ -13,7 +13,9 @@ A record is ``MAGIC | payload length (u32) | crc32 of the payload (u32) | payloa
 JSON description (kind, box, dtype, label id, clicks, time) followed by zlib-compressed arrays. Kinds:
 ``start`` (a copy of the header), ``base`` (the whole labels, when the layer was not empty when the
 journal started or its data were replaced) and the changes ``commit``, ``paint``, ``undo`` and
-``redo``: a box, the label values written there and which pixels they changed. Each record is
+``redo``: a box, the label values written there and which pixels they changed; ``object`` records
+follow the layer's click log (an object added at its commit or redo, with its clicks and steps the
+first time; withdrawn at its undo), so a restore gives back the click log as well. Each record is
 written and flushed to disk before the call returns, so ``kill -9`` leaves whole records and at most
 one cut-off tail.
 
@@ -36,17 +38,19 @@ import time
 import uuid
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from .clicklog import ClickLog, ClickLogError, ObjectRecord, record_from_entry
 from .journal_records import (
     CHANGE_KINDS,
     Change,
     JournalError,
     JournalWarning,
+    ObjectEvent,
     base_record,
     change_record,
     encode_record,
@@ -110,6 +114,30 @@ class JournalScan:
     changes: list[Change]
     problems: list[str]  # each names the file
     damaged: int  # entries (records or entry files) that could not be read
+    objects: list[ObjectEvent] = field(default_factory=list)  # the click log's changes, in order
+
+    def click_log(self, plane_shape: tuple[int, int]) -> tuple[ClickLog, dict[int, ObjectRecord]]:
+        """The layer's click log as the journal left it, and each object's reference (to continue it).
+
+        An object whose description is damaged, or a change of one never added, is skipped and named
+        in :attr:`problems`; the rest of the log is kept.
+        """
+        log, known = ClickLog(), dict[int, ObjectRecord]()
+        for event in self.objects:
+            record = known.get(event.ref)
+            if event.op == "add" and event.entry is not None:
+                try:
+                    record = known[event.ref] = record_from_entry(event.entry, plane_shape, event.where)
+                except ClickLogError as error:
+                    self.problems.append(f"click-log entry skipped: {error}")
+                    continue
+            if record is None:
+                self.problems.append(f"click-log change skipped: {event.where}: object {event.ref} unknown")
+            elif event.op == "withdraw":
+                log.withdraw(record)
+            elif not any(held is record for held in log.records):
+                log.add(record)
+        return log, known
 
     @property
     def intact(self) -> int:
@@ -217,6 +245,7 @@ class LabelsJournal:
         info: dict[str, Any] = {}
         damaged = 0
         logs, v1_entries = [], []
+        objects: list[ObjectEvent] = []
         for path in self._files():
             if path.name == HEADER:
                 continue
@@ -245,12 +274,14 @@ class LabelsJournal:
             for record in records:
                 if isinstance(record, dict):
                     info = {**record, **info}
+                elif isinstance(record, ObjectEvent):
+                    objects.append(record)
                 else:
                     changes.append(record)
         info = {**info, **header}
         if "dtype" not in info and changes:
             info["dtype"] = str(changes[-1].dtype)
-        return JournalScan(info, changes, problems, damaged)
+        return JournalScan(info, changes, problems, damaged, objects)
 
     def restore(
         self, shape: tuple[int, ...] | None = None, dtype: Any = None

@@ -23,6 +23,7 @@ MAGIC = b"\x89FCJ\r\n\x1a\n"
 _FRAME = struct.Struct("<8sII")  # magic, payload length, crc32
 _META = struct.Struct("<I")
 CHANGE_KINDS = ("commit", "paint", "undo", "redo", "base")
+OBJECT_OPS = ("add", "withdraw")  # what an ``object`` record does to the layer's click log
 MAX_ELEMENTS = 2**34  # no box in a journal is larger than this (guards allocations from damaged bytes)
 
 
@@ -75,6 +76,27 @@ class Change:
                 changed = np.unpackbits(bits, count=size).reshape(self.shape).astype(bool)
             self._arrays = (values, changed)
         return self._arrays  # type: ignore[return-value]
+
+
+@dataclass
+class ObjectEvent:
+    """One change of the layer's click log: an object ``add``-ed (``entry``, the object of
+    :func:`napari_fcfi.annotation.clicklog.record_to_entry`, the first time ``ref`` is added; a redo adds
+    it again without) or ``withdraw``-n (its commit was undone)."""
+
+    op: str
+    ref: int
+    entry: dict[str, Any] | None
+    where: str
+    time: float = 0.0
+
+
+def object_record(op: str, ref: int, entry: dict[str, Any] | None = None) -> bytes:
+    """The record of an :class:`ObjectEvent` (values JSON cannot hold are written as text)."""
+    meta: dict[str, Any] = {"kind": "object", "op": op, "ref": int(ref), "time": time.time()}
+    if entry is not None:
+        meta["entry"] = json.loads(json.dumps(entry, default=str))
+    return encode_record(meta)
 
 
 def encode_record(meta: dict[str, Any], blobs: Sequence[bytes] = ()) -> bytes:
@@ -142,8 +164,8 @@ def _ints(value: Any, what: str, where: str) -> list[int]:
     return value
 
 
-def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
-    """A record's payload -> a :class:`Change`, or the info dict of a ``start`` record."""
+def decode_record(payload: bytes, where: str) -> Change | ObjectEvent | dict[str, Any]:
+    """A record's payload -> a :class:`Change`, an :class:`ObjectEvent` or the info dict of a ``start`` record."""
     if len(payload) < _META.size:
         raise JournalError(f"{where}: record too short")
     (length,) = _META.unpack_from(payload)
@@ -159,6 +181,8 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
         if not isinstance(info, dict):
             raise JournalError(f"{where}: start record without info")
         return info
+    if kind == "object":
+        return _object_event(meta, where)
     if kind not in CHANGE_KINDS:
         raise JournalError(f"{where}: unknown record kind {kind!r:.40}")
     box_list = meta.get("box")
@@ -224,9 +248,21 @@ def decode_record(payload: bytes, where: str) -> Change | dict[str, Any]:
     )
 
 
-def read_records(data: bytes, name: str) -> tuple[list[Change | dict[str, Any]], list[str]]:
+def _object_event(meta: dict[str, Any], where: str) -> ObjectEvent:
+    op, ref, entry = meta.get("op"), meta.get("ref"), meta.get("entry")
+    if op not in OBJECT_OPS:
+        raise JournalError(f"{where}: unknown click-log change {op!r:.40}")
+    if not isinstance(ref, int) or isinstance(ref, bool) or ref < 0:
+        raise JournalError(f"{where}: object reference {ref!r:.20} is not a non-negative integer")
+    if entry is not None and not isinstance(entry, dict):
+        raise JournalError(f"{where}: the object's description is not a JSON object")
+    stamp = meta.get("time", 0.0)
+    return ObjectEvent(op, ref, entry, where, float(stamp) if isinstance(stamp, (int, float)) else 0.0)
+
+
+def read_records(data: bytes, name: str) -> tuple[list[Change | ObjectEvent | dict[str, Any]], list[str]]:
     """Every intact record of one log's bytes, and a message per damaged stretch (naming ``name``)."""
-    records: list[Change | dict[str, Any]] = []
+    records: list[Change | ObjectEvent | dict[str, Any]] = []
     problems: list[str] = []
     position = 0
     while position < len(data):
@@ -269,4 +305,6 @@ __all__ = [
     "decode_record",
     "encode_record",
     "read_records",
+    "ObjectEvent",
+    "object_record",
 ]

@@ -212,18 +212,22 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
         metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id)}},
     )
     state.labels_layer = layer
+    log, refs = scan.click_log(state.geometry.plane_shape)
+    layer.metadata[helpers.TAG][helpers.CLICK_LOG_KEY] = log  # before the journal: a new one lists it
     if offer.journal.is_v1:  # format 1: a new journal holds the restored labels, then the old files go
         journal_for(controller, state)
         offer.journal.discard()
     else:
-        journal_for(controller, state, continue_journal=offer.journal)  # new changes continue that journal
+        # new changes continue that journal, and its objects keep their numbers there
+        journal_for(controller, state, continue_journal=offer.journal).adopt(refs)
     helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
     viewer.layers.selection.active = state.clicks_layer
     skipped = (
         f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
     )
+    clicks = f" with the click log of {len(log)} object(s)" if len(log) else ""
     controller.show_status(
-        f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{skipped}"
+        f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{clicks}{skipped}"
     )
     controller.on_change()
     return layer

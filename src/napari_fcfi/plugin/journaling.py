@@ -10,6 +10,9 @@ A :class:`LabelsRecorder` belongs to one napari labels layer (one per layer, fou
   event for them): the region of the item taken back or redone, as it is afterwards. An FCFI commit
   taken back leaves the layer's click log too (and comes back with its redo), so the saved click
   log replays what is on screen;
+* the layer's click log: each FCFI object with its clicks and steps when it is committed (and the
+  objects already in the log when a journal starts), withdrawn and added back with undo and redo, so
+  a restore gives back the click log with the labels;
 * the whole labels when the layer was not empty when the journal started, or its data were replaced;
 * the FCFI commits into a multiscale labels layer (very large planes), which napari does not paint
   and so emits no event for: the committer hands each write to :meth:`LabelsRecorder.record_write`.
@@ -30,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.annotation.clicklog import ObjectRecord, record_to_entry
 from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
+from napari_fcfi.annotation.journal_records import object_record
 
 from .layers import TAG, click_log_of, image_data
 
@@ -90,6 +95,8 @@ class LabelsRecorder:
         self._commit: dict[str, Any] | None = None
         self._record: Any = None  # the click-log record of the commit being written
         self._deferred = False
+        # Click-log objects this journal has described: id(record) -> (record, its reference number).
+        self._refs: dict[int, tuple[ObjectRecord, int]] = {}
         self.journal: LabelsJournal | None = None
         self._grid = self._current_grid()
         if continue_journal is not None:
@@ -128,6 +135,10 @@ class LabelsRecorder:
             data = np.asarray(image_data(self.layer))  # multiscale: the full resolution is the labels
             if data.any():
                 self.journal.append(base_record(data))
+            self._refs.clear()
+            for record in click_log_of(self.layer).records:  # the objects made before this journal
+                self.journal.append(self._object_record("add", record), sync=False)
+            self.journal.sync()
 
         self._guard(start)
 
@@ -171,9 +182,24 @@ class LabelsRecorder:
         self._record = record
         try:
             yield
+            if record is not None:  # synced with the commit's writes: never labels without their clicks
+                self._write(self._object_record("add", record))
         finally:
             self._commit, self._deferred, self._record = None, False, None
             self._guard(lambda: self.journal.sync() if self.journal is not None else None)
+
+    def adopt(self, refs: dict[int, ObjectRecord]) -> None:
+        """Continue a restored journal: ``refs`` are its objects (now in the layer's click log) by number."""
+        self._refs = {id(record): (record, ref) for ref, record in refs.items()}
+
+    def _object_record(self, op: str, record: ObjectRecord) -> bytes:
+        """The journal record of a click-log change (the object's description the first time)."""
+        known = self._refs.get(id(record))
+        if known is not None:
+            return object_record(op, known[1])
+        ref = max((r for _, r in self._refs.values()), default=-1) + 1
+        self._refs[id(record)] = (record, ref)
+        return object_record(op, ref, record_to_entry(record))
 
     def record_write(self, key: tuple[int, ...], region: tuple[slice, slice], values: np.ndarray) -> None:
         """Journal a write napari does not see (multiscale labels): ``values`` now stand at ``region`` of
@@ -267,8 +293,10 @@ class LabelsRecorder:
         log = click_log_of(self.layer)
         if applied and not now:
             log.withdraw(record)
+            self._write(self._object_record("withdraw", record))
         elif now and not applied and not any(held is record for held in log.records):
             log.add(record)
+            self._write(self._object_record("add", record))
 
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):
