@@ -127,3 +127,41 @@ def test_undo_redo_of_propagation_reset_and_edit_with_real_keys(make_napari_view
     press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
     assert "nothing to undo" in widget.status.value and (controller.labels_layer.data == 1).any()
     widget.close_controller()
+
+
+def test_ctrl_z_on_the_clicks_after_a_commit_points_to_the_labels_layer(make_napari_viewer, qtbot, tmp_path):
+    """Issue: Ctrl+Z with the clicks or image layer selected after a commit said only "nothing to
+    undo"; it must say how the commit is undone (napari's Ctrl+Z on the labels layer), and then that works."""
+    from helpers.qt_keys import undo
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 700)
+    viewer.add_image(moving_cell_stack()[4], name="cell")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=BrightRegionSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
+    viewer.window.add_dock_widget(widget)
+    qtbot.wait(50)
+    controller = widget.controller
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # nothing committed yet: the plain message
+    assert widget.status.value == "FCFI: nothing to undo"
+    controller.add_click_world((30, 26), True)
+    assert controller.commit()
+    labels = controller.labels_layer
+    for active in (controller.points_layer, viewer.layers["cell"]):
+        viewer.layers.selection.active = active
+        press(viewer, qtbot, Qt.Key.Key_Z, CTRL)
+        status = widget.status.value
+        assert "undo the commit of label 1" in status and repr(labels.name) in status, status
+        assert (labels.data == 1).any()  # never undone behind the user's back
+    viewer.layers.selection.active = labels  # what the status says to do
+    undo(viewer)
+    assert not labels.data.any() and len(controller.click_log) == 0
+    viewer.layers.selection.active = controller.points_layer
+    press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # the commit is gone: nothing left anywhere
+    assert widget.status.value == "FCFI: nothing to undo"
+    widget.close_controller()

@@ -7,6 +7,7 @@ from napari_fcfi.annotation.history import Action
 
 from .host import AnnotationHost
 from .image_state import ImageState
+from .layers import click_log_of
 
 
 def undo(controller: AnnotationHost) -> None:
@@ -21,11 +22,25 @@ def undo(controller: AnnotationHost) -> None:
         run.discarded = True  # slices still on their way are dropped
     action = state.history.undo()
     if action is None:
-        controller.show_status("FCFI: nothing to undo")
+        controller.show_status(nothing_to_undo_message(controller, state))
         return
     show_restored(controller, state, action)
     controller.show_status(
         f"FCFI: undid the {action.name}{action.where(controller.current_key())}; Ctrl+Shift+Z redoes it"
+    )
+
+
+def nothing_to_undo_message(controller: AnnotationHost, state: ImageState) -> str:
+    """What to say when the clicks have no history left: commits are undone by napari's Ctrl+Z on the
+    labels layer (its journal follows it), so point there when that layer holds an FCFI commit."""
+    labels = state.labels_layer
+    if labels is None or labels not in controller.viewer.layers or not click_log_of(labels).records:
+        return "FCFI: nothing to undo"
+    records = click_log_of(labels).records
+    # Not undone from here: napari's latest labels edit may be a brush stroke, not this commit.
+    return (
+        f"FCFI: nothing to undo in the clicks; to undo the commit of label {records[-1].label_id}, "
+        f"select the labels layer {labels.name!r} and press Ctrl+Z there"
     )
 
 
