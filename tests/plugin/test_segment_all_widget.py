@@ -174,3 +174,29 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     assert len(set(np.unique(proposals[:2]).tolist()) - {0}) == 2 * len(CENTRES)
     assert "each slice's separate" in widget.status.value, widget.status.value
     widget.close_controller()
+
+
+def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari_viewer, tmp_path):
+    """The status said "slice(s) [(0,), (1,)] have ..." (raw tuples); it reads "slices 0, 1 have ..."."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([nuclei()] * 5), name="stack")  # 3 would read as channels
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS).eval()),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "journal",
+    )
+    viewer.window.add_dock_widget(widget)
+    controller, panel = widget.controller, widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    for z in (0, 1):  # one nucleus linked over slices 0 and 1
+        proposals.data[z][disk(SHAPE, *CENTRES[0], RADIUS)] = 7
+    for z in (0, 1):  # the user's objects in progress on both
+        viewer.dims.set_current_step(0, z)
+        assert controller.add_click_world((z, *CENTRES[2]), True)
+    viewer.dims.set_current_step(0, 1)
+    assert not panel.accept(7)
+    assert widget.status.value == (
+        "FCFI: slices 0, 1 have an object in progress; commit or reset it first"
+    ), widget.status.value

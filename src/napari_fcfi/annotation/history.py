@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from .geometry import SliceKey
+from .geometry import SliceKey, describe_slices
 from .objects import ObjectsInProgress, SliceObject, StackObject
 
 
@@ -36,11 +36,11 @@ class Action:
         return sorted(set(self.before) | set(self.after))
 
     def where(self, on_screen: SliceKey | None) -> str:
-        """ " on slice (k,)" when the action changed no slice on screen (a stack's other slice), else ""."""
+        """ " on slice k" when the action changed no slice on screen (a stack's other slice), else ""."""
         keys = self.keys
         if not keys or on_screen in keys or not keys[0]:
             return ""
-        return f" on slice {keys[0]}" if len(keys) == 1 else f" on {len(keys)} slices"
+        return f" on {describe_slices(keys)}" if len(keys) == 1 else f" on {len(keys)} slices"
 
 
 class ActionHistory:

@@ -23,6 +23,7 @@ from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.windows import Box, bbox_of_mask
 
 from .clicklog import ClicksStep, FillStep, ObjectRecord, PropagateStep, SliceKey, Step
+from .geometry import describe_slices
 
 _serials = itertools.count(1)
 
@@ -220,7 +221,7 @@ class ObjectsInProgress:
         keys = sorted(masks)
         busy = [key for key in keys if self.get(key).has_object]
         if not keys or busy:
-            raise ValueError(f"slices {busy} have an object in progress" if busy else "no masks given")
+            raise ValueError(f"{describe_slices(busy)}: an object in progress" if busy else "no masks given")
         group = None
         if len(keys) > 1:
             group = next(_serials)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .clicklog import ClickLog, ClicksStep, FillStep, ObjectRecord, PropagateStep, SliceKey
 from .filling import fill_slices
-from .geometry import ImageGeometry, read_plane
+from .geometry import ImageGeometry, describe_slice, describe_slices, read_plane
 from .painting import PaintResult, check_label_id, paint_region
 from .propagation import propagate_slices, propagation_order
 
@@ -92,7 +92,7 @@ def _object_masks(
             start = masks.get(step.slice_key)
             if start is None or not start.any():
                 raise ValueError(
-                    f"propagation from slice {step.slice_key} of label {record.label_id}: "
+                    f"propagation from {describe_slices([step.slice_key])} of label {record.label_id}: "
                     "the object is empty on that slice"
                 )
             drop_beyond(masks, step.slice_key, step.axis, step.direction)
@@ -120,7 +120,7 @@ def _object_masks(
             end_a, end_b = masks.get(step.slice_key), masks.get(step.other)
             if end_a is None or end_b is None or not end_a.any() or not end_b.any():
                 raise ValueError(
-                    f"fill between slices {step.slice_key} and {step.other} of label "
+                    f"fill between slices {describe_slice(step.slice_key)} and {describe_slice(step.other)} of label "
                     f"{record.label_id}: the object is empty on one of them"
                 )
 
@@ -211,7 +211,7 @@ def replay_click_log(
         for key in record.slice_keys:
             if not geometry.contains(key, 0, 0):
                 raise ValueError(
-                    f"label {record.label_id}: slice {key} is outside the image's stack {geometry.slice_shape}"
+                    f"label {record.label_id}: {describe_slices([key])} is outside the image's stack {geometry.slice_shape}"
                 )
     if segmenter is None:
         segmenter = InteractiveSegmenter(model, **settings)

@@ -19,7 +19,7 @@ import numpy as np
 from napari.layers import Labels
 
 from napari_fcfi.annotation.clicklog import ObjectRecord
-from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey
+from napari_fcfi.annotation.geometry import ImageGeometry, SliceKey, describe_slices
 from napari_fcfi.annotation.painting import (
     LabelIdError,
     PaintResult,
@@ -181,7 +181,7 @@ class Committer:
                 mask_box=(boxes or {}).get(key),
             )
             if result.refused is not None:
-                where = f" on slice {key}" if key else ""
+                where = f" on {describe_slices([key])}" if key else ""
                 return CommitOutcome(None, f"FCFI: not committed{where}: {result.refused}", [])
             planned.append((key, region, result))
         if not planned:

@@ -26,7 +26,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, ProgressBar, PushButton, SpinBox
 from napari.layers import Labels
 
-from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
 from napari_fcfi.annotation.proposal_links import link_to_previous
 from napari_fcfi.annotation.proposals import iter_segment_all
 
@@ -265,7 +265,7 @@ class SegmentAllPanel(Container):
                 controller.show_status(f"FCFI: {found} proposal(s){ACTIONS}")
             else:
                 controller.show_status(
-                    f"FCFI: {found} proposal(s) on slice {','.join(map(str, key))}; "
+                    f"FCFI: {found} proposal(s) on {describe_slices([key])}; "
                     f"{objects()} object(s) on {tally['slices']} of {len(keys)} slices so far"
                 )
 
@@ -328,7 +328,10 @@ class SegmentAllPanel(Container):
         return [key for key in found.keys if found.state.objects.get(key).has_object]
 
     def _refuse_busy(self, busy: list[SliceKey]) -> None:
-        where = "this slice has" if busy == [self.controller.current_key()] else f"slice(s) {busy} have"
+        verb = "has" if len(busy) == 1 else "have"
+        where = (
+            "this slice has" if busy == [self.controller.current_key()] else f"{describe_slices(busy)} {verb}"
+        )
         self.controller.show_status(f"FCFI: {where} an object in progress; commit or reset it first")
 
     def _drop(self, found: Proposal) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from napari_fcfi.annotation.geometry import SliceKey
+from napari_fcfi.annotation.geometry import SliceKey, describe_slices
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.review import PredictedSlice
 
@@ -71,8 +71,7 @@ class ReviewList:
 def review_message(review: ReviewList, axis: int) -> str:
     if not review.keys:
         return "no slice to review"
-    listed = ", ".join(str(k[axis]) for k in review.keys[:5]) + (" ..." if len(review.keys) > 5 else "")
-    return f"review slice(s) {listed} (N: next)"
+    return f"review {describe_slices([(k[axis],) for k in review.keys], limit=5)} (N: next)"
 
 
 def finished_message(run: PropagationRun, done: str, elsewhere: str | None = None) -> str:

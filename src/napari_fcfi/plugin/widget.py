@@ -27,6 +27,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_fcfi.annotation.geometry import describe_slices
 from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
 from napari_fcfi.annotation.painting import label_id_range
 from napari_fcfi.model.device import available_devices
@@ -440,7 +441,7 @@ class FCFIWidget(Container):
             self.object_info.value = "choose an image"
         else:
             key = controller.current_key()
-            where = "" if not key else f" on slice {','.join(map(str, key))}"
+            where = "" if not key else f" on {describe_slices([key])}"
             members = len(controller.state.objects.members(key)) if key is not None else 1
             clicks = 0 if obj is None else len(obj.clicks)
             extra = f", spans {members} slices" if members > 1 else ""
