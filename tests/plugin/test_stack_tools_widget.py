@@ -292,3 +292,68 @@ def test_a_cancelled_fill_replays_to_exactly_the_slices_it_placed(make_napari_vi
     )
     np.testing.assert_array_equal(replayed, labels)
     widget.close_controller()
+
+
+def test_fill_and_continue_say_at_once_what_they_started(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """F and C showed no status until their background work ended; and with two stops, C did not say
+    which one it continues (nor kept the other one for later)."""
+    import threading
+
+    monkeypatch.setattr(fading, "MIN_STANDOUT", math.inf)
+    release = threading.Event()
+
+    def gated(model):  # worker threads wait for the test; predictions (GUI thread) do not
+        if threading.current_thread() is not threading.main_thread():
+            assert release.wait(20)
+        return UnsureCopier(model)
+
+    viewer = make_napari_viewer()
+    viewer.add_image(two_cells(), name="cells")
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=gated,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    controller, panel = widget.controller, widget.propagate_panel
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+
+    def finish():
+        release.set()
+        qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+        release.clear()
+
+    # A on slice 8, propagate both ways: it stops below (slices 6-5 unsure) and above (A ends at 11)
+    viewer.dims.set_current_step(0, 8)
+    controller.add_click_world((8, 20, 24), True)
+    panel.direction.value = "both"
+    panel.run_button.clicked.emit()
+    assert widget.status.value == "FCFI: propagating both ways from slice 8 …"
+    finish()
+    stops = sorted((s.direction, s.key[0]) for s in controller.stops)
+    assert [d for d, _ in stops] == ["down", "up"], stops
+    down, up = dict(stops)["down"], dict(stops)["up"]
+
+    QTest.keyClick(canvas, Qt.Key_C)  # on slice 8 the stop below is nearer
+    status = widget.status.value
+    assert status.startswith(
+        f"FCFI: continuing propagation down from slice {down + 1} past the stop at slice {down}"
+    ), status
+    assert f"C again: up past slice {up}" in status, status
+    finish()
+    assert [(s.direction, s.key[0]) for s in controller.stops][0] == ("up", up)  # kept for later
+    assert f"; C continues up past slice {up};" in widget.status.value, widget.status.value
+
+    # B annotated on slices 2 and 9: F says at once which slices it fills
+    controller.commit()
+    for z in (2, 9):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 46, 44), True)
+    QTest.keyClick(canvas, Qt.Key_F)
+    assert widget.status.value == "FCFI: filling slices 3-8 between slices 9 and 2 …", widget.status.value
+    finish()
+    assert "filled 6 slice(s) between slices 9 and 2" in widget.status.value
+    widget.close_controller()

@@ -48,9 +48,13 @@ def start_propagation(
     *,
     start_key: SliceKey | None = None,
     through: int = 0,
+    announce: str | None = None,
+    keep_stops: tuple[Stop, ...] = (),
 ) -> PropagationRun | None:
     """Propagate the object on screen (on ``start_key`` when given); ``through`` as for
     :func:`~napari_fcfi.annotation.propagation.propagation_steps` (continuing past a stop).
+    ``announce``: the status shown while it runs (default: what propagates from where);
+    ``keep_stops``: earlier stops still to continue past afterwards.
     Returns the run (None, with a status message, when it cannot)."""
     state = controller.state
     obj = controller.current_object() if start_key is None or state is None else state.objects.get(start_key)
@@ -113,7 +117,7 @@ def start_propagation(
 
     def on_done(*_: Any) -> None:
         controller.propagation = None
-        controller.stops = run.stops
+        controller.stops = [*keep_stops, *run.stops]
         if run.cancelled and not run.discarded:
             state.objects.end_cancelled_propagation(
                 undo.group, reached_per_direction(start_key[axis], order, run)
@@ -128,6 +132,8 @@ def start_propagation(
         stopped = " (cancelled)" if run.cancelled else ""
         why = "".join(f"; {s.describe()}" for s in run.stops)
         more = "; C continues past it" if run.stops else ""
+        if keep_stops and not run.stops:
+            more = "".join(f"; C continues {s.direction} past slice {s.key[s.axis]}" for s in keep_stops)
         controller.show_status(
             finished_message(
                 run,
@@ -139,6 +145,9 @@ def start_propagation(
         run.on_finished(run.done)
         controller.on_change()
 
+    ways = "both ways" if direction == "both" else direction
+    # At once: the run may take minutes, and its end replaces this with what it did.
+    controller.show_status(announce or f"FCFI: propagating {ways} from slice {start_key[axis]} …")
     return launch(controller, run, work, on_slice, on_done, threaded)
 
 

@@ -153,6 +153,9 @@ def start_fill(
         run.on_finished(run.done)
         controller.on_change()
 
+    # At once: the fill may take minutes, and its end replaces this with what it did.
+    span = f"slice {low + 1}" if high - low == 2 else f"slices {low + 1}-{high - 1}"
+    controller.show_status(f"FCFI: filling {span} between slices {key_a[axis]} and {key_b[axis]} …")
     return launch(controller, run, work, on_slice, on_done, threaded)
 
 
@@ -168,9 +171,22 @@ def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> Pro
     if last is None or last.mask is None or not last.mask.any():
         controller.show_status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
         return None
-    controller.stops = [s for s in stops if s is not stop]
+    others = tuple(s for s in stops if s is not stop)  # still there to continue past afterwards
+    left = "".join(f"; C again: {s.direction} past slice {s.key[s.axis]}" for s in others)
+    announce = (
+        f"FCFI: continuing propagation {stop.direction} from slice {stop.last_key[stop.axis]} past the "
+        f"stop at slice {stop.key[stop.axis]} (nearest this slice) …{left}"
+    )
     return start_propagation(
-        controller, stop.direction, None, stop.axis, threaded, start_key=stop.last_key, through=stop.span
+        controller,
+        stop.direction,
+        None,
+        stop.axis,
+        threaded,
+        start_key=stop.last_key,
+        through=stop.span,
+        announce=announce,
+        keep_stops=others,
     )
 
 
