@@ -223,3 +223,48 @@ def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer
     assert widget.label_id.enabled and widget.label_id.value == 1
     assert "label id 1 is free" in widget.status.value  # the "full" message does not outlive it
     widget.close_controller()
+
+
+def test_a_refused_commit_says_the_object_stays_and_a_far_click_does_not_merge_into_it(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((60, 60), np.float32))
+    existing = np.zeros((60, 60), np.int32)
+    existing[disk((60, 60), 30, 30, 7)] = 4
+    labels = viewer.add_labels(existing.copy())
+    controller = make_controller(viewer, image)
+    controller.set_labels_layer(labels)
+    controller.add_click_world((30, 31), True)  # inside label 4: the commit is refused (a sliver)
+    assert not controller.commit()
+    assert "sliver" in viewer.status and "stays in progress" in viewer.status and "Esc" in viewer.status
+    obj = controller.current_object()
+    assert not controller.add_click_world((10, 50), True)  # meant for another nucleus: not merged
+    assert "still in progress" in viewer.status and "Esc" in viewer.status, viewer.status
+    assert len(obj.clicks) == 1 and not obj.mask[10, 50]
+    assert controller.add_click_world((30, 38), True)  # corrections of the object itself still work
+    assert controller.add_click_world((30, 26), False)
+    assert len(controller.current_object().clicks) == 3
+    controller.reset_object()  # Esc: the refused object goes, the next click starts a new one
+    assert controller.add_click_world((10, 50), True)
+    assert controller.commit()
+    np.testing.assert_array_equal(labels.data == 5, disk((60, 60), 10, 50))
+    np.testing.assert_array_equal(labels.data == 4, existing == 4)
+
+
+def test_a_commit_refused_after_its_prediction_arrives_says_the_object_stays(make_napari_viewer, qtbot):
+    from napari_fcfi.plugin.worker import ThreadedRunner
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((60, 60), np.float32))
+    existing = np.zeros((60, 60), np.int32)
+    existing[disk((60, 60), 30, 30, 7)] = 4
+    labels = viewer.add_labels(existing.copy())
+    controller = make_controller(
+        viewer, image, runner=ThreadedRunner(), factory=lambda model: DiskSegmenter(model, delay=0.3)
+    )
+    controller.set_labels_layer(labels)
+    controller.add_click_world((30, 31), True)
+    assert not controller.commit() and "when the prediction finishes" in viewer.status  # deferred
+    qtbot.waitUntil(lambda: "stays in progress" in viewer.status, timeout=10000)
+    assert "sliver" in viewer.status
+    assert not controller.add_click_world((10, 50), True) and "still in progress" in viewer.status
+    controller.close()

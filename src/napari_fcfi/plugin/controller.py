@@ -56,6 +56,7 @@ from .predictions import (
     engine_segmenter_factory,
     mask_from,
 )
+from .refused_commits import FAR_CLICK, STAYS, RefusedCommitGuard
 from .stack_runs import PropagationRun, ReviewList, Stop
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
@@ -89,6 +90,7 @@ class SegmentationController:
             self._on_prediction_error,
         )
         self.committer = Committer(viewer)
+        self.refused = RefusedCommitGuard()
         self.journal_root = journal_root
         self.images: dict[str, ImageState] = {}
         self.state: ImageState | None = None
@@ -324,6 +326,9 @@ class SegmentationController:
                 f"FCFI: click at ({row}, {col}) is outside the image {state.geometry.plane_shape}; ignored"
             )
             return False
+        if self.refused.far_click(state, key, row, col, positive):
+            self.show_status(FAR_CLICK)
+            return False
         self.points.append(state, key, Click(row, col, bool(positive)))
         return True
 
@@ -397,7 +402,15 @@ class SegmentationController:
 
     def commit(self) -> bool:
         """Write the object on screen into the labels layer (deferred until its prediction is in)."""
-        return commit_current(self)
+        state, obj = self.state, self.current_object(create=False)
+        committed = commit_current(self)
+        if state is not None:
+            self._after_commit_attempt(state, obj)
+        return committed
+
+    def _after_commit_attempt(self, state: ImageState, obj: SliceObject | None) -> None:
+        if self.refused.after_commit(state, obj):
+            self.show_status(f"{self.viewer.status}{STAYS}")  # after the commit's reason for refusing
 
     # ------------------------------------------------------------------ predictions
     def request_prediction(self, state: ImageState, obj: SliceObject) -> None:
@@ -454,7 +467,9 @@ class SegmentationController:
                     "FCFI: this slice has no contrast (one value everywhere, or no finite value): the "
                     "network sees a blank image, so the mask is only a guess"
                 )
-        commit_if_pending(self, state, obj)
+        if obj.commit_pending:
+            commit_if_pending(self, state, obj)
+            self._after_commit_attempt(state, obj)
         self.on_change("object")
 
     def _on_prediction_error(self, slot: Any, message: str) -> None:
