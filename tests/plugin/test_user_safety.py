@@ -268,3 +268,22 @@ def test_a_commit_refused_after_its_prediction_arrives_says_the_object_stays(mak
     assert "sliver" in viewer.status
     assert not controller.add_click_world((10, 50), True) and "still in progress" in viewer.status
     controller.close()
+
+
+def test_the_label_id_box_shows_no_id_when_a_uint8_layer_is_full(make_napari_viewer, tmp_path):
+    """It kept showing the id of the layer before (2 after a first commit) while disabled."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16), np.float32), name="a")
+    widget = docked_widget(viewer, tmp_path)
+    widget.controller.add_click_world((8, 8), True)
+    assert widget.controller.commit() and widget.label_id.value == 2
+    full = viewer.add_labels(np.arange(256, dtype=np.uint8).reshape(16, 16), name="full")
+    widget.labels_menu.value = full
+    assert not widget.label_id.enabled and widget.label_id.value == 0
+    assert widget.label_id.label == "Label id: none free"
+    assert "every label id of 'full' (uint8) is in use" in widget.status.value
+    full.data = np.where(full.data == 7, 0, full.data).astype(np.uint8)  # the user frees id 7
+    widget.labels_menu.value = viewer.layers["a labels"]
+    widget.labels_menu.value = full
+    assert widget.label_id.enabled and widget.label_id.value == 7 and widget.label_id.label == "Label id"
+    widget.close_controller()

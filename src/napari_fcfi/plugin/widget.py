@@ -29,7 +29,6 @@ from magicgui.widgets import (
 
 from napari_fcfi.annotation.geometry import describe_slices
 from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
-from napari_fcfi.annotation.painting import label_id_range
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
@@ -37,6 +36,7 @@ from .channels import channel_choices, guess_channels
 from .committing import click_log_metadata
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
+from .label_id_box import LABEL_ID_TIP, show_label_id
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
 from .panels import AdaptPanel, PropagatePanel, wrap_text
 from .recovery_banner import RecoveryBanner
@@ -44,8 +44,6 @@ from .segment_all_panel import SegmentAllPanel
 from .worker import ImmediateRunner, ThreadedRunner
 
 WEIGHTS_FILE = "weights file…"
-LABEL_ID_TIP = "Label id of the next committed object (defaults to the next free id)"
-FULL_LABELS_TIP = "Every label id of this labels layer's type is in use: no new object fits"
 
 
 class FCFIWidget(Container):
@@ -408,23 +406,9 @@ class FCFIWidget(Container):
                 self.labels_menu.value = labels
             else:
                 self.labels_menu.value = None
-            _low, high = label_id_range(labels.data.dtype) if labels is not None else (1, 2**31 - 1)
-            self.label_id.max = min(high, 2**31 - 1)
-            next_id = controller.next_label_id()
-            full = not next_id and labels is not None
-            if next_id:
-                self.label_id.value = min(next_id, self.label_id.max)
-            if full != (not self.label_id.enabled):  # every id of the layer's type is taken: say so
-                self.label_id.enabled = not full
-                self.label_id.tooltip = FULL_LABELS_TIP if full else LABEL_ID_TIP
-                if full and labels is not None:
-                    self._show_status(
-                        f"FCFI: every label id of {labels.name!r} ({labels.data.dtype}) is in use: a new "
-                        "object cannot be committed there; choose or create a labels layer of a larger type "
-                        "(edit existing labels with Shift+click)"
-                    )
-                else:
-                    self._show_status(f"FCFI: label id {next_id} is free for the next object")
+            message = show_label_id(self.label_id, labels, controller.next_label_id())
+            if message is not None:  # the layer became full, or no longer is: say so
+                self._show_status(message)
         finally:
             self._syncing = False
         self._show_object()
