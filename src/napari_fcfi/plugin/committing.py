@@ -31,7 +31,16 @@ from napari_fcfi.annotation.painting import (
 from napari_fcfi.engine.windows import Box
 
 from .journaling import LabelsRecorder
-from .layers import TAG, click_log_of, image_data, index_in, is_helper, labels_fit
+from .layers import (
+    TAG,
+    click_log_of,
+    image_data,
+    index_in,
+    is_helper,
+    labels_fit,
+    saved_without_transform,
+    take_image_transform,
+)
 from .pyramid import is_pyramid, needs_pyramid, pyramid_levels, write_region
 
 
@@ -79,12 +88,18 @@ class Committer:
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
         self._tops: dict[str, int] = {}  # largest id of each multiscale labels layer (only FCFI writes them)
+        # What the next commit's status must add: the layers :meth:`labels_for` passed over, and (by
+        # layer id) the scale and translate it gave to the image's labels reopened without them.
+        self.note = ""
+        self._adopted: dict[str, str] = {}
 
     def labels_for(
         self, image: Any, geometry: ImageGeometry, chosen: Any | None
     ) -> tuple[Any | None, str | None]:
         """The labels layer a commit on ``image`` writes to: the chosen one if it fits, else the image's own
-        existing labels layer, else None (create one). Returns ``(layer, problem with the chosen one)``."""
+        existing labels layer, else None (create one). Returns ``(layer, problem with the chosen one)``;
+        :attr:`note` says what the next commit's status should add."""
+        self.note = ""
         if index_in(self.viewer, chosen) is None:
             chosen = None  # removed from the viewer: it never receives objects again
         if chosen is not None:
@@ -100,15 +115,25 @@ class Committer:
         # unique id lives one session): the labels layer named as this image's own is taken, never a
         # new one of the same name whose ids would repeat the reopened ones.
         own_names = {f"{image.name} labels", f"{image.name} labels (restored)"}
-        for layer in self.viewer.layers:
-            if (
-                isinstance(layer, Labels)
-                and layer.name in own_names
-                and not is_helper(layer)
-                and not _labels_of_another(layer, image)
-                and labels_fit(layer, geometry) is None
-            ):
+        candidates = [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Labels) and not is_helper(layer) and not _labels_of_another(layer, image)
+        ]
+        for layer in candidates:
+            if layer.name not in own_names:
+                continue
+            if saved_without_transform(layer, geometry):  # saved to a file without its scale, reopened
+                self._adopted[str(layer.unique_id)] = f"; {take_image_transform(layer, geometry)}"
+            if labels_fit(layer, geometry) is None:
                 return layer, None
+        # A new layer: say which layers on the image's grid were passed over and why (ids would repeat).
+        skipped = [
+            f"{layer.name!r} was not used: {labels_fit(layer, geometry)}"
+            for layer in candidates
+            if tuple(layer.data.shape) == geometry.label_shape and labels_fit(layer, geometry) is not None
+        ]
+        self.note = "".join(f"; {reason}" for reason in skipped)
         return None, None
 
     def create_labels(self, image: Any, geometry: ImageGeometry) -> Any:
@@ -213,9 +238,10 @@ class Committer:
         blocked = sum(r.blocked for _, _, r in planned)
         note = f"; {blocked} px left to existing labels" if blocked else ""
         where = f" on {len(planned)} slices" if len(planned) > 1 else ""
+        said = self._adopted.pop(str(labels.unique_id), "") + self.note
         return CommitOutcome(
             label_id,
-            f"FCFI: committed label {label_id} ({pixels} px{where}{note})",
+            f"FCFI: committed label {label_id} ({pixels} px{where}{note}) into {labels.name!r}{said}",
             [k for k, _, _ in planned],
             pixels,
         )

@@ -246,15 +246,23 @@ class SegmentationController:
         """Commit into ``layer`` (``None``: the image's own labels layer, created on the first commit)."""
         if self.state is None:
             return
+        adopted = None
+        if layer is not None and helpers.saved_without_transform(layer, self.state.geometry):
+            adopted = helpers.take_image_transform(layer, self.state.geometry)  # chosen: it is the image's
         chosen, problem = self.committer.labels_for(self.state.layer, self.state.geometry, layer)
         if problem is not None:
             raise ValueError(problem)
         self.state.labels_layer = chosen
         self.on_change()
+        if adopted:
+            self.show_status(f"FCFI: {adopted}")
 
     def labels_problem(self, layer: Any) -> str | None:
-        """Why ``layer`` cannot receive the current image's objects (None when it can)."""
-        return None if self.state is None else helpers.labels_fit(layer, self.state.geometry)
+        """Why ``layer`` cannot receive the current image's objects (None when it can; a layer saved
+        without the image's scale can: choosing it gives it the image's scale and translate)."""
+        if self.state is None or helpers.saved_without_transform(layer, self.state.geometry):
+            return None
+        return helpers.labels_fit(layer, self.state.geometry)
 
     # ------------------------------------------------------------------ queries
     def current_key(self) -> SliceKey | None:

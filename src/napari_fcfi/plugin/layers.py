@@ -222,7 +222,44 @@ def labels_fit(labels: Any, geometry: ImageGeometry) -> str | None:
     if not np.allclose(tuple(labels.scale), geometry.scale) or not np.allclose(
         tuple(labels.translate), geometry.translate
     ):
-        return "its scale/translate differ from the image's (objects would be drawn in the wrong place)"
+        if saved_without_transform(labels, geometry):
+            return (
+                "it has scale 1 and no translate (labels saved to a file lose them) while the image has "
+                f"scale {_numbers(geometry.scale)}, translate {_numbers(geometry.translate)}; choose it under "
+                "Labels to give it the image's"
+            )
+        return (
+            f"its scale {_numbers(labels.scale)} / translate {_numbers(labels.translate)} differ from the "
+            f"image's {_numbers(geometry.scale)} / {_numbers(geometry.translate)} (objects would be drawn in "
+            "the wrong place); set them to the image's to use it"
+        )
     if np.dtype(labels.data.dtype).kind not in "iu":
         return f"its data type {labels.data.dtype} is not an integer type"
     return None
+
+
+def saved_without_transform(labels: Any, geometry: ImageGeometry) -> bool:
+    """The image's label grid with the identity transform while the image has a scale or translate:
+    most likely the image's labels written to a file (which keeps no scale) and opened again."""
+    identity = np.allclose(tuple(labels.scale), 1) and np.allclose(tuple(labels.translate), 0)
+    image_identity = np.allclose(geometry.scale, 1) and np.allclose(geometry.translate, 0)
+    return (
+        tuple(labels.data.shape) == geometry.label_shape
+        and np.dtype(labels.data.dtype).kind in "iu"
+        and identity
+        and not image_identity
+    )
+
+
+def take_image_transform(labels: Any, geometry: ImageGeometry) -> str:
+    """Give a labels layer saved without its scale (:func:`saved_without_transform`) the image's scale
+    and translate, so it lies on the image again; returns what was done, for the status line."""
+    labels.scale, labels.translate = geometry.scale, geometry.translate
+    return (
+        f"{labels.name!r} had scale 1 (saved without it): it now has the image's scale "
+        f"{_numbers(geometry.scale)} and translate {_numbers(geometry.translate)}"
+    )
+
+
+def _numbers(values: Any) -> str:
+    return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
