@@ -142,3 +142,31 @@ def test_long_names_and_the_recovery_banner_keep_every_button_in_the_dock(make_n
         left = button.mapTo(widget.native, QPoint(0, 0)).x()
         assert left >= 0 and left + button.width() <= widget.native.width(), button.text()
     viewer.screenshot(str(tmp_path / "long_names.png"), canvas_only=False)
+
+
+def test_the_recovery_banner_wraps_its_text_instead_of_eliding_it(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    name = "2026-12-05_confocal_HeLa_H2B-GFP_timelapse_position_17_deconvolved"
+    viewer.add_image(np.zeros((64, 64), np.float32), name=name)
+    widget = make_widget(viewer, tmp_path)
+    viewer.window._qt_window.resize(1280, 900)
+    controller = widget.controller
+    controller.add_click_world((30, 30), True)
+    assert controller.commit()
+    viewer.layers.remove(controller.labels_layer)  # its journal is now offered for recovery
+    widget.recovery.refresh(force=True)
+    for _ in range(3):
+        QApplication.processEvents()
+    banner = widget.recovery
+    assert banner.visible
+    shown = {label: label.native.text().replace("\u200b", "") for label in (banner.title, banner.details)}
+    assert name in shown[banner.title] and f"{name} labels" in shown[banner.details]  # whole, not elided
+    assert "…" not in shown[banner.title] + shown[banner.details]
+    for label in (banner.title, banner.details):
+        native = label.native
+        assert native.wordWrap()
+        assert native.height() >= native.heightForWidth(native.width()), native.text()  # no line cut off
+        right = native.mapTo(widget.native, QPoint(0, 0)).x() + native.width()
+        assert right <= widget.native.width()
+    assert widget.native.width() <= 480, widget.native.width()
+    widget.close_controller()

@@ -14,10 +14,10 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Labels
-from qtpy.QtWidgets import QSizePolicy
 
 from .commit_flow import RecoveryOffer, discard_offer, journals_on_screen, recovery_offers, restore_offer
 from .host import AnnotationHost
+from .panels import wrap_text
 
 STYLE = (
     "QWidget#fcfiRecoveryBanner { background-color: #6b4e00; border: 1px solid #e0a800; border-radius: 4px; }"
@@ -49,9 +49,8 @@ class RecoveryBanner(Container):
         super().__init__(
             widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False
         )
-        for label in (self.title, self.details):  # clipped (names are elided), never widening the dock
-            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            label.native.setMinimumWidth(40)
+        for label in (self.title, self.details):  # wrapped to the dock's width, never widening it
+            wrap_text(label)
         self.native.setObjectName("fcfiRecoveryBanner")
         self.native.setStyleSheet(STYLE)
         self._key: Any = None
@@ -71,13 +70,13 @@ class RecoveryBanner(Container):
         if not self.offers:
             return
         self._span_full_width()
-        image = elide(controller.image_layer.name, 30) if controller.image_layer is not None else "this image"
+        image = controller.image_layer.name if controller.image_layer is not None else "this image"
         which = (
             f"{len(self.offers)} sessions not on screen; choose one"
             if len(self.offers) > 1
             else "1 session not on screen"
         )
-        self._set_text(self.title, f"<b>⚠ Unsaved work found</b> for {image!r}<br>{which}:")
+        self._set_text(self.title, f"<b>⚠ Unsaved work found</b> for {breakable(repr(image))}<br>{which}:")
         self.choice.reset_choices()
         self.choice.value = 0
         self.choice.visible = len(self.offers) > 1
@@ -97,7 +96,7 @@ class RecoveryBanner(Container):
         if offer is None:
             return
         scan = offer.scan
-        lines = [html.escape(elide(line, 50)) for line in scan.summary_lines()]
+        lines = [breakable(line) for line in scan.summary_lines()]
         if scan.problems:
             lines.append(f"<i>skipped ({len(scan.problems)}; details in the tooltip):</i>")
             lines += [html.escape(_short(problem)) for problem in scan.problems[:3]]
@@ -105,7 +104,6 @@ class RecoveryBanner(Container):
         self.details.tooltip = "\n".join([offer.describe(), *scan.problems]) or str(offer.journal.folder)
 
     def _set_text(self, label: Label, text: str) -> None:
-        # Short lines, not word wrap: a wrapped QLabel in a form layout is given too little height.
         label.value = text
 
     def _span_full_width(self) -> None:
@@ -130,12 +128,22 @@ class RecoveryBanner(Container):
 
 
 def elide(text: str, limit: int = 40) -> str:
-    """``text`` cut in the middle to at most ``limit`` characters: long image and labels names must not
-    widen the dock (a label's lines are not wrapped; see ``_set_text``)."""
+    """``text`` cut in the middle to at most ``limit`` characters (a menu entry cannot wrap, and long
+    image and labels names must not widen the dock)."""
     if len(text) <= limit:
         return text
     head = (limit - 1) // 2
     return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+BREAK_AFTER = "_-./\\"  # file and layer names often have no spaces: let them wrap after these
+
+
+def breakable(text: str) -> str:
+    """``text`` as HTML that wraps inside long names too (a zero-width space after each of
+    :data:`BREAK_AFTER`), so a wrapped label is never wider than the dock."""
+    escaped = html.escape(text)
+    return "".join(f"{c}\u200b" if c in BREAK_AFTER else c for c in escaped)
 
 
 def _short(problem: str) -> str:
