@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Qt
 
+from helpers.qt_keys import redo, undo
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import BlobNet, DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import replay_click_log
+from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
@@ -105,6 +107,22 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     )
     np.testing.assert_array_equal(replayed, labels)
     viewer.screenshot(str(tmp_path / "segment_all.png"))
+
+    # one Ctrl+Z on the labels layer takes the whole Accept all back, and the click log follows
+    accepted = labels.copy()
+    viewer.layers.selection.active = users
+    undo(viewer)
+    assert users.data[CENTRES[2]] == 0 and users.data[CENTRES[4]] == 0
+    assert users.data[CENTRES[1]] == corrected_id  # the commit before it stays
+    assert [r.label_id for r in controller.click_log.records] == [corrected_id]
+    journal = recorder_of(users).journal
+    restored, scan = journal.restore()
+    np.testing.assert_array_equal(restored, users.data)
+    assert [r.label_id for r in scan.click_log(SHAPE)[0].records] == [corrected_id]
+    redo(viewer)  # ... and one Ctrl+Shift+Z brings it back
+    np.testing.assert_array_equal(users.data, accepted)
+    assert len(controller.click_log.records) == 3
+    np.testing.assert_array_equal(journal.restore()[0], accepted)
 
 
 def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_path):

@@ -145,7 +145,10 @@ class JournalScan:
 
     @property
     def label_ids(self) -> list[int]:
-        return sorted({c.label_id for c in self.changes if c.kind == "commit" and c.label_id is not None})
+        committed = {c.label_id for c in self.changes if c.kind == "commit" and c.label_id is not None}
+        # grouped commits (Accept all) are one change without an id: their objects name theirs
+        described = {event.entry.get("label_id") for event in self.objects if event.entry is not None}
+        return sorted(committed | {i for i in described if isinstance(i, int) and not isinstance(i, bool)})
 
     @property
     def last_time(self) -> float:

@@ -10,6 +10,8 @@ are offered one by one, to restore (exactly, without a model) into a new labels 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,15 +72,9 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
         controller.show_status("FCFI: the object is empty; add a positive click or lower the threshold")
         return False
     committer, settings = controller.committer, controller.settings
-    labels, problem = committer.labels_for(state.layer, state.geometry, state.labels_layer)
-    if problem is not None:
-        controller.show_status(f"FCFI: {problem}")
-        return False
+    labels = labels_to_commit_to(controller, state)
     if labels is None:
-        labels = committer.create_labels(state.layer, state.geometry)
-        helpers.keep_on_top(controller.viewer, state.preview_layer, state.clicks_layer)
-        controller.viewer.layers.selection.active = state.clicks_layer  # the next click still annotates
-    state.labels_layer = labels
+        return False
     try:
         label_id = (
             obj.edit_label if obj.edit_label is not None else committer.label_id(labels, settings.label_id)
@@ -103,6 +99,34 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     controller.refresh_view()
     controller.on_change()
     return True
+
+
+def labels_to_commit_to(controller: AnnotationHost, state: ImageState) -> Labels | None:
+    """The labels layer the image's commits write to, created when there is none (None: the chosen
+    layer does not fit; the status says why)."""
+    committer = controller.committer
+    labels, problem = committer.labels_for(state.layer, state.geometry, state.labels_layer)
+    if problem is not None:
+        controller.show_status(f"FCFI: {problem}")
+        return None
+    if labels is None:
+        labels = committer.create_labels(state.layer, state.geometry)
+        helpers.keep_on_top(controller.viewer, state.preview_layer, state.clicks_layer)
+        controller.viewer.layers.selection.active = state.clicks_layer  # the next click still annotates
+    state.labels_layer = labels
+    return labels
+
+
+@contextmanager
+def commits_as_one(controller: AnnotationHost, state: ImageState) -> Iterator[None]:
+    """Commits on the image inside are one item of the labels layer's undo history (see
+    :meth:`.committing.Committer.as_one`); without a labels layer that fits, each stays its own."""
+    labels = labels_to_commit_to(controller, state)
+    if labels is None:
+        yield
+        return
+    with controller.committer.as_one(labels, journal_for(controller, state)):
+        yield
 
 
 # ---------------------------------------------------------------------- crash recovery

@@ -11,7 +11,8 @@ the labels layer's metadata (so it stays with the labels even when the widget is
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,21 @@ class Committer:
         # layer id) the scale and translate it gave to the image's labels reopened without them.
         self.note = ""
         self._adopted: dict[str, str] = {}
+        self._grouped: Any = None  # the labels layer whose commits are one undo item now (:meth:`as_one`)
+
+    @contextmanager
+    def as_one(self, labels: Any, journal: LabelsRecorder | None) -> Iterator[None]:
+        """Commits into ``labels`` inside are one item of napari's undo history (Accept all: one Ctrl+Z
+        takes every object back, and the click log follows). Multiscale labels have no undo history."""
+        if is_pyramid(labels) or self._grouped is not None:
+            yield
+            return
+        self._grouped = labels
+        try:
+            with journal.group() if journal is not None else nullcontext(), labels.block_history():
+                yield
+        finally:
+            self._grouped = None
 
     def labels_for(
         self, image: Any, geometry: ImageGeometry, chosen: Any | None
@@ -215,7 +231,7 @@ class Committer:
         clicks = [(c.row, c.col, c.positive) for c in record.clicks]
         # One item of napari's undo history for the whole object (every slice): one Ctrl+Z takes the
         # commit back, and the journal gets one paint event for it.
-        grouped = nullcontext() if is_pyramid(labels) else labels.block_history()
+        grouped = nullcontext() if is_pyramid(labels) or self._grouped is labels else labels.block_history()
         with journal.commit(label_id, clicks, record) if journal is not None else nullcontext(), grouped:
             for key, region, result in planned:  # each write reaches the journal through napari's paint event
                 plane = data[key] if key else data

@@ -94,6 +94,7 @@ class LabelsRecorder:
         self._applied: dict[int, int] = {}  # id(record) -> how many of its commit's items are applied
         self._commit: dict[str, Any] | None = None
         self._record: Any = None  # the click-log record of the commit being written
+        self._group: list[Any] | None = None  # records of the commits of one grouped history item
         self._deferred = False
         # Click-log objects this journal has described: id(record) -> (record, its reference number).
         self._refs: dict[int, tuple[ObjectRecord, int]] = {}
@@ -180,6 +181,8 @@ class LabelsRecorder:
         end; ``record`` (its click-log entry) leaves the click log when napari's undo takes it back."""
         self._commit, self._deferred = {"label_id": int(label_id), "clicks": list(clicks)}, True
         self._record = record
+        if self._group is not None and record is not None:
+            self._group.append(record)
         try:
             yield
             if record is not None:  # synced with the commit's writes: never labels without their clicks
@@ -201,6 +204,16 @@ class LabelsRecorder:
         self._refs[id(record)] = (record, ref)
         return object_record(op, ref, record_to_entry(record))
 
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Commits inside are one item of napari's undo history (the caller blocks its history around
+        them): that item carries all their click-log records, so one undo withdraws them all."""
+        self._group = []
+        try:
+            yield
+        finally:
+            self._group = None
+
     def record_write(self, key: tuple[int, ...], region: tuple[slice, slice], values: np.ndarray) -> None:
         """Journal a write napari does not see (multiscale labels): ``values`` now stand at ``region`` of
         slice ``key``; inside :meth:`commit`, as part of that commit."""
@@ -221,13 +234,19 @@ class LabelsRecorder:
         if change is None:
             return
         box, values, changed = change
-        record = self._record if self._commit else None
-        if record is not None:
-            self._applied[id(record)] = self._applied.get(id(record), 0) + 1
+        grouped = self._group is not None
+        record = (
+            (tuple(self._group) or None)
+            if self._group is not None
+            else (self._record if self._commit else None)
+        )
+        for one in _records(record):
+            self._applied[id(one)] = self._applied.get(id(one), 0) + 1
         self._undo = (self._undo + [(box, record)])[-MIRROR_LIMIT:]
         self._redo.clear()
         extra = self._commit or {}
-        self._write(change_record("commit" if self._commit else "paint", box, values, changed, **extra))
+        kind = "commit" if self._commit or grouped else "paint"
+        self._write(change_record(kind, box, values, changed, **extra))
 
     def _on_data(self, event: Any = None) -> None:
         """The layer's data were replaced: journal them whole (a new journal when the grid changed)."""
@@ -271,8 +290,8 @@ class LabelsRecorder:
                 return  # napari had nothing (left) to take back
             target.append(source.pop())
             self._write(change_record(kind, box, after))
-            if record is not None:
-                self._follow_in_click_log(record, -1 if kind == "undo" else 1)
+            for one in _records(record):
+                self._follow_in_click_log(one, -1 if kind == "undo" else 1)
             return
         # An undo step made before the journal started: find what changed by comparing.
         before = np.array(data)
@@ -316,6 +335,13 @@ class LabelsRecorder:
             self.layer.bind_key(key, None)
         if self.journal is not None:
             self.journal.close()
+
+
+def _records(record: Any) -> tuple[Any, ...]:
+    """The click-log records of one undo item: none, one commit's, or a group's (a tuple)."""
+    if record is None:
+        return ()
+    return record if isinstance(record, tuple) else (record,)
 
 
 def history_item_change(

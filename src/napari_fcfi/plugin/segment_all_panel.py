@@ -19,6 +19,7 @@ first), so no work is lost.
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
 from .background import BackgroundRun, run_generator
-from .commit_flow import commit_object
+from .commit_flow import commit_object, commits_as_one
 from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 
@@ -384,15 +385,17 @@ class SegmentAllPanel(Container):
             for proposal in np.unique(plane[plane > 0]).tolist():
                 slices_of.setdefault(int(proposal), []).append(key)
         accepted, refused, busy, reason = 0, 0, 0, ""
-        for proposal, keys in slices_of.items():
-            found = Proposal(state, layer, proposal, keys)
-            if self._busy_slices(found):
-                busy += 1  # the user's object in progress there is never replaced
-            elif self._accept(found):
-                accepted += 1
-            else:
-                refused += 1
-                reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
+        grouped = commits_as_one(self.controller, state) if slices_of else nullcontext()
+        with grouped:  # one Ctrl+Z on the labels layer takes every accepted object back
+            for proposal, keys in slices_of.items():
+                found = Proposal(state, layer, proposal, keys)
+                if self._busy_slices(found):
+                    busy += 1  # the user's object in progress there is never replaced
+                elif self._accept(found):
+                    accepted += 1
+                else:
+                    refused += 1
+                    reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
         kept = []
         if busy:
             kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
