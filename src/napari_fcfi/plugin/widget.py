@@ -33,13 +33,13 @@ from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
 from .channels import channel_choices, guess_channels
-from .committing import click_log_metadata
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
 from .label_id_box import LABEL_ID_TIP, show_label_id
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
 from .panels import AdaptPanel, PropagatePanel, wrap_text
 from .recovery_banner import RecoveryBanner
+from .saving import save_click_log
 from .segment_all_panel import SegmentAllPanel
 from .worker import ImmediateRunner, ThreadedRunner
 
@@ -475,32 +475,8 @@ class FCFIWidget(Container):
     # ------------------------------------------------------------------ saving and recovery
     def save_click_log(self, path: str | Path | None) -> Path | None:
         """Save the click log of the current labels layer (CSV replayable by ``fcfi segment``)."""
-        controller = self.controller
-        log = controller.click_log
-        if not len(log):
-            self._show_status("FCFI: no committed objects yet; nothing to save")
-            return None
-        if path is None or str(path) in ("", ".") or Path(path).is_dir():
-            self._show_status("FCFI: choose a file name for the click log")
-            return None
-        settings, state = controller.settings, controller.state
-        labels = controller.labels_layer
-        try:
-            model = self._loadable_model(Path(path))
-        except (OSError, ValueError) as error:
-            self._show_status(
-                f"FCFI: click log not saved: the model in use could not be saved beside it ({error})"
-            )
-            return None
-        log.metadata = click_log_metadata(
-            labels, state, model, settings.device, settings.threshold, controller.engine_settings
-        )
-        for record in log.records:  # objects of the model in use name it as saved (loadable)
-            if record.made_with.get("model") == settings.model_source:
-                record.made_with["model"] = model
-        written = log.save(path)
-        beside = "" if model == settings.model_source else f" (with the model in use as {model})"
-        self._show_status(f"FCFI: click log saved to {written}{beside}")
+        written, message = save_click_log(self.controller, path)
+        self._show_status(message)
         return written
 
     def save_labels(self, path: str | Path | None = None) -> Path | None:
@@ -522,24 +498,6 @@ class FCFIWidget(Container):
             f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
         )
         return written
-
-    def _loadable_model(self, log_path: Path) -> str:
-        """The model source the log names: one ``fcfi segment`` can load.
-
-        A model made in this session (an adapted one, only in the model cache) is saved beside the log
-        as ``<log name>.model.safetensors`` (with its model card) and named relative to the log.
-        """
-        settings = self.controller.settings
-        source = settings.model_source
-        if source in available_model_names() or Path(source).is_file():
-            return source
-        model = self.controller.model_cache.get(source, settings.device)
-        if "adaptation" not in (getattr(model, "fcfi_metadata", None) or {}):
-            return source  # a name the model loader knows
-        from napari_fcfi.training.finetune import save_adapted
-
-        target = log_path.with_suffix("").with_name(log_path.with_suffix("").name + ".model.safetensors")
-        return save_adapted(model, target).name
 
     def _suggest_labels_file(self, *args: Any) -> None:
         labels = self.controller.labels_layer  # never leave another layer's file here
