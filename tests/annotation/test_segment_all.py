@@ -149,6 +149,28 @@ def test_overlapping_proposals_give_each_pixel_one_object_and_skip_covered_seeds
     assert result.labels[20, 20] != result.labels[60, 30]
 
 
+def test_progress_comes_after_every_network_batch_and_batching_changes_nothing():
+    """A Cancel waits one network batch, not a whole chunk of seeds; the result is the same."""
+    image, _ = disks_image()
+    seeds = [(20, 20), (60, 30), (100, 100), (30, 90), (90, 40)]
+
+    def run(batch_size):
+        steps = iter_segment_all(brightness_net(), image, seeds=seeds, object_size=14, batch_size=batch_size)
+        progress = []
+        while True:
+            try:
+                progress.append(next(steps))
+            except StopIteration as stop:
+                return progress, stop.value
+
+    one_by_one, single = run(1)
+    together, batched = run(16)
+    assert len(one_by_one) > len(seeds) > len(together)  # every seed's first and refining pass report
+    assert [p[0] for p in one_by_one] == sorted(p[0] for p in one_by_one)
+    assert one_by_one[-1] == together[-1] == (len(seeds), len(seeds))
+    np.testing.assert_array_equal(single.labels, batched.labels)
+
+
 @pytest.mark.parametrize(
     ("image", "why"),
     [

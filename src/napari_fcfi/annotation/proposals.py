@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,7 +188,7 @@ def iter_segment_all(
 ) -> Generator[tuple[int, int], None, SegmentAllResult]:
     """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
 
-    Stopping the generator early (a Cancel button) costs at most one chunk. ``chunk_size`` seeds are
+    Stopping the generator early (a Cancel button) costs at most one network batch (it yields after each). ``chunk_size`` seeds are
     run per chunk, ``batch_size`` network windows per forward pass. Proposal windows are
     ``window_factor`` times the object size, run at ``proposal_input_size`` pixels (None: the engine's
     ``input_size``) and cut at ``proposal_threshold`` (None: the model's own,
@@ -277,8 +277,9 @@ def iter_segment_all(
     total = len(points)
     yield 0, total
     for start in range(0, total, chunk_size):
-        builder.propose(points[start : start + chunk_size])
-        yield min(start + chunk_size, total), total
+        part = points[start : start + chunk_size]
+        for share in builder.propose(part):  # after each network batch: a Cancel waits one batch
+            yield min(start + int(share * len(part)), total), total
     scores, label_seeds = builder.scores, builder.label_seeds
     message = (
         None
@@ -318,10 +319,17 @@ class _LabelsBuilder:
         self.scores: dict[int, float] = {}
         self.label_seeds: dict[int, tuple[int, int]] = {}
 
-    def propose(self, points: Sequence[tuple[int, int]]) -> None:
+    def propose(self, points: Sequence[tuple[int, int]]) -> Iterator[float]:
+        """Propose the chunk ``points``; yields the share of its network work done after each batch
+        (the last yield, 1.0, once its proposals are in the labels)."""
         labels, proposer, threshold = self.labels, self.proposer, self.proposer.threshold
         chunk = [p for p in points if labels[p] == 0]
-        patches = proposer.first_click_predictions(chunk, batch_size=self.batch_size) if chunk else []
+        size = self.batch_size
+        passes = 2 if self.refine is not None else 1
+        patches: list[Patch | None] = []
+        for start in range(0, len(chunk), size):
+            patches += proposer.first_click_predictions(chunk[start : start + size], batch_size=size)
+            yield len(patches) / (passes * len(chunk))
         firsts: list[tuple[tuple[float, tuple[int, int], Box, np.ndarray], Patch]] = []
         for seed, patch in zip(chunk, patches, strict=True):
             candidate = _candidate(patch, seed, threshold)
@@ -330,13 +338,17 @@ class _LabelsBuilder:
         candidates = [candidate for candidate, _ in firsts]
         if self.refine is not None and firsts:
             zoom, input_size = self.refine
-            refined = proposer.refine_predictions(
-                [c[1] for c in candidates],
-                [p for _, p in firsts],
-                zoom=zoom,
-                input_size=input_size,
-                batch_size=self.batch_size,
-            )
+            refined: list[Patch] = []
+            for start in range(0, len(firsts), size):
+                part = firsts[start : start + size]
+                refined += proposer.refine_predictions(
+                    [c[1] for c, _ in part],
+                    [p for _, p in part],
+                    zoom=zoom,
+                    input_size=input_size,
+                    batch_size=size,
+                )
+                yield 0.5 + 0.5 * len(refined) / len(firsts)
             candidates = [_refined(c, p, threshold) for c, p in zip(candidates, refined, strict=True)]
         candidates.sort(key=lambda c: (-c[0], c[1]))
         for score, seed, box, mask in candidates:
@@ -355,6 +367,7 @@ class _LabelsBuilder:
             labels[box.slices][free] = label
             self.scores[label] = score
             self.label_seeds[label] = seed
+        yield 1.0
 
 
 def _candidate(
