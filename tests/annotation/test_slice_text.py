@@ -16,6 +16,7 @@ def test_one_and_two_stack_axes_and_long_lists():
     assert describe_slices([(6,), (7,)]) == "slices 6, 7"
     assert describe_slices([(1, 2), (1, 3)]) == "slices (1, 2), (1, 3)"
     assert describe_slices([(k,) for k in range(12)], limit=3) == "slices 0, 1, 2, …"
+    assert describe_slices([()]) == "the image" and describe_slice(()) == "the image"  # a 2D image
 
 
 def test_an_undone_action_on_another_slice_names_it_plainly():

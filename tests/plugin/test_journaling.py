@@ -167,6 +167,51 @@ def test_a_journal_started_after_a_save_lists_the_click_log_so_far(painting_view
     assert [r.label_id for r in log.records] == [1, 2]
 
 
+def test_grouped_commits_after_a_save_keep_the_journals_click_log_true_through_undo(painting_viewer):
+    from napari_fcfi.plugin.commit_flow import commits_as_one
+
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    for centre in ((20, 20), (50, 60)):
+        controller.add_click_world(centre, True)
+        assert controller.commit()
+    labels = controller.labels_layer
+    recorder_of(labels).journal.discard()  # as the FCFI writer does once the labels are saved
+    with commits_as_one(controller, controller.state):  # as Accept all does
+        for centre in ((20, 70), (60, 20)):
+            controller.add_click_world(centre, True)
+            assert controller.commit()
+    journal = recorder_of(labels).journal
+    scan = journal.scan()
+    assert scan.label_ids == [3, 4]  # the unsaved objects; 1 and 2 are only listed
+    assert [r.label_id for r in scan.click_log((80, 90))[0].records] == [1, 2, 3, 4]
+    viewer.layers.selection.active = labels
+    undo(viewer)  # one Ctrl+Z: both grouped objects
+    assert [r.label_id for r in controller.click_log.records] == [1, 2]
+    restored, scan = journal.restore()
+    np.testing.assert_array_equal(restored, labels.data)
+    assert [r.label_id for r in scan.click_log((80, 90))[0].records] == [1, 2]
+
+
+def test_a_failure_inside_grouped_commits_keeps_what_was_written_undoable_and_journaled(painting_viewer):
+    from napari_fcfi.plugin.commit_flow import commits_as_one
+
+    viewer, widget = painting_viewer
+    controller = widget.controller
+    with pytest.raises(RuntimeError, match="disk full"), commits_as_one(controller, controller.state):
+        controller.add_click_world((20, 20), True)
+        assert controller.commit()
+        raise RuntimeError("disk full")
+    labels = controller.labels_layer
+    assert labels.data[20, 20] == 1
+    restored, scan = recorder_of(labels).journal.restore()
+    np.testing.assert_array_equal(restored, labels.data)
+    assert [r.label_id for r in scan.click_log((80, 90))[0].records] == [1]
+    viewer.layers.selection.active = labels
+    undo(viewer)
+    assert labels.data[20, 20] == 0 and not controller.click_log.records
+
+
 def test_a_layer_with_content_starts_its_journal_with_that_content(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")

@@ -78,3 +78,26 @@ def test_reopened_labels_of_another_name_are_offered_and_named_when_passed_over(
     np.testing.assert_array_equal(reopened.data == 2, disk(SHAPE, 45, 10))
     assert reopened.data[20, 20] == 1
     widget.close_controller()
+
+
+def test_labels_made_for_another_unscaled_image_are_not_offered_nor_rescaled(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    plain = viewer.add_image(np.zeros(SHAPE, np.float32), name="plain")
+    viewer.add_image(np.zeros(SHAPE, np.float32), name="cells", scale=SCALE, translate=TRANSLATE)
+    widget = FCFIWidget(
+        viewer,
+        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        segmenter_factory=DiskSegmenter,
+        runner=ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    widget.image_menu.value = plain
+    controller = widget.controller
+    assert controller.add_click_world((20, 20), True) and controller.commit()
+    plains = controller.labels_layer  # "plain labels": scale 1, made for the unscaled image
+    widget.image_menu.value = viewer.layers["cells"]
+    assert plains not in [layer for _, layer in widget._labels_choices()]
+    assert controller.add_click_world(world(40, 40), True) and controller.commit()
+    assert controller.labels_layer is not plains and tuple(plains.scale) == (1, 1)
+    widget.close_controller()

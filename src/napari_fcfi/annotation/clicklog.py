@@ -432,10 +432,10 @@ def _records_from_metadata(
     return [_record_from_entry(path, entry, clicks, plane_shape) for entry in objects]
 
 
-def record_to_entry(record: ObjectRecord) -> dict[str, Any]:
+def record_to_entry(record: ObjectRecord, number: int = 0) -> dict[str, Any]:
     """One object as a self-contained JSON object (its metadata entry plus each step's clicks), as the
-    recovery journal keeps it."""
-    entry = _record_json(0, record)
+    recovery journal keeps it; ``number`` names it in messages about it."""
+    entry = _record_json(number, record)
     for step, described in zip(record.steps, entry["steps"]):
         if isinstance(step, ClicksStep):
             described["click_list"] = [

@@ -167,12 +167,14 @@ def current_slice_key(geometry: ImageGeometry, world_point: Sequence[float]) -> 
 
 def describe_slice(key: SliceKey) -> str:
     """A slice key as a user reads it in a message: ``6`` for one stack axis, ``(1, 2)`` for two."""
+    if not key:
+        return "the image"  # a 2D image has one plane and no slice number
     return str(key[0]) if len(key) == 1 else "(" + ", ".join(str(k) for k in key) + ")"
 
 
 def describe_slices(keys: Sequence[SliceKey], limit: int = 8) -> str:
     """``slice 6`` or ``slices 6, 7, 9`` (the first ``limit`` of them, then ``…``)."""
     if len(keys) == 1:
-        return f"slice {describe_slice(keys[0])}"
+        return f"slice {describe_slice(keys[0])}" if keys[0] else "the image"
     listed = ", ".join(describe_slice(key) for key in keys[:limit])
     return f"slices {listed}{', …' if len(keys) > limit else ''}"

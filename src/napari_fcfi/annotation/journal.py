@@ -147,7 +147,11 @@ class JournalScan:
     def label_ids(self) -> list[int]:
         committed = {c.label_id for c in self.changes if c.kind == "commit" and c.label_id is not None}
         # grouped commits (Accept all) are one change without an id: their objects name theirs
-        described = {event.entry.get("label_id") for event in self.objects if event.entry is not None}
+        described = {
+            event.entry.get("label_id")
+            for event in self.objects
+            if event.entry is not None and not event.listed
+        }
         return sorted(committed | {i for i in described if isinstance(i, int) and not isinstance(i, bool)})
 
     @property

@@ -89,11 +89,14 @@ class ObjectEvent:
     entry: dict[str, Any] | None
     where: str
     time: float = 0.0
+    listed: bool = False  # made before the journal started (a journal restarted after a save lists them)
 
 
-def object_record(op: str, ref: int, entry: dict[str, Any] | None = None) -> bytes:
+def object_record(op: str, ref: int, entry: dict[str, Any] | None = None, listed: bool = False) -> bytes:
     """The record of an :class:`ObjectEvent` (values JSON cannot hold are written as text)."""
     meta: dict[str, Any] = {"kind": "object", "op": op, "ref": int(ref), "time": time.time()}
+    if listed:
+        meta["listed"] = True
     if entry is not None:
         meta["entry"] = json.loads(json.dumps(entry, default=str))
     return encode_record(meta)
@@ -165,7 +168,7 @@ def _ints(value: Any, what: str, where: str) -> list[int]:
 
 
 def decode_record(payload: bytes, where: str) -> Change | ObjectEvent | dict[str, Any]:
-    """A record's payload -> a :class:`Change`, an :class:`ObjectEvent` or the info dict of a ``start`` record."""
+    """A record's payload -> a :class:`Change`, an :class:`ObjectEvent` or a ``start`` record's info."""
     if len(payload) < _META.size:
         raise JournalError(f"{where}: record too short")
     (length,) = _META.unpack_from(payload)
@@ -257,7 +260,8 @@ def _object_event(meta: dict[str, Any], where: str) -> ObjectEvent:
     if entry is not None and not isinstance(entry, dict):
         raise JournalError(f"{where}: the object's description is not a JSON object")
     stamp = meta.get("time", 0.0)
-    return ObjectEvent(op, ref, entry, where, float(stamp) if isinstance(stamp, (int, float)) else 0.0)
+    when = float(stamp) if isinstance(stamp, (int, float)) else 0.0
+    return ObjectEvent(op, ref, entry, where, when, listed=meta.get("listed") is True)
 
 
 def read_records(data: bytes, name: str) -> tuple[list[Change | ObjectEvent | dict[str, Any]], list[str]]:

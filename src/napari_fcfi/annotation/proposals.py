@@ -188,7 +188,8 @@ def iter_segment_all(
 ) -> Generator[tuple[int, int], None, SegmentAllResult]:
     """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
 
-    Stopping the generator early (a Cancel button) costs at most one network batch (it yields after each). ``chunk_size`` seeds are
+    Stopping the generator early (a Cancel button) costs at most one network batch of seeds and the
+    passes with enlarged windows it needs (it yields after each batch). ``chunk_size`` seeds are
     run per chunk, ``batch_size`` network windows per forward pass. Proposal windows are
     ``window_factor`` times the object size, run at ``proposal_input_size`` pixels (None: the engine's
     ``input_size``) and cut at ``proposal_threshold`` (None: the model's own,
@@ -278,7 +279,7 @@ def iter_segment_all(
     yield 0, total
     for start in range(0, total, chunk_size):
         part = points[start : start + chunk_size]
-        for share in builder.propose(part):  # after each network batch: a Cancel waits one batch
+        for share in builder.propose(part):  # after each network batch of seeds: Cancel waits for one
             yield min(start + int(share * len(part)), total), total
     scores, label_seeds = builder.scores, builder.label_seeds
     message = (

@@ -10,6 +10,7 @@ are offered one by one, to restore (exactly, without a model) into a new labels 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from napari_fcfi.annotation.journal import (
     image_fingerprint,
     journals_for_image,
 )
+from napari_fcfi.annotation.journal_records import JournalWarning
 from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
 
@@ -236,7 +238,11 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
         metadata={helpers.TAG: {"labels_of": str(state.layer.unique_id)}},
     )
     state.labels_layer = layer
+    known_problems = len(scan.problems)
     log, refs = scan.click_log(state.geometry.plane_shape)
+    for problem in scan.problems[known_problems:]:
+        warnings.warn(problem, JournalWarning, stacklevel=2)
+    lost = len(scan.problems) - known_problems
     layer.metadata[helpers.TAG][helpers.CLICK_LOG_KEY] = log  # before the journal: a new one lists it
     if offer.journal.is_v1:  # format 1: a new journal holds the restored labels, then the old files go
         journal_for(controller, state)
@@ -250,6 +256,8 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
         f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
     )
     clicks = f" with the click log of {len(log)} object(s)" if len(log) else ""
+    if lost:
+        clicks += f" ({lost} damaged click-log entr{'y' if lost == 1 else 'ies'} skipped)"
     controller.show_status(
         f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{clicks}{skipped}"
     )

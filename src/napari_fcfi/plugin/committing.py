@@ -103,11 +103,17 @@ class Committer:
             yield
             return
         self._grouped = labels
+        failure: BaseException | None = None
         try:
             with journal.group() if journal is not None else nullcontext(), labels.block_history():
-                yield
+                try:
+                    yield
+                except Exception as error:  # noqa: BLE001 - re-raised below, once napari has kept
+                    failure = error  # what was written so far as one undo item (and the journal has it)
         finally:
             self._grouped = None
+        if failure is not None:
+            raise failure
 
     def labels_for(
         self, image: Any, geometry: ImageGeometry, chosen: Any | None

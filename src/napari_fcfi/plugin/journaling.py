@@ -27,7 +27,7 @@ of layers on screen. When the journal folder is gone (saved), the next change st
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -95,6 +95,7 @@ class LabelsRecorder:
         self._commit: dict[str, Any] | None = None
         self._record: Any = None  # the click-log record of the commit being written
         self._group: list[Any] | None = None  # records of the commits of one grouped history item
+        self._group_written = False  # the group's labels change (and so its objects) is journaled
         self._deferred = False
         # Click-log objects this journal has described: id(record) -> (record, its reference number).
         self._refs: dict[int, tuple[ObjectRecord, int]] = {}
@@ -137,8 +138,10 @@ class LabelsRecorder:
             if data.any():
                 self.journal.append(base_record(data))
             self._refs.clear()
+            pending = self._group or []  # a group's objects are journaled after its labels change
             for record in click_log_of(self.layer).records:  # the objects made before this journal
-                self.journal.append(self._object_record("add", record), sync=False)
+                if not any(record is one for one in pending):
+                    self.journal.append(self._object_record("add", record, listed=True), sync=False)
             self.journal.sync()
 
         self._guard(start)
@@ -148,14 +151,18 @@ class LabelsRecorder:
         metadata = self.layer.metadata
         metadata.setdefault(TAG, {})["journal"] = str(self.journal.folder)
 
-    def _write(self, record: bytes) -> None:
+    def _write(self, record: bytes | Callable[[], bytes]) -> None:
+        """Append ``record`` (or what ``record()`` makes once the journal exists: object numbers belong
+        to the journal they are written to)."""
+
         def write() -> None:
             if self.journal is None or not self.journal.folder.is_dir():  # saved meanwhile: start afresh
                 if self.journal is not None:
                     self.journal.close()
                 self._start()
             if self.journal is not None:  # else starting failed, and said so
-                self.journal.append(record, sync=not self._deferred)
+                data = record() if callable(record) else record
+                self.journal.append(data, sync=not self._deferred)
 
         self._guard(write)
 
@@ -181,12 +188,13 @@ class LabelsRecorder:
         end; ``record`` (its click-log entry) leaves the click log when napari's undo takes it back."""
         self._commit, self._deferred = {"label_id": int(label_id), "clicks": list(clicks)}, True
         self._record = record
-        if self._group is not None and record is not None:
-            self._group.append(record)
+        grouped = self._group is not None
+        if grouped and record is not None:
+            self._group.append(record)  # type: ignore[union-attr]
         try:
             yield
-            if record is not None:  # synced with the commit's writes: never labels without their clicks
-                self._write(self._object_record("add", record))
+            if record is not None and not grouped:  # synced with the commit's writes
+                self._write(lambda: self._object_record("add", record))
         finally:
             self._commit, self._deferred, self._record = None, False, None
             self._guard(lambda: self.journal.sync() if self.journal is not None else None)
@@ -195,24 +203,34 @@ class LabelsRecorder:
         """Continue a restored journal: ``refs`` are its objects (now in the layer's click log) by number."""
         self._refs = {id(record): (record, ref) for ref, record in refs.items()}
 
-    def _object_record(self, op: str, record: ObjectRecord) -> bytes:
-        """The journal record of a click-log change (the object's description the first time)."""
+    @property
+    def can_undo(self) -> bool:
+        """napari's undo on the layer has an item this recorder saw made (this session, this layer)."""
+        return bool(self._undo)
+
+    def _object_record(self, op: str, record: ObjectRecord, listed: bool = False) -> bytes:
+        """The journal record of a click-log change (the object's description the first time;
+        ``listed``: an object made before this journal started)."""
         known = self._refs.get(id(record))
         if known is not None:
             return object_record(op, known[1])
         ref = max((r for _, r in self._refs.values()), default=-1) + 1
         self._refs[id(record)] = (record, ref)
-        return object_record(op, ref, record_to_entry(record))
+        return object_record(op, ref, record_to_entry(record, ref), listed=listed)
 
     @contextmanager
     def group(self) -> Iterator[None]:
         """Commits inside are one item of napari's undo history (the caller blocks its history around
         them): that item carries all their click-log records, so one undo withdraws them all."""
-        self._group = []
+        self._group, self._group_written = [], False
         try:
             yield
         finally:
+            records, written = self._group, self._group_written
             self._group = None
+            if records and not written:  # no pixel changed: the objects still joined the click log
+                for record in records:
+                    self._write(lambda record=record: self._object_record("add", record))
 
     def record_write(self, key: tuple[int, ...], region: tuple[slice, slice], values: np.ndarray) -> None:
         """Journal a write napari does not see (multiscale labels): ``values`` now stand at ``region`` of
@@ -247,6 +265,10 @@ class LabelsRecorder:
         extra = self._commit or {}
         kind = "commit" if self._commit or grouped else "paint"
         self._write(change_record(kind, box, values, changed, **extra))
+        if grouped and not self._group_written:  # the group's objects, after the labels they made
+            self._group_written = True
+            for one in _records(record):
+                self._write(lambda one=one: self._object_record("add", one))
 
     def _on_data(self, event: Any = None) -> None:
         """The layer's data were replaced: journal them whole (a new journal when the grid changed)."""
@@ -312,10 +334,10 @@ class LabelsRecorder:
         log = click_log_of(self.layer)
         if applied and not now:
             log.withdraw(record)
-            self._write(self._object_record("withdraw", record))
+            self._write(lambda: self._object_record("withdraw", record))
         elif now and not applied and not any(held is record for held in log.records):
             log.add(record)
-            self._write(self._object_record("add", record))
+            self._write(lambda: self._object_record("add", record))
 
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):

@@ -241,6 +241,9 @@ def labels_fit(labels: Any, geometry: ImageGeometry) -> str | None:
 def saved_without_transform(labels: Any, geometry: ImageGeometry) -> bool:
     """The image's label grid with the identity transform while the image has a scale or translate:
     most likely the image's labels written to a file (which keeps no scale) and opened again."""
+    tag = labels.metadata.get(TAG) if isinstance(labels.metadata, dict) else None
+    if isinstance(tag, dict) and tag.get("labels_of"):  # made in this session for an image: never re-scaled
+        return False
     identity = np.allclose(tuple(labels.scale), 1) and np.allclose(tuple(labels.translate), 0)
     image_identity = np.allclose(geometry.scale, 1) and np.allclose(geometry.translate, 0)
     return (

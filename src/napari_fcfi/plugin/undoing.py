@@ -7,6 +7,7 @@ from napari_fcfi.annotation.history import Action
 
 from .host import AnnotationHost
 from .image_state import ImageState
+from .journaling import recorder_of
 from .layers import click_log_of
 
 
@@ -34,8 +35,11 @@ def nothing_to_undo_message(controller: AnnotationHost, state: ImageState) -> st
     """What to say when the clicks have no history left: commits are undone by napari's Ctrl+Z on the
     labels layer (its journal follows it), so point there when that layer holds an FCFI commit."""
     labels = state.labels_layer
+    recorder = recorder_of(labels) if labels is not None else None
     if labels is None or labels not in controller.viewer.layers or not click_log_of(labels).records:
         return "FCFI: nothing to undo"
+    if recorder is None or not recorder.can_undo:  # restored or reopened: napari has no history of it
+        return "FCFI: nothing to undo (the labels layer has no undo history of its commits)"
     records = click_log_of(labels).records
     # Not undone from here: napari's latest labels edit may be a brush stroke, not this commit.
     return (
