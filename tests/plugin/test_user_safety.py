@@ -250,6 +250,25 @@ def test_a_refused_commit_says_the_object_stays_and_a_far_click_does_not_merge_i
     np.testing.assert_array_equal(labels.data == 4, existing == 4)
 
 
+def test_a_refused_object_is_remembered_on_its_slice_while_another_slice_commits(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((3, 60, 60), np.float32))
+    existing = np.zeros((3, 60, 60), np.int32)
+    existing[0][disk((60, 60), 30, 30, 7)] = 4
+    labels = viewer.add_labels(existing.copy())
+    controller = make_controller(viewer, image)
+    controller.set_labels_layer(labels)
+    viewer.dims.set_current_step(0, 0)
+    controller.add_click_world((0, 30, 31), True)  # inside label 4: refused (a sliver)
+    assert not controller.commit()
+    viewer.dims.set_current_step(0, 2)
+    controller.add_click_world((2, 10, 10), True)
+    assert controller.commit()  # another slice's commit
+    viewer.dims.set_current_step(0, 0)
+    assert not controller.add_click_world((0, 10, 50), True)  # still not merged into the refused one
+    assert "still in progress" in viewer.status
+
+
 def test_a_commit_refused_after_its_prediction_arrives_says_the_object_stays(make_napari_viewer, qtbot):
     from napari_fcfi.plugin.worker import ThreadedRunner
 

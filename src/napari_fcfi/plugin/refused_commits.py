@@ -17,10 +17,10 @@ MIN_MARGIN_PX = 3  # clicks this close to the refused object's box still correct
 
 
 class RefusedCommitGuard:
-    """Remembers the object whose commit was refused (while it stays the object of its slice)."""
+    """Remembers the objects whose commit was refused (each while it stays the object of its slice)."""
 
     def __init__(self) -> None:
-        self.obj: SliceObject | None = None
+        self.objects: list[SliceObject] = []
 
     def after_commit(self, state: ImageState, obj: SliceObject | None) -> bool:
         """Call after a commit of ``obj`` was tried (now or deferred); True when it was refused with a
@@ -32,13 +32,17 @@ class RefusedCommitGuard:
             and obj.mask is not None
             and bool(obj.mask.any())
         )
-        self.obj = obj if refused else None
+        # Objects no longer in progress (committed, discarded) are forgotten; a refused one is kept.
+        live = set(map(id, state.objects.slices.values()))
+        self.objects = [o for o in self.objects if id(o) in live and o is not obj]
+        if refused and obj is not None:
+            self.objects.append(obj)
         return refused
 
     def far_click(self, state: ImageState, key: SliceKey, row: int, col: int, positive: bool) -> bool:
-        """Whether a click would extend the refused object far beyond itself (then it is not added)."""
-        obj = self.obj
-        if obj is None or state.objects.slices.get(key) is not obj or not positive or obj.mask is None:
+        """Whether a click would extend a refused object far beyond itself (then it is not added)."""
+        obj = state.objects.slices.get(key)
+        if obj is None or not any(obj is o for o in self.objects) or not positive or obj.mask is None:
             return False
         box = obj.mask_box or bbox_of_mask(obj.mask)
         if box is None:
