@@ -151,10 +151,20 @@ def evaluate(args: argparse.Namespace) -> int:
     )
     (out / "report.json").write_text(json.dumps(record, indent=1))
     if args.record:
-        state = read_state(args.line)
-        append_history(args.line, {**record, "step": state["step"], "hours": state["train_seconds"] / 3600})
-        print(f"recorded in {args.line}/history.jsonl at step {state['step']}")
+        step, hours = _training_point(args.model, args.line)
+        append_history(args.line, {**record, "step": step, "hours": hours})
+        print(f"recorded in {args.line}/history.jsonl at step {step}")
     return 0
+
+
+def _training_point(model_path: str, line: str) -> tuple[int, float]:
+    """Step and training hours of the evaluated weights: the model file's own (a copy of an earlier
+    state of the line says where it was), else the line's current state."""
+    state = read_state(line)
+    training = load_model(model_path, device="cpu").fcfi_metadata.get("training") or {}
+    if training.get("line") == state["line_id"] and training.get("step") is not None:
+        return int(training["step"]), float(training["train_seconds_total"]) / 3600
+    return int(state["step"]), float(state["train_seconds"]) / 3600
 
 
 #: Metadata entries save_model writes itself or that describe where a loaded file came from.
@@ -362,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return ship(args)
     if args.command == "evaluate":
         if args.out is None:
-            args.out = f"results/ship/line-{read_state(args.line)['step']}"
+            args.out = f"results/ship/line-{_training_point(args.model, args.line)[0]}"
         return evaluate(args)
     return curve(args)
 

@@ -15,6 +15,7 @@ import torch
 from skimage.io import imsave
 
 from helpers.paths import REPO_ROOT
+from napari_fcfi.bench.synthetic import synthetic_network_input
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation.compare import compare, paired_difference
 from napari_fcfi.evaluation.results import EvalResult, ObjectResult
@@ -29,6 +30,7 @@ from napari_fcfi.training.line import (
     read_state,
     resume_point,
 )
+from napari_fcfi.training.line_widen import parse_branch_channels, widen_line
 
 TINY_RECIPE = [
     "batch_size=2",
@@ -262,3 +264,59 @@ def test_paired_comparison_ships_only_a_measured_gain():
     with pytest.raises(ValueError, match="same objects"):
         paired_difference("x", {"a": 1.0}, {"b": 1.0})
     assert json.dumps(report)  # the report is JSON (written next to the evaluation results)
+
+
+def test_widening_the_line_keeps_its_function_and_goes_on_wider(tmp_path, start_model, folder, capsys):
+    line, run = tmp_path / "line", tmp_path / "run"
+    recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
+    assert (
+        _train(
+            line,
+            run,
+            "--line-init",
+            str(start_model),
+            "--train-data",
+            str(folder),
+            "--val-data",
+            str(folder),
+            "--session-steps",
+            "2",
+            *recipe,
+        )
+        == 0
+    )
+    narrow = load_model(line / "model.safetensors", device="cpu")
+    assert resume_point(line, run)[0] == "run"  # the run folder's optimizer state is as new
+
+    # widen without training (the function the CLI flag calls before its session)
+    message = widen_line(line, run, parse_branch_channels("4,8,24,48"))
+    assert "4, 8, 24, 48" in message
+    wide = load_model(line / "model.safetensors", device="cpu")
+    assert wide.config["branch_channels"] == [4, 8, 24, 48]
+    image, points, new_clicks, gate = synthetic_network_input(64, seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            wide(image, points, new_clicks, gate)["instances"],
+            narrow(image, points, new_clicks, gate)["instances"],
+            atol=2e-5,
+            rtol=1e-5,
+        )
+    state = read_state(line)
+    assert state["step"] == 12 and state["widenings"][0]["branch_channels_before"] == [4, 8, 16, 32]
+    assert read_history(line)[-1]["event"] == "widened"
+    # the run folder's checkpoint holds the narrow network: no longer a resume point
+    assert resume_point(line, run)[0] == "line"
+    assert widen_line(line, run, [4, 8, 24, 48]).startswith("the line's network already has")
+
+    # the CLI flag: same widths again is a no-op; the session trains the wide network on
+    assert _train(line, run, "--widen", "4,8,24,48", "--session-steps", "2") == 0
+    state = read_state(line)
+    assert state["step"] == 14 and state["sessions"][-1]["resumed_from"] == "line"
+    assert load_model(line / "model.safetensors", device="cpu").config["branch_channels"] == [4, 8, 24, 48]
+    assert resume_point(line, run)[0] == "run"
+
+    # narrower widths, bad text: clear errors, nothing changed
+    for bad, expected in (("4,8,16,32", "no smaller than"), ("4,8", "four positive")):
+        assert _train(line, run, "--widen", bad, "--session-steps", "1") == 2
+        assert expected in capsys.readouterr().err
+    assert read_state(line)["step"] == 14

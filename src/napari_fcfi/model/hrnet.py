@@ -15,6 +15,8 @@ A click/mask embedding can be added after the first stem convolution (``stem_add
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -144,21 +146,37 @@ class ExchangeModule(nn.Module):
         return fused
 
 
+def default_branch_channels(width: int) -> list[int]:
+    """HRNet's branch channels: ``width``, doubled at every coarser branch."""
+    return [width * 2**i for i in range(4)]
+
+
 class HRNetBackbone(nn.Module):
     """HRNet trunk returning the stride-4 concatenation of all four branches.
 
     Args:
         width: channels of the highest-resolution branch (18 for W18, 32 for W32).
         small: reduced depth (2 blocks per branch, 3 / 2 modules in stages 3 / 4).
+        branch_channels: channels of the four branches, when not ``width * (1, 2, 4, 8)`` (a
+            widened network can grow the cheap low-resolution branches more than the others).
     """
 
     # The stem applies bn1 to conv1's output alone (``stem_addition`` joins after the ReLU).
     fusable_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
-    def __init__(self, width: int = 18, small: bool = False) -> None:
+    def __init__(
+        self, width: int = 18, small: bool = False, branch_channels: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"HRNetBackbone: width must be >= 1, got {width}")
+        self.branch_channels = (
+            default_branch_channels(width) if branch_channels is None else list(branch_channels)
+        )
+        if len(self.branch_channels) != 4 or any(int(c) != c or c < 1 for c in self.branch_channels):
+            raise ValueError(
+                f"HRNetBackbone: branch_channels must be 4 integers >= 1, got {branch_channels!r}"
+            )
         self.width = width
         self.small = small
         num_blocks = 2 if small else 4
@@ -173,7 +191,7 @@ class HRNetBackbone(nn.Module):
 
         previous = [64 * Bottleneck.expansion]
         for stage, num_modules in zip((2, 3, 4), modules_per_stage):
-            channels = [width * 2**i for i in range(stage)]
+            channels = [int(c) for c in self.branch_channels[:stage]]
             setattr(self, f"transition{stage - 1}", self._transition(previous, channels))
             setattr(
                 self,
@@ -215,7 +233,7 @@ class HRNetBackbone(nn.Module):
         return self.relu(self.bn2(self.conv2(x)))
 
     def forward_features(self, x: torch.Tensor, stem_addition: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, 3, H, W)`` image -> ``(B, 15 * width, H/4, W/4)`` multi-resolution features."""
+        """``(B, 3, H, W)`` image -> ``(B, sum(branch_channels), H/4, W/4)`` multi-resolution features."""
         xs = [self.layer1(self.stem(x, stem_addition))]
         for stage in (2, 3, 4):
             xs = self._apply_transition(getattr(self, f"transition{stage - 1}"), xs)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from napari_fcfi.model.fcfi_modules import make_feedback_modules
-from napari_fcfi.model.hrnet import STEM_CHANNELS, HRNetBackbone
+from napari_fcfi.model.hrnet import STEM_CHANNELS, HRNetBackbone, default_branch_channels
 from napari_fcfi.model.network_io import encode_inputs
 from napari_fcfi.model.ocr import ObjectContextHead, RegionGather
 from napari_fcfi.model.ops import (
@@ -81,8 +81,9 @@ class HRNetFCFIExtractor(HRNetBackbone):
         expansion_ratio: float,
         use_ffcm: bool = True,
         use_cffm: bool = True,
+        branch_channels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(width=width, small=small)
+        super().__init__(width=width, small=small, branch_channels=branch_channels)
         feature_ch = self.out_channels
         self.ocr_width = ocr_width
         self.update_num = update_num
@@ -163,6 +164,8 @@ class FCFIHRNet(nn.Module):
         norm_mean_std: ``(mean, std)`` for the RGB normalisation.
         use_ffcm, use_cffm: build FFCM / CFFM (False: a parameter-free pass-through, for the
             ablation study; the previous mask still reaches the click encoding).
+        branch_channels: the four HRNet branches' channels when not ``width * (1, 2, 4, 8)``
+            (networks widened from a trained one, :mod:`napari_fcfi.model.widening`).
     """
 
     arch = "hrnet"
@@ -182,6 +185,7 @@ class FCFIHRNet(nn.Module):
         norm_mean_std: Sequence[Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
         use_ffcm: bool = True,
         use_cffm: bool = True,
+        branch_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -214,6 +218,8 @@ class FCFIHRNet(nn.Module):
             self._config["use_ffcm"] = False
         if not use_cffm:
             self._config["use_cffm"] = False
+        if branch_channels is not None and list(branch_channels) != default_branch_channels(int(width)):
+            self._config["branch_channels"] = [int(c) for c in branch_channels]
         self.with_aux_output = self._config["with_aux_output"]
         self.with_prev_mask = bool(with_prev_mask)
         self.normalization = ImageNormalizer(mean, std)
@@ -231,6 +237,7 @@ class FCFIHRNet(nn.Module):
             expansion_ratio=float(expansion_ratio),
             use_ffcm=bool(use_ffcm),
             use_cffm=bool(use_cffm),
+            branch_channels=self._config.get("branch_channels"),
         )
 
     @property

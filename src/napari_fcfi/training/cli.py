@@ -205,6 +205,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="recipe entry of a new line, or an override for this session (e.g. batch_size=32)",
     )
+    line.add_argument(
+        "--widen",
+        default=None,
+        metavar="C0,C1,C2,C3",
+        help="before this session, widen the line's HRNet branches to these channels, keeping what "
+        "the network computes (e.g. 8,16,48,96; docs/training.md, 'Widening the line')",
+    )
     parser.add_argument(
         "--export", nargs=2, metavar=("CKPT", "OUT"), help="write CKPT's model as safetensors OUT"
     )

@@ -109,7 +109,7 @@ def read_state(line_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def _write_json_atomic(path: Path, value: Any) -> None:
+def write_json_atomic(path: Path, value: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -136,7 +136,7 @@ def read_history(line_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def _model_metadata(state: dict[str, Any], name: str = "fcfi-microscopy") -> dict[str, Any]:
+def line_model_metadata(state: dict[str, Any], name: str = "fcfi-microscopy") -> dict[str, Any]:
     recipe = state["recipe"]
     return {
         "name": name,
@@ -184,8 +184,8 @@ def create_line(
         "seconds_per_step": None,
     }
     line_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, line_dir / WEIGHTS_FILE, metadata=_model_metadata(state))
-    _write_json_atomic(line_dir / STATE_FILE, state)
+    save_model(model, line_dir / WEIGHTS_FILE, metadata=line_model_metadata(state))
+    write_json_atomic(line_dir / STATE_FILE, state)
     append_history(
         line_dir,
         {
@@ -193,27 +193,42 @@ def create_line(
             "step": state["step"],
             "hours": state["train_seconds"] / 3600,
             "origin": state["origin"]["source"],
-            "time": _now(),
+            "time": utc_now(),
         },
     )
     return state
 
 
-def _now() -> str:
+def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _checkpoint_step(path: Path, line_id: str) -> int | None:
-    """Step of a run folder's ``last.pt`` when it belongs to this line, else None."""
+def _checkpoint_step(path: Path, line_id: str, network: dict[str, Any] | None) -> int | None:
+    """Step of a run folder's ``last.pt`` when it belongs to this line and has the line's network
+    (a line widened since the checkpoint was written has another one), else None."""
     import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # noqa: BLE001 - a damaged or foreign file (any unpickling error) is not a resume point
         return None
-    if (state.get("run_info") or {}).get("line_id") != line_id:
+    run_info = state.get("run_info") or {}
+    if run_info.get("line_id") != line_id:
+        return None
+    if network is not None and run_info.get("network", network) != network:
         return None
     return int(state.get("step", -1))
+
+
+def line_network(line_dir: str | Path) -> dict[str, Any] | None:
+    """The network config of the line's weights (None when the file does not say)."""
+    from napari_fcfi.model.safetensors_format import read_metadata
+
+    try:
+        config = read_metadata(Path(line_dir) / WEIGHTS_FILE).get("config")
+    except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message, when loaded
+        return None
+    return dict(config) if isinstance(config, dict) else None
 
 
 def resume_point(line_dir: str | Path, run_dir: str | Path) -> tuple[str, Path, int]:
@@ -222,7 +237,7 @@ def resume_point(line_dir: str | Path, run_dir: str | Path) -> tuple[str, Path, 
     state = read_state(line_dir)
     checkpoint = Path(run_dir) / "last.pt"
     if checkpoint.is_file():
-        step = _checkpoint_step(checkpoint, state["line_id"])
+        step = _checkpoint_step(checkpoint, state["line_id"], line_network(line_dir))
         if step is not None and step >= int(state["step"]):
             return "run", checkpoint, step
     return "line", Path(line_dir) / WEIGHTS_FILE, int(state["step"])
@@ -287,9 +302,9 @@ class LineSession:
         spent = trainer.train_seconds - self.record["train_seconds_before"]
         if done > 0 and spent > 0:
             state["seconds_per_step"] = spent / done
-        self.record.update(last_step=int(trainer.step), train_seconds=spent, ended=_now())
-        save_model(trainer.net, self.line_dir / WEIGHTS_FILE, metadata=_model_metadata(state))
-        _write_json_atomic(self.line_dir / STATE_FILE, state)
+        self.record.update(last_step=int(trainer.step), train_seconds=spent, ended=utc_now())
+        save_model(trainer.net, self.line_dir / WEIGHTS_FILE, metadata=line_model_metadata(state))
+        write_json_atomic(self.line_dir / STATE_FILE, state)
         validation = trainer.last_validation
         if validation is not None and validation["step"] != self.recorded_validation_step:
             self.recorded_validation_step = validation["step"]
@@ -299,7 +314,7 @@ class LineSession:
                     "event": "validation",
                     "step": validation["step"],
                     "hours": validation["train_seconds"] / 3600,
-                    "time": _now(),
+                    "time": utc_now(),
                     **{k: v for k, v in validation.items() if k not in ("step", "train_seconds")},
                 },
             )
@@ -368,6 +383,16 @@ def run_line(args: Any) -> int:
     if args.minutes <= 0:
         print("fcfi train --line: --minutes must be > 0", file=sys.stderr)
         return 2
+    run_dir = Path(args.out or Path("runs") / line_dir.name)
+    if getattr(args, "widen", None):
+        from napari_fcfi.training.line_widen import parse_branch_channels, widen_line
+
+        try:
+            print(widen_line(line_dir, run_dir, parse_branch_channels(args.widen), seed=int(state["seed"])))
+        except (LineError, OSError) as error:
+            print(f"fcfi train --line --widen: {error}", file=sys.stderr)
+            return 2
+        state = read_state(line_dir)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = (
@@ -375,7 +400,6 @@ def run_line(args: Any) -> int:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
-    run_dir = Path(args.out or Path("runs") / line_dir.name)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def say(text: str) -> None:
@@ -455,7 +479,7 @@ def run_line(args: Any) -> int:
     trainer.restart_schedule(int(args.minutes * 60 / per_step))
     session = LineSession(line_dir, run_dir, state, recipe, args.commit_minutes, say)
     session.record = {
-        "started": _now(),
+        "started": utc_now(),
         "first_step": trainer.step,
         "train_seconds_before": trainer.train_seconds,
         "resumed_from": kind,
@@ -498,7 +522,7 @@ def run_line(args: Any) -> int:
             "event": "session",
             "step": trainer.step,
             "hours": trainer.train_seconds / 3600,
-            "time": _now(),
+            "time": utc_now(),
             "session_steps": trainer.step - session.record["first_step"],
             "session_minutes": session.record["train_seconds"] / 60,
             "device": device,
