@@ -90,22 +90,16 @@ def _train(line: Path, run: Path, *extra: str) -> int:
     )
 
 
+def _start_line(line: Path, run: Path, start_model: Path, folder: Path, steps: int) -> int:
+    """``--line-init`` a line from ``start_model`` on ``folder`` with the tiny recipe, ``steps`` steps."""
+    recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
+    data = ["--train-data", str(folder), "--val-data", str(folder)]
+    return _train(line, run, "--line-init", str(start_model), *data, "--session-steps", str(steps), *recipe)
+
+
 def test_line_starts_continues_and_resumes_from_the_newer_state(tmp_path, start_model, folder, capsys):
     line, run = tmp_path / "line", tmp_path / "run"
-    recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
-    code = _train(
-        line,
-        run,
-        "--line-init",
-        str(start_model),
-        "--train-data",
-        str(folder),
-        "--val-data",
-        str(folder),
-        "--session-steps",
-        "3",
-        *recipe,
-    )
+    code = _start_line(line, run, start_model, folder, steps=3)
     assert code == 0, capsys.readouterr().err
     state = read_state(line)
     assert state["step"] == 13 and state["train_seconds"] > 600.0  # 10 earlier steps + 3; time carried on
@@ -268,23 +262,7 @@ def test_paired_comparison_ships_only_a_measured_gain():
 
 def test_widening_the_line_keeps_its_function_and_goes_on_wider(tmp_path, start_model, folder, capsys):
     line, run = tmp_path / "line", tmp_path / "run"
-    recipe = [arg for entry in TINY_RECIPE for arg in ("--recipe", entry)]
-    assert (
-        _train(
-            line,
-            run,
-            "--line-init",
-            str(start_model),
-            "--train-data",
-            str(folder),
-            "--val-data",
-            str(folder),
-            "--session-steps",
-            "2",
-            *recipe,
-        )
-        == 0
-    )
+    assert _start_line(line, run, start_model, folder, steps=2) == 0
     narrow = load_model(line / "model.safetensors", device="cpu")
     assert resume_point(line, run)[0] == "run"  # the run folder's optimizer state is as new
 
