@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers.cli import segment_from_log
 from helpers.standins import BlobNet, cells_image
 from napari_fcfi.annotation.cli import image_geometry_for
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, ObjectRecord
 from napari_fcfi.annotation.labels_tiff import read_labels_tiff
 from napari_fcfi.annotation.replay import replay_click_log
-from napari_fcfi.cli import main
 from napari_fcfi.engine.clicks import Click
 
 
@@ -75,15 +75,8 @@ def test_cli_uses_what_the_log_recorded(tmp_path, blob_model, capsys):
     }
     log.save(tmp_path / "log.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "image.tif"),
-                "--clicks",
-                str(tmp_path / "log.csv"),
-                "--out",
-                str(tmp_path / "from_log.tif"),
-            ]
+        segment_from_log(
+            str(tmp_path / "image.tif"), str(tmp_path / "log.csv"), str(tmp_path / "from_log.tif")
         )
         == 0
     )
@@ -93,18 +86,13 @@ def test_cli_uses_what_the_log_recorded(tmp_path, blob_model, capsys):
     np.testing.assert_array_equal(labels, _replay(image, _two_objects(overwrite=True)))
     # the command line wins over the log
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "image.tif"),
-                "--clicks",
-                str(tmp_path / "log.csv"),
-                "--out",
-                str(tmp_path / "cli.tif"),
-                "--model",
-                "default",
-                "--no-overwrite",
-            ]
+        segment_from_log(
+            str(tmp_path / "image.tif"),
+            str(tmp_path / "log.csv"),
+            str(tmp_path / "cli.tif"),
+            "--model",
+            "default",
+            "--no-overwrite",
         )
         == 0
     )
@@ -123,17 +111,7 @@ def test_cli_stacks_channels_and_errors(tmp_path, blob_model, capsys):
         ]
     ).save(tmp_path / "z.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(tmp_path / "z.csv"),
-                "--out",
-                str(tmp_path / "z.tif"),
-            ]
-        )
-        == 0
+        segment_from_log(str(tmp_path / "stack.tif"), str(tmp_path / "z.csv"), str(tmp_path / "z.tif")) == 0
     )
     labels = tifffile.imread(tmp_path / "z.tif")
     assert (
@@ -145,32 +123,14 @@ def test_cli_stacks_channels_and_errors(tmp_path, blob_model, capsys):
     # a 2D log on a stack is a clear error
     ClickLog([ObjectRecord(1, [ClicksStep((), (Click(5, 5, True),))])]).save(tmp_path / "flat.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(tmp_path / "flat.csv"),
-                "--out",
-                str(tmp_path / "bad.tif"),
-            ]
-        )
+        segment_from_log(str(tmp_path / "stack.tif"), str(tmp_path / "flat.csv"), str(tmp_path / "bad.tif"))
         == 2
     )
     assert "leading" in capsys.readouterr().err
     # a click outside the image is a clear error too
     ClickLog([ObjectRecord(1, [ClicksStep((0,), (Click(500, 5, True),))])]).save(tmp_path / "out.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(tmp_path / "out.csv"),
-                "--out",
-                str(tmp_path / "bad.tif"),
-            ]
-        )
+        segment_from_log(str(tmp_path / "stack.tif"), str(tmp_path / "out.csv"), str(tmp_path / "bad.tif"))
         == 2
     )
     assert "outside" in capsys.readouterr().err
@@ -179,19 +139,14 @@ def test_cli_stacks_channels_and_errors(tmp_path, blob_model, capsys):
     tifffile.imwrite(tmp_path / "zcyx.tif", zcyx)
     ClickLog([ObjectRecord(5, [ClicksStep((1,), (Click(60, 75, True),))])]).save(tmp_path / "c.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "zcyx.tif"),
-                "--clicks",
-                str(tmp_path / "c.csv"),
-                "--out",
-                str(tmp_path / "c.tif"),
-                "--channel-axis",
-                "1",
-                "--channel",
-                "0",
-            ]
+        segment_from_log(
+            str(tmp_path / "zcyx.tif"),
+            str(tmp_path / "c.csv"),
+            str(tmp_path / "c.tif"),
+            "--channel-axis",
+            "1",
+            "--channel",
+            "0",
         )
         == 0
     )
@@ -213,19 +168,14 @@ def test_cli_end_to_end_with_a_real_model_file(tmp_path, tiny_fcfi_net):
     )
     log.save(tmp_path / "clicks.csv")
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "img.tif"),
-                "--clicks",
-                str(tmp_path / "clicks.csv"),
-                "--out",
-                str(tmp_path / "labels.tif"),
-                "--model",
-                str(model_path),
-                "--device",
-                "cpu",
-            ]
+        segment_from_log(
+            str(tmp_path / "img.tif"),
+            str(tmp_path / "clicks.csv"),
+            str(tmp_path / "labels.tif"),
+            "--model",
+            str(model_path),
+            "--device",
+            "cpu",
         )
         == 0
     )

@@ -6,6 +6,7 @@ import numpy as np
 import tifffile
 from plugin.test_widget import make_widget
 
+from helpers.cli import segment_from_log
 from helpers.standins import BlobNet
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.cli import main
@@ -56,36 +57,22 @@ def test_objects_replay_at_their_own_threshold(make_napari_viewer, tmp_path, mon
     assert {s.threshold for s in log.records[2].steps} >= {0.6}
     tifffile.imwrite(tmp_path / "stack.tif", image)
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(log_path),
-                "--out",
-                str(tmp_path / "replayed.tif"),
-                "--device",
-                "cpu",
-            ]
+        segment_from_log(
+            str(tmp_path / "stack.tif"), str(log_path), str(tmp_path / "replayed.tif"), "--device", "cpu"
         )
         == 0
     )
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "replayed.tif"), labels)
     # one threshold for everything, when asked
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(log_path),
-                "--out",
-                str(tmp_path / "at_half.tif"),
-                "--device",
-                "cpu",
-                "--threshold",
-                "0.5",
-            ]
+        segment_from_log(
+            str(tmp_path / "stack.tif"),
+            str(log_path),
+            str(tmp_path / "at_half.tif"),
+            "--device",
+            "cpu",
+            "--threshold",
+            "0.5",
         )
         == 0
     )
@@ -163,17 +150,8 @@ def test_log_saved_with_an_adapted_model_names_a_file_fcfi_segment_loads(
     assert load_model(weights, device="cpu").fcfi_metadata["adaptation"]
     tifffile.imwrite(tmp_path / "img.tif", image)
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "img.tif"),
-                "--clicks",
-                str(log_path),
-                "--out",
-                str(tmp_path / "replayed.tif"),
-                "--device",
-                "cpu",
-            ]
+        segment_from_log(
+            str(tmp_path / "img.tif"), str(log_path), str(tmp_path / "replayed.tif"), "--device", "cpu"
         )
         == 0
     )

@@ -9,6 +9,7 @@ import pytest
 import tifffile
 from magicgui.widgets import Container
 
+from helpers.cli import segment_from_log
 from helpers.standins import DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.plugin.channels import channel_choices
@@ -192,7 +193,6 @@ def test_widget_commits_replay_identically_with_fcfi_segment(
     deterministic stand-in (bright pixels near the clicks) so that every step does something visible."""
     import napari_fcfi.model as model_room
     from helpers.standins import BlobNet
-    from napari_fcfi.cli import main
     from napari_fcfi.engine import InteractiveSegmenter
     from napari_fcfi.plugin.propagating import start_propagation
 
@@ -239,17 +239,8 @@ def test_widget_commits_replay_identically_with_fcfi_segment(
     log_path = widget.save_click_log(tmp_path / "stack_clicks.csv")
     tifffile.imwrite(tmp_path / "stack.tif", image)
     assert (
-        main(
-            [
-                "segment",
-                str(tmp_path / "stack.tif"),
-                "--clicks",
-                str(log_path),
-                "--out",
-                str(tmp_path / "replayed.tif"),
-                "--device",
-                "cpu",
-            ]
+        segment_from_log(
+            str(tmp_path / "stack.tif"), str(log_path), str(tmp_path / "replayed.tif"), "--device", "cpu"
         )
         == 0
     )
