@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from helpers.standins import DiskSegmenter
+from helpers.widgets import stand_in_model_cache
 from napari_fcfi.plugin.controller import SegmentationController
-from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.worker import ImmediateRunner
 
 
 def make_controller(viewer, image_layer, runner=None, factory=DiskSegmenter, **kwargs):
-    cache = ModelCache(loader=lambda source, device: SimpleNamespace(name=source))
+    cache = stand_in_model_cache()
     controller = SegmentationController(
         viewer, cache, segmenter_factory=factory, runner=runner or ImmediateRunner(), **kwargs
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.standins import BlobNet, disk
+from helpers.widgets import docked_widget
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.panels import MIN_OBJECTS_TO_ADAPT
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
 
 
 def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi_net, monkeypatch):
@@ -28,14 +27,12 @@ def test_adapt_switch_save_revert(make_napari_viewer, qtbot, tmp_path, tiny_fcfi
     # Commits come from a deterministic stand-in network (bright blobs at the clicks); the model that is
     # adapted is the tiny real FCFI network from the cache.
     blobs = BlobNet(radius=4.0, brightness_weight=8.0).eval()
-    widget = FCFIWidget(
+    widget = docked_widget(
         viewer,
-        model_cache=cache,
+        tmp_path / "j",
         segmenter_factory=lambda m: InteractiveSegmenter(blobs, input_size=64),
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
+        model_cache=cache,
     )
-    viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.adapt_panel
     panel.start()
     assert "at least" in panel.result.value  # nothing committed yet

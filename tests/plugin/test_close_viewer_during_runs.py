@@ -11,11 +11,10 @@ import threading
 
 import numpy as np
 
-from helpers.standins import BlobNet, DiskSegmenter, disk
+from helpers.standins import BlobNet, disk
+from helpers.widgets import docked_widget
 from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.panels import MIN_OBJECTS_TO_ADAPT
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
 
 SIZE = 96
 CENTRES = [(r, c) for r in (16, 48, 80) for c in (16, 48, 80)]
@@ -27,18 +26,6 @@ def stack(depth: int) -> np.ndarray:
         for r, c in CENTRES:
             image[z][disk((SIZE, SIZE), r, c, 8)] = 3000
     return image
-
-
-def docked_widget(viewer, cache, tmp_path) -> FCFIWidget:
-    widget = FCFIWidget(
-        viewer,
-        model_cache=cache,
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
-    return widget
 
 
 def finished(run) -> bool:
@@ -55,7 +42,7 @@ def test_closing_the_viewer_cancels_segment_all(make_napari_viewer, qtbot, tmp_p
     other = make_napari_viewer()  # keeps the Qt application alive, as Jupyter or a second window does
     viewer = make_napari_viewer(show=True)
     viewer.add_image(stack(12), name="nuclei")
-    widget = docked_widget(viewer, ModelCache(loader=slow_load), tmp_path)
+    widget = docked_widget(viewer, tmp_path / "journal", model_cache=ModelCache(loader=slow_load))
     panel = widget.segment_all_panel
     panel.scope.value = "stack"
     run = panel.start()
@@ -88,7 +75,7 @@ def test_closing_the_viewer_cancels_adaptation(make_napari_viewer, qtbot, tmp_pa
     viewer = make_napari_viewer(show=True)
     viewer.add_image(stack(1)[0], name="nuclei")
     cache = ModelCache(loader=lambda source, device: BlobNet(radius=8, brightness_weight=12.0).eval())
-    widget = docked_widget(viewer, cache, tmp_path)
+    widget = docked_widget(viewer, tmp_path / "journal", model_cache=cache)
     controller, panel = widget.controller, widget.adapt_panel
     for centre in CENTRES + [(30, 30)]:
         controller.add_click_world(centre, True)

@@ -4,16 +4,12 @@ propagated object takes back only what it says and can be undone."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from qtpy.QtCore import Qt
 
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import BrightRegionSegmenter, disk
-from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
+from helpers.widgets import docked_widget
 
 CTRL, SHIFT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
 
@@ -54,14 +50,7 @@ def test_undo_redo_of_propagation_reset_and_edit_with_real_keys(make_napari_view
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1000, 700)
     viewer.add_image(stack, name="cells")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=BrightRegionSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "journal", segmenter_factory=BrightRegionSegmenter)
     qtbot.wait(50)
     viewer.reset_view()
     controller, state = widget.controller, widget.controller.state
@@ -137,14 +126,7 @@ def test_ctrl_z_on_the_clicks_after_a_commit_points_to_the_labels_layer(make_nap
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1000, 700)
     viewer.add_image(moving_cell_stack()[4], name="cell")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=BrightRegionSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "journal", segmenter_factory=BrightRegionSegmenter)
     qtbot.wait(50)
     controller = widget.controller
     press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # nothing committed yet: the plain message

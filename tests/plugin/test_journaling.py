@@ -11,23 +11,11 @@ import pytest
 from helpers.qt_keys import redo, undo
 from helpers.qt_mouse import click, press_drag_release
 from helpers.standins import DiskSegmenter
+from helpers.widgets import docked_widget, stand_in_model_cache
 from napari_fcfi.annotation.journal import journals_for_image
 from napari_fcfi.plugin.journaling import history_item_change, recorder_of
-from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
-
-
-def docked_widget(viewer, root):
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=root,
-    )
-    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
-    return widget
 
 
 def restored_copy(layer):
@@ -276,7 +264,7 @@ def test_journaling_works_through_the_viewer_proxy_napari_gives_plugins(make_nap
     viewer.add_image(np.zeros((50, 60), np.float32), name="cells")
     widget = FCFIWidget(
         PublicOnlyProxy(viewer),
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        model_cache=stand_in_model_cache(),
         segmenter_factory=DiskSegmenter,
         runner=ImmediateRunner(),
         journal_root=tmp_path / "j",

@@ -4,15 +4,13 @@ real mouse, keys and the layer list's delete button."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from napari.utils._proxies import PublicOnlyProxy  # test only: what napari hands a plugin widget
 from qtpy.QtCore import Qt
 
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import DiskSegmenter, disk
-from napari_fcfi.plugin.models import ModelCache
+from helpers.widgets import stand_in_model_cache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
 
@@ -20,7 +18,7 @@ from napari_fcfi.plugin.worker import ImmediateRunner
 def proxied_widget(viewer, tmp_path):
     widget = FCFIWidget(
         PublicOnlyProxy(viewer),
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        model_cache=stand_in_model_cache(),
         segmenter_factory=DiskSegmenter,
         runner=ImmediateRunner(),
         journal_root=tmp_path / "j",

@@ -15,6 +15,7 @@ from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
 from qtpy.QtGui import QDropEvent
 
 from helpers.modal import no_modal_dialogs
+from helpers.widgets import docked_widget
 from napari_fcfi.annotation.journal import LabelsJournal
 from napari_fcfi.annotation.journal_records import change_record
 from napari_fcfi.annotation.labels_tiff import read_labels_tiff, write_labels_tiff
@@ -196,21 +197,8 @@ def test_the_fcfi_writer_names_its_files_and_never_replaces_a_file_it_renamed_to
 
 
 def make_widget(viewer, tmp_path):
-    from types import SimpleNamespace
 
-    from helpers.standins import DiskSegmenter
-    from napari_fcfi.plugin.models import ModelCache
-    from napari_fcfi.plugin.widget import FCFIWidget
-    from napari_fcfi.plugin.worker import ImmediateRunner
-
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journals",
-    )
-    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
+    widget = docked_widget(viewer, tmp_path / "journals", name="FCFI", area="right")
     return widget
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from helpers.standins import BrightRegionSegmenter, disk
-from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
+from helpers.widgets import docked_widget
 
 
 def moving_cell_stack(depth=10, size=64):
@@ -26,14 +22,7 @@ def test_annotate_propagate_correct_repropagate_undo_commit(make_napari_viewer, 
     stack = moving_cell_stack()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells", scale=(2.0, 0.5, 0.5))
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=BrightRegionSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "journal", segmenter_factory=BrightRegionSegmenter)
     controller = widget.controller
     panel = widget.propagate_panel
     assert panel.enabled and panel.axis.choices == (0,)
@@ -98,14 +87,7 @@ def test_propagation_can_be_cancelled_keeping_what_was_done(make_napari_viewer, 
 
     viewer = make_napari_viewer()
     viewer.add_image(stack)
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=SlowSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 1)
     controller.add_click_world((1, 30, 20), True)
@@ -134,14 +116,7 @@ def test_esc_on_another_image_resets_there_and_leaves_the_propagation_running(
 
     viewer = make_napari_viewer()
     stack_layer = viewer.add_image(stack, name="stack")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=SlowSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 1)
     controller.add_click_world((1, 30, 20), True)

@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 
 from helpers.paths import REPO_ROOT
-from helpers.standins import DiskSegmenter
+from helpers.widgets import docked_widget
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
 
 CHILD = textwrap.dedent(
     """
@@ -98,14 +96,9 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
     viewer = make_napari_viewer()
     viewer.add_image(image, name="cells")
     loads = []
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: loads.append(s) or SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=root,
+    widget = docked_widget(
+        viewer, root, model_cache=ModelCache(loader=lambda s, d: loads.append(s) or SimpleNamespace(name=s))
     )
-    viewer.window.add_dock_widget(widget)
     assert not widget.recovery.native.isHidden()  # the widget offers to restore
     assert "4 object(s)" in widget.recovery_label.value
     widget.restore_button.clicked.emit()

@@ -9,19 +9,15 @@ killed with SIGKILL. Issue 24 (damage, brush strokes) and issue 25 items 2 and 3
 from __future__ import annotations
 
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from napari.layers import Labels
 
 from helpers.crash import needs_display, run_session, value_of
-from helpers.standins import DiskSegmenter
+from helpers.widgets import docked_widget
 from napari_fcfi.annotation.journal_records import MAGIC
 from napari_fcfi.plugin.commit_flow import discard_offer, restore_offer
-from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
 
 SETUP = """
 IMAGE, ROOT, OUT = {image!r}, {root!r}, {out!r}
@@ -91,14 +87,7 @@ time.sleep(600)
 
 
 def fcfi_widget(viewer, root):
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=root,
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, root)
     return widget
 
 

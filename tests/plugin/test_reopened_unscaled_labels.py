@@ -4,14 +4,10 @@ or says which layer it passed over and why; never a silent new layer whose ids r
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
-from helpers.standins import DiskSegmenter, disk
-from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
+from helpers.standins import disk
+from helpers.widgets import docked_widget
 
 SCALE, TRANSLATE = (0.5, 0.5), (10.0, -4.0)
 SHAPE = (60, 60)
@@ -26,14 +22,7 @@ def annotated_then_reopened(make_napari_viewer, tmp_path, file_name):
     opened again as labels in place of the original layer."""
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros(SHAPE, np.float32), name="cells", scale=SCALE, translate=TRANSLATE)
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j")
     controller = widget.controller
     assert controller.add_click_world(world(20, 20), True) and controller.commit()
     original = controller.labels_layer
@@ -84,14 +73,7 @@ def test_labels_made_for_another_unscaled_image_are_not_offered_nor_rescaled(mak
     viewer = make_napari_viewer()
     plain = viewer.add_image(np.zeros(SHAPE, np.float32), name="plain")
     viewer.add_image(np.zeros(SHAPE, np.float32), name="cells", scale=SCALE, translate=TRANSLATE)
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j")
     widget.image_menu.value = plain
     controller = widget.controller
     assert controller.add_click_world((20, 20), True) and controller.commit()

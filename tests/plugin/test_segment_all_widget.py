@@ -8,13 +8,12 @@ from qtpy.QtCore import Qt
 from helpers.qt_keys import redo, undo
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import BlobNet, DiskSegmenter, disk
+from helpers.widgets import docked_widget
 from napari_fcfi.annotation.clicklog import ClickLog
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import replay_click_log
 from napari_fcfi.plugin.journaling import recorder_of
 from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
 
 SHAPE = (128, 128)
 CENTRES = [(20, 20), (20, 64), (64, 30), (64, 90), (104, 100)]
@@ -38,14 +37,7 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     # segment-all runs the engine with a network whose masks follow the bright disks; clicks use the
     # disk stand-in (a negative click removes a disk of radius 5).
     cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
-    widget = FCFIWidget(
-        viewer,
-        model_cache=cache,
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "journal", model_cache=cache)
     widget.labels_menu.value = users
     controller, panel = widget.controller, widget.segment_all_panel
 
@@ -130,14 +122,7 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     constant = np.full(SHAPE, 200, np.uint16)
     viewer.add_image(np.stack([nuclei(), nuclei(), constant, constant, constant, constant]), name="stack")
     cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
-    widget = FCFIWidget(
-        viewer,
-        model_cache=cache,
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "journal", model_cache=cache)
     panel = widget.segment_all_panel
     viewer.dims.set_current_step(0, 2)
     panel.start(threaded=False)  # this slice only: it is constant
@@ -198,14 +183,11 @@ def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari
     """The status said "slice(s) [(0,), (1,)] have ..." (raw tuples); it reads "slices 0, 1 have ..."."""
     viewer = make_napari_viewer()
     viewer.add_image(np.stack([nuclei()] * 5), name="stack")  # 3 would read as channels
-    widget = FCFIWidget(
+    widget = docked_widget(
         viewer,
+        tmp_path / "journal",
         model_cache=ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS).eval()),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "journal",
     )
-    viewer.window.add_dock_widget(widget)
     controller, panel = widget.controller, widget.segment_all_panel
     proposals = panel.proposals_layer(create=True)
     for z in (0, 1):  # one nucleus linked over slices 0 and 1

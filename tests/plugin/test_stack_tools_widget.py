@@ -4,7 +4,6 @@ annotated slices (F), jump to the review slices (N), undo, commit; labels checke
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -12,10 +11,10 @@ from qtpy.QtTest import QTest
 
 from helpers.qt_mouse import canvas_widget
 from helpers.standins import UnsureCopier, disk
+from helpers.widgets import docked_widget, stand_in_model_cache
 from napari_fcfi.annotation import fading
 from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
 from napari_fcfi.annotation.replay import replay_click_log
-from napari_fcfi.plugin.models import ModelCache
 from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner
 
@@ -26,7 +25,7 @@ def _widget(viewer, tmp_path):
     """The dock widget on stand-ins: a network that copies its feedback unsure, work run at once."""
     return FCFIWidget(
         viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
+        model_cache=stand_in_model_cache(),
         segmenter_factory=UnsureCopier,
         runner=ImmediateRunner(),
         journal_root=tmp_path / "j",
@@ -309,14 +308,7 @@ def test_fill_and_continue_say_at_once_what_they_started(make_napari_viewer, qtb
 
     viewer = make_napari_viewer()
     viewer.add_image(two_cells(), name="cells")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=gated,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=gated)
     controller, panel = widget.controller, widget.propagate_panel
     canvas = canvas_widget(viewer)
     canvas.setFocus()

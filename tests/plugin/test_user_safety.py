@@ -3,29 +3,13 @@ driven in a real viewer (real Qt mouse events on the canvas where the mouse matt
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from qtpy.QtCore import Qt
 
 from helpers.plugin import make_controller
 from helpers.qt_mouse import camera_of, click, press_drag_release
 from helpers.standins import DiskSegmenter, disk
-from napari_fcfi.plugin.models import ModelCache
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
-
-
-def docked_widget(viewer, tmp_path):
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget, name="FCFI", area="right")
-    return widget
+from helpers.widgets import docked_widget
 
 
 def shown_viewer(make_napari_viewer):
@@ -37,7 +21,7 @@ def shown_viewer(make_napari_viewer):
 def test_panning_adds_no_click_and_a_click_adds_one(make_napari_viewer, qtbot, tmp_path):
     viewer = shown_viewer(make_napari_viewer)
     viewer.add_image(np.zeros((100, 120), np.float32))
-    widget = docked_widget(viewer, tmp_path)
+    widget = docked_widget(viewer, tmp_path / "j")
     qtbot.wait(50)
     viewer.reset_view()
     points = widget.controller.points_layer
@@ -94,7 +78,7 @@ def test_commits_go_to_the_chosen_images_own_labels(make_napari_viewer):
 def test_closing_the_widget_detaches_it_and_reopening_reuses_the_helpers(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((40, 40), np.float32), name="cells")
-    widget = docked_widget(viewer, tmp_path)
+    widget = docked_widget(viewer, tmp_path / "j")
     controller = widget.controller
     controller.add_click_world((10, 10), True)
     clicks = controller.points_layer
@@ -107,7 +91,7 @@ def test_closing_the_widget_detaches_it_and_reopening_reuses_the_helpers(make_na
     before = len(clicks.data)
     clicks.add([[20, 20]])  # the layer still exists (it has clicks) but no widget reacts any more
     assert controller.state is None and len(clicks.data) == before + 1
-    again = docked_widget(viewer, tmp_path)
+    again = docked_widget(viewer, tmp_path / "j")
     helpers = [layer for layer in viewer.layers if "FCFI" in layer.name]
     assert len(helpers) == 2  # reused, not duplicated
     assert again.controller.points_layer is clicks
@@ -124,7 +108,7 @@ def test_closing_the_widget_detaches_it_and_reopening_reuses_the_helpers(make_na
 def test_markers_keep_a_small_fixed_size_on_screen(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer(show=True)
     viewer.add_image(np.zeros((4096, 4096), np.uint8))
-    widget = docked_widget(viewer, tmp_path)
+    widget = docked_widget(viewer, tmp_path / "j")
     controller = widget.controller
     controller.add_click_world((2048, 2048), True)
     low, high = controller.points_layer.canvas_size_limits
@@ -205,14 +189,7 @@ def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((16, 16), np.float32), name="a")
     full = viewer.add_labels(np.arange(256, dtype=np.uint8).reshape(16, 16), name="full")
-    widget = FCFIWidget(
-        viewer,
-        model_cache=ModelCache(loader=lambda s, d: SimpleNamespace(name=s)),
-        segmenter_factory=DiskSegmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
+    widget = docked_widget(viewer, tmp_path / "j")
     widget.labels_menu.value = full
     assert not widget.label_id.enabled and "in use" in widget.label_id.tooltip
     assert "every label id of 'full' (uint8) is in use" in widget.status.value
@@ -293,7 +270,7 @@ def test_the_label_id_box_shows_no_id_when_a_uint8_layer_is_full(make_napari_vie
     """It kept showing the id of the layer before (2 after a first commit) while disabled."""
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((16, 16), np.float32), name="a")
-    widget = docked_widget(viewer, tmp_path)
+    widget = docked_widget(viewer, tmp_path / "j")
     widget.controller.add_click_world((8, 8), True)
     assert widget.controller.commit() and widget.label_id.value == 2
     full = viewer.add_labels(np.arange(256, dtype=np.uint8).reshape(16, 16), name="full")
