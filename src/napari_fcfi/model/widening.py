@@ -81,11 +81,11 @@ def _feature_index(
 ) -> torch.Tensor:
     """For each old input channel of a concat reader, its index in the widened input."""
     index = list(range(before))
-    old_start, new_start = before, before
+    start = before
     for old, new in zip(old_branches, new_branches):
-        index += range(new_start, new_start + old)
-        old_start, new_start = old_start + old, new_start + new
-    index += range(new_start, new_start + after)
+        index += range(start, start + old)
+        start += new
+    index += range(start, start + after)
     return torch.tensor(index, dtype=torch.long)
 
 
