@@ -140,9 +140,19 @@ def test_ctrl_z_on_the_clicks_after_a_commit_points_to_the_labels_layer(make_nap
         status = widget.status.value
         assert "undo the commit of label 1" in status and repr(labels.name) in status, status
         assert (labels.data == 1).any()  # never undone behind the user's back
+    assert widget.label_id.value == 2
     viewer.layers.selection.active = labels  # what the status says to do
     undo(viewer)
     assert not labels.data.any() and len(controller.click_log) == 0
+    # the widget hears of napari's undo: the status says what went, the label id box is free again
+    assert widget.status.value.startswith("FCFI: undo withdrew 1 object(s) (label 1) from"), (
+        widget.status.value
+    )
+    assert widget.label_id.value == 1
+    labels.paint((10, 10), 7)  # napari's brush (one undo item of its own)
+    undo(viewer)
+    assert not labels.data.any()
+    assert widget.status.value.startswith("FCFI: undo took back an edit of"), widget.status.value
     viewer.layers.selection.active = controller.points_layer
     press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # the commit is gone: nothing left anywhere
     assert widget.status.value == "FCFI: nothing to undo"

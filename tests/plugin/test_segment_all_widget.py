@@ -41,9 +41,16 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     widget.labels_menu.value = users
     controller, panel = widget.controller, widget.segment_all_panel
 
+    said: list[str] = []
+    widget.status.changed.connect(said.append)
     panel.run_button.clicked.emit()  # in a napari worker thread
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     proposals = panel.proposals_layer()
+    assert viewer.layers.selection.active is proposals  # so a click selects a proposal ...
+    assert not [s for s in said if "is selected" in s], said  # ... which is no mistake to warn of
+    viewer.layers.selection.active = viewer.layers["nuclei"]
+    viewer.layers.selection.active = proposals
+    assert widget.status.value.startswith("FCFI: clicks on the canvas select proposals"), widget.status.value
     assert proposals is not None and proposals not in [c for _, c in widget._labels_choices()]
     ids = {int(proposals.data[r, c]) for r, c in CENTRES}
     assert 0 not in ids and len(ids) == len(CENTRES)
@@ -102,11 +109,23 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
 
     # one Ctrl+Z on the labels layer takes the whole Accept all back, and the click log follows
     accepted = labels.copy()
+    accepted_proposals = proposals.data.copy()
+    id_after_accept = int(widget.label_id.value)
+    assert id_after_accept == int(labels.max()) + 1
     viewer.layers.selection.active = users
     undo(viewer)
     assert users.data[CENTRES[2]] == 0 and users.data[CENTRES[4]] == 0
     assert users.data[CENTRES[1]] == corrected_id  # the commit before it stays
     assert [r.label_id for r in controller.click_log.records] == [corrected_id]
+    # the widget follows: the label id box, the status, and the proposals are back to accept again
+    assert int(widget.label_id.value) == controller.next_label_id() == int(users.data.max()) + 1
+    assert int(widget.label_id.value) < id_after_accept
+    assert "undo withdrew 2 object(s)" in widget.status.value, widget.status.value
+    assert "2 proposal(s) back in 'nuclei FCFI proposals'" in widget.status.value
+    for centre in (CENTRES[2], CENTRES[4]):
+        back = proposals.data == proposals.data[centre]
+        assert proposals.data[centre] and (accepted[back] != 0).all()
+    assert proposals.data[CENTRES[3]]  # the refused one stayed
     journal = recorder_of(users).journal
     restored, scan = journal.restore()
     np.testing.assert_array_equal(restored, users.data)
@@ -114,6 +133,9 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     redo(viewer)  # ... and one Ctrl+Shift+Z brings it back
     np.testing.assert_array_equal(users.data, accepted)
     assert len(controller.click_log.records) == 3
+    np.testing.assert_array_equal(proposals.data, accepted_proposals)  # accepted again: gone from proposals
+    assert int(widget.label_id.value) == id_after_accept
+    assert "redo restored 2 object(s)" in widget.status.value, widget.status.value
     np.testing.assert_array_equal(journal.restore()[0], accepted)
 
 
@@ -200,3 +222,8 @@ def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari
     assert widget.status.value == (
         "FCFI: slices 0, 1 have an object in progress; commit or reset it first"
     ), widget.status.value
+    # Accept all cannot take it either: it says why and makes no empty labels layer
+    assert panel.accept_all() == 0
+    assert "kept as proposals: 1 on slice(s) with an object in progress" in widget.status.value
+    assert controller.labels_layer is None
+    assert [layer.name for layer in viewer.layers if "labels" in layer.name] == []

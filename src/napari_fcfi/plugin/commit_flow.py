@@ -145,8 +145,9 @@ def fingerprint_of(state: ImageState) -> str:
 def journal_for(
     controller: AnnotationHost, state: ImageState, continue_journal: LabelsJournal | None = None
 ) -> LabelsRecorder:
-    """The recorder of the labels layer commits go to (it journals every change of that layer)."""
-    return record_layer(
+    """The recorder of the labels layer commits go to (it journals every change of that layer, and
+    tells the controller of napari's undo and redo there)."""
+    recorder = record_layer(
         controller.viewer,
         state.labels_layer,
         fingerprint_of(state),
@@ -154,6 +155,8 @@ def journal_for(
         controller.journal_root,
         continue_journal,
     )
+    recorder.listen(controller.on_labels_history)
+    return recorder
 
 
 @dataclass

@@ -112,6 +112,7 @@ class Committer:
                     failure = error  # what was written so far as one undo item (and the journal has it)
         finally:
             self._grouped = None
+            labels.refresh()  # the group's writes skipped napari's redraw (one redraw instead of many)
         if failure is not None:
             raise failure
 
@@ -252,7 +253,8 @@ class Committer:
                         rows + region[0].start,
                         cols + region[1].start,
                     )
-                    labels.data_setitem(index, result.plane[rows, cols])
+                    # grouped commits (Accept all) redraw once, when the group ends
+                    labels.data_setitem(index, result.plane[rows, cols], refresh=self._grouped is not labels)
                 pixels += result.painted
         click_log_of(labels).add(record)
         if str(labels.unique_id) in self._tops:

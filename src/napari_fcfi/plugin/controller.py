@@ -45,6 +45,7 @@ from .background import BackgroundRun
 from .commit_flow import commit_current, commit_if_pending
 from .committing import Committer
 from .image_state import AnnotationSettings, ImageState
+from .journaling import HistoryStep
 from .keys import SHORTCUTS, LayerBindings
 from .models import ModelCache
 from .mouse import ClickIntent, click_gesture
@@ -546,6 +547,14 @@ class SegmentationController:
     def show_status(self, message: str) -> None:
         self.viewer.status = message
         self.on_status(message)
+
+    def on_labels_history(self, step: HistoryStep) -> None:
+        """napari undid or redid a change of a journaled labels layer: the label id box and the
+        status follow (the click log already did)."""
+        if self._closed:
+            return
+        self.show_status(step.message)
+        self.on_change()
 
     def close(self) -> None:
         """Detach every callback, key binding and listener, stop the worker, remove empty helper layers."""

@@ -22,6 +22,7 @@ from napari_fcfi.annotation.objects import SliceObject
 from .background import BackgroundRun
 from .committing import Committer
 from .image_state import AnnotationSettings, ImageState
+from .journaling import HistoryStep
 from .models import ModelCache
 from .points_sync import PointsSync
 from .predictions import Predictor
@@ -66,6 +67,9 @@ class AnnotationHost(Protocol):
 
     def show_status(self, message: str) -> None:
         """Show ``message`` in the viewer's status bar and the widget."""
+
+    def on_labels_history(self, step: HistoryStep) -> None:
+        """napari undid or redid a change of a journaled labels layer (say so, show the next label id)."""
 
     def request_prediction(self, state: ImageState, obj: SliceObject) -> None:
         """Predict ``obj`` from its clicks (or show its starting mask when it has none)."""

@@ -9,7 +9,8 @@ A :class:`LabelsRecorder` belongs to one napari labels layer (one per layer, fou
 * napari's undo and redo of the layer (Ctrl+Z / Ctrl+Shift+Z, bound on the layer; napari emits no
   event for them): the region of the item taken back or redone, as it is afterwards. An FCFI commit
   taken back leaves the layer's click log too (and comes back with its redo), so the saved click
-  log replays what is on screen;
+  log replays what is on screen; the recorder's listeners (the dock widget, segment all) hear of
+  each undo and redo (:class:`HistoryStep`), since napari tells nobody;
 * the layer's click log: each FCFI object with its clicks and steps when it is committed (and the
   objects already in the log when a journal starts), withdrawn and added back with undo and redo, so
   a restore gives back the click log with the labels;
@@ -27,8 +28,10 @@ of layers on screen. When the journal folder is gone (saved), the next change st
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,36 @@ UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
 Bounds = tuple[tuple[int, int], ...]  # (start, stop) per axis of the labels
 MIRROR_LIMIT = 1000  # napari keeps fewer undo steps; a longer mirror only costs a no-op check
 _RECORDERS: dict[str, LabelsRecorder] = {}  # labels layer unique_id -> its recorder
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """napari's undo or redo of a journaled labels layer, as the recorder's listeners hear of it."""
+
+    kind: str  # "undo" or "redo"
+    layer_name: str
+    withdrawn: tuple[ObjectRecord, ...]  # FCFI objects it took out of the click log
+    added: tuple[ObjectRecord, ...]  # ... and put back
+
+    @property
+    def message(self) -> str:
+        """The status line: what changed, and how to change it back."""
+        objects = self.withdrawn or self.added
+        back = "Ctrl+Shift+Z redoes it" if self.kind == "undo" else "Ctrl+Z takes it back again"
+        if not objects:
+            done = "took back" if self.kind == "undo" else "redid"
+            return f"FCFI: {self.kind} {done} an edit of {self.layer_name!r}; {back}"
+        ids = sorted(record.label_id for record in objects)
+        shown = ", ".join(str(i) for i in ids[:6]) + (", ..." if len(ids) > 6 else "")
+        label_word = "label" if len(ids) == 1 else "labels"
+        if self.withdrawn:
+            done = f"withdrew {len(ids)} object(s) ({label_word} {shown}) from"
+        else:
+            done = f"restored {len(ids)} object(s) ({label_word} {shown}) to"
+        return f"FCFI: {self.kind} {done} {self.layer_name!r}; {back}"
+
+
+HistoryListener = Callable[[HistoryStep], None]
 
 
 def recorder_of(layer: Any) -> LabelsRecorder | None:
@@ -99,6 +132,8 @@ class LabelsRecorder:
         self._deferred = False
         # Click-log objects this journal has described: id(record) -> (record, its reference number).
         self._refs: dict[int, tuple[ObjectRecord, int]] = {}
+        # Told of each undo/redo (weakly held bound methods: a closed dock widget must not be kept alive).
+        self._listeners: list[weakref.WeakMethod] = []
         self.journal: LabelsJournal | None = None
         self._grid = self._current_grid()
         if continue_journal is not None:
@@ -113,6 +148,24 @@ class LabelsRecorder:
         layer.bind_key(UNDO_KEYS[0], self._undo_key, overwrite=True)
         layer.bind_key(UNDO_KEYS[1], self._redo_key, overwrite=True)
         viewer.layers.events.removed.connect(self._on_removed)
+
+    # ------------------------------------------------------------------ listeners
+    def listen(self, callback: HistoryListener) -> None:
+        """Call ``callback`` (a bound method, held weakly) with a :class:`HistoryStep` after each
+        undo or redo of the layer that changed it."""
+        if not any(ref() == callback for ref in self._listeners):
+            self._listeners.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+
+    def _tell(self, step: HistoryStep) -> None:
+        for ref in list(self._listeners):
+            callback = ref()
+            if callback is None:
+                self._listeners.remove(ref)
+                continue
+            try:
+                callback(step)
+            except Exception as error:  # noqa: BLE001 - one listener failing must not silence the others
+                warnings.warn(f"FCFI: a listener of {self.layer.name!r} failed: {error}", stacklevel=2)
 
     # ------------------------------------------------------------------ journal
     def _header(self) -> dict[str, Any]:
@@ -300,8 +353,11 @@ class LabelsRecorder:
         self._replay(self.layer.redo, self._redo, self._undo, "redo")
 
     def _replay(self, action: Any, source: list[Any], target: list[Any], kind: str) -> None:
-        """Run napari's undo/redo and journal the region it changed, as it is afterwards."""
+        """Run napari's undo/redo, journal the region it changed (as it is afterwards) and tell the
+        listeners."""
         data = image_data(self.layer)
+        withdrawn: list[ObjectRecord] = []
+        added: list[ObjectRecord] = []
         if source:
             box, record = source[-1]
             region = tuple(slice(a, b) for a, b in box)
@@ -313,21 +369,24 @@ class LabelsRecorder:
             target.append(source.pop())
             self._write(change_record(kind, box, after))
             for one in _records(record):
-                self._follow_in_click_log(one, -1 if kind == "undo" else 1)
-            return
-        # An undo step made before the journal started: find what changed by comparing.
-        before = np.array(data)
-        action()
-        after = np.asarray(image_data(self.layer))
-        changed = before != after
-        if not changed.any():
-            return
-        box = tuple((int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))
-        region = tuple(slice(a, b) for a, b in box)
-        self._write(change_record(kind, box, after[region], changed[region]))
+                change = self._follow_in_click_log(one, -1 if kind == "undo" else 1)
+                (withdrawn if change < 0 else added if change > 0 else []).append(one)
+        else:
+            # An undo step made before the journal started: find what changed by comparing.
+            before = np.array(data)
+            action()
+            after = np.asarray(image_data(self.layer))
+            changed = before != after
+            if not changed.any():
+                return
+            box = tuple((int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))
+            region = tuple(slice(a, b) for a, b in box)
+            self._write(change_record(kind, box, after[region], changed[region]))
+        self._tell(HistoryStep(kind, str(self.layer.name), tuple(withdrawn), tuple(added)))
 
-    def _follow_in_click_log(self, record: Any, change: int) -> None:
-        """A commit is in the click log while any of its items (one per slice) is applied."""
+    def _follow_in_click_log(self, record: Any, change: int) -> int:
+        """A commit is in the click log while any of its items (one per slice) is applied; returns -1
+        when the record left the log, 1 when it came back, else 0."""
         applied = self._applied.get(id(record), 0)
         now = max(applied + change, 0)
         self._applied[id(record)] = now
@@ -335,9 +394,12 @@ class LabelsRecorder:
         if applied and not now:
             log.withdraw(record)
             self._write(lambda: self._object_record("withdraw", record))
-        elif now and not applied and not any(held is record for held in log.records):
+            return -1
+        if now and not applied and not any(held is record for held in log.records):
             log.add(record)
             self._write(lambda: self._object_record("add", record))
+            return 1
+        return 0
 
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):
@@ -408,4 +470,12 @@ def history_item_change(
     return union, values, changed
 
 
-__all__ = ["LabelsRecorder", "history_item_change", "journal_folder_of", "record_layer", "recorder_of"]
+__all__ = [
+    "HistoryListener",
+    "HistoryStep",
+    "LabelsRecorder",
+    "history_item_change",
+    "journal_folder_of",
+    "record_layer",
+    "recorder_of",
+]

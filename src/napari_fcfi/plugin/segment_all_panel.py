@@ -9,6 +9,8 @@ own id there. The user then
   (delete) or **C** (correct); the buttons do the same;
 * accepting commits the proposal like any object (never-overwrite rule, label id, journal, click
   log: a clicks step starting from the proposal, marked segment-all, so ``fcfi segment`` replays it);
+* napari's undo of an acceptance (Ctrl+Z on the labels layer) puts the proposals back
+  (:mod:`.accepted_proposals`), its redo takes them again;
 * correcting makes the proposal the object in progress on its slice, as editing a label does: clicks
   refine it and Commit writes it.
 
@@ -19,6 +21,7 @@ first), so no work is lost.
 from __future__ import annotations
 
 import itertools
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,7 @@ from napari_fcfi.annotation.proposal_links import link_to_previous
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
+from .accepted_proposals import AcceptedProposals
 from .background import BackgroundRun, run_generator
 from .commit_flow import commit_object, commits_as_one
 from .host import AnnotationHost, HostOwner
@@ -123,6 +127,10 @@ class SegmentAllPanel(Container):
         self.correct_button.changed.connect(lambda: self.correct())
         self.selected: int | None = None
         self._run: BackgroundRun | None = None
+        # Napari's undo of an acceptance brings the proposal back (and redo takes it again).
+        self.accepted = AcceptedProposals(
+            lambda: self.controller.viewer, lambda message: self.controller.show_status(message)
+        )
 
     @property
     def controller(self) -> AnnotationHost:
@@ -335,11 +343,12 @@ class SegmentAllPanel(Container):
         )
         self.controller.show_status(f"FCFI: {where} an object in progress; commit or reset it first")
 
-    def _drop(self, found: Proposal) -> None:
+    def _drop(self, found: Proposal, refresh: bool = True) -> None:
         for key in found.keys:
             plane = self._plane(found.layer, key)
             plane[plane == found.label] = 0
-        found.layer.refresh()
+        if refresh:  # (Accept all redraws once at the end)
+            found.layer.refresh()
         if self.selected == found.label:
             self.selected = None
 
@@ -362,15 +371,20 @@ class SegmentAllPanel(Container):
             return False
         return self._accept(found)
 
-    def _accept(self, found: Proposal) -> bool:
+    def _accept(self, found: Proposal, refresh: bool = True) -> bool:
         """Commit the proposal on all its slices, as one object (its slices must be free)."""
         controller, state = self.controller, found.state
-        obj = state.objects.start_from_masks({key: found.mask(key) for key in found.keys})
+        masks = {key: found.mask(key) for key in found.keys}
+        obj = state.objects.start_from_masks(masks)
         if not commit_object(controller, state, obj):
             state.objects.forget(obj.key)  # refused (e.g. all of it is another label): the proposal stays
             controller.refresh_view()
             return False
-        self._drop(found)
+        labels = state.labels_layer
+        self.accepted.remember(
+            labels, helpers.click_log_of(labels).records[-1], found.layer, found.label, masks
+        )
+        self._drop(found, refresh)
         return True
 
     def accept_all(self) -> int:
@@ -384,18 +398,23 @@ class SegmentAllPanel(Container):
             plane = np.asarray(self._plane(layer, key))
             for proposal in np.unique(plane[plane > 0]).tolist():
                 slices_of.setdefault(int(proposal), []).append(key)
-        accepted, refused, busy, reason = 0, 0, 0, ""
-        grouped = commits_as_one(self.controller, state) if slices_of else nullcontext()
+        found_all = [Proposal(state, layer, proposal, keys) for proposal, keys in slices_of.items()]
+        # the user's object in progress is never replaced: proposals on its slices stay
+        free = [found for found in found_all if not self._busy_slices(found)]
+        accepted, refused, busy, reason = 0, 0, len(found_all) - len(free), ""
+        progress = _CommitProgress(self.accept_all_button, len(free))
+        # (no labels layer is made when nothing can be accepted)
+        grouped = commits_as_one(self.controller, state) if free else nullcontext()
         with grouped:  # one Ctrl+Z on the labels layer takes every accepted object back
-            for proposal, keys in slices_of.items():
-                found = Proposal(state, layer, proposal, keys)
-                if self._busy_slices(found):
-                    busy += 1  # the user's object in progress there is never replaced
-                elif self._accept(found):
+            for done, found in enumerate(free):
+                progress.show(done)
+                if self._accept(found, refresh=False):
                     accepted += 1
                 else:
                     refused += 1
                     reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
+        progress.close()
+        layer.refresh()
         kept = []
         if busy:
             kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
@@ -425,3 +444,28 @@ class SegmentAllPanel(Container):
             f"FCFI: correcting proposal {found.label}{where}; click to refine, Commit writes it"
         )
         return True
+
+
+class _CommitProgress:
+    """Accept all's progress, in its button's text. The commits run on napari's main thread (they
+    paint the labels layer) inside one undo item, so the event loop must not run between them (a
+    brush stroke would join the item): the button is repainted directly, at most every 0.1 s, and
+    only for long runs (a progress bar would need the event loop to make room for it)."""
+
+    def __init__(self, button: PushButton, total: int) -> None:
+        self.button, self.total = button, total
+        self.text = button.text
+        self._shown_at = time.perf_counter()
+        self._shown = False
+
+    def show(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self._shown_at < 0.1:
+            return
+        self._shown_at, self._shown = now, True
+        self.button.text = f"{done} / {self.total}"
+        self.button.native.repaint()
+
+    def close(self) -> None:
+        if self._shown:
+            self.button.text = self.text

@@ -40,6 +40,7 @@ from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_
 from .panels import AdaptPanel, PropagatePanel, wrap_text
 from .recovery_banner import RecoveryBanner
 from .saving import save_click_log
+from .segment_all_panel import ROLE as PROPOSALS_ROLE
 from .segment_all_panel import SegmentAllPanel
 from .worker import ImmediateRunner, ThreadedRunner
 
@@ -461,6 +462,12 @@ class FCFIWidget(Container):
             return
         if helpers.same_layer(active, state.layer) or helpers.same_layer(active, state.clicks_layer):
             return  # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
+        if helpers.role_of(active) == (PROPOSALS_ROLE, state.image_id):  # selected by Segment all
+            self._show_status(
+                "FCFI: clicks on the canvas select proposals (then A accept, D delete, C correct); "
+                f"select {state.clicks_layer.name!r} to annotate with clicks"
+            )
+            return
         self._show_status(
             f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
             f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate"
