@@ -31,6 +31,8 @@ fi
 e2e=(python benchmarks/napari_e2e.py --model default --image-sizes 256 2048 8192 --objects 3 --clicks 4
      --out "$out/${tag}_napari_e2e.json")
 if [ -n "${DISPLAY:-}" ]; then "${e2e[@]}"; else xvfb-run -a -s "-screen 0 1600x1000x24" "${e2e[@]}"; fi
+accept=(python benchmarks/accept_all.py --objects 80 --size 512)  # Accept all on the main thread
+if [ -n "${DISPLAY:-}" ]; then "${accept[@]}"; else xvfb-run -a "${accept[@]}"; fi | tee "$out/${tag}_accept_all.txt"
 
 # 5. the plot
 python benchmarks/plot_latency.py "$out/${tag}_default_threads.json" --out docs/images/latency.png \

@@ -153,6 +153,8 @@ def test_ctrl_z_on_the_clicks_after_a_commit_points_to_the_labels_layer(make_nap
     undo(viewer)
     assert not labels.data.any()
     assert widget.status.value.startswith("FCFI: undo took back an edit of"), widget.status.value
+    undo(viewer)  # nothing left: said, so the status does not keep the last undo's words
+    assert widget.status.value == f"FCFI: nothing to undo in {labels.name!r}", widget.status.value
     viewer.layers.selection.active = controller.points_layer
     press(viewer, qtbot, Qt.Key.Key_Z, CTRL)  # the commit is gone: nothing left anywhere
     assert widget.status.value == "FCFI: nothing to undo"

@@ -62,6 +62,13 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     assert panel.selected == proposals.data[CENTRES[0]]
     qtbot.keyClick(canvas_widget(viewer), Qt.Key.Key_D)
     assert proposals.data[CENTRES[0]] == 0
+    deleted = proposals.data.copy()
+    undo(viewer)  # Ctrl+Z on the proposals layer brings the deleted proposal back ...
+    assert proposals.data[CENTRES[0]] != 0 and "is back" in widget.status.value, widget.status.value
+    redo(viewer)  # ... and Ctrl+Shift+Z deletes it again
+    np.testing.assert_array_equal(proposals.data, deleted)
+    click(viewer, (2, 2))  # beside every proposal: the status says what clicks do here
+    assert widget.status.value.startswith("FCFI: no proposal there"), widget.status.value
 
     # correct the second: select, C, then a negative click on its edge, then Commit
     click(viewer, CENTRES[1])
@@ -88,8 +95,10 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
 
     # accept the rest: the proposal lying mostly on the user's label is refused (no sliver) and kept
     panel.accept_all_button.clicked.emit()
-    assert "accepted 2 proposal(s); kept as proposals: 1 refused" in widget.status.value
-    assert "existing labels" in widget.status.value, widget.status.value
+    assert (
+        "accepted 2 proposal(s); kept as proposals: 1 lying mostly on existing labels" in widget.status.value
+    )
+    assert "paint over" not in widget.status.value, widget.status.value
     assert set(np.unique(proposals.data)) == {0, int(proposals.data[CENTRES[3]])}
     labels = users.data
     assert labels[CENTRES[0]] == 0  # deleted
@@ -136,6 +145,21 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     np.testing.assert_array_equal(proposals.data, accepted_proposals)  # accepted again: gone from proposals
     assert int(widget.label_id.value) == id_after_accept
     assert "redo restored 2 object(s)" in widget.status.value, widget.status.value
+
+    # Ctrl+Z with the proposals layer selected takes Accept all back too (the labels' last change)
+    viewer.layers.selection.active = proposals
+    undo(viewer)
+    assert users.data[CENTRES[2]] == 0 and proposals.data[CENTRES[2]] != 0
+    assert "2 proposal(s) back" in widget.status.value, widget.status.value
+    # a new Segment all proposes the nuclei again; redoing the acceptance drops those duplicates
+    panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert proposals.data[CENTRES[2]] != 0 and proposals.data[CENTRES[4]] != 0
+    viewer.layers.selection.active = proposals
+    redo(viewer)
+    np.testing.assert_array_equal(users.data, accepted)
+    assert proposals.data[CENTRES[2]] == 0 and proposals.data[CENTRES[4]] == 0
+    assert "proposal(s) on them left" in widget.status.value, widget.status.value
     np.testing.assert_array_equal(journal.restore()[0], accepted)
 
 

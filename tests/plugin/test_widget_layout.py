@@ -170,3 +170,25 @@ def test_the_recovery_banner_wraps_its_text_instead_of_eliding_it(make_napari_vi
         assert right <= widget.native.width()
     assert widget.native.width() <= 480, widget.native.width()
     widget.close_controller()
+
+
+def test_later_hides_the_recovery_banner_until_another_image_was_chosen(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    first = viewer.add_image(np.zeros((64, 64), np.float32), name="first")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    controller.add_click_world((30, 30), True)
+    assert controller.commit()
+    viewer.layers.remove(controller.labels_layer)  # its journal is now offered for recovery
+    widget.recovery.refresh(force=True)
+    assert not widget.recovery.native.isHidden() and widget.recovery.offers
+    widget.recovery.later_button.clicked.emit()
+    assert widget.recovery.native.isHidden() and "unsaved work kept on disk" in widget.status.value
+    widget.recovery.refresh(force=True)  # a commit, a layer change: still hidden for this image
+    assert widget.recovery.native.isHidden() and widget.recovery.offers
+    second = viewer.add_image(np.ones((64, 64), np.float32), name="second")
+    widget.reset_choices()
+    widget.image_menu.value = second
+    widget.image_menu.value = first  # back: the offer shows again, nothing was lost
+    assert not widget.recovery.native.isHidden() and len(widget.recovery.offers) == 1
+    widget.close_controller()

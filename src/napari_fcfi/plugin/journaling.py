@@ -56,10 +56,13 @@ class HistoryStep:
     layer_name: str
     withdrawn: tuple[ObjectRecord, ...]  # FCFI objects it took out of the click log
     added: tuple[ObjectRecord, ...]  # ... and put back
+    changed: bool = True  # False: napari had nothing (left) to undo or redo
 
     @property
     def message(self) -> str:
         """The status line: what changed, and how to change it back."""
+        if not self.changed:
+            return f"FCFI: nothing to {self.kind} in {self.layer_name!r}"
         objects = self.withdrawn or self.added
         back = "Ctrl+Shift+Z redoes it" if self.kind == "undo" else "Ctrl+Z takes it back again"
         if not objects:
@@ -346,11 +349,24 @@ class LabelsRecorder:
         self._redo.clear()
         self._applied.clear()
 
-    def _undo_key(self, layer: Any) -> None:
+    def undo(self) -> None:
+        """napari's undo of the layer, journaled (what its Ctrl+Z does; other layers forward to it)."""
         self._replay(self.layer.undo, self._undo, self._redo, "undo")
 
-    def _redo_key(self, layer: Any) -> None:
+    def redo(self) -> None:
+        """napari's redo of the layer, journaled (Ctrl+Shift+Z)."""
         self._replay(self.layer.redo, self._redo, self._undo, "redo")
+
+    def next_records(self, kind: str) -> tuple[ObjectRecord, ...]:
+        """The FCFI objects the next ``"undo"`` (or ``"redo"``) would withdraw (or add back)."""
+        stack = self._undo if kind == "undo" else self._redo
+        return _records(stack[-1][1]) if stack else ()
+
+    def _undo_key(self, layer: Any) -> None:
+        self.undo()
+
+    def _redo_key(self, layer: Any) -> None:
+        self.redo()
 
     def _replay(self, action: Any, source: list[Any], target: list[Any], kind: str) -> None:
         """Run napari's undo/redo, journal the region it changed (as it is afterwards) and tell the
@@ -364,8 +380,9 @@ class LabelsRecorder:
             before = np.array(data[region])
             action()
             after = np.array(image_data(self.layer)[region])
-            if np.array_equal(before, after):
-                return  # napari had nothing (left) to take back
+            if np.array_equal(before, after):  # napari had nothing (left) to take back
+                self._tell(HistoryStep(kind, str(self.layer.name), (), (), changed=False))
+                return
             target.append(source.pop())
             self._write(change_record(kind, box, after))
             for one in _records(record):
@@ -378,6 +395,7 @@ class LabelsRecorder:
             after = np.asarray(image_data(self.layer))
             changed = before != after
             if not changed.any():
+                self._tell(HistoryStep(kind, str(self.layer.name), (), (), changed=False))
                 return
             box = tuple((int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(changed))
             region = tuple(slice(a, b) for a, b in box)

@@ -3,7 +3,7 @@
 It lists the journals of the current image whose labels are not on screen (each one separately: a
 crashed session and an earlier one closed without saving are never merged), says for the chosen one
 what it holds and how many entries are intact or damaged, and offers Restore (a new labels layer,
-exact, no model) and Discard. It only displays; :mod:`.commit_flow` does the work.
+exact, no model), Discard, and Later (hidden until another image was chosen). It only displays; :mod:`.commit_flow` does the work.
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ class RecoveryBanner(Container):
         self.discard_button = PushButton(
             text="Discard", tooltip="Delete this journal (its labels are not on screen)"
         )
+        self.later_button = PushButton(
+            text="Later",
+            tooltip="Hide this while this image is annotated (it comes back when you switch images); the journals stay on disk",
+        )
         buttons = Container(
-            widgets=[self.restore_button, self.discard_button], layout="horizontal", labels=False
+            widgets=[self.restore_button, self.discard_button, self.later_button],
+            layout="horizontal",
+            labels=False,
         )
         super().__init__(
             widgets=[self.title, self.choice, self.details, buttons], labels=False, visible=False
@@ -54,7 +60,9 @@ class RecoveryBanner(Container):
         self.native.setObjectName("fcfiRecoveryBanner")
         self.native.setStyleSheet(STYLE)
         self._key: Any = None
+        self._hidden_for: Any = None  # the image state the user said "Later" for
         self.choice.changed.connect(self._show_choice)
+        self.later_button.changed.connect(self.later)
         self.restore_button.changed.connect(self.restore)
         self.discard_button.changed.connect(self.discard)
 
@@ -66,7 +74,9 @@ class RecoveryBanner(Container):
             return
         self._key = key
         self.offers = recovery_offers(controller)
-        self.visible = bool(self.offers)
+        self.visible = bool(self.offers) and self._hidden_for is not controller.state
+        if self._hidden_for is not controller.state:
+            self._hidden_for = None
         if not self.offers:
             return
         self._span_full_width()
@@ -119,6 +129,14 @@ class RecoveryBanner(Container):
         layer = restore_offer(self.controller, offer) if offer is not None else None
         self.refresh(force=True)
         return layer
+
+    def later(self, *args: Any) -> None:
+        """Hide the banner while this image is annotated (it comes back after another image was chosen)."""
+        self._hidden_for = self.controller.state
+        self.visible = False
+        self.controller.show_status(
+            "FCFI: unsaved work kept on disk; switch images and back (or reopen the widget) to see the offer again"
+        )
 
     def discard(self, *args: Any) -> None:
         offer = self.selected

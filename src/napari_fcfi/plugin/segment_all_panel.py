@@ -35,11 +35,12 @@ from napari_fcfi.annotation.proposal_links import link_to_previous
 from napari_fcfi.annotation.proposals import iter_segment_all
 
 from . import layers as helpers
-from .accepted_proposals import AcceptedProposals
 from .background import BackgroundRun, run_generator
 from .commit_flow import commit_object, commits_as_one
 from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
+from .journaling import UNDO_KEYS
+from .proposal_history import ProposalHistory
 
 ROLE = "proposals"
 ACTIONS = "; click one, then A / D / C, or Accept all"
@@ -127,8 +128,8 @@ class SegmentAllPanel(Container):
         self.correct_button.changed.connect(lambda: self.correct())
         self.selected: int | None = None
         self._run: BackgroundRun | None = None
-        # Napari's undo of an acceptance brings the proposal back (and redo takes it again).
-        self.accepted = AcceptedProposals(
+        # Undo of an acceptance or a deletion brings the proposals back (and redo takes them again).
+        self.history = ProposalHistory(
             lambda: self.controller.viewer, lambda message: self.controller.show_status(message)
         )
 
@@ -162,10 +163,21 @@ class SegmentAllPanel(Container):
         )
         layer.contour = 2  # outlines: proposals stay distinguishable from committed (filled) labels
         layer.mouse_drag_callbacks.append(self._on_press)
-        for key, action in (("a", self.accept), ("d", self.delete), ("c", self.correct)):
+        for key, action in (
+            ("a", self.accept),
+            ("d", self.delete),
+            ("c", self.correct),
+            (UNDO_KEYS[0], lambda: self.history.undo(self._commit_labels())),
+            (UNDO_KEYS[1], lambda: self.history.redo(self._commit_labels())),
+        ):
             layer.bind_key(key, lambda _layer, act=action: act(), overwrite=True)
         helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
         return layer
+
+    def _commit_labels(self) -> Labels | None:
+        """The labels layer the image's commits go to (None before the first)."""
+        state = self.controller.state
+        return None if state is None else state.labels_layer
 
     def _plane(self, layer: Labels, key: SliceKey) -> np.ndarray:
         return layer.data[key] if key else layer.data
@@ -173,6 +185,10 @@ class SegmentAllPanel(Container):
     def _on_press(self, layer: Labels, event: Any) -> None:
         value = layer.get_value(event.position, world=True)
         self.select(int(value) if value else None)
+        if not value:  # a click beside every proposal: say what clicks do while this layer is selected
+            state = self.controller.state
+            clicks = f"select {state.clicks_layer.name!r} to annotate with clicks" if state else ""
+            self.controller.show_status(f"FCFI: no proposal there (clicks select proposals); {clicks}")
 
     def select(self, proposal: int | None) -> None:
         """Select a proposal (its id in the proposals layer) for Accept / Delete / Correct."""
@@ -356,9 +372,10 @@ class SegmentAllPanel(Container):
         found = self._where(proposal or self.selected)
         if found is None:
             return False
+        self.history.deleted(found.layer, found.label, {key: found.mask(key) for key in found.keys})
         self._drop(found)
         where = f" (on {len(found.keys)} slices)" if len(found.keys) > 1 else ""
-        self.controller.show_status(f"FCFI: proposal deleted{where}")
+        self.controller.show_status(f"FCFI: proposal deleted{where}; Ctrl+Z brings it back")
         return True
 
     def accept(self, proposal: int | None = None) -> bool:
@@ -369,23 +386,25 @@ class SegmentAllPanel(Container):
         if busy:
             self._refuse_busy(busy)
             return False
-        return self._accept(found)
+        accepted = self._accept(found)
+        if accepted is None:
+            return False
+        self.history.accepted(found.state.labels_layer, [accepted])
+        return True
 
-    def _accept(self, found: Proposal, refresh: bool = True) -> bool:
-        """Commit the proposal on all its slices, as one object (its slices must be free)."""
+    def _accept(self, found: Proposal, refresh: bool = True) -> tuple[Any, ...] | None:
+        """Commit the proposal on all its slices, as one object (its slices must be free); returns
+        what :meth:`ProposalHistory.accepted` needs (None when the commit refused it)."""
         controller, state = self.controller, found.state
         masks = {key: found.mask(key) for key in found.keys}
         obj = state.objects.start_from_masks(masks)
         if not commit_object(controller, state, obj):
             state.objects.forget(obj.key)  # refused (e.g. all of it is another label): the proposal stays
             controller.refresh_view()
-            return False
-        labels = state.labels_layer
-        self.accepted.remember(
-            labels, helpers.click_log_of(labels).records[-1], found.layer, found.label, masks
-        )
+            return None
+        record = helpers.click_log_of(state.labels_layer).records[-1]
         self._drop(found, refresh)
-        return True
+        return record, found.layer, found.label, masks
 
     def accept_all(self) -> int:
         """Commit every proposal (each linked one whole); returns how many objects were committed."""
@@ -401,28 +420,30 @@ class SegmentAllPanel(Container):
         found_all = [Proposal(state, layer, proposal, keys) for proposal, keys in slices_of.items()]
         # the user's object in progress is never replaced: proposals on its slices stay
         free = [found for found in found_all if not self._busy_slices(found)]
-        accepted, refused, busy, reason = 0, 0, len(found_all) - len(free), ""
+        accepted, busy = [], len(found_all) - len(free)
+        refusals: list[str] = []
         progress = _CommitProgress(self.accept_all_button, len(free))
         # (no labels layer is made when nothing can be accepted)
         grouped = commits_as_one(self.controller, state) if free else nullcontext()
         with grouped:  # one Ctrl+Z on the labels layer takes every accepted object back
             for done, found in enumerate(free):
                 progress.show(done)
-                if self._accept(found, refresh=False):
-                    accepted += 1
+                one = self._accept(found, refresh=False)
+                if one is not None:
+                    accepted.append(one)
                 else:
-                    refused += 1
-                    reason = str(self.controller.viewer.status).removeprefix("FCFI: ")  # the commit's
+                    refusals.append(str(self.controller.viewer.status).removeprefix("FCFI: "))  # the commit's
         progress.close()
         layer.refresh()
+        self.history.accepted(state.labels_layer, accepted)
         kept = []
         if busy:
             kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
-        if refused:
-            kept.append(f"{refused} refused by the commit ({reason})")
+        kept += _refusal_notes(refusals)
         detail = f"; kept as proposals: {'; '.join(kept)}" if kept else ""
-        self.controller.show_status(f"FCFI: accepted {accepted} proposal(s){detail}")
-        return accepted
+        undo = f"; Ctrl+Z takes {'it' if len(accepted) == 1 else 'them'} back" if accepted else ""
+        self.controller.show_status(f"FCFI: accepted {len(accepted)} proposal(s){detail}{undo}")
+        return len(accepted)
 
     def correct(self, proposal: int | None = None) -> bool:
         """Make a proposal the object in progress (on all its slices): clicks refine it, Commit writes it."""
@@ -469,3 +490,16 @@ class _CommitProgress:
     def close(self) -> None:
         if self._shown:
             self.button.text = self.text
+
+
+def _refusal_notes(refusals: list[str]) -> list[str]:
+    """Accept all's refusals in a few words: those lying on existing labels are counted apart (their
+    commit message's advice to paint over would replace the user's labels: not for a whole batch)."""
+    on_labels = [r for r in refusals if "lies on existing labels" in r]
+    other = [r for r in refusals if r not in on_labels]
+    notes = []
+    if on_labels:
+        notes.append(f"{len(on_labels)} lying mostly on existing labels (already annotated? D deletes one)")
+    if other:
+        notes.append(f"{len(other)} refused by the commit ({other[0]})")
+    return notes

@@ -431,6 +431,8 @@ class FCFIWidget(Container):
             clicks = 0 if obj is None else len(obj.clicks)
             extra = f", spans {members} slices" if members > 1 else ""
             editing = f", editing label {obj.edit_label}" if obj is not None and obj.edit_label else ""
+            if obj is not None and obj.from_segment_all and not editing:
+                editing = ", from a proposal"
             image_name = getattr(controller.image_layer, "name", "image")
             target = labels.name if labels is not None else f"{image_name} labels (new)"
             self.object_info.value = f"{clicks} click(s){where}{extra}{editing} → {target}"
@@ -463,12 +465,12 @@ class FCFIWidget(Container):
         if helpers.same_layer(active, state.layer) or helpers.same_layer(active, state.clicks_layer):
             return  # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
         if helpers.role_of(active) == (PROPOSALS_ROLE, state.image_id):  # selected by Segment all
-            self._show_status(
+            self.controller.show_status(
                 "FCFI: clicks on the canvas select proposals (then A accept, D delete, C correct); "
                 f"select {state.clicks_layer.name!r} to annotate with clicks"
             )
             return
-        self._show_status(
+        self.controller.show_status(
             f"FCFI: {active.name!r} is selected, so clicks on the canvas go to it, not to FCFI; "
             f"select {state.clicks_layer.name!r} or {state.layer.name!r} to annotate"
         )

@@ -1,0 +1,236 @@
+"""What the user did with segment-all proposals, so that undo brings them back.
+
+Accepting a proposal commits it into the user's labels and drops it from the proposals layer;
+deleting drops it. A user who undoes wants the proposals again, to decide differently, not an empty
+proposals layer. :class:`ProposalHistory` remembers each accepted or deleted proposal's pixels
+(cropped to its box, per slice) and
+
+* listens to the labels layer's recorder: napari's undo of an acceptance (Ctrl+Z on the labels layer)
+  paints the proposals back where the proposals layer is empty (with their old ids when those are
+  free); its redo drops them again, and any proposal lying mostly on a re-committed object (a later
+  Segment all may have proposed it again);
+* gives the proposals layer its own Ctrl+Z / Ctrl+Shift+Z (:meth:`undo`, :meth:`redo`): the last
+  Delete comes back (or goes again), the last Accept or Accept all is handed to the labels layer's
+  undo when that is what it would take back (otherwise the status says where to undo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_fcfi.annotation.clicklog import ObjectRecord
+from napari_fcfi.annotation.geometry import SliceKey
+from napari_fcfi.engine.windows import bbox_of_mask
+
+from .journaling import HistoryStep, LabelsRecorder, recorder_of
+
+Region = tuple[slice, slice]
+HISTORY_LIMIT = 100  # proposal actions kept for Ctrl+Z on the proposals layer
+
+
+@dataclass
+class _Taken:
+    """One proposal taken out of the proposals layer (accepted: ``record`` is its commit)."""
+
+    record: ObjectRecord | None
+    layer: Any  # the proposals layer it came from
+    label: int  # its id there (a new one when the old id was taken meanwhile)
+    parts: dict[SliceKey, tuple[Region, np.ndarray]]  # per slice: its box and its mask in the box
+
+
+@dataclass
+class _Action:
+    kind: str  # "accept" or "delete"
+    taken: list[_Taken]
+
+
+class ProposalHistory:
+    """Accepted and deleted proposals that undo brings back (see the module docstring)."""
+
+    def __init__(self, viewer: Callable[[], Any], on_status: Callable[[str], None]) -> None:
+        self.viewer = viewer  # the viewer of the proposals layers (asked each time: a widget's may change)
+        self.on_status = on_status
+        self._accepted: dict[int, _Taken] = {}  # id(record) -> the proposal it was made from
+        self._undo: list[_Action] = []
+        self._redo: list[_Action] = []
+
+    # ------------------------------------------------------------------ recording
+    def accepted(self, labels: Any, accepted: list[tuple[ObjectRecord, Any, int, dict]]) -> None:
+        """Proposals were committed into ``labels`` as one action: ``(record, proposals layer,
+        proposal id, masks (slice -> full-plane bool))`` each."""
+        taken = [_Taken(record, layer, int(label), _crop(masks)) for record, layer, label, masks in accepted]
+        if not taken:
+            return
+        for one in taken:
+            self._accepted[id(one.record)] = one
+        self._push(_Action("accept", taken))
+        recorder = recorder_of(labels)
+        if recorder is not None:
+            recorder.listen(self.on_labels_history)
+
+    def deleted(self, layer: Any, label: int, masks: dict) -> None:
+        self._push(_Action("delete", [_Taken(None, layer, int(label), _crop(masks))]))
+
+    def _push(self, action: _Action) -> None:
+        self._undo = [*self._undo[-(HISTORY_LIMIT - 1) :], action]
+        self._redo.clear()
+
+    # ------------------------------------------------------------------ Ctrl+Z on the proposals layer
+    def undo(self, labels: Any) -> None:
+        """Take back the last Delete, or hand the last Accept to the labels layer's undo."""
+        if not self._undo:
+            self.on_status(_nothing("undo", labels))
+            return
+        action = self._undo[-1]
+        if action.kind == "delete":
+            self._undo.pop()
+            self._redo.append(action)
+            self._put_back_all(action.taken)
+            self.on_status(
+                f"FCFI: undo: deleted proposal {action.taken[0].label} is back; Ctrl+Shift+Z deletes it again"
+            )
+            return
+        recorder = _recorder(labels)
+        if recorder is None or not _same(recorder.next_records("undo"), action.taken):
+            self.on_status(_elsewhere("undo", labels))
+            return
+        recorder.undo()  # its listeners (this one too) put the proposals back and say so
+
+    def redo(self, labels: Any) -> None:
+        """Delete the proposal again, or hand the Accept to the labels layer's redo."""
+        if not self._redo:
+            self.on_status(_nothing("redo", labels))
+            return
+        action = self._redo[-1]
+        if action.kind == "delete":
+            self._redo.pop()
+            self._undo.append(action)
+            for one in action.taken:
+                self._drop(one)
+            action.taken[0].layer.refresh()
+            self.on_status(
+                f"FCFI: redo: proposal {action.taken[0].label} deleted again; Ctrl+Z brings it back"
+            )
+            return
+        recorder = _recorder(labels)
+        if recorder is None or not _same(recorder.next_records("redo"), action.taken):
+            self.on_status(_elsewhere("redo", labels))
+            return
+        recorder.redo()
+
+    # ------------------------------------------------------------------ napari's undo of the labels
+    def on_labels_history(self, step: HistoryStep) -> None:
+        coming_back = [a for a in self._find(step.withdrawn) if self._live(a)]
+        leaving = [a for a in self._find(step.added) if self._live(a)]
+        self._follow(step)
+        back = self._put_back_all(coming_back)
+        gone = 0
+        for taken in leaving:
+            gone += self._drop(taken, mostly_on=True)
+        for layer in {id(a.layer): a.layer for a in leaving}.values():
+            layer.refresh()
+        if back:
+            self.on_status(f"{step.message}; {back} proposal(s) back in {coming_back[0].layer.name!r}")
+        elif gone:
+            self.on_status(f"{step.message}; {gone} proposal(s) on them left {leaving[0].layer.name!r}")
+
+    def _follow(self, step: HistoryStep) -> None:
+        """Keep the proposals' own undo and redo in step with the labels layer's."""
+        source, target, records = (
+            (self._undo, self._redo, step.withdrawn)
+            if step.kind == "undo"
+            else (self._redo, self._undo, step.added)
+        )
+        if records and source and source[-1].kind == "accept" and _same(records, source[-1].taken):
+            target.append(source.pop())
+
+    def _find(self, records: tuple[ObjectRecord, ...]) -> list[_Taken]:
+        found = (self._accepted.get(id(record)) for record in records)
+        return [a for a, record in zip(found, records) if a is not None and a.record is record]
+
+    def _live(self, taken: _Taken) -> bool:
+        return any(layer is taken.layer for layer in self.viewer().layers)
+
+    # ------------------------------------------------------------------ pixels
+    @staticmethod
+    def _plane(layer: Any, key: SliceKey) -> np.ndarray:
+        return layer.data[key] if key else layer.data
+
+    def _put_back_all(self, taken: list[_Taken]) -> int:
+        """Paint proposals back where the proposals layer is empty (never over a proposal made since,
+        e.g. by another Segment all); returns how many came back."""
+        live = [one for one in taken if self._live(one)]
+        layers = {id(one.layer): one.layer for one in live}
+        used = {key: set(np.unique(np.asarray(layer.data)).tolist()) for key, layer in layers.items()}
+        back = 0
+        for one in live:
+            ids = used[id(one.layer)]
+            if one.label in ids:  # its old id went to a proposal made since
+                one.label = max(ids) + 1
+            painted = False
+            for key, (region, mask) in one.parts.items():
+                window = self._plane(one.layer, key)[region]
+                free = mask & (window == 0)
+                window[free] = one.label
+                painted = painted or bool(free.any())
+            if painted:
+                ids.add(one.label)
+                back += 1
+        for layer in layers.values():
+            layer.refresh()
+        return back
+
+    def _drop(self, taken: _Taken, mostly_on: bool = False) -> bool:
+        """Drop the proposal again (``mostly_on``: and every proposal lying mostly on its pixels);
+        True when any went."""
+        if not self._live(taken):
+            return False
+        dropped = False
+        for key, (region, mask) in taken.parts.items():
+            plane = self._plane(taken.layer, key)
+            window = plane[region]
+            for proposal in np.unique(window[mask]).tolist():
+                if proposal == 0:
+                    continue
+                if proposal != taken.label:
+                    inside = int(((window == proposal) & mask).sum())
+                    if not mostly_on or 2 * inside < int((plane == proposal).sum()):
+                        continue
+                plane[plane == proposal] = 0
+                dropped = True
+        return dropped
+
+
+def _crop(masks: dict) -> dict[SliceKey, tuple[Region, np.ndarray]]:
+    parts = {}
+    for key, mask in masks.items():
+        box = bbox_of_mask(mask)
+        if box is not None:
+            parts[key] = (box.slices, np.array(mask[box.slices]))
+    return parts
+
+
+def _recorder(labels: Any) -> LabelsRecorder | None:
+    return None if labels is None else recorder_of(labels)
+
+
+def _same(records: tuple[ObjectRecord, ...], taken: list[_Taken]) -> bool:
+    return {id(r) for r in records} == {id(t.record) for t in taken}
+
+
+def _nothing(kind: str, labels: Any) -> str:
+    where = f"; Ctrl+Z with {labels.name!r} selected takes commits back" if labels is not None else ""
+    return f"FCFI: nothing to {kind} in the proposals{where}"
+
+
+def _elsewhere(kind: str, labels: Any) -> str:
+    keys = "Ctrl+Z" if kind == "undo" else "Ctrl+Shift+Z"
+    name = repr(labels.name) if labels is not None else "the labels layer"
+    return f"FCFI: the labels changed since; select {name} and press {keys} there to {kind} commits"
+
+
+__all__ = ["ProposalHistory"]
