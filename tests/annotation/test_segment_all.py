@@ -187,6 +187,13 @@ def test_bad_input_gives_an_empty_result_and_a_message(image, why):
     assert labels.shape == image.shape[:2]
 
 
+def test_channels_the_engine_refuses_give_an_empty_result_of_the_planes_shape():
+    """Four uint16 channels on axis 0 (no composite fits): the labels are (H, W), not (C, H)."""
+    with pytest.warns(SegmentAllWarning, match="cannot use this image"):
+        labels = segment_all(brightness_net(), np.zeros((4, 40, 50), np.uint16), channel_axis=0)
+    assert labels.shape == (40, 50) and not labels.any()
+
+
 def test_float_nan_rgb_and_channel_inputs():
     image, truth = disks_image(dtype=np.float32)
     image[0:5, 0:5] = np.nan

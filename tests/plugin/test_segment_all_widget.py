@@ -251,3 +251,22 @@ def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari
     assert "kept as proposals: 1 on slice(s) with an object in progress" in widget.status.value
     assert controller.labels_layer is None
     assert [layer.name for layer in viewer.layers if "labels" in layer.name] == []
+
+
+def test_the_first_accept_keeps_the_proposals_layer_selected(make_napari_viewer, tmp_path):
+    """The first commit creates the labels layer (napari selects it): the selection goes back to the
+    proposals layer, so the next click still selects a proposal and A / D / Ctrl+Z still act on them."""
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    panel = widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
+    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
+    viewer.layers.selection.active = proposals
+    assert panel.accept(3)
+    assert widget.controller.labels_layer is not None
+    assert viewer.layers.selection.active is proposals
+    assert widget.status.value.endswith("Ctrl+Z takes it back"), widget.status.value
+    panel.history.undo(widget.controller.labels_layer)  # what Ctrl+Z on the proposals layer does
+    assert not widget.controller.labels_layer.data.any() and proposals.data[CENTRES[0]] == 3

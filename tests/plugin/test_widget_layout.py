@@ -9,7 +9,7 @@ from qtpy.QtWidgets import QApplication, QScrollArea
 
 from helpers.qt_mouse import click as qt_click
 from helpers.standins import DiskSegmenter
-from napari_fcfi.plugin.channels import guess_channels
+from napari_fcfi.plugin.channels import channel_choices, guess_channels
 from napari_fcfi.plugin.models import DEFAULT_MODEL
 from napari_fcfi.plugin.widget import FCFIWidget
 
@@ -110,7 +110,17 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path
     )
     assert guess_channels(named)[0] == (None, None)
     tagged = viewer.add_image(np.zeros((6, 40, 50), np.float32), name="six", metadata={"axes": "CYX"})
-    assert guess_channels(tagged) == ((0, None), "axis 0 is named 'c'")
+    # six channels: the network sees at most three at once, so channel 0 (no composite is offered)
+    assert guess_channels(tagged)[0] == (0, 0) and "axis 0 is named 'c'" in guess_channels(tagged)[1]
+    assert (0, None) not in [value for _text, value in channel_choices(tagged)]
+    rgba = viewer.add_image(np.zeros((4, 40, 50), np.uint8), name="rgba", metadata={"axes": "CYX"})
+    assert guess_channels(rgba)[0] == (0, None)  # 4 channels of uint8: RGBA, one composite
+    # four unnamed entries of uint16: a short stack (no composite fits four such channels)
+    short = viewer.add_image(np.zeros((4, 40, 50), np.uint16), name="four")
+    assert guess_channels(short) == ((None, None), "")
+    widget.reset_choices()
+    widget.image_menu.value = short
+    assert widget.controller.geometry.label_shape == (4, 40, 50)
     widget.reset_choices()  # (napari does this for a docked widget)
     widget.image_menu.value = stack
     assert widget.controller.geometry.label_shape == (12, 40, 50)

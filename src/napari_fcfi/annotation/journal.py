@@ -172,7 +172,8 @@ class JournalScan:
         return [
             f"{str(self.info.get('labels_name', 'labels'))!r} of {str(self.info.get('image_name', 'an image'))!r}",
             ", ".join(parts),
-            f"{self.intact} entries intact, {self.damaged} damaged" + (" (skipped)" if self.damaged else ""),
+            f"{self.intact} {'entry' if self.intact == 1 else 'entries'} intact, {self.damaged} damaged"
+            + (" (skipped)" if self.damaged else ""),
             f"started {since}, last change {_when(self.last_time) if self.last_time else 'unknown'}",
         ]
 

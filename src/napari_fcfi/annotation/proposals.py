@@ -203,7 +203,9 @@ def iter_segment_all(
     try:
         session.set_image(image, channel_axis=channel_axis, channel=channel)
     except ValueError as error:
-        shape = tuple(getattr(image, "shape", ()))
+        shape = list(getattr(image, "shape", ()))
+        if channel_axis is not None and -len(shape) <= channel_axis < len(shape):
+            del shape[channel_axis]  # the labels have the plane's shape, never the channels'
         return SegmentAllResult(
             np.zeros(shape[:2] if len(shape) >= 2 else (0, 0), np.int32),
             message=f"segment all: cannot use this image: {error}",

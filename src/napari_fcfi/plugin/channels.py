@@ -18,9 +18,15 @@ def channel_choices(layer: Any) -> list[tuple[str, tuple[int | None, int | None]
         ]
     entries: list[tuple[str, tuple[int | None, int | None]]] = [("grayscale", (None, None))]
     if len(data.shape) >= 3 and 2 <= data.shape[0] <= 8:
-        entries.append((f"axis 0 = {data.shape[0]} channels, composite", (0, None)))
+        if _composite_fits(data.shape[0], data.dtype):
+            entries.append((f"axis 0 = {data.shape[0]} channels, composite", (0, None)))
         entries += [(f"axis 0 = channels, channel {c}", (0, c)) for c in range(data.shape[0])]
     return entries
+
+
+def _composite_fits(count: int, dtype: Any) -> bool:
+    """The engine shows the network a composite of 2 or 3 channels, or RGBA (4 channels of uint8)."""
+    return count in (2, 3) or (count == 4 and str(dtype) == "uint8")
 
 
 #: A leading axis of at most this many entries of a 3D, non-RGB image is taken for channels by default.
@@ -34,20 +40,28 @@ def guess_channels(layer: Any) -> tuple[tuple[int | None, int | None], str]:
 
     The layer's axis names (napari's ``axis_labels`` or an ``"axes"`` string in its metadata, e.g.
     ``"CYX"``) decide when they name the first axis; otherwise a 3D, non-RGB image whose first axis has
-    2..:data:`MAX_GUESSED_CHANNELS` entries is taken for channels (a z-stack that short is rare).
+    2..:data:`MAX_GUESSED_CHANNELS` entries is taken for channels (a z-stack that short is rare) when the
+    network can see them as one composite (2-3 channels, or RGBA uint8); else it is a stack.
     """
     if layer is None or getattr(layer, "rgb", False):
         return (None, None), ""
     shape = tuple(helpers.image_data(layer).shape)
     offered = {value for _text, value in channel_choices(layer)}
-    if (0, None) not in offered:
+    if (0, 0) not in offered:
         return (None, None), ""
+    composite = (0, None) in offered
     first = _first_axis_name(layer)
     if first in _CHANNEL_NAMES:
-        return (0, None), f"axis 0 is named {first!r}"
+        if composite:
+            return (0, None), f"axis 0 is named {first!r}"
+        return (
+            0,
+            0,
+        ), f"axis 0 is named {first!r}; channel 0 shown to the network (choose another under Channel)"
     if first in _STACK_NAMES:
         return (None, None), ""
-    if len(shape) == 3 and shape[0] <= MAX_GUESSED_CHANNELS:
+    # (unnamed: a short first axis is taken for channels only when the network can see them all)
+    if composite and len(shape) == 3 and shape[0] <= MAX_GUESSED_CHANNELS:
         return (0, None), f"its first axis has only {shape[0]} entries"
     return (None, None), ""
 

@@ -112,9 +112,13 @@ def labels_to_commit_to(controller: AnnotationHost, state: ImageState) -> Labels
         controller.show_status(f"FCFI: {problem}")
         return None
     if labels is None:
+        viewer = controller.viewer
+        before = viewer.layers.selection.active
         labels = committer.create_labels(state.layer, state.geometry)
-        helpers.keep_on_top(controller.viewer, state.preview_layer, state.clicks_layer)
-        controller.viewer.layers.selection.active = state.clicks_layer  # the next click still annotates
+        helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
+        # napari selects the new layer: give the selection back (the next click does what it did
+        # before: annotate, or select a proposal), or to the clicks layer
+        viewer.layers.selection.active = before if before in viewer.layers else state.clicks_layer
     state.labels_layer = labels
     return labels
 

@@ -89,10 +89,15 @@ class ProposalHistory:
         if action.kind == "delete":
             self._undo.pop()
             self._redo.append(action)
-            self._put_back_all(action.taken)
-            self.on_status(
-                f"FCFI: undo: deleted proposal {action.taken[0].label} is back; Ctrl+Shift+Z deletes it again"
-            )
+            if self._put_back_all(action.taken):
+                self.on_status(
+                    f"FCFI: undo: deleted proposal {action.taken[0].label} is back; "
+                    "Ctrl+Shift+Z deletes it again"
+                )
+            else:  # its place holds a proposal made since (another Segment all): nothing to bring back
+                self.on_status(
+                    "FCFI: undo: the deleted proposal's place holds a newer proposal; left as it is"
+                )
             return
         recorder = _recorder(labels)
         if recorder is None or not _same(recorder.next_records("undo"), action.taken):
@@ -228,9 +233,13 @@ def _nothing(kind: str, labels: Any) -> str:
 
 
 def _elsewhere(kind: str, labels: Any) -> str:
+    if labels is None:
+        return f"FCFI: nothing to {kind}: the labels layer of these proposals is gone"
     keys = "Ctrl+Z" if kind == "undo" else "Ctrl+Shift+Z"
-    name = repr(labels.name) if labels is not None else "the labels layer"
-    return f"FCFI: the labels changed since; select {name} and press {keys} there to {kind} commits"
+    return (
+        f"FCFI: {labels.name!r} changed since (e.g. a brush stroke); select it and press {keys} there: "
+        f"each press {kind}s its last change"
+    )
 
 
 __all__ = ["ProposalHistory"]

@@ -273,6 +273,9 @@ class SegmentAllPanel(Container):
             _, key, result = item
             if layer not in controller.viewer.layers:
                 return
+            if result.labels.shape != self._plane(layer, key).shape:  # never paint a wrong-shaped result
+                controller.show_status(f"FCFI: {result.message or 'segment all: no result for this slice'}")
+                return
             previous = None
             if link_axis is not None and key[link_axis] > 0:
                 before = (*key[:link_axis], key[link_axis] - 1, *key[link_axis + 1 :])
@@ -390,6 +393,7 @@ class SegmentAllPanel(Container):
         if accepted is None:
             return False
         self.history.accepted(found.state.labels_layer, [accepted])
+        self.controller.show_status(f"{self.controller.viewer.status}; Ctrl+Z takes it back")
         return True
 
     def _accept(self, found: Proposal, refresh: bool = True) -> tuple[Any, ...] | None:
