@@ -270,3 +270,12 @@ def test_the_first_accept_keeps_the_proposals_layer_selected(make_napari_viewer,
     assert widget.status.value.endswith("Ctrl+Z takes it back"), widget.status.value
     panel.history.undo(widget.controller.labels_layer)  # what Ctrl+Z on the proposals layer does
     assert not widget.controller.labels_layer.data.any() and proposals.data[CENTRES[0]] == 3
+    # a corrected proposal, committed, then taken back by napari's undo: the proposal comes back too
+    assert panel.correct(4) and proposals.data[CENTRES[1]] == 0
+    assert "from a proposal" in widget.object_info.value, widget.object_info.value
+    assert widget.controller.commit()
+    labels = widget.controller.labels_layer
+    assert labels.data[CENTRES[1]] != 0
+    recorder_of(labels).undo()
+    assert labels.data[CENTRES[1]] == 0 and proposals.data[CENTRES[1]] == 4
+    assert "1 proposal(s) back" in widget.status.value, widget.status.value

@@ -101,6 +101,8 @@ class SegmentationController:
         # What changed, for the widget: "object" (clicks, prediction, slice on screen: cheap to show) or
         # "all" (image, labels, settings, commits).
         self.on_change: Callable[..., None] = lambda what="all": None
+        # napari's undo or redo of a labels layer this controller commits to (segment all follows it).
+        self.on_history: Callable[[HistoryStep], None] = lambda step: None
         self._last_error: str | None = None
         self.propagation: PropagationRun | None = None  # the running propagation or fill
         self.stops: list[Stop] = []  # where the last propagation stopped
@@ -555,6 +557,7 @@ class SegmentationController:
             return
         self.show_status(step.message)
         self.on_change()
+        self.on_history(step)
 
     def close(self) -> None:
         """Detach every callback, key binding and listener, stop the worker, remove empty helper layers."""
@@ -563,6 +566,7 @@ class SegmentationController:
         self._closed = True
         # Results or busy signals still queued for the GUI thread must not reach a deleted widget.
         self.on_status = self.on_change = lambda *args, **kwargs: None
+        self.on_history = lambda step: None
         self.on_busy = lambda busy: None
         for run in list(self.background_runs):
             run.detach()

@@ -5,8 +5,9 @@ deleting drops it. A user who undoes wants the proposals again, to decide differ
 proposals layer. :class:`ProposalHistory` remembers each accepted or deleted proposal's pixels
 (cropped to its box, per slice) and
 
-* listens to the labels layer's recorder: napari's undo of an acceptance (Ctrl+Z on the labels layer)
-  paints the proposals back where the proposals layer is empty (with their old ids when those are
+* hears of the labels layer's undo and redo (the controller forwards them): napari's undo (Ctrl+Z
+  on the labels layer) of an acceptance, or of the commit of a corrected proposal, paints the
+  proposals back where the proposals layer is empty (with their old ids when those are
   free); its redo drops them again, and any proposal lying mostly on a re-committed object (a later
   Segment all may have proposed it again);
 * gives the proposals layer its own Ctrl+Z / Ctrl+Shift+Z (:meth:`undo`, :meth:`redo`): the last
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.clicklog import ObjectRecord
+from napari_fcfi.annotation.clicklog import ClicksStep, ObjectRecord
 from napari_fcfi.annotation.geometry import SliceKey
 from napari_fcfi.engine.windows import bbox_of_mask
 
@@ -57,6 +58,7 @@ class ProposalHistory:
         self._accepted: dict[int, _Taken] = {}  # id(record) -> the proposal it was made from
         self._undo: list[_Action] = []
         self._redo: list[_Action] = []
+        self._corrected: list[_Taken] = []  # corrected proposals whose commit has not been undone yet
 
     # ------------------------------------------------------------------ recording
     def accepted(self, labels: Any, accepted: list[tuple[ObjectRecord, Any, int, dict]]) -> None:
@@ -68,9 +70,14 @@ class ProposalHistory:
         for one in taken:
             self._accepted[id(one.record)] = one
         self._push(_Action("accept", taken))
-        recorder = recorder_of(labels)
-        if recorder is not None:
-            recorder.listen(self.on_labels_history)
+
+    def corrected(self, layer: Any, label: int, masks: dict) -> None:
+        """Proposal ``label`` became the object in progress (Correct): when its commit is undone, it
+        comes back like an accepted one (recognised by its starting masks in the commit's record)."""
+        self._corrected = [
+            *self._corrected[-(HISTORY_LIMIT - 1) :],
+            _Taken(None, layer, int(label), _crop(masks)),
+        ]
 
     def deleted(self, layer: Any, label: int, masks: dict) -> None:
         self._push(_Action("delete", [_Taken(None, layer, int(label), _crop(masks))]))
@@ -129,6 +136,8 @@ class ProposalHistory:
 
     # ------------------------------------------------------------------ napari's undo of the labels
     def on_labels_history(self, step: HistoryStep) -> None:
+        """napari undid or redid a change of the labels (the controller forwards every step)."""
+        self._recognise_corrected(step.withdrawn)
         coming_back = [a for a in self._find(step.withdrawn) if self._live(a)]
         leaving = [a for a in self._find(step.added) if self._live(a)]
         self._follow(step)
@@ -152,6 +161,31 @@ class ProposalHistory:
         )
         if records and source and source[-1].kind == "accept" and _same(records, source[-1].taken):
             target.append(source.pop())
+
+    def _recognise_corrected(self, records: tuple[ObjectRecord, ...]) -> None:
+        """Withdrawn commits of corrected proposals: their record's segment-all starting masks are
+        the proposal's pixels."""
+        for record in records:
+            if id(record) in self._accepted:
+                continue
+            starts = {
+                step.slice_key: step.initial_mask
+                for step in record.steps
+                if isinstance(step, ClicksStep) and step.from_segment_all and step.initial_mask is not None
+            }
+            for one in self._corrected:
+                if (
+                    starts
+                    and set(starts) == set(one.parts)
+                    and all(
+                        np.array_equal(np.asarray(starts[key])[region], mask)
+                        for key, (region, mask) in one.parts.items()
+                    )
+                ):
+                    one.record = record
+                    self._accepted[id(record)] = one
+                    self._corrected.remove(one)
+                    break
 
     def _find(self, records: tuple[ObjectRecord, ...]) -> list[_Taken]:
         found = (self._accepted.get(id(record)) for record in records)

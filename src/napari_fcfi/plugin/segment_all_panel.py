@@ -459,7 +459,9 @@ class SegmentAllPanel(Container):
             self._refuse_busy(busy)
             return False
         controller, state = self.controller, found.state
-        state.objects.start_from_masks({key: found.mask(key) for key in found.keys})
+        masks = {key: found.mask(key) for key in found.keys}
+        state.objects.start_from_masks(masks)
+        self.history.corrected(found.layer, found.label, masks)
         self._drop(found)
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it
         controller.refresh_view()

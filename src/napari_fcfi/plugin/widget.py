@@ -79,6 +79,7 @@ class FCFIWidget(Container):
         self.controller.on_status = self._show_status
         self.controller.on_busy = self._show_busy
         self.controller.on_change = self._sync_from_controller
+        self.controller.on_history = self.segment_all_panel.history.on_labels_history
         _watch_closing(self)
         _compact_menus(self.native)
         # magicgui fixed the scroll area's minimum width at each insert, from the menus' widths then
