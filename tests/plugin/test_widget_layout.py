@@ -202,3 +202,13 @@ def test_later_hides_the_recovery_banner_until_another_image_was_chosen(make_nap
     widget.image_menu.value = first  # back: the offer shows again, nothing was lost
     assert not widget.recovery.native.isHidden() and len(widget.recovery.offers) == 1
     widget.close_controller()
+
+
+def test_recovery_menu_entries_keep_when_and_how_much_and_cut_the_name():
+    from napari_fcfi.plugin.recovery_banner import elide
+
+    entry = "1. 12-06 04:30:12 · 20 obj, 3 edit(s) · '00071198d059ba7f_image labels'"
+    shown = elide(entry, 56, keep_start=True)
+    assert len(shown) == 56 and shown.startswith("1. 12-06 04:30:12 · 20 obj, 3 edit(s) · '0007")
+    assert shown.endswith("…") and elide("short", 56, keep_start=True) == "short"
+    assert elide(entry, 21) == "1. 12-06 0…ge labels'"  # the middle cut, for names alone

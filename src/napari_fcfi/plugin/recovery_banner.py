@@ -94,7 +94,11 @@ class RecoveryBanner(Container):
 
     def _choices(self, widget: Any = None) -> list[tuple[str, int]]:
         # A callable, so that napari's reset_choices on the dock keeps the entries.
-        return [(elide(f"{i + 1}. {offer.describe()}", 56), i) for i, offer in enumerate(self.offers)]
+        # Cut at the end: when and how much come first and tell sessions apart; the layer name is last.
+        return [
+            (elide(f"{i + 1}. {offer.describe()}", 56, keep_start=True), i)
+            for i, offer in enumerate(self.offers)
+        ]
 
     @property
     def selected(self) -> RecoveryOffer | None:
@@ -145,11 +149,13 @@ class RecoveryBanner(Container):
         self.refresh(force=True)
 
 
-def elide(text: str, limit: int = 40) -> str:
-    """``text`` cut in the middle to at most ``limit`` characters (a menu entry cannot wrap, and long
-    image and labels names must not widen the dock)."""
+def elide(text: str, limit: int = 40, keep_start: bool = False) -> str:
+    """``text`` cut to at most ``limit`` characters, in the middle (or at the end: ``keep_start``); a
+    menu entry cannot wrap, and long image and labels names must not widen the dock."""
     if len(text) <= limit:
         return text
+    if keep_start:
+        return f"{text[: limit - 1]}…"
     head = (limit - 1) // 2
     return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
 
