@@ -387,7 +387,10 @@ class LabelsRecorder:
             self._write(change_record(kind, box, after))
             for one in _records(record):
                 change = self._follow_in_click_log(one, -1 if kind == "undo" else 1)
-                (withdrawn if change < 0 else added if change > 0 else []).append(one)
+                if change < 0:
+                    withdrawn.append(one)
+                elif change > 0:
+                    added.append(one)
         else:
             # An undo step made before the journal started: find what changed by comparing.
             before = np.array(data)

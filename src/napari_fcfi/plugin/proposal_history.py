@@ -89,50 +89,39 @@ class ProposalHistory:
     # ------------------------------------------------------------------ Ctrl+Z on the proposals layer
     def undo(self, labels: Any) -> None:
         """Take back the last Delete, or hand the last Accept to the labels layer's undo."""
-        if not self._undo:
-            self.on_status(_nothing("undo", labels))
-            return
-        action = self._undo[-1]
-        if action.kind == "delete":
-            self._undo.pop()
-            self._redo.append(action)
-            if self._put_back_all(action.taken):
-                self.on_status(
-                    f"FCFI: undo: deleted proposal {action.taken[0].label} is back; "
-                    "Ctrl+Shift+Z deletes it again"
-                )
-            else:  # its place holds a proposal made since (another Segment all): nothing to bring back
-                self.on_status(
-                    "FCFI: undo: the deleted proposal's place holds a newer proposal; left as it is"
-                )
-            return
-        recorder = _recorder(labels)
-        if recorder is None or not _same(recorder.next_records("undo"), action.taken):
-            self.on_status(_elsewhere("undo", labels))
-            return
-        recorder.undo()  # its listeners (this one too) put the proposals back and say so
+        self._step("undo", labels)
 
     def redo(self, labels: Any) -> None:
         """Delete the proposal again, or hand the Accept to the labels layer's redo."""
-        if not self._redo:
-            self.on_status(_nothing("redo", labels))
+        self._step("redo", labels)
+
+    def _step(self, kind: str, labels: Any) -> None:
+        source, target = (self._undo, self._redo) if kind == "undo" else (self._redo, self._undo)
+        if not source:
+            self.on_status(_nothing(kind, labels))
             return
-        action = self._redo[-1]
+        action = source[-1]
         if action.kind == "delete":
-            self._redo.pop()
-            self._undo.append(action)
-            for one in action.taken:
-                self._drop(one)
-            action.taken[0].layer.refresh()
-            self.on_status(
-                f"FCFI: redo: proposal {action.taken[0].label} deleted again; Ctrl+Z brings it back"
-            )
+            target.append(source.pop())
+            self.on_status(self._undelete(action) if kind == "undo" else self._delete_again(action))
             return
         recorder = _recorder(labels)
-        if recorder is None or not _same(recorder.next_records("redo"), action.taken):
-            self.on_status(_elsewhere("redo", labels))
+        if recorder is None or not _same(recorder.next_records(kind), action.taken):
+            self.on_status(_elsewhere(kind, labels))
             return
-        recorder.redo()
+        # its listeners (this one too, through the controller) move the proposals and say so
+        getattr(recorder, kind)()
+
+    def _undelete(self, action: _Action) -> str:
+        if not self._put_back_all(action.taken):  # its place holds a proposal made since
+            return "FCFI: undo: the deleted proposal's place holds a newer proposal; left as it is"
+        return f"FCFI: undo: deleted proposal {action.taken[0].label} is back; Ctrl+Shift+Z deletes it again"
+
+    def _delete_again(self, action: _Action) -> str:
+        for one in action.taken:
+            self._drop(one)
+        action.taken[0].layer.refresh()
+        return f"FCFI: redo: proposal {action.taken[0].label} deleted again; Ctrl+Z brings it back"
 
     # ------------------------------------------------------------------ napari's undo of the labels
     def on_labels_history(self, step: HistoryStep) -> None:

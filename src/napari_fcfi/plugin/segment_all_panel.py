@@ -9,8 +9,9 @@ own id there. The user then
   (delete) or **C** (correct); the buttons do the same;
 * accepting commits the proposal like any object (never-overwrite rule, label id, journal, click
   log: a clicks step starting from the proposal, marked segment-all, so ``fcfi segment`` replays it);
-* napari's undo of an acceptance (Ctrl+Z on the labels layer) puts the proposals back
-  (:mod:`.accepted_proposals`), its redo takes them again;
+* undo of an acceptance (Ctrl+Z on the labels or the proposals layer) puts the proposals back, and a
+  deleted proposal comes back with Ctrl+Z on the proposals layer (:mod:`.proposal_history`); redo
+  takes them again;
 * correcting makes the proposal the object in progress on its slice, as editing a label does: clicks
   refine it and Commit writes it.
 
