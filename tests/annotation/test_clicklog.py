@@ -94,12 +94,13 @@ def test_a_cancelled_fill_keeps_its_slices_through_the_file(tmp_path):
     steps = [
         ClicksStep((2,), (Click(5, 5, True),)),
         ClicksStep((6,), (Click(5, 6, True),)),
-        FillStep((2,), (6,), 0, None, kept=(3, 4)),
+        FillStep((2,), (6,), 0, None, kept=(3, 4), passes=5),
         FillStep((6,), (9,), 0, None, fused=False),
     ]
     path = ClickLog([ObjectRecord(1, steps)]).save(tmp_path / "log")
     back = ClickLog.load(path).records[0].steps
     assert [s.kept for s in back if isinstance(s, FillStep)] == [(3, 4), None]
+    assert [s.passes for s in back if isinstance(s, FillStep)] == [5, None]
     assert [s.fused for s in back if isinstance(s, FillStep)] == [True, False]
     # a log written before fused fills has no "fused": its fills replay from the nearer chain, as made
     old = path.read_text().replace(', "fused": true', "").replace(', "fused": false', "")

@@ -9,7 +9,7 @@ from qtpy.QtWidgets import QApplication, QScrollArea
 
 from helpers.qt_mouse import click as qt_click
 from helpers.standins import DiskSegmenter
-from napari_fcfi.plugin.channels import channel_choices, guess_channels
+from napari_fcfi.plugin.channels import channel_choices, guess_channels, misplaced_channel_axis
 from napari_fcfi.plugin.models import DEFAULT_MODEL
 from napari_fcfi.plugin.widget import FCFIWidget
 
@@ -34,13 +34,21 @@ def test_dock_scrolls_in_a_768_px_high_window(make_napari_viewer, tmp_path):
     assert scroll.minimumSizeHint().height() < 200  # the form never sets napari's minimum height
     assert scroll.viewport().height() < widget.form.native.sizeHint().height()  # it does not fit: it scrolls
     assert scroll.verticalScrollBar().maximum() > 0
-    # every control can be reached: scrolling brings the last ones (status) into view
+    # every control can be reached: scrolling brings the last ones into view
     widget.status.value = "FCFI: " + "a long message that must wrap instead of widening the dock " * 3
     QApplication.processEvents()
-    for control in (widget.buttons["commit"], widget.adapt_panel.save_button, widget.status):
+    for control in (widget.buttons["commit"], widget.adapt_panel.save_button):
         scroll.ensureWidgetVisible(control.native)
         QApplication.processEvents()
         assert _inside_viewport(scroll, control.native), control
+    # the status line is below the scrolling form, in view wherever the form is scrolled to
+    status = widget.status.native
+    assert not scroll.isAncestorOf(status) and status.isVisible()
+    for position in (0, scroll.verticalScrollBar().maximum()):
+        scroll.verticalScrollBar().setValue(position)
+        QApplication.processEvents()
+        top = status.mapTo(widget.native, QPoint(0, 0)).y()
+        assert top >= 0 and top + status.height() <= widget.native.height()
     assert widget.status.native.wordWrap()
     assert widget.native.width() <= 480  # the long status wrapped instead of widening the dock
     scroll.verticalScrollBar().setValue(0)
@@ -124,6 +132,26 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path
     widget.reset_choices()  # (napari does this for a docked widget)
     widget.image_menu.value = stack
     assert widget.controller.geometry.label_shape == (12, 40, 50)
+
+    # ImageJ's Z, C, Y, X: napari cannot align labels with a second-axis channel; the widget says how to
+    # split it, and propagates along the 20 slices, not across the 2 channels
+    zcyx = viewer.add_image(np.zeros((20, 2, 40, 50), np.uint16), name="zcyx")
+    widget.reset_choices()
+    widget.image_menu.value = zcyx
+    assert "axis 1 (2 entries) looks like channels" in widget.status.value, widget.status.value
+    assert "Split Stack" in widget.status.value
+    assert widget.propagate_panel.axis.value == 0
+    named = viewer.add_image(
+        np.zeros((3, 5, 40, 50), np.uint16), name="tcyx", axis_labels=("t", "c", "y", "x")
+    )
+    assert misplaced_channel_axis(named) == 1
+    czyx = viewer.add_image(np.zeros((2, 20, 40, 50), np.uint16), name="czyx")
+    assert misplaced_channel_axis(czyx) is None
+    tzyx = viewer.add_image(np.zeros((3, 20, 40, 50), np.uint16), name="tzyx")
+    widget.reset_choices()
+    widget.image_menu.value = tzyx
+    assert "looks like channels" not in widget.status.value
+    assert widget.propagate_panel.axis.value == 1  # z (20 slices), not t (3 time points)
     widget.close_controller()
 
 

@@ -108,6 +108,9 @@ class FillStep:
     threshold: float | None = None  # the fill's probability threshold (None: the object's)
     kept: tuple[int, ...] | None = None  # a cancelled fill: the slice indices it placed (None: all)
     fused: bool = True  # each slice re-predicted from both chains' fused mask (logs before it: False)
+    # A cancelled fill that kept its unfinished slices from one chain: the network passes it had begun
+    # (replay stops at the same pass, so it gives the same slices); None: older logs, finished slices only.
+    passes: int | None = None
 
 
 Step = Union[ClicksStep, PropagateStep, FillStep]  # noqa: UP007 - a runtime alias
@@ -312,6 +315,8 @@ def _record_json(number: int, record: ObjectRecord) -> dict[str, Any]:
             entry = {"kind": "fill", "slice": list(step.slice_key), "to": list(step.other), "axis": step.axis}
             if step.kept is not None:
                 entry["kept"] = list(step.kept)
+            if step.passes is not None:
+                entry["passes"] = step.passes
             entry["fused"] = step.fused
         else:
             entry = {
@@ -505,6 +510,7 @@ def _record_from_entry(
                     threshold,
                     kept=None if kept is None else tuple(int(v) for v in kept),
                     fused=bool(step.get("fused", False)),
+                    passes=None if step.get("passes") is None else int(step["passes"]),
                 )
             )
             continue

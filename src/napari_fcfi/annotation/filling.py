@@ -109,12 +109,15 @@ def fill_slices(
     channel: Any = None,
     should_stop: Callable[[], bool] | None = None,
     fused: bool = True,
+    partial: bool = False,
 ) -> Iterator[FilledSlice]:
     """Yield a :class:`FilledSlice` for each slice strictly between ``index_a`` and ``index_b`` as soon
     as both chains have passed it (middle slices first). ``segmenter`` and ``read_slice`` as for
     :func:`~.propagation.propagation_steps`; ``should_stop()`` (Cancel) is asked before each step:
     slices not finished then are not yielded. ``fused=False`` gives each slice its nearer chain's mask
-    without the fused pass (how fills were made before it: their click logs replay that way)."""
+    without the fused pass (how fills were made before it: their click logs replay that way). With
+    ``partial``, a stop also yields every slice not finished that a chain reached, from that chain
+    alone (the nearer one; ``agreement`` 0: to review): a cancelled fill leaves no gap between its ends."""
     a, b = int(index_a), int(index_b)
     if a > b:
         a, b, mask_a, mask_b = b, a, mask_b, mask_a
@@ -126,11 +129,26 @@ def fill_slices(
     alive = {a: bool(previous[a].any()), b: bool(previous[b].any())}
     paths = {a: between, b: between[::-1]}
     done: set[int] = set()
+
+    def stopped() -> bool:
+        return should_stop is not None and should_stop()
+
+    def unfinished() -> Iterator[FilledSlice]:
+        if not partial:
+            return
+        for index in between:
+            near, far = (a, b) if index - a <= b - index else (b, a)
+            source = near if index in chains[near] else far
+            if index not in done and index in chains[source]:
+                mask, confidence = chains[source][index]
+                yield FilledSlice(index, mask, source, confidence, 0.0)
+
     for step in range(len(between)):
         for source in (a, b):
             if not alive[source]:
                 continue
-            if should_stop is not None and should_stop():
+            if stopped():
+                yield from unfinished()
                 return
             index = paths[source][step]
             mask, confidence = propagate_step(
@@ -160,7 +178,9 @@ def fill_slices(
                 continue
             mask, confidence = chains[near][index]
             if fused:
-                if should_stop is not None and should_stop():
+                if stopped():
+                    done.discard(index)
+                    yield from unfinished()
                     return
                 shape = interpolate_masks(from_a[0], from_b[0], (index - a) / (b - a))
                 if shape.any():

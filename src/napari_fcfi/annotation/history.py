@@ -50,6 +50,10 @@ class ActionHistory:
         self.objects = objects
         self.done: list[Action] = []
         self.undone: list[Action] = []
+        # A clock of changes per slice: a background run asks whether a slice changed since it began
+        # (the user corrected or committed a slice ahead of a propagation: the run must not replace it).
+        self.clock = 0
+        self.changed_at: dict[SliceKey, int] = {}
 
     def begin(self, name: str, keys: Iterable[SliceKey]) -> Action:
         """Record a new action about to change ``keys`` (call before changing them); clears redo."""
@@ -59,8 +63,20 @@ class ActionHistory:
         self.undone.clear()
         return action
 
+    def changed_since(self, key: SliceKey, clock: int) -> bool:
+        """Whether an action, an undo or redo, or a commit changed slice ``key`` after ``clock``
+        (a value of :attr:`clock`)."""
+        return self.changed_at.get(key, 0) > clock
+
+    def _mark(self, keys: Iterable[SliceKey]) -> None:
+        self.clock += 1
+        for key in keys:
+            self.changed_at[key] = self.clock
+
     def touch(self, action: Action, keys: Iterable[SliceKey]) -> None:
         """``action`` is about to change ``keys`` too (their state now is what undo puts back)."""
+        keys = list(keys)
+        self._mark(keys)
         for key in keys:
             if key not in action.before:
                 action.before[key] = _copy(self.objects.slices.get(key))
@@ -72,6 +88,7 @@ class ActionHistory:
             return None
         action = self.done.pop()
         keys = action.keys
+        self._mark(keys)
         action.after = {key: _copy(self.objects.slices.get(key)) for key in keys}
         action.groups_after = {}
         self._keep_groups(action.groups_after, keys)
@@ -84,6 +101,7 @@ class ActionHistory:
         if not self.undone:
             return None
         action = self.undone.pop()
+        self._mark(action.keys)
         self._restore(action.after, action.groups_after, action.groups_before)
         self.done.append(action)
         return action
@@ -92,6 +110,7 @@ class ActionHistory:
         """Drop the actions that touched ``keys`` (their objects were committed: the labels layer's own
         undo takes a commit back)."""
         gone = set(keys)
+        self._mark(gone)
         self.done = [a for a in self.done if gone.isdisjoint(a.keys)]
         self.undone = [a for a in self.undone if gone.isdisjoint(a.keys)]
 

@@ -166,12 +166,13 @@ class ObjectsInProgress:
             if count != 0
         ]
 
-    def end_cancelled_fill(self, group: int, placed: list[int]) -> None:
-        """A fill of ``group`` was cancelled: its step keeps only the slice indices it ``placed`` (a fill
-        yields a slice once final, so those are what the whole fill gives there)."""
+    def end_cancelled_fill(self, group: int, placed: list[int], passes: int | None = None) -> None:
+        """A fill of ``group`` was cancelled (or left slices the user changed meanwhile): its step keeps
+        only the slice indices it ``placed``; ``passes``: the network passes it had begun when cancelled
+        (it then placed its unfinished slices from one chain, which replay repeats by stopping there)."""
         steps = self.groups[group].steps
         assert isinstance(steps[-1], FillStep)
-        steps[-1] = replace(steps[-1], kept=tuple(sorted(placed)))
+        steps[-1] = replace(steps[-1], kept=tuple(sorted(placed)), passes=passes)
 
     def begin_fill(
         self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None

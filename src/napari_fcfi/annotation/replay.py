@@ -137,6 +137,8 @@ def _object_masks(
                 channel_axis=slice_channel_axis,
                 channel=channel,
                 fused=step.fused,
+                should_stop=None if step.passes is None else PassLimit(step.passes),
+                partial=step.passes is not None,
             ):
                 if step.kept is not None and filled.index not in step.kept:
                     continue  # a cancelled fill: the slices it finished are the full fill's, the rest not there
@@ -229,3 +231,19 @@ def replay_click_log(
         masks = object_masks(runs_on, image, geometry, record, own_channel)
         paint_slices(labels, masks, record.label_id, edited=record.edited, overwrite=record.overwrite)
     return labels
+
+
+class PassLimit:
+    """A ``should_stop`` for a run that must stop where a cancelled one did: after ``passes`` network
+    passes (the calls that returned False); :attr:`passes` counts them for the run being recorded."""
+
+    def __init__(self, limit: int | None = None, cancelled: Any = None) -> None:
+        self.limit, self.cancelled, self.passes = limit, cancelled, 0
+
+    def __call__(self) -> bool:
+        if (self.limit is not None and self.passes >= self.limit) or (
+            self.cancelled is not None and self.cancelled()
+        ):
+            return True
+        self.passes += 1
+        return False

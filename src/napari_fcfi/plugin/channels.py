@@ -66,15 +66,47 @@ def guess_channels(layer: Any) -> tuple[tuple[int | None, int | None], str]:
     return (None, None), ""
 
 
-def _first_axis_name(layer: Any) -> str | None:
+def misplaced_channel_axis(layer: Any) -> int | None:
+    """An axis after the first that looks like channels (named so, or, unnamed, a second axis of 2 to
+    :data:`MAX_GUESSED_CHANNELS` entries of a 4D+ image behind a longer first one: ImageJ's Z, C, Y, X),
+    or None. napari keeps labels aligned with a channel axis only when it comes first, so the widget
+    says how to split such an image instead of stacking its channels."""
+    if layer is None or getattr(layer, "rgb", False):
+        return None
+    shape = tuple(helpers.image_data(layer).shape)
+    if len(shape) < 4:
+        return None
+    names = _axis_names(layer)
+    if names is not None:
+        named = [axis for axis, name in enumerate(names) if axis > 0 and name in _CHANNEL_NAMES]
+        return named[0] if named and names[0] not in _CHANNEL_NAMES else None
+    if 2 <= shape[1] <= MAX_GUESSED_CHANNELS < shape[0]:
+        return 1
+    return None
+
+
+def _axis_names(layer: Any) -> list[str] | None:
+    """The layer's axis names, lower case (an ``"axes"`` string in its metadata or napari's own
+    ``axis_labels`` when they are not its defaults), or None."""
+    ndim = len(helpers.image_data(layer).shape)
     axes = (
         getattr(layer, "metadata", {}).get("axes")
         if isinstance(getattr(layer, "metadata", None), dict)
         else None
     )
-    if isinstance(axes, str) and len(axes) == len(helpers.image_data(layer).shape):
-        return axes[0].lower()
+    if isinstance(axes, str) and len(axes) == ndim:
+        return [a.lower() for a in axes]
     labels = tuple(getattr(layer, "axis_labels", ()) or ())
-    if labels and not str(labels[0]).startswith("axis "):  # napari's own default names say nothing
-        return str(labels[0]).strip().lower()
+    if len(labels) == ndim and not all(_default_axis_label(str(label)) for label in labels):
+        return [str(label).strip().lower() for label in labels]
     return None
+
+
+def _first_axis_name(layer: Any) -> str | None:
+    names = _axis_names(layer)
+    return None if names is None else names[0]
+
+
+def _default_axis_label(label: str) -> bool:
+    """napari's own names for unnamed axes ("-3" on a layer, "axis -3" in the viewer) say nothing."""
+    return label.removeprefix("axis ").lstrip("-").isdigit()

@@ -56,9 +56,10 @@ from .predictions import (
     Request,
     engine_segmenter_factory,
     mask_from,
+    rethreshold,
 )
 from .refused_commits import FAR_CLICK, STAYS, RefusedCommitGuard
-from .stack_runs import PropagationRun, ReviewList, Stop
+from .stack_runs import PropagationRun
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
 
@@ -105,8 +106,6 @@ class SegmentationController:
         self.on_history: Callable[[HistoryStep], None] = lambda step: None
         self._last_error: str | None = None
         self.propagation: PropagationRun | None = None  # the running propagation or fill
-        self.stops: list[Stop] = []  # where the last propagation stopped
-        self.review: ReviewList | None = None  # slices of the last propagation or fill to review
         # A fill or continuation started by a key.
         self.on_stack_run: Callable[[PropagationRun | None], None] = lambda run: None
         # Segment all and adaptation runs of the panels: closing detaches them (their widgets go too).
@@ -210,6 +209,9 @@ class SegmentationController:
         if preview is None:
             preview = helpers.create_preview_layer(self.viewer, layer, geometry)
         state = ImageState(layer, geometry, channel_axis, channel, clicks, preview)
+        kept = helpers.take_session(clicks, geometry)
+        if kept is not None:
+            state.session = kept  # the objects in progress when the dock was closed
         state.labels_layer, _ = self.committer.labels_for(layer, geometry, None)
         state.preview_box = None
         helpers.clear_preview(preview, geometry.plane_shape)
@@ -498,14 +500,10 @@ class SegmentationController:
 
     def _rethreshold(self) -> None:
         """Apply a new threshold to the probabilities already computed (no network run)."""
-        for state in self.images.values():
-            for obj in state.objects.slices.values():
-                probability = getattr(obj, "probability", None)
-                if obj.clicks and probability is not None:
-                    obj.mask, obj.mask_box = mask_from(
-                        probability, state.geometry.plane_shape, self._settings.threshold
-                    )
+        message = rethreshold(self.images.values(), self._settings.threshold, self.state)
         self.refresh_view()
+        if message:
+            self.show_status(message)
 
     def _recompute_all(self) -> None:
         for state in self.images.values():
@@ -577,10 +575,13 @@ class SegmentationController:
         self.bindings.unbind()
         for state in list(self.images.values()):
             self.points.detach(state)
-            if len(state.clicks_layer.data) == 0:
+            in_progress = any(obj.has_object for obj in state.objects.slices.values())
+            if len(state.clicks_layer.data) == 0 and not in_progress:
                 helpers.remove_layers(self.viewer, state.clicks_layer, state.preview_layer)
             else:
                 helpers.clear_preview(state.preview_layer, state.geometry.plane_shape)
+                if in_progress:  # propagated and filled slices live only here: a reopened dock takes them up
+                    helpers.keep_session(state.clicks_layer, state.geometry, state.session)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)

@@ -26,7 +26,7 @@ from .journaling import HistoryStep
 from .models import ModelCache
 from .points_sync import PointsSync
 from .predictions import Predictor
-from .stack_runs import PropagationRun, ReviewList, Stop
+from .stack_runs import PropagationRun
 
 
 class AnnotationHost(Protocol):
@@ -43,8 +43,6 @@ class AnnotationHost(Protocol):
     committer: Committer
     points: PointsSync
     propagation: PropagationRun | None  # the running propagation or fill
-    stops: list[Stop]  # where the last propagation stopped
-    review: ReviewList | None  # slices of the last propagation or fill to review
     background_runs: MutableSet[BackgroundRun]  # segment all, adaptation: closing detaches them
     #: What changed, for the widget: "object" (cheap to show) or "all" (the default).
     on_change: Callable[..., None]

@@ -16,6 +16,7 @@ from napari_fcfi.engine.windows import Box
 
 from .models import DEFAULT_MODEL
 from .predictions import default_cpu_threads
+from .stack_runs import ReviewList, Stop
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ImageState:
     labels_layer: Labels | None = None
     preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
+    stops: list[Stop] = field(default_factory=list)  # where its last propagation stopped
+    review: ReviewList | None = None  # slices of its last propagation or fill to review
 
     @property
     def objects(self) -> ObjectsInProgress:

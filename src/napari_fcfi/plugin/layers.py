@@ -97,6 +97,25 @@ def is_helper(layer: Any) -> bool:
     return role_of(layer)[0] in ("clicks", "preview", "proposals")
 
 
+SESSION_KEY = "session"  # in clicks.metadata[TAG] while no widget annotates the image
+
+
+def keep_session(clicks: Any, geometry: ImageGeometry, session: Any) -> None:
+    """Leave the objects in progress of an image (its ``AnnotationSession``) with its clicks layer when
+    the dock closes, so that a dock opened again in this napari session takes them up."""
+    if isinstance(clicks.metadata, dict):
+        clicks.metadata.setdefault(TAG, {})[SESSION_KEY] = (geometry, session)
+
+
+def take_session(clicks: Any, geometry: ImageGeometry) -> Any | None:
+    """The session :func:`keep_session` left with ``clicks`` (removed from it), when made for ``geometry``."""
+    tag = clicks.metadata.get(TAG) if isinstance(clicks.metadata, dict) else None
+    kept = tag.pop(SESSION_KEY, None) if isinstance(tag, dict) else None
+    if not isinstance(kept, tuple) or len(kept) != 2 or kept[0] != geometry:
+        return None
+    return kept[1]
+
+
 def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> Any | None:
     """The existing ``role`` layer of ``image`` when it still fits the image's label grid."""
     for layer in viewer.layers:

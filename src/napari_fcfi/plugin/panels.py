@@ -88,9 +88,15 @@ class PropagatePanel(Container):
         return [(name, i) for i, name in enumerate(names)] or [("-", None)]
 
     def refresh_axes(self, slice_axes: int) -> None:
-        """Offer the stack axes of the image (z; t and z for 4D); z by default."""
+        """Offer the stack axes of the image (z; t and z for 4D); by default the last of the longest
+        (z of t, z; a 2-entry axis beside a 20-slice one is more likely channels than depth)."""
         self.axis.reset_choices()
-        self.axis.value = self._axis_choices()[-1][1]
+        state = self.owner.controller.state
+        lengths = list(state.geometry.slice_shape) if state is not None else []
+        choices = [i for _name, i in self._axis_choices() if i is not None]
+        self.axis.value = (
+            max(choices, key=lambda i: (lengths[i], i)) if choices and len(lengths) == len(choices) else None
+        )
         self.enabled = slice_axes > 0
 
     def start(self, *args: Any) -> None:
@@ -107,14 +113,20 @@ class PropagatePanel(Container):
         self.progress.max = max(run.total, 1)
         self.progress.value = 0
         self.progress.visible = True
-        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = True, False, False
+        self._set_running(True)
         run.on_progress = lambda done, total: setattr(self.progress, "value", done)
         run.on_finished = self._finished
         if run.worker is None:  # ran synchronously
             self._finished(run.done)
 
+    def _set_running(self, running: bool) -> None:
+        """Cancel while a run goes on; the buttons that start one (Propagate, Fill, Continue) otherwise."""
+        self.cancel_button.enabled = running
+        for button in (self.run_button, self.fill_button, self.continue_button):
+            button.enabled = not running
+
     def _finished(self, done: int) -> None:
-        self.cancel_button.enabled, self.run_button.enabled, self.fill_button.enabled = False, True, True
+        self._set_running(False)
         self.progress.visible = False
         self._run = None
 

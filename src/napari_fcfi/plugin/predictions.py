@@ -12,7 +12,7 @@ preview; a threshold change re-thresholds the stored probability without running
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,24 @@ def mask_from(
         return mask, None
     mask[probability.box.slices] = probability.values > threshold
     return mask, box
+
+
+def rethreshold(states: Iterable[Any], threshold: float, current: Any | None) -> str | None:
+    """Cut the probabilities already computed at ``threshold`` (no network run) on every clicked slice of
+    ``states`` (the images' states). Propagated and filled slices keep no probability (a 20000² stack
+    would not fit), so they keep their masks: returns what to tell when ``current``'s image has some."""
+    for state in states:
+        for obj in state.objects.slices.values():
+            probability = getattr(obj, "probability", None)
+            if obj.clicks and probability is not None:
+                obj.mask, obj.mask_box = mask_from(probability, state.geometry.plane_shape, threshold)
+    made = 0 if current is None else sum(o.from_propagation for o in current.objects.slices.values())
+    if not made:
+        return None
+    return (
+        f"FCFI: threshold {threshold:g} applies to clicked slices; {made} propagated or filled slice(s) "
+        "keep the masks they were made with (propagate or fill again to remake them)"
+    )
 
 
 class Predictor:

@@ -9,8 +9,8 @@ Cancel (or Esc) stops after the current slice and keeps what was done. A propaga
 of the image's history (:mod:`napari_fcfi.annotation.history`): Undo takes all of it back, Redo
 brings it back without running the network again. Where the object ends by the stopping rule the
 status line says why (:class:`~napari_fcfi.annotation.propagation.PropagationStop`); the stops are
-kept in ``controller.stops`` so that one key continues past them (:mod:`.stack_tools`). The
-propagated slices most likely wrong are listed for review (``controller.review``).
+kept in the image's ``ImageState.stops`` so that one key continues past them (:mod:`.stack_tools`). The
+propagated slices most likely wrong are listed for review (``ImageState.review``).
 """
 
 from __future__ import annotations
@@ -112,17 +112,22 @@ def start_propagation(
                 )
             )
             return
+        direction = "up" if item.index > start_key[axis] else "down"
+        if direction in run.blocked:
+            return  # carried on from a slice the user changed meanwhile: not theirs to replace
+        if not place_mask(controller, state, undo, run, stack_key(start_key, axis, item.index), item.mask):
+            run.blocked.add(direction)
+            return
         run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence))
-        place_mask(controller, state, undo, run, stack_key(start_key, axis, item.index), item.mask)
 
     def on_done(*_: Any) -> None:
         controller.propagation = None
-        controller.stops = [*keep_stops, *run.stops]
-        if run.cancelled and not run.discarded:
+        state.stops = [*keep_stops, *run.stops]
+        if (run.cancelled or run.blocked) and not run.discarded:
             state.objects.end_cancelled_propagation(
                 undo.group, reached_per_direction(start_key[axis], order, run)
             )
-        controller.review = ReviewList(
+        state.review = ReviewList(
             state.image_id,
             [
                 stack_key(start_key, axis, i)
@@ -137,8 +142,8 @@ def start_propagation(
         controller.show_status(
             finished_message(
                 run,
-                f"propagated to {run.done} slice(s){stopped}{why}{more}; "
-                f"{review_message(controller.review, axis)}",
+                f"propagated to {run.done} slice(s){stopped}{why}{run.kept_message(axis)}{more}; "
+                f"{review_message(state.review, axis)}",
                 elsewhere=None if controller.state is state else state.layer.name,
             )
         )
@@ -160,7 +165,7 @@ def reached_per_direction(start: int, order: list[list[int]], run: PropagationRu
             continue
         name = "up" if indices[0] > start else "down"
         placed = sum(1 for p in run.predicted if (p.index > start) == (name == "up"))
-        stopped = any(s.direction == name for s in run.stops)
+        stopped = any(s.direction == name for s in run.stops) and name not in run.blocked
         reached[name] = None if stopped or placed == len(indices) else placed
     return reached
 
@@ -188,6 +193,7 @@ def begin_run(controller: AnnotationHost, state: ImageState, action: Action, tot
     history), now the running one."""
     run = PropagationRun(total, state.image_id)
     run.action = action
+    run.since = state.history.clock
     controller.propagation = run
     return run
 
@@ -217,11 +223,15 @@ def place_mask(
     run: PropagationRun,
     key: SliceKey,
     mask: np.ndarray,
-) -> None:
+) -> bool:
     """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
-    run's entry in the image's history), count it, show it; nothing once the run was undone."""
+    run's entry in the image's history), count it, show it; nothing once the run was undone. A slice
+    the user changed (clicked, reset, committed) since the run began is kept as it is: False."""
     if run.discarded:
-        return
+        return False
+    if state.history.changed_since(key, run.since):
+        run.kept.append(key)
+        return False
     if run.action is not None:
         state.history.touch(run.action, [key])  # before it changes: undo puts this back
     replaced = state.objects.slices.get(key)
@@ -233,6 +243,7 @@ def place_mask(
     if state is controller.state and key == controller.current_key():
         controller.update_preview()
     controller.on_change("object")
+    return True
 
 
 def launch(

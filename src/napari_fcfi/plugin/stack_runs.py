@@ -50,6 +50,17 @@ class PropagationRun:
         self.on_finished: Callable[[int], None] = lambda done: None
         self.stops: list[Stop] = []
         self.predicted: list[PredictedSlice] = []
+        self.since = 0  # the image history's clock when it began (slices the user changed after it are kept)
+        self.kept: list[SliceKey] = []  # slices it did not replace: the user changed them while it ran
+        self.blocked: set[str] = set()  # directions that ended before such a slice ("up", "down")
+
+    def kept_message(self, axis: int) -> str:
+        """The status line's part about slices the user changed while the run went on ("" when none)."""
+        if not self.kept:
+            return ""
+        where = describe_slices([(k[axis],) for k in self.kept], limit=5)
+        it = "it" if len(self.kept) == 1 else "them"
+        return f"; {where} left as you changed {it} while it ran"
 
     def cancel(self) -> None:
         self.cancelled = True

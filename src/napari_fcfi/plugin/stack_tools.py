@@ -9,7 +9,7 @@
   (``FillStep``), which ``fcfi segment`` replays.
 * **Continue past a stop** (C): propagates again from the last slice before the stop nearest the
   slice on screen, keeping the slices the stopping rule had doubted.
-* **Next slice to review** (N): goes to the next slice of ``controller.review`` (worst first).
+* **Next slice to review** (N): goes to the next slice of the image's ``ImageState.review`` (worst first).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.filling import FilledSlice, fill_slices
-from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
 from napari_fcfi.annotation.objects import SliceObject
-from napari_fcfi.annotation.replay import stack_key
+from napari_fcfi.annotation.replay import PassLimit, stack_key
 from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
 from . import layers as helpers
@@ -52,9 +52,25 @@ def annotated_by_user(obj: SliceObject) -> bool:
     return has_input and obj.mask is not None and bool(obj.mask.any())
 
 
-def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None:
-    """The nearest other slice on ``key``'s stack line (along ``axis``) that the user annotated, or None."""
-    candidates = [
+#: Two annotated slices are one object to fill between when their masks share at least this share of the
+#: smaller one (or a propagation or fill already joined them): a fill must never join two objects.
+SAME_OBJECT_OVERLAP = 0.1
+
+
+def same_object(a: SliceObject, b: SliceObject) -> bool:
+    """Whether the annotated objects of two slices of one stack line are one object."""
+    if a.group is not None and a.group == b.group:
+        return True
+    if a.mask is None or b.mask is None:
+        return False
+    smaller = min(int(a.mask.sum()), int(b.mask.sum()))
+    return smaller > 0 and int(np.count_nonzero(a.mask & b.mask)) >= SAME_OBJECT_OVERLAP * smaller
+
+
+def fill_candidates(state: ImageState, key: SliceKey, axis: int) -> list[SliceKey]:
+    """The other slices on ``key``'s stack line (along ``axis``, at least two slices away) that the user
+    annotated, nearest first."""
+    found = [
         k
         for k, obj in state.objects.slices.items()
         if k != key
@@ -62,7 +78,15 @@ def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None
         and annotated_by_user(obj)
         and all(a == b for i, (a, b) in enumerate(zip(k, key)) if i != axis)
     ]
-    return min(candidates, key=lambda k: (abs(k[axis] - key[axis]), k[axis]), default=None)
+    return sorted(found, key=lambda k: (abs(k[axis] - key[axis]), k[axis]))
+
+
+def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None:
+    """The nearest slice of :func:`fill_candidates` whose object is this one (:func:`same_object`), or None."""
+    here = state.objects.slices[key]
+    return next(
+        (k for k in fill_candidates(state, key, axis) if same_object(here, state.objects.slices[k])), None
+    )
 
 
 def start_fill(
@@ -80,9 +104,16 @@ def start_fill(
         return None
     partner = fill_partner(state, obj.key, axis)
     if partner is None:
+        others = [k[axis] for k in fill_candidates(state, obj.key, axis)]
+        elsewhere = (
+            f"; the object on {describe_slices([(i,) for i in others], limit=3)} does not overlap this one "
+            "(another object?)"
+            if others
+            else ""
+        )
         controller.show_status(
-            "FCFI: fill between needs the object annotated on another slice of this stack too "
-            "(at least two slices away)"
+            "FCFI: fill between needs this object annotated on another slice of this stack too "
+            f"(at least two slices away){elsewhere}"
         )
         return None
     if controller.predictor.pending(state.image_id, partner):
@@ -105,6 +136,7 @@ def start_fill(
     run = begin_run(controller, state, action, abs(key_b[axis] - key_a[axis]) - 1)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
+    limit = PassLimit(cancelled=lambda: run.cancelled)  # counts the passes: a cancel is replayed exactly
 
     def work():
         segmenter = make_segmenter()
@@ -121,32 +153,34 @@ def start_fill(
             mask_b,
             channel_axis=geometry.slice_channel_axis(),
             channel=state.channel,
-            should_stop=lambda: run.cancelled,
+            should_stop=limit,
+            partial=True,  # a cancel keeps the slices a chain reached: no gap between the ends
         )
 
     def on_slice(item: FilledSlice) -> None:
         if state.image_id not in controller.images or run.discarded:
             return
-        run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
-        place_mask(controller, state, undo, run, stack_key(key_a, axis, item.index), item.mask)
+        if place_mask(controller, state, undo, run, stack_key(key_a, axis, item.index), item.mask):
+            run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
 
     def on_done(*_: Any) -> None:
         controller.propagation = None
-        controller.stops = []
-        if run.cancelled and not run.discarded:
-            state.objects.end_cancelled_fill(undo.group, [p.index for p in run.predicted])
+        state.stops = []
+        if (run.cancelled or run.kept) and not run.discarded:
+            passes = limit.passes if run.cancelled else None
+            state.objects.end_cancelled_fill(undo.group, [p.index for p in run.predicted], passes)
         ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
-        controller.review = ReviewList(
+        state.review = ReviewList(
             state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
         )
         disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
-        stopped = " (cancelled)" if run.cancelled else ""
+        stopped = " (cancelled: unfinished slices come from one side only)" if run.cancelled else ""
         controller.show_status(
             finished_message(
                 run,
                 f"filled {run.done} slice(s) between slices {key_a[axis]} and "
-                f"{key_b[axis]}{stopped}; the two sides disagree on {disagree}; "
-                f"{review_message(controller.review, axis)}",
+                f"{key_b[axis]}{stopped}{run.kept_message(axis)}; the two sides disagree on {disagree}; "
+                f"{review_message(state.review, axis)}",
                 elsewhere=None if controller.state is state else state.layer.name,
             )
         )
@@ -162,7 +196,7 @@ def start_fill(
 def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> PropagationRun | None:
     """Propagate on past the stop of the last propagation nearest the slice on screen."""
     state, key = controller.state, controller.current_key()
-    stops = [s for s in controller.stops if state is not None and s.image_id == state.image_id]
+    stops = [] if state is None else state.stops
     if state is None or not stops or key is None:
         controller.show_status("FCFI: no stop to continue past (propagate first)")
         return None
@@ -192,8 +226,9 @@ def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> Pro
 
 def next_review(controller: AnnotationHost) -> SliceKey | None:
     """Show the next slice to review (worst first, then round again); returns its key or None."""
-    state, review = controller.state, controller.review
-    if state is None or review is None or review.image_id != state.image_id or not review.keys:
+    state = controller.state
+    review = None if state is None else state.review
+    if state is None or review is None or not review.keys:
         controller.show_status("FCFI: no slice to review")
         return None
     key = review.next_key()

@@ -32,7 +32,7 @@ from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
-from .channels import channel_choices, guess_channels
+from .channels import channel_choices, guess_channels, misplaced_channel_axis
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
 from .label_id_box import LABEL_ID_TIP, show_label_id
@@ -224,13 +224,15 @@ class FCFIWidget(Container):
                 self.adapt_panel,
                 self.log_file,
                 self.save_log_button,
-                self.busy,
                 self.object_info,
                 self.model_info,
-                self.status,
             ]
         )
         self._build_save_labels()
+        # Below the scrolling form, always in view: what a run did or why it stopped must not be
+        # scrolled away (napari's status bar shows it too, until the mouse moves).
+        for pinned in (self.busy, self.status):
+            self.native.layout().addWidget(pinned.native)
 
     def _build_save_labels(self) -> None:
         self.labels_file = FileEdit(
@@ -335,6 +337,14 @@ class FCFIWidget(Container):
             seen = (
                 f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
                 "Channel if it is a stack"
+            )
+        misplaced = misplaced_channel_axis(layer)
+        if misplaced is not None:
+            count = helpers.image_data(layer).shape[misplaced]
+            seen += (
+                f"; axis {misplaced} ({count} entries) looks like channels: napari aligns labels with a "
+                "channel axis only when it comes first, so split the channels into layers (right-click the "
+                "layer > Split Stack) and annotate one of them, or it is treated as a stack axis"
             )
         self._show_status(
             f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative"
@@ -464,7 +474,15 @@ class FCFIWidget(Container):
         if state is None or active is None or not self.controller.settings.annotating:
             return
         if helpers.same_layer(active, state.layer) or helpers.same_layer(active, state.clicks_layer):
-            return  # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
+            # (napari may hand the widget proxies of the layers: compared by identity, not `is`)
+            if (
+                "so clicks on the canvas go to it" in self.status.value
+                or "select proposals" in self.status.value
+            ):
+                self.controller.show_status(  # the warning is not true any more
+                    f"FCFI: annotating {state.layer.name!r} again; left click = positive, right click = negative"
+                )
+            return
         if helpers.role_of(active) == (PROPOSALS_ROLE, state.image_id):  # selected by Segment all
             self.controller.show_status(
                 "FCFI: clicks on the canvas select proposals (then A accept, D delete, C correct); "
