@@ -173,3 +173,18 @@ def test_fill_between_never_joins_two_objects(make_napari_viewer, qtbot, tmp_pat
     qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
     assert "filled 2 slice(s) between slices 6 and 3" in widget.status.value, widget.status.value
     widget.close_controller()
+
+
+def test_a_propagation_that_reaches_the_stack_ends_says_so(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(moving_cell_stack(depth=10), name="cells")
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 52, 52), True)  # the neighbour is on every slice
+    widget.propagate_panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    assert _propagated(controller) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    status = widget.status.value
+    assert "reached slice 9, the stack's end" in status and "reached slice 0, the stack's end" in status
+    widget.close_controller()

@@ -136,6 +136,13 @@ def start_propagation(
         )
         stopped = " (cancelled)" if run.cancelled else ""
         why = "".join(f"; {s.describe()}" for s in run.stops)
+        placed = {p.index for p in run.predicted}
+        last = geometry.slice_shape[axis] - 1
+        why += "".join(  # no stop said where the object ends: the end slices may hold none of it
+            f"; it reached slice {indices[-1]}, the stack's end (does the object end before?)"
+            for indices in order
+            if indices and indices[-1] in (0, last) and indices[-1] in placed
+        )
         more = "; C continues past it" if run.stops else ""
         if keep_stops and not run.stops:
             more = "".join(f"; C continues {s.direction} past slice {s.key[s.axis]}" for s in keep_stops)
