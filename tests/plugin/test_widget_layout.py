@@ -139,7 +139,7 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, tmp_path
     widget.reset_choices()
     widget.image_menu.value = zcyx
     assert "axis 1 (2 entries) looks like channels" in widget.status.value, widget.status.value
-    assert "Split Stack" in widget.status.value
+    assert "channel_axis=1" in widget.status.value  # napari's Split Stack would split axis 0 (the slices)
     assert widget.propagate_panel.axis.value == 0
     named = viewer.add_image(
         np.zeros((3, 5, 40, 50), np.uint16), name="tcyx", axis_labels=("t", "c", "y", "x")

@@ -153,27 +153,6 @@ class ObjectsInProgress:
                 self.slices[key] = SliceObject(key)  # not reached (yet): an empty slice again
         return undo
 
-    def end_cancelled_propagation(self, group: int, reached: dict[str, int | None]) -> None:
-        """A propagation of ``group`` was cancelled: its step is replaced by one step per direction that
-        ran, limited to the slices it reached (``{"up"|"down": slices, or None when that direction ended
-        by itself}``), so that replaying the click log gives exactly what the user kept."""
-        steps = self.groups[group].steps
-        step = steps[-1]
-        assert isinstance(step, PropagateStep)
-        steps[-1:] = [
-            replace(step, direction=direction, max_slices=step.max_slices if count is None else count)
-            for direction, count in reached.items()
-            if count != 0
-        ]
-
-    def end_cancelled_fill(self, group: int, placed: list[int], passes: int | None = None) -> None:
-        """A fill of ``group`` was cancelled (or left slices the user changed meanwhile): its step keeps
-        only the slice indices it ``placed``; ``passes``: the network passes it had begun when cancelled
-        (it then placed its unfinished slices from one chain, which replay repeats by stopping there)."""
-        steps = self.groups[group].steps
-        assert isinstance(steps[-1], FillStep)
-        steps[-1] = replace(steps[-1], kept=tuple(sorted(placed)), passes=passes)
-
     def begin_fill(
         self, key_a: SliceKey, key_b: SliceKey, axis: int, threshold: float | None = None
     ) -> PropagationUndo:
@@ -271,6 +250,31 @@ class ObjectsInProgress:
         if group is not None:
             self.groups.pop(group, None)
         return members
+
+
+def cut_propagation_step(steps: list[Step], reached: dict[str, int | None]) -> None:
+    """A propagation (the last of a stack object's ``steps``) was cancelled: its step is replaced by one
+    step per direction that ran, limited to the slices it reached (``{"up"|"down": slices, or None when
+    that direction ended by itself}``), so that replaying the click log gives exactly what the user kept."""
+    step = steps[-1]
+    if not isinstance(step, PropagateStep):
+        raise ValueError(f"the object's last step is a {type(step).__name__}, not the propagation to cut")
+    steps[-1:] = [
+        replace(step, direction=direction, max_slices=step.max_slices if count is None else count)
+        for direction, count in reached.items()
+        if count != 0
+    ]
+
+
+def cut_fill_step(steps: list[Step], placed: list[int], passes: int | None = None) -> None:
+    """A fill (the last of a stack object's ``steps``) was cancelled, or left slices the user changed
+    meanwhile: its step keeps only the slice indices it ``placed``; ``passes``: the network passes it
+    had begun when cancelled (it then placed its unfinished slices from one chain, which replay repeats
+    by stopping there)."""
+    step = steps[-1]
+    if not isinstance(step, FillStep):
+        raise ValueError(f"the object's last step is a {type(step).__name__}, not the fill to cut")
+    steps[-1] = replace(step, kept=tuple(sorted(placed)), passes=passes)
 
 
 def _beyond(key: SliceKey, start: SliceKey, axis: int, direction: str) -> bool:

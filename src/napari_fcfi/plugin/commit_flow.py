@@ -35,6 +35,7 @@ from .host import AnnotationHost
 from .image_state import ImageState
 from .journaling import LabelsRecorder, journal_folder_of, record_layer
 from .pyramid import needs_pyramid, pyramid_levels
+from .stack_runs import busy_message
 
 
 def commit_current(controller: AnnotationHost) -> bool:
@@ -68,6 +69,10 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
         return False
     if obj.clicks and obj.mask is None:
         controller.show_status("FCFI: the prediction has not arrived yet")
+        return False
+    busy = busy_message(controller.propagation, state.image_id, obj.group, "commit")
+    if busy is not None:
+        controller.show_status(busy)
         return False
     empty = obj.mask is not None and obj.mask_box is None and not obj.mask.any()  # the box spares a full scan
     if obj.edit_label is None and empty and len(members) == 1:

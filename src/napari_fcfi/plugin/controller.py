@@ -59,7 +59,7 @@ from .predictions import (
     rethreshold,
 )
 from .refused_commits import FAR_CLICK, STAYS, RefusedCommitGuard
-from .stack_runs import PropagationRun
+from .stack_runs import PropagationRun, busy_message
 from .stack_tools import STACK_SHORTCUTS, stack_key_actions
 from .worker import ImmediateRunner, ThreadedRunner
 
@@ -108,6 +108,7 @@ class SegmentationController:
         self.propagation: PropagationRun | None = None  # the running propagation or fill
         # A fill or continuation started by a key.
         self.on_stack_run: Callable[[PropagationRun | None], None] = lambda run: None
+        self.stack_axis: Callable[[], int | None] = lambda: None  # the propagate panel's axis
         # Segment all and adaptation runs of the panels: closing detaches them (their widgets go too).
         self.background_runs: MutableSet[BackgroundRun] = weakref.WeakSet()
         self._closed = False
@@ -218,6 +219,10 @@ class SegmentationController:
         self.images[state.image_id] = state
         self.points.attach(state)
         self.points.rebuild(state)  # clicks left in a reused clicks layer become objects again
+        if kept is not None:  # a slice whose prediction was still on its way when the dock closed
+            for obj in list(state.objects.slices.values()):
+                if obj.clicks and obj.mask is None:
+                    self.request_prediction(state, obj)
         helpers.keep_on_top(self.viewer, preview, clicks)
         return state
 
@@ -396,6 +401,11 @@ class SegmentationController:
         mask = plane == int(label_id)
         if label_id <= 0 or not mask.any():
             self.show_status(f"FCFI: label {label_id} is not on this slice")
+            return False
+        here = state.objects.get(key, create=False)
+        busy = busy_message(self.propagation, state.image_id, None if here is None else here.group, "edit")
+        if busy is not None:
+            self.show_status(busy)
             return False
         self._show_restored(state, state.session.edit_label(key, mask, label_id))
         self.show_status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
@@ -581,6 +591,11 @@ class SegmentationController:
             else:
                 helpers.clear_preview(state.preview_layer, state.geometry.plane_shape)
                 if in_progress:  # propagated and filled slices live only here: a reopened dock takes them up
+                    for key, obj in state.objects.slices.items():
+                        if obj.clicks and self.predictor.pending(state.image_id, key):
+                            # Its prediction for the latest clicks never comes: the reopened dock predicts again.
+                            obj.mask = obj.mask_box = obj.probability = None
+                            obj.commit_pending = False
                     helpers.keep_session(state.clicks_layer, state.geometry, state.session)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)

@@ -47,6 +47,7 @@ class AnnotationHost(Protocol):
     #: What changed, for the widget: "object" (cheap to show) or "all" (the default).
     on_change: Callable[..., None]
     on_stack_run: Callable[[PropagationRun | None], None]  # a fill or continuation started by a key
+    stack_axis: Callable[[], int | None]  # the stack axis chosen in the widget (None: the default one)
 
     @property
     def settings(self) -> AnnotationSettings: ...

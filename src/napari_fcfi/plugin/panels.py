@@ -10,7 +10,7 @@ from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton, SpinB
 from .adaptation_data import committed_training_data
 from .background import BackgroundRun, callback_steps, run_generator
 from .host import HostOwner
-from .propagating import start_propagation
+from .propagating import default_stack_axis, start_propagation
 from .stack_tools import STACK_SHORTCUTS, continue_past_stop, next_review, start_fill
 
 
@@ -78,6 +78,7 @@ class PropagatePanel(Container):
         self.continue_button.changed.connect(lambda *_: self.track(continue_past_stop(self.owner.controller)))
         self.review_button.changed.connect(lambda *_: next_review(self.owner.controller))
         owner.controller.on_stack_run = self.track  # progress and Cancel for runs started by a key
+        owner.controller.stack_axis = lambda: self.axis.value  # the keys fill along the axis shown here
         self._run: Any = None
 
     def _axis_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -94,9 +95,7 @@ class PropagatePanel(Container):
         state = self.owner.controller.state
         lengths = list(state.geometry.slice_shape) if state is not None else []
         choices = [i for _name, i in self._axis_choices() if i is not None]
-        self.axis.value = (
-            max(choices, key=lambda i: (lengths[i], i)) if choices and len(lengths) == len(choices) else None
-        )
+        self.axis.value = default_stack_axis(lengths) if choices and len(lengths) == len(choices) else None
         self.enabled = slice_axes > 0
 
     def start(self, *args: Any) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.annotation.clicklog import PropagateStep, Step
 from napari_fcfi.annotation.geometry import SliceKey, read_plane
 from napari_fcfi.annotation.history import Action
-from napari_fcfi.annotation.objects import PropagationUndo, SliceObject
+from napari_fcfi.annotation.objects import PropagationUndo, SliceObject, cut_propagation_step
 from napari_fcfi.annotation.propagation import (
     PropagatedSlice,
     PropagationStop,
@@ -61,7 +62,7 @@ def start_propagation(
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
+    axis = run_axis(controller, state, axis)
     problem = stack_run_problem(controller, state, obj, axis, "propagation", "propagate")
     if problem is not None:
         controller.show_status(f"FCFI: {problem}")
@@ -73,7 +74,7 @@ def start_propagation(
         start_key, axis, direction, max_slices, through, controller.settings.threshold
     )
     drop_replaced_points(controller, state, undo.replaced)
-    run = begin_run(controller, state, action, sum(len(o) for o in order))
+    run = begin_run(controller, state, action, sum(len(o) for o in order), undo.group)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -100,6 +101,8 @@ def start_propagation(
             return
         if isinstance(item, PropagationStop):
             step = 1 if item.index > start_key[axis] else -1
+            if ("up" if step > 0 else "down") in run.blocked:
+                return  # that direction already ended at a slice the user changed: no stop to continue past
             run.stops.append(
                 Stop(
                     state.image_id,
@@ -121,46 +124,55 @@ def start_propagation(
         run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence))
 
     def on_done(*_: Any) -> None:
-        controller.propagation = None
-        state.stops = [*keep_stops, *run.stops]
-        if (run.cancelled or run.blocked) and not run.discarded:
-            state.objects.end_cancelled_propagation(
-                undo.group, reached_per_direction(start_key[axis], order, run)
+        try:
+            controller.propagation = None
+            state.stops = [*keep_stops, *run.stops]
+            if run.cancelled or run.blocked:
+                reached = reached_per_direction(start_key[axis], order, run)
+                limit_recorded_step(
+                    state, run, undo.group, PropagateStep, lambda steps: cut_propagation_step(steps, reached)
+                )
+            state.review = ReviewList(
+                state.image_id,
+                [
+                    stack_key(start_key, axis, i)
+                    for i in review_slices(run.predicted, {start_key[axis]: start_mask})
+                ],
             )
-        state.review = ReviewList(
-            state.image_id,
-            [
-                stack_key(start_key, axis, i)
-                for i in review_slices(run.predicted, {start_key[axis]: start_mask})
-            ],
-        )
-        stopped = " (cancelled)" if run.cancelled else ""
-        why = "".join(f"; {s.describe()}" for s in run.stops)
-        placed = {p.index for p in run.predicted}
-        last = geometry.slice_shape[axis] - 1
-        why += "".join(  # no stop said where the object ends: the end slices may hold none of it
-            f"; it reached slice {indices[-1]}, the stack's end (does the object end before?)"
-            for indices in order
-            if indices and indices[-1] in (0, last) and indices[-1] in placed
-        )
-        more = "; C continues past it" if run.stops else ""
-        if keep_stops and not run.stops:
-            more = "".join(f"; C continues {s.direction} past slice {s.key[s.axis]}" for s in keep_stops)
-        controller.show_status(
-            finished_message(
-                run,
-                f"propagated to {run.done} slice(s){stopped}{why}{run.kept_message(axis)}{more}; "
-                f"{review_message(state.review, axis)}",
-                elsewhere=None if controller.state is state else state.layer.name,
+            controller.show_status(
+                finished_message(
+                    run,
+                    propagation_summary(run, order, keep_stops, axis, state),
+                    elsewhere=None if controller.state is state else state.layer.name,
+                )
             )
-        )
-        run.on_finished(run.done)
-        controller.on_change()
+        finally:  # the panel's Cancel and progress end whatever happened
+            run.on_finished(run.done)
+            controller.on_change()
 
     ways = "both ways" if direction == "both" else direction
     # At once: the run may take minutes, and its end replaces this with what it did.
     controller.show_status(announce or f"FCFI: propagating {ways} from slice {start_key[axis]} …")
     return launch(controller, run, work, on_slice, on_done, threaded)
+
+
+def default_stack_axis(slice_shape: list[int] | tuple[int, ...]) -> int | None:
+    """The stack axis a run goes along unless one is chosen: the longest, the last of equals (z of t, z;
+    a 2-entry axis beside a 20-slice one is more likely channels than depth). None without a stack axis."""
+    if not slice_shape:
+        return None
+    return max(range(len(slice_shape)), key=lambda i: (slice_shape[i], i))
+
+
+def run_axis(controller: AnnotationHost, state: ImageState, axis: int | None) -> int:
+    """``axis``, else the one chosen in the widget, else :func:`default_stack_axis`."""
+    if axis is not None:
+        return int(axis)  # told: a wrong one is said so (stack_run_problem)
+    shape = state.geometry.slice_shape
+    chosen = controller.stack_axis()
+    if chosen is None or not 0 <= int(chosen) < len(shape):
+        chosen = default_stack_axis(shape)
+    return 0 if chosen is None else int(chosen)
 
 
 def reached_per_direction(start: int, order: list[list[int]], run: PropagationRun) -> dict[str, int | None]:
@@ -175,6 +187,49 @@ def reached_per_direction(start: int, order: list[list[int]], run: PropagationRu
         stopped = any(s.direction == name for s in run.stops) and name not in run.blocked
         reached[name] = None if stopped or placed == len(indices) else placed
     return reached
+
+
+def propagation_summary(
+    run: PropagationRun, order: list[list[int]], keep_stops: tuple[Stop, ...], axis: int, state: ImageState
+) -> str:
+    """What a finished propagation did, for the status line (``finished_message`` adds how to undo it)."""
+    stopped = " (cancelled)" if run.cancelled and not run.orphaned else ""
+    why = "".join(f"; {s.describe()}" for s in run.stops)
+    placed = {p.index for p in run.predicted}
+    last = state.geometry.slice_shape[axis] - 1
+    why += "".join(  # no stop said where the object ends: the end slices may hold none of it
+        f"; it reached slice {indices[-1]}, the stack's end (does the object end before?)"
+        for indices in order
+        if indices and indices[-1] in (0, last) and indices[-1] in placed
+    )
+    more = "; C continues past it" if run.stops else ""
+    if keep_stops and not run.stops:
+        more = "".join(f"; C continues {s.direction} past slice {s.key[s.axis]}" for s in keep_stops)
+    review = "" if state.review is None else f"; {review_message(state.review, axis)}"
+    return f"propagated to {run.done} slice(s){stopped}{why}{run.user_changes_message(axis)}{more}{review}"
+
+
+def limit_recorded_step(
+    state: ImageState,
+    run: PropagationRun,
+    group: int,
+    kind: type,
+    cut: Callable[[list[Step]], None],
+) -> None:
+    """Cut the run's step (``kind``, the last of its stack object's steps) to what the user keeps, so that
+    the click log replays exactly what is shown: in the live object unless the run was undone (and not
+    redone), and in what Redo brings back when it was undone while running. Nothing when the object was
+    committed, edited or reset meanwhile (its steps are gone with it)."""
+    action = run.action
+    redone = action is not None and any(done is action for done in state.history.done)
+    places: list[list[Step]] = []
+    if (not run.discarded or redone) and group in state.objects.groups:
+        places.append(state.objects.groups[group].steps)
+    if run.discarded and action is not None and group in action.groups_after:
+        places.append(action.groups_after[group].steps)
+    for steps in places:
+        if steps and isinstance(steps[-1], kind):
+            cut(steps)
 
 
 def stack_run_problem(
@@ -195,11 +250,13 @@ def stack_run_problem(
     return None
 
 
-def begin_run(controller: AnnotationHost, state: ImageState, action: Action, total: int) -> PropagationRun:
-    """The run of a propagation or fill on ``state``'s image (``action``: its entry in the image's
-    history), now the running one."""
+def begin_run(
+    controller: AnnotationHost, state: ImageState, action: Action, total: int, group: int
+) -> PropagationRun:
+    """The run of a propagation or fill of stack object ``group`` on ``state``'s image (``action``: its
+    entry in the image's history), now the running one."""
     run = PropagationRun(total, state.image_id)
-    run.action = action
+    run.action, run.group = action, group
     run.since = state.history.clock
     controller.propagation = run
     return run
@@ -232,12 +289,17 @@ def place_mask(
     mask: np.ndarray,
 ) -> bool:
     """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
-    run's entry in the image's history), count it, show it; nothing once the run was undone. A slice
-    the user changed (clicked, reset, committed) since the run began is kept as it is: False."""
+    run's entry in the image's history), count it, show it; nothing once the run was undone, or its object
+    was committed, edited or reset (the run then stops). A slice the user changed (clicked, reset,
+    committed) since the run began is kept as it is: False."""
     if run.discarded:
         return False
+    if undo.group not in state.objects.groups:
+        run.orphaned = True  # committed, edited or reset while it ran: later slices are no one's
+        run.cancel()
+        return False
     if state.history.changed_since(key, run.since):
-        run.kept.append(key)
+        run.left_to_user.append(key)
         return False
     if run.action is not None:
         state.history.touch(run.action, [key])  # before it changes: undo puts this back

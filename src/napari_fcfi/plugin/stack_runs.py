@@ -1,8 +1,9 @@
 """What a propagation or a fill is while it runs, and what it leaves behind (stops, slices to review).
 
 Plain records, no napari: :mod:`.propagating` and :mod:`.stack_tools` create them, the controller
-holds the running one (``propagation``), the stops of the last propagation (``stops``) and its slices
-to review (``review``), the widget's panels show their progress.
+holds the running one (``propagation``), each image's :class:`~.image_state.ImageState` the stops of
+its last propagation (``stops``) and the slices to review (``review``); the widget's panels show their
+progress.
 """
 
 from __future__ import annotations
@@ -45,25 +46,43 @@ class PropagationRun:
         self.cancelled = False
         self.discarded = False  # undone while running: slices still on their way are dropped
         self.action: Action | None = None  # its entry in the image's action history
+        self.group: int | None = None  # the stack object it extends
         self.worker: Any = None  # the napari worker (None when it ran without a thread)
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.on_finished: Callable[[int], None] = lambda done: None
         self.stops: list[Stop] = []
         self.predicted: list[PredictedSlice] = []
         self.since = 0  # the image history's clock when it began (slices the user changed after it are kept)
-        self.kept: list[SliceKey] = []  # slices it did not replace: the user changed them while it ran
+        self.left_to_user: list[
+            SliceKey
+        ] = []  # slices it did not replace: the user changed them while it ran
         self.blocked: set[str] = set()  # directions that ended before such a slice ("up", "down")
+        self.orphaned = False  # its object was committed, edited or reset while it ran: it stopped there
 
-    def kept_message(self, axis: int) -> str:
-        """The status line's part about slices the user changed while the run went on ("" when none)."""
-        if not self.kept:
-            return ""
-        where = describe_slices([(k[axis],) for k in self.kept], limit=5)
-        it = "it" if len(self.kept) == 1 else "them"
-        return f"; {where} left as you changed {it} while it ran"
+    def user_changes_message(self, axis: int) -> str:
+        """The status line's part about what the user changed while the run went on ("" when nothing)."""
+        said = ""
+        if self.left_to_user:
+            where = describe_slices([(k[axis],) for k in self.left_to_user], limit=5)
+            it = "it" if len(self.left_to_user) == 1 else "them"
+            said = f"; {where} left as you changed {it} while it ran"
+        if self.orphaned:
+            said += "; it stopped there: the object was committed, edited or reset while it ran"
+        return said
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+def busy_message(run: PropagationRun | None, image_id: str, group: int | None, verb: str) -> str | None:
+    """Why the object of stack object ``group`` cannot be committed or edited (``verb``) now: ``run`` is
+    still placing its slices (its record would not say what it placed). None when it can."""
+    if run is None or group is None or run.image_id != image_id or run.group != group or run.discarded:
+        return None
+    return (
+        f"FCFI: this object's propagation or fill is still running; {verb} it when it ends "
+        "(Cancel stops it and keeps the slices done)"
+    )
 
 
 class ReviewList:

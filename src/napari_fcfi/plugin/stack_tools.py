@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_fcfi.annotation.clicklog import FillStep
 from napari_fcfi.annotation.filling import FilledSlice, fill_slices
 from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
-from napari_fcfi.annotation.objects import SliceObject
+from napari_fcfi.annotation.objects import SliceObject, cut_fill_step
 from napari_fcfi.annotation.replay import PassLimit, stack_key
 from napari_fcfi.annotation.review import PredictedSlice, review_slices
 
@@ -32,7 +33,9 @@ from .propagating import (
     begin_run,
     drop_replaced_points,
     launch,
+    limit_recorded_step,
     place_mask,
+    run_axis,
     run_segmenter_factory,
     stack_run_problem,
     start_propagation,
@@ -89,6 +92,24 @@ def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None
     )
 
 
+def other_object_between(
+    state: ImageState, key_a: SliceKey, key_b: SliceKey, between: list[SliceKey]
+) -> SliceKey | None:
+    """The first slice of ``between`` whose object in progress is not the one of the ends (a fill
+    empties the slices between them), or None."""
+    slices = state.objects.slices
+    ends = [slices[key_a], slices[key_b]]
+    groups = {end.group for end in ends} - {None}
+    for key in sorted(between):
+        obj = slices[key]
+        if not obj.has_object or (obj.group is not None and obj.group in groups):
+            continue
+        if annotated_by_user(obj) and any(same_object(obj, end) for end in ends):
+            continue  # the same object clicked on a slice between (the fill redoes it from both ends)
+        return key
+    return None
+
+
 def start_fill(
     controller: AnnotationHost, axis: int | None = None, threaded: bool = True
 ) -> PropagationRun | None:
@@ -97,7 +118,7 @@ def start_fill(
     if state is None or obj is None:
         return None
     geometry = state.geometry
-    axis = len(geometry.slice_shape) - 1 if axis is None else int(axis)
+    axis = run_axis(controller, state, axis)
     problem = stack_run_problem(controller, state, obj, axis, "fill between", "fill")
     if problem is not None:
         controller.show_status(f"FCFI: {problem}")
@@ -127,13 +148,20 @@ def start_fill(
         for k in state.objects.slices
         if low < k[axis] < high and all(a == b for i, (a, b) in enumerate(zip(k, key_a)) if i != axis)
     ]
+    blocking = other_object_between(state, key_a, key_b, between)
+    if blocking is not None:
+        controller.show_status(
+            f"FCFI: slice {blocking[axis]} between slices {low} and {high} holds another object in progress; "
+            "commit or reset it (Esc there) first, fill would replace it"
+        )
+        return None
     # One action of the image's history: both ends' objects (a merged one whole) and the slices between.
     action = state.history.begin(
         "fill", [*state.objects.members(key_a), *state.objects.members(key_b), *between]
     )
     undo = state.objects.begin_fill(key_a, key_b, axis, controller.settings.threshold)
     drop_replaced_points(controller, state, {k: v for k, v in undo.replaced.items() if low < k[axis] < high})
-    run = begin_run(controller, state, action, abs(key_b[axis] - key_a[axis]) - 1)
+    run = begin_run(controller, state, action, abs(key_b[axis] - key_a[axis]) - 1, undo.group)
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
     limit = PassLimit(cancelled=lambda: run.cancelled)  # counts the passes: a cancel is replayed exactly
@@ -164,28 +192,33 @@ def start_fill(
             run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
 
     def on_done(*_: Any) -> None:
-        controller.propagation = None
-        state.stops = []
-        if (run.cancelled or run.kept) and not run.discarded:
-            passes = limit.passes if run.cancelled else None
-            state.objects.end_cancelled_fill(undo.group, [p.index for p in run.predicted], passes)
-        ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
-        state.review = ReviewList(
-            state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
-        )
-        disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
-        stopped = " (cancelled: unfinished slices come from one side only)" if run.cancelled else ""
-        controller.show_status(
-            finished_message(
-                run,
-                f"filled {run.done} slice(s) between slices {key_a[axis]} and "
-                f"{key_b[axis]}{stopped}{run.kept_message(axis)}; the two sides disagree on {disagree}; "
-                f"{review_message(state.review, axis)}",
-                elsewhere=None if controller.state is state else state.layer.name,
+        try:
+            controller.propagation = None
+            state.stops = []
+            if run.cancelled or run.left_to_user:
+                placed, passes = [p.index for p in run.predicted], limit.passes if run.cancelled else None
+                limit_recorded_step(
+                    state, run, undo.group, FillStep, lambda steps: cut_fill_step(steps, placed, passes)
+                )
+            ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
+            state.review = ReviewList(
+                state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
             )
-        )
-        run.on_finished(run.done)
-        controller.on_change()
+            disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
+            cancelled = run.cancelled and not run.orphaned
+            stopped = " (cancelled: unfinished slices come from one side only)" if cancelled else ""
+            controller.show_status(
+                finished_message(
+                    run,
+                    f"filled {run.done} slice(s) between slices {key_a[axis]} and "
+                    f"{key_b[axis]}{stopped}{run.user_changes_message(axis)}; the two sides disagree on "
+                    f"{disagree}; {review_message(state.review, axis)}",
+                    elsewhere=None if controller.state is state else state.layer.name,
+                )
+            )
+        finally:  # the panel's Cancel and progress end whatever happened
+            run.on_finished(run.done)
+            controller.on_change()
 
     # At once: the fill may take minutes, and its end replaces this with what it did.
     span = f"slice {low + 1}" if high - low == 2 else f"slices {low + 1}-{high - 1}"

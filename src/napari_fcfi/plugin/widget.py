@@ -342,9 +342,9 @@ class FCFIWidget(Container):
         if misplaced is not None:
             count = helpers.image_data(layer).shape[misplaced]
             seen += (
-                f"; axis {misplaced} ({count} entries) looks like channels: napari aligns labels with a "
-                "channel axis only when it comes first, so split the channels into layers (right-click the "
-                "layer > Split Stack) and annotate one of them, or it is treated as a stack axis"
+                f"; axis {misplaced} ({count} entries) looks like channels (ImageJ's Z, C, Y, X): if so, open "
+                f"its channels as layers (in napari's console: viewer.add_image(viewer.layers[{layer.name!r}]"
+                f".data, channel_axis={misplaced})) and annotate one of them; otherwise it is a stack axis"
             )
         self._show_status(
             f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative"

@@ -1,0 +1,305 @@
+"""What the user does to an object while its propagation or fill runs (review findings, 2026-12-06):
+commit and edit wait for the run, undo + redo keep the click log exact, a fill never empties another
+object's slice, a direction that ended at the user's slice records no stop, the keys go along the
+panel's axis, and closing the dock with a prediction on its way loses nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
+
+from helpers.qt_mouse import canvas_widget
+from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
+from helpers.widgets import docked_widget, stand_in_model_cache
+from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
+from napari_fcfi.annotation.replay import replay_click_log
+from napari_fcfi.plugin.propagating import start_propagation
+from napari_fcfi.plugin.stack_tools import start_fill
+from napari_fcfi.plugin.widget import FCFIWidget
+from napari_fcfi.plugin.worker import ImmediateRunner, JobResult
+
+SIZE = 64
+
+
+def drifting_cell(depth=14):
+    """One bright cell drifting right, 1 px per slice, on slices 1..12."""
+    stack = np.full((depth, SIZE, SIZE), 10, np.uint16)
+    for z in range(1, 13):
+        stack[z][disk((SIZE, SIZE), 24, 20 + z, 7)] = 200
+    return stack
+
+
+def _widget(viewer, tmp_path, runner=None, segmenter=UnsureCopier):
+    widget = FCFIWidget(
+        viewer,
+        model_cache=stand_in_model_cache(),
+        segmenter_factory=segmenter,
+        runner=runner or ImmediateRunner(),
+        journal_root=tmp_path / "j",
+    )
+    viewer.window.add_dock_widget(widget)
+    return widget
+
+
+def _during(controller, when, act):
+    """Run ``act(run)`` once, from the run's progress, when ``when(run)`` holds (a user acting mid-run)."""
+    notify, done = controller.on_change, []
+
+    def hook(what="all"):
+        notify(what)
+        run = controller.propagation
+        if run is not None and not done and when(run):
+            done.append(True)
+            act(run)
+
+    controller.on_change = hook
+    return lambda: setattr(controller, "on_change", notify)
+
+
+def test_commit_and_edit_of_the_running_object_wait_for_the_run(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    said = []
+
+    def try_commit(run):
+        said.append(controller.commit())
+        said.append(widget.status.value)
+
+    restore = _during(controller, lambda run: run.done == 2, try_commit)
+    run = start_propagation(controller, "up", threaded=False)
+    restore()
+    assert run is not None and not run.cancelled and said[0] is False
+    assert "propagation or fill is still running; commit it when it ends" in said[1], said[1]
+    assert controller.labels_layer is None or not np.asarray(controller.labels_layer.data).any()
+    placed = sorted(p.index for p in run.predicted)
+    assert placed == list(range(7, 13)) or placed == list(range(7, 14))
+    assert controller.commit()  # after the run: every slice, and the click log replays it exactly
+    labels = np.array(controller.labels_layer.data)
+    assert sorted(z for z in range(14) if (labels[z] == 1).any()) == [6, *placed]
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+
+    # editing a label on a slice of an object being propagated waits too
+    viewer.dims.set_current_step(0, 3)
+    controller.add_click_world((3, 24, 23), True)
+    said.clear()
+
+    def try_edit(run):
+        viewer.dims.set_current_step(0, 3)
+        said.append(controller.select_label(1) if (labels[3] == 1).any() else None)
+        said.append(widget.status.value)
+
+    labels[3][disk((SIZE, SIZE), 24, 23, 3)] = 1  # label 1 where the edit would start
+    controller.labels_layer.data = labels
+    restore = _during(controller, lambda run: run.done == 1, try_edit)
+    start_propagation(controller, "down", threaded=False)
+    restore()
+    assert said[0] is False and "edit it when it ends" in said[1], said
+    assert controller.state.objects.slices[(3,)].edit_label is None
+    widget.close_controller()
+
+
+def test_an_object_gone_while_its_run_goes_on_ends_the_run_without_an_error(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    # the library's own commit (what any path that bypasses the widget's check does)
+    restore = _during(
+        controller, lambda run: run.done == 2, lambda run: controller.state.session.committed((6,))
+    )
+    run = start_propagation(controller, "both", threaded=False)
+    restore()
+    widget.propagate_panel.track(run)
+    assert run is not None and run.orphaned and run.cancelled and run.done == 2
+    assert controller.propagation is None and not widget.propagate_panel.cancel_button.enabled
+    assert "the object was committed, edited or reset while it ran" in widget.status.value
+    assert not any(o.group is not None for o in controller.state.objects.slices.values())
+    widget.close_controller()
+
+
+def test_undo_and_redo_while_a_run_goes_on_keep_the_click_log_exact(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+
+    def undo_redo(run):
+        controller.undo()
+        controller.redo()  # the three slices come back; the rest of the run is dropped
+
+    restore = _during(controller, lambda run: run.done == 3, undo_redo)
+    run = start_propagation(controller, "both", threaded=False)
+    restore()
+    assert run is not None and run.discarded and run.done == 3
+    assert controller.commit()
+    labels = np.array(controller.labels_layer.data)
+    assert sorted(z for z in range(14) if (labels[z] == 1).any()) == [6, 7, 8, 9]
+    steps = [s for s in controller.click_log.records[0].steps if isinstance(s, PropagateStep)]
+    assert [(s.direction, s.max_slices) for s in steps] == [("up", 3)]
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+
+    widget.close_controller()
+
+
+def test_undo_while_a_fill_runs_then_redo_keeps_the_click_log_exact(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    for z in (2, 11):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+    restore = _during(controller, lambda run: run.done == 2, lambda run: controller.undo())
+    run = start_fill(controller, threaded=False)
+    restore()
+    assert run is not None and run.discarded
+    controller.redo()
+    filled = sorted(k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation)
+    assert len(filled) == 2
+    assert controller.commit()
+    fill = next(s for s in controller.click_log.records[0].steps if isinstance(s, FillStep))
+    assert fill.kept == tuple(filled)
+    labels = np.array(controller.labels_layer.data)
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()
+
+
+def test_fill_never_empties_another_objects_slice_between_the_ends(make_napari_viewer, qtbot, tmp_path):
+    stack = drifting_cell()
+    for z in range(14):
+        stack[z][disk((SIZE, SIZE), 50, 50, 5)] = 200  # a still neighbour on every slice
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=BrightRegionSegmenter)
+    controller = widget.controller
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 50, 50), True)  # the neighbour, in progress on slice 4
+    for z in (2, 6):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+    QTest.keyClick(canvas, Qt.Key_F)
+    assert controller.propagation is None
+    assert "slice 4 between slices 2 and 6 holds another object in progress" in widget.status.value
+    assert controller.state.objects.slices[(4,)].clicks  # untouched
+
+    viewer.dims.set_current_step(0, 4)
+    assert controller.commit()  # the neighbour is label 1 now; the fill may go on
+    viewer.dims.set_current_step(0, 6)
+    QTest.keyClick(canvas, Qt.Key_F)
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    assert "filled 3 slice(s) between slices 6 and 2" in widget.status.value, widget.status.value
+    assert controller.commit()
+    labels = np.array(controller.labels_layer.data)
+    assert (labels[4] == 1).sum() == disk((SIZE, SIZE), 50, 50, 5).sum()  # the neighbour kept its label
+    assert sorted(z for z in range(14) if (labels[z] == 2).any()) == [2, 3, 4, 5, 6]
+    widget.close_controller()
+
+
+def test_a_direction_ended_at_the_users_slice_records_no_stop(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 2)
+    controller.add_click_world((2, 24, 22), True)
+
+    def correct_slice_5(run):
+        viewer.dims.set_current_step(0, 5)
+        controller.add_click_world((5, 24, 25), True)
+
+    restore = _during(controller, lambda run: run.done == 1, correct_slice_5)
+    run = start_propagation(controller, "up", threaded=False)
+    restore()
+    assert run is not None and run.blocked == {"up"}
+    assert sorted(p.index for p in run.predicted) == [3, 4]
+    assert controller.state.stops == []  # the object ends at 13, past the user's slice: not this run's stop
+    assert "C continues" not in widget.status.value
+    widget.close_controller()
+
+
+def test_the_fill_key_goes_along_the_axis_of_the_panel(make_napari_viewer, qtbot, tmp_path):
+    stack = np.full((8, 3, SIZE, SIZE), 10, np.uint16)  # t, z, y, x: 8 time points of 3 planes
+    for t in range(8):
+        for z in range(3):
+            stack[t, z][disk((SIZE, SIZE), 24, 20 + t, 7)] = 200
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="movie")
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=BrightRegionSegmenter)
+    controller = widget.controller
+    assert widget.propagate_panel.axis.value == 0  # the longest axis, t
+    canvas = canvas_widget(viewer)
+    canvas.setFocus()
+    viewer.dims.set_current_step(1, 1)
+    for t in (1, 5):
+        viewer.dims.set_current_step(0, t)
+        controller.add_click_world((t, 1, 24, 20 + t), True)
+    QTest.keyClick(canvas, Qt.Key_F)
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    assert "filled 3 slice(s) between slices 5 and 1" in widget.status.value, widget.status.value
+    filled = sorted(k for k, o in controller.state.objects.slices.items() if o.from_propagation)
+    assert filled == [(2, 1), (3, 1), (4, 1)]
+    widget.close_controller()
+
+
+class HoldingRunner(ImmediateRunner):
+    """Keeps the jobs until ``release()``: predictions on their way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = []
+
+    def submit(self, slot, generation, job) -> None:
+        self.held.append((slot, generation, job))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for slot, generation, job in held:
+            self.on_result(JobResult(slot, generation, value=job()))
+
+
+def test_closing_the_dock_with_a_prediction_on_its_way_predicts_it_again(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    runner = HoldingRunner()
+    widget = _widget(viewer, tmp_path, runner=runner, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    runner.release()
+    assert controller.state.objects.slices[(6,)].mask[24, 26]
+    controller.add_click_world((6, 24, 32), False)  # its prediction never arrives in this dock
+    assert controller.predictor.pending(controller.state.image_id, (6,))
+    viewer.window.remove_dock_widget(widget.native)
+
+    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    obj = again.controller.state.objects.slices[(6,)]
+    assert len(obj.clicks) == 2
+    qtbot.waitUntil(lambda: obj.mask is not None and not obj.mask[24, 32], timeout=10000)
+    assert obj.mask[24, 22]  # the object minus the negative click's disk, not the stale one-click mask
+    assert again.controller.commit()
+    labels = np.asarray(again.controller.labels_layer.data[6])
+    assert labels[24, 22] == 1 and labels[24, 32] == 0
+    again.close_controller()
