@@ -303,3 +303,36 @@ def test_closing_the_dock_with_a_prediction_on_its_way_predicts_it_again(make_na
     labels = np.asarray(again.controller.labels_layer.data[6])
     assert labels[24, 22] == 1 and labels[24, 32] == 0
     again.close_controller()
+
+
+def test_a_new_threshold_counts_only_the_propagated_slices_it_cannot_recut(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 24, 24), True)
+    run = start_propagation(controller, "up", 3, threaded=False)
+    assert run is not None and run.done == 3
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)  # slice 6 corrected: it has clicks and a probability
+    controller.update(threshold=0.6)
+    assert "2 propagated or filled slice(s) keep the masks" in widget.status.value, widget.status.value
+    widget.close_controller()
+
+
+def test_a_rescaled_image_keeps_the_objects_in_progress_of_a_closed_dock(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 24, 24), True)
+    start_propagation(controller, "up", 3, threaded=False)
+    viewer.window.remove_dock_widget(widget.native)
+    layer.scale = (2.0, 0.5, 0.5)  # the user sets the voxel size while the dock is closed
+
+    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    made = sorted(k[0] for k, o in again.controller.state.objects.slices.items() if o.from_propagation)
+    assert made == [5, 6, 7]
+    again.close_controller()

@@ -108,12 +108,20 @@ def keep_session(clicks: Any, geometry: ImageGeometry, session: Any) -> None:
 
 
 def take_session(clicks: Any, geometry: ImageGeometry) -> Any | None:
-    """The session :func:`keep_session` left with ``clicks`` (removed from it), when made for ``geometry``."""
+    """The session :func:`keep_session` left with ``clicks`` (removed from it), when made for the same
+    pixel grid as ``geometry`` (its objects are in pixels and slice indices: a new scale or translate of
+    the layer leaves them where they were)."""
     tag = clicks.metadata.get(TAG) if isinstance(clicks.metadata, dict) else None
     kept = tag.pop(SESSION_KEY, None) if isinstance(tag, dict) else None
-    if not isinstance(kept, tuple) or len(kept) != 2 or kept[0] != geometry:
+    if not isinstance(kept, tuple) or len(kept) != 2:
         return None
-    return kept[1]
+    before = kept[0]
+    same_grid = (before.data_shape, before.channel_axis, before.rgb) == (
+        geometry.data_shape,
+        geometry.channel_axis,
+        geometry.rgb,
+    )
+    return kept[1] if same_grid else None
 
 
 def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> Any | None:

@@ -103,7 +103,11 @@ def rethreshold(states: Iterable[Any], threshold: float, current: Any | None) ->
             probability = getattr(obj, "probability", None)
             if obj.clicks and probability is not None:
                 obj.mask, obj.mask_box = mask_from(probability, state.geometry.plane_shape, threshold)
-    made = 0 if current is None else sum(o.from_propagation for o in current.objects.slices.values())
+    made = (  # a propagated slice the user corrected has clicks: it was re-cut above
+        0
+        if current is None
+        else sum(o.from_propagation and not o.clicks for o in current.objects.slices.values())
+    )
     if not made:
         return None
     return (
