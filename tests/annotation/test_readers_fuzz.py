@@ -262,3 +262,26 @@ def test_weights_manifests_of_any_bytes_read_or_raise_checkpoint_error(data):
     except CheckpointError:
         return
     assert isinstance(metadata["config"], dict)
+
+
+def test_a_header_declaring_gigabytes_is_refused_before_anything_is_allocated(tmp_path):
+    """A flipped high byte of ImageWidth (what once OOM-killed this suite in CI): 23 GB of uint16
+    labels declared in a 339-byte file are refused with a clear error, not read into memory."""
+    import io
+    import resource
+
+    import pytest
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(LABELS_TIFF)) as tif:
+        width = tif.pages[0].tags["ImageWidth"]
+        assert width.dtype == 4 and tif.byteorder == "<"  # a little-endian LONG: its 4th byte is the highest
+        offset = width.valueoffset + 3
+    damaged = bytearray(LABELS_TIFF)
+    damaged[offset] = 0x3A
+    path = tmp_path / "labels.tif"
+    path.write_bytes(bytes(damaged))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(LabelsFileError, match=r"declares uint16 labels of shape \(12, 973078544\)"):
+        read_labels_tiff(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: nothing of it read

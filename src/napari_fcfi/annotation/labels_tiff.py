@@ -18,6 +18,14 @@ from typing import Any
 
 import numpy as np
 
+#: How many times its size in the file a TIFF's data may unpack to: deflate cannot pass ~1032:1, so a
+#: header that declares more than this (plus :data:`SIZE_SLACK`) is damaged, and reading it would only
+#: fill memory (a flipped byte in ImageWidth declared 23 GB of labels in a 339-byte file). Other codecs
+#: (zstd, LZW) compress runs of zeros further: they get :data:`OTHER_CODEC_EXPANSION`.
+DEFLATE_EXPANSION = 1100
+OTHER_CODEC_EXPANSION = 100_000
+SIZE_SLACK = 64 << 20
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 FCFI_SUFFIX = ".fcfi"
 AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
@@ -82,13 +90,14 @@ def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 
     try:
         with tifffile.TiffFile(path) as tif:
+            _check_declared_size(tif, Path(path))
             data = tif.asarray()
             meta = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
         meta.pop("shape", None)
         for key in ("scale", "translate"):
             if key in meta:
                 meta[key] = tuple(float(v) for v in meta[key])
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
+    except (FileNotFoundError, PermissionError, IsADirectoryError, LabelsFileError):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on damaged bytes
         raise LabelsFileError(
@@ -100,6 +109,21 @@ def read_labels_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             " not integer labels of 2 or more axes"
         )
     return data, meta
+
+
+def _check_declared_size(tif: Any, path: Path) -> None:
+    """:class:`LabelsFileError` when the header declares far more data than the file can hold (see
+    :data:`DEFLATE_EXPANSION`), before anything is allocated for it."""
+    series = tif.series[0]
+    declared = int(np.prod(series.shape, dtype=np.float64)) * np.dtype(series.dtype).itemsize
+    compression = int(getattr(tif.pages[0], "compression", 1))
+    expansion = {1: 1, 8: DEFLATE_EXPANSION, 32946: DEFLATE_EXPANSION}.get(compression, OTHER_CODEC_EXPANSION)
+    size = path.stat().st_size
+    if declared > expansion * size + SIZE_SLACK:
+        raise LabelsFileError(
+            f"{path}: its header declares {series.dtype} labels of shape {tuple(series.shape)} "
+            f"({declared / 1e9:.1f} GB) in a file of {size} bytes; the file is damaged"
+        )
 
 
 def _per_axis(values: Sequence[float] | None, ndim: int, default: float, what: str) -> list[float]:
