@@ -144,7 +144,8 @@ def test_undo_and_redo_while_a_run_goes_on_keep_the_click_log_exact(make_napari_
     restore = _during(controller, lambda run: run.done == 3, undo_redo)
     run = start_propagation(controller, "both", threaded=False)
     restore()
-    assert run is not None and run.discarded and run.done == 3
+    assert run is not None and run.redone and not run.discarded and run.done == 3
+    assert "it stopped when you undid it, and the redo brought back what it had made" in widget.status.value
     assert controller.commit()
     labels = np.array(controller.labels_layer.data)
     assert sorted(z for z in range(14) if (labels[z] == 1).any()) == [6, 7, 8, 9]
@@ -335,4 +336,138 @@ def test_a_rescaled_image_keeps_the_objects_in_progress_of_a_closed_dock(make_na
     again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     made = sorted(k[0] for k, o in again.controller.state.objects.slices.items() if o.from_propagation)
     assert made == [5, 6, 7]
+    again.close_controller()
+
+
+def test_undo_and_redo_while_a_fill_runs_leave_no_gap(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    for z in (2, 11):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+    restore = _during(
+        controller, lambda run: run.done == 2, lambda run: (controller.undo(), controller.redo())
+    )
+    run = start_fill(controller, threaded=False)
+    restore()
+    assert run is not None and run.redone and run.done == 8  # its unfinished slices come from one side
+    assert controller.commit()
+    labels = np.array(controller.labels_layer.data)
+    assert [z for z in range(14) if labels[z].any()] == list(range(2, 12))
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()
+
+
+def test_closing_the_dock_while_a_fill_runs_leaves_no_gap(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    for z in (2, 11):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+    restore = _during(
+        controller, lambda run: run.done == 2, lambda run: viewer.window.remove_dock_widget(widget.native)
+    )
+    start_fill(controller, threaded=False)
+    restore()
+    again = _widget(viewer, tmp_path)
+    made = sorted(k[0] for k, o in again.controller.state.objects.slices.items() if o.mask is not None)
+    assert made == list(range(2, 12))
+    again.close_controller()
+
+
+def test_fill_never_replaces_the_users_corrections_between_its_ends(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    for z in (2, 6):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+    viewer.dims.set_current_step(0, 5)
+    controller.add_click_world((5, 24, 25), True)
+    controller.add_click_world((5, 24, 31), False)  # the user's correction on slice 5, next to an end
+    corrected = controller.state.objects.slices[(5,)].mask.copy()
+    viewer.dims.set_current_step(0, 6)
+    assert start_fill(controller, threaded=False) is None
+    assert "slice 5 between slices 2 and 6 has your corrections of this object" in widget.status.value
+    obj = controller.state.objects.slices[(5,)]
+    assert len(obj.clicks) == 2 and np.array_equal(obj.mask, corrected)
+    viewer.dims.set_current_step(0, 5)
+    run = start_fill(controller, threaded=False)  # from the corrected slice: 3 and 4
+    assert run is not None and sorted(p.index for p in run.predicted) == [3, 4]
+    assert len(controller.state.objects.slices[(5,)].clicks) == 2
+    widget.close_controller()
+
+
+def test_another_object_committed_ahead_of_a_run_does_not_end_it(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    for z in range(14):
+        stack[z][disk((SIZE, SIZE), 50, 50, 5)] = 200  # a still neighbour on every slice
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 24, 24), True)
+
+    def annotate_the_neighbour_on_slice_9(run):
+        viewer.dims.set_current_step(0, 9)
+        controller.add_click_world((9, 50, 50), True)
+        assert controller.commit()  # label 1 on slice 9; nothing in progress there any more
+        viewer.dims.set_current_step(0, 4)
+
+    restore = _during(controller, lambda run: run.done == 1, annotate_the_neighbour_on_slice_9)
+    run = start_propagation(controller, "up", threaded=False)
+    restore()
+    assert run is not None and sorted(p.index for p in run.predicted) == list(range(5, 13))
+    assert not run.left_to_user and "left as you changed" not in widget.status.value
+    widget.close_controller()
+
+
+def test_a_commit_refused_for_a_running_run_is_not_a_refused_object(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    said = []
+    restore = _during(
+        controller,
+        lambda run: run.done == 2,
+        lambda run: (controller.commit(), said.append(widget.status.value)),
+    )
+    start_propagation(controller, "up", threaded=False)
+    restore()
+    assert "still running" in said[0] and "Esc to discard" not in said[0], said[0]
+    widget.close_controller()
+
+
+def test_a_commit_waiting_for_its_prediction_when_the_dock_closes_is_done_by_the_next_dock(
+    make_napari_viewer, tmp_path
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, runner=HoldingRunner(), segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    assert (
+        controller.commit() is False
+        and "commit will happen when the prediction finishes" in widget.status.value
+    )
+    viewer.window.remove_dock_widget(widget.native)  # closed right after pressing Space
+
+    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    labels = again.controller.labels_layer
+    assert labels is not None and (np.asarray(labels.data[6]) == 1).sum() > 100
+    assert not again.controller.state.objects.slices[(6,)].has_object
     again.close_controller()

@@ -432,6 +432,8 @@ class SegmentationController:
         return committed
 
     def _after_commit_attempt(self, state: ImageState, obj: SliceObject | None) -> None:
+        if obj is not None and busy_message(self.propagation, state.image_id, obj.group, "commit"):
+            return  # it waits for its run (the status said so): not a refused object
         if self.refused.after_commit(state, obj):
             self.show_status(f"{self.viewer.status}{STAYS}")  # after the commit's reason for refusing
 
@@ -580,6 +582,7 @@ class SegmentationController:
             run.detach()
         if self.propagation is not None:
             self.propagation.cancel()
+            self.propagation.dock_closed = True
             self.propagation.on_progress = lambda done, total: None  # its panel may be deleted
             self.propagation.on_finished = lambda done: None
         self.bindings.unbind()
@@ -593,9 +596,9 @@ class SegmentationController:
                 if in_progress:  # propagated and filled slices live only here: a reopened dock takes them up
                     for key, obj in state.objects.slices.items():
                         if obj.clicks and self.predictor.pending(state.image_id, key):
-                            # Its prediction for the latest clicks never comes: the reopened dock predicts again.
+                            # Its prediction for the latest clicks never comes: the reopened dock predicts
+                            # again (and commits then, when a commit was waiting for it).
                             obj.mask = obj.mask_box = obj.probability = None
-                            obj.commit_pending = False
                     helpers.keep_session(state.clicks_layer, state.geometry, state.session)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)

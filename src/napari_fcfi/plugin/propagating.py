@@ -97,7 +97,10 @@ def start_propagation(
         )
 
     def on_slice(item: PropagatedSlice | PropagationStop) -> None:
-        if state.image_id not in controller.images or run.discarded:
+        if run.discarded:  # undone: should a redo bring the run back, nothing is placed past this gap
+            run.blocked.add("up" if item.index > start_key[axis] else "down")
+            return
+        if state.image_id not in controller.images and not run.dock_closed:
             return
         if isinstance(item, PropagationStop):
             step = 1 if item.index > start_key[axis] else -1
@@ -193,7 +196,8 @@ def propagation_summary(
     run: PropagationRun, order: list[list[int]], keep_stops: tuple[Stop, ...], axis: int, state: ImageState
 ) -> str:
     """What a finished propagation did, for the status line (``finished_message`` adds how to undo it)."""
-    stopped = " (cancelled)" if run.cancelled and not run.orphaned else ""
+    undone = run.discarded or run.redone
+    stopped = " (cancelled)" if run.cancelled and not run.orphaned and not undone else ""
     why = "".join(f"; {s.describe()}" for s in run.stops)
     placed = {p.index for p in run.predicted}
     last = state.geometry.slice_shape[axis] - 1
@@ -221,9 +225,8 @@ def limit_recorded_step(
     redone), and in what Redo brings back when it was undone while running. Nothing when the object was
     committed, edited or reset meanwhile (its steps are gone with it)."""
     action = run.action
-    redone = action is not None and any(done is action for done in state.history.done)
     places: list[list[Step]] = []
-    if (not run.discarded or redone) and group in state.objects.groups:
+    if not run.discarded and group in state.objects.groups:
         places.append(state.objects.groups[group].steps)
     if run.discarded and action is not None and group in action.groups_after:
         places.append(action.groups_after[group].steps)
@@ -280,6 +283,26 @@ def run_segmenter_factory(controller: AnnotationHost) -> Callable[[], Any]:
     return make
 
 
+#: A slice the user changed while a run went on stays the run's to fill when nothing is in progress there
+#: now and the labels cover less than this share of the run's mask there: the user committed another
+#: object on it (annotating the next nucleus ahead of the run), not this one.
+OTHER_OBJECT_COVER = 0.5
+
+
+def changed_elsewhere(state: ImageState, key: SliceKey, mask: np.ndarray) -> bool:
+    """Whether the user's change of slice ``key`` during a run left this object's place there free (see
+    :data:`OTHER_OBJECT_COVER`)."""
+    obj = state.objects.slices.get(key)
+    if obj is not None and obj.has_object:
+        return False
+    area = int(np.count_nonzero(mask))
+    labels = state.labels_layer
+    if labels is None or area == 0:
+        return area > 0
+    plane = np.asarray(helpers.image_data(labels)[key] if key else helpers.image_data(labels))
+    return int(np.count_nonzero(plane[mask])) < OTHER_OBJECT_COVER * area
+
+
 def place_mask(
     controller: AnnotationHost,
     state: ImageState,
@@ -291,14 +314,15 @@ def place_mask(
     """Make ``mask`` the object in progress on slice ``key`` (part of ``undo`` and of ``run.action``, the
     run's entry in the image's history), count it, show it; nothing once the run was undone, or its object
     was committed, edited or reset (the run then stops). A slice the user changed (clicked, reset,
-    committed) since the run began is kept as it is: False."""
+    committed) since the run began is kept as it is (False), unless only another object was committed
+    there (:func:`changed_elsewhere`)."""
     if run.discarded:
         return False
     if undo.group not in state.objects.groups:
         run.orphaned = True  # committed, edited or reset while it ran: later slices are no one's
         run.cancel()
         return False
-    if state.history.changed_since(key, run.since):
+    if state.history.changed_since(key, run.since) and not changed_elsewhere(state, key, mask):
         run.left_to_user.append(key)
         return False
     if run.action is not None:

@@ -45,6 +45,7 @@ class PropagationRun:
         self.done = 0
         self.cancelled = False
         self.discarded = False  # undone while running: slices still on their way are dropped
+        self.redone = False  # undone while running, then redone: it places what still comes again
         self.action: Action | None = None  # its entry in the image's action history
         self.group: int | None = None  # the stack object it extends
         self.worker: Any = None  # the napari worker (None when it ran without a thread)
@@ -58,6 +59,9 @@ class PropagationRun:
         ] = []  # slices it did not replace: the user changed them while it ran
         self.blocked: set[str] = set()  # directions that ended before such a slice ("up", "down")
         self.orphaned = False  # its object was committed, edited or reset while it ran: it stopped there
+        # The dock closed while it ran: it was cancelled, and what it still places goes to the objects in
+        # progress the closed dock left for the next one (a fill's unfinished slices: no gap).
+        self.dock_closed = False
 
     def user_changes_message(self, axis: int) -> str:
         """The status line's part about what the user changed while the run went on ("" when nothing)."""
@@ -105,11 +109,16 @@ def review_message(review: ReviewList, axis: int) -> str:
 
 
 def finished_message(run: PropagationRun, done: str, elsewhere: str | None = None) -> str:
-    """The status line at the end of a run: ``done`` (what it did), or that it was taken back.
-    ``elsewhere``: the name of the run's image when another image is being annotated now (its keys
-    act on the image chosen in the widget)."""
+    """The status line at the end of a run: ``done`` (what it did), or that it was taken back (or taken
+    back and redone while it ran). ``elsewhere``: the name of the run's image when another image is being
+    annotated now (its keys act on the image chosen in the widget)."""
     where = f"{elsewhere!r}: " if elsewhere else ""
     back = f"choose {elsewhere!r} in Image, then " if elsewhere else ""
     if run.discarded:
         return f"FCFI: {where}the run was stopped and taken back; {back}Ctrl+Shift+Z redoes what it did"
+    if run.redone:
+        return (
+            f"FCFI: {where}{done}; it stopped when you undid it, and the redo brought back what it had "
+            f"made; {back}Ctrl+Z takes it back"
+        )
     return f"FCFI: {where}{done}; {back}Ctrl+Z takes it back"

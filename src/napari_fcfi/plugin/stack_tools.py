@@ -92,21 +92,21 @@ def fill_partner(state: ImageState, key: SliceKey, axis: int) -> SliceKey | None
     )
 
 
-def other_object_between(
+def kept_between(
     state: ImageState, key_a: SliceKey, key_b: SliceKey, between: list[SliceKey]
-) -> SliceKey | None:
-    """The first slice of ``between`` whose object in progress is not the one of the ends (a fill
-    empties the slices between them), or None."""
+) -> tuple[SliceKey, bool] | None:
+    """The first slice of ``between`` that a fill must not empty (it replaces the slices between its
+    ends), and whether it is this object: the user's own work there (clicks, an edit) or another
+    object's. None when every slice between is empty or only propagated or filled for this object."""
     slices = state.objects.slices
     ends = [slices[key_a], slices[key_b]]
     groups = {end.group for end in ends} - {None}
     for key in sorted(between):
         obj = slices[key]
-        if not obj.has_object or (obj.group is not None and obj.group in groups):
+        ours = obj.group is not None and obj.group in groups
+        if not obj.has_object or (ours and not annotated_by_user(obj)):
             continue
-        if annotated_by_user(obj) and any(same_object(obj, end) for end in ends):
-            continue  # the same object clicked on a slice between (the fill redoes it from both ends)
-        return key
+        return key, ours or (annotated_by_user(obj) and any(same_object(obj, end) for end in ends))
     return None
 
 
@@ -148,11 +148,15 @@ def start_fill(
         for k in state.objects.slices
         if low < k[axis] < high and all(a == b for i, (a, b) in enumerate(zip(k, key_a)) if i != axis)
     ]
-    blocking = other_object_between(state, key_a, key_b, between)
-    if blocking is not None:
+    kept = kept_between(state, key_a, key_b, between)
+    if kept is not None:
+        where = f"slice {kept[0][axis]} between slices {low} and {high}"
         controller.show_status(
-            f"FCFI: slice {blocking[axis]} between slices {low} and {high} holds another object in progress; "
-            "commit or reset it (Esc there) first, fill would replace it"
+            f"FCFI: {where} has your corrections of this object; press F there to fill from it (a fill "
+            "replaces the slices between its ends)"
+            if kept[1]
+            else f"FCFI: {where} holds another object in progress; commit or reset it (Esc there) first, "
+            "fill would replace it"
         )
         return None
     # One action of the image's history: both ends' objects (a merged one whole) and the slices between.
@@ -186,7 +190,7 @@ def start_fill(
         )
 
     def on_slice(item: FilledSlice) -> None:
-        if state.image_id not in controller.images or run.discarded:
+        if run.discarded or (state.image_id not in controller.images and not run.dock_closed):
             return
         if place_mask(controller, state, undo, run, stack_key(key_a, axis, item.index), item.mask):
             run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
@@ -205,8 +209,12 @@ def start_fill(
                 state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
             )
             disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
-            cancelled = run.cancelled and not run.orphaned
+            cancelled = run.cancelled and not run.orphaned and not run.discarded and not run.redone
             stopped = " (cancelled: unfinished slices come from one side only)" if cancelled else ""
+            reached = {p.index for p in run.predicted} | {k[axis] for k in run.left_to_user}
+            empty = [i for i in range(low + 1, high) if i not in reached]
+            if run.redone and empty:  # undone while it ran: the slices it delivered meanwhile were dropped
+                stopped = f"; {describe_slices([(i,) for i in empty], limit=5)} not filled (F fills them)"
             controller.show_status(
                 finished_message(
                     run,

@@ -55,6 +55,11 @@ def redo(controller: AnnotationHost) -> None:
     if state is None or action is None:
         controller.show_status("FCFI: nothing to redo")
         return
+    run = controller.propagation
+    if run is not None and run.discarded and run.action is action:
+        # Undone and redone while it still runs: it stays cancelled, but what it still delivers (a
+        # fill's unfinished slices, from one side) is placed again, so the object has no gap.
+        run.discarded, run.redone = False, True
     show_restored(controller, state, action)
     controller.show_status(f"FCFI: redid the {action.name}{action.where(controller.current_key())}")
 
