@@ -111,13 +111,40 @@ def test_markers_keep_a_small_fixed_size_on_screen(make_napari_viewer, tmp_path)
     widget = docked_widget(viewer, tmp_path / "j")
     controller = widget.controller
     controller.add_click_world((2048, 2048), True)
-    low, high = controller.points_layer.canvas_size_limits
-    assert low == high <= 12
+    assert controller.points_layer.canvas_size_limits[1] <= 12
     viewer.reset_view()
     controller.preview_layer.visible = False
+
+    def green_pixels() -> int:
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        return int(((shot[..., 1] > 200) & (shot[..., 0] < 120) & (shot[..., 2] < 120)).sum())
+
+    whole = green_pixels()
+    assert 0 < whole < 400  # a few pixels, not 3 % of the image side
+    viewer.camera.zoom = viewer.camera.zoom * 16
+    close = green_pixels()
+    assert 0.5 * whole < close < 2 * whole  # the same size on screen zoomed in
+    controller.add_click_world((2048, 2100), True)  # a new marker gets the size of this zoom
+    assert 0.5 * whole < green_pixels() - close < 2 * whole
+    widget.close_controller()
+
+
+def test_a_slice_without_clicks_shows_no_marker(make_napari_viewer, tmp_path):
+    """napari draws a size-0 placeholder point at the grid's origin where a slice has no points: no lower
+    marker size limit may turn it into a dot in the image's corner."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((8, 64, 64), np.uint8))  # 8 slices (3 would be taken for channels)
+    widget = docked_widget(viewer, tmp_path / "j")
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 0)
+    controller.add_click_world((0, 32, 32), True)
+    controller.preview_layer.visible = False
+    viewer.dims.set_current_step(0, 2)
     shot = viewer.screenshot(canvas_only=True, flash=False)
-    green = (shot[..., 1] > 200) & (shot[..., 0] < 120) & (shot[..., 2] < 120)
-    assert 0 < green.sum() < 400  # a few pixels, not 3 % of the image side
+    assert int(shot[..., :3].max()) < 60, "a marker is drawn on a slice without clicks"
+    viewer.dims.set_current_step(0, 0)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert ((shot[..., 1] > 200) & (shot[..., 0] < 120)).any()  # the click itself is drawn
     widget.close_controller()
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import napari
-import numpy as np
 from napari.layers import Image, Labels, Points
 
 from napari_fcfi.annotation.clicklog import ClickLog
@@ -39,8 +38,8 @@ from napari_fcfi.annotation.painting import LabelIdError
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.windows import bbox_of_mask, bbox_union
 
+from . import dock_sessions, editing, undoing
 from . import layers as helpers
-from . import undoing
 from .background import BackgroundRun
 from .commit_flow import commit_current, commit_if_pending
 from .committing import Committer
@@ -124,6 +123,7 @@ class SegmentationController:
             {**SHORTCUTS, **STACK_SHORTCUTS},
         )
         viewer.dims.events.current_step.connect(self._on_dims_change)
+        viewer.camera.events.zoom.connect(self._on_zoom)
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     # ------------------------------------------------------------------ settings
@@ -205,24 +205,20 @@ class SegmentationController:
         if clicks is None:
             clicks = helpers.create_clicks_layer(self.viewer, layer, geometry)
         else:
-            helpers.style_clicks_layer(clicks)
+            helpers.style_clicks_layer(clicks, self.viewer.camera.zoom)
         preview = helpers.find_helper(self.viewer, layer, "preview", geometry)
         if preview is None:
             preview = helpers.create_preview_layer(self.viewer, layer, geometry)
         state = ImageState(layer, geometry, channel_axis, channel, clicks, preview)
-        kept = helpers.take_session(clicks, geometry)
-        if kept is not None:
-            state.session = kept  # the objects in progress when the dock was closed
+        kept = helpers.take_session(clicks, geometry)  # the objects in progress of a closed dock
         state.labels_layer, _ = self.committer.labels_for(layer, geometry, None)
         state.preview_box = None
         helpers.clear_preview(preview, geometry.plane_shape)
         self.images[state.image_id] = state
         self.points.attach(state)
+        if kept is not None:
+            dock_sessions.take_up(self, state, kept)
         self.points.rebuild(state)  # clicks left in a reused clicks layer become objects again
-        if kept is not None:  # a slice whose prediction was still on its way when the dock closed
-            for obj in list(state.objects.slices.values()):
-                if obj.clicks and obj.mask is None:
-                    self.request_prediction(state, obj)
         helpers.keep_on_top(self.viewer, preview, clicks)
         return state
 
@@ -391,37 +387,11 @@ class SegmentationController:
         undoing.show_restored(self, state, action)
 
     def select_label(self, label_id: int) -> bool:
-        """Edit label ``label_id`` of the slice on screen: clicks refine it, commit replaces it."""
-        state, key = self.state, self.current_key()
-        if state is None or key is None or state.labels_layer is None:
-            self.show_status("FCFI: no labels layer to edit")
-            return False
-        data = helpers.image_data(state.labels_layer)
-        plane = np.asarray(data[key] if key else data)
-        mask = plane == int(label_id)
-        if label_id <= 0 or not mask.any():
-            self.show_status(f"FCFI: label {label_id} is not on this slice")
-            return False
-        here = state.objects.get(key, create=False)
-        busy = busy_message(self.propagation, state.image_id, None if here is None else here.group, "edit")
-        if busy is not None:
-            self.show_status(busy)
-            return False
-        self._show_restored(state, state.session.edit_label(key, mask, label_id))
-        self.show_status(f"FCFI: editing label {label_id}; click to refine, commit replaces it")
-        return True
+        """Edit label ``label_id`` of the slice on screen: see :func:`.editing.select_label`."""
+        return editing.select_label(self, label_id)
 
     def select_label_at(self, world_position: Any) -> bool:
-        state = self.state
-        if state is None or state.labels_layer is None:
-            self.show_status("FCFI: no labels layer to edit")
-            return False
-        key, row, col = split_grid_point(state.geometry, world_to_grid(state.geometry, world_position))
-        if not state.geometry.contains(key, row, col):
-            return False
-        data = helpers.image_data(state.labels_layer)
-        plane = data[key] if key else data
-        return self.select_label(int(np.asarray(plane[row : row + 1, col : col + 1])[0, 0]))
+        return editing.select_label_at(self, world_position)
 
     def commit(self) -> bool:
         """Write the object on screen into the labels layer (deferred until its prediction is in)."""
@@ -525,6 +495,10 @@ class SegmentationController:
         self.refresh_view(recompute=True)
 
     # ------------------------------------------------------------------ view
+    def _on_zoom(self, event: Any = None) -> None:
+        for state in self.images.values():  # markers keep their size on screen
+            helpers.fit_markers(state.clicks_layer, self.viewer.camera.zoom)
+
     def _on_dims_change(self, event: Any = None) -> None:
         self.refresh_view(recompute=True)
         self.on_change("object")
@@ -588,19 +562,9 @@ class SegmentationController:
         self.bindings.unbind()
         for state in list(self.images.values()):
             self.points.detach(state)
-            in_progress = any(obj.has_object for obj in state.objects.slices.values())
-            if len(state.clicks_layer.data) == 0 and not in_progress:
-                helpers.remove_layers(self.viewer, state.clicks_layer, state.preview_layer)
-            else:
-                helpers.clear_preview(state.preview_layer, state.geometry.plane_shape)
-                if in_progress:  # propagated and filled slices live only here: a reopened dock takes them up
-                    for key, obj in state.objects.slices.items():
-                        if obj.clicks and self.predictor.pending(state.image_id, key):
-                            # Its prediction for the latest clicks never comes: the reopened dock predicts
-                            # again (and commits then, when a commit was waiting for it).
-                            obj.mask = obj.mask_box = obj.probability = None
-                    helpers.keep_session(state.clicks_layer, state.geometry, state.session)
+            dock_sessions.leave_for_next_dock(self, state)
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
+        self.viewer.camera.events.zoom.disconnect(self._on_zoom)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)
         self.images.clear()

@@ -2,8 +2,8 @@
 
 Helper layers carry ``metadata["napari_fcfi"] = {"role": ..., "image": <image layer unique_id>}``, so a
 widget opened again (or a second widget) finds and reuses them instead of adding duplicates, and
-they can be removed with their image. Markers keep a fixed size on screen (``canvas_size_limits``),
-so clicks never hide the object on a large image.
+they can be removed with their image. Markers keep a fixed size on screen (their size follows the
+camera's zoom, :func:`fit_markers`), so clicks never hide the object on a large image.
 """
 
 from __future__ import annotations
@@ -149,16 +149,25 @@ def create_clicks_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> Any
         border_color="black",
         metadata={TAG: {"role": "clicks", "image": str(image.unique_id)}},
     )
-    style_clicks_layer(layer)
+    style_clicks_layer(layer, viewer.camera.zoom)
     return layer
 
 
-def style_clicks_layer(layer: Any) -> None:
-    """Fixed on-screen marker size whatever the image size and zoom."""
-    layer.canvas_size_limits = (MARKER_SCREEN_PX, MARKER_SCREEN_PX)
-    layer.current_size = 1.0
+def style_clicks_layer(layer: Any, zoom: float) -> None:
+    """Markers :data:`MARKER_SCREEN_PX` wide on screen at the camera's ``zoom`` (kept so by
+    :func:`fit_markers` on every zoom). ``canvas_size_limits`` only caps them: a lower limit would turn
+    the invisible size-0 point napari draws at the grid's origin on a slice without points into a dot."""
+    layer.canvas_size_limits = (0.0, MARKER_SCREEN_PX)
+    fit_markers(layer, zoom)
+
+
+def fit_markers(layer: Any, zoom: float) -> None:
+    """Size the markers (in data units) so that they are :data:`MARKER_SCREEN_PX` wide at ``zoom``."""
+    pixel = abs(float(layer.scale[-1])) * max(float(zoom), 1e-9)  # screen pixels per data unit
+    size = MARKER_SCREEN_PX / pixel
+    layer.current_size = size
     if len(layer.data):
-        layer.size = 1.0
+        layer.size = size
 
 
 def create_preview_layer(viewer: Any, image: Any, geometry: ImageGeometry) -> Any:
