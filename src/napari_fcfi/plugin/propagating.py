@@ -75,6 +75,7 @@ def start_propagation(
     )
     drop_replaced_points(controller, state, undo.replaced)
     run = begin_run(controller, state, action, sum(len(o) for o in order), undo.group)
+    run.start_index = start_key[axis]
     make_segmenter = run_segmenter_factory(controller)
     image = helpers.image_data(state.layer)
 
@@ -135,12 +136,9 @@ def start_propagation(
                 limit_recorded_step(
                     state, run, undo.group, PropagateStep, lambda steps: cut_propagation_step(steps, reached)
                 )
+            listed = review_slices(run.predicted, {start_key[axis]: start_mask})
             state.review = ReviewList(
-                state.image_id,
-                [
-                    stack_key(start_key, axis, i)
-                    for i in review_slices(run.predicted, {start_key[axis]: start_mask})
-                ],
+                state.image_id, [stack_key(start_key, axis, i) for i in listed + last_slices(run, listed)]
             )
             controller.show_status(
                 finished_message(
@@ -192,6 +190,18 @@ def reached_per_direction(start: int, order: list[list[int]], run: PropagationRu
     return reached
 
 
+def last_slices(run: PropagationRun, listed: list[int]) -> list[int]:
+    """The last slice the run placed in each direction, when not ``listed`` already: where an object
+    ends, propagated masks are least reliable (the network keeps the object's size while the real one
+    shrinks to its tip), so they are reviewed too, after the suspect slices."""
+    start = run.start_index
+    ends = [
+        pick([p.index for p in run.predicted if (p.index > start) == up], default=None)
+        for up, pick in ((True, max), (False, min))
+    ]
+    return [i for i in ends if i is not None and i not in listed]
+
+
 def propagation_summary(
     run: PropagationRun, order: list[list[int]], keep_stops: tuple[Stop, ...], axis: int, state: ImageState
 ) -> str:
@@ -206,9 +216,13 @@ def propagation_summary(
         for indices in order
         if indices and indices[-1] in (0, last) and indices[-1] in placed
     )
-    more = "; C continues past it" if run.stops else ""
-    if keep_stops and not run.stops:
-        more = "".join(f"; C continues {s.direction} past slice {s.key[s.axis]}" for s in keep_stops)
+    stops = [*run.stops, *keep_stops]
+    more = ""
+    if len(stops) == 1:
+        more = f"; C continues {stops[0].direction} past slice {stops[0].key[stops[0].axis]}"
+    elif stops:
+        where = ", ".join(f"{s.direction} past slice {s.key[s.axis]}" for s in stops)
+        more = f"; C continues past the stop nearest the slice on screen ({where})"
     review = "" if state.review is None else f"; {review_message(state.review, axis)}"
     return f"propagated to {run.done} slice(s){stopped}{why}{run.user_changes_message(axis)}{more}{review}"
 

@@ -33,7 +33,7 @@ class Stop:
         self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
 
     def describe(self) -> str:
-        return f"stopped at slice {self.key[self.axis]} ({self.reason})"
+        return f"stopped at slice {self.key[self.axis]}: {self.reason}"
 
 
 class PropagationRun:
@@ -48,6 +48,7 @@ class PropagationRun:
         self.redone = False  # undone while running, then redone: it places what still comes again
         self.action: Action | None = None  # its entry in the image's action history
         self.group: int | None = None  # the stack object it extends
+        self.start_index = 0  # the slice index a propagation started from
         self.worker: Any = None  # the napari worker (None when it ran without a thread)
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.on_finished: Callable[[int], None] = lambda done: None
