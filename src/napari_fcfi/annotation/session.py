@@ -10,6 +10,7 @@ returns what the caller must show again. Propagations and fills arrive slice by 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,9 @@ class AnnotationSession:
     def __init__(self) -> None:
         self.objects = ObjectsInProgress()
         self.history = ActionHistory(self.objects)
+        # A propagation or fill still placing slices here (the plugin's run; it outlives a closed dock,
+        # whose objects in progress the next dock takes up): commit, edit, undo and new runs ask it.
+        self.running: Any = None
 
     def has_object(self, key: SliceKey) -> bool:
         """The object on ``key`` (any of its slices, for a stack object) holds something to commit."""

@@ -70,7 +70,7 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     if obj.clicks and obj.mask is None:
         controller.show_status("FCFI: the prediction has not arrived yet")
         return False
-    busy = busy_message(controller.propagation, state.image_id, obj.group, "commit")
+    busy = busy_message(state.session.running, state.image_id, obj.group, "commit")
     if busy is not None:
         controller.show_status(busy)
         return False

@@ -223,6 +223,10 @@ class SegmentationController:
         return state
 
     def _drop_state(self, state: ImageState, remove_helpers: bool) -> None:
+        run = state.session.running
+        if run is not None:  # nothing it still makes has a place to go
+            run.cancel()
+            run.image_dropped = True
         self.points.detach(state)
         self.bindings.unbind((state.clicks_layer, state.layer))
         self.predictor.forget_image(state.image_id)
@@ -402,7 +406,7 @@ class SegmentationController:
         return committed
 
     def _after_commit_attempt(self, state: ImageState, obj: SliceObject | None) -> None:
-        if obj is not None and busy_message(self.propagation, state.image_id, obj.group, "commit"):
+        if obj is not None and busy_message(state.session.running, state.image_id, obj.group, "commit"):
             return  # it waits for its run (the status said so): not a refused object
         if self.refused.after_commit(state, obj):
             self.show_status(f"{self.viewer.status}{STAYS}")  # after the commit's reason for refusing

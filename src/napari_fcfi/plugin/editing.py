@@ -28,7 +28,7 @@ def select_label(controller: AnnotationHost, label_id: int) -> bool:
         controller.show_status(f"FCFI: label {label_id} is not on this slice")
         return False
     here = state.objects.get(key, create=False)
-    busy = busy_message(controller.propagation, state.image_id, None if here is None else here.group, "edit")
+    busy = busy_message(state.session.running, state.image_id, None if here is None else here.group, "edit")
     if busy is not None:
         controller.show_status(busy)
         return False

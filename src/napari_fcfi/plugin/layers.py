@@ -125,11 +125,13 @@ def take_session(clicks: Any, geometry: ImageGeometry) -> Any | None:
 
 
 def find_helper(viewer: Any, image: Any, role: str, geometry: ImageGeometry) -> Any | None:
-    """The existing ``role`` layer of ``image`` when it still fits the image's label grid."""
+    """The existing ``role`` layer of ``image`` when it still fits the image's label grid, placed where the
+    image is now (the user may have changed its scale or translate while no dock annotated it)."""
     for layer in viewer.layers:
         if role_of(layer) == (role, str(image.unique_id)):
             ndim = len(geometry.label_shape) if role == "clicks" else 2
             if layer.ndim == ndim:
+                layer.scale, layer.translate = geometry.scale[-ndim:], geometry.translate[-ndim:]
                 return layer
     return None
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.clicklog import PropagateStep, Step
+from napari_fcfi.annotation.clicklog import Step
 from napari_fcfi.annotation.geometry import SliceKey, read_plane
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.objects import PropagationUndo, SliceObject, cut_propagation_step
@@ -131,11 +131,9 @@ def start_propagation(
         try:
             controller.propagation = None
             state.stops = [*keep_stops, *run.stops]
-            if run.cancelled or run.blocked:
+            if run.cancelled or run.blocked or run.failed:
                 reached = reached_per_direction(start_key[axis], order, run)
-                limit_recorded_step(
-                    state, run, undo.group, PropagateStep, lambda steps: cut_propagation_step(steps, reached)
-                )
+                limit_recorded_step(state, run, lambda steps: cut_propagation_step(steps, reached))
             listed = review_slices(run.predicted, {start_key[axis]: start_mask})
             state.review = ReviewList(
                 state.image_id, [stack_key(start_key, axis, i) for i in listed + last_slices(run, listed)]
@@ -154,7 +152,7 @@ def start_propagation(
     ways = "both ways" if direction == "both" else direction
     # At once: the run may take minutes, and its end replaces this with what it did.
     controller.show_status(announce or f"FCFI: propagating {ways} from slice {start_key[axis]} …")
-    return launch(controller, run, work, on_slice, on_done, threaded)
+    return launch(controller, state, run, work, on_slice, on_done, threaded)
 
 
 def default_stack_axis(slice_shape: list[int] | tuple[int, ...]) -> int | None:
@@ -227,26 +225,22 @@ def propagation_summary(
     return f"propagated to {run.done} slice(s){stopped}{why}{run.user_changes_message(axis)}{more}{review}"
 
 
-def limit_recorded_step(
-    state: ImageState,
-    run: PropagationRun,
-    group: int,
-    kind: type,
-    cut: Callable[[list[Step]], None],
-) -> None:
-    """Cut the run's step (``kind``, the last of its stack object's steps) to what the user keeps, so that
-    the click log replays exactly what is shown: in the live object unless the run was undone (and not
-    redone), and in what Redo brings back when it was undone while running. Nothing when the object was
-    committed, edited or reset meanwhile (its steps are gone with it)."""
-    action = run.action
-    places: list[list[Step]] = []
-    if not run.discarded and group in state.objects.groups:
-        places.append(state.objects.groups[group].steps)
-    if run.discarded and action is not None and group in action.groups_after:
-        places.append(action.groups_after[group].steps)
-    for steps in places:
-        if steps and isinstance(steps[-1], kind):
-            cut(steps)
+def limit_recorded_step(state: ImageState, run: PropagationRun, cut: Callable[[list[Step]], None]) -> None:
+    """Replace the run's step (``run.step``) by what the user keeps (``cut`` of ``[step]``) wherever it is
+    held: the live object and every copy the image's history keeps of it (what undo or redo of this or a
+    later action, e.g. a correction made while the run went on, puts back), so that the click log replays
+    exactly what is shown. Nothing when the object was committed meanwhile (its steps went with it)."""
+    step = run.step
+    if step is None:
+        return
+    kept: list[Step] = [step]
+    cut(kept)
+    holders = [*state.objects.groups.values()]
+    for action in [*state.history.done, *state.history.undone]:
+        holders += [*action.groups_before.values(), *action.groups_after.values()]
+    for holder in holders:
+        if any(s is step for s in holder.steps):
+            holder.steps[:] = [new for s in holder.steps for new in (kept if s is step else [s])]
 
 
 def stack_run_problem(
@@ -262,8 +256,8 @@ def stack_run_problem(
         return f"wait for the prediction on this slice, then {verb}"
     if obj.mask is None or not obj.mask.any():
         return "annotate the object on this slice first (its mask is empty)"
-    if controller.propagation is not None:
-        return "a propagation is already running"
+    if controller.propagation is not None or state.session.running is not None:
+        return "a propagation or fill is already running"
     return None
 
 
@@ -274,6 +268,8 @@ def begin_run(
     entry in the image's history), now the running one."""
     run = PropagationRun(total, state.image_id)
     run.action, run.group = action, group
+    run.step = state.objects.groups[group].steps[-1]  # the PropagateStep or FillStep it records
+    state.session.running = run
     run.since = state.history.clock
     controller.propagation = run
     return run
@@ -355,6 +351,7 @@ def place_mask(
 
 def launch(
     controller: AnnotationHost,
+    state: ImageState,
     run: PropagationRun,
     work: Callable[[], Any],
     on_item: Callable[[Any], None],
@@ -362,14 +359,27 @@ def launch(
     threaded: bool = True,
 ) -> PropagationRun:
     """Run ``work()`` (a generator) in a napari worker thread, ``on_item`` on the GUI thread for each
-    item it yields, ``on_done`` at the end; without ``threaded``, all of it here (tests, scripts)."""
+    item it yields, ``on_done`` at the end (after an error too, with ``run.failed``); ``run`` stops being
+    ``state``'s running one then. Without ``threaded``, all of it here (tests, scripts)."""
+
+    def finished(*_: Any) -> None:
+        try:
+            on_done()
+        finally:
+            controller.propagation = None
+            if state.session.running is run:
+                state.session.running = None
 
     def on_error(error: Exception) -> None:
-        controller.propagation = None
-        controller.show_status(f"FCFI: propagation failed: {error}")
-        run.on_finished(run.done)
+        run.failed = True  # what it placed stays (one undo takes it back), its record says so
+        try:
+            finished()
+        finally:
+            controller.show_status(
+                f"FCFI: the run failed: {error}; the {run.done} slice(s) it made are kept (Ctrl+Z takes them back)"
+            )
 
-    run.worker = run_generator(work, on_item, on_done, on_error, threaded)
+    run.worker = run_generator(work, on_item, finished, on_error, threaded)
     return run
 
 

@@ -48,6 +48,8 @@ class PropagationRun:
         self.redone = False  # undone while running, then redone: it places what still comes again
         self.action: Action | None = None  # its entry in the image's action history
         self.group: int | None = None  # the stack object it extends
+        self.step: Any = None  # its step in the object's record (cut to what the user keeps at the end)
+        self.failed = False  # ended by an error: what it placed stays, its step is cut to it
         self.start_index = 0  # the slice index a propagation started from
         self.worker: Any = None  # the napari worker (None when it ran without a thread)
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
@@ -63,6 +65,7 @@ class PropagationRun:
         # The dock closed while it ran: it was cancelled, and what it still places goes to the objects in
         # progress the closed dock left for the next one (a fill's unfinished slices: no gap).
         self.dock_closed = False
+        self.image_dropped = False  # its image was removed (or its grid changed): it stopped
 
     def user_changes_message(self, axis: int) -> str:
         """The status line's part about what the user changed while the run went on ("" when nothing)."""
@@ -115,6 +118,8 @@ def finished_message(run: PropagationRun, done: str, elsewhere: str | None = Non
     annotated now (its keys act on the image chosen in the widget)."""
     where = f"{elsewhere!r}: " if elsewhere else ""
     back = f"choose {elsewhere!r} in Image, then " if elsewhere else ""
+    if run.image_dropped:
+        return f"FCFI: {where}the propagation or fill stopped: its image was removed or its axes changed"
     if run.discarded:
         return f"FCFI: {where}the run was stopped and taken back; {back}Ctrl+Shift+Z redoes what it did"
     if run.redone:

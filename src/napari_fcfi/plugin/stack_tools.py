@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_fcfi.annotation.clicklog import FillStep
 from napari_fcfi.annotation.filling import FilledSlice, fill_slices
 from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
 from napari_fcfi.annotation.objects import SliceObject, cut_fill_step
@@ -199,11 +198,10 @@ def start_fill(
         try:
             controller.propagation = None
             state.stops = []
-            if run.cancelled or run.left_to_user:
-                placed, passes = [p.index for p in run.predicted], limit.passes if run.cancelled else None
-                limit_recorded_step(
-                    state, run, undo.group, FillStep, lambda steps: cut_fill_step(steps, placed, passes)
-                )
+            if run.cancelled or run.left_to_user or run.failed:
+                stopped_early = run.cancelled or run.failed
+                placed, passes = [p.index for p in run.predicted], limit.passes if stopped_early else None
+                limit_recorded_step(state, run, lambda steps: cut_fill_step(steps, placed, passes))
             ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
             state.review = ReviewList(
                 state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
@@ -231,7 +229,7 @@ def start_fill(
     # At once: the fill may take minutes, and its end replaces this with what it did.
     span = f"slice {low + 1}" if high - low == 2 else f"slices {low + 1}-{high - 1}"
     controller.show_status(f"FCFI: filling {span} between slices {key_a[axis]} and {key_b[axis]} …")
-    return launch(controller, run, work, on_slice, on_done, threaded)
+    return launch(controller, state, run, work, on_slice, on_done, threaded)
 
 
 def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> PropagationRun | None:

@@ -17,7 +17,7 @@ def undo(controller: AnnotationHost) -> None:
     state = controller.state
     if state is None:
         return
-    run = controller.propagation
+    run = state.session.running  # (a closed dock's run included)
     if run is not None and state.history.done and state.history.done[-1] is getattr(run, "action", None):
         run.cancel()
         run.discarded = True  # slices still on their way are dropped
@@ -55,7 +55,7 @@ def redo(controller: AnnotationHost) -> None:
     if state is None or action is None:
         controller.show_status("FCFI: nothing to redo")
         return
-    run = controller.propagation
+    run = state.session.running
     if run is not None and run.discarded and run.action is action:
         # Undone and redone while it still runs: it stays cancelled, but what it still delivers (a
         # fill's unfinished slices, from one side) is placed again, so the object has no gap.
@@ -67,10 +67,11 @@ def redo(controller: AnnotationHost) -> None:
 def reset_object(controller: AnnotationHost) -> None:
     """Esc (undoable): on a corrected propagated slice only its corrections go; otherwise the whole
     object on every slice it spans (the status says how many)."""
-    state, run = controller.state, controller.propagation
+    state = controller.state
     if state is None:
         return
-    if run is not None and run.image_id == state.image_id:
+    run = state.session.running
+    if run is not None:
         run.cancel()  # Esc first stops a running propagation of this image (keeping what was done)
         return
     obj = controller.current_object(create=False)
