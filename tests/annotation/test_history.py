@@ -59,3 +59,20 @@ def test_reset_of_a_stack_object_comes_back_with_its_stack_and_commit_forgets_it
     history.undo()
     history.forget([(1,), (2,), (3,)])  # committed
     assert history.done == [] and history.undone == []
+
+
+def test_every_kind_of_change_tells_a_run_that_began_before_it():
+    """A propagation or fill asks ``changed_since`` before placing a slice: actions, undo, redo, commits
+    and a proposal taken up for correction (``mark_changed``, no action) all count; other slices not."""
+    objects = ObjectsInProgress()
+    history = ActionHistory(objects)
+    began = history.clock
+    clicked(objects, history, (1,), Click(1, 1, True))
+    history.mark_changed([(3,)])
+    assert history.changed_since((1,), began) and history.changed_since((3,), began)
+    assert not history.changed_since((2,), began)
+    later = history.clock
+    history.undo()
+    assert history.changed_since((1,), later) and not history.changed_since((3,), later)
+    history.forget([(4,)])  # a commit on slice 4
+    assert history.changed_since((4,), later)

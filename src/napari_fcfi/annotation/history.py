@@ -68,6 +68,11 @@ class ActionHistory:
         (a value of :attr:`clock`)."""
         return self.changed_at.get(key, 0) > clock
 
+    def mark_changed(self, keys: Iterable[SliceKey]) -> None:
+        """The user changed ``keys`` outside an action (a segment-all proposal taken up for correction):
+        a run going on leaves them as they are."""
+        self._mark(keys)
+
     def _mark(self, keys: Iterable[SliceKey]) -> None:
         self.clock += 1
         for key in keys:

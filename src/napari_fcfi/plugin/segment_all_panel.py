@@ -462,6 +462,7 @@ class SegmentAllPanel(Container):
         controller, state = self.controller, found.state
         masks = {key: found.mask(key) for key in found.keys}
         state.objects.start_from_masks(masks)
+        state.history.mark_changed(masks)  # the user's now: a propagation or fill going on leaves it
         self.history.corrected(found.layer, found.label, masks)
         self._drop(found)
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it

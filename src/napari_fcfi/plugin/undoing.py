@@ -60,6 +60,7 @@ def redo(controller: AnnotationHost) -> None:
         # Undone and redone while it still runs: it stays cancelled, but what it still delivers (a
         # fill's unfinished slices, from one side) is placed again, so the object has no gap.
         run.discarded, run.redone = False, True
+        run.since = state.history.clock  # the undo and redo marked its own slices changed: not the user's
     show_restored(controller, state, action)
     controller.show_status(f"FCFI: redid the {action.name}{action.where(controller.current_key())}")
 
