@@ -195,3 +195,34 @@ def test_a_reopened_dock_waits_for_the_closed_docks_run(make_napari_viewer, tmp_
     labels = _replays_exactly(again.controller, stack)
     assert [z for z in range(14) if labels[z].any()] == list(range(2, 12))
     again.close_controller()
+
+
+def test_another_object_committed_between_a_fills_ends_leaves_the_fill_undoable(make_napari_viewer, tmp_path):
+    stack = drifting_cell()
+    for z in range(14):
+        stack[z][disk((SIZE, SIZE), 50, 50, 5)] = 200  # a still neighbour on every slice
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    for z in (2, 11):
+        viewer.dims.set_current_step(0, z)
+        controller.add_click_world((z, 24, 20 + z), True)
+
+    def commit_the_neighbour_on_slice_8(run):
+        viewer.dims.set_current_step(0, 8)
+        controller.add_click_world((8, 50, 50), True)
+        assert controller.commit()  # label 1 on slice 8, between the fill's ends, not reached yet
+
+    viewer.dims.set_current_step(0, 8)
+    assert controller.current_object() is not None  # looked at before the fill: the fill's action touches it
+    viewer.dims.set_current_step(0, 11)
+    restore = _during(controller, lambda run: run.done == 1, commit_the_neighbour_on_slice_8)
+    run = start_fill(controller, threaded=False)
+    restore()
+    assert run is not None and run.done == 8  # slice 8 filled too: the neighbour was another object
+    controller.undo()  # takes the whole fill back
+    assert not any(o.from_propagation for o in controller.state.objects.slices.values())
+    assert "undid the fill" in widget.status.value, widget.status.value
+    assert (np.asarray(controller.labels_layer.data[8]) == 1).sum() == disk((SIZE, SIZE), 50, 50, 5).sum()
+    widget.close_controller()

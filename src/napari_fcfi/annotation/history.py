@@ -111,13 +111,14 @@ class ActionHistory:
         self.done.append(action)
         return action
 
-    def forget(self, keys: Iterable[SliceKey]) -> None:
+    def forget(self, keys: Iterable[SliceKey], keep: Action | None = None) -> None:
         """Drop the actions that touched ``keys`` (their objects were committed: the labels layer's own
-        undo takes a commit back)."""
+        undo takes a commit back), except ``keep``: a propagation or fill still running, which touched a
+        slice ahead of it where the user committed another object (its undo puts back what it replaced)."""
         gone = set(keys)
         self._mark(gone)
-        self.done = [a for a in self.done if gone.isdisjoint(a.keys)]
-        self.undone = [a for a in self.undone if gone.isdisjoint(a.keys)]
+        self.done = [a for a in self.done if a is keep or gone.isdisjoint(a.keys)]
+        self.undone = [a for a in self.undone if a is keep or gone.isdisjoint(a.keys)]
 
     # ------------------------------------------------------------------ internals
     def _keep_groups(self, into: dict[int, StackObject], keys: Iterable[SliceKey]) -> None:

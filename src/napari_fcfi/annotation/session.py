@@ -74,7 +74,7 @@ class AnnotationSession:
         """The object on ``key`` is in the labels now: it leaves the objects in progress and the history
         (the labels layer's own undo takes a commit back). Returns the slices it covered."""
         members = self.objects.forget(key)
-        self.history.forget(members)
+        self.history.forget(members, keep=getattr(self.running, "action", None))
         return members
 
 
