@@ -226,3 +226,27 @@ def test_another_object_committed_between_a_fills_ends_leaves_the_fill_undoable(
     assert "undid the fill" in widget.status.value, widget.status.value
     assert (np.asarray(controller.labels_layer.data[8]) == 1).sum() == disk((SIZE, SIZE), 50, 50, 5).sum()
     widget.close_controller()
+
+
+def test_a_reopened_dock_keeps_the_stops_and_review_of_the_closed_docks_run(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    seen = {}
+
+    def close_the_dock(run):
+        viewer.window.remove_dock_widget(widget.native)
+        seen["again"] = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+
+    restore = _during(controller, lambda run: run.done == 2, close_the_dock)
+    run = start_propagation(controller, "both", threaded=False)
+    restore()
+    assert run is not None and run.dock_closed
+    state = seen["again"].controller.state
+    assert state.review is not None and state.review.keys  # N walks them in the new dock
+    made = sorted(k[0] for k, o in state.objects.slices.items() if o.from_propagation)
+    assert [k[0] for k in state.review.keys if k[0] not in made] == []
+    seen["again"].close_controller()

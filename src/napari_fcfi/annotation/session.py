@@ -30,6 +30,9 @@ class AnnotationSession:
         # A propagation or fill still placing slices here (the plugin's run; it outlives a closed dock,
         # whose objects in progress the next dock takes up): commit, edit, undo and new runs ask it.
         self.running: Any = None
+        # The stops and the slices to review of its last propagation or fill (the plugin's records).
+        self.stops: list[Any] = []
+        self.review: Any = None
 
     def has_object(self, key: SliceKey) -> bool:
         """The object on ``key`` (any of its slices, for a stack object) holds something to commit."""

@@ -46,8 +46,23 @@ class ImageState:
     labels_layer: Labels | None = None
     preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
-    stops: list[Stop] = field(default_factory=list)  # where its last propagation stopped
-    review: ReviewList | None = None  # slices of its last propagation or fill to review
+    @property
+    def stops(self) -> list[Stop]:
+        """Where its last propagation stopped (kept in the session: a reopened dock continues past them)."""
+        return self.session.stops
+
+    @stops.setter
+    def stops(self, stops: list[Stop]) -> None:
+        self.session.stops = stops
+
+    @property
+    def review(self) -> ReviewList | None:
+        """The slices of its last propagation or fill to review (kept in the session too)."""
+        return self.session.review
+
+    @review.setter
+    def review(self, review: ReviewList | None) -> None:
+        self.session.review = review
 
     @property
     def objects(self) -> ObjectsInProgress:
