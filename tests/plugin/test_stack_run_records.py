@@ -250,3 +250,21 @@ def test_a_reopened_dock_keeps_the_stops_and_review_of_the_closed_docks_run(make
     made = sorted(k[0] for k, o in state.objects.slices.items() if o.from_propagation)
     assert [k[0] for k in state.review.keys if k[0] not in made] == []
     seen["again"].close_controller()
+
+
+def test_esc_just_after_a_run_ended_does_not_reset_the_object(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(drifting_cell(), name="nuclei")
+    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 24, 26), True)
+    run = start_propagation(controller, "up", 3, threaded=False)
+    assert run is not None and run.done == 3
+    controller.reset_object()  # meant to cancel the run, which had just ended
+    assert "had already ended; Esc again resets the object" in widget.status.value
+    assert sorted(k[0] for k, o in controller.state.objects.slices.items() if o.has_object) == [6, 7, 8, 9]
+    controller.reset_object()  # Esc again: now it resets, as asked
+    assert "the object was reset on all 4 slices" in widget.status.value, widget.status.value
+    assert not any(o.has_object for o in controller.state.objects.slices.values())
+    widget.close_controller()

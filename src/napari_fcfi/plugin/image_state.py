@@ -46,6 +46,9 @@ class ImageState:
     labels_layer: Labels | None = None
     preview_box: Box | None = None  # what the preview layer shows now
     fingerprint: str | None = None  # the image's journal id (see commit_flow.fingerprint_of)
+    # When its last propagation or fill ended: time.monotonic() and the history's clock then.
+    run_ended: tuple[float, int] = (0.0, -1)
+
     @property
     def stops(self) -> list[Stop]:
         """Where its last propagation stopped (kept in the session: a reopened dock continues past them)."""

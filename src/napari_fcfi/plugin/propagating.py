@@ -15,6 +15,7 @@ propagated slices most likely wrong are listed for review (``ImageState.review``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -367,6 +368,7 @@ def launch(
             on_done()
         finally:
             controller.propagation = None
+            state.run_ended = (time.monotonic(), state.history.clock)
             if state.session.running is run:
                 state.session.running = None
 

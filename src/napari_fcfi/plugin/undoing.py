@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import time
+
 from napari_fcfi.annotation.history import Action
 
 from .host import AnnotationHost
 from .image_state import ImageState
 from .journaling import recorder_of
 from .layers import click_log_of
+
+#: Esc this soon after a propagation or fill ended, with nothing done since, was meant to cancel it: it
+#: does not reset the object.
+ESC_AFTER_RUN_S = 1.5
 
 
 def undo(controller: AnnotationHost) -> None:
@@ -74,6 +80,13 @@ def reset_object(controller: AnnotationHost) -> None:
     run = state.session.running
     if run is not None:
         run.cancel()  # Esc first stops a running propagation of this image (keeping what was done)
+        return
+    ended_at, clock = state.run_ended
+    if clock == state.history.clock and time.monotonic() - ended_at < ESC_AFTER_RUN_S:
+        # Meant to cancel a run that ended a moment before (nothing changed since): not a reset of the
+        # object on every slice.
+        state.run_ended = (0.0, -1)
+        controller.show_status("FCFI: the propagation or fill had already ended; Esc again resets the object")
         return
     obj = controller.current_object(create=False)
     if obj is None:
