@@ -10,58 +10,21 @@ from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
 from helpers.qt_mouse import canvas_widget
+from helpers.stack_runs import SIZE, drifting_cell, during, stack_widget
 from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
-from helpers.widgets import docked_widget, stand_in_model_cache
+from helpers.widgets import docked_widget
 from napari_fcfi.annotation.clicklog import FillStep, PropagateStep
 from napari_fcfi.annotation.replay import replay_click_log
 from napari_fcfi.plugin.propagating import start_propagation
 from napari_fcfi.plugin.stack_tools import start_fill
-from napari_fcfi.plugin.widget import FCFIWidget
 from napari_fcfi.plugin.worker import ImmediateRunner, JobResult
-
-SIZE = 64
-
-
-def drifting_cell(depth=14):
-    """One bright cell drifting right, 1 px per slice, on slices 1..12."""
-    stack = np.full((depth, SIZE, SIZE), 10, np.uint16)
-    for z in range(1, 13):
-        stack[z][disk((SIZE, SIZE), 24, 20 + z, 7)] = 200
-    return stack
-
-
-def _widget(viewer, tmp_path, runner=None, segmenter=UnsureCopier):
-    widget = FCFIWidget(
-        viewer,
-        model_cache=stand_in_model_cache(),
-        segmenter_factory=segmenter,
-        runner=runner or ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
-    return widget
-
-
-def _during(controller, when, act):
-    """Run ``act(run)`` once, from the run's progress, when ``when(run)`` holds (a user acting mid-run)."""
-    notify, done = controller.on_change, []
-
-    def hook(what="all"):
-        notify(what)
-        run = controller.propagation
-        if run is not None and not done and when(run):
-            done.append(True)
-            act(run)
-
-    controller.on_change = hook
-    return lambda: setattr(controller, "on_change", notify)
 
 
 def test_commit_and_edit_of_the_running_object_wait_for_the_run(make_napari_viewer, tmp_path):
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -71,7 +34,7 @@ def test_commit_and_edit_of_the_running_object_wait_for_the_run(make_napari_view
         said.append(controller.commit())
         said.append(widget.status.value)
 
-    restore = _during(controller, lambda run: run.done == 2, try_commit)
+    restore = during(controller, lambda run: run.done == 2, try_commit)
     run = start_propagation(controller, "up", threaded=False)
     restore()
     assert run is not None and not run.cancelled and said[0] is False
@@ -99,7 +62,7 @@ def test_commit_and_edit_of_the_running_object_wait_for_the_run(make_napari_view
 
     labels[3][disk((SIZE, SIZE), 24, 23, 3)] = 1  # label 1 where the edit would start
     controller.labels_layer.data = labels
-    restore = _during(controller, lambda run: run.done == 1, try_edit)
+    restore = during(controller, lambda run: run.done == 1, try_edit)
     start_propagation(controller, "down", threaded=False)
     restore()
     assert said[0] is False and "edit it when it ends" in said[1], said
@@ -110,12 +73,12 @@ def test_commit_and_edit_of_the_running_object_wait_for_the_run(make_napari_view
 def test_an_object_gone_while_its_run_goes_on_ends_the_run_without_an_error(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
     # the library's own commit (what any path that bypasses the widget's check does)
-    restore = _during(
+    restore = during(
         controller, lambda run: run.done == 2, lambda run: controller.state.session.committed((6,))
     )
     run = start_propagation(controller, "both", threaded=False)
@@ -132,7 +95,7 @@ def test_undo_and_redo_while_a_run_goes_on_keep_the_click_log_exact(make_napari_
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -141,7 +104,7 @@ def test_undo_and_redo_while_a_run_goes_on_keep_the_click_log_exact(make_napari_
         controller.undo()
         controller.redo()  # the three slices come back; the rest of the run is dropped
 
-    restore = _during(controller, lambda run: run.done == 3, undo_redo)
+    restore = during(controller, lambda run: run.done == 3, undo_redo)
     run = start_propagation(controller, "both", threaded=False)
     restore()
     assert run is not None and run.redone and not run.discarded and run.done == 3
@@ -163,12 +126,12 @@ def test_undo_while_a_fill_runs_then_redo_keeps_the_click_log_exact(make_napari_
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
         controller.add_click_world((z, 24, 20 + z), True)
-    restore = _during(controller, lambda run: run.done == 2, lambda run: controller.undo())
+    restore = during(controller, lambda run: run.done == 2, lambda run: controller.undo())
     run = start_fill(controller, threaded=False)
     restore()
     assert run is not None and run.discarded
@@ -222,7 +185,7 @@ def test_fill_never_empties_another_objects_slice_between_the_ends(make_napari_v
 def test_a_direction_ended_at_the_users_slice_records_no_stop(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 2)
     controller.add_click_world((2, 24, 22), True)
@@ -231,7 +194,7 @@ def test_a_direction_ended_at_the_users_slice_records_no_stop(make_napari_viewer
         viewer.dims.set_current_step(0, 5)
         controller.add_click_world((5, 24, 25), True)
 
-    restore = _during(controller, lambda run: run.done == 1, correct_slice_5)
+    restore = during(controller, lambda run: run.done == 1, correct_slice_5)
     run = start_propagation(controller, "up", threaded=False)
     restore()
     assert run is not None and run.blocked == {"up"}
@@ -285,7 +248,7 @@ def test_closing_the_dock_with_a_prediction_on_its_way_predicts_it_again(make_na
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
     runner = HoldingRunner()
-    widget = _widget(viewer, tmp_path, runner=runner, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, runner=runner, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -295,7 +258,7 @@ def test_closing_the_dock_with_a_prediction_on_its_way_predicts_it_again(make_na
     assert controller.predictor.pending(controller.state.image_id, (6,))
     viewer.window.remove_dock_widget(widget.native)
 
-    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    again = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     obj = again.controller.state.objects.slices[(6,)]
     assert len(obj.clicks) == 2
     qtbot.waitUntil(lambda: obj.mask is not None and not obj.mask[24, 32], timeout=10000)
@@ -309,7 +272,7 @@ def test_closing_the_dock_with_a_prediction_on_its_way_predicts_it_again(make_na
 def test_a_new_threshold_counts_only_the_propagated_slices_it_cannot_recut(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 4)
     controller.add_click_world((4, 24, 24), True)
@@ -325,7 +288,7 @@ def test_a_new_threshold_counts_only_the_propagated_slices_it_cannot_recut(make_
 def test_a_rescaled_image_keeps_the_objects_in_progress_of_a_closed_dock(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     layer = viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 4)
     controller.add_click_world((4, 24, 24), True)
@@ -333,7 +296,7 @@ def test_a_rescaled_image_keeps_the_objects_in_progress_of_a_closed_dock(make_na
     viewer.window.remove_dock_widget(widget.native)
     layer.scale = (2.0, 0.5, 0.5)  # the user sets the voxel size while the dock is closed
 
-    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    again = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     made = sorted(k[0] for k, o in again.controller.state.objects.slices.items() if o.from_propagation)
     assert made == [5, 6, 7]
     again.close_controller()
@@ -343,12 +306,12 @@ def test_undo_and_redo_while_a_fill_runs_leave_no_gap(make_napari_viewer, tmp_pa
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
         controller.add_click_world((z, 24, 20 + z), True)
-    restore = _during(
+    restore = during(
         controller, lambda run: run.done == 2, lambda run: (controller.undo(), controller.redo())
     )
     run = start_fill(controller, threaded=False)
@@ -367,17 +330,19 @@ def test_undo_and_redo_while_a_fill_runs_leave_no_gap(make_napari_viewer, tmp_pa
 def test_closing_the_dock_while_a_fill_runs_leaves_no_gap(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
         controller.add_click_world((z, 24, 20 + z), True)
-    restore = _during(
-        controller, lambda run: run.done == 2, lambda run: viewer.window.remove_dock_widget(widget.native)
+    restore = during(
+        controller,
+        lambda run: run.done == 2,
+        lambda run: viewer.window.remove_dock_widget(widget.native),
     )
     start_fill(controller, threaded=False)
     restore()
-    again = _widget(viewer, tmp_path)
+    again = stack_widget(viewer, tmp_path)
     made = sorted(k[0] for k, o in again.controller.state.objects.slices.items() if o.mask is not None)
     assert made == list(range(2, 12))
     again.close_controller()
@@ -386,7 +351,7 @@ def test_closing_the_dock_while_a_fill_runs_leaves_no_gap(make_napari_viewer, tm
 def test_fill_never_replaces_the_users_corrections_between_its_ends(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     for z in (2, 6):
         viewer.dims.set_current_step(0, z)
@@ -413,7 +378,7 @@ def test_another_object_committed_ahead_of_a_run_does_not_end_it(make_napari_vie
         stack[z][disk((SIZE, SIZE), 50, 50, 5)] = 200  # a still neighbour on every slice
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 4)
     controller.add_click_world((4, 24, 24), True)
@@ -424,7 +389,7 @@ def test_another_object_committed_ahead_of_a_run_does_not_end_it(make_napari_vie
         assert controller.commit()  # label 1 on slice 9; nothing in progress there any more
         viewer.dims.set_current_step(0, 4)
 
-    restore = _during(controller, lambda run: run.done == 1, annotate_the_neighbour_on_slice_9)
+    restore = during(controller, lambda run: run.done == 1, annotate_the_neighbour_on_slice_9)
     run = start_propagation(controller, "up", threaded=False)
     restore()
     assert run is not None and sorted(p.index for p in run.predicted) == list(range(5, 13))
@@ -435,12 +400,12 @@ def test_another_object_committed_ahead_of_a_run_does_not_end_it(make_napari_vie
 def test_a_commit_refused_for_a_running_run_is_not_a_refused_object(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
     said = []
-    restore = _during(
+    restore = during(
         controller,
         lambda run: run.done == 2,
         lambda run: (controller.commit(), said.append(widget.status.value)),
@@ -456,7 +421,7 @@ def test_a_commit_waiting_for_its_prediction_when_the_dock_closes_is_done_by_the
 ):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, runner=HoldingRunner(), segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, runner=HoldingRunner(), segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -466,7 +431,7 @@ def test_a_commit_waiting_for_its_prediction_when_the_dock_closes_is_done_by_the
     )
     viewer.window.remove_dock_widget(widget.native)  # closed right after pressing Space
 
-    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    again = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     labels = again.controller.labels_layer
     assert labels is not None and (np.asarray(labels.data[6]) == 1).sum() > 100
     assert not again.controller.state.objects.slices[(6,)].has_object

@@ -6,66 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.stack_runs import SIZE, drifting_cell, during, replays_exactly, stack_widget
 from helpers.standins import BrightRegionSegmenter, UnsureCopier, disk
-from helpers.widgets import stand_in_model_cache
 from napari_fcfi.annotation.clicklog import PropagateStep
-from napari_fcfi.annotation.replay import replay_click_log
 from napari_fcfi.plugin.propagating import start_propagation
 from napari_fcfi.plugin.stack_tools import start_fill
-from napari_fcfi.plugin.widget import FCFIWidget
-from napari_fcfi.plugin.worker import ImmediateRunner
-
-SIZE = 64
-
-
-def drifting_cell(depth=14):
-    stack = np.full((depth, SIZE, SIZE), 10, np.uint16)
-    for z in range(1, 13):
-        stack[z][disk((SIZE, SIZE), 24, 20 + z, 7)] = 200
-    return stack
-
-
-def _widget(viewer, tmp_path, segmenter=UnsureCopier):
-    widget = FCFIWidget(
-        viewer,
-        model_cache=stand_in_model_cache(),
-        segmenter_factory=segmenter,
-        runner=ImmediateRunner(),
-        journal_root=tmp_path / "j",
-    )
-    viewer.window.add_dock_widget(widget)
-    return widget
-
-
-def _during(controller, when, act):
-    """Run ``act(run)`` once, from the run's progress, when ``when(run)`` holds."""
-    notify, done = controller.on_change, []
-
-    def hook(what="all"):
-        notify(what)
-        run = controller.propagation
-        if run is not None and not done and when(run):
-            done.append(True)
-            act(run)
-
-    controller.on_change = hook
-    return lambda: setattr(controller, "on_change", notify)
-
-
-def _replays_exactly(controller, stack):
-    labels = np.array(controller.labels_layer.data)
-    replayed = replay_click_log(
-        None, stack, controller.state.geometry, controller.click_log, segmenter=UnsureCopier(None)
-    )
-    np.testing.assert_array_equal(replayed, labels)
-    return labels
 
 
 def test_undoing_a_correction_made_while_the_run_went_on_keeps_the_record_cut(make_napari_viewer, tmp_path):
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -75,7 +27,7 @@ def test_undoing_a_correction_made_while_the_run_went_on_keeps_the_record_cut(ma
         controller.add_click_world((7, 24, 27), True)  # its history keeps the object's steps as they are now
         controller.reset_object()  # Esc: cancels the run
 
-    restore = _during(controller, lambda run: run.done == 2, correct_then_cancel)
+    restore = during(controller, lambda run: run.done == 2, correct_then_cancel)
     run = start_propagation(controller, "up", threaded=False)
     restore()
     assert run is not None and run.cancelled
@@ -84,7 +36,7 @@ def test_undoing_a_correction_made_while_the_run_went_on_keeps_the_record_cut(ma
     assert controller.commit()
     steps = [s for s in controller.click_log.records[0].steps if isinstance(s, PropagateStep)]
     assert [(s.direction, s.max_slices) for s in steps] == [("up", run.done)]
-    _replays_exactly(controller, stack)
+    replays_exactly(controller, stack)
     widget.close_controller()
 
 
@@ -106,7 +58,7 @@ def test_a_run_that_fails_part_way_keeps_its_slices_and_an_exact_record(make_nap
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=FailsOnce)
+    widget = stack_widget(viewer, tmp_path, segmenter=FailsOnce)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -116,7 +68,7 @@ def test_a_run_that_fails_part_way_keeps_its_slices_and_an_exact_record(make_nap
     assert "the run failed: CUDA out of memory" in widget.status.value
     assert controller.propagation is None and controller.state.session.running is None
     assert controller.commit()
-    labels = _replays_exactly(controller, stack)
+    labels = replays_exactly(controller, stack)
     assert [z for z in range(14) if labels[z].any()] == list(range(6, 7 + run.done))
     widget.close_controller()
 
@@ -125,12 +77,12 @@ def test_removing_the_image_stops_its_run(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     nuclei = viewer.add_image(drifting_cell(), name="nuclei")
     other = viewer.add_image(drifting_cell(), name="other")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     controller.set_image_layer(nuclei)
     viewer.dims.set_current_step(0, 3)
     controller.add_click_world((3, 24, 23), True)
-    restore = _during(controller, lambda run: run.done == 2, lambda run: viewer.layers.remove(nuclei))
+    restore = during(controller, lambda run: run.done == 2, lambda run: viewer.layers.remove(nuclei))
     run = start_propagation(controller, "up", threaded=False)
     restore()
     assert run is not None and run.cancelled and run.done == 2
@@ -146,7 +98,7 @@ def test_removing_the_image_stops_its_run(make_napari_viewer, tmp_path):
 def test_a_rescaled_image_gets_its_helper_layers_realigned(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     layer = viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 4)
     controller.add_click_world((4, 24, 24), True)
@@ -154,7 +106,7 @@ def test_a_rescaled_image_gets_its_helper_layers_realigned(make_napari_viewer, t
     viewer.window.remove_dock_widget(widget.native)
     layer.scale = (2.0, 0.5, 0.5)  # the voxel size set while no dock annotates
 
-    again = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    again = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     state = again.controller.state
     clicks = state.clicks_layer
     np.testing.assert_allclose(clicks.data_to_world(clicks.data[0]), layer.data_to_world((4, 24, 24)))
@@ -168,7 +120,7 @@ def test_a_reopened_dock_waits_for_the_closed_docks_run(make_napari_viewer, tmp_
     stack = drifting_cell()
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="nuclei")
-    widget = _widget(viewer, tmp_path)
+    widget = stack_widget(viewer, tmp_path)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
@@ -177,13 +129,13 @@ def test_a_reopened_dock_waits_for_the_closed_docks_run(make_napari_viewer, tmp_
 
     def close_reopen_commit(run):
         viewer.window.remove_dock_widget(widget.native)
-        seen["again"] = again = _widget(viewer, tmp_path)
+        seen["again"] = again = stack_widget(viewer, tmp_path)
         viewer.dims.set_current_step(0, 11)
         seen["committed"] = again.controller.commit()
         seen["status"] = again.status.value
         seen["propagate"] = start_propagation(again.controller, "up", 1, threaded=False)
 
-    restore = _during(controller, lambda run: run.done == 2, close_reopen_commit)
+    restore = during(controller, lambda run: run.done == 2, close_reopen_commit)
     start_fill(controller, threaded=False)
     restore()
     assert seen["committed"] is False and "still running" in seen["status"], seen["status"]
@@ -192,7 +144,7 @@ def test_a_reopened_dock_waits_for_the_closed_docks_run(make_napari_viewer, tmp_
     assert again.controller.state.session.running is None  # the old run ended: now it commits
     viewer.dims.set_current_step(0, 11)
     assert again.controller.commit()
-    labels = _replays_exactly(again.controller, stack)
+    labels = replays_exactly(again.controller, stack)
     assert [z for z in range(14) if labels[z].any()] == list(range(2, 12))
     again.close_controller()
 
@@ -203,7 +155,7 @@ def test_another_object_committed_between_a_fills_ends_leaves_the_fill_undoable(
         stack[z][disk((SIZE, SIZE), 50, 50, 5)] = 200  # a still neighbour on every slice
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     for z in (2, 11):
         viewer.dims.set_current_step(0, z)
@@ -217,7 +169,7 @@ def test_another_object_committed_between_a_fills_ends_leaves_the_fill_undoable(
     viewer.dims.set_current_step(0, 8)
     assert controller.current_object() is not None  # looked at before the fill: the fill's action touches it
     viewer.dims.set_current_step(0, 11)
-    restore = _during(controller, lambda run: run.done == 1, commit_the_neighbour_on_slice_8)
+    restore = during(controller, lambda run: run.done == 1, commit_the_neighbour_on_slice_8)
     run = start_fill(controller, threaded=False)
     restore()
     assert run is not None and run.done == 8  # slice 8 filled too: the neighbour was another object
@@ -231,7 +183,7 @@ def test_another_object_committed_between_a_fills_ends_leaves_the_fill_undoable(
 def test_a_reopened_dock_keeps_the_stops_and_review_of_the_closed_docks_run(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
@@ -239,9 +191,9 @@ def test_a_reopened_dock_keeps_the_stops_and_review_of_the_closed_docks_run(make
 
     def close_the_dock(run):
         viewer.window.remove_dock_widget(widget.native)
-        seen["again"] = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+        seen["again"] = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
 
-    restore = _during(controller, lambda run: run.done == 2, close_the_dock)
+    restore = during(controller, lambda run: run.done == 2, close_the_dock)
     run = start_propagation(controller, "both", threaded=False)
     restore()
     assert run is not None and run.dock_closed
@@ -255,7 +207,7 @@ def test_a_reopened_dock_keeps_the_stops_and_review_of_the_closed_docks_run(make
 def test_esc_just_after_a_run_ended_does_not_reset_the_object(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(drifting_cell(), name="nuclei")
-    widget = _widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
+    widget = stack_widget(viewer, tmp_path, segmenter=BrightRegionSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 24, 26), True)
