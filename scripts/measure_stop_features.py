@@ -13,7 +13,10 @@ slices where the object continues and on the first slice past its end:
   propagated mask over the previous slice's;
 * ``click_iou``: IoU of the propagated mask with the network's mask from the same interior click
   *without* the previous mask (what the image alone says is at that point), ``click_ratio`` its area
-  over the propagated mask's.
+  over the propagated mask's;
+* with ``--cycle``: ``back_iou``, the propagated mask carried back onto the previous slice the same way
+  (cycle consistency: a chain that walked into a neighbour should not come back to the object), IoU
+  with the previous mask, and ``back_confidence``.
 
 Writes one JSON line per step to ``--out`` and prints, for simple threshold rules, false stops (the
 object continues) and misses (the object ended, the rule let it through) per set::
@@ -102,12 +105,19 @@ def suggest_stop_confidence(rows: list[dict], false_stops: float = CALIBRATION_F
     return float(np.floor(quantile * 100) / 100)
 
 
-def step_features(session, image, previous: np.ndarray, previous_image, confidence_only=False) -> dict:
+def carried(session, image, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The widget's propagation step: ``previous`` as the starting mask plus its interior click."""
     row, col = interior_point(previous)
     session.set_image(image, initial_mask=previous)
     session.add_click(row, col, True)
-    mask = np.array(session.mask, bool)
-    prob = np.array(session.probability)
+    return np.array(session.mask, bool), np.array(session.probability)
+
+
+def step_features(
+    session, image, previous: np.ndarray, previous_image, confidence_only=False, cycle=False
+) -> dict:
+    row, col = interior_point(previous)
+    mask, prob = carried(session, image, previous)
     area, prev_area = int(mask.sum()), int(previous.sum())
     features = {
         "area_ratio": area / prev_area,
@@ -121,6 +131,10 @@ def step_features(session, image, previous: np.ndarray, previous_image, confiden
     features["contrast_ratio"] = (
         None if before is None or after is None or abs(before) < 1e-6 else after / before
     )
+    if cycle:
+        back, back_prob = carried(session, previous_image, mask) if area else (previous & False, prob)
+        features["back_iou"] = iou(back, previous)
+        features["back_confidence"] = float(back_prob[back].mean()) if back.any() else 0.0
     if confidence_only:
         return features, mask
     session.set_image(image)
@@ -131,7 +145,9 @@ def step_features(session, image, previous: np.ndarray, previous_image, confiden
     return features, mask
 
 
-def object_steps(session, stack, label: int, min_area: int, confidence_only: bool = False) -> list[dict]:
+def object_steps(
+    session, stack, label: int, min_area: int, confidence_only: bool = False, cycle: bool = False
+) -> list[dict]:
     depth = stack.labels.shape[0]
     present = [int((stack.labels[z] == label).sum()) >= min_area for z in range(depth)]
     zs = [z for z in range(depth) if present[z]]
@@ -144,7 +160,7 @@ def object_steps(session, stack, label: int, min_area: int, confidence_only: boo
             if not present[z - step]:
                 break
             features, mask = step_features(
-                session, stack.image[z], previous, stack.image[z - step], confidence_only
+                session, stack.image[z], previous, stack.image[z - step], confidence_only, cycle
             )
             gt = stack.labels[z] == label
             rows.append(
@@ -176,6 +192,7 @@ def main() -> int:
     parser.add_argument(
         "--confidence-only", action="store_true", help="skip the click-alone pass (half the time)"
     )
+    parser.add_argument("--cycle", action="store_true", help="also carry each mask back (back_iou)")
     parser.add_argument("--suggest", action="store_true", help="print the suggested stop_confidence")
     parser.add_argument("--from-file", action="store_true", help="read --out instead of measuring")
     args = parser.parse_args()
@@ -192,7 +209,9 @@ def main() -> int:
         for name in args.sets:
             for stack in stack_set(name, count=args.count):
                 for label in stack_objects(stack, min_area=args.min_area, max_objects=args.objects):
-                    steps = object_steps(session, stack, label, args.min_area, args.confidence_only)
+                    steps = object_steps(
+                        session, stack, label, args.min_area, args.confidence_only, args.cycle
+                    )
                     for row in steps:
                         rows.append({"set": name, **row})
                         handle.write(json.dumps({"set": name, **row}) + "\n")
