@@ -18,6 +18,7 @@ from napari_fcfi.annotation.propagation import (
     propagate_slices,
     propagate_step,
     propagation_order,
+    propagation_steps,
 )
 from napari_fcfi.annotation.replay import object_masks, replay_click_log
 from napari_fcfi.engine.clicks import Click
@@ -64,6 +65,35 @@ def test_propagation_follows_the_object_and_stops_where_it_ends():
         )
     )
     assert stopped == {}
+
+
+def test_a_direction_that_ended_costs_no_more_network_time():
+    stack = moving_disk_stack()
+    read: list[int] = []
+
+    def read_slice(index):
+        read.append(index)
+        return stack[index]
+
+    items = list(
+        propagation_steps(
+            BrightRegionSegmenter(None),
+            read_slice,
+            stack[5] > 100,
+            propagation_order(5, 12, "both", None),
+            fading=False,
+            direction_ended=lambda index: index >= 7,  # the user changed slice 7 meanwhile
+        )
+    )
+    # up: slice 6 only, no stop said; down: on to the object's end as before (a stop at slice 1)
+    assert [(type(i).__name__, i.index) for i in items] == [
+        ("PropagatedSlice", 6),
+        ("PropagatedSlice", 4),
+        ("PropagatedSlice", 3),
+        ("PropagatedSlice", 2),
+        ("PropagationStop", 1),
+    ]
+    assert read == [6, 4, 3, 2, 1]  # nothing read (nor run through the network) past slice 6 upwards
 
 
 def test_headless_api_checks_its_input(tiny_fcfi_net):

@@ -65,6 +65,36 @@ def test_a_slice_clicked_ahead_of_a_running_propagation_is_left_as_the_user_made
     widget.close_controller()
 
 
+class CountingSlowSegmenter(SlowSegmenter):
+    passes: list[int] = []
+
+    def add_click(self, row, col, positive):
+        CountingSlowSegmenter.passes.append(1)
+        return super().add_click(row, col, positive)
+
+
+def test_past_a_slice_the_user_changed_the_run_spends_no_network_time(make_napari_viewer, qtbot, tmp_path):
+    stack = np.full((30, 64, 64), 10, np.uint16)
+    stack[:, 25:35, 25:35] = 200  # a cell through all 30 slices
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    CountingSlowSegmenter.passes = []
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=CountingSlowSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 30, 30), True)
+    widget.propagate_panel.direction.value = "up"
+    widget.propagate_panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.propagate_panel.progress.value >= 1, timeout=20000)
+    viewer.dims.set_current_step(0, 4)
+    controller.add_click_world((4, 30, 30), True)  # the user takes slice 4 over
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=30000)
+    assert _propagated(controller) == [2, 3]
+    # 2 clicks, slices 2-3 and at most a slice or two the worker had begun: not the 28 slices up to 29
+    assert len(CountingSlowSegmenter.passes) <= 7, len(CountingSlowSegmenter.passes)
+    widget.close_controller()
+
+
 def test_a_slice_committed_ahead_of_a_running_propagation_gets_no_new_object(
     make_napari_viewer, qtbot, tmp_path
 ):

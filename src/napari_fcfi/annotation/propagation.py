@@ -184,6 +184,7 @@ def propagation_steps(
     min_confidence: float | None = None,
     start_index: int | None = None,
     fading: bool = True,
+    direction_ended: Callable[[int], bool] | None = None,
 ) -> Iterator[PropagatedSlice | PropagationStop]:
     """Yield each propagated slice along each direction of ``order``, and a stop where the object ends.
 
@@ -196,6 +197,8 @@ def propagation_steps(
     followed from ``start_index``, the slice of ``start_mask`` (None: from the first propagated slice
     on), and a slice kept by ``through`` becomes the new reference (the user said it is the object).
     ``should_stop()`` is asked before each slice (Cancel in the widget); the slices done so far are kept.
+    ``direction_ended(index)`` too, with the slice about to be computed: True drops the rest of that
+    direction without a stop (the widget: the user changed a slice there, nothing past it is placed).
     """
     threshold = stop_confidence(segmenter) if min_confidence is None else float(min_confidence)
     start = (
@@ -212,6 +215,9 @@ def propagation_steps(
             if should_stop is not None and should_stop():
                 yield from doubtful
                 return
+            if direction_ended is not None and direction_ended(index):
+                doubtful, stopped = [], True  # no network time for slices nobody will get
+                break
             image = read_slice(index)
             mask, confidence = propagate_step(segmenter, image, previous, channel_axis, channel)
             forced = position < through

@@ -96,6 +96,7 @@ def start_propagation(
             should_stop=lambda: run.cancelled,
             through=through,
             start_index=start_key[axis],
+            direction_ended=lambda index: ("up" if index > start_key[axis] else "down") in run.blocked,
         )
 
     def on_slice(item: PropagatedSlice | PropagationStop) -> None:
