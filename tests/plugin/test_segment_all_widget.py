@@ -96,7 +96,8 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     # accept the rest: the proposal lying mostly on the user's label is refused (no sliver) and kept
     panel.accept_all_button.clicked.emit()
     assert (
-        "accepted 2 proposal(s); kept as proposals: 1 lying mostly on existing labels" in widget.status.value
+        "accepted 2 proposal(s); kept as proposals: 1 on existing labels (already annotated?"
+        in widget.status.value
     )
     assert "paint over" not in widget.status.value, widget.status.value
     assert set(np.unique(proposals.data)) == {0, int(proposals.data[CENTRES[3]])}
@@ -279,3 +280,35 @@ def test_the_first_accept_keeps_the_proposals_layer_selected(make_napari_viewer,
     recorder_of(labels).undo()
     assert labels.data[CENTRES[1]] == 0 and proposals.data[CENTRES[1]] == 4
     assert "1 proposal(s) back" in widget.status.value, widget.status.value
+
+
+def test_a_proposal_around_a_committed_label_is_not_accepted_as_a_ring(make_napari_viewer, tmp_path):
+    """Retest 2026-12-06: a nucleus committed from one click (half of it), then Accept all committed the
+    whole-nucleus proposal as a ring around the user's label (47 % of the proposal on it, under the
+    sliver rule's cut). A proposal covering most of an existing label is that object again: kept."""
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    mine = np.zeros(SHAPE, np.int32)
+    mine[disk(SHAPE, *CENTRES[0], 4)] = 9  # the user's label: the core of nucleus 0 (radius 4 of 7)
+    users = viewer.add_labels(mine.copy(), name="mine")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    widget.labels_menu.value = users
+    panel = widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3  # the whole nucleus around label 9
+    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
+    edge = np.zeros(SHAPE, bool)  # a neighbour's proposal touching label 9 by a few pixels: accepted
+    edge[disk(SHAPE, CENTRES[0][0], CENTRES[0][1] + 9, 6)] = True
+    proposals.data[edge] = 5
+    assert not panel.accept(3)
+    assert "proposal 3 covers most of label 9 (already annotated)" in widget.status.value, widget.status.value
+    np.testing.assert_array_equal(users.data, mine)
+    assert panel.accept_all() == 2
+    assert "kept as proposals: 1 on existing labels (already annotated?" in widget.status.value
+    assert proposals.data[CENTRES[0]] == 3 and proposals.data[CENTRES[1]] == 0
+    np.testing.assert_array_equal(users.data == 9, mine == 9)  # no ring, label 9 untouched
+    ring = disk(SHAPE, *CENTRES[0], RADIUS) & ~disk(SHAPE, *CENTRES[0], 4)
+    assert not (users.data[ring & ~edge]).any()
+    assert users.data[CENTRES[1]] not in (0, 9)
+    assert panel.correct(3)  # C: the whole nucleus becomes the object in progress
+    assert widget.controller.current_object().initial_mask[CENTRES[0]]

@@ -45,6 +45,10 @@ from .proposal_history import ProposalHistory
 
 ROLE = "proposals"
 ACTIONS = "; click one, then A / D / C, or Accept all"
+#: A proposal that covers at least this share of an existing label (on a slice) is that object again
+#: (e.g. the whole nucleus around a label made with one click): accepting it would paint a ring around
+#: the label, so it stays a proposal (C makes it the object in progress, D deletes it).
+COVERED_LABEL_SHARE = 0.5
 
 
 @dataclass
@@ -397,10 +401,33 @@ class SegmentAllPanel(Container):
         self.controller.show_status(f"{self.controller.viewer.status}; Ctrl+Z takes it back")
         return True
 
+    def _covered_labels(self, found: Proposal) -> list[int]:
+        """The existing labels the proposal covers :data:`COVERED_LABEL_SHARE` or more of, on any slice."""
+        labels = self._commit_labels()
+        covered: set[int] = set()
+        for key in [] if labels is None else found.keys:
+            plane = np.asarray(self._plane(labels, key))
+            under = plane[found.mask(key)]
+            ids, counts = np.unique(under[under > 0], return_counts=True)
+            for label, count in zip(ids.tolist(), counts.tolist()):
+                if count >= COVERED_LABEL_SHARE * int((plane == label).sum()):
+                    covered.add(int(label))
+        return sorted(covered)
+
     def _accept(self, found: Proposal, refresh: bool = True) -> tuple[Any, ...] | None:
         """Commit the proposal on all its slices, as one object (its slices must be free); returns
-        what :meth:`ProposalHistory.accepted` needs (None when the commit refused it)."""
+        what :meth:`ProposalHistory.accepted` needs (None when the commit refused it or it covers an
+        existing label: the status says why)."""
         controller, state = self.controller, found.state
+        covered = self._covered_labels(found)
+        if covered:
+            names = ", ".join(str(label) for label in covered[:5]) + (" …" if len(covered) > 5 else "")
+            controller.show_status(
+                f"FCFI: proposal {found.label} covers most of label {names} (already annotated): "
+                "C corrects it into the object in progress (Commit then follows the labels rules), D "
+                "deletes it"
+            )
+            return None
         masks = {key: found.mask(key) for key in found.keys}
         obj = state.objects.start_from_masks(masks)
         if not commit_object(controller, state, obj):
@@ -501,13 +528,16 @@ class _CommitProgress:
 
 
 def _refusal_notes(refusals: list[str]) -> list[str]:
-    """Accept all's refusals in a few words: those lying on existing labels are counted apart (their
-    commit message's advice to paint over would replace the user's labels: not for a whole batch)."""
-    on_labels = [r for r in refusals if "lies on existing labels" in r]
+    """Accept all's refusals in a few words: those lying on or covering existing labels are counted
+    apart (their commit message's advice to paint over would replace the user's labels: not for a
+    whole batch)."""
+    on_labels = [r for r in refusals if "lies on existing labels" in r or "(already annotated)" in r]
     other = [r for r in refusals if r not in on_labels]
     notes = []
     if on_labels:
-        notes.append(f"{len(on_labels)} lying mostly on existing labels (already annotated? D deletes one)")
+        notes.append(
+            f"{len(on_labels)} on existing labels (already annotated? C corrects one, D deletes one)"
+        )
     if other:
         notes.append(f"{len(other)} refused by the commit ({other[0]})")
     return notes
