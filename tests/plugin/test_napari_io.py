@@ -292,6 +292,31 @@ def test_reopened_labels_of_an_image_take_the_next_commits(make_napari_viewer, t
     widget.close_controller()
 
 
+def test_labels_opened_after_the_dock_are_the_images_labels_at_once(make_napari_viewer, tmp_path):
+    """Retest 2026-12-06: the saved labels opened after the widget had picked the image stayed out of
+    the widget until the next commit (Labels menu empty, label id 1 although 1 exists, Save labels: "no
+    labels to save yet"). They are the image's labels as soon as they are opened."""
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(1).random((40, 40), np.float32))
+    saved = np.zeros((40, 40), np.uint16)
+    saved[18:23, 18:23] = 1
+    write_labels_tiff(str(tmp_path / "data" / "cells labels.fcfi"), saved, {"name": "cells labels"})
+    viewer = make_napari_viewer()
+    (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    assert controller.state is not None and controller.labels_layer is None
+    viewer.add_labels(np.zeros((40, 40), np.uint8), name="something else")  # not the image's: not taken
+    assert controller.labels_layer is None
+    (reopened,) = open_file(viewer, tmp_path / "data" / "cells labels.fcfi", "file_open")
+    assert controller.labels_layer is reopened
+    assert widget.labels_menu.value is reopened
+    assert int(widget.label_id.value) == 2
+    widget.save_labels_button.native.click()
+    assert "no labels to save" not in widget.status.value, widget.status.value
+    widget.close_controller()
+
+
 def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothing(
     make_napari_viewer, tmp_path, monkeypatch
 ):

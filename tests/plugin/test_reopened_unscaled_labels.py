@@ -30,13 +30,15 @@ def annotated_then_reopened(make_napari_viewer, tmp_path, file_name):
     (written,) = viewer.layers.save(str(tmp_path / file_name), selected=True, plugin="napari")
     viewer.layers.remove(original)
     (reopened,) = viewer.open(written, plugin="napari", layer_type="labels")
-    assert tuple(reopened.scale) == (1, 1) and reopened.data[20, 20] == 1  # what napari gives back
+    assert reopened.data[20, 20] == 1
     return viewer, widget, reopened
 
 
 def test_reopened_own_labels_get_the_image_scale_and_take_the_next_commit(make_napari_viewer, tmp_path):
     viewer, widget, reopened = annotated_then_reopened(make_napari_viewer, tmp_path, "cells labels.tif")
     controller = widget.controller
+    # the image's own labels: taken (and given the image's scale) as soon as they are opened
+    assert controller.labels_layer is reopened and tuple(reopened.scale) == SCALE
     assert controller.add_click_world(world(45, 45), True) and controller.commit()
     assert controller.labels_layer is reopened and tuple(reopened.scale) == SCALE
     assert tuple(reopened.translate) == TRANSLATE
@@ -52,6 +54,7 @@ def test_reopened_own_labels_get_the_image_scale_and_take_the_next_commit(make_n
 def test_reopened_labels_of_another_name_are_offered_and_named_when_passed_over(make_napari_viewer, tmp_path):
     viewer, widget, reopened = annotated_then_reopened(make_napari_viewer, tmp_path, "export.tif")
     controller = widget.controller
+    assert tuple(reopened.scale) == (1, 1)  # napari's .tif keeps no scale; another name: not taken
     assert reopened in [layer for _, layer in widget._labels_choices()]  # offered in the Labels menu
     # not chosen: the next commit goes to a new layer, and the status says why 'export' was not used
     assert controller.add_click_world(world(45, 45), True) and controller.commit()

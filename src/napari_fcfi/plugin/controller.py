@@ -125,6 +125,7 @@ class SegmentationController:
         viewer.dims.events.current_step.connect(self._on_dims_change)
         viewer.camera.events.zoom.connect(self._on_zoom)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     # ------------------------------------------------------------------ settings
     @property
@@ -251,6 +252,25 @@ class SegmentationController:
             ):
                 self._drop_state(state, remove_helpers=True)
         self.on_change()
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        """An image's own labels opened after the image was picked (e.g. the saved ``.fcfi`` of an
+        earlier session) become its labels layer now, not only at the next commit: the Labels menu,
+        the next label id and Save labels show them at once."""
+        layer = event.value
+        if (
+            not isinstance(layer, Labels)
+            or helpers.is_helper(layer)
+            or helpers.made_by_commit(layer, self.images)
+        ):
+            return  # (a commit's own new layer: the commit takes it)
+        found = False
+        for state in self.images.values():
+            if state.labels_layer is None:
+                state.labels_layer, _ = self.committer.labels_for(state.layer, state.geometry, None)
+                found = found or state.labels_layer is layer
+        if found:
+            self.on_change()
 
     def set_labels_layer(self, layer: Any | None) -> None:
         """Commit into ``layer`` (``None``: the image's own labels layer, created on the first commit)."""
@@ -570,6 +590,7 @@ class SegmentationController:
         self.viewer.dims.events.current_step.disconnect(self._on_dims_change)
         self.viewer.camera.events.zoom.disconnect(self._on_zoom)
         self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.runner.shutdown(wait_s=0.0)  # closing the dock never waits; quitting the app does (worker.py)
         self.images.clear()
         self.state = None

@@ -97,6 +97,12 @@ def is_helper(layer: Any) -> bool:
     return role_of(layer)[0] in ("clicks", "preview", "proposals")
 
 
+def made_by_commit(labels: Any, image_ids: Any) -> bool:
+    """Whether ``labels`` is a labels layer a commit made this session for one of ``image_ids``."""
+    tag = labels.metadata.get(TAG, {}) if isinstance(getattr(labels, "metadata", None), dict) else {}
+    return isinstance(tag, dict) and tag.get("labels_of") in image_ids
+
+
 SESSION_KEY = "session"  # in clicks.metadata[TAG] while no widget annotates the image
 
 
