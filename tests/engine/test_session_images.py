@@ -67,6 +67,20 @@ def test_blank_images_are_told_apart(blob_net):
     assert segmenter.image_has_contrast
 
 
+def test_pixels_without_data_are_told(blob_net):
+    image = np.full((40, 50), 100.0, np.float32)
+    image[10:20, 10:20] = np.nan
+    image[30, 40] = np.inf
+    segmenter = InteractiveSegmenter(blob_net)
+    segmenter.set_image(image)
+    assert segmenter.has_data_at(5, 5)
+    assert not segmenter.has_data_at(15, 15) and not segmenter.has_data_at(30, 40)
+    assert not segmenter.has_data_at(-1, 0) and not segmenter.has_data_at(40, 0)  # outside the image
+    two = np.stack([image, np.ones_like(image)], axis=0)
+    segmenter.set_image(two, channel_axis=0, channel=1)
+    assert segmenter.has_data_at(15, 15)  # only the chosen channel counts
+
+
 def test_rgb_rgba_and_multichannel_choices():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)

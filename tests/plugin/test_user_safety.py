@@ -210,6 +210,17 @@ def test_a_click_on_a_blank_image_says_the_mask_is_a_guess(make_napari_viewer):
     viewer.status = ""
     controller.add_click_world((24, 24), True)
     assert "no contrast" not in viewer.status
+    # a click on pixels without data (NaN: outside a stitched field) is told too (retest 2026-12-06)
+    holed = np.pad(np.full((16, 16), 900.0, np.float32), 16)
+    holed[:10, :10] = np.nan
+    controller.set_image_layer(viewer.add_image(holed, name="holed"))
+    viewer.status = ""
+    controller.add_click_world((5, 5), True)
+    assert "without data" in viewer.status and "guess" in viewer.status, viewer.status
+    controller.reset_object()
+    viewer.status = ""
+    controller.add_click_world((24, 24), True)
+    assert "without data" not in viewer.status
 
 
 def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer, tmp_path):

@@ -125,6 +125,14 @@ class InteractiveSegmenter:
         """False for a constant (or all-NaN) image: the masks are then guesses (see :mod:`.intensity`)."""
         return self._source is None or self._source.has_contrast
 
+    def has_data_at(self, row: int, col: int) -> bool:
+        """Whether the image holds finite values (in the chosen channels) at pixel ``(row, col)``: a click
+        on NaN or infinite pixels (no data, e.g. outside a stitched field) gets a guessed mask."""
+        source = self._require_image()
+        if not (0 <= row < source.height and 0 <= col < source.width):
+            return False
+        return bool(np.isfinite(source.read_region(Box(row, row, col, col))).all())
+
     @property
     def image_shape(self) -> tuple[int, int]:
         source = self._require_image()

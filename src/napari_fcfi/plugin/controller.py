@@ -481,11 +481,8 @@ class SegmentationController:
             )
         if state is self.state and request.key == self.current_key():
             self.update_preview()
-            if prediction.blank_image:
-                self.show_status(
-                    "FCFI: this slice has no contrast (one value everywhere, or no finite value): the "
-                    "network sees a blank image, so the mask is only a guess"
-                )
+            if prediction.guess:
+                self.show_status(f"FCFI: {prediction.guess}")
         if obj.commit_pending:
             commit_if_pending(self, state, obj)
             self._after_commit_attempt(state, obj)

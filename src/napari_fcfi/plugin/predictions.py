@@ -68,7 +68,7 @@ class Prediction:
     probability: Patch | None
     mask: np.ndarray
     box: Box | None
-    blank_image: bool = False  # the slice has no contrast (constant, all NaN): the mask is a guess
+    guess: str | None = None  # why the mask is only a guess (a blank slice, a click on no data)
 
 
 @dataclass
@@ -200,8 +200,7 @@ class Predictor:
                 sessions.pop(slot, None)  # rebuilt and replayed on the next request
                 raise
             mask, box = mask_from(probability, geometry.plane_shape, request.threshold)
-            blank = not getattr(segmenter, "image_has_contrast", True)
-            return Prediction(request, probability, mask, box, blank_image=blank)
+            return Prediction(request, probability, mask, box, guess=_guess(segmenter, request.clicks))
 
         return job
 
@@ -226,3 +225,19 @@ class Predictor:
                 self._sessions.pop(slot, None)
 
         self.runner.submit(("forget", image_id), 0, job)
+
+
+def _guess(segmenter: Any, clicks: tuple[Click, ...]) -> str | None:
+    """Why the network's mask is only a guess on this slice (None when it is not)."""
+    if not getattr(segmenter, "image_has_contrast", True):
+        return (
+            "this slice has no contrast (one value everywhere, or no finite value): the network sees a "
+            "blank image, so the mask is only a guess"
+        )
+    has_data = getattr(segmenter, "has_data_at", None)
+    if clicks and has_data is not None and not has_data(clicks[-1].row, clicks[-1].col):
+        return (
+            "the last click is on a pixel without data (NaN or infinite): the network sees no image "
+            "there, so the mask is only a guess"
+        )
+    return None
