@@ -239,3 +239,10 @@ def test_the_click_log_comes_back_and_a_damaged_object_is_skipped_by_name(tmp_pa
     assert (back.label_id, back.edited, back.clicks) == (4, True, [(5, 6, True), (7.5, 2, False)])
     assert back.steps[0].from_segment_all and np.array_equal(back.steps[0].initial_mask, start)
     assert len(scan.problems) == 2 and all("log-000.fcj" in p for p in scan.problems)
+    # label 5 was committed, then undone: the summary does not count it as committed (retest 2026-12-06)
+    assert scan.label_ids == [4, 5] and scan.kept_label_ids == [4]
+    assert "1 object(s) committed (1 more undone)" in scan.summary(), scan.summary()
+    journal.open_log()
+    journal.append(object_record("add", 1))  # redone
+    journal.close()
+    assert journal.scan().kept_label_ids == [4, 5]

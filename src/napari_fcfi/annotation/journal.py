@@ -155,6 +155,27 @@ class JournalScan:
         return sorted(committed | {i for i in described if isinstance(i, int) and not isinstance(i, bool)})
 
     @property
+    def kept_label_ids(self) -> list[int]:
+        """The ids of the objects the labels hold at the journal's end: :attr:`label_ids` less those
+        committed and then undone (their click-log entries withdrawn, not added again). Journals without
+        click-log entries cannot tell: all of :attr:`label_ids`."""
+        if not self.objects:
+            return self.label_ids
+        ids: dict[int, Any] = {}
+        present: dict[int, bool] = {}
+        for event in self.objects:
+            if event.op == "add" and event.entry is not None and not event.listed:
+                ids[event.ref] = event.entry.get("label_id")
+            present[event.ref] = event.op == "add"
+        kept = {ids.get(ref) for ref, here in present.items() if here}
+        return sorted(i for i in kept if isinstance(i, int) and not isinstance(i, bool))
+
+    def objects_text(self) -> str:
+        """ "N object(s) committed", and how many more were committed and then undone."""
+        kept, undone = len(self.kept_label_ids), len(set(self.label_ids) - set(self.kept_label_ids))
+        return f"{kept} object(s) committed" + (f" ({undone} more undone)" if undone else "")
+
+    @property
     def last_time(self) -> float:
         times = [c.time for c in self.changes if c.time] or [float(self.info.get("created", 0) or 0)]
         return max(times)
@@ -162,7 +183,7 @@ class JournalScan:
     def summary_lines(self) -> list[str]:
         """What the journal holds, in short lines: layer, objects and edits, entries, times."""
         counts = {kind: sum(c.kind == kind for c in self.changes) for kind in CHANGE_KINDS}
-        parts = [f"{len(self.label_ids)} object(s) committed"]
+        parts = [self.objects_text()]
         if counts["paint"]:
             parts.append(f"{counts['paint']} brush/fill edit(s)")
         if counts["undo"] or counts["redo"]:

@@ -181,7 +181,7 @@ class RecoveryOffer:
         # Seconds and brush edits too: two sessions of one layer name minutes apart are common.
         when = time.strftime("%m-%d %H:%M:%S", time.localtime(scan.last_time)) if scan.last_time else "?"
         edits = sum(change.kind == "paint" for change in scan.changes)
-        counts = f"{len(scan.label_ids)} obj" + (f", {edits} edit(s)" if edits else "")
+        counts = f"{len(scan.kept_label_ids)} obj" + (f", {edits} edit(s)" if edits else "")
         damaged = f", {scan.damaged} damaged" if scan.damaged else ""
         # When and how much first: a narrow dock clips the end of the entry, and names often repeat.
         return f"{when} · {counts}{damaged} · {str(info.get('labels_name', 'labels'))!r}"
@@ -271,7 +271,7 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
     if lost:
         clicks += f" ({lost} damaged click-log entr{'y' if lost == 1 else 'ies'} skipped)"
     controller.show_status(
-        f"FCFI: restored {len(scan.label_ids)} object(s), {scan.intact} entries into {layer.name!r}{clicks}{skipped}"
+        f"FCFI: restored {scan.objects_text()}, {scan.intact} entries into {layer.name!r}{clicks}{skipped}"
     )
     controller.on_change()
     return layer
