@@ -85,6 +85,27 @@ def misplaced_channel_axis(layer: Any) -> int | None:
     return None
 
 
+def image_notes(layer: Any, channel_axis: int | None, why: str) -> str:
+    """What the status adds when an image is picked: a guessed channel axis (``why``) and an axis after
+    the first that looks like channels (:func:`misplaced_channel_axis`), each with what to do."""
+    notes = ""
+    if why and channel_axis is not None:
+        count = helpers.image_data(layer).shape[channel_axis]
+        notes = (
+            f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
+            "Channel if it is a stack"
+        )
+    misplaced = misplaced_channel_axis(layer)
+    if misplaced is not None:
+        count = helpers.image_data(layer).shape[misplaced]
+        notes += (
+            f"; axis {misplaced} ({count} entries) looks like channels (ImageJ's Z, C, Y, X): if so, open "
+            f"its channels as layers (in napari's console: viewer.add_image(viewer.layers[{layer.name!r}]"
+            f".data, channel_axis={misplaced})) and annotate one of them; otherwise it is a stack axis"
+        )
+    return notes
+
+
 def _axis_names(layer: Any) -> list[str] | None:
     """The layer's axis names, lower case (an ``"axes"`` string in its metadata or napari's own
     ``axis_labels`` when they are not its defaults), or None."""

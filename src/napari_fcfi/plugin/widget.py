@@ -32,7 +32,7 @@ from napari_fcfi.annotation.labels_tiff import FCFI_SUFFIX
 from napari_fcfi.model.device import available_devices
 
 from . import layers as helpers
-from .channels import channel_choices, guess_channels, misplaced_channel_axis
+from .channels import channel_choices, guess_channels, image_notes
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
 from .io import default_labels_path, save_labels_layer
 from .label_id_box import LABEL_ID_TIP, show_label_id
@@ -324,27 +324,20 @@ class FCFIWidget(Container):
         self._apply_image(self.controller.image_layer, *value)
 
     def _apply_image(self, layer: Any, channel_axis: int | None, channel: int | None, why: str = "") -> None:
+        controller = self.controller
+        labels_before = controller.labels_layer if controller.image_layer is layer else None
         try:
-            self.controller.set_image_layer(layer, channel_axis=channel_axis, channel=channel)
+            controller.set_image_layer(layer, channel_axis=channel_axis, channel=channel)
         except ValueError as error:
             self._show_status(f"FCFI: {error}")
             return
-        geometry = self.controller.geometry
+        geometry = controller.geometry
         self.propagate_panel.refresh_axes(len(geometry.slice_shape) if geometry is not None else 0)
-        seen = ""
-        if why and channel_axis is not None:
-            count = helpers.image_data(layer).shape[channel_axis]
-            seen = (
-                f"; axis {channel_axis} taken as {count} channels ({why}): choose 'grayscale' under "
-                "Channel if it is a stack"
-            )
-        misplaced = misplaced_channel_axis(layer)
-        if misplaced is not None:
-            count = helpers.image_data(layer).shape[misplaced]
+        seen = image_notes(layer, channel_axis, why)
+        if labels_before is not None and controller.labels_layer is None:  # a new label grid
             seen += (
-                f"; axis {misplaced} ({count} entries) looks like channels (ImageJ's Z, C, Y, X): if so, open "
-                f"its channels as layers (in napari's console: viewer.add_image(viewer.layers[{layer.name!r}]"
-                f".data, channel_axis={misplaced})) and annotate one of them; otherwise it is a stack axis"
+                f"; {labels_before.name!r} does not fit the image read this way, so the next commit "
+                "creates a new labels layer (choose the former Channel to go on in it)"
             )
         self._show_status(
             f"FCFI: annotating {layer.name!r}{seen}; left click = positive, right click = negative"
