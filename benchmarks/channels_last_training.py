@@ -12,6 +12,7 @@ loss both ways (same weights and batch: the formats differ only by float roundin
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -62,10 +63,12 @@ def main() -> int:
             )
             trainer = Trainer(net, sampler, None, config, progress=False)
             torch.manual_seed(0)  # the same dropout draws both ways
-            first_loss[channels_last] = trainer.train_step(0, batches[0])["loss"]  # also the warm-up
+            # (a step appends its robot's clicks to the batch's click lists: each run gets fresh copies)
+            fresh = copy.deepcopy(batches)
+            first_loss[channels_last] = trainer.train_step(0, fresh[0])["loss"]  # also the warm-up
             start = time.process_time()
             for i in range(args.steps):
-                trainer.train_step(1 + i, batches[1 + i])
+                trainer.train_step(1 + i, fresh[1 + i])
             seconds[channels_last].append((time.process_time() - start) / args.steps)
             print(
                 f"channels_last={channels_last}: {seconds[channels_last][-1]:.3f} CPU s per step", flush=True
