@@ -182,7 +182,7 @@ class Trainer:
                 stacklevel=2,
             )
             self.use_bf16 = False
-        # Channels-last convolutions on the CPU (oneDNN): measured 1.15-1.25x faster float32 training
+        # Channels-last convolutions on the CPU (oneDNN): measured 1.07-1.09x faster float32 training
         # steps on an AVX2 CPU (docs/benchmarks.md); the saved weights are the same either way.
         self.channels_last = bool(
             config.cpu_channels_last and self.device.type == "cpu" and not self.use_bf16
