@@ -95,6 +95,38 @@ def test_link_gives_one_id_per_object_through_the_stack(tmp_path):
     assert len(np.unique(stack)) == len(CENTRES) + 1  # each disk moves 2 px a slice: still one id
     for r, c in CENTRES:
         assert stack[0, r, c] == stack[1, r + 2, c] == stack[2, r + 4, c] > 0
-    assert main(args) == 0  # without --link: every slice's objects get their own ids
+    assert main(args) == 2  # the result of the first run is not replaced unasked
+    assert main([*args, "--force"]) == 0  # without --link: every slice's objects get their own ids
     stack, _ = read_labels_tiff(out / "stack_labels.tif")
     assert len(np.unique(stack)) == 3 * len(CENTRES) + 1
+
+
+def test_existing_labels_are_never_replaced_unasked_and_names_never_collide(tmp_path, capsys):
+    """Retest 2026-12-06: a run into the images' folder replaced the hand-made cells_labels.tif, a rerun
+    replaced every result, and cell.png + cell.tif wrote one cell_labels.tif (the first result lost)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "cells.tif", disks())
+    hand_made = np.zeros((64, 64), np.uint16)
+    hand_made[10:20, 10:20] = 7
+    tifffile.imwrite(folder / "cells_labels.tif", hand_made)
+    args = ["segment-all", str(folder), "--out", str(folder), "--no-progress"]
+    assert main(args) == 2
+    assert "cells_labels.tif exists already" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(folder / "cells_labels.tif"), hand_made)
+    assert main([*args, "--force"]) == 0  # said so: replaced
+    assert read_labels_tiff(folder / "cells_labels.tif")[0].max() == len(CENTRES)
+
+    same_name = tmp_path / "same_name"
+    same_name.mkdir()
+    tifffile.imwrite(same_name / "cell.tif", disks())
+    tifffile.imwrite(same_name / "cell.tiff", disks(shift=4))
+    out = tmp_path / "out"
+    assert main(["segment-all", str(same_name), "--out", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cell_tif_labels.tif", "cell_tiff_labels.tif"]
+    assert read_labels_tiff(out / "cell_tif_labels.tif")[0][CENTRES[0]] > 0
+    assert read_labels_tiff(out / "cell_tiff_labels.tif")[0][CENTRES[0][0] + 4, CENTRES[0][1]] > 0
+
+    capsys.readouterr()
+    assert main(["segment-all", str(same_name), "--out", str(folder / "cells.tif"), "--no-progress"]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err

@@ -101,6 +101,26 @@ def test_cli_uses_what_the_log_recorded(tmp_path, blob_model, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_cli_never_replaces_its_inputs_and_replaces_an_output_only_when_forced(tmp_path, blob_model, capsys):
+    """Retest 2026-12-06: ``--out`` naming the image replaced the raw image with labels, exit 0."""
+    image = _overlapping_objects_image()
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    _two_objects().save(tmp_path / "log.csv")
+    raw, log = str(tmp_path / "image.tif"), str(tmp_path / "log.csv")
+    for target in (raw, log):
+        assert segment_from_log(raw, log, target, "--force") == 2
+        assert "is one of the inputs" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(raw), image)
+    assert segment_from_log(raw, log, str(tmp_path / "labels.tif")) == 0
+    first = tifffile.imread(tmp_path / "labels.tif")
+    (tmp_path / "labels.tif").write_bytes(b"someone's labels")
+    assert segment_from_log(raw, log, str(tmp_path / "labels.tif")) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert (tmp_path / "labels.tif").read_bytes() == b"someone's labels"
+    assert segment_from_log(raw, log, str(tmp_path / "labels.tif"), "--force") == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), first)
+
+
 def test_cli_stacks_channels_and_errors(tmp_path, blob_model, capsys):
     stack = np.stack([cells_image(80, 90), cells_image(80, 90) * 0, cells_image(80, 90)])
     tifffile.imwrite(tmp_path / "stack.tif", stack)

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output label TIFF")
     parser.add_argument(
+        "--force", action="store_true", help="replace --out if it exists (never the image or the log)"
+    )
+    parser.add_argument(
         "--model",
         default=None,
         help="'default', a registered model name or a file path (default: the log's model, else 'default')",
@@ -106,8 +109,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .clicklog import ClickLog, read_log_metadata
     from .labels_tiff import write_labels_tiff
+    from .outputs import output_problem
     from .replay import replay_click_log
 
+    problem = output_problem([args.out], [args.image, args.clicks], args.force)
+    if problem is not None:  # said before the replay's minutes, not after
+        print(f"fcfi segment: error: {problem}", file=sys.stderr)
+        return 2
     try:
         image = read_image(args.image)
         recorded = dict(read_log_metadata(args.clicks).get("settings") or {})

@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="address of a dask.distributed scheduler (e.g. tcp://host:8786) to run on",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing <name>_labels.tif files in --out (never an input)",
+    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,9 @@ class Plane:
 
 
 def list_inputs(source: Path) -> list[Path]:
-    """The image files of ``source`` (itself when it is a file), sorted; labels files are skipped."""
+    """The image files of ``source`` (itself when it is a file), sorted, as absolute paths (workers of a
+    cluster may run in another directory); labels files are skipped."""
+    source = source.absolute()
     if source.is_file():
         return [source]
     if not source.is_dir():
@@ -79,6 +86,21 @@ def list_inputs(source: Path) -> list[Path]:
     return sorted(
         p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels")
     )
+
+
+def output_names(files: list[Path], out: Path) -> dict[Path, Path]:
+    """``OUT/<name>_labels.tif`` for each input; inputs of one name (cell.png and cell.tif) get their
+    suffix in it (``cell_png_labels.tif``, ``cell_tif_labels.tif``), so no result replaces another."""
+    stems = [path.stem for path in files]
+    return {
+        path: out
+        / (
+            f"{path.stem}_{path.suffix.lstrip('.').lower()}_labels.tif"
+            if stems.count(path.stem) > 1
+            else f"{path.stem}_labels.tif"
+        )
+        for path in files
+    }
 
 
 def _is_stack(shape: tuple[int, ...], channel_axis: int | None) -> bool:
@@ -180,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_fcfi.annotation.labels_tiff import write_labels_tiff
+    from napari_fcfi.annotation.outputs import output_problem
 
+    out = Path(args.out)
     try:
         files = list_inputs(Path(args.input))
         planes = plan(files, args.slices, args.channel_axis)
@@ -190,11 +214,19 @@ def run(args: argparse.Namespace) -> int:
     if not planes:
         print(f"fcfi segment-all: no images in {args.input}", file=sys.stderr)
         return 2
+    targets = output_names(files, out)
+    problem = (
+        f"--out {out} is a file; give a folder"
+        if out.exists() and not out.is_dir()
+        else output_problem(targets.values(), files, args.force)
+    )
+    if problem is not None:  # said before any plane is segmented
+        print(f"fcfi segment-all: {problem}", file=sys.stderr)
+        return 2
     if args.scheduler is None and args.workers > 1:
         import torch
 
         torch.set_num_threads(max(1, torch.get_num_threads() // args.workers))  # no oversubscription
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(planes), unit="plane", disable=args.no_progress, file=sys.stderr) as bar:
         try:
@@ -219,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             for index, labels in sorted(parts, key=lambda part: part[0] or 0):
                 volume[index], next_id = link_to_previous(previous if args.link else None, labels, next_id)
                 previous = volume[index]
-        target = out / f"{Path(path).stem}_labels.tif"
+        target = targets[Path(path)]
         write_labels_tiff(target, volume, {"name": f"{Path(path).stem} segment-all"})
         print(
             f"{target}: {int(volume.max())} objects"
