@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.standins import BrightRegionSegmenter, DiskSegmenter, disk
+from helpers.standins import BlobNet, BrightRegionSegmenter, DiskSegmenter, disk
 from napari_fcfi.annotation.clicklog import ClickLog, ClicksStep, FillStep, ObjectRecord, PropagateStep
-from napari_fcfi.annotation.filling import REVIEW_AGREEMENT, fill_between, fill_slices, interpolate_masks
+from napari_fcfi.annotation.filling import (
+    REVIEW_AGREEMENT,
+    FillWarning,
+    fill_between,
+    fill_slices,
+    interpolate_masks,
+)
 from napari_fcfi.annotation.geometry import make_geometry
 from napari_fcfi.annotation.replay import object_masks
 from napari_fcfi.annotation.review import CONFIDENT, PredictedSlice, review_scores, review_slices
@@ -102,6 +108,26 @@ def test_headless_fill_between_checks_its_input(tiny_fcfi_net):
         fill_between(tiny_fcfi_net, stack, 1, a, 1, b)
     rgb = np.repeat(np.moveaxis(stack, 0, 2)[..., None], 3, axis=-1)  # slices along axis 2, RGB
     assert set(fill_between(tiny_fcfi_net, rgb, 1, a, 3, b, axis=2, input_size=64)) <= {2}
+
+
+def test_headless_fill_between_two_different_objects_warns(recwarn):
+    """Retest 2026-12-06: masks of two different nuclei gave filled masks on background, said nowhere
+    but in ``.review``. The widget refuses such a fill; headless, the two chains that never meet tell."""
+    stack = np.full((7, 64, 64), 10, np.float32)
+    for z in range(7):
+        stack[z][disk((64, 64), 20, 16, 7)] = 200  # two nuclei through the stack, far apart
+        stack[z][disk((64, 64), 44, 48, 7)] = 200
+    net = BlobNet(radius=7, brightness_weight=12.0).eval()
+    left, right = stack[1] > 100, stack[5] > 100
+    left[:, 32:] = False
+    right[:, :32] = False
+    with pytest.warns(FillWarning, match="never meet"):
+        apart = fill_between(net, stack, 1, left, 5, right, input_size=64)
+    assert apart.review == sorted(apart)
+    recwarn.clear()
+    same = fill_between(net, stack, 1, left, 5, left.copy(), input_size=64)  # one nucleus: no warning
+    assert not [w for w in recwarn if issubclass(w.category, FillWarning)]
+    assert not same.review and all(mask[20, 16] and not mask[44, 48] for mask in same.values())
 
 
 def test_replay_of_a_fill_step_and_its_csv_round_trip(tmp_path):

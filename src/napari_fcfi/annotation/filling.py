@@ -18,6 +18,7 @@ headless API; the widget and ``fcfi segment`` (a click log's fill steps) run :fu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from napari_fcfi.engine.windows import bbox_of_mask
 #: A filled slice whose two predictions (from either annotated end) overlap less than this IoU is
 #: marked for review.
 REVIEW_AGREEMENT = 0.8
+#: When the two chains overlap less than this on every slice between, the ends are likely two objects.
+APART_AGREEMENT = 0.2
 
 
 @dataclass
@@ -232,7 +235,7 @@ def fill_between(
     if int(index_a) == int(index_b):
         raise ValueError("fill between needs two different slices")
     segmenter = InteractiveSegmenter(model, **settings)
-    return FillResult(
+    result = FillResult(
         list(
             fill_slices(
                 segmenter,
@@ -246,11 +249,27 @@ def fill_between(
             )
         )
     )
+    if result.slices and max(s.agreement for s in result.slices) < APART_AGREEMENT:
+        # The widget knows its objects and never fills between two; here only the masks tell.
+        warnings.warn(
+            f"the chains from slices {index_a} and {index_b} never meet (best IoU on a slice between "
+            f"{max(s.agreement for s in result.slices):.2f}): are the two masks one object? Every filled "
+            "slice is listed for review",
+            FillWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+class FillWarning(UserWarning):
+    """:func:`fill_between`'s two ends look like two different objects."""
 
 
 __all__ = [
+    "APART_AGREEMENT",
     "REVIEW_AGREEMENT",
     "FillResult",
+    "FillWarning",
     "FilledSlice",
     "fill_between",
     "fill_slices",
