@@ -222,6 +222,16 @@ def test_object_size_and_seeds_on_disks():
     assert sorted(tiled) == sorted(seeds)
 
 
+def test_a_bad_object_size_is_refused_and_seeds_outside_the_image_are_said_so():
+    image, _ = disks_image()
+    for size in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="object_size must be a positive"):
+            segment_all(brightness_net(), image, object_size=size)
+    with pytest.warns(SegmentAllWarning, match="given seed.s. lie outside"):  # was: "no seeds found"
+        labels = segment_all(brightness_net(), image, seeds=[(600, 217)], object_size=14)
+    assert not labels.any()
+
+
 def test_object_size_inside_a_dim_body_is_its_nuclei(dsb_dir):
     """A DSB embryo (its dim body above Otsu, ~200 nuclei of ~18 px on its rim): the size is the
     nuclei's, not the body's (one component holding nearly all of the foreground; was 593 px)."""

@@ -130,3 +130,31 @@ def test_existing_labels_are_never_replaced_unasked_and_names_never_collide(tmp_
     capsys.readouterr()
     assert main(["segment-all", str(same_name), "--out", str(folder / "cells.tif"), "--no-progress"]) == 2
     assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_inputs_it_cannot_read_are_refused_by_name_and_empty_results_say_why(tmp_path, capsys):
+    """Retest 2026-12-06: a Z, C, Y, X file gave labels of shape (4, 2), a missing channel axis gave
+    (3, 256), and an empty result never said why (the API's warning did not reach the command line)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "zcyx.tif", np.stack([np.stack([disks(), disks()])] * 4))
+    out = str(tmp_path / "out")
+    for extra, said in (
+        (["--slices", "all"], "segment-all reads 2D images, RGB(A) images and stacks"),
+        (["--slices", "all", "--channel-axis", "7"], "--channel-axis 7 does not exist"),
+        (["--slices", "all", "--channel-axis", "0"], "the channel axis cannot be the stack axis"),
+    ):
+        assert main(["segment-all", str(folder / "zcyx.tif"), "--out", out, "--no-progress", *extra]) == 2
+        assert said in capsys.readouterr().err
+    tifffile.imwrite(folder / "gray.tif", disks())
+    tifffile.imwrite(folder / "flat.tif", np.full((64, 64), 7, np.uint16))
+    gray = str(folder / "gray.tif")
+    assert main(["segment-all", gray, "--out", out, "--no-progress", "--channel", "1"]) == 2
+    assert "--channel 1 needs --channel-axis" in capsys.readouterr().err
+    assert main(["segment-all", gray, "--out", out, "--no-progress", "--object-size", "0"]) == 2
+    assert "--object-size must be a positive number" in capsys.readouterr().err
+    assert main(["segment-all", gray, "--out", out, "--no-progress", "--model", "nosuchmodel"]) == 2
+    assert "cannot load model 'nosuchmodel'" in capsys.readouterr().err  # was: a traceback from dask
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    assert main(["segment-all", str(folder / "flat.tif"), "--out", out, "--no-progress"]) == 0
+    assert "flat.tif: segment all: the image is constant" in capsys.readouterr().err

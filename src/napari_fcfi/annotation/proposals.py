@@ -249,6 +249,8 @@ def iter_segment_all(
                     "pass object_size or seeds"
                 ),
             )
+    if not math.isfinite(float(object_size)) or float(object_size) <= 0:
+        raise ValueError(f"object_size must be a positive number of pixels, got {object_size!r}")
     object_size = max(float(object_size), MIN_OBJECT_SIZE)
     if seeds is None:
         points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
@@ -260,7 +262,9 @@ def iter_segment_all(
             labels,
             object_size=object_size,
             message=(
-                f"segment all: no seeds found (object size {object_size:.1f} px); "
+                f"segment all: all {len(seeds)} given seed(s) lie outside the {height} x {width} image"
+                if seeds is not None
+                else f"segment all: no seeds found (object size {object_size:.1f} px); "
                 "try another object size or give seeds"
             ),
         )

@@ -109,18 +109,35 @@ def _is_stack(shape: tuple[int, ...], channel_axis: int | None) -> bool:
     return spatial == 3 and not rgb
 
 
-def plan(files: list[Path], slices: str | None, channel_axis: int | None) -> list[Plane]:
-    """The planes to segment; a stack without ``--slices all`` raises ValueError."""
+def plan(
+    files: list[Path], slices: str | None, channel_axis: int | None, channel: int | None = None
+) -> list[Plane]:
+    """The planes to segment. Raises ValueError, naming the file, for what segment-all cannot read
+    as 2D images, RGB(A) images or stacks: a stack without ``--slices all``, a channel axis that does
+    not exist or is the stack axis, a channel without a channel axis, more than 3 image axes."""
     from napari_fcfi.engine.io import read_image
 
     planes = []
     for path in files:
         shape = tuple(read_image(path).shape)
+        rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
+        if channel_axis is not None and not -len(shape) <= channel_axis < len(shape):
+            raise ValueError(f"--channel-axis {channel_axis} does not exist: {path} has shape {shape}")
+        if channel is not None and channel_axis is None and not rgb:
+            raise ValueError(f"--channel {channel} needs --channel-axis: {path} has shape {shape}")
+        spatial = len(shape) - (channel_axis is not None) - rgb
+        if spatial not in (2, 3):
+            raise ValueError(
+                f"{path} has shape {shape}: segment-all reads 2D images, RGB(A) images and stacks "
+                "(Z, Y, X); give --channel-axis for a channel axis"
+            )
         if _is_stack(shape, channel_axis):
             if slices != "all":
                 raise ValueError(
                     f"{path} is a stack of shape {shape}: pass --slices all to segment every slice"
                 )
+            if channel_axis is not None and channel_axis % len(shape) == 0:
+                raise ValueError(f"{path}: the channel axis cannot be the stack axis (the first)")
             planes += [Plane(str(path), i) for i in range(shape[0])]
         else:
             planes.append(Plane(str(path), None))
@@ -137,8 +154,9 @@ def worker_model(source: str) -> Any:
 
 def segment_plane(
     plane: Plane, model_source: str, object_size: float | None, channel_axis: int | None, channel: int | None
-) -> np.ndarray:
-    """Labels of one plane (reads the image itself, so it runs anywhere the file is visible)."""
+) -> tuple[np.ndarray, str | None]:
+    """Labels of one plane, and why they are empty when they are (reads the image itself, so it runs
+    anywhere the file is visible)."""
     from napari_fcfi.annotation.proposals import iter_segment_all
     from napari_fcfi.engine.io import read_image
 
@@ -160,11 +178,14 @@ def segment_plane(
         try:
             next(steps)
         except StopIteration as stop:
-            return stop.value.labels
+            return stop.value.labels, stop.value.message
 
 
-def run_planes(planes: list[Plane], args: argparse.Namespace, progress: Any = None) -> list[np.ndarray]:
-    """Every plane's labels, in order: on local dask threads or on the cluster at ``args.scheduler``."""
+def run_planes(
+    planes: list[Plane], args: argparse.Namespace, progress: Any = None
+) -> list[tuple[np.ndarray, str | None]]:
+    """Every plane's :func:`segment_plane`, in order: on local dask threads or on the cluster at
+    ``args.scheduler``."""
     import dask
 
     tasks = [
@@ -205,9 +226,15 @@ def run(args: argparse.Namespace) -> int:
     from napari_fcfi.annotation.outputs import output_problem
 
     out = Path(args.out)
+    if args.object_size is not None and not (np.isfinite(args.object_size) and args.object_size > 0):
+        print(
+            f"fcfi segment-all: --object-size must be a positive number of pixels, got {args.object_size}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         files = list_inputs(Path(args.input))
-        planes = plan(files, args.slices, args.channel_axis)
+        planes = plan(files, args.slices, args.channel_axis, args.channel)
     except (OSError, ValueError) as exc:
         print(f"fcfi segment-all: {exc}", file=sys.stderr)
         return 2
@@ -222,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if problem is not None:  # said before any plane is segmented
         print(f"fcfi segment-all: {problem}", file=sys.stderr)
+        return 2
+    from napari_fcfi.model import ModelDownloadError
+
+    try:
+        worker_model(args.model)  # a wrong name or file is said now, not from inside every task
+    except (ValueError, OSError, ModelDownloadError) as exc:
+        print(f"fcfi segment-all: cannot load model {args.model!r}: {exc}", file=sys.stderr)
         return 2
     if args.scheduler is None and args.workers > 1:
         import torch
@@ -238,8 +272,11 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     by_file: dict[str, list[tuple[int | None, np.ndarray]]] = {}
-    for plane, labels in zip(planes, results, strict=True):
+    for plane, (labels, message) in zip(planes, results, strict=True):
         by_file.setdefault(plane.path, []).append((plane.index, labels))
+        if message:  # why nothing was found (the API's SegmentAllWarning)
+            where = "" if plane.index is None else f", slice {plane.index}"
+            print(f"fcfi segment-all: {plane.path}{where}: {message}", file=sys.stderr)
     for path, parts in by_file.items():
         if parts[0][0] is None:
             volume = parts[0][1]
