@@ -222,6 +222,14 @@ def test_object_size_and_seeds_on_disks():
     assert sorted(tiled) == sorted(seeds)
 
 
+def test_an_image_with_no_2d_shape_is_refused():
+    """Retest 2026-12-06: a Z, C, Y, X array gave empty labels of shape (4, 2)."""
+    with pytest.raises(ValueError, match="one 2D image"):
+        segment_all(brightness_net(), np.zeros((4, 2, 40, 50), np.uint16))
+    with pytest.raises(ValueError, match="one 2D image"):
+        segment_all(brightness_net(), np.zeros((4, 2, 40, 50), np.uint16), channel_axis=1)
+
+
 def test_a_bad_object_size_is_refused_and_seeds_outside_the_image_are_said_so():
     image, _ = disks_image()
     for size in (0, -5, float("nan")):

@@ -218,6 +218,9 @@ def iter_segment_all(
         shape = list(getattr(image, "shape", ()))
         if channel_axis is not None and -len(shape) <= channel_axis < len(shape):
             del shape[channel_axis]  # the labels have the plane's shape, never the channels'
+        plane = len(shape) == 2 or (channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4))
+        if not plane and len(shape) > 2:  # no 2D shape to give empty labels of (e.g. Z, C, Y, X)
+            raise ValueError(f"segment all takes one 2D image: {error}") from error
         return SegmentAllResult(
             np.zeros(shape[:2] if len(shape) >= 2 else (0, 0), np.int32),
             message=f"segment all: cannot use this image: {error}",
