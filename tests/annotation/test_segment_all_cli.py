@@ -155,6 +155,13 @@ def test_inputs_it_cannot_read_are_refused_by_name_and_empty_results_say_why(tmp
     assert "--object-size must be a positive number" in capsys.readouterr().err
     assert main(["segment-all", gray, "--out", out, "--no-progress", "--model", "nosuchmodel"]) == 2
     assert "cannot load model 'nosuchmodel'" in capsys.readouterr().err  # was: a traceback from dask
+    assert main(["segment-all", gray, "--out", out, "--no-progress", "--link"]) == 2
+    assert "--link links the slices of stacks" in capsys.readouterr().err
+    (folder / "._gray.tif").write_bytes(b"macOS sidecar")  # hidden: not an image, skipped
+    (folder / "broken.png").write_bytes(b"not a png")
+    assert main(["segment-all", str(folder), "--out", out, "--no-progress", "--slices", "all"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "broken.png" in err and "._gray" not in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
     assert main(["segment-all", str(folder / "flat.tif"), "--out", out, "--no-progress"]) == 0
     assert "flat.tif: segment all: the image is constant" in capsys.readouterr().err

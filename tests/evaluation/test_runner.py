@@ -167,6 +167,9 @@ def test_fcfi_eval_cli_errors(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "missing"), "--baseline", "geodesic"]) == 2
     assert main(["eval", "--data", str(data), "--split", "val", "--baseline", "geodesic"]) == 2
     assert "instance folders only" in capsys.readouterr().err
+    for limit in ("0", "-1"):  # were: a table of NaN, a traceback
+        assert main(["eval", "--data", str(data), "--baseline", "geodesic", "--limit", limit]) == 2
+        assert "--limit must be >= 1" in capsys.readouterr().err
 
 
 def test_fcfi_eval_split_val_on_instance_folder(tmp_path, capsys):

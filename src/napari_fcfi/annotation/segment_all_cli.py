@@ -83,8 +83,12 @@ def list_inputs(source: Path) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"no such image or folder: {source}")
-    return sorted(
-        p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels")
+    return sorted(  # (hidden files: macOS "._name.png" sidecars are no images)
+        p
+        for p in source.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.stem.endswith("_labels")
+        and not p.name.startswith(".")
     )
 
 
@@ -119,7 +123,10 @@ def plan(
 
     planes = []
     for path in files:
-        shape = tuple(read_image(path).shape)
+        try:
+            shape = tuple(read_image(path).shape)
+        except Exception as exc:  # the reader's own advice (e.g. "pip install imageio[pyav]") misleads
+            raise ValueError(f"cannot read {path} as an image ({exc}); move it out of the folder") from exc
         rgb = channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4)
         if channel_axis is not None and not -len(shape) <= channel_axis < len(shape):
             raise ValueError(f"--channel-axis {channel_axis} does not exist: {path} has shape {shape}")
@@ -226,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_fcfi.annotation.outputs import output_problem
 
     out = Path(args.out)
+    if args.link and args.slices != "all":
+        print("fcfi segment-all: --link links the slices of stacks: it needs --slices all", file=sys.stderr)
+        return 2
     if args.object_size is not None and not (np.isfinite(args.object_size) and args.object_size > 0):
         print(
             f"fcfi segment-all: --object-size must be a positive number of pixels, got {args.object_size}",

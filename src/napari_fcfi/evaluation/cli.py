@@ -163,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
     specs: list[tuple[str, str]] = [("model", m) for m in args.model] + [
         ("baseline", b) for b in args.baseline
     ]
+    if args.limit is not None and args.limit < 1:  # was: a traceback (-1), a table of NaN (0)
+        print(f"fcfi eval: --limit must be >= 1, got {args.limit}", file=sys.stderr)
+        return 2
     if args.segment_all:
         return run_segment_all(args)
     if not specs:
