@@ -165,3 +165,26 @@ def test_inputs_it_cannot_read_are_refused_by_name_and_empty_results_say_why(tmp
     assert not (tmp_path / "out").exists()  # refused before anything was written
     assert main(["segment-all", str(folder / "flat.tif"), "--out", out, "--no-progress"]) == 0
     assert "flat.tif: segment all: the image is constant" in capsys.readouterr().err
+
+
+def test_a_failing_plane_costs_only_its_own_input(tmp_path, monkeypatch, capsys):
+    """Retest 2026-12-06: one failing plane (a traceback inside dask) lost every result of the run."""
+    from napari_fcfi.annotation import segment_all_cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(folder / f"{name}.tif", disks())
+    real = segment_all_cli.segment_plane
+
+    def failing_on_b(plane, *args):
+        if plane.path.endswith("b.tif"):
+            raise RuntimeError("out of memory")
+        return real(plane, *args)
+
+    monkeypatch.setattr(segment_all_cli, "segment_plane", failing_on_b)
+    out = tmp_path / "out"
+    assert main(["segment-all", str(folder), "--out", str(out), "--no-progress"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "c_labels.tif"]
+    err = capsys.readouterr().err
+    assert "b.tif: failed (RuntimeError: out of memory)" in err and "1 of 3 input(s) failed" in err

@@ -3,7 +3,9 @@
 Every 2D plane (a 2D or RGB image, or each slice of a stack with ``--slices all``) is one dask task
 that runs :func:`~napari_fcfi.annotation.proposals.segment_all`; the labels of each input are written
 with the project's labels writer (:func:`~napari_fcfi.annotation.labels_tiff.write_labels_tiff`) as
-``OUT/<name>_labels.tif`` once all its planes are done. By default the tasks run on local threads
+``OUT/<name>_labels.tif`` as soon as all its planes are done (a stopped run keeps what it finished; a
+plane that fails is named and its input left out, the others are written, exit status 1). By default
+the tasks run on local threads
 (``--workers``); ``--scheduler ADDRESS`` sends them to an existing dask.distributed cluster (needs the
 ``dask[distributed]`` extra), where each worker process loads the model once (:func:`worker_model`)
 and reads the images itself (so the files must be visible to the workers).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,15 +191,31 @@ def segment_plane(
             return stop.value.labels, stop.value.message
 
 
-def run_planes(
+def safe_segment_plane(
+    plane: Plane, model_source: str, object_size: float | None, channel_axis: int | None, channel: int | None
+) -> tuple[np.ndarray | None, str | None, str | None]:
+    """:func:`segment_plane`, with what went wrong instead of an exception: one failing plane must not
+    take the other files' results with it."""
+    try:
+        return (*segment_plane(plane, model_source, object_size, channel_axis, channel), None)
+    except Exception as exc:  # noqa: BLE001 - reported by name; the other planes go on
+        return None, None, f"{type(exc).__name__}: {exc}"
+
+
+#: Local runs compute this many planes per worker at a time, and write each file once its planes are
+#: done: a long run keeps what it finished when it is stopped.
+PLANES_PER_WORKER = 4
+
+
+def iter_planes(
     planes: list[Plane], args: argparse.Namespace, progress: Any = None
-) -> list[tuple[np.ndarray, str | None]]:
-    """Every plane's :func:`segment_plane`, in order: on local dask threads or on the cluster at
-    ``args.scheduler``."""
+) -> Iterator[tuple[int, tuple[np.ndarray | None, str | None, str | None]]]:
+    """``(plane index, safe_segment_plane result)`` as planes finish: on local dask threads (in batches,
+    in order) or on the cluster at ``args.scheduler`` (as they complete)."""
     import dask
 
     tasks = [
-        dask.delayed(segment_plane, pure=True)(
+        dask.delayed(safe_segment_plane, pure=True)(
             plane,
             args.model,
             args.object_size,
@@ -211,10 +230,12 @@ def run_planes(
 
         with Client(args.scheduler) as client:
             futures = client.compute(tasks)
-            for _ in as_completed(futures):
+            index = {future.key: i for i, future in enumerate(futures)}
+            for future in as_completed(futures):
                 if progress is not None:
                     progress.update(1)
-            return client.gather(futures)
+                yield index[future.key], future.result()
+        return
     from dask.callbacks import Callback
 
     class _Progress(Callback):
@@ -222,14 +243,17 @@ def run_planes(
             if progress is not None and str(key).startswith("segment-plane-"):
                 progress.update(1)
 
+    workers = max(1, args.workers)
+    step = workers * PLANES_PER_WORKER
     with _Progress():
-        return list(dask.compute(*tasks, scheduler="threads", num_workers=max(1, args.workers)))
+        for first in range(0, len(tasks), step):
+            done = dask.compute(*tasks[first : first + step], scheduler="threads", num_workers=workers)
+            yield from enumerate(done, start=first)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from napari_fcfi.annotation.labels_tiff import write_labels_tiff
     from napari_fcfi.annotation.outputs import output_problem
 
     out = Path(args.out)
@@ -272,37 +296,54 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, torch.get_num_threads() // args.workers))  # no oversubscription
     out.mkdir(parents=True, exist_ok=True)
+    count = {path: sum(plane.path == path for plane in planes) for path in {p.path for p in planes}}
+    parts: dict[str, list[tuple[int | None, np.ndarray]]] = {}
+    failed: dict[str, str] = {}
     with tqdm(total=len(planes), unit="plane", disable=args.no_progress, file=sys.stderr) as bar:
         try:
-            results = run_planes(planes, args, bar)
+            for i, (labels, message, error) in iter_planes(planes, args, bar):
+                plane = planes[i]
+                where = f"{plane.path}" + ("" if plane.index is None else f", slice {plane.index}")
+                if labels is None or error is not None:
+                    failed.setdefault(plane.path, str(error))
+                    print(
+                        f"fcfi segment-all: {where}: failed ({error}); nothing written for it",
+                        file=sys.stderr,
+                    )
+                    continue
+                if message:  # why nothing was found (the API's SegmentAllWarning)
+                    print(f"fcfi segment-all: {where}: {message}", file=sys.stderr)
+                parts.setdefault(plane.path, []).append((plane.index, labels))
+                if len(parts[plane.path]) == count[plane.path] and plane.path not in failed:
+                    _write(targets[Path(plane.path)], parts.pop(plane.path), args.link, plane.path)
         except ImportError as exc:
             print(
                 f"fcfi segment-all: --scheduler needs dask.distributed (pip install 'dask[distributed]'): {exc}",
                 file=sys.stderr,
             )
             return 2
-    by_file: dict[str, list[tuple[int | None, np.ndarray]]] = {}
-    for plane, (labels, message) in zip(planes, results, strict=True):
-        by_file.setdefault(plane.path, []).append((plane.index, labels))
-        if message:  # why nothing was found (the API's SegmentAllWarning)
-            where = "" if plane.index is None else f", slice {plane.index}"
-            print(f"fcfi segment-all: {plane.path}{where}: {message}", file=sys.stderr)
-    for path, parts in by_file.items():
-        if parts[0][0] is None:
-            volume = parts[0][1]
-        else:
-            # Slice by slice, each slice's objects get ids after the previous slices' (all distinct),
-            # or, with --link, the id of the object they continue on the slice before.
-            volume = np.zeros((len(parts), *parts[0][1].shape), np.int32)
-            next_id, previous = 1, None
-            for index, labels in sorted(parts, key=lambda part: part[0] or 0):
-                volume[index], next_id = link_to_previous(previous if args.link else None, labels, next_id)
-                previous = volume[index]
-        target = targets[Path(path)]
-        write_labels_tiff(target, volume, {"name": f"{Path(path).stem} segment-all"})
-        print(
-            f"{target}: {int(volume.max())} objects"
-            if volume.ndim == 2
-            else f"{target}: {volume.shape[0]} slices, {int(volume.max())} objects"
-        )
+    if failed:
+        print(f"fcfi segment-all: {len(failed)} of {len(count)} input(s) failed (above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _write(target: Path, parts: list[tuple[int | None, np.ndarray]], link: bool, source: str) -> None:
+    """One input's labels: its only plane, or its slices stacked (each slice's objects get ids after the
+    previous slices', or with ``link`` the id of the object they continue on the slice before)."""
+    from napari_fcfi.annotation.labels_tiff import write_labels_tiff
+
+    if parts[0][0] is None:
+        volume = parts[0][1]
+    else:
+        volume = np.zeros((len(parts), *parts[0][1].shape), np.int32)
+        next_id, previous = 1, None
+        for index, labels in sorted(parts, key=lambda part: part[0] or 0):
+            volume[index], next_id = link_to_previous(previous if link else None, labels, next_id)
+            previous = volume[index]
+    write_labels_tiff(target, volume, {"name": f"{Path(source).stem} segment-all"})
+    print(
+        f"{target}: {int(volume.max())} objects"
+        if volume.ndim == 2
+        else f"{target}: {volume.shape[0]} slices, {int(volume.max())} objects"
+    )
