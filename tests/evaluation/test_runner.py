@@ -84,6 +84,7 @@ def test_result_json_round_trip(tmp_path):
     assert json.loads(path.read_text())["summary"]["objects"] == 1
     table = format_table([result, again])
     assert "NoC@90" in table and table.count("growing-disk") == 2
+    assert "nan" not in table  # IoU@5 with at most 4 clicks: "-", not nan
 
 
 def test_resolve_segmenter_errors():

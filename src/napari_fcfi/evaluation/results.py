@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +89,13 @@ class EvalResult(JsonResult):
         )
 
 
+def _cell(fmt: str, value: Any) -> str:
+    """A table cell; "-" for a number not measured (e.g. IoU@5 with at most 3 clicks)."""
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return fmt.format(value)
+
+
 def format_table(results: Sequence[EvalResult]) -> str:
     """Plain-text results table: one row per segmenter."""
     columns = [
@@ -106,7 +115,7 @@ def format_table(results: Sequence[EvalResult]) -> str:
     rows = []
     for r in results:
         s = r.summary
-        rows.append([fmt.format(get(r, s)) for _, fmt, get in columns])
+        rows.append([_cell(fmt, get(r, s)) for _, fmt, get in columns])
     headers = [c[0] for c in columns]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
