@@ -188,3 +188,21 @@ def test_a_failing_plane_costs_only_its_own_input(tmp_path, monkeypatch, capsys)
     assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "c_labels.tif"]
     err = capsys.readouterr().err
     assert "b.tif: failed (RuntimeError: out of memory)" in err and "1 of 3 input(s) failed" in err
+
+
+def test_output_names_never_repeat_even_without_case():
+    from pathlib import Path
+
+    from napari_fcfi.annotation.segment_all_cli import output_names
+
+    def names(*files):
+        return [p.name for p in output_names([Path(f) for f in files], Path("out")).values()]
+
+    assert names("a.tif", "b.png") == ["a_labels.tif", "b_labels.tif"]
+    assert names("cell.tif", "cell.TIF") == ["cell_tif_labels.tif", "cell_TIF_2_labels.tif"]
+    assert names("cell.png", "cell.tif", "cell_png.tif") == [
+        "cell_png_labels.tif",
+        "cell_tif_labels.tif",
+        "cell_png_2_labels.tif",
+    ]
+    assert names("Cell.png", "cell.tif") == ["Cell_png_labels.tif", "cell_tif_labels.tif"]

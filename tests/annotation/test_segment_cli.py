@@ -107,15 +107,19 @@ def test_cli_never_replaces_its_inputs_and_replaces_an_output_only_when_forced(t
     tifffile.imwrite(tmp_path / "image.tif", image)
     _two_objects().save(tmp_path / "log.csv")
     raw, log = str(tmp_path / "image.tif"), str(tmp_path / "log.csv")
-    for target in (raw, log):
+    for target in (raw, str(tmp_path / "image")):  # "image": the writer makes image.tif of it
         assert segment_from_log(raw, log, target, "--force") == 2
         assert "is one of the inputs" in capsys.readouterr().err
     np.testing.assert_array_equal(tifffile.imread(raw), image)
+    kept = (tmp_path / "log.csv").read_bytes()
+    assert segment_from_log(raw, log, log) == 0  # written as log.tif: the log itself is never touched
+    assert (tmp_path / "log.csv").read_bytes() == kept and (tmp_path / "log.tif").is_file()
     assert segment_from_log(raw, log, str(tmp_path / "labels.tif")) == 0
     first = tifffile.imread(tmp_path / "labels.tif")
     (tmp_path / "labels.tif").write_bytes(b"someone's labels")
-    assert segment_from_log(raw, log, str(tmp_path / "labels.tif")) == 2
-    assert "exists already" in capsys.readouterr().err
+    for name in ("labels.tif", "labels.png"):  # labels.png would be written as labels.tif
+        assert segment_from_log(raw, log, str(tmp_path / name)) == 2
+        assert "exists already" in capsys.readouterr().err
     assert (tmp_path / "labels.tif").read_bytes() == b"someone's labels"
     assert segment_from_log(raw, log, str(tmp_path / "labels.tif"), "--force") == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), first)

@@ -312,3 +312,28 @@ def test_a_proposal_around_a_committed_label_is_not_accepted_as_a_ring(make_napa
     assert users.data[CENTRES[1]] not in (0, 9)
     assert panel.correct(3)  # C: the whole nucleus becomes the object in progress
     assert widget.controller.current_object().initial_mask[CENTRES[0]]
+
+
+def test_accepting_into_a_multiscale_labels_layer(make_napari_viewer, tmp_path, monkeypatch):
+    """Review 2026-12-06: the covered-label check read a multiscale labels layer (planes wider than
+    8192 px) as one array: the second accept raised IndexError. Small planes made multiscale here."""
+    from napari_fcfi.plugin import committing, pyramid
+
+    monkeypatch.setattr(committing, "needs_pyramid", lambda shape: True)
+    monkeypatch.setattr(pyramid, "COARSEST_SIDE", 64)  # levels of 128 and 64 px
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    panel = widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    for proposal, centre in zip((3, 4, 5), CENTRES, strict=False):
+        proposals.data[disk(SHAPE, *centre, RADIUS)] = proposal
+    assert panel.accept(3)
+    labels = widget.controller.labels_layer
+    assert labels.multiscale
+    assert panel.accept(4)  # was: IndexError
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS + 2)] = 6  # the first nucleus again, a little larger
+    assert not panel.accept(6)
+    assert "covers most of label" in widget.status.value, widget.status.value
+    assert panel.accept_all() == 1  # proposal 5; 6 stays
+    assert labels.data[0][CENTRES[2]] != 0 and proposals.data[CENTRES[0]] == 6

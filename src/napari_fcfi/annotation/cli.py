@@ -108,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_fcfi.model import ModelDownloadError, load_model
 
     from .clicklog import ClickLog, read_log_metadata
-    from .labels_tiff import write_labels_tiff
+    from .labels_tiff import labels_file_target, write_labels_tiff
     from .outputs import output_problem
     from .replay import replay_click_log
 
+    args.out = labels_file_target(args.out)  # the file the writer makes (e.g. IMAGE -> IMAGE.tif)
     problem = output_problem([args.out], [args.image, args.clicks], args.force)
     if problem is not None:  # said before the replay's minutes, not after
         print(f"fcfi segment: error: {problem}", file=sys.stderr)

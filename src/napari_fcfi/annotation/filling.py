@@ -45,6 +45,7 @@ class FilledSlice:
     source: int  # the nearer annotated slice (the one whose chain counts more), or the only chain's
     confidence: float  # network confidence in ``mask`` (mean probability inside it)
     agreement: float  # IoU of the two chains' masks on this slice (0 when one chain ended)
+    both_chains: bool = True  # False: from one chain only (the other ended, or a cancelled fill)
 
     @property
     def review(self) -> bool:
@@ -144,7 +145,7 @@ def fill_slices(
             source = near if index in chains[near] else far
             if index not in done and index in chains[source]:
                 mask, confidence = chains[source][index]
-                yield FilledSlice(index, mask, source, confidence, 0.0)
+                yield FilledSlice(index, mask, source, confidence, 0.0, both_chains=False)
 
     for step in range(len(between)):
         for source in (a, b):
@@ -177,7 +178,7 @@ def fill_slices(
             if from_a is None or from_b is None:
                 only = b if from_a is None else a
                 mask, confidence = chains[only][index]
-                yield FilledSlice(index, mask, only, confidence, 0.0)
+                yield FilledSlice(index, mask, only, confidence, 0.0, both_chains=False)
                 continue
             mask, confidence = chains[near][index]
             if fused:
@@ -249,12 +250,12 @@ def fill_between(
             )
         )
     )
-    if result.slices and max(s.agreement for s in result.slices) < APART_AGREEMENT:
+    met = [s.agreement for s in result.slices if s.both_chains]  # (a chain that lost the object: no say)
+    if met and max(met) < APART_AGREEMENT:
         # The widget knows its objects and never fills between two; here only the masks tell.
         warnings.warn(
             f"the chains from slices {index_a} and {index_b} never meet (best IoU on a slice between "
-            f"{max(s.agreement for s in result.slices):.2f}): are the two masks one object? Every filled "
-            "slice is listed for review",
+            f"{max(met):.2f}): are the two masks one object? Every filled slice is listed for review",
             FillWarning,
             stacklevel=2,
         )

@@ -157,18 +157,16 @@ class JournalScan:
     @property
     def kept_label_ids(self) -> list[int]:
         """The ids of the objects the labels hold at the journal's end: :attr:`label_ids` less those
-        committed and then undone (their click-log entries withdrawn, not added again). Journals without
-        click-log entries cannot tell: all of :attr:`label_ids`."""
-        if not self.objects:
-            return self.label_ids
+        committed and then undone (their click-log entries withdrawn, not added again)."""
         ids: dict[int, Any] = {}
         present: dict[int, bool] = {}
         for event in self.objects:
             if event.op == "add" and event.entry is not None and not event.listed:
                 ids[event.ref] = event.entry.get("label_id")
             present[event.ref] = event.op == "add"
-        kept = {ids.get(ref) for ref, here in present.items() if here}
-        return sorted(i for i in kept if isinstance(i, int) and not isinstance(i, bool))
+        # only an object seen withdrawn is undone (a damaged entry's object is still in the labels)
+        withdrawn = {ids.get(ref) for ref, here in present.items() if not here}
+        return [i for i in self.label_ids if i not in withdrawn]
 
     def objects_text(self) -> str:
         """ "N object(s) committed", and how many more were committed and then undone."""

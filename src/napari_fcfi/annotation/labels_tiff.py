@@ -31,11 +31,18 @@ FCFI_SUFFIX = ".fcfi"
 AXIS_NAMES = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "QTZYX"}
 
 
-def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """Save ``data`` (labels) with ``attributes['scale'/'translate'/'name'/'units']`` (npe2 writer signature)."""
+def labels_file_target(path: str | Path) -> Path:
+    """The file :func:`write_labels_tiff` writes for ``path``: a TIFF or ``.fcfi`` name as given, any
+    other suffix replaced by ``.tif`` (what a tool checks before it writes)."""
     target = Path(path)
     if target.suffix.lower() not in (*TIFF_SUFFIXES, FCFI_SUFFIX):
         target = target.with_suffix(".tif")
+    return target
+
+
+def write_labels_tiff(path: str | Path, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """Save ``data`` (labels) with ``attributes['scale'/'translate'/'name'/'units']`` (npe2 writer signature)."""
+    target = labels_file_target(path)
     array = np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
     if array.ndim < 2:
         raise ValueError(f"labels to write must have at least 2 axes, got shape {array.shape}")

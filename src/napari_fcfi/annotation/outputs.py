@@ -3,13 +3,17 @@ the user says so (``--force``): a labels file in a folder may be someone's hand-
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 
 def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (resolved; an absent path is only equal to itself)."""
+    """Whether two paths name one file: the same file on disk when both exist (hard links, and names
+    that differ only in case on macOS or Windows, included), else the same resolved path."""
     try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
         return a.resolve() == b.resolve()
     except OSError:
         return a == b

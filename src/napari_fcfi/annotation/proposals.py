@@ -258,6 +258,7 @@ def iter_segment_all(
     if seeds is None:
         points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
     else:
+        seeds = list(seeds)  # (a generator is read once)
         points = [(math.floor(r + 0.5), math.floor(c + 0.5)) for r, c in seeds]
         points = [(r, c) for r, c in points if 0 <= r < height and 0 <= c < width]
     if not points:
@@ -266,7 +267,7 @@ def iter_segment_all(
             object_size=object_size,
             message=(
                 f"segment all: all {len(seeds)} given seed(s) lie outside the {height} x {width} image"
-                if seeds is not None
+                if seeds
                 else f"segment all: no seeds found (object size {object_size:.1f} px); "
                 "try another object size or give seeds"
             ),

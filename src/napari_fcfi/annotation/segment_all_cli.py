@@ -97,17 +97,22 @@ def list_inputs(source: Path) -> list[Path]:
 
 def output_names(files: list[Path], out: Path) -> dict[Path, Path]:
     """``OUT/<name>_labels.tif`` for each input; inputs of one name (cell.png and cell.tif) get their
-    suffix in it (``cell_png_labels.tif``, ``cell_tif_labels.tif``), so no result replaces another."""
-    stems = [path.stem for path in files]
-    return {
-        path: out
-        / (
-            f"{path.stem}_{path.suffix.lstrip('.').lower()}_labels.tif"
-            if stems.count(path.stem) > 1
-            else f"{path.stem}_labels.tif"
-        )
-        for path in files
-    }
+    suffix in it (``cell_png_labels.tif``, ``cell_tif_labels.tif``), and a name still taken (compared
+    without case: one file on macOS and Windows) a number, so no result replaces another."""
+    stems = [path.stem.casefold() for path in files]
+    names: dict[Path, Path] = {}
+    taken: set[str] = set()
+    for path in files:
+        base = path.stem
+        if stems.count(path.stem.casefold()) > 1:
+            base += "_" + path.suffix.lstrip(".")
+        name, number = f"{base}_labels.tif", 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{base}_{number}_labels.tif"
+        taken.add(name.casefold())
+        names[path] = out / name
+    return names
 
 
 def _is_stack(shape: tuple[int, ...], channel_axis: int | None) -> bool:

@@ -406,8 +406,18 @@ class SegmentAllPanel(Container):
         labels = self._commit_labels()
         covered: set[int] = set()
         for key in [] if labels is None else found.keys:
-            plane = np.asarray(self._plane(labels, key))
-            under = plane[found.mask(key)]
+            mask = found.mask(key)
+            rows, cols = np.nonzero(mask)
+            if rows.size == 0:
+                continue
+            # Only around the proposal (a multiscale layer's full plane may not fit in memory): a label
+            # it covers half of lies mostly within its box grown by the box's size on each side.
+            height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+            r0, c0 = max(rows.min() - height, 0), max(cols.min() - width, 0)
+            r1, c1 = rows.max() + height + 1, cols.max() + width + 1
+            full = helpers.image_data(labels)
+            plane = np.asarray(full[tuple(key) + (slice(r0, r1), slice(c0, c1))])
+            under = plane[mask[r0:r1, c0:c1]]
             ids, counts = np.unique(under[under > 0], return_counts=True)
             for label, count in zip(ids.tolist(), counts.tolist()):
                 if count >= COVERED_LABEL_SHARE * int((plane == label).sum()):
