@@ -332,3 +332,30 @@ def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothin
     assert written == tmp_path / "sample labels 2.fcfi" and read_labels_tiff(written)[0].dtype == np.uint32
     assert (tmp_path / "sample labels.fcfi").read_bytes() == b"someone's earlier work"
     widget.close_controller()
+
+
+def test_save_labels_follows_a_napari_file_save_of_the_layer(make_napari_viewer, tmp_path):
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(3).random((40, 40), np.float32))
+    viewer = make_napari_viewer()
+    (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    widget = make_widget(viewer, tmp_path)
+    widget.image_menu.value = image
+    assert widget.controller.add_click_world((20, 20), True) and widget.controller.commit()
+    labels = widget.controller.labels_layer
+    offered = widget.labels_file.value
+    assert offered.parent == tmp_path / "data"
+
+    # File > Save of the labels layer, the FCFI file type, under a name of the user's choosing
+    viewer.layers.selection = {labels}
+    (mine,) = viewer.layers.save(str(tmp_path / "mine.fcfi"), selected=True)
+    assert widget.controller.add_click_world((5, 30), True) and widget.controller.commit()
+    widget.save_labels_button.native.click()  # the field still shows its first offer: not typed by the user
+    assert read_labels_tiff(mine)[0][5, 30] == 2 and not offered.exists()  # no second file
+    assert widget.labels_file.value == tmp_path / "mine.fcfi" and "mine.fcfi" in widget.status.value
+
+    # a path the user typed wins over the layer's last file
+    widget.labels_file.value = tmp_path / "typed.fcfi"
+    widget.save_labels_button.native.click()
+    assert (tmp_path / "typed.fcfi").is_file()
+    widget.close_controller()

@@ -41,9 +41,14 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     if attributes.get("multiscale") or isinstance(data, (list, tuple)):
         data = data[0]  # a multiscale labels layer (very large planes, see .pyramid): level 0 is the labels
     written = write_labels_tiff(target, data, attributes)
-    journal = ((attributes.get("metadata") or {}).get(TAG) or {}).get("journal")
-    if journal:
-        LabelsJournal(journal).discard()  # the layer's next change starts a new one
+    metadata = attributes.get("metadata")
+    tag = metadata.setdefault(TAG, {}) if isinstance(metadata, dict) else None
+    if isinstance(tag, dict):
+        if tag.get("journal"):
+            LabelsJournal(tag["journal"]).discard()  # the layer's next change starts a new one
+        # napari hands the layer's own metadata: the widget's next Save labels goes to this file too
+        # (File > Save used to leave it writing a second file under its old name)
+        tag["saved_to"] = written[0]
     return written
 
 

@@ -34,6 +34,7 @@ from napari_fcfi.model.device import available_devices
 from . import layers as helpers
 from .channels import channel_choices, guess_channels, image_notes
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
+from .dock_window import compact_menus, watch_closing
 from .io import default_labels_path, save_labels_layer
 from .label_id_box import LABEL_ID_TIP, show_label_id
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
@@ -80,8 +81,8 @@ class FCFIWidget(Container):
         self.controller.on_busy = self._show_busy
         self.controller.on_change = self._sync_from_controller
         self.controller.on_history = self.segment_all_panel.history.on_labels_history
-        _watch_closing(self)
-        _compact_menus(self.native)
+        watch_closing(self)
+        compact_menus(self.native)
         # magicgui fixed the scroll area's minimum width at each insert, from the menus' widths then
         # (a long image name made it wider than the dock): set it again from the compact form.
         scroll = self.form.root_native_widget
@@ -235,6 +236,7 @@ class FCFIWidget(Container):
             self.native.layout().addWidget(pinned.native)
 
     def _build_save_labels(self) -> None:
+        self._offered_labels_file: Path | None = None  # what the field shows unless the user typed a path
         self.labels_file = FileEdit(
             label="Labels file",
             mode=FileDialogMode.OPTIONAL_FILE,
@@ -273,7 +275,7 @@ class FCFIWidget(Container):
             self.buttons[action].changed.connect(lambda *_, m=method: m())
         self.save_log_button.changed.connect(lambda: self.save_click_log(_chosen_file(self.log_file)))
         self.labels_menu.changed.connect(self._suggest_labels_file)  # after the controller took the choice
-        self.save_labels_button.changed.connect(lambda: self.save_labels(_chosen_file(self.labels_file)))
+        self.save_labels_button.changed.connect(lambda: self.save_labels(self._typed_labels_file()))
 
     # ------------------------------------------------------------------ choices
     def _channel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
@@ -513,7 +515,7 @@ class FCFIWidget(Container):
         except (OSError, ValueError) as error:
             self._show_status(f"FCFI: labels not saved: {error}")
             return None
-        self.labels_file.value = written
+        self.labels_file.value = self._offered_labels_file = written
         # napari's status bar too: it is wide enough for the whole path
         self.controller.show_status(
             f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
@@ -524,8 +526,16 @@ class FCFIWidget(Container):
         labels = self.controller.labels_layer  # never leave another layer's file here
         if labels is None:
             self.labels_file.line_edit.value = ""  # FileEdit's own value cannot be empty
+            self._offered_labels_file = None
         else:
-            self.labels_file.value = Path(default_labels_path(labels, self.controller.image_layer))
+            self._offered_labels_file = Path(default_labels_path(labels, self.controller.image_layer))
+            self.labels_file.value = self._offered_labels_file
+
+    def _typed_labels_file(self) -> Path | None:
+        """The field's path when the user typed one; None while it holds the widget's own offer, so that
+        Save labels follows a later File > Save of the layer instead of writing a second file."""
+        chosen = _chosen_file(self.labels_file)
+        return None if chosen == self._offered_labels_file else chosen
 
     def close_controller(self) -> None:
         """Detach from the viewer (the dock was closed); helper layers with clicks stay."""
@@ -540,44 +550,6 @@ def _image_type() -> type:
     from napari.layers import Image
 
     return Image
-
-
-def _compact_menus(root: Any) -> None:
-    """Menus as wide as the dock allows, not as their longest entry (a long image or labels name would
-    push the buttons out of the 460-px dock); the entry shown is clipped, the list shows it whole."""
-    from qtpy.QtWidgets import QComboBox
-
-    for menu in root.findChildren(QComboBox):
-        menu.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        menu.setMinimumContentsLength(12)
-
-
-def _watch_closing(widget: FCFIWidget) -> None:
-    """Detach the controller when the dock is closed.
-
-    magicgui has no signal for this: napari's dock close button unparents the widget (and deletes
-    the dock), so a Qt event filter watching for the parent change (or a close) is used.
-    """
-    from qtpy.QtCore import QEvent, QObject
-
-    class _CloseWatcher(QObject):
-        def eventFilter(self, obj: Any, event: Any) -> bool:
-            if event.type() == QEvent.Type.Close or (
-                event.type() == QEvent.Type.ParentChange and obj.parent() is None and widget._was_docked
-            ):
-                widget.close_controller()
-            elif event.type() == QEvent.Type.ParentChange and obj.parent() is not None:
-                widget._was_docked = True
-            return False
-
-    widget._was_docked = widget.native.parent() is not None
-    widget._close_watcher = _CloseWatcher(widget.native)
-    widget.native.installEventFilter(widget._close_watcher)
-    # Closing napari deletes the dock without a close or parent event: results still on their way
-    # must then find a closed controller, not deleted Qt widgets.
-    # The controller is captured, not the widget: at garbage collection the widget's attributes may be gone.
-    controller = widget.controller
-    widget.native.destroyed.connect(lambda *_: controller.close())
 
 
 __all__ = ["FCFIWidget", "channel_choices"]
