@@ -206,3 +206,34 @@ def test_output_names_never_repeat_even_without_case():
         "cell_png_2_labels.tif",
     ]
     assert names("Cell.png", "cell.tif") == ["Cell_png_labels.tif", "cell_tif_labels.tif"]
+
+
+def test_local_planes_come_back_as_they_finish_not_behind_a_slow_one(monkeypatch):
+    import argparse
+    import threading
+
+    from napari_fcfi.annotation import segment_all_cli
+
+    slow_may_finish, started, released = threading.Event(), [], []
+    lock = threading.Lock()
+
+    def fake_segment(plane, *settings):
+        with lock:
+            started.append(plane.index)
+            slow = len(started) == 1
+        if slow:  # the first plane to start is slow: done only once the others have come back
+            released.append(slow_may_finish.wait(20))
+        return np.full((2, 2), plane.index, np.int32), None, None
+
+    monkeypatch.setattr(segment_all_cli, "safe_segment_plane", fake_segment)
+    planes = [segment_all_cli.Plane("stack.tif", i) for i in range(4)]
+    args = argparse.Namespace(
+        model="default", object_size=None, channel_axis=None, channel=None, workers=2, scheduler=None
+    )
+    order = []
+    for index, (labels, _message, _error) in segment_all_cli.iter_planes(planes, args):
+        assert labels[0, 0] == index
+        order.append(index)
+        if len(order) == 3:
+            slow_may_finish.set()
+    assert released == [True] and order[-1] == started[0] and sorted(order) == [0, 1, 2, 3]

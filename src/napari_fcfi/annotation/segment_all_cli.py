@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import queue
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,32 +209,26 @@ def safe_segment_plane(
         return None, None, f"{type(exc).__name__}: {exc}"
 
 
-#: Local runs compute this many planes per worker at a time, and write each file once its planes are
-#: done: a long run keeps what it finished when it is stopped.
-PLANES_PER_WORKER = 4
-
-
 def iter_planes(
     planes: list[Plane], args: argparse.Namespace, progress: Any = None
 ) -> Iterator[tuple[int, tuple[np.ndarray | None, str | None, str | None]]]:
-    """``(plane index, safe_segment_plane result)`` as planes finish: on local dask threads (in batches,
-    in order) or on the cluster at ``args.scheduler`` (as they complete)."""
+    """``(plane index, safe_segment_plane result)`` as planes finish, on local dask threads or on the
+    cluster at ``args.scheduler``.
+
+    Locally each task hands its labels over as soon as it is done and keeps nothing in dask: the
+    caller writes each file once its planes are in (a long run keeps what it finished when stopped,
+    memory stays bounded), and no plane waits for a slow one (batches with a barrier did).
+    """
     import dask
 
-    tasks = [
-        dask.delayed(safe_segment_plane, pure=True)(
-            plane,
-            args.model,
-            args.object_size,
-            args.channel_axis,
-            args.channel,
-            dask_key_name=f"segment-plane-{i}",
-        )
-        for i, plane in enumerate(planes)
-    ]
+    settings = (args.model, args.object_size, args.channel_axis, args.channel)
     if args.scheduler:
         from distributed import Client, as_completed
 
+        tasks = [
+            dask.delayed(safe_segment_plane, pure=True)(plane, *settings, dask_key_name=f"segment-plane-{i}")
+            for i, plane in enumerate(planes)
+        ]
         with Client(args.scheduler) as client:
             futures = client.compute(tasks)
             index = {future.key: i for i, future in enumerate(futures)}
@@ -241,19 +237,33 @@ def iter_planes(
                     progress.update(1)
                 yield index[future.key], future.result()
         return
-    from dask.callbacks import Callback
+    finished: queue.Queue[tuple[int, Any] | None] = queue.Queue()
 
-    class _Progress(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if progress is not None and str(key).startswith("segment-plane-"):
-                progress.update(1)
+    def segment_and_hand_over(i: int, plane: Plane) -> None:
+        finished.put((i, safe_segment_plane(plane, *settings)))
 
-    workers = max(1, args.workers)
-    step = workers * PLANES_PER_WORKER
-    with _Progress():
-        for first in range(0, len(tasks), step):
-            done = dask.compute(*tasks[first : first + step], scheduler="threads", num_workers=workers)
-            yield from enumerate(done, start=first)
+    tasks = [
+        dask.delayed(segment_and_hand_over, pure=True)(i, plane, dask_key_name=f"segment-plane-{i}")
+        for i, plane in enumerate(planes)
+    ]
+    failure: list[BaseException] = []
+
+    def compute() -> None:
+        try:
+            dask.compute(*tasks, scheduler="threads", num_workers=max(1, args.workers))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(exc)
+        finally:
+            finished.put(None)
+
+    # a daemon thread: Ctrl+C in the caller ends the run without waiting for the planes in flight
+    threading.Thread(target=compute, name="fcfi-segment-all", daemon=True).start()
+    while (item := finished.get()) is not None:
+        if progress is not None:
+            progress.update(1)
+        yield item
+    if failure:
+        raise failure[0]
 
 
 def run(args: argparse.Namespace) -> int:
