@@ -159,6 +159,29 @@ def test_fcfi_eval_cli_end_to_end_with_baselines(tmp_path, capsys):
     rw = json.loads((out / "random-walker.json").read_text())
     assert rw["summary"]["objects"] == 2 and len(rw["summary"]["iou_curve"]) == 3
     assert (out / "iou_vs_clicks.png").read_bytes()[:4] == b"\x89PNG"
+    assert "earlier run" not in printed
+
+    # the same --out again with one baseline: the other's file is older, and said so
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--baseline",
+                "geodesic",
+                "--max-clicks",
+                "2",
+                "--out",
+                str(out),
+                "--limit",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "also holds result files of an earlier run: random-walker.json" in capsys.readouterr().out
 
 
 def test_fcfi_eval_cli_errors(tmp_path, capsys):

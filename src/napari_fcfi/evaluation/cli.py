@@ -256,6 +256,12 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "summary.json", {"dataset": dataset.name, "results": summaries})
     plot_path = plot_iou_curves(results, out / "iou_vs_clicks.png")
     print(f"wrote {len(results)} result file(s), {out / 'summary.json'} and {plot_path}")
+    written = {f"{_safe_name(r.segmenter)}.json" for r in results} | {"summary.json"}
+    older = sorted(
+        p.name for p in out.glob("*.json") if p.name not in written and not p.name.startswith("stacks_")
+    )
+    if older:  # a glob over --out (e.g. `compare --candidate OUT/*.json`) would take them too
+        print(f"note: {out} also holds result files of an earlier run: {', '.join(older)}")
     return 0
 
 
