@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     )
     n_objects = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
     print(
-        f"wrote {written[0]}: shape {labels.shape}, {labels.dtype}, {n_objects} object(s) from "
-        f"{len(log.records)} committed object(s)"
+        f"wrote {written[0]}: shape {labels.shape}, {labels.dtype}, {n_objects} labelled object(s) "
+        f"from the click log's {len(log.records)} commit(s) (a later edit of a label is a commit too)"
     )
     return 0
