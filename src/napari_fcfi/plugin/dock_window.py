@@ -1,4 +1,4 @@
-"""The dock's life in napari's window: menus that fit the dock, and detaching when it closes."""
+"""The dock's life in napari's window: menus that fit the dock, keys for the canvas, detaching when it closes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,21 @@ def compact_menus(root: Any) -> None:
     for menu in root.findChildren(QComboBox):
         menu.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         menu.setMinimumContentsLength(12)
+
+
+def keep_keys_for_the_canvas(root: Any) -> None:
+    """Buttons, check boxes and menus take the keyboard from Tab only, not from a mouse click.
+
+    Qt gives a clicked button the focus, and Space then presses it again: after a click on Undo,
+    Space (meant: Commit) undid once more; after Propagate, whose button is disabled while it runs,
+    focus moved on to Cancel and Space stopped the run. The canvas keeps the keyboard instead.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QAbstractButton, QComboBox
+
+    for kind in (QAbstractButton, QComboBox):
+        for child in root.findChildren(kind):
+            child.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
 
 def watch_closing(widget: Any) -> None:

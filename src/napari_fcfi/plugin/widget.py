@@ -34,7 +34,7 @@ from napari_fcfi.model.device import available_devices
 from . import layers as helpers
 from .channels import channel_choices, guess_channels, image_notes
 from .controller import SHORTCUTS, AnnotationSettings, SegmentationController
-from .dock_window import compact_menus, watch_closing
+from .dock_window import compact_menus, keep_keys_for_the_canvas, watch_closing
 from .io import default_labels_path, save_labels_layer
 from .label_id_box import LABEL_ID_TIP, show_label_id
 from .models import DEFAULT_MODEL, ModelCache, available_model_names, cache_for_viewer
@@ -83,6 +83,7 @@ class FCFIWidget(Container):
         self.controller.on_history = self.segment_all_panel.history.on_labels_history
         watch_closing(self)
         compact_menus(self.native)
+        keep_keys_for_the_canvas(self.native)
         # magicgui fixed the scroll area's minimum width at each insert, from the menus' widths then
         # (a long image name made it wider than the dock): set it again from the compact form.
         scroll = self.form.root_native_widget
