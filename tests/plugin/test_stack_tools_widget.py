@@ -111,6 +111,9 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert slices_of_object() == [2, 9]
     assert controller.state.objects.slices[(2,)].clicks and controller.state.objects.slices[(9,)].clicks
+    before = controller.current_key()
+    QTest.keyClick(canvas, Qt.Key_N)  # the fill's slices to review went with it
+    assert controller.current_key() == before and "taken back" in widget.status.value
     assert len(controller.points_layer.data) == 2
     # it is one action of the image's history: Ctrl+Shift+Z brings the whole fill back (no network run)
     QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
@@ -123,6 +126,8 @@ def test_stop_continue_fill_review_undo_commit_by_keys(make_napari_viewer, qtbot
     QTest.keyClick(canvas, Qt.Key_N)
     assert controller.current_key()[0] in (5, 6)
     QTest.keyClick(canvas, Qt.Key_Space)
+    QTest.keyClick(canvas, Qt.Key_N)  # committed: nothing left on those slices to review
+    assert "no slice to review" in widget.status.value
     labels = controller.labels_layer.data
     b = disk((SIZE, SIZE), 46, 44, 6)
     for z in range(14):

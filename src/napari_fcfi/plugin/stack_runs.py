@@ -99,11 +99,14 @@ class ReviewList:
     def __init__(self, image_id: str, keys: list[SliceKey]) -> None:
         self.image_id, self.keys, self.position = image_id, keys, -1
 
-    def next_key(self) -> SliceKey | None:
-        if not self.keys:
-            return None
-        self.position = (self.position + 1) % len(self.keys)
-        return self.keys[self.position]
+    def next_key(self, wanted: Callable[[SliceKey], bool] = lambda key: True) -> SliceKey | None:
+        """The next slice ``wanted`` accepts after the last one shown (round again at the end), or None."""
+        for step in range(1, len(self.keys) + 1):
+            position = (self.position + step) % len(self.keys)
+            if wanted(self.keys[position]):
+                self.position = position
+                return self.keys[position]
+        return None
 
 
 def review_message(review: ReviewList, axis: int) -> str:

@@ -270,16 +270,26 @@ def next_review(controller: AnnotationHost) -> SliceKey | None:
     if state is None or review is None or not review.keys:
         controller.show_status("FCFI: no slice to review")
         return None
-    key = review.next_key()
+
+    # only slices that still hold an object in progress: once the run's slices are committed or taken
+    # back (an undo; a redo brings them back), there is nothing left on them to fix
+    def holds_object(key: SliceKey) -> bool:
+        obj = state.objects.get(key, create=False)
+        return obj is not None and obj.has_object
+
+    key = review.next_key(holds_object)
     if key is None:
+        controller.show_status(
+            "FCFI: no slice to review: the last propagation's or fill's slices were committed or taken back"
+        )
         return None
     geometry = state.geometry
     dims = controller.viewer.dims
     offset = dims.ndim - len(geometry.label_shape)
     for axis, index in enumerate(key):
         dims.set_point(offset + axis, geometry.translate[axis] + geometry.scale[axis] * index)
-    position = review.position + 1
-    controller.show_status(f"FCFI: review slice {position} of {len(review.keys)} (N: next)")
+    live = [k for k in review.keys if holds_object(k)]
+    controller.show_status(f"FCFI: review slice {live.index(key) + 1} of {len(live)} (N: next)")
     return key
 
 
