@@ -9,6 +9,7 @@ import numpy as np
 
 from helpers.standins import BrightRegionSegmenter, disk
 from helpers.widgets import docked_widget
+from napari_fcfi.annotation.replay import replay_click_log
 
 
 def moving_cell_stack(depth=10, size=64):
@@ -31,11 +32,12 @@ def _propagated(controller):
     return sorted(k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation)
 
 
-def test_a_slice_clicked_ahead_of_a_running_propagation_is_left_as_the_user_made_it(
+def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_object(
     make_napari_viewer, qtbot, tmp_path
 ):
     viewer = make_napari_viewer()
-    viewer.add_image(moving_cell_stack(depth=10), name="cells")
+    stack = moving_cell_stack(depth=10)
+    viewer.add_image(stack, name="cells")
     widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
     controller = widget.controller
     viewer.dims.set_current_step(0, 1)
@@ -55,13 +57,42 @@ def test_a_slice_clicked_ahead_of_a_running_propagation_is_left_as_the_user_made
     assert kept is users and not kept.from_propagation
     assert len(controller.state.clicks_layer.data) == 3  # slice 1's click and both of slice 6's
     assert _propagated(controller) == [2, 3, 4, 5]  # it ended before slice 6; nothing past it either
-    assert "slice 6 left as you changed it while it ran" in widget.status.value, widget.status.value
+    # the same cell (the click lies in the run's own mask there): one object, not two labels at Commit
+    assert "slice 6 (you clicked the object there while it ran) joined this object" in widget.status.value
+    assert controller.state.objects.members((1,)) == [(1,), (2,), (3,), (4,), (5,), (6,)]
     # the click log replays what the user kept: the propagation's step reaches slices 2-5 only
     viewer.dims.set_current_step(0, 1)
     controller.commit()
     record = controller.click_log.records[0]
     steps = [s for s in record.steps if type(s).__name__ == "PropagateStep"]
     assert [(s.direction, s.max_slices) for s in steps] == [("up", 4)]
+    labels = np.asarray(controller.labels_layer.data)
+    assert [z for z in range(10) if (labels[z] == 1).any()] == [1, 2, 3, 4, 5, 6] and labels.max() == 1
+    replayed = replay_click_log(
+        None, stack, controller.state.geometry, controller.click_log, segmenter=BrightRegionSegmenter(None)
+    )
+    np.testing.assert_array_equal(replayed, labels)
+    widget.close_controller()
+
+
+def test_another_object_clicked_ahead_of_a_running_propagation_stays_its_own(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(moving_cell_stack(depth=10), name="cells")
+    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
+    controller = widget.controller
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 30, 20), True)
+    widget.propagate_panel.direction.value = "up"
+    widget.propagate_panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.propagate_panel.progress.value >= 1, timeout=20000)
+    viewer.dims.set_current_step(0, 6)
+    controller.add_click_world((6, 52, 52), True)  # the static neighbour, not the propagated cell
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=30000)
+    assert "slice 6 left as you changed it while it ran" in widget.status.value, widget.status.value
+    assert controller.state.objects.members((1,)) == [(1,), (2,), (3,), (4,), (5,)]
+    assert controller.state.objects.members((6,)) == [(6,)]
     widget.close_controller()
 
 

@@ -336,6 +336,8 @@ def place_mask(
         return False
     if state.history.changed_since(key, run.since) and not changed_elsewhere(state, key, mask):
         run.left_to_user.append(key)
+        if joins_the_run(state, undo.group, key, mask):
+            run.joined.append(key)
         return False
     if run.action is not None:
         state.history.touch(run.action, [key])  # before it changes: undo puts this back
@@ -349,6 +351,31 @@ def place_mask(
         controller.update_preview()
     controller.on_change("object")
     return True
+
+
+def joins_the_run(state: ImageState, group: int, key: SliceKey, mask: np.ndarray) -> bool:
+    """Make the object the user started on slice ``key`` while the run went on part of the run's stack
+    object ``group`` when one of its positive clicks lies in the ``mask`` the run made there: the user
+    clicked the same object ahead of the run (was: two labels for one nucleus at Commit).
+
+    The slice keeps the user's clicks and prediction; it only joins the object (in place: a prediction
+    on its way still finds it, and the history's copies of it stay what they were).
+    """
+    obj = state.objects.get(key, create=False)
+    if (
+        obj is None
+        or obj.group is not None
+        or obj.edit_label is not None
+        or group not in state.objects.groups
+    ):
+        return False
+    height, width = mask.shape
+    inside = any(
+        c.positive and 0 <= c.row < height and 0 <= c.col < width and mask[c.row, c.col] for c in obj.clicks
+    )
+    if inside:
+        obj.group = group
+    return inside
 
 
 def launch(

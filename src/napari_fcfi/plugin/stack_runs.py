@@ -60,6 +60,7 @@ class PropagationRun:
         self.left_to_user: list[
             SliceKey
         ] = []  # slices it did not replace: the user changed them while it ran
+        self.joined: list[SliceKey] = []  # of those, the ones with the same object: they joined it
         self.blocked: set[str] = set()  # directions that ended before such a slice ("up", "down")
         self.orphaned = False  # its object was committed, edited or reset while it ran: it stopped there
         # The dock closed while it ran: it was cancelled, and what it still places goes to the objects in
@@ -70,10 +71,14 @@ class PropagationRun:
     def user_changes_message(self, axis: int) -> str:
         """The status line's part about what the user changed while the run went on ("" when nothing)."""
         said = ""
-        if self.left_to_user:
-            where = describe_slices([(k[axis],) for k in self.left_to_user], limit=5)
-            it = "it" if len(self.left_to_user) == 1 else "them"
-            said = f"; {where} left as you changed {it} while it ran"
+        left = [key for key in self.left_to_user if key not in self.joined]
+        if self.joined:
+            where = describe_slices([(k[axis],) for k in self.joined], limit=5)
+            said = f"; {where} (you clicked the object there while it ran) joined this object"
+        if left:
+            where = describe_slices([(k[axis],) for k in left], limit=5)
+            it = "it" if len(left) == 1 else "them"
+            said += f"; {where} left as you changed {it} while it ran"
         if self.orphaned:
             said += "; it stopped there: the object was committed, edited or reset while it ran"
         return said
