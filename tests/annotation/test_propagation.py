@@ -273,3 +273,42 @@ def test_the_stop_threshold_is_the_models_own_calibration(monkeypatch):
     # an explicit threshold wins over the model's
     explicit = list(propagation_steps(segmenter, lambda i: stack[i], start, order, min_confidence=0.7))
     assert isinstance(explicit[-1], PropagationStop) and explicit[-1].index == 10
+
+
+class SureCopier(UnsureCopier):
+    """Copies its feedback, sure of it, where the slice has no bright region (a blank or NaN slice)."""
+
+    def _prob(self, clicks):
+        region = UnsureCopier._prob(self, clicks)
+        if self.initial is not None and not (np.nan_to_num(self.image) > 100).any():
+            return self.initial.astype(np.float32) * 0.95
+        return region
+
+
+def test_a_slice_without_data_under_the_mask_ends_the_object():
+    stack = moving_disk_stack(depth=12, first=0, last=11).astype(np.float32)
+    stack[8] = np.nan  # a dropped slice inside the object
+    stack[3, :, :24] = np.nan  # part of a slice missing: the mask on the part with data is kept
+    items = list(
+        propagation_steps(
+            SureCopier(None),
+            lambda i: stack[i],
+            stack[5] > 100,
+            propagation_order(5, 12, "both", None),
+            fading=False,
+        )
+    )
+    assert [(type(i).__name__, i.index) for i in items][:3] == [
+        ("PropagatedSlice", 6),
+        ("PropagatedSlice", 7),
+        ("PropagationStop", 8),
+    ]
+    assert "no data under the mask (100 % NaN or Inf)" in items[2].reason
+    assert ("PropagatedSlice", 3) in [(type(i).__name__, i.index) for i in items]
+    # continuing past the stop (the user's C) keeps the slice: they said it is the object
+    forced = list(
+        propagation_steps(
+            SureCopier(None), lambda i: stack[i], stack[7] > 100, [[8, 9]], fading=False, through=1
+        )
+    )
+    assert [(type(i).__name__, i.index) for i in forced] == [("PropagatedSlice", 8), ("PropagatedSlice", 9)]

@@ -14,7 +14,8 @@ the propagated mask. Confidence is a property of the model: its threshold is cal
 :data:`MIN_CONFIDENCE` for models without one. One slice below the threshold alone is often a poor but live mask, so
 the object ends only where :data:`LOW_RUN` slices in a row fall below it (the first of them is the
 first slice without the object), or where the mask vanishes, shrinks below :data:`MIN_AREA_RATIO`
-of the previous slice's or no longer overlaps it (:func:`mask_stop_reason`), or where the object
+of the previous slice's or no longer overlaps it (:func:`mask_stop_reason`), or lies mostly where the
+slice has no data (NaN, Inf: :func:`missing_data_reason`), or where the object
 fades out: its raw contrast falls below half its peak (:mod:`.fading`; the network, seeing each
 slice normalised on its own, is sure of a nucleus's out-of-focus light past its end).
 :class:`PropagationStop` says why, and propagating with ``through`` continues past such a stop.
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.engine.distance import border_distance
+from napari_fcfi.engine.windows import bbox_of_mask
 
 from .fading import FadeWatch, slice_source
 
@@ -84,6 +86,26 @@ def mask_stop_reason(mask: np.ndarray, previous: np.ndarray) -> str | None:
     if not (mask & previous).any():
         return "the mask no longer overlaps the previous slice's"
     return None
+
+
+#: A propagated mask with more than this share of its pixels on no data (NaN, Inf) ends the object:
+#: on a blank or dropped slice the network's mask is only its feedback copied.
+MAX_MISSING_SHARE = 0.5
+
+
+def missing_data_reason(
+    image: Any, mask: np.ndarray, channel_axis: int | None = None, channel: Any = None
+) -> str | None:
+    """Why ``mask`` on slice ``image`` cannot be the object (most of it lies where the slice has no
+    data), or None."""
+    box = bbox_of_mask(np.asarray(mask, bool))
+    if box is None:
+        return None
+    values = slice_source(image, channel_axis, channel).raw_gray(box)[np.asarray(mask, bool)[box.slices]]
+    missing = 1.0 - float(np.isfinite(values).mean())
+    if missing <= MAX_MISSING_SHARE:
+        return None
+    return f"the slice has no data under the mask ({math.floor(100 * missing)} % NaN or Inf)"
 
 
 def ends_object(mask: np.ndarray, previous: np.ndarray) -> bool:
@@ -221,7 +243,9 @@ def propagation_steps(
             image = read_slice(index)
             mask, confidence = propagate_step(segmenter, image, previous, channel_axis, channel)
             forced = position < through
-            reason = mask_stop_reason(mask, previous)
+            reason = mask_stop_reason(mask, previous) or missing_data_reason(
+                image, mask, channel_axis, channel
+            )
             if fading and reason is None:
                 source = slice_source(image, channel_axis, channel)
                 if forced or watch is None:
