@@ -228,7 +228,8 @@ def propagation_steps(
         if fading and start_index is not None
         else None
     )
-    for indices in order:
+
+    def chain(indices: list[int]) -> Iterator[PropagatedSlice | PropagationStop]:
         previous = np.asarray(start_mask, bool)
         watch = None if start is None else FadeWatch(start, previous)
         doubtful: list[PropagatedSlice] = []
@@ -286,6 +287,17 @@ def propagation_steps(
             previous = mask
         if not stopped:
             yield from doubtful
+
+    # The directions take turns (about a slice each): a run cancelled part-way has grown on both sides,
+    # not only up. Each direction keeps its own state; the engine session is set up afresh per slice.
+    chains = [chain(indices) for indices in order]
+    while chains:
+        for running in list(chains):
+            item = next(running, None)
+            if item is None:
+                chains.remove(running)
+            else:
+                yield item
 
 
 def propagate_slices(
