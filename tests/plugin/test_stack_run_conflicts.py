@@ -222,9 +222,15 @@ def test_the_fill_key_goes_along_the_axis_of_the_panel(make_napari_viewer, qtbot
         controller.add_click_world((t, 1, 24, 20 + t), True)
     QTest.keyClick(canvas, Qt.Key_F)
     qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
-    assert "filled 3 slice(s) between slices 5 and 1" in widget.status.value, widget.status.value
+    # a slice of a 4D image is named by its whole key (t, z): "slice 5" alone could be z=5 or t=5
+    assert "filled 3 slice(s) between slices (5, 1) and (1, 1)" in widget.status.value, widget.status.value
     filled = sorted(k for k, o in controller.state.objects.slices.items() if o.from_propagation)
     assert filled == [(2, 1), (3, 1), (4, 1)]
+    QTest.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    widget.propagate_panel.direction.value = "up"
+    widget.propagate_panel.run_button.clicked.emit()  # from t=5 on: the movie ends at t=7
+    qtbot.waitUntil(lambda: controller.propagation is None, timeout=20000)
+    assert "propagated to 2 slice(s); it reached slice (7, 1), the stack's end" in widget.status.value
     widget.close_controller()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.clicklog import Step
-from napari_fcfi.annotation.geometry import SliceKey, read_plane
+from napari_fcfi.annotation.geometry import SliceKey, describe_slice, read_plane
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.objects import PropagationUndo, SliceObject, cut_propagation_step
 from napari_fcfi.annotation.propagation import (
@@ -143,7 +143,7 @@ def start_propagation(
             controller.show_status(
                 finished_message(
                     run,
-                    propagation_summary(run, order, keep_stops, axis, state),
+                    propagation_summary(run, order, keep_stops, start_key, axis, state),
                     elsewhere=None if controller.state is state else state.layer.name,
                 )
             )
@@ -153,7 +153,7 @@ def start_propagation(
 
     ways = "both ways" if direction == "both" else direction
     # At once: the run may take minutes, and its end replaces this with what it did.
-    controller.show_status(announce or f"FCFI: propagating {ways} from slice {start_key[axis]} …")
+    controller.show_status(announce or f"FCFI: propagating {ways} from slice {describe_slice(start_key)} …")
     return launch(controller, state, run, work, on_slice, on_done, threaded)
 
 
@@ -203,7 +203,12 @@ def last_slices(run: PropagationRun, listed: list[int]) -> list[int]:
 
 
 def propagation_summary(
-    run: PropagationRun, order: list[list[int]], keep_stops: tuple[Stop, ...], axis: int, state: ImageState
+    run: PropagationRun,
+    order: list[list[int]],
+    keep_stops: tuple[Stop, ...],
+    start_key: SliceKey,
+    axis: int,
+    state: ImageState,
 ) -> str:
     """What a finished propagation did, for the status line (``finished_message`` adds how to undo it)."""
     undone = run.discarded or run.redone
@@ -212,19 +217,20 @@ def propagation_summary(
     placed = {p.index for p in run.predicted}
     last = state.geometry.slice_shape[axis] - 1
     why += "".join(  # no stop said where the object ends: the end slices may hold none of it
-        f"; it reached slice {indices[-1]}, the stack's end (does the object end before?)"
+        f"; it reached slice {describe_slice(stack_key(start_key, axis, indices[-1]))}, the stack's end "
+        "(does the object end before?)"
         for indices in order
         if indices and indices[-1] in (0, last) and indices[-1] in placed
     )
     stops = [*run.stops, *keep_stops]
     more = ""
     if len(stops) == 1:
-        more = f"; C continues {stops[0].direction} past slice {stops[0].key[stops[0].axis]}"
+        more = f"; C continues {stops[0].direction} past slice {describe_slice(stops[0].key)}"
     elif stops:
-        where = ", ".join(f"{s.direction} past slice {s.key[s.axis]}" for s in stops)
+        where = ", ".join(f"{s.direction} past slice {describe_slice(s.key)}" for s in stops)
         more = f"; C continues past the stop nearest the slice on screen ({where})"
-    review = "" if state.review is None else f"; {review_message(state.review, axis)}"
-    return f"propagated to {run.done} slice(s){stopped}{why}{run.user_changes_message(axis)}{more}{review}"
+    review = "" if state.review is None else f"; {review_message(state.review)}"
+    return f"propagated to {run.done} slice(s){stopped}{why}{run.user_changes_message()}{more}{review}"
 
 
 def limit_recorded_step(state: ImageState, run: PropagationRun, cut: Callable[[list[Step]], None]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from napari_fcfi.annotation.geometry import SliceKey, describe_slices
+from napari_fcfi.annotation.geometry import SliceKey, describe_slice, describe_slices
 from napari_fcfi.annotation.history import Action
 from napari_fcfi.annotation.review import PredictedSlice
 
@@ -33,7 +33,7 @@ class Stop:
         self.axis, self.direction, self.span, self.reason = axis, direction, span, reason
 
     def describe(self) -> str:
-        return f"stopped at slice {self.key[self.axis]}: {self.reason}"
+        return f"stopped at slice {describe_slice(self.key)}: {self.reason}"
 
 
 class PropagationRun:
@@ -68,15 +68,15 @@ class PropagationRun:
         self.dock_closed = False
         self.image_dropped = False  # its image was removed (or its grid changed): it stopped
 
-    def user_changes_message(self, axis: int) -> str:
+    def user_changes_message(self) -> str:
         """The status line's part about what the user changed while the run went on ("" when nothing)."""
         said = ""
         left = [key for key in self.left_to_user if key not in self.joined]
         if self.joined:
-            where = describe_slices([(k[axis],) for k in self.joined], limit=5)
+            where = describe_slices(self.joined, limit=5)
             said = f"; {where} (you clicked the object there while it ran) joined this object"
         if left:
-            where = describe_slices([(k[axis],) for k in left], limit=5)
+            where = describe_slices(left, limit=5)
             it = "it" if len(left) == 1 else "them"
             said += f"; {where} left as you changed {it} while it ran"
         if self.orphaned:
@@ -114,10 +114,10 @@ class ReviewList:
         return None
 
 
-def review_message(review: ReviewList, axis: int) -> str:
+def review_message(review: ReviewList) -> str:
     if not review.keys:
         return "no slice to review"
-    return f"review {describe_slices([(k[axis],) for k in review.keys], limit=5)} (N: next)"
+    return f"review {describe_slices(review.keys, limit=5)} (N: next)"
 
 
 def finished_message(run: PropagationRun, done: str, elsewhere: str | None = None) -> str:

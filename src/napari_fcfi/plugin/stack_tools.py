@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_fcfi.annotation.filling import FilledSlice, fill_slices
-from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
+from napari_fcfi.annotation.geometry import SliceKey, describe_slice, describe_slices, read_plane
 from napari_fcfi.annotation.objects import SliceObject, cut_fill_step
 from napari_fcfi.annotation.replay import PassLimit, stack_key
 from napari_fcfi.annotation.review import PredictedSlice, review_slices
@@ -137,7 +137,7 @@ def start_fill(
         )
         return None
     if controller.predictor.pending(state.image_id, partner):
-        controller.show_status(f"FCFI: wait for the prediction on slice {partner[axis]}, then fill")
+        controller.show_status(f"FCFI: wait for the prediction on slice {describe_slice(partner)}, then fill")
         return None
     key_a, key_b = obj.key, partner
     mask_a, mask_b = np.array(obj.mask), np.array(state.objects.slices[partner].mask)
@@ -149,7 +149,8 @@ def start_fill(
     ]
     kept = kept_between(state, key_a, key_b, between)
     if kept is not None:
-        where = f"slice {kept[0][axis]} between slices {low} and {high}"
+        ends = " and ".join(describe_slice(k) for k in sorted((key_a, key_b), key=lambda k: k[axis]))
+        where = f"slice {describe_slice(kept[0])} between slices {ends}"
         controller.show_status(
             f"FCFI: {where} has your corrections of this object; press F there to fill from it (a fill "
             "replaces the slices between its ends)"
@@ -216,9 +217,9 @@ def start_fill(
             controller.show_status(
                 finished_message(
                     run,
-                    f"filled {run.done} slice(s) between slices {key_a[axis]} and "
-                    f"{key_b[axis]}{stopped}{run.user_changes_message(axis)}; the two sides disagree on "
-                    f"{disagree}; {review_message(state.review, axis)}",
+                    f"filled {run.done} slice(s) between slices {describe_slice(key_a)} and "
+                    f"{describe_slice(key_b)}{stopped}{run.user_changes_message()}; the two sides disagree on "
+                    f"{disagree}; {review_message(state.review)}",
                     elsewhere=None if controller.state is state else state.layer.name,
                 )
             )
@@ -228,7 +229,9 @@ def start_fill(
 
     # At once: the fill may take minutes, and its end replaces this with what it did.
     span = f"slice {low + 1}" if high - low == 2 else f"slices {low + 1}-{high - 1}"
-    controller.show_status(f"FCFI: filling {span} between slices {key_a[axis]} and {key_b[axis]} …")
+    controller.show_status(
+        f"FCFI: filling {span} between slices {describe_slice(key_a)} and {describe_slice(key_b)} …"
+    )
     return launch(controller, state, run, work, on_slice, on_done, threaded)
 
 
@@ -242,13 +245,13 @@ def continue_past_stop(controller: AnnotationHost, threaded: bool = True) -> Pro
     stop = min(stops, key=lambda s: abs(s.key[s.axis] - key[s.axis]))
     last = state.objects.slices.get(stop.last_key)
     if last is None or last.mask is None or not last.mask.any():
-        controller.show_status(f"FCFI: slice {stop.last_key[stop.axis]} has no object to continue from")
+        controller.show_status(f"FCFI: slice {describe_slice(stop.last_key)} has no object to continue from")
         return None
     others = tuple(s for s in stops if s is not stop)  # still there to continue past afterwards
-    left = "".join(f"; C again: {s.direction} past slice {s.key[s.axis]}" for s in others)
+    left = "".join(f"; C again: {s.direction} past slice {describe_slice(s.key)}" for s in others)
     announce = (
-        f"FCFI: continuing propagation {stop.direction} from slice {stop.last_key[stop.axis]} past the "
-        f"stop at slice {stop.key[stop.axis]} (nearest this slice) …{left}"
+        f"FCFI: continuing propagation {stop.direction} from slice {describe_slice(stop.last_key)} past the "
+        f"stop at slice {describe_slice(stop.key)} (nearest this slice) …{left}"
     )
     return start_propagation(
         controller,
