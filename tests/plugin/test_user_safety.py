@@ -221,6 +221,13 @@ def test_a_click_on_a_blank_image_says_the_mask_is_a_guess(make_napari_viewer):
     viewer.status = ""
     controller.add_click_world((24, 24), True)
     assert "without data" not in viewer.status
+    # in a stack the message names its slice: it stays on screen after the user moves on
+    stack = np.stack([np.pad(np.full((16, 16), 900, np.uint16), 16)] * 3)
+    stack[1] = 9
+    controller.set_image_layer(viewer.add_image(stack, name="stack"))
+    viewer.dims.set_current_step(0, 1)
+    controller.add_click_world((1, 24, 24), True)
+    assert "no contrast" in viewer.status and viewer.status.endswith("(slice 1)"), viewer.status
 
 
 def test_a_labels_layer_with_every_id_in_use_is_shown_as_full(make_napari_viewer, tmp_path):

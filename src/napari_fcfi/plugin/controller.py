@@ -29,6 +29,7 @@ from napari_fcfi.annotation.geometry import (
     ImageGeometry,
     SliceKey,
     current_slice_key,
+    describe_slice,
     split_grid_point,
     world_to_grid,
 )
@@ -481,8 +482,9 @@ class SegmentationController:
             )
         if state is self.state and request.key == self.current_key():
             self.update_preview()
-            if prediction.guess:
-                self.show_status(f"FCFI: {prediction.guess}")
+            if prediction.guess:  # named: it stays on screen when the user moves to another slice
+                where = f" (slice {describe_slice(request.key)})" if request.key else ""
+                self.show_status(f"FCFI: {prediction.guess}{where}")
         if obj.commit_pending:
             commit_if_pending(self, state, obj)
             self._after_commit_attempt(state, obj)
