@@ -334,11 +334,17 @@ def test_save_labels_default_never_replaces_a_file_and_says_when_there_is_nothin
     widget.close_controller()
 
 
-def test_save_labels_follows_a_napari_file_save_of_the_layer(make_napari_viewer, tmp_path):
+@pytest.mark.parametrize("relative", [False, True])  # True: `napari data/cells.tif` from a shell
+def test_save_labels_follows_a_napari_file_save_of_the_layer(
+    make_napari_viewer, tmp_path, monkeypatch, relative
+):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(3).random((40, 40), np.float32))
     viewer = make_napari_viewer()
-    (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    (image,) = open_file(
+        viewer, "data/cells.tif" if relative else tmp_path / "data" / "cells.tif", "file_open"
+    )
     widget = make_widget(viewer, tmp_path)
     widget.image_menu.value = image
     assert widget.controller.add_click_world((20, 20), True) and widget.controller.commit()
@@ -359,3 +365,22 @@ def test_save_labels_follows_a_napari_file_save_of_the_layer(make_napari_viewer,
     widget.save_labels_button.native.click()
     assert (tmp_path / "typed.fcfi").is_file()
     widget.close_controller()
+
+
+def test_saving_a_duplicated_layer_leaves_the_originals_file(make_napari_viewer, tmp_path):
+    import napari
+
+    from napari_fcfi.plugin.io import default_labels_path, save_labels_layer
+    from napari_fcfi.plugin.layers import TAG
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((8, 8), np.float32), name="cells")
+    labels = viewer.add_labels(
+        np.ones((8, 8), np.int32), name="cells labels", metadata={TAG: {"labels_of": "x"}}
+    )
+    save_labels_layer(labels, tmp_path / "original.fcfi")
+    # napari's Layer > Duplicate copies the metadata dict, not the dicts inside it
+    copy = viewer.add_labels(labels.data.copy(), name="cells labels copy", metadata=dict(labels.metadata))
+    napari.save_layers(str(tmp_path / "copy.fcfi"), [copy], plugin="napari-fcfi")
+    assert default_labels_path(labels, image) == tmp_path / "original.fcfi"
+    assert default_labels_path(copy, image) == tmp_path / "copy.fcfi"

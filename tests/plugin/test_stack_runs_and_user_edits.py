@@ -60,6 +60,10 @@ def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_ob
     # the same cell (the click lies in the run's own mask there): one object, not two labels at Commit
     assert "slice 6 (you clicked the object there while it ran) joined this object" in widget.status.value
     assert controller.state.objects.members((1,)) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    controller.undo()  # the negative click on slice 6 (made while the run went on): slice 6 stays in
+    assert controller.state.objects.members((1,)) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    controller.redo()
+    assert [c.positive for c in controller.state.objects.slices[(6,)].clicks] == [True, False]
     # the click log replays what the user kept: the propagation's step reaches slices 2-5 only
     viewer.dims.set_current_step(0, 1)
     controller.commit()

@@ -42,13 +42,14 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         data = data[0]  # a multiscale labels layer (very large planes, see .pyramid): level 0 is the labels
     written = write_labels_tiff(target, data, attributes)
     metadata = attributes.get("metadata")
-    tag = metadata.setdefault(TAG, {}) if isinstance(metadata, dict) else None
-    if isinstance(tag, dict):
-        if tag.get("journal"):
-            LabelsJournal(tag["journal"]).discard()  # the layer's next change starts a new one
+    tag = metadata.get(TAG) if isinstance(metadata, dict) else None
+    if isinstance(tag, dict) and tag.get("journal"):
+        LabelsJournal(tag["journal"]).discard()  # the layer's next change starts a new one
+    if isinstance(metadata, dict) and (tag is None or isinstance(tag, dict)):
         # napari hands the layer's own metadata: the widget's next Save labels goes to this file too
-        # (File > Save used to leave it writing a second file under its old name)
-        tag["saved_to"] = written[0]
+        # (File > Save used to leave it writing a second file under its old name). A new dict: a layer
+        # napari duplicated shares the old one, and must keep its own file.
+        metadata[TAG] = {**(tag or {}), "saved_to": written[0]}
     return written
 
 
@@ -100,5 +101,8 @@ def save_labels_layer(labels: Any, path: str | Path) -> Path:
     """Write a napari labels layer with the FCFI writer (dtype, scale, translate; journal cleared)."""
     data, attributes, _kind = labels.as_layer_data_tuple()
     (written,) = write_labels(str(path), data, attributes)
-    labels.metadata.setdefault(TAG, {})["saved_to"] = written  # the next Save goes to the same file
+    labels.metadata[TAG] = {
+        **(labels.metadata.get(TAG) or {}),
+        "saved_to": written,
+    }  # the next Save goes there
     return Path(written)

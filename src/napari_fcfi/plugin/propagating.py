@@ -342,7 +342,7 @@ def place_mask(
         return False
     if state.history.changed_since(key, run.since) and not changed_elsewhere(state, key, mask):
         run.left_to_user.append(key)
-        if joins_the_run(state, undo.group, key, mask):
+        if joins_the_run(state, run.action, undo.group, key, mask):
             run.joined.append(key)
         return False
     if run.action is not None:
@@ -359,13 +359,16 @@ def place_mask(
     return True
 
 
-def joins_the_run(state: ImageState, group: int, key: SliceKey, mask: np.ndarray) -> bool:
+def joins_the_run(
+    state: ImageState, run_action: Action | None, group: int, key: SliceKey, mask: np.ndarray
+) -> bool:
     """Make the object the user started on slice ``key`` while the run went on part of the run's stack
     object ``group`` when one of its positive clicks lies in the ``mask`` the run made there: the user
     clicked the same object ahead of the run (was: two labels for one nucleus at Commit).
 
-    The slice keeps the user's clicks and prediction; it only joins the object (in place: a prediction
-    on its way still finds it, and the history's copies of it stay what they were).
+    The slice keeps the user's clicks and prediction; it only joins the object, in place (a prediction
+    on its way still finds it), and so do the history's copies of it made since the run began (undoing
+    one of the user's clicks there must not take the slice out of the object again).
     """
     obj = state.objects.get(key, create=False)
     if (
@@ -379,9 +382,16 @@ def joins_the_run(state: ImageState, group: int, key: SliceKey, mask: np.ndarray
     inside = any(
         c.positive and 0 <= c.row < height and 0 <= c.col < width and mask[c.row, c.col] for c in obj.clicks
     )
-    if inside:
-        obj.group = group
-    return inside
+    if not inside:
+        return False
+    obj.group = group
+    done = state.history.done
+    begun = next((i for i, action in enumerate(done) if action is run_action), -1)
+    for action in [*done[begun + 1 :], *state.history.undone]:
+        for copy in (action.before.get(key), action.after.get(key)):
+            if copy is not None and copy.clicks and copy.group is None and copy.edit_label is None:
+                copy.group = group
+    return True
 
 
 def launch(

@@ -516,7 +516,8 @@ class FCFIWidget(Container):
         except (OSError, ValueError) as error:
             self._show_status(f"FCFI: labels not saved: {error}")
             return None
-        self.labels_file.value = self._offered_labels_file = written
+        self.labels_file.value = written
+        self._offered_labels_file = _chosen_file(self.labels_file)  # as the field holds it (absolute)
         # napari's status bar too: it is wide enough for the whole path
         self.controller.show_status(
             f"FCFI: saved {labels.name!r} ({labels.data.dtype}) to {written}; journal cleared"
@@ -529,8 +530,8 @@ class FCFIWidget(Container):
             self.labels_file.line_edit.value = ""  # FileEdit's own value cannot be empty
             self._offered_labels_file = None
         else:
-            self._offered_labels_file = Path(default_labels_path(labels, self.controller.image_layer))
-            self.labels_file.value = self._offered_labels_file
+            self.labels_file.value = Path(default_labels_path(labels, self.controller.image_layer))
+            self._offered_labels_file = _chosen_file(self.labels_file)  # as the field holds it (absolute)
 
     def _typed_labels_file(self) -> Path | None:
         """The field's path when the user typed one; None while it holds the widget's own offer, so that
