@@ -326,3 +326,18 @@ def test_both_directions_take_turns_so_a_cancelled_run_grew_on_both_sides():
     )
     done.extend(i.index for i in items)
     assert done == [6, 4, 7, 3]
+
+
+def test_one_channel_without_data_is_not_a_slice_without_data():
+    from napari_fcfi.annotation.propagation import missing_data_reason
+
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    channels = np.zeros((2, 8, 8), np.float32)
+    channels[1] = np.nan  # the network still sees channel 0
+    assert missing_data_reason(channels, mask, channel_axis=0) is None
+    rgb = np.zeros((8, 8, 3), np.float32)
+    rgb[..., 2] = np.nan
+    assert missing_data_reason(rgb, mask) is None
+    channels[0] = np.nan
+    assert "100 % NaN" in missing_data_reason(channels, mask, channel_axis=0)

@@ -237,3 +237,28 @@ def test_local_planes_come_back_as_they_finish_not_behind_a_slow_one(monkeypatch
         if len(order) == 3:
             slow_may_finish.set()
     assert released == [True] and order[-1] == started[0] and sorted(order) == [0, 1, 2, 3]
+
+
+def test_planes_not_begun_are_skipped_once_the_reader_stops(monkeypatch):
+    import argparse
+    import time
+
+    from napari_fcfi.annotation import segment_all_cli
+
+    calls = []
+
+    def fake_segment(plane, *settings):
+        calls.append(plane.index)
+        time.sleep(0.05)
+        return np.zeros((2, 2), np.int32), None, None
+
+    monkeypatch.setattr(segment_all_cli, "safe_segment_plane", fake_segment)
+    planes = [segment_all_cli.Plane("stack.tif", i) for i in range(40)]
+    args = argparse.Namespace(
+        model="default", object_size=None, channel_axis=None, channel=None, workers=2, scheduler=None
+    )
+    reading = segment_all_cli.iter_planes(planes, args)
+    next(reading)
+    reading.close()  # e.g. writing a file failed
+    time.sleep(1.0)
+    assert len(calls) <= 4, calls  # the planes in flight, not the other 36

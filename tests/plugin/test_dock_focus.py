@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QAbstractButton, QApplication, QComboBox
+from qtpy.QtWidgets import QAbstractButton, QApplication, QComboBox, QScrollArea
 
 from helpers.qt_mouse import canvas_widget
 from helpers.qt_mouse import click as qt_click
@@ -35,12 +35,13 @@ def test_space_after_clicking_undo_in_the_dock_commits(make_napari_viewer, tmp_p
     _process()
     assert len(widget.controller.current_object().clicks) == 1
     focused = QApplication.focusWidget()
-    assert not isinstance(focused, (QAbstractButton, QComboBox)), focused
-    QTest.keyClick(focused or canvas, Qt.Key.Key_Space)  # where the keyboard's Space goes
+    assert not isinstance(focused, (QAbstractButton, QComboBox, QScrollArea)), focused
+    # the keyboard goes on to napari (the arrow keys step through slices), Space commits
+    QTest.keyClick(focused, Qt.Key.Key_Space)
     _process()
     assert widget.controller.labels_layer is not None and widget.controller.labels_layer.data.max() == 1
-    # no dock button or menu takes the keyboard from a mouse click; Tab still reaches them
-    for kind in (QAbstractButton, QComboBox):
+    # no dock button, menu or the form takes the keyboard from a mouse click; Tab still reaches them
+    for kind in (QAbstractButton, QComboBox, QScrollArea):
         for child in widget.native.findChildren(kind):
             assert child.focusPolicy() == Qt.FocusPolicy.TabFocus, child
     widget.close_controller()

@@ -101,8 +101,9 @@ def missing_data_reason(
     box = bbox_of_mask(np.asarray(mask, bool))
     if box is None:
         return None
-    values = slice_source(image, channel_axis, channel).raw_gray(box)[np.asarray(mask, bool)[box.slices]]
-    missing = 1.0 - float(np.isfinite(values).mean())
+    region = slice_source(image, channel_axis, channel).read_region(box)  # (h, w, channels)
+    # a pixel has data when any channel it is read from has (one NaN channel leaves the others)
+    missing = 1.0 - float(np.isfinite(region).any(axis=-1)[np.asarray(mask, bool)[box.slices]].mean())
     if missing <= MAX_MISSING_SHARE:
         return None
     return f"the slice has no data under the mask ({math.floor(100 * missing)} % NaN or Inf)"

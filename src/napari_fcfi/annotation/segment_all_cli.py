@@ -238,9 +238,11 @@ def iter_planes(
                 yield index[future.key], future.result()
         return
     finished: queue.Queue[tuple[int, Any] | None] = queue.Queue()
+    closed = threading.Event()  # the caller stopped reading: planes not begun are skipped
 
     def segment_and_hand_over(i: int, plane: Plane) -> None:
-        finished.put((i, safe_segment_plane(plane, *settings)))
+        if not closed.is_set():
+            finished.put((i, safe_segment_plane(plane, *settings)))
 
     tasks = [
         dask.delayed(segment_and_hand_over, pure=True)(i, plane, dask_key_name=f"segment-plane-{i}")
@@ -256,12 +258,22 @@ def iter_planes(
         finally:
             finished.put(None)
 
-    # a daemon thread: Ctrl+C in the caller ends the run without waiting for the planes in flight
+    # A daemon thread, and a queue read with a timeout: Ctrl+C reaches the caller at once (the planes in
+    # flight finish before the process exits; the others are skipped).
     threading.Thread(target=compute, name="fcfi-segment-all", daemon=True).start()
-    while (item := finished.get()) is not None:
-        if progress is not None:
-            progress.update(1)
-        yield item
+    try:
+        while True:
+            try:
+                item = finished.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            if progress is not None:
+                progress.update(1)
+            yield item
+    finally:
+        closed.set()
     if failure:
         raise failure[0]
 

@@ -16,16 +16,17 @@ def compact_menus(root: Any) -> None:
 
 
 def keep_keys_for_the_canvas(root: Any) -> None:
-    """Buttons, check boxes and menus take the keyboard from Tab only, not from a mouse click.
+    """Buttons, check boxes, menus and the form take the keyboard from Tab only, not from a mouse click.
 
     Qt gives a clicked button the focus, and Space then presses it again: after a click on Undo,
     Space (meant: Commit) undid once more; after Propagate, whose button is disabled while it runs,
     focus moved on to Cancel and Space stopped the run. The canvas keeps the keyboard instead.
     """
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QAbstractButton, QComboBox
+    from qtpy.QtWidgets import QAbstractButton, QComboBox, QScrollArea
 
-    for kind in (QAbstractButton, QComboBox):
+    # the form's scroll area too: a click in the dock gave it the focus, and it swallowed the arrow keys
+    for kind in (QAbstractButton, QComboBox, QScrollArea):
         for child in root.findChildren(kind):
             child.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
