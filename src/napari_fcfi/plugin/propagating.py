@@ -138,7 +138,9 @@ def start_propagation(
                 limit_recorded_step(state, run, lambda steps: cut_propagation_step(steps, reached))
             listed = review_slices(run.predicted, {start_key[axis]: start_mask})
             state.review = ReviewList(
-                state.image_id, [stack_key(start_key, axis, i) for i in listed + last_slices(run, listed)]
+                state.image_id,
+                [stack_key(start_key, axis, i) for i in listed + last_slices(run, listed)],
+                run.group,
             )
             controller.show_status(
                 finished_message(

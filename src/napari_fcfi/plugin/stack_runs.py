@@ -101,8 +101,9 @@ def busy_message(run: PropagationRun | None, image_id: str, group: int | None, v
 class ReviewList:
     """Slices of the last propagation or fill to look at, worst first; ``next_key()`` walks them."""
 
-    def __init__(self, image_id: str, keys: list[SliceKey]) -> None:
+    def __init__(self, image_id: str, keys: list[SliceKey], group: int | None = None) -> None:
         self.image_id, self.keys, self.position = image_id, keys, -1
+        self.group = group  # the stack object the run made (None: any object in progress)
 
     def next_key(self, wanted: Callable[[SliceKey], bool] = lambda key: True) -> SliceKey | None:
         """The next slice ``wanted`` accepts after the last one shown (round again at the end), or None."""

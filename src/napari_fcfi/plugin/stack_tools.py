@@ -205,7 +205,9 @@ def start_fill(
                 limit_recorded_step(state, run, lambda steps: cut_fill_step(steps, placed, passes))
             ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
             state.review = ReviewList(
-                state.image_id, [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)]
+                state.image_id,
+                [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)],
+                run.group,
             )
             disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
             cancelled = run.cancelled and not run.orphaned and not run.discarded and not run.redone
@@ -274,11 +276,11 @@ def next_review(controller: AnnotationHost) -> SliceKey | None:
         controller.show_status("FCFI: no slice to review")
         return None
 
-    # only slices that still hold an object in progress: once the run's slices are committed or taken
-    # back (an undo; a redo brings them back), there is nothing left on them to fix
+    # only slices that still hold the run's object in progress: once its slices are committed or taken
+    # back (an undo; a redo brings them back), or hold another object, there is nothing of it to fix
     def holds_object(key: SliceKey) -> bool:
         obj = state.objects.get(key, create=False)
-        return obj is not None and obj.has_object
+        return obj is not None and obj.has_object and review.group in (None, obj.group)
 
     key = review.next_key(holds_object)
     if key is None:
