@@ -204,3 +204,12 @@ def test_a_fill_joins_both_objects_and_undoes_and_redoes_as_one_action():
     assert history.redo() is action  # back without running the network
     assert snapshot() == after and objects.members((2,)) == [(z,) for z in range(2, 11)]
     assert objects.slices[(5,)].mask is not None and objects.slices[(5,)].mask.any()
+
+
+def test_a_filled_slice_without_data_is_marked_and_reviewed():
+    stack = drifting_disk().astype(np.float32)
+    stack[5] = np.nan  # a dropped slice between the two annotated ones
+    a, b = stack[2] > 100, stack[8] > 100
+    filled = {f.index: f for f in fill_slices(FeedbackCopier(None), lambda i: stack[i], 2, a, 8, b)}
+    assert filled[5].no_data and filled[5].review  # a guess (the copied feedback): to check first
+    assert not any(f.no_data for i, f in filled.items() if i != 5)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_fcfi.annotation.propagation import propagate_step, read_volume_slice
+from napari_fcfi.annotation.propagation import missing_data_reason, propagate_step, read_volume_slice
 from napari_fcfi.engine.windows import bbox_of_mask
 
 #: A filled slice whose two predictions (from either annotated end) overlap less than this IoU is
@@ -46,15 +46,17 @@ class FilledSlice:
     confidence: float  # network confidence in ``mask`` (mean probability inside it)
     agreement: float  # IoU of the two chains' masks on this slice (0 when one chain ended)
     both_chains: bool = True  # False: from one chain only (the other ended, or a cancelled fill)
+    no_data: bool = False  # most of the mask lies where the slice has no data (NaN, Inf): a guess
 
     @property
     def review(self) -> bool:
-        return self.agreement < REVIEW_AGREEMENT
+        return self.agreement < REVIEW_AGREEMENT or self.no_data
 
 
 class FillResult(dict):
     """``{slice index: mask}`` of :func:`fill_between`, plus ``slices`` (the :class:`FilledSlice`
-    records) and ``review`` (the indices whose two predictions disagree, in slice order)."""
+    records) and ``review`` (the indices whose two predictions disagree or whose mask lies on no data,
+    in slice order)."""
 
     def __init__(self, slices: list[FilledSlice]):
         super().__init__((s.index, s.mask) for s in sorted(slices, key=lambda s: s.index))
@@ -121,7 +123,40 @@ def fill_slices(
     slices not finished then are not yielded. ``fused=False`` gives each slice its nearer chain's mask
     without the fused pass (how fills were made before it: their click logs replay that way). With
     ``partial``, a stop also yields every slice not finished that a chain reached, from that chain
-    alone (the nearer one; ``agreement`` 0: to review): a cancelled fill leaves no gap between its ends."""
+    alone (the nearer one; ``agreement`` 0: to review): a cancelled fill leaves no gap between its ends.
+    A slice whose mask lies mostly on no data (a dropped or blank slice) is marked ``no_data``."""
+    for item in _filled(
+        segmenter,
+        read_slice,
+        index_a,
+        mask_a,
+        index_b,
+        mask_b,
+        channel_axis,
+        channel,
+        should_stop,
+        fused,
+        partial,
+    ):
+        item.no_data = (
+            missing_data_reason(read_slice(item.index), item.mask, channel_axis, channel) is not None
+        )
+        yield item
+
+
+def _filled(
+    segmenter: Any,
+    read_slice: Callable[[int], Any],
+    index_a: int,
+    mask_a: np.ndarray,
+    index_b: int,
+    mask_b: np.ndarray,
+    channel_axis: int | None,
+    channel: Any,
+    should_stop: Callable[[], bool] | None,
+    fused: bool,
+    partial: bool,
+) -> Iterator[FilledSlice]:
     a, b = int(index_a), int(index_b)
     if a > b:
         a, b, mask_a, mask_b = b, a, mask_b, mask_a

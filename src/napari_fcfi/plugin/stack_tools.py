@@ -189,11 +189,15 @@ def start_fill(
             partial=True,  # a cancel keeps the slices a chain reached: no gap between the ends
         )
 
+    no_data: list[int] = []  # filled slices whose mask lies on no data (NaN): reviewed first
+
     def on_slice(item: FilledSlice) -> None:
         if run.discarded or (state.image_id not in controller.images and not run.dock_closed):
             return
         if place_mask(controller, state, undo, run, stack_key(key_a, axis, item.index), item.mask):
             run.predicted.append(PredictedSlice(item.index, item.mask, item.confidence, item.agreement))
+            if item.no_data:
+                no_data.append(item.index)
 
     def on_done(*_: Any) -> None:
         try:
@@ -206,7 +210,11 @@ def start_fill(
             ends = {key_a[axis]: mask_a, key_b[axis]: mask_b}
             state.review = ReviewList(
                 state.image_id,
-                [stack_key(key_a, axis, i) for i in review_slices(run.predicted, ends)],
+                [
+                    stack_key(key_a, axis, i)
+                    for i in sorted(no_data)
+                    + [i for i in review_slices(run.predicted, ends) if i not in no_data]
+                ],
                 run.group,
             )
             disagree = sum(p.agreement is not None and p.agreement < 0.8 for p in run.predicted)
@@ -216,6 +224,9 @@ def start_fill(
             empty = [i for i in range(low + 1, high) if i not in reached]
             if run.redone and empty:  # undone while it ran: the slices it delivered meanwhile were dropped
                 stopped = f"; {describe_slices([(i,) for i in empty], limit=5)} not filled (F fills them)"
+            if no_data:
+                where = describe_slices([stack_key(key_a, axis, i) for i in sorted(no_data)], limit=5)
+                stopped += f"; {where}: no data under the mask (NaN), only a guess"
             controller.show_status(
                 finished_message(
                     run,
