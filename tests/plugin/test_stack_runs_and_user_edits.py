@@ -32,9 +32,8 @@ def _propagated(controller):
     return sorted(k[0] for k, o in controller.state.objects.slices.items() if o.from_propagation)
 
 
-def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_object(
-    make_napari_viewer, qtbot, tmp_path
-):
+def _propagating_up_from_slice_1(make_napari_viewer, qtbot, tmp_path):
+    """A slow propagation of the drifting cell, up from slice 1, running (one slice done)."""
     viewer = make_napari_viewer()
     stack = moving_cell_stack(depth=10)
     viewer.add_image(stack, name="cells")
@@ -45,6 +44,13 @@ def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_ob
     widget.propagate_panel.direction.value = "up"
     widget.propagate_panel.run_button.clicked.emit()
     qtbot.waitUntil(lambda: widget.propagate_panel.progress.value >= 1, timeout=20000)
+    return viewer, widget, controller, stack
+
+
+def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_object(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer, widget, controller, stack = _propagating_up_from_slice_1(make_napari_viewer, qtbot, tmp_path)
     # ahead of the run: the user corrects slice 6 with a positive and a negative click
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 30, 30), True)
@@ -82,15 +88,7 @@ def test_a_slice_clicked_ahead_of_a_running_propagation_is_kept_and_joins_its_ob
 def test_another_object_clicked_ahead_of_a_running_propagation_stays_its_own(
     make_napari_viewer, qtbot, tmp_path
 ):
-    viewer = make_napari_viewer()
-    viewer.add_image(moving_cell_stack(depth=10), name="cells")
-    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
-    controller = widget.controller
-    viewer.dims.set_current_step(0, 1)
-    controller.add_click_world((1, 30, 20), True)
-    widget.propagate_panel.direction.value = "up"
-    widget.propagate_panel.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: widget.propagate_panel.progress.value >= 1, timeout=20000)
+    viewer, widget, controller, _stack = _propagating_up_from_slice_1(make_napari_viewer, qtbot, tmp_path)
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 52, 52), True)  # the static neighbour, not the propagated cell
     qtbot.waitUntil(lambda: controller.propagation is None, timeout=30000)
@@ -133,15 +131,7 @@ def test_past_a_slice_the_user_changed_the_run_spends_no_network_time(make_napar
 def test_a_slice_committed_ahead_of_a_running_propagation_gets_no_new_object(
     make_napari_viewer, qtbot, tmp_path
 ):
-    viewer = make_napari_viewer()
-    viewer.add_image(moving_cell_stack(depth=10), name="cells")
-    widget = docked_widget(viewer, tmp_path / "j", segmenter_factory=SlowSegmenter)
-    controller = widget.controller
-    viewer.dims.set_current_step(0, 1)
-    controller.add_click_world((1, 30, 20), True)
-    widget.propagate_panel.direction.value = "up"
-    widget.propagate_panel.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: widget.propagate_panel.progress.value >= 1, timeout=20000)
+    viewer, widget, controller, _stack = _propagating_up_from_slice_1(make_napari_viewer, qtbot, tmp_path)
     viewer.dims.set_current_step(0, 6)
     controller.add_click_world((6, 30, 30), True)
     controller.commit()  # label 1 on slice 6 while the run goes on

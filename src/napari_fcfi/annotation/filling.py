@@ -125,38 +125,13 @@ def fill_slices(
     ``partial``, a stop also yields every slice not finished that a chain reached, from that chain
     alone (the nearer one; ``agreement`` 0: to review): a cancelled fill leaves no gap between its ends.
     A slice whose mask lies mostly on no data (a dropped or blank slice) is marked ``no_data``."""
-    for item in _filled(
-        segmenter,
-        read_slice,
-        index_a,
-        mask_a,
-        index_b,
-        mask_b,
-        channel_axis,
-        channel,
-        should_stop,
-        fused,
-        partial,
-    ):
+
+    def checked(item: FilledSlice) -> FilledSlice:
         item.no_data = (
             missing_data_reason(read_slice(item.index), item.mask, channel_axis, channel) is not None
         )
-        yield item
+        return item
 
-
-def _filled(
-    segmenter: Any,
-    read_slice: Callable[[int], Any],
-    index_a: int,
-    mask_a: np.ndarray,
-    index_b: int,
-    mask_b: np.ndarray,
-    channel_axis: int | None,
-    channel: Any,
-    should_stop: Callable[[], bool] | None,
-    fused: bool,
-    partial: bool,
-) -> Iterator[FilledSlice]:
     a, b = int(index_a), int(index_b)
     if a > b:
         a, b, mask_a, mask_b = b, a, mask_b, mask_a
@@ -180,7 +155,7 @@ def _filled(
             source = near if index in chains[near] else far
             if index not in done and index in chains[source]:
                 mask, confidence = chains[source][index]
-                yield FilledSlice(index, mask, source, confidence, 0.0, both_chains=False)
+                yield checked(FilledSlice(index, mask, source, confidence, 0.0, both_chains=False))
 
     for step in range(len(between)):
         for source in (a, b):
@@ -213,7 +188,7 @@ def _filled(
             if from_a is None or from_b is None:
                 only = b if from_a is None else a
                 mask, confidence = chains[only][index]
-                yield FilledSlice(index, mask, only, confidence, 0.0, both_chains=False)
+                yield checked(FilledSlice(index, mask, only, confidence, 0.0, both_chains=False))
                 continue
             mask, confidence = chains[near][index]
             if fused:
@@ -228,7 +203,7 @@ def _filled(
                     )
                     if fused_mask.any():  # else the network lost the fused shape: the nearer chain's mask
                         mask, confidence = fused_mask, fused_confidence
-            yield FilledSlice(index, mask, near, confidence, _iou(from_a[0], from_b[0]))
+            yield checked(FilledSlice(index, mask, near, confidence, _iou(from_a[0], from_b[0])))
 
 
 def fill_between(
