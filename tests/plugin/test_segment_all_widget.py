@@ -46,6 +46,8 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     panel.run_button.clicked.emit()  # in a napari worker thread
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     proposals = panel.proposals_layer()
+    # the size it looked for is said: an estimate far off is the first thing a user would change
+    assert "proposal(s) (object size 14 px, estimated: set Object size" in widget.status.value
     assert viewer.layers.selection.active is proposals  # so a click selects a proposal ...
     assert not [s for s in said if "is selected" in s], said  # ... which is no mistake to warn of
     viewer.layers.selection.active = viewer.layers["nuclei"]
@@ -84,6 +86,11 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     corrected_id = int(users.data[CENTRES[1]])
     assert corrected_id and corrected_id != 40
     np.testing.assert_array_equal(users.data == corrected_id, corrected)
+    # the proposals are the active layer again: the next click selects one, A / D / C act on it
+    assert viewer.layers.selection.active is proposals
+    click(viewer, CENTRES[2])
+    assert controller.current_object(create=False) is None or not controller.current_object().has_object
+    viewer.layers.selection.active = controller.points_layer
 
     # accept all while an object is in progress on the slice: nothing is replaced, the status says why
     controller.add_click_world((110, 20), True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import napari
+import numpy as np
 from napari.layers import Labels
 
 from napari_fcfi.annotation.journal import (
@@ -103,9 +104,23 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
         controller.predictor.cancel(state.image_id, member)
     if uses_chosen_id:  # a chosen id is used once (an edit keeps its own id); then the next free id again
         controller.update(label_id=None)
+    if obj.from_segment_all:
+        _back_to_proposals(controller, state)
     controller.refresh_view()
     controller.on_change()
     return True
+
+
+def _back_to_proposals(controller: AnnotationHost, state: ImageState) -> None:
+    """After a corrected (or accepted) proposal is committed, the proposals layer is the active one again
+    while it holds proposals: the next click selects one and A / D / C act on it (the clicks layer left
+    active made that click a new object, and A napari's select-all of points)."""
+    viewer = controller.viewer
+    for layer in viewer.layers:
+        if helpers.role_of(layer) == (helpers.PROPOSALS_ROLE, state.image_id):
+            if viewer.layers.selection.active is not layer and np.asarray(layer.data).any():
+                viewer.layers.selection.active = layer
+            return
 
 
 def labels_to_commit_to(controller: AnnotationHost, state: ImageState) -> Labels | None:

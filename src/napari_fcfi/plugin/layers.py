@@ -85,6 +85,9 @@ def image_data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+PROPOSALS_ROLE = "proposals"  # segment all's proposals layer of an image
+
+
 def role_of(layer: Any) -> tuple[str | None, str | None]:
     """``(role, image unique_id)`` of a helper layer, ``(None, None)`` for any other layer."""
     tag = getattr(layer, "metadata", {}).get(TAG) if hasattr(layer, "metadata") else None

@@ -43,7 +43,7 @@ from .image_state import ImageState
 from .journaling import UNDO_KEYS
 from .proposal_history import ProposalHistory
 
-ROLE = "proposals"
+ROLE = helpers.PROPOSALS_ROLE
 ACTIONS = "; click one, then A / D / C, or Accept all"
 #: A proposal that covers at least this share of an existing label (on a slice) is that object again
 #: (e.g. the whole nucleus around a label made with one click): accepting it would paint a ring around
@@ -292,13 +292,25 @@ class SegmentAllPanel(Container):
             found = int(result.labels.max())
             tally["proposals"] += found
             tally["slices"] += 1
+            # the size it looked for: an estimate far off (a tissue's stained body) is the first thing to fix
+            size = (
+                ""
+                if result.object_size is None
+                else f" (object size {result.object_size:.0f} px"
+                + (
+                    ""
+                    if object_size
+                    else ", estimated: set Object size if the proposals are too big or small"
+                )
+                + ")"
+            )
             if result.message:
                 controller.show_status(f"FCFI: {result.message}")
             elif len(keys) == 1:
-                controller.show_status(f"FCFI: {found} proposal(s){ACTIONS}")
+                controller.show_status(f"FCFI: {found} proposal(s){size}{ACTIONS}")
             else:
                 controller.show_status(
-                    f"FCFI: {found} proposal(s) on {describe_slices([key])}; "
+                    f"FCFI: {found} proposal(s) on {describe_slices([key])}{size}; "
                     f"{objects()} object(s) on {tally['slices']} of {len(keys)} slices so far"
                 )
 
@@ -309,7 +321,8 @@ class SegmentAllPanel(Container):
             if run.cancelled:
                 controller.show_status(
                     f"FCFI: segment all cancelled after {tally['slices']} of {len(keys)} slice(s); "
-                    f"the {tally['proposals']} proposal(s) so far are kept"
+                    f"its {tally['proposals']} new proposal(s) are kept, and the proposals of slices it "
+                    "did not reach stay as they were"
                 )
             elif len(keys) > 1:
                 how = "linked across slices" if link_axis is not None else "each slice's separate"
