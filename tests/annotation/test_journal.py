@@ -145,6 +145,11 @@ def test_each_writing_process_opens_the_next_log(tmp_path):
     assert sorted(p.name for p in journal.folder.glob("log-*")) == ["log-000.fcj", "log-001.fcj"]
     labels[0, :2, :2] = 5
     np.testing.assert_array_equal(journal.restore()[0], labels)
+    assert journal.scan().damaged == 0
+    # a lost log (deleted, not damaged) is said: what that session committed cannot come back
+    (journal.folder / "log-000.fcj").unlink()
+    scan = journal.scan()
+    assert scan.damaged == 1 and any("log-000.fcj missing" in problem for problem in scan.problems)
 
 
 def test_format_1_journals_still_restore(tmp_path):

@@ -288,6 +288,14 @@ class LabelsJournal:
             except JournalError as error:
                 problems.append(f"damaged entry skipped: {error}")
                 damaged += 1
+        # logs are numbered 000, 001, ... one per writing process and never deleted one by one: a gap
+        # is a lost file, and with it what that session committed (said, not silently restored without)
+        numbers = {_log_number(path) for path in logs}
+        missing = [n for n in range(max(numbers, default=-1)) if n not in numbers]
+        if missing:
+            names = ", ".join(f"{LOG_PREFIX}{n:03d}{LOG_SUFFIX}" for n in missing[:5])
+            problems.append(f"{self.folder}: {names} missing; what was committed in it cannot come back")
+            damaged += len(missing)
         for path in sorted(logs, key=_log_number):
             try:
                 data = path.read_bytes()
