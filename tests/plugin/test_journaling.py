@@ -320,3 +320,21 @@ def test_one_ctrl_z_takes_back_a_commit_on_every_slice(make_napari_viewer, qtbot
     restored, _ = restored_copy(labels)
     np.testing.assert_array_equal(restored, labels.data)
     widget.close_controller()
+
+
+def test_an_empty_journal_is_not_offered_for_restore(make_napari_viewer, tmp_path):
+    from helpers.plugin import make_controller
+    from napari_fcfi.annotation.journal import LabelsJournal
+    from napari_fcfi.plugin.commit_flow import fingerprint_of, recovery_offers
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(5).random((32, 32), np.float32), name="cells")
+    controller = make_controller(viewer, image, journal_root=tmp_path / "journals")
+    journal = LabelsJournal.create(
+        fingerprint_of(controller.state), {"label_shape": [32, 32], "dtype": "uint16"}, tmp_path / "journals"
+    )
+    journal.open_log()  # a session that crashed before its first commit: an empty log
+    journal.close()
+    assert journal.exists() and journal.scan().intact == 0
+    assert recovery_offers(controller) == []  # "0 entries intact" with a Restore that can only fail: no
+    controller.close()

@@ -218,9 +218,11 @@ def recovery_offers(controller: AnnotationHost) -> list[RecoveryOffer]:
         if str(journal.folder) in shown:
             continue
         try:
-            offers.append(RecoveryOffer(journal, _scan(journal)))
+            scan = _scan(journal)
         except (JournalError, OSError):
             continue  # removed meanwhile
+        if scan.intact or scan.damaged:  # an empty journal has nothing to restore: no banner for it
+            offers.append(RecoveryOffer(journal, scan))
     return sorted(offers, key=lambda offer: offer.scan.last_time, reverse=True)
 
 
