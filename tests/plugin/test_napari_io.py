@@ -384,3 +384,19 @@ def test_saving_a_duplicated_layer_leaves_the_originals_file(make_napari_viewer,
     napari.save_layers(str(tmp_path / "copy.fcfi"), [copy], plugin="napari-fcfi")
     assert default_labels_path(labels, image) == tmp_path / "original.fcfi"
     assert default_labels_path(copy, image) == tmp_path / "copy.fcfi"
+
+
+def test_save_click_log_without_a_name_writes_beside_the_labels_file(make_napari_viewer, tmp_path):
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "cells.tif", np.random.default_rng(4).random((40, 40), np.float32))
+    viewer = make_napari_viewer()
+    (image,) = open_file(viewer, tmp_path / "data" / "cells.tif", "file_open")
+    widget = make_widget(viewer, tmp_path)
+    widget.image_menu.value = image
+    assert widget.save_click_log(None) is None and "no committed objects" in widget.status.value
+    assert widget.controller.add_click_world((20, 20), True) and widget.controller.commit()
+    (tmp_path / "data" / "cells labels clicks.csv").write_text("someone's earlier log")
+    written = widget.save_click_log(None)  # the empty field: a name is chosen, never replacing a file
+    assert written == tmp_path / "data" / "cells labels clicks 2.csv" and str(written) in widget.status.value
+    assert (tmp_path / "data" / "cells labels clicks.csv").read_text() == "someone's earlier log"
+    widget.close_controller()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .committing import click_log_metadata
 from .controller import SegmentationController
+from .io import default_labels_path
 from .models import available_model_names
 
 
@@ -15,7 +16,9 @@ def save_click_log(controller: SegmentationController, path: str | Path | None) 
     if not len(log):
         return None, "FCFI: no committed objects yet; nothing to save"
     if path is None or str(path) in ("", ".") or Path(path).is_dir():
-        return None, "FCFI: choose a file name for the click log"
+        path = default_click_log_path(
+            controller, None if path is None or str(path) in ("", ".") else Path(path)
+        )
     settings, state = controller.settings, controller.state
     try:
         model = loadable_model(controller, Path(path))
@@ -30,6 +33,17 @@ def save_click_log(controller: SegmentationController, path: str | Path | None) 
     written = log.save(path)
     beside = "" if model == settings.model_source else f" (with the model in use as {model})"
     return written, f"FCFI: click log saved to {written}{beside}"
+
+
+def default_click_log_path(controller: SegmentationController, folder: Path | None = None) -> Path:
+    """``<labels file name> clicks.csv`` beside the labels file Save labels writes (or in ``folder``),
+    numbered so that it never replaces a file (as Save labels does)."""
+    labels_file = default_labels_path(controller.labels_layer, controller.image_layer)
+    folder = folder or labels_file.parent
+    candidate, number = folder / f"{labels_file.stem} clicks.csv", 2
+    while candidate.exists():
+        candidate, number = folder / f"{labels_file.stem} clicks {number}.csv", number + 1
+    return candidate
 
 
 def loadable_model(controller: SegmentationController, log_path: Path) -> str:
