@@ -114,7 +114,7 @@ def test_commits_survive_kill_9_and_restore_exactly(make_napari_viewer, tmp_path
         (r.label_id, r.edited, r.overwrite, r.clicks) for r in saved
     ]
     assert [[s.slice_key for s in r.steps] for r in back] == [[s.slice_key for s in r.steps] for r in saved]
-    assert "click log of 5 object(s)" in widget.status.value
+    assert "click log of 5 commit(s)" in widget.status.value
     assert widget.recovery.native.isHidden()
     # new commits continue the same journal; discarding removes it
     viewer.dims.set_current_step(0, 0)

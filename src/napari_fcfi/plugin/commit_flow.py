@@ -284,7 +284,7 @@ def restore_offer(controller: AnnotationHost, offer: RecoveryOffer) -> Labels | 
     skipped = (
         f"; {scan.damaged} damaged entr{'y' if scan.damaged == 1 else 'ies'} skipped" if scan.damaged else ""
     )
-    clicks = f" with the click log of {len(log)} object(s)" if len(log) else ""
+    clicks = f" with the click log of {len(log)} commit(s)" if len(log) else ""  # an edit is a commit too
     if lost:
         clicks += f" ({lost} damaged click-log entr{'y' if lost == 1 else 'ies'} skipped)"
     controller.show_status(
