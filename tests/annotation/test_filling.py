@@ -213,3 +213,10 @@ def test_a_filled_slice_without_data_is_marked_and_reviewed():
     filled = {f.index: f for f in fill_slices(FeedbackCopier(None), lambda i: stack[i], 2, a, 8, b)}
     assert filled[5].no_data and filled[5].review  # a guess (the copied feedback): to check first
     assert not any(f.no_data for i, f in filled.items() if i != 5)
+    # an integer stack cannot miss values: a filled slice is read only by the chains, not again
+    integer = drifting_disk()
+    reads: list[int] = []
+    list(fill_slices(FeedbackCopier(None), lambda i: reads.append(i) or integer[i], 2, a, 8, b))
+    float_reads: list[int] = []
+    list(fill_slices(FeedbackCopier(None), lambda i: float_reads.append(i) or stack[i], 2, a, 8, b))
+    assert len(float_reads) == len(reads) + 5  # the check reads each of the 5 filled float slices once more

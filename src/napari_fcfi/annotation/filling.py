@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_fcfi.annotation.propagation import missing_data_reason, propagate_step, read_volume_slice
+from napari_fcfi.annotation.propagation import (
+    has_missing_values,
+    missing_data_reason,
+    propagate_step,
+    read_volume_slice,
+)
 from napari_fcfi.engine.windows import bbox_of_mask
 
 #: A filled slice whose two predictions (from either annotated end) overlap less than this IoU is
@@ -126,18 +131,21 @@ def fill_slices(
     alone (the nearer one; ``agreement`` 0: to review): a cancelled fill leaves no gap between its ends.
     A slice whose mask lies mostly on no data (a dropped or blank slice) is marked ``no_data``."""
 
-    def checked(item: FilledSlice) -> FilledSlice:
-        item.no_data = (
-            missing_data_reason(read_slice(item.index), item.mask, channel_axis, channel) is not None
-        )
-        return item
-
     a, b = int(index_a), int(index_b)
     if a > b:
         a, b, mask_a, mask_b = b, a, mask_b, mask_a
     between = list(range(a + 1, b))
     if not between:
         return
+    # an integer stack has no missing values: its slices are not read a second time for the check
+    floating = has_missing_values(read_slice(a))
+
+    def checked(item: FilledSlice) -> FilledSlice:
+        item.no_data = floating and (
+            missing_data_reason(read_slice(item.index), item.mask, channel_axis, channel) is not None
+        )
+        return item
+
     chains: dict[int, dict[int, tuple[np.ndarray, float]]] = {a: {}, b: {}}
     previous = {a: np.asarray(mask_a, bool), b: np.asarray(mask_b, bool)}
     alive = {a: bool(previous[a].any()), b: bool(previous[b].any())}

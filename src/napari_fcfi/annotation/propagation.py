@@ -93,11 +93,19 @@ def mask_stop_reason(mask: np.ndarray, previous: np.ndarray) -> str | None:
 MAX_MISSING_SHARE = 0.5
 
 
+def has_missing_values(image: Any) -> bool:
+    """Whether ``image`` can hold NaN or Inf at all (a float type; integers cannot): read from its dtype,
+    so an integer slice (or a dask one, not computed) costs no scan."""
+    return np.dtype(getattr(image, "dtype", np.float64)).kind in "fc"
+
+
 def missing_data_reason(
     image: Any, mask: np.ndarray, channel_axis: int | None = None, channel: Any = None
 ) -> str | None:
     """Why ``mask`` on slice ``image`` cannot be the object (most of it lies where the slice has no
     data), or None."""
+    if not has_missing_values(image):
+        return None
     box = bbox_of_mask(np.asarray(mask, bool))
     if box is None:
         return None
