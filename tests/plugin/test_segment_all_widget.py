@@ -88,6 +88,9 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     np.testing.assert_array_equal(users.data == corrected_id, corrected)
     # the proposals are the active layer again: the next click selects one, A / D / C act on it
     assert viewer.layers.selection.active is proposals
+    assert widget.status.value.startswith("FCFI: committed label") and "select proposals again" in (
+        widget.status.value
+    ), widget.status.value
     click(viewer, CENTRES[2])
     assert controller.current_object(create=False) is None or not controller.current_object().has_object
     viewer.layers.selection.active = controller.points_layer

@@ -105,13 +105,13 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     if uses_chosen_id:  # a chosen id is used once (an edit keeps its own id); then the next free id again
         controller.update(label_id=None)
     if obj.from_segment_all:
-        _back_to_proposals(controller, state)
+        _back_to_proposals(controller, state, outcome.message)
     controller.refresh_view()
     controller.on_change()
     return True
 
 
-def _back_to_proposals(controller: AnnotationHost, state: ImageState) -> None:
+def _back_to_proposals(controller: AnnotationHost, state: ImageState, committed: str) -> None:
     """After a corrected (or accepted) proposal is committed, the proposals layer is the active one again
     while it holds proposals: the next click selects one and A / D / C act on it (the clicks layer left
     active made that click a new object, and A napari's select-all of points)."""
@@ -119,7 +119,8 @@ def _back_to_proposals(controller: AnnotationHost, state: ImageState) -> None:
     for layer in viewer.layers:
         if helpers.role_of(layer) == (helpers.PROPOSALS_ROLE, state.image_id):
             if viewer.layers.selection.active is not layer and np.asarray(layer.data).any():
-                viewer.layers.selection.active = layer
+                viewer.layers.selection.active = layer  # (its own hint replaces the status: say both)
+                controller.show_status(f"{committed}; clicks select proposals again (A / D / C)")
             return
 
 
