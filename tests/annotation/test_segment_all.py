@@ -9,8 +9,8 @@ import pytest
 
 from helpers.standins import BlobNet
 from napari_fcfi import segment_all
-from napari_fcfi.annotation.proposals import SegmentAllWarning, iter_segment_all
-from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size
+from napari_fcfi.annotation.proposals import SegmentAllWarning, drop_labelled, iter_segment_all
+from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size, object_size_from_labels
 from napari_fcfi.engine import ImageSource, InteractiveSegmenter
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.session import refined_or_first
@@ -220,6 +220,34 @@ def test_object_size_and_seeds_on_disks():
     assert sorted(dark) == sorted(seeds)  # dark objects on a bright background are found too
     tiled = detect_seeds(source, size, tile=50)
     assert sorted(tiled) == sorted(seeds)
+
+
+def test_object_size_from_labelled_objects_needs_three_of_them():
+    labels = np.zeros((60, 60), np.int32)
+    for index, (row, col) in enumerate([(10, 10), (10, 40), (40, 10)], start=1):
+        labels[row - 4 : row + 4, col - 4 : col + 4] = index  # 8 x 8 squares: diameter 2 sqrt(64 / pi)
+    assert object_size_from_labels([labels[:, :30]]) == (None, 2)
+    size, count = object_size_from_labels([labels])
+    assert count == 3 and size == pytest.approx(2 * np.sqrt(64 / np.pi))
+    # a label on two planes is two cross-sections; the median ignores one odd object
+    big = np.zeros_like(labels)
+    big[30:60, 30:60] = 7
+    size, count = object_size_from_labels([labels, big])
+    assert count == 4 and size == pytest.approx(2 * np.sqrt(64 / np.pi))
+
+
+def test_proposals_lying_mostly_on_labelled_objects_are_dropped():
+    proposals = np.zeros((20, 20), np.int32)
+    proposals[0:10, 0:10] = 1
+    proposals[0:10, 10:20] = 2
+    proposals[10:20, 0:10] = 3
+    labels = np.zeros((20, 20), np.uint16)
+    labels[0:6, 0:10] = 5  # 60 % of proposal 1
+    labels[0:4, 10:20] = 6  # 40 % of proposal 2
+    kept, dropped = drop_labelled(proposals, labels)
+    assert dropped == 1 and set(np.unique(kept)) == {0, 2, 3} and kept.dtype == proposals.dtype
+    assert drop_labelled(proposals, None)[1] == 0
+    assert drop_labelled(proposals, np.zeros_like(labels))[1] == 0
 
 
 def test_an_image_with_no_2d_shape_is_refused():

@@ -19,6 +19,9 @@ from helpers.widgets import docked_widget
 from napari_fcfi.annotation.journal import LabelsJournal
 from napari_fcfi.annotation.journal_records import change_record
 from napari_fcfi.annotation.labels_tiff import read_labels_tiff, write_labels_tiff
+from napari_fcfi.plugin.io import default_labels_path
+from napari_fcfi.plugin.journaling import journal_folder_of
+from napari_fcfi.plugin.layers import click_log_of
 
 SCALE, TRANSLATE = (3.0, 0.5, 0.25), (1.0, -2.0, 10.0)
 
@@ -399,4 +402,41 @@ def test_save_click_log_without_a_name_writes_beside_the_labels_file(make_napari
     written = widget.save_click_log(None)  # the empty field: a name is chosen, never replacing a file
     assert written == tmp_path / "data" / "cells labels clicks 2.csv" and str(written) in widget.status.value
     assert (tmp_path / "data" / "cells labels clicks.csv").read_text() == "someone's earlier log"
+    widget.close_controller()
+
+
+def test_a_duplicated_labels_layer_has_its_own_click_log_journal_and_file(make_napari_viewer, tmp_path):
+    """napari's Layer > Duplicate copies metadata shallowly: the copy shared the original's FCFI dict,
+    so a commit into the original went into the copy's click log too, the copy's Save labels offered the
+    original's file, and saving the copy ended the original's crash journal."""
+    from napari.layers._layer_actions import _duplicate_layer  # what Layer > Duplicate Layer runs
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(5).random((40, 40), np.float32), name="cells")
+    widget = make_widget(viewer, tmp_path)
+    controller = widget.controller
+    assert controller.add_click_world((10, 10), True) and controller.commit()
+    labels = controller.labels_layer
+    widget.labels_file.value = tmp_path / "original.fcfi"
+    widget.save_labels_button.native.click()
+    assert controller.add_click_world((30, 30), True) and controller.commit()  # unsaved work, journaled
+    journal = LabelsJournal(journal_folder_of(labels))
+    assert journal.exists()
+
+    viewer.layers.selection = {labels}
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers[f"{labels.name} copy"]
+    assert controller.add_click_world((10, 30), True) and controller.commit()  # into the original
+    assert len(click_log_of(labels).records) == 3 and len(click_log_of(copy).records) == 2
+    assert default_labels_path(copy, None) != tmp_path / "original.fcfi"
+
+    copy.data[0:5, 0:5] = 9  # the copy differs: saving it keeps the original's crash journal
+    viewer.layers.selection = {copy}
+    viewer.layers.save(str(tmp_path / "copy.fcfi"), selected=True, plugin="napari-fcfi")
+    assert journal.exists() and read_labels_tiff(tmp_path / "original.fcfi")[0][30, 30] == 0
+    restored, _scan = journal.restore()
+    np.testing.assert_array_equal(restored, labels.data)
+    viewer.layers.selection = {labels}
+    viewer.layers.save(str(tmp_path / "original.fcfi"), selected=True, plugin="napari-fcfi")
+    assert not journal.exists()  # saved: the journal has done its job
     widget.close_controller()

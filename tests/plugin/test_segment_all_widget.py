@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Qt
 
-from helpers.qt_keys import redo, undo
+from helpers.qt_keys import press_key, redo, undo
 from helpers.qt_mouse import canvas_widget, click
 from helpers.standins import BlobNet, DiskSegmenter, disk
 from helpers.widgets import docked_widget
@@ -32,7 +32,7 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     viewer = make_napari_viewer(show=True)
     viewer.add_image(image, name="nuclei")
     mine = np.zeros(SHAPE, np.int32)
-    mine[60:69, 86:95] = 40  # the user's own label over part of one nucleus: never overwritten
+    mine[60:66, 86:95] = 40  # the user's own label over part of one nucleus: never overwritten
     users = viewer.add_labels(mine.copy(), name="mine")
     # segment-all runs the engine with a network whose masks follow the bright disks; clicks use the
     # disk stand-in (a negative click removes a disk of radius 5).
@@ -95,26 +95,31 @@ def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot,
     assert controller.current_object(create=False) is None or not controller.current_object().has_object
     viewer.layers.selection.active = controller.points_layer
 
-    # accept all while an object is in progress on the slice: nothing is replaced, the status says why
-    controller.add_click_world((110, 20), True)
+    # accept all while an object is in progress on two nuclei: the proposals it overlaps stay, the one
+    # lying mostly on the user's label is refused (no sliver); the object stays as it was
+    controller.add_click_world(CENTRES[2], True)
+    controller.add_click_world(CENTRES[4], True)
+    clicks = controller.current_object().clicks
     panel.accept_all_button.clicked.emit()
-    assert "accepted 0 proposal(s)" in widget.status.value
-    assert "3 on slice(s) with an object in progress" in widget.status.value, widget.status.value
-    assert controller.current_object().has_object
+    assert widget.status.value.startswith(
+        "FCFI: accepted 0 proposal(s); kept as proposals: 2 overlapping an object in progress (commit or "
+        "reset it, then accept); 1 on existing labels (already annotated?"
+    ), widget.status.value
+    assert controller.current_object().clicks == clicks
     controller.reset_object()
 
-    # accept the rest: the proposal lying mostly on the user's label is refused (no sliver) and kept
+    # accept the rest
     panel.accept_all_button.clicked.emit()
     assert (
         "accepted 2 proposal(s); kept as proposals: 1 on existing labels (already annotated?"
         in widget.status.value
-    )
+    ), widget.status.value
     assert "paint over" not in widget.status.value, widget.status.value
     assert set(np.unique(proposals.data)) == {0, int(proposals.data[CENTRES[3]])}
     labels = users.data
     assert labels[CENTRES[0]] == 0  # deleted
     assert labels[CENTRES[2]] != 0 and labels[CENTRES[4]] != 0
-    np.testing.assert_array_equal(labels[60:69, 86:95], mine[60:69, 86:95])  # the user's label is intact
+    np.testing.assert_array_equal(labels[60:66, 86:95], mine[60:66, 86:95])  # the user's label is intact
     assert len(np.unique(labels)) == 1 + 1 + 3  # background, the user's label, 3 committed objects
 
     # the click log replays the labels exactly
@@ -196,6 +201,16 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     for r, c in CENTRES:  # linked: one id per nucleus through the stack
         assert proposals[0, r, c] == proposals[1, r, c] != 0
 
+    # without linking, each slice's proposals are separate objects
+    panel.link.value = False
+    panel.start(threaded=False)
+    unlinked = panel.proposals_layer().data
+    assert len(set(np.unique(unlinked[:2]).tolist()) - {0}) == 2 * len(CENTRES)
+    assert "each slice's separate" in widget.status.value, widget.status.value
+    panel.link.value = True
+    panel.start(threaded=False)
+    proposals = panel.proposals_layer().data
+
     # accept one nucleus: one label id on both slices, one record in the click log
     controller = widget.controller
     viewer.dims.set_current_step(0, 1)
@@ -227,12 +242,10 @@ def test_segment_all_on_every_slice_reports_the_total(make_napari_viewer, tmp_pa
     replayed = replay_click_log(None, stack, make_geometry(stack.shape), log, segmenter=DiskSegmenter(None))
     np.testing.assert_array_equal(replayed, labels)
 
-    # without linking, each slice's proposals are separate objects
-    panel.link.value = False
+    # run again: every nucleus is labelled now, so nothing is proposed again
     panel.start(threaded=False)
-    proposals = panel.proposals_layer().data
-    assert len(set(np.unique(proposals[:2]).tolist()) - {0}) == 2 * len(CENTRES)
-    assert "each slice's separate" in widget.status.value, widget.status.value
+    assert not panel.proposals_layer().data.any()
+    assert f"{2 * len(CENTRES)} already in" in widget.status.value, widget.status.value
     widget.close_controller()
 
 
@@ -249,17 +262,17 @@ def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari
     proposals = panel.proposals_layer(create=True)
     for z in (0, 1):  # one nucleus linked over slices 0 and 1
         proposals.data[z][disk(SHAPE, *CENTRES[0], RADIUS)] = 7
-    for z in (0, 1):  # the user's objects in progress on both
+    for z in (0, 1):  # the user's objects in progress on both, on the proposal
         viewer.dims.set_current_step(0, z)
-        assert controller.add_click_world((z, *CENTRES[2]), True)
+        assert controller.add_click_world((z, *CENTRES[0]), True)
     viewer.dims.set_current_step(0, 1)
     assert not panel.accept(7)
     assert widget.status.value == (
-        "FCFI: slices 0, 1 have an object in progress; commit or reset it first"
+        "FCFI: slices 0, 1 have an object in progress overlapping proposal 7; commit or reset it first"
     ), widget.status.value
     # Accept all cannot take it either: it says why and makes no empty labels layer
     assert panel.accept_all() == 0
-    assert "kept as proposals: 1 on slice(s) with an object in progress" in widget.status.value
+    assert "kept as proposals: 1 overlapping an object in progress" in widget.status.value
     assert controller.labels_layer is None
     assert [layer.name for layer in viewer.layers if "labels" in layer.name] == []
 
@@ -347,3 +360,112 @@ def test_accepting_into_a_multiscale_labels_layer(make_napari_viewer, tmp_path, 
     assert "covers most of label" in widget.status.value, widget.status.value
     assert panel.accept_all() == 1  # proposal 5; 6 stays
     assert labels.data[0][CENTRES[2]] != 0 and proposals.data[CENTRES[0]] == 6
+
+
+def test_accepting_beside_an_object_in_progress_keeps_it_and_its_undo(make_napari_viewer, tmp_path):
+    """Accept and Accept all refused every proposal of the slice (in 2D: the image) while any object was
+    in progress there. Only a proposal overlapping it is held back now; the object keeps its clicks and
+    its undo history, and the click log still replays the labels."""
+    image = nuclei()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    controller, panel = widget.controller, widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
+    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
+    proposals.data[disk(SHAPE, *CENTRES[2], RADIUS)] = 5
+    assert controller.add_click_world(CENTRES[2], True)
+    assert controller.add_click_world((CENTRES[2][0], CENTRES[2][1] + 5), False)
+    obj = controller.current_object()
+    assert panel.accept(3)
+    labels = controller.labels_layer
+    assert labels.data[CENTRES[0]] != 0 and proposals.data[CENTRES[0]] == 0
+    assert not panel.accept(5)  # the proposal under the object in progress stays
+    assert "overlapping proposal 5" in widget.status.value, widget.status.value
+    assert panel.accept_all() == 1 and set(np.unique(proposals.data)) == {0, 5}
+    assert controller.current_object() is obj and len(obj.clicks) == 2
+    controller.undo()  # the object's own history is intact: its last click goes
+    assert len(controller.current_object().clicks) == 1
+    assert controller.commit()
+    assert len(np.unique(labels.data)) == 4  # background, two accepted, the committed object
+    path = widget.save_click_log(tmp_path / "log.csv")
+    replayed = replay_click_log(
+        None,
+        image,
+        make_geometry(SHAPE),
+        ClickLog.load(path, plane_shape=SHAPE),
+        segmenter=DiskSegmenter(None),
+    )
+    np.testing.assert_array_equal(replayed, labels.data)
+
+
+def test_an_undone_or_reset_correction_gives_the_proposal_back(make_napari_viewer, qtbot, tmp_path):
+    """Correct (C) could not be taken back: Ctrl+Z stopped at its clicks and Esc dropped the object, and
+    the proposal was gone either way. Both give it back now; redo takes it again."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    controller, panel = widget.controller, widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
+    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
+    proposal = proposals.data == 3
+    viewer.layers.selection.active = proposals
+    click(viewer, CENTRES[0])
+    qtbot.keyClick(canvas_widget(viewer), Qt.Key.Key_C)
+    assert proposals.data[CENTRES[0]] == 0 and viewer.layers.selection.active is controller.points_layer
+    click(viewer, (CENTRES[0][0], CENTRES[0][1] + RADIUS - 1), button=Qt.MouseButton.RightButton)
+    assert len(controller.current_object().clicks) == 1
+    undo(viewer)  # the correction click
+    assert controller.current_object().from_segment_all and not controller.current_object().clicks
+    undo(viewer)  # the correction itself: the proposal is back, nothing in progress
+    np.testing.assert_array_equal(proposals.data == 3, proposal)
+    assert not controller.current_object().has_object
+    assert "undid the proposal correction; proposal 3 is back in" in widget.status.value, widget.status.value
+    redo(viewer)
+    assert proposals.data[CENTRES[0]] == 0 and controller.current_object().from_segment_all
+    assert "proposal 3 left" in widget.status.value, widget.status.value
+    press_key(viewer, Qt.Key.Key_Escape)  # reset the object: the proposal is back
+    np.testing.assert_array_equal(proposals.data == 3, proposal)
+    assert widget.status.value.startswith("FCFI: the object was reset; proposal 3 is back in"), (
+        widget.status.value
+    )
+    undo(viewer)  # the reset: the object again, the proposal leaves
+    assert proposals.data[CENTRES[0]] == 0 and controller.current_object().has_object
+    assert proposals.data[CENTRES[1]] == 4  # the other proposal never moved
+    # once committed, a later undo of another object does not bring it back (the labels' undo does)
+    widget.buttons["commit"].clicked.emit()
+    assert controller.labels_layer.data[CENTRES[0]] != 0
+    viewer.layers.selection.active = controller.points_layer
+    assert controller.add_click_world(CENTRES[2], True)
+    undo(viewer)
+    assert proposals.data[CENTRES[0]] == 0
+
+
+def test_segment_all_again_leaves_out_labelled_objects_and_takes_their_size(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Segment all run again proposed every nucleus already accepted once more (Accept all then kept
+    them as "on existing labels"), and took the object size from the image with objects labelled."""
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    cache = ModelCache(loader=lambda source, device: BlobNet(radius=RADIUS, brightness_weight=12.0).eval())
+    widget = docked_widget(viewer, tmp_path / "journal", model_cache=cache)
+    panel = widget.segment_all_panel
+    panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert "estimated: set Object size" in widget.status.value, widget.status.value
+    proposals = panel.proposals_layer()
+    for centre in CENTRES[:3]:
+        assert panel.accept(int(proposals.data[centre]))
+    labels = widget.controller.labels_layer
+    panel.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert widget.status.value.startswith(
+        f"FCFI: 2 proposal(s) (object size 14 px, from 3 objects in {labels.name!r}); 3 already in "
+        f"{labels.name!r} left out"
+    ), widget.status.value
+    assert all(proposals.data[centre] == 0 for centre in CENTRES[:3])
+    assert all(proposals.data[centre] != 0 for centre in CENTRES[3:])
+    assert panel.accept_all() == 2 and len(np.unique(labels.data)) == 1 + len(CENTRES)

@@ -37,6 +37,7 @@ class SliceObject:
     initial_mask: np.ndarray | None = None  # the mask the session starts from
     from_propagation: bool = False  # ``initial_mask`` came from a propagation
     from_segment_all: bool = False  # ``initial_mask`` is a segment-all proposal
+    proposal: Any = None  # the caller's token of the proposal being corrected (its undo gives it back)
     edit_label: int | None = None  # editing this existing label: commit replaces it
     serial: int = field(default_factory=lambda: next(_serials))  # a new serial restarts the engine session
     group: int | None = None  # the StackObject this slice belongs to
@@ -61,7 +62,7 @@ class SliceObject:
         """Forget clicks and prediction; start from ``initial_mask`` (or nothing)."""
         self.clicks = ()
         self.initial_mask, self.from_propagation, self.edit_label = initial_mask, from_propagation, edit_label
-        self.from_segment_all = from_segment_all
+        self.from_segment_all, self.proposal = from_segment_all, None
         self.mask = initial_mask
         self.mask_box = None if initial_mask is None else bbox_of_mask(initial_mask)
         self.probability = None

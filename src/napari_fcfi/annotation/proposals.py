@@ -127,6 +127,28 @@ class SegmentAllResult:
     message: str | None = None
 
 
+def drop_labelled(
+    proposals: np.ndarray, labels: np.ndarray | None, share: float = 0.5
+) -> tuple[np.ndarray, int]:
+    """``proposals`` without those lying ``share`` or more on objects of ``labels`` (the user's labels
+    of the same plane: a Segment all run again after some commits proposes only what is not labelled
+    yet); returns ``(proposals, how many were dropped)``."""
+    proposals = np.asarray(proposals)
+    if labels is None or not proposals.any():
+        return proposals, 0
+    on_labels = np.asarray(labels) > 0
+    if not on_labels.any():
+        return proposals, 0
+    size = int(proposals.max()) + 1
+    total = np.bincount(proposals.ravel(), minlength=size)
+    covered = np.bincount(proposals[on_labels], minlength=size)
+    drop = (covered >= share * total) & (total > 0)
+    drop[0] = False
+    if not drop.any():
+        return proposals, 0
+    return np.where(drop[proposals], 0, proposals).astype(proposals.dtype), int(drop.sum())
+
+
 def segment_all(
     model: Any,
     image: Any,

@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_fcfi.engine.clicks import Click
 
-from .geometry import SliceKey
+from .geometry import SliceKey, describe_slices
 from .history import Action, ActionHistory
 from .objects import ObjectsInProgress, SliceObject
 
@@ -54,6 +54,20 @@ class AnnotationSession:
         action = self.history.begin("edit", self.objects.members(key))
         self.objects.forget(key)
         self.objects.get(key).restart(mask, edit_label=int(label_id))
+        return action
+
+    def correct_proposal(self, masks: dict[SliceKey, np.ndarray], proposal: Any) -> Action:
+        """A segment-all proposal (``masks`` per slice, linked across slices) becomes the object in
+        progress, undoably: each of its slices carries the caller's ``proposal`` token, by which the
+        caller gives the proposal back when an undo or a reset takes the object away. Its slices must
+        have no object in progress (ValueError)."""
+        busy = sorted(key for key in masks if self.objects.get(key).has_object)
+        if busy or not masks:
+            raise ValueError(f"{describe_slices(busy)}: an object in progress" if busy else "no masks given")
+        action = self.history.begin("proposal correction", sorted(masks))
+        self.objects.start_from_masks(masks)
+        for key in masks:
+            self.objects.slices[key].proposal = proposal
         return action
 
     def reset(self, key: SliceKey) -> tuple[Action, str] | None:

@@ -20,6 +20,8 @@ import napari
 import numpy as np
 from napari.layers import Labels
 
+from napari_fcfi.annotation.clicklog import ClicksStep, ObjectRecord, Step
+from napari_fcfi.annotation.geometry import SliceKey
 from napari_fcfi.annotation.journal import (
     JournalError,
     JournalScan,
@@ -30,6 +32,7 @@ from napari_fcfi.annotation.journal import (
 from napari_fcfi.annotation.journal_records import JournalWarning
 from napari_fcfi.annotation.objects import SliceObject
 from napari_fcfi.annotation.painting import LabelIdError
+from napari_fcfi.engine.windows import Box, bbox_of_mask
 
 from . import layers as helpers
 from .host import AnnotationHost
@@ -48,11 +51,6 @@ def commit_current(controller: AnnotationHost) -> bool:
         obj.commit_pending = True
         controller.show_status("FCFI: commit will happen when the prediction finishes")
         return False
-    return _commit(controller, state, obj)
-
-
-def commit_object(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> bool:
-    """Commit the object in progress ``obj`` of ``state`` now (any slice; segment-all's Accept)."""
     return _commit(controller, state, obj)
 
 
@@ -79,36 +77,66 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     if obj.edit_label is None and empty and len(members) == 1:
         controller.show_status("FCFI: the object is empty; add a positive click or lower the threshold")
         return False
-    committer, settings = controller.committer, controller.settings
-    labels = labels_to_commit_to(controller, state)
-    if labels is None:
-        return False
-    try:
-        label_id = (
-            obj.edit_label if obj.edit_label is not None else committer.label_id(labels, settings.label_id)
-        )
-    except LabelIdError as error:
-        controller.show_status(f"FCFI: {error}")
-        return False
-    uses_chosen_id = obj.edit_label is None and settings.label_id is not None
-    record, masks = state.objects.record_for_commit(obj.key, label_id, settings.overwrite)
-    record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
-    record.made_with = {"model": settings.model_source, "channel": state.channel}  # may change later
+    record, masks = state.objects.record_for_commit(obj.key, 0, controller.settings.overwrite)
     boxes = {key: state.objects.slices[key].mask_box for key in masks if key in state.objects.slices}
-    outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
-    controller.show_status(outcome.message)
-    if outcome.label_id is None:
+    committed = _write(controller, state, record, masks, boxes, obj.edit_label)
+    if committed is None:
         return False
     for member in state.session.committed(obj.key):  # napari's undo on the labels layer takes it back
         controller.points.remove(state, member)
         controller.predictor.cancel(state.image_id, member)
-    if uses_chosen_id:  # a chosen id is used once (an edit keeps its own id); then the next free id again
-        controller.update(label_id=None)
     if obj.from_segment_all:
-        _back_to_proposals(controller, state, outcome.message)
+        _back_to_proposals(controller, state, committed)
     controller.refresh_view()
     controller.on_change()
     return True
+
+
+def commit_proposal(controller: AnnotationHost, state: ImageState, masks: dict[SliceKey, np.ndarray]) -> bool:
+    """Commit a segment-all proposal as it is (Accept): the same click-log record as a proposal made
+    the object in progress and committed unchanged, without taking the slices' object slots, so an
+    object in progress there stays as it is."""
+    keys = sorted(masks)
+    steps: list[Step] = [ClicksStep(key, (), masks[key], from_segment_all=True) for key in keys]
+    record = ObjectRecord(0, steps, overwrite=controller.settings.overwrite)
+    boxes = {key: bbox_of_mask(masks[key]) for key in keys}
+    if _write(controller, state, record, dict(masks), boxes, None) is None:
+        return False
+    controller.refresh_view()
+    controller.on_change()
+    return True
+
+
+def _write(
+    controller: AnnotationHost,
+    state: ImageState,
+    record: ObjectRecord,
+    masks: dict[SliceKey, np.ndarray],
+    boxes: dict[SliceKey, Box | None],
+    edit_label: int | None,
+) -> str | None:
+    """Paint ``masks`` into the image's labels layer with ``record`` (its label id chosen here), journal
+    it; the status says what happened. Returns that message, or None when nothing was written."""
+    committer, settings = controller.committer, controller.settings
+    labels = labels_to_commit_to(controller, state)
+    if labels is None:
+        return None
+    try:
+        label_id = edit_label if edit_label is not None else committer.label_id(labels, settings.label_id)
+    except LabelIdError as error:
+        controller.show_status(f"FCFI: {error}")
+        return None
+    uses_chosen_id = edit_label is None and settings.label_id is not None
+    record.label_id = label_id
+    record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
+    record.made_with = {"model": settings.model_source, "channel": state.channel}  # may change later
+    outcome = committer.commit(labels, masks, record, journal_for(controller, state), boxes)
+    controller.show_status(outcome.message)
+    if outcome.label_id is None:
+        return None
+    if uses_chosen_id:  # a chosen id is used once (an edit keeps its own id); then the next free id again
+        controller.update(label_id=None)
+    return outcome.message
 
 
 def _back_to_proposals(controller: AnnotationHost, state: ImageState, committed: str) -> None:

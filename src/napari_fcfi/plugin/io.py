@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_fcfi.annotation.journal import LabelsJournal
 from napari_fcfi.annotation.labels_tiff import (
     FCFI_SUFFIX,
@@ -26,7 +28,8 @@ from napari_fcfi.annotation.labels_tiff import (
     write_labels_tiff,
 )
 
-from .layers import TAG
+from .journaling import recorder_of_journal
+from .layers import OWNER_KEY, TAG, image_data, own_tag
 
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
@@ -43,13 +46,26 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     written = write_labels_tiff(target, data, attributes)
     metadata = attributes.get("metadata")
     tag = metadata.get(TAG) if isinstance(metadata, dict) else None
-    if isinstance(tag, dict) and tag.get("journal"):
-        LabelsJournal(tag["journal"]).discard()  # the layer's next change starts a new one
-    if isinstance(metadata, dict) and (tag is None or isinstance(tag, dict)):
-        # napari hands the layer's own metadata: the widget's next Save labels goes to this file too
-        # (File > Save used to leave it writing a second file under its old name). A new dict: a layer
-        # napari duplicated shares the old one, and must keep its own file.
-        metadata[TAG] = {**(tag or {}), "saved_to": written[0]}
+    if not isinstance(metadata, dict) or not (tag is None or isinstance(tag, dict)):
+        return written
+    tag = dict(tag or {})
+    journal = tag.get("journal")
+    owner = recorder_of_journal(journal) if journal else None
+    journaled = None if owner is None else image_data(owner.layer)
+    # a layer napari duplicated may name the original's journal but holds its own labels: saving the
+    # copy ends the original's crash record only when they are the same labels
+    unsaved = journaled is not None and journaled is not data
+    if unsaved and not np.array_equal(np.asarray(journaled), np.asarray(data)):
+        tag.pop("journal")
+        journal = None
+    if journal:
+        LabelsJournal(journal).discard()  # the layer's next change starts a new one
+    # napari hands the layer's own metadata: the widget's next Save labels goes to this file too (File >
+    # Save used to leave it writing a second file under its old name). A new dict: a layer napari
+    # duplicated shares the old one, and must keep its own file. Only this layer holds the new dict: the
+    # owner it named (maybe the original of a copy) goes, the layer's next use claims it.
+    tag.pop(OWNER_KEY, None)
+    metadata[TAG] = {**tag, "saved_to": written[0]}
     return written
 
 
@@ -80,7 +96,7 @@ def default_labels_path(labels: Any, image: Any | None) -> Path:
     file (the home folder for an image that did not come from a file), numbered so that it never
     replaces an existing file.
     """
-    tag = labels.metadata.get(TAG) or {}
+    tag = own_tag(labels)  # (a copy of a labels layer has no file of its own yet)
     if tag.get("saved_to"):
         return Path(tag["saved_to"])
     source = labels.source.path
@@ -101,8 +117,5 @@ def save_labels_layer(labels: Any, path: str | Path) -> Path:
     """Write a napari labels layer with the FCFI writer (dtype, scale, translate; journal cleared)."""
     data, attributes, _kind = labels.as_layer_data_tuple()
     (written,) = write_labels(str(path), data, attributes)
-    labels.metadata[TAG] = {
-        **(labels.metadata.get(TAG) or {}),
-        "saved_to": written,
-    }  # the next Save goes there
+    own_tag(labels)["saved_to"] = written  # the next Save goes there
     return Path(written)

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from napari_fcfi.annotation.clicklog import ObjectRecord, record_to_entry
 from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
 from napari_fcfi.annotation.journal_records import object_record
 
-from .layers import TAG, click_log_of, image_data
+from .layers import TAG, click_log_of, image_data, own_tag
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
 Bounds = tuple[tuple[int, int], ...]  # (start, stop) per axis of the labels
@@ -91,6 +92,14 @@ def journal_folder_of(layer: Any) -> str | None:
     tag = metadata.get(TAG) if isinstance(metadata, dict) else None
     folder = tag.get("journal") if isinstance(tag, dict) else None
     return str(folder) if folder else None
+
+
+def recorder_of_journal(folder: str | Path) -> LabelsRecorder | None:
+    """The recorder (of a layer of this session) writing the journal in ``folder``, if any."""
+    for recorder in _RECORDERS.values():
+        if recorder.journal is not None and Path(recorder.journal.folder) == Path(folder):
+            return recorder
+    return None
 
 
 def record_layer(
@@ -151,6 +160,7 @@ class LabelsRecorder:
         layer.bind_key(UNDO_KEYS[0], self._undo_key, overwrite=True)
         layer.bind_key(UNDO_KEYS[1], self._redo_key, overwrite=True)
         viewer.layers.events.removed.connect(self._on_removed)
+        viewer.layers.events.inserted.connect(self._on_inserted)
 
     # ------------------------------------------------------------------ listeners
     def listen(self, callback: HistoryListener) -> None:
@@ -204,8 +214,7 @@ class LabelsRecorder:
 
     def _set_folder(self) -> None:
         assert self.journal is not None
-        metadata = self.layer.metadata
-        metadata.setdefault(TAG, {})["journal"] = str(self.journal.folder)
+        own_tag(self.layer)["journal"] = str(self.journal.folder)
 
     def _write(self, record: bytes | Callable[[], bytes]) -> None:
         """Append ``record`` (or what ``record()`` makes once the journal exists: object numbers belong
@@ -422,6 +431,21 @@ class LabelsRecorder:
             return 1
         return 0
 
+    def _on_inserted(self, event: Any) -> None:
+        """A layer napari duplicated from this one holds this layer's FCFI dict (a shallow copy of the
+        metadata): it gets its own at once, before either changes (:func:`.layers.own_tag`)."""
+        layer = event.value
+        metadata = getattr(layer, "metadata", None)
+        mine = self.layer.metadata.get(TAG)
+        if (
+            layer is not self.layer
+            and isinstance(metadata, dict)
+            and mine is not None
+            and metadata.get(TAG) is mine
+        ):
+            own_tag(self.layer)  # (claims the dict first, should nobody have yet)
+            own_tag(layer)
+
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):
             self.detach()
@@ -434,6 +458,7 @@ class LabelsRecorder:
             (self.layer.events.data, self._on_data),
             (self.layer.events.editable, self._on_editable),
             (self.viewer.layers.events.removed, self._on_removed),
+            (self.viewer.layers.events.inserted, self._on_inserted),
         ):
             emitter.disconnect(callback)
         for key in UNDO_KEYS:
@@ -499,4 +524,5 @@ __all__ = [
     "journal_folder_of",
     "record_layer",
     "recorder_of",
+    "recorder_of_journal",
 ]

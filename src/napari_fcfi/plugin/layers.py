@@ -28,10 +28,41 @@ TAG = "napari_fcfi"
 CLICK_LOG_KEY = "click_log"  # in labels.metadata[TAG]
 
 
+OWNER_KEY = "layer"  # in labels.metadata[TAG]: the unique_id of the layer the dict belongs to
+#: What a copy of a labels layer does not take over from the original's metadata: its journal (the
+#: original's crash record) and the file it was saved to (a Save of the copy must not replace it).
+NOT_COPIED = ("journal", "saved_to")
+
+
+def own_tag(layer: Any) -> dict[str, Any]:
+    """The layer's own FCFI metadata dict (created on first use) for writing.
+
+    napari's Duplicate Layer copies ``metadata`` shallowly: the copy held the very dict of the original,
+    so a commit into either went into both click logs, and a journal or save of one moved the other's.
+    The dict names the layer it belongs to; a copy gets its own, with a copy of the click log (which
+    describes the copied labels) and neither the journal nor the file of the original (:data:`NOT_COPIED`).
+    """
+    metadata = getattr(layer, "metadata", None)
+    if not isinstance(metadata, dict):
+        return {}
+    me = str(layer.unique_id)
+    tag = metadata.get(TAG)
+    if not isinstance(tag, dict):
+        tag = {}
+    elif tag.get(OWNER_KEY, me) != me:
+        tag = {key: value for key, value in tag.items() if key not in NOT_COPIED}
+        log = tag.get(CLICK_LOG_KEY)
+        if isinstance(log, ClickLog):
+            tag[CLICK_LOG_KEY] = ClickLog(list(log.records), dict(log.metadata), log.axes)
+    tag[OWNER_KEY] = me
+    metadata[TAG] = tag
+    return tag
+
+
 def click_log_of(labels: Any) -> ClickLog:
     """The click log stored with a labels layer (created empty on first use): it stays with the labels
     even when the widget is closed."""
-    tag = labels.metadata.setdefault(TAG, {}) if isinstance(labels.metadata, dict) else {}
+    tag = own_tag(labels)
     log = tag.get(CLICK_LOG_KEY)
     if not isinstance(log, ClickLog):
         log = ClickLog()

@@ -33,7 +33,7 @@ Region = tuple[slice, slice]
 HISTORY_LIMIT = 100  # proposal actions kept for Ctrl+Z on the proposals layer
 
 
-@dataclass
+@dataclass(eq=False)
 class _Taken:
     """One proposal taken out of the proposals layer (accepted: ``record`` is its commit)."""
 
@@ -41,6 +41,21 @@ class _Taken:
     layer: Any  # the proposals layer it came from
     label: int  # its id there (a new one when the old id was taken meanwhile)
     parts: dict[SliceKey, tuple[Region, np.ndarray]]  # per slice: its box and its mask in the box
+    shown: bool = False  # (a corrected one) put back in its layer while its object in progress is gone
+
+
+class CorrectedProposal:
+    """The token a corrected proposal's object in progress carries on its slices
+    (:meth:`~napari_fcfi.annotation.session.AnnotationSession.correct_proposal`): an undo, redo or reset
+    that takes that object away or brings it back tells it, through :meth:`follow`."""
+
+    def __init__(self, history: ProposalHistory, taken: _Taken) -> None:
+        self.history, self.taken = history, taken
+
+    def follow(self, object_exists: bool) -> str | None:
+        """The proposal is back in its layer while its object in progress is gone, and leaves it again
+        when the object comes back; returns what to add to the status (None: nothing changed)."""
+        return self.history.follow_correction(self.taken, object_exists)
 
 
 @dataclass
@@ -71,13 +86,31 @@ class ProposalHistory:
             self._accepted[id(one.record)] = one
         self._push(_Action("accept", taken))
 
-    def corrected(self, layer: Any, label: int, masks: dict) -> None:
+    def corrected(self, layer: Any, label: int, masks: dict) -> CorrectedProposal:
         """Proposal ``label`` became the object in progress (Correct): when its commit is undone, it
-        comes back like an accepted one (recognised by its starting masks in the commit's record)."""
-        self._corrected = [
-            *self._corrected[-(HISTORY_LIMIT - 1) :],
-            _Taken(None, layer, int(label), _crop(masks)),
-        ]
+        comes back like an accepted one (recognised by its starting masks in the commit's record); the
+        returned token, on the object's slices, brings it back when an undo or reset takes the object."""
+        taken = _Taken(None, layer, int(label), _crop(masks))
+        self._corrected = [*self._corrected[-(HISTORY_LIMIT - 1) :], taken]
+        return CorrectedProposal(self, taken)
+
+    def follow_correction(self, taken: _Taken, object_exists: bool) -> str | None:
+        """See :meth:`CorrectedProposal.follow`."""
+        if not any(one is taken for one in self._corrected) or not self._live(taken):
+            return None  # committed meanwhile (its commit's undo brings it back), or its layer is gone
+        name = taken.layer.name
+        if object_exists and taken.shown:
+            taken.shown = False
+            if self._drop(taken):
+                taken.layer.refresh()
+                return f"proposal {taken.label} left {name!r} again"
+            return None
+        if not object_exists and not taken.shown:
+            taken.shown = bool(self._put_back_all([taken]))
+            if taken.shown:
+                return f"proposal {taken.label} is back in {name!r} (C corrects it again, D deletes it)"
+            return f"proposal {taken.label} did not come back: a newer proposal lies there"
+        return None
 
     def deleted(self, layer: Any, label: int, masks: dict) -> None:
         self._push(_Action("delete", [_Taken(None, layer, int(label), _crop(masks))]))

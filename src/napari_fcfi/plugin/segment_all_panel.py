@@ -13,16 +13,16 @@ own id there. The user then
   deleted proposal comes back with Ctrl+Z on the proposals layer (:mod:`.proposal_history`); redo
   takes them again;
 * correcting makes the proposal the object in progress on its slice, as editing a label does: clicks
-  refine it and Commit writes it.
+  refine it and Commit writes it; undoing the correction (Ctrl+Z past its clicks) or resetting the
+  object (Esc) puts the proposal back.
 
-Accepting or correcting refuses while the slice has another object in progress (commit or reset it
-first), so no work is lost.
+Correcting refuses while the slice has another object in progress (commit or reset it first);
+accepting refuses only proposals that overlap the object in progress, so no work is lost.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +33,13 @@ from napari.layers import Labels
 
 from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
 from napari_fcfi.annotation.proposal_links import link_to_previous
-from napari_fcfi.annotation.proposals import iter_segment_all
+from napari_fcfi.annotation.proposals import drop_labelled, iter_segment_all
+from napari_fcfi.annotation.seeds import object_size_from_labels
 
 from . import layers as helpers
+from .accept_all_feedback import CommitProgress, refusal_notes
 from .background import BackgroundRun, run_generator
-from .commit_flow import commit_object, commits_as_one
+from .commit_flow import commit_proposal, commits_as_one
 from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 from .journaling import UNDO_KEYS
@@ -87,7 +89,8 @@ class SegmentAllPanel(Container):
             min=0,
             max=10_000,
             value=0,
-            tooltip="Expected object diameter in pixels (0: estimated from the image)",
+            tooltip="Expected object diameter in pixels (0: the median of the objects in the labels layer "
+            "when it holds 3 or more, else estimated from the image)",
         )
         self.run_button = PushButton(
             text="Segment all", tooltip="Propose an object for every seed, in the background"
@@ -187,6 +190,24 @@ class SegmentAllPanel(Container):
     def _plane(self, layer: Labels, key: SliceKey) -> np.ndarray:
         return layer.data[key] if key else layer.data
 
+    @staticmethod
+    def _labels_plane(labels: Labels, key: SliceKey) -> np.ndarray:
+        """A slice of the user's labels (level 0 of a multiscale layer)."""
+        data = helpers.image_data(labels)
+        return np.asarray(data[key] if key else data)
+
+    def _size_from_labels(self, key: SliceKey) -> tuple[float | None, str]:
+        """The object size from the objects already in the labels layer (the slice on screen's, else
+        every slice's) and what the status says of it; None when too few are labelled."""
+        labels = self._commit_labels()
+        if labels is None:
+            return None, ""
+        size, count = object_size_from_labels([self._labels_plane(labels, key)])
+        if size is None and key:
+            data = np.asarray(helpers.image_data(labels))
+            size, count = object_size_from_labels(data.reshape(-1, *data.shape[-2:]))
+        return size, f", from {count} objects in {labels.name!r}"
+
     def _on_press(self, layer: Labels, event: Any) -> None:
         value = layer.get_value(event.position, world=True)
         self.select(int(value) if value else None)
@@ -230,19 +251,27 @@ class SegmentAllPanel(Container):
         geometry, settings, cache = state.geometry, controller.settings, controller.model_cache
         image, channel = helpers.image_data(state.layer), state.channel
         engine_settings = dict(controller.engine_settings)
-        object_size = float(self.object_size.value) or None
+        object_size, size_from = float(self.object_size.value) or None, ""
+        if object_size is None:  # the user's own objects tell the size best (image estimate otherwise)
+            object_size, size_from = self._size_from_labels(key_on_screen)
         layer = self.proposals_layer(create=True)
         if layer is None:  # no image (checked above)
             return None
         run = BackgroundRun()
         self._run = run
         first_id = int(layer.data.max()) + 1  # ids of earlier runs on other slices stay unique
-        tally = {"proposals": 0, "slices": 0, "next_id": first_id}
+        tally = {"proposals": 0, "slices": 0, "next_id": first_id, "labelled": 0}
         link_axis = len(geometry.slice_shape) - 1 if self.link.value and len(keys) > 1 else None
         segmented: set[SliceKey] = set()
 
         def objects() -> int:
             return tally["next_id"] - first_id
+
+        def left_out_note() -> str:
+            users = self._commit_labels()
+            if not tally["labelled"] or users is None:
+                return ""
+            return f"; {tally['labelled']} already in {users.name!r} left out"
 
         controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
@@ -285,20 +314,26 @@ class SegmentAllPanel(Container):
             if link_axis is not None and key[link_axis] > 0:
                 before = (*key[:link_axis], key[link_axis] - 1, *key[link_axis + 1 :])
                 previous = np.asarray(self._plane(layer, before)) if before in segmented else None
-            labels, tally["next_id"] = link_to_previous(previous, result.labels, tally["next_id"])
+            users = self._commit_labels()  # objects labelled already are not proposed again
+            new, labelled = drop_labelled(
+                result.labels, None if users is None else self._labels_plane(users, key)
+            )
+            labels, tally["next_id"] = link_to_previous(previous, new, tally["next_id"])
             self._plane(layer, key)[...] = labels
             segmented.add(key)
             layer.refresh()
-            found = int(result.labels.max())
+            found = int(np.unique(new[new > 0]).size)
             tally["proposals"] += found
             tally["slices"] += 1
+            tally["labelled"] += labelled
+            left_out = left_out_note() if labelled else ""
             # the size it looked for: an estimate far off (a tissue's stained body) is the first thing to fix
             size = (
                 ""
                 if result.object_size is None
                 else f" (object size {result.object_size:.0f} px"
                 + (
-                    ""
+                    size_from
                     if object_size
                     else ", estimated: set Object size if the proposals are too big or small"
                 )
@@ -307,11 +342,11 @@ class SegmentAllPanel(Container):
             if result.message:
                 controller.show_status(f"FCFI: {result.message}")
             elif len(keys) == 1:
-                controller.show_status(f"FCFI: {found} proposal(s){size}{ACTIONS}")
+                controller.show_status(f"FCFI: {found} proposal(s){size}{left_out}{ACTIONS}")
             else:
                 controller.show_status(
                     f"FCFI: {found} proposal(s) on {describe_slices([key])}{size}; "
-                    f"{objects()} object(s) on {tally['slices']} of {len(keys)} slices so far"
+                    f"{objects()} object(s) on {tally['slices']} of {len(keys)} slices so far{left_out}"
                 )
 
         def on_done(*_: Any) -> None:
@@ -328,7 +363,7 @@ class SegmentAllPanel(Container):
                 how = "linked across slices" if link_axis is not None else "each slice's separate"
                 controller.show_status(
                     f"FCFI: {objects()} object(s) from {tally['proposals']} proposal(s) on {len(keys)} "
-                    f"slices ({how}){ACTIONS}"
+                    f"slices ({how}){left_out_note()}{ACTIONS}"
                 )
 
         def on_error(error: Exception) -> None:
@@ -370,15 +405,27 @@ class SegmentAllPanel(Container):
         return [tuple(int(i) for i in index) for index in np.argwhere(present)]
 
     def _busy_slices(self, found: Proposal) -> list[SliceKey]:
-        """The proposal's slices with an object in progress (accepting must not replace the user's work)."""
+        """The proposal's slices with an object in progress (correcting needs the slice's object slot)."""
         return [key for key in found.keys if found.state.objects.get(key).has_object]
 
-    def _refuse_busy(self, busy: list[SliceKey]) -> None:
+    def _overlapped_slices(self, found: Proposal) -> list[SliceKey]:
+        """The proposal's slices where it overlaps the object in progress (accepting it would take the
+        user's object's pixels first; one whose mask has not arrived yet counts as overlapping)."""
+        overlapped = []
+        for key in found.keys:
+            obj = found.state.objects.get(key, create=False)
+            if obj is None or not obj.has_object:
+                continue
+            if obj.mask is None or (obj.mask & found.mask(key)).any():
+                overlapped.append(key)
+        return overlapped
+
+    def _refuse_busy(self, busy: list[SliceKey], what: str = "an object in progress") -> None:
         verb = "has" if len(busy) == 1 else "have"
         where = (
             "this slice has" if busy == [self.controller.current_key()] else f"{describe_slices(busy)} {verb}"
         )
-        self.controller.show_status(f"FCFI: {where} an object in progress; commit or reset it first")
+        self.controller.show_status(f"FCFI: {where} {what}; commit or reset it first")
 
     def _drop(self, found: Proposal, refresh: bool = True) -> None:
         for key in found.keys:
@@ -403,9 +450,9 @@ class SegmentAllPanel(Container):
         found = self._where(proposal or self.selected)
         if found is None:
             return False
-        busy = self._busy_slices(found)
-        if busy:
-            self._refuse_busy(busy)
+        overlapped = self._overlapped_slices(found)
+        if overlapped:
+            self._refuse_busy(overlapped, f"an object in progress overlapping proposal {found.label}")
             return False
         accepted = self._accept(found)
         if accepted is None:
@@ -438,7 +485,7 @@ class SegmentAllPanel(Container):
         return sorted(covered)
 
     def _accept(self, found: Proposal, refresh: bool = True) -> tuple[Any, ...] | None:
-        """Commit the proposal on all its slices, as one object (its slices must be free); returns
+        """Commit the proposal on all its slices, as one object; returns
         what :meth:`ProposalHistory.accepted` needs (None when the commit refused it or it covers an
         existing label: the status says why)."""
         controller, state = self.controller, found.state
@@ -452,10 +499,7 @@ class SegmentAllPanel(Container):
             )
             return None
         masks = {key: found.mask(key) for key in found.keys}
-        obj = state.objects.start_from_masks(masks)
-        if not commit_object(controller, state, obj):
-            state.objects.forget(obj.key)  # refused (e.g. all of it is another label): the proposal stays
-            controller.refresh_view()
+        if not commit_proposal(controller, state, masks):  # refused (e.g. all of it is another label)
             return None
         record = helpers.click_log_of(state.labels_layer).records[-1]
         self._drop(found, refresh)
@@ -473,11 +517,11 @@ class SegmentAllPanel(Container):
             for proposal in np.unique(plane[plane > 0]).tolist():
                 slices_of.setdefault(int(proposal), []).append(key)
         found_all = [Proposal(state, layer, proposal, keys) for proposal, keys in slices_of.items()]
-        # the user's object in progress is never replaced: proposals on its slices stay
-        free = [found for found in found_all if not self._busy_slices(found)]
+        # the user's objects in progress are never painted over: proposals overlapping them stay
+        free = [found for found in found_all if not self._overlapped_slices(found)]
         accepted, busy = [], len(found_all) - len(free)
         refusals: list[str] = []
-        progress = _CommitProgress(self.accept_all_button, len(free))
+        progress = CommitProgress(self.accept_all_button, len(free))
         # (no labels layer is made when nothing can be accepted)
         grouped = commits_as_one(self.controller, state) if free else nullcontext()
         with grouped:  # one Ctrl+Z on the labels layer takes every accepted object back
@@ -493,8 +537,8 @@ class SegmentAllPanel(Container):
         self.history.accepted(state.labels_layer, accepted)
         kept = []
         if busy:
-            kept.append(f"{busy} on slice(s) with an object in progress (commit or reset it, then accept)")
-        kept += _refusal_notes(refusals)
+            kept.append(f"{busy} overlapping an object in progress (commit or reset it, then accept)")
+        kept += refusal_notes(refusals)
         detail = f"; kept as proposals: {'; '.join(kept)}" if kept else ""
         undo = f"; Ctrl+Z takes {'it' if len(accepted) == 1 else 'them'} back" if accepted else ""
         self.controller.show_status(f"FCFI: accepted {len(accepted)} proposal(s){detail}{undo}")
@@ -511,56 +555,16 @@ class SegmentAllPanel(Container):
             return False
         controller, state = self.controller, found.state
         masks = {key: found.mask(key) for key in found.keys}
-        state.objects.start_from_masks(masks)
-        state.history.mark_changed(masks)  # the user's now: a propagation or fill going on leaves it
-        self.history.corrected(found.layer, found.label, masks)
+        # undoable (a propagation or fill going on leaves these slices: the user's now); undoing it or
+        # Esc gives the proposal back
+        state.session.correct_proposal(masks, self.history.corrected(found.layer, found.label, masks))
         self._drop(found)
         controller.viewer.layers.selection.active = state.clicks_layer  # the next click refines it
         controller.refresh_view()
         controller.on_change()
         where = f" on {len(found.keys)} slices" if len(found.keys) > 1 else ""
         controller.show_status(
-            f"FCFI: correcting proposal {found.label}{where}; click to refine, Commit writes it"
+            f"FCFI: correcting proposal {found.label}{where}; click to refine, Commit writes it, Esc gives "
+            "the proposal back"
         )
         return True
-
-
-class _CommitProgress:
-    """Accept all's progress, in its button's text. The commits run on napari's main thread (they
-    paint the labels layer) inside one undo item, so the event loop must not run between them (a
-    brush stroke would join the item): the button is repainted directly, at most every 0.1 s, and
-    only for long runs (a progress bar would need the event loop to make room for it)."""
-
-    def __init__(self, button: PushButton, total: int) -> None:
-        self.button, self.total = button, total
-        self.text = button.text
-        self._shown_at = time.perf_counter()
-        self._shown = False
-
-    def show(self, done: int) -> None:
-        now = time.perf_counter()
-        if now - self._shown_at < 0.1:
-            return
-        self._shown_at, self._shown = now, True
-        self.button.text = f"{done} / {self.total}"
-        self.button.native.repaint()
-
-    def close(self) -> None:
-        if self._shown:
-            self.button.text = self.text
-
-
-def _refusal_notes(refusals: list[str]) -> list[str]:
-    """Accept all's refusals in a few words: those lying on or covering existing labels are counted
-    apart (their commit message's advice to paint over would replace the user's labels: not for a
-    whole batch)."""
-    on_labels = [r for r in refusals if "lies on existing labels" in r or "(already annotated)" in r]
-    other = [r for r in refusals if r not in on_labels]
-    notes = []
-    if on_labels:
-        notes.append(
-            f"{len(on_labels)} on existing labels (already annotated? C corrects one, D deletes one)"
-        )
-    if other:
-        notes.append(f"{len(other)} refused by the commit ({other[0]})")
-    return notes

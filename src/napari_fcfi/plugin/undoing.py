@@ -11,6 +11,7 @@ from .host import AnnotationHost
 from .image_state import ImageState
 from .journaling import recorder_of
 from .layers import click_log_of
+from .proposal_history import CorrectedProposal
 
 #: Esc this soon after a propagation or fill ended, with nothing done since, was meant to cancel it: it
 #: does not reset the object.
@@ -31,9 +32,10 @@ def undo(controller: AnnotationHost) -> None:
     if action is None:
         controller.show_status(nothing_to_undo_message(controller, state))
         return
-    show_restored(controller, state, action)
+    proposals = show_restored(controller, state, action)
     controller.show_status(
-        f"FCFI: undid the {action.name}{action.where(controller.current_key())}; Ctrl+Shift+Z redoes it"
+        f"FCFI: undid the {action.name}{action.where(controller.current_key())}{proposals}; Ctrl+Shift+Z "
+        "redoes it"
     )
 
 
@@ -67,8 +69,10 @@ def redo(controller: AnnotationHost) -> None:
         # fill's unfinished slices, from one side) is placed again, so the object has no gap.
         run.discarded, run.redone = False, True
         run.since = state.history.clock  # the undo and redo marked its own slices changed: not the user's
-    show_restored(controller, state, action)
-    controller.show_status(f"FCFI: redid the {action.name}{action.where(controller.current_key())}")
+    proposals = show_restored(controller, state, action)
+    controller.show_status(
+        f"FCFI: redid the {action.name}{action.where(controller.current_key())}{proposals}"
+    )
 
 
 def reset_object(controller: AnnotationHost) -> None:
@@ -96,12 +100,13 @@ def reset_object(controller: AnnotationHost) -> None:
         controller.show_status("FCFI: nothing to reset on this slice")
         return
     action, message = outcome
-    show_restored(controller, state, action)
-    controller.show_status(f"FCFI: {message}; Ctrl+Z brings it back")
+    proposals = show_restored(controller, state, action)
+    controller.show_status(f"FCFI: {message}{proposals}; Ctrl+Z brings it back")
 
 
-def show_restored(controller: AnnotationHost, state: ImageState, action: Action) -> None:
-    """Bring the clicks layer, the predictions and the preview in step with the slices ``action`` changed."""
+def show_restored(controller: AnnotationHost, state: ImageState, action: Action) -> str:
+    """Bring the clicks layer, the predictions, the preview and the segment-all proposals in step with
+    the slices ``action`` changed; returns what to add to the status about the proposals ("" or "; ...")."""
     in_layer = controller.points.clicks_by_slice(state)
     for key in action.keys:
         obj = state.objects.get(key)
@@ -115,3 +120,22 @@ def show_restored(controller: AnnotationHost, state: ImageState, action: Action)
             controller.request_prediction(state, obj)
     controller.refresh_view()
     controller.on_change()
+    return _proposals_follow(state, action)
+
+
+def _proposals_follow(state: ImageState, action: Action) -> str:
+    """A corrected proposal is back in the proposals layer while its object in progress is gone (an
+    undone correction, a reset) and leaves it again when the object comes back (redo)."""
+    touched = [*action.before.values(), *action.after.values()]
+    tokens = {id(o.proposal): o.proposal for o in touched if o is not None and o.proposal is not None}
+    if not tokens:
+        return ""
+    existing = {
+        id(o.proposal) for o in state.objects.slices.values() if o.proposal is not None and o.has_object
+    }
+    notes = [
+        token.follow(ident in existing)
+        for ident, token in tokens.items()
+        if isinstance(token, CorrectedProposal)
+    ]
+    return "".join(f"; {note}" for note in notes if note)
