@@ -132,6 +132,29 @@ def test_segment_all_finds_every_disk_once():
         assert single_pass.labels[row, col] == label
 
 
+def test_objects_already_labelled_are_not_proposed_again_and_give_the_size():
+    image, truth = disks_image()
+    labelled = np.where(np.isin(truth, [1, 2, 3]), truth, 0)
+    result = _finished(iter_segment_all(brightness_net(), image, labelled=labelled, object_size=None))
+    assert result.object_size == pytest.approx(object_size_from_labels([labelled])[0])
+    assert (result.labels[labelled > 0] > 0).mean() < 0.05  # nothing proposed on them
+    f1, _, matches = detection_scores(np.where(labelled > 0, 0, truth), result.labels)
+    assert f1 == 1.0 and len(matches) == len(CENTRES) - 3
+    assert set(result.scores) == set(np.unique(result.labels).tolist()) - {0}
+    with pytest.warns(SegmentAllWarning, match="labelled already|lies on a labelled object"):
+        assert not segment_all(brightness_net(), image, labelled=truth).any()
+    with pytest.raises(ValueError, match="shape"):
+        segment_all(brightness_net(), image, labelled=truth[:-1])
+
+
+def _finished(steps):
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def test_overlapping_proposals_give_each_pixel_one_object_and_skip_covered_seeds():
     image, _ = disks_image()
     seeds = [(20, 20), (21, 21), (60, 30)]  # the second seed lies inside the first object

@@ -48,7 +48,14 @@ from scipy import ndimage as ndi
 from napari_fcfi.engine import InteractiveSegmenter
 from napari_fcfi.engine.windows import Box, Patch
 
-from .seeds import MIN_OBJECT_SIZE, detect_seeds, estimate_object_size, gray_view, uncovered_seeds
+from .seeds import (
+    MIN_OBJECT_SIZE,
+    detect_seeds,
+    estimate_object_size,
+    gray_view,
+    object_size_from_labels,
+    uncovered_seeds,
+)
 
 #: Proposals whose mean probability inside the mask is below this are dropped, for models without their
 #: own ``segment_all.min_score`` metadata (:func:`model_min_score`): best F1@0.5 over 0.5-0.8 on the first
@@ -159,13 +166,16 @@ def segment_all(
     channel_axis: int | None = None,
     channel: int | Sequence[int] | None = None,
     progress: ProgressCallback | None = None,
+    labelled: np.ndarray | None = None,
     **settings: Any,
 ) -> np.ndarray:
     """Labels (int32, the image's 2D shape) with one FCFI proposal per object of ``image``.
 
     ``model``: an FCFI network (``load_model()``); ``image``: 2D, RGB(A) or 2D plus ``channel_axis``
     (``channel`` picks channels as in the engine); ``object_size``: expected object diameter in
-    pixels (estimated from the image when None); ``min_score``: proposals scoring below it are dropped
+    pixels (when None: the median size of the objects in ``labelled`` when it holds 3 or more, else
+    estimated from the image); ``labelled``: the image's existing labels (2D, 0 = none), whose objects
+    are not proposed again (no seed on them; a proposal lying half or more on them is dropped); ``min_score``: proposals scoring below it are dropped
     (None: the model's own, :func:`model_min_score`); ``seeds``: ``(row, col)`` points to use instead of
     the detector; ``progress(done, total)`` is called after every chunk of seeds; ``settings`` go to
     the engine (``InteractiveSegmenter``) plus ``batch_size``, ``min_area_fraction``,
@@ -180,6 +190,7 @@ def segment_all(
         min_score=min_score,
         channel_axis=channel_axis,
         channel=channel,
+        labelled=labelled,
         **settings,
     )
     while True:
@@ -216,6 +227,7 @@ def iter_segment_all(
     refine_zoom: float | None = REFINE_ZOOM,
     refine_input_size: int | None = REFINE_INPUT_SIZE,
     uncovered_fraction: float | None = UNCOVERED_FRACTION,
+    labelled: np.ndarray | None = None,
     **settings: Any,
 ) -> Generator[tuple[int, int], None, SegmentAllResult]:
     """:func:`segment_all` as a generator: yields ``(seeds done, seeds total)``, returns the result.
@@ -249,6 +261,10 @@ def iter_segment_all(
         )
     height, width = session.image_shape
     labels = np.zeros((height, width), np.int32)
+    if labelled is not None:
+        labelled = np.asarray(labelled)
+        if labelled.shape != (height, width):
+            raise ValueError(f"labelled has the shape {labelled.shape}, the image's plane {(height, width)}")
     if min(height, width) < MIN_IMAGE_SIDE:
         return SegmentAllResult(
             labels,
@@ -264,6 +280,8 @@ def iter_segment_all(
         )
         if float(gray.max()) == float(gray.min()):
             return SegmentAllResult(labels, message="segment all: the image is constant (no objects to find)")
+    if object_size is None and labelled is not None:
+        object_size = object_size_from_labels([labelled])[0]
     if object_size is None:
         object_size = estimate_object_size(from_image)
         if object_size is None:
@@ -277,8 +295,10 @@ def iter_segment_all(
     if not math.isfinite(float(object_size)) or float(object_size) <= 0:
         raise ValueError(f"object_size must be a positive number of pixels, got {object_size!r}")
     object_size = max(float(object_size), MIN_OBJECT_SIZE)
+    detected: list[tuple[int, int]] = []
     if seeds is None:
-        points = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
+        detected = detect_seeds(from_image, SEED_SCALE * object_size, min_contrast=min_contrast)
+        points = _unlabelled(detected, labelled)
     else:
         seeds = list(seeds)  # (a generator is read once)
         points = [(math.floor(r + 0.5), math.floor(c + 0.5)) for r, c in seeds]
@@ -290,6 +310,8 @@ def iter_segment_all(
             message=(
                 f"segment all: all {len(seeds)} given seed(s) lie outside the {height} x {width} image"
                 if seeds
+                else f"segment all: every seed found ({len(detected)}) lies on a labelled object"
+                if detected
                 else f"segment all: no seeds found (object size {object_size:.1f} px); "
                 "try another object size or give seeds"
             ),
@@ -326,7 +348,7 @@ def iter_segment_all(
         for share in builder.propose(part):  # after each network batch of seeds: Cancel waits for one
             yield min(start + int(share * len(part)), total), total
     if uncovered_fraction is not None and seeds is None:
-        extra = uncovered_seeds(from_image, labels, uncovered_fraction * expected_area)
+        extra = _unlabelled(uncovered_seeds(from_image, labels, uncovered_fraction * expected_area), labelled)
         if extra:
             points = points + extra
             yield total, len(points)
@@ -334,14 +356,19 @@ def iter_segment_all(
             for share in builder.propose(extra):
                 yield min(total - len(extra) + int(share * len(extra)), total), total
     scores, label_seeds = builder.scores, builder.label_seeds
-    message = (
-        None
-        if scores
-        else (
+    labels, left_out = drop_labelled(labels, labelled)
+    if left_out:
+        present = set(np.unique(labels).tolist())
+        scores = {label: score for label, score in scores.items() if label in present}
+        label_seeds = {label: seed for label, seed in label_seeds.items() if label in present}
+    message = None
+    if not scores and left_out:
+        message = f"segment all: every object found ({left_out}) is labelled already"
+    elif not scores:
+        message = (
             f"segment all: no object passed the checks ({total} seeds, object size {object_size:.1f} px, "
             f"min_score {min_score})"
         )
-    )
     return SegmentAllResult(
         labels,
         object_size=object_size,
@@ -350,6 +377,13 @@ def iter_segment_all(
         label_seeds=label_seeds,
         message=message,
     )
+
+
+def _unlabelled(points: list[tuple[int, int]], labelled: np.ndarray | None) -> list[tuple[int, int]]:
+    """The seeds not on an object of ``labelled`` (the user's labels)."""
+    if labelled is None:
+        return points
+    return [(r, c) for r, c in points if not labelled[r, c]]
 
 
 class _LabelsBuilder:
