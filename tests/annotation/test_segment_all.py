@@ -10,7 +10,12 @@ import pytest
 from helpers.standins import BlobNet
 from napari_fcfi import segment_all
 from napari_fcfi.annotation.proposals import SegmentAllWarning, drop_labelled, iter_segment_all
-from napari_fcfi.annotation.seeds import detect_seeds, estimate_object_size, object_size_from_labels
+from napari_fcfi.annotation.seeds import (
+    choose_object_size,
+    detect_seeds,
+    estimate_object_size,
+    object_size_from_labels,
+)
 from napari_fcfi.engine import ImageSource, InteractiveSegmenter
 from napari_fcfi.engine.clicks import Click
 from napari_fcfi.engine.session import refined_or_first
@@ -257,6 +262,19 @@ def test_object_size_from_labelled_objects_needs_three_of_them():
     big[30:60, 30:60] = 7
     size, count = object_size_from_labels([labels, big])
     assert count == 4 and size == pytest.approx(2 * np.sqrt(64 / np.pi))
+
+
+def test_the_labelled_size_wins_only_where_the_estimate_is_far_from_it():
+    assert choose_object_size(20.0, None) == (20.0, "image")
+    assert choose_object_size(20.0, 28.0) == (20.0, "image")  # a few labelled (large) ones: biased
+    assert choose_object_size(39.0, 17.0) == (17.0, "labelled")  # a tissue's body fooled the estimate
+    assert choose_object_size(None, 17.0) == (17.0, "labelled")
+    image, truth = disks_image()
+    far = np.zeros_like(truth)  # three labelled objects 3x the disks' size
+    for index, (row, col) in enumerate([(30, 30), (30, 95), (95, 30)], start=1):
+        far[row - 20 : row + 20, col - 20 : col + 20] = index
+    result = _finished(iter_segment_all(brightness_net(), image, labelled=far))
+    assert result.size_from == "labelled" and result.object_size > 40
 
 
 def test_proposals_lying_mostly_on_labelled_objects_are_dropped():

@@ -358,6 +358,8 @@ def test_save_labels_follows_a_napari_file_save_of_the_layer(
     # File > Save of the labels layer, the FCFI file type, under a name of the user's choosing
     viewer.layers.selection = {labels}
     (mine,) = viewer.layers.save(str(tmp_path / "mine.fcfi"), selected=True)
+    viewer.layers.selection.active = image  # the field shows the file napari saved to (retest)
+    assert widget.labels_file.value == tmp_path / "mine.fcfi"
     assert widget.controller.add_click_world((5, 30), True) and widget.controller.commit()
     widget.save_labels_button.native.click()  # the field still shows its first offer: not typed by the user
     assert read_labels_tiff(mine)[0][5, 30] == 2 and not offered.exists()  # no second file

@@ -50,6 +50,7 @@ from napari_fcfi.engine.windows import Box, Patch
 
 from .seeds import (
     MIN_OBJECT_SIZE,
+    choose_object_size,
     detect_seeds,
     estimate_object_size,
     gray_view,
@@ -128,6 +129,7 @@ class SegmentAllResult:
 
     labels: np.ndarray
     object_size: float | None = None
+    size_from: str | None = None  # "given", "image" (estimated) or "labelled" (the labelled objects')
     seeds: list[tuple[int, int]] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)
     label_seeds: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -173,8 +175,8 @@ def segment_all(
 
     ``model``: an FCFI network (``load_model()``); ``image``: 2D, RGB(A) or 2D plus ``channel_axis``
     (``channel`` picks channels as in the engine); ``object_size``: expected object diameter in
-    pixels (when None: the median size of the objects in ``labelled`` when it holds 3 or more, else
-    estimated from the image); ``labelled``: the image's existing labels (2D, 0 = none), whose objects
+    pixels (when None: estimated from the image, or the median size of the objects in ``labelled``
+    when it holds 3 or more and the estimate is far from it, :func:`.seeds.choose_object_size`); ``labelled``: the image's existing labels (2D, 0 = none), whose objects
     are not proposed again (no seed on them; a proposal lying half or more on them is dropped); ``min_score``: proposals scoring below it are dropped
     (None: the model's own, :func:`model_min_score`); ``seeds``: ``(row, col)`` points to use instead of
     the detector; ``progress(done, total)`` is called after every chunk of seeds; ``settings`` go to
@@ -280,10 +282,10 @@ def iter_segment_all(
         )
         if float(gray.max()) == float(gray.min()):
             return SegmentAllResult(labels, message="segment all: the image is constant (no objects to find)")
-    if object_size is None and labelled is not None:
-        object_size = object_size_from_labels([labelled])[0]
+    size_from = "given"
     if object_size is None:
-        object_size = estimate_object_size(from_image)
+        from_labels = None if labelled is None else object_size_from_labels([labelled])[0]
+        object_size, size_from = choose_object_size(estimate_object_size(from_image), from_labels)
         if object_size is None:
             return SegmentAllResult(
                 labels,
@@ -307,6 +309,7 @@ def iter_segment_all(
         return SegmentAllResult(
             labels,
             object_size=object_size,
+            size_from=size_from,
             message=(
                 f"segment all: all {len(seeds)} given seed(s) lie outside the {height} x {width} image"
                 if seeds
@@ -372,6 +375,7 @@ def iter_segment_all(
     return SegmentAllResult(
         labels,
         object_size=object_size,
+        size_from=size_from,
         seeds=list(points),
         scores=scores,
         label_seeds=label_seeds,

@@ -34,16 +34,15 @@ from napari.layers import Labels
 from napari_fcfi.annotation.geometry import SliceKey, describe_slices, read_plane
 from napari_fcfi.annotation.proposal_links import link_to_previous
 from napari_fcfi.annotation.proposals import drop_labelled, iter_segment_all
-from napari_fcfi.annotation.seeds import object_size_from_labels
 
 from . import layers as helpers
-from .accept_all_feedback import CommitProgress, refusal_notes
 from .background import BackgroundRun, run_generator
 from .commit_flow import commit_proposal, commits_as_one
 from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 from .journaling import UNDO_KEYS
 from .proposal_history import ProposalHistory
+from .segment_all_words import CommitProgress, refusal_notes, sizes_note
 
 ROLE = helpers.PROPOSALS_ROLE
 ACTIONS = "; click one, then A / D / C, or Accept all"
@@ -51,6 +50,10 @@ ACTIONS = "; click one, then A / D / C, or Accept all"
 #: (e.g. the whole nucleus around a label made with one click): accepting it would paint a ring around
 #: the label, so it stays a proposal (C makes it the object in progress, D deletes it).
 COVERED_LABEL_SHARE = 0.5
+AWAITED = (
+    "FCFI: the object in progress is still being predicted; accept when its mask shows (proposals "
+    "overlapping it stay)"
+)
 
 
 @dataclass
@@ -196,18 +199,6 @@ class SegmentAllPanel(Container):
         data = helpers.image_data(labels)
         return np.asarray(data[key] if key else data)
 
-    def _size_from_labels(self, key: SliceKey) -> tuple[float | None, str]:
-        """The object size from the objects already in the labels layer (the slice on screen's, else
-        every slice's) and what the status says of it; None when too few are labelled."""
-        labels = self._commit_labels()
-        if labels is None:
-            return None, ""
-        size, count = object_size_from_labels([self._labels_plane(labels, key)])
-        if size is None and key:
-            data = np.asarray(helpers.image_data(labels))
-            size, count = object_size_from_labels(data.reshape(-1, *data.shape[-2:]))
-        return size, f", from {count} objects in {labels.name!r}"
-
     def _on_press(self, layer: Labels, event: Any) -> None:
         value = layer.get_value(event.position, world=True)
         self.select(int(value) if value else None)
@@ -251,27 +242,36 @@ class SegmentAllPanel(Container):
         geometry, settings, cache = state.geometry, controller.settings, controller.model_cache
         image, channel = helpers.image_data(state.layer), state.channel
         engine_settings = dict(controller.engine_settings)
-        object_size, size_from = float(self.object_size.value) or None, ""
-        if object_size is None:  # the user's own objects tell the size best (image estimate otherwise)
-            object_size, size_from = self._size_from_labels(key_on_screen)
+        object_size = float(self.object_size.value) or None
+        users = self._commit_labels()  # objects labelled there already are not proposed again
+        users_data = None if users is None else helpers.image_data(users)
         layer = self.proposals_layer(create=True)
         if layer is None:  # no image (checked above)
             return None
         run = BackgroundRun()
         self._run = run
         first_id = int(layer.data.max()) + 1  # ids of earlier runs on other slices stay unique
-        tally = {"proposals": 0, "slices": 0, "next_id": first_id, "labelled": 0}
+        tally = {"proposals": 0, "slices": 0, "next_id": first_id}
         link_axis = len(geometry.slice_shape) - 1 if self.link.value and len(keys) > 1 else None
         segmented: set[SliceKey] = set()
+        known: set[int] = set()  # the labelled objects on the slices done
+        sizes: list[tuple[float, str | None]] = []  # each slice's object size and where it came from
 
         def objects() -> int:
             return tally["next_id"] - first_id
 
         def left_out_note() -> str:
-            users = self._commit_labels()
-            if not tally["labelled"] or users is None:
+            now = self._commit_labels()
+            if not known or now is None:
                 return ""
-            return f"; {tally['labelled']} already in {users.name!r} left out"
+            return f"; {len(known)} object(s) already in {now.name!r} not proposed again"
+
+        def labelled_plane(key: SliceKey) -> np.ndarray | None:
+            """The user's labels of the slice, copied (commits go on meanwhile); their objects get no seed."""
+            if users_data is None:
+                return None
+            plane = np.array(users_data[key] if key else users_data)
+            return plane if plane.shape == geometry.plane_shape else None
 
         controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
@@ -288,6 +288,7 @@ class SegmentAllPanel(Container):
                     object_size=object_size,
                     channel_axis=geometry.slice_channel_axis(),
                     channel=channel,
+                    labelled=labelled_plane(key),
                     **engine_settings,
                 )
                 while True:
@@ -314,10 +315,11 @@ class SegmentAllPanel(Container):
             if link_axis is not None and key[link_axis] > 0:
                 before = (*key[:link_axis], key[link_axis] - 1, *key[link_axis + 1 :])
                 previous = np.asarray(self._plane(layer, before)) if before in segmented else None
-            users = self._commit_labels()  # objects labelled already are not proposed again
-            new, labelled = drop_labelled(
-                result.labels, None if users is None else self._labels_plane(users, key)
-            )
+            now = self._commit_labels()  # as they are now: the user may have committed meanwhile
+            plane = None if now is None else self._labels_plane(now, key)
+            new, _ = drop_labelled(result.labels, plane)
+            if plane is not None:
+                known.update(np.unique(plane[plane > 0]).tolist())
             labels, tally["next_id"] = link_to_previous(previous, new, tally["next_id"])
             self._plane(layer, key)[...] = labels
             segmented.add(key)
@@ -325,20 +327,10 @@ class SegmentAllPanel(Container):
             found = int(np.unique(new[new > 0]).size)
             tally["proposals"] += found
             tally["slices"] += 1
-            tally["labelled"] += labelled
-            left_out = left_out_note() if labelled else ""
-            # the size it looked for: an estimate far off (a tissue's stained body) is the first thing to fix
-            size = (
-                ""
-                if result.object_size is None
-                else f" (object size {result.object_size:.0f} px"
-                + (
-                    size_from
-                    if object_size
-                    else ", estimated: set Object size if the proposals are too big or small"
-                )
-                + ")"
-            )
+            if result.object_size is not None:
+                sizes.append((float(result.object_size), result.size_from))
+            size = sizes_note(sizes[-1:], now)
+            left_out = left_out_note() if plane is not None and plane.any() else ""
             if result.message:
                 controller.show_status(f"FCFI: {result.message}")
             elif len(keys) == 1:
@@ -363,7 +355,7 @@ class SegmentAllPanel(Container):
                 how = "linked across slices" if link_axis is not None else "each slice's separate"
                 controller.show_status(
                     f"FCFI: {objects()} object(s) from {tally['proposals']} proposal(s) on {len(keys)} "
-                    f"slices ({how}){left_out_note()}{ACTIONS}"
+                    f"slices ({how}){sizes_note(sizes, self._commit_labels())}{left_out_note()}{ACTIONS}"
                 )
 
         def on_error(error: Exception) -> None:
@@ -410,15 +402,24 @@ class SegmentAllPanel(Container):
 
     def _overlapped_slices(self, found: Proposal) -> list[SliceKey]:
         """The proposal's slices where it overlaps the object in progress (accepting it would take the
-        user's object's pixels first; one whose mask has not arrived yet counts as overlapping)."""
+        user's object's pixels first)."""
         overlapped = []
         for key in found.keys:
             obj = found.state.objects.get(key, create=False)
-            if obj is None or not obj.has_object:
-                continue
-            if obj.mask is None or (obj.mask & found.mask(key)).any():
+            if (
+                obj is not None
+                and obj.has_object
+                and obj.mask is not None
+                and (obj.mask & found.mask(key)).any()
+            ):
                 overlapped.append(key)
         return overlapped
+
+    def _awaited(self, found: Proposal) -> bool:
+        """An object in progress on the proposal's slices has no mask yet (its prediction is on its way):
+        whether they overlap cannot be told."""
+        objects = (found.state.objects.get(key, create=False) for key in found.keys)
+        return any(obj is not None and obj.has_object and obj.mask is None for obj in objects)
 
     def _refuse_busy(self, busy: list[SliceKey], what: str = "an object in progress") -> None:
         verb = "has" if len(busy) == 1 else "have"
@@ -449,6 +450,9 @@ class SegmentAllPanel(Container):
     def accept(self, proposal: int | None = None) -> bool:
         found = self._where(proposal or self.selected)
         if found is None:
+            return False
+        if self._awaited(found):
+            self.controller.show_status(AWAITED)
             return False
         overlapped = self._overlapped_slices(found)
         if overlapped:
@@ -518,6 +522,10 @@ class SegmentAllPanel(Container):
                 slices_of.setdefault(int(proposal), []).append(key)
         found_all = [Proposal(state, layer, proposal, keys) for proposal, keys in slices_of.items()]
         # the user's objects in progress are never painted over: proposals overlapping them stay
+        awaited = [found for found in found_all if self._awaited(found)]
+        if awaited:
+            self.controller.show_status(AWAITED)
+            return 0
         free = [found for found in found_all if not self._overlapped_slices(found)]
         accepted, busy = [], len(found_all) - len(free)
         refusals: list[str] = []

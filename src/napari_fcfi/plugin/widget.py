@@ -417,6 +417,8 @@ class FCFIWidget(Container):
             message = show_label_id(self.label_id, labels, controller.next_label_id())
             if message is not None:  # the layer became full, or no longer is: say so
                 self._show_status(message)
+            if self._typed_labels_file() is None:  # the offer follows a File > Save (napari tells nobody)
+                self._suggest_labels_file()
         finally:
             self._syncing = False
         self._show_object()
@@ -466,6 +468,8 @@ class FCFIWidget(Container):
 
     def _on_active_layer(self, event: Any = None) -> None:
         """Clicks reach FCFI only on the image and its clicks layer: say so when another layer is selected."""
+        if self._typed_labels_file() is None:  # (a File > Save of the labels may have come first)
+            self._suggest_labels_file()
         state, active = self.controller.state, self.viewer.layers.selection.active
         if state is None or active is None or not self.controller.settings.annotating:
             return

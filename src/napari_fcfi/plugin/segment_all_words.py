@@ -1,8 +1,10 @@
-"""Accept all's helpers: its progress in the button's text and its refusals in a few words."""
+"""Segment all's words and Accept all's progress: the object size it looked for, Accept all's progress in
+its button's text and its refusals in a few words."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from magicgui.widgets import PushButton
 
@@ -48,4 +50,20 @@ def refusal_notes(refusals: list[str]) -> list[str]:
     return notes
 
 
-__all__ = ["CommitProgress", "refusal_notes"]
+def sizes_note(sizes: list[tuple[float, str | None]], labels: Any) -> str:
+    """The object size Segment all looked for (one per slice: a range on a stack) and where it came from:
+    an estimate far off (a tissue's stained body) is the first thing a user would change."""
+    if not sizes:
+        return ""
+    low, high = min(size for size, _ in sizes), max(size for size, _ in sizes)
+    span = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
+    sources = {source for _, source in sizes}
+    how = ""
+    if "labelled" in sources and labels is not None:
+        how = f", from the objects in {labels.name!r}"
+    if "image" in sources:
+        how += ", estimated: set Object size if the proposals are too big or small"
+    return f" (object size {span} px{how})"
+
+
+__all__ = ["CommitProgress", "refusal_notes", "sizes_note"]
