@@ -388,7 +388,8 @@ def test_saving_a_duplicated_layer_leaves_the_originals_file(make_napari_viewer,
     copy = viewer.add_labels(labels.data.copy(), name="cells labels copy", metadata=dict(labels.metadata))
     napari.save_layers(str(tmp_path / "copy.fcfi"), [copy], plugin="napari-fcfi")
     assert default_labels_path(labels, image) == tmp_path / "original.fcfi"
-    assert default_labels_path(copy, image) == tmp_path / "copy.fcfi"
+    # never split from the original (no dock, no journal): a file of its own, never the original's
+    assert default_labels_path(copy, image) != tmp_path / "original.fcfi"
 
 
 def test_save_click_log_without_a_name_writes_beside_the_labels_file(make_napari_viewer, tmp_path):
@@ -442,3 +443,33 @@ def test_a_duplicated_labels_layer_has_its_own_click_log_journal_and_file(make_n
     viewer.layers.save(str(tmp_path / "original.fcfi"), selected=True, plugin="napari-fcfi")
     assert not journal.exists()  # saved: the journal has done its job
     widget.close_controller()
+
+
+def test_a_duplicate_of_a_labels_layer_without_a_journal_gets_its_own_file_and_click_log(
+    make_napari_viewer, tmp_path
+):
+    """Review: only a journaled layer's copy was split at once; a layer saved with File > Save and then
+    duplicated gave the copy its file (Save labels of the copy would replace it) and its click log."""
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((40, 40), np.float32), name="cells")
+    widget = make_widget(viewer, tmp_path)  # its controller splits every inserted layer
+    labels = viewer.add_labels(np.zeros((40, 40), np.int32), name="mine")
+    click_log_of(labels)  # an FCFI dict, no journal
+    viewer.layers.selection = {labels}
+    viewer.layers.save(str(tmp_path / "mine.fcfi"), selected=True, plugin="napari-fcfi")
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["mine copy"]
+    assert default_labels_path(copy, image) != tmp_path / "mine.fcfi"
+    assert default_labels_path(labels, image) == tmp_path / "mine.fcfi"
+    assert click_log_of(copy) is not click_log_of(labels)
+    widget.close_controller()
+
+    # no dock, no journal: the copy shares the dict until its first use, which drops the file
+    viewer.layers.selection = {labels}
+    _duplicate_layer(viewer.layers)
+    second = viewer.layers["mine copy [1]"] if "mine copy [1]" in viewer.layers else viewer.layers[-1]
+    viewer.layers.selection = {second}
+    viewer.layers.save(str(tmp_path / "second.fcfi"), selected=True, plugin="napari-fcfi")
+    assert default_labels_path(labels, image) == tmp_path / "mine.fcfi"

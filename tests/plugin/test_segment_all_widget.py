@@ -380,12 +380,21 @@ def test_accepting_beside_an_object_in_progress_keeps_it_and_its_undo(make_napar
     assert controller.add_click_world(CENTRES[2], True)
     assert controller.add_click_world((CENTRES[2][0], CENTRES[2][1] + 5), False)
     obj = controller.current_object()
-    shown, obj.mask = obj.mask, None  # its prediction still on its way (retest: "24 overlapping" it)
-    assert not panel.accept(3) and panel.accept_all() == 0
+    predictor = controller.predictor
+    pending = predictor.pending
+    predictor.pending = lambda image_id, key: True  # its prediction on its way (retest: "24 overlapping")
+    assert not panel.accept(3)
     assert widget.status.value.startswith("FCFI: the object in progress is still being predicted")
-    obj.mask = shown
+    assert panel.accept_all() == 0 and "3 on slice(s) whose object in progress is still being predicted" in (
+        widget.status.value
+    )
+    predictor.pending = pending
+    controller.update(label_id=50)  # the id the user chose for their object: an accept does not take it
+    clock = controller.state.history.clock
     assert panel.accept(3)
+    assert controller.state.history.changed_since((), clock)  # a run going on leaves the slice
     labels = controller.labels_layer
+    assert labels.data[CENTRES[0]] not in (0, 50) and controller.settings.label_id == 50
     assert labels.data[CENTRES[0]] != 0 and proposals.data[CENTRES[0]] == 0
     assert not panel.accept(5)  # the proposal under the object in progress stays
     assert "overlapping proposal 5" in widget.status.value, widget.status.value
@@ -394,6 +403,7 @@ def test_accepting_beside_an_object_in_progress_keeps_it_and_its_undo(make_napar
     controller.undo()  # the object's own history is intact: its last click goes
     assert len(controller.current_object().clicks) == 1
     assert controller.commit()
+    assert labels.data[CENTRES[2]] == 50
     assert len(np.unique(labels.data)) == 4  # background, two accepted, the committed object
     path = widget.save_click_log(tmp_path / "log.csv")
     replayed = replay_click_log(
@@ -473,3 +483,22 @@ def test_segment_all_again_leaves_out_labelled_objects(make_napari_viewer, qtbot
     assert all(proposals.data[centre] == 0 for centre in CENTRES[:3])
     assert all(proposals.data[centre] != 0 for centre in CENTRES[3:])
     assert panel.accept_all() == 2 and len(np.unique(labels.data)) == 1 + len(CENTRES)
+
+
+def test_a_correction_given_back_then_accepted_is_not_undone_over_its_label(make_napari_viewer, tmp_path):
+    """Review: Correct, Esc (the proposal back), Accept, then Ctrl+Z undid the reset and put the
+    corrected object in progress again over the label just committed."""
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    controller, panel = widget.controller, widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
+    assert panel.correct(3)
+    controller.reset_object()
+    assert proposals.data[CENTRES[0]] == 3
+    assert panel.accept(3)
+    assert controller.labels_layer.data[CENTRES[0]] != 0
+    controller.undo()
+    assert not controller.current_object().has_object and proposals.data[CENTRES[0]] == 0
+    assert "nothing to undo in the clicks" in widget.status.value, widget.status.value

@@ -13,8 +13,9 @@ slices an undo or redo changed (:attr:`Action.keys`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .geometry import SliceKey, describe_slices
 from .objects import ObjectsInProgress, SliceObject, StackObject
@@ -29,6 +30,7 @@ class Action:
     groups_before: dict[int, StackObject] = field(default_factory=dict)
     after: dict[SliceKey, SliceObject | None] = field(default_factory=dict)
     groups_after: dict[int, StackObject] = field(default_factory=dict)
+    proposal: Any = None  # a "proposal correction": the caller's token of the proposal it took up
 
     @property
     def keys(self) -> list[SliceKey]:
@@ -119,6 +121,11 @@ class ActionHistory:
         self._mark(gone)
         self.done = [a for a in self.done if a is keep or gone.isdisjoint(a.keys)]
         self.undone = [a for a in self.undone if a is keep or gone.isdisjoint(a.keys)]
+
+    def forget_where(self, gone: Callable[[Action], bool]) -> None:
+        """Drop the actions ``gone`` says yes to (from both lists)."""
+        self.done = [a for a in self.done if not gone(a)]
+        self.undone = [a for a in self.undone if not gone(a)]
 
     # ------------------------------------------------------------------ internals
     def _keep_groups(self, into: dict[int, StackObject], keys: Iterable[SliceKey]) -> None:

@@ -149,7 +149,9 @@ def drop_labelled(
     if not on_labels.any():
         return proposals, 0
     size = int(proposals.max()) + 1
-    total = np.bincount(proposals.ravel(), minlength=size)
+    total = np.zeros(size, np.int64)
+    for start in range(0, proposals.shape[0], 1024):  # by rows: bincount's int64 copy stays small
+        total += np.bincount(proposals[start : start + 1024].ravel(), minlength=size)
     covered = np.bincount(proposals[on_labels], minlength=size)
     drop = (covered >= share * total) & (total > 0)
     drop[0] = False
@@ -351,7 +353,11 @@ def iter_segment_all(
         for share in builder.propose(part):  # after each network batch of seeds: Cancel waits for one
             yield min(start + int(share * len(part)), total), total
     if uncovered_fraction is not None and seeds is None:
-        extra = _unlabelled(uncovered_seeds(from_image, labels, uncovered_fraction * expected_area), labelled)
+        # the labelled objects count as covered: a region's one seed must not fall on them
+        covered = labels if labelled is None else np.where(labelled > 0, 1, labels)
+        extra = _unlabelled(
+            uncovered_seeds(from_image, covered, uncovered_fraction * expected_area), labelled
+        )
         if extra:
             points = points + extra
             yield total, len(points)

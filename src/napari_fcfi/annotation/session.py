@@ -65,10 +65,26 @@ class AnnotationSession:
         if busy or not masks:
             raise ValueError(f"{describe_slices(busy)}: an object in progress" if busy else "no masks given")
         action = self.history.begin("proposal correction", sorted(masks))
+        action.proposal = proposal
         self.objects.start_from_masks(masks)
         for key in masks:
             self.objects.slices[key].proposal = proposal
         return action
+
+    def proposal_committed(self, proposal: Any, keys: Iterable[SliceKey]) -> None:
+        """Proposal ``proposal`` (a :meth:`correct_proposal` token, or None) was committed as it is
+        (Accept) on ``keys``: no undo or redo may bring its correction back over the committed label,
+        and a run going on leaves those slices."""
+        if proposal is not None:
+
+            def takes_it_up(action: Action) -> bool:
+                states = [*action.before.values(), *action.after.values()]
+                return action.proposal is proposal or any(
+                    o is not None and o.proposal is proposal for o in states
+                )
+
+            self.history.forget_where(takes_it_up)
+        self.history.mark_changed(keys)
 
     def reset(self, key: SliceKey) -> tuple[Action, str] | None:
         """Esc on slice ``key`` (undoable): on a corrected propagated slice only its corrections go;

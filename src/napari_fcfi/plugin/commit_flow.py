@@ -92,16 +92,22 @@ def _commit(controller: AnnotationHost, state: ImageState, obj: SliceObject) -> 
     return True
 
 
-def commit_proposal(controller: AnnotationHost, state: ImageState, masks: dict[SliceKey, np.ndarray]) -> bool:
+def commit_proposal(
+    controller: AnnotationHost, state: ImageState, masks: dict[SliceKey, np.ndarray], corrected: Any = None
+) -> bool:
     """Commit a segment-all proposal as it is (Accept): the same click-log record as a proposal made
     the object in progress and committed unchanged, without taking the slices' object slots, so an
-    object in progress there stays as it is."""
+    object in progress there stays as it is (and keeps the label id the user chose for it).
+    ``corrected``: the proposal's correction token when it was corrected and given back (undo of that
+    correction must not bring it back over the label)."""
     keys = sorted(masks)
     steps: list[Step] = [ClicksStep(key, (), masks[key], from_segment_all=True) for key in keys]
     record = ObjectRecord(0, steps, overwrite=controller.settings.overwrite)
     boxes = {key: bbox_of_mask(masks[key]) for key in keys}
-    if _write(controller, state, record, dict(masks), boxes, None) is None:
+    in_progress = any(obj.has_object for obj in state.objects.slices.values())
+    if _write(controller, state, record, dict(masks), boxes, None, chosen_id=not in_progress) is None:
         return False
+    state.session.proposal_committed(corrected, keys)  # (a run going on leaves these slices too)
     controller.refresh_view()
     controller.on_change()
     return True
@@ -114,6 +120,7 @@ def _write(
     masks: dict[SliceKey, np.ndarray],
     boxes: dict[SliceKey, Box | None],
     edit_label: int | None,
+    chosen_id: bool = True,
 ) -> str | None:
     """Paint ``masks`` into the image's labels layer with ``record`` (its label id chosen here), journal
     it; the status says what happened. Returns that message, or None when nothing was written."""
@@ -122,11 +129,12 @@ def _write(
     if labels is None:
         return None
     try:
-        label_id = edit_label if edit_label is not None else committer.label_id(labels, settings.label_id)
+        chosen = settings.label_id if chosen_id else None
+        label_id = edit_label if edit_label is not None else committer.label_id(labels, chosen)
     except LabelIdError as error:
         controller.show_status(f"FCFI: {error}")
         return None
-    uses_chosen_id = edit_label is None and settings.label_id is not None
+    uses_chosen_id = edit_label is None and chosen is not None
     record.label_id = label_id
     record.threshold = settings.threshold  # the masks on screen are at this threshold (replayed with it)
     record.made_with = {"model": settings.model_source, "channel": state.channel}  # may change later

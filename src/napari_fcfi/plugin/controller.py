@@ -259,6 +259,7 @@ class SegmentationController:
         earlier session) become its labels layer now, not only at the next commit: the Labels menu,
         the next label id and Save labels show them at once."""
         layer = event.value
+        helpers.split_copied_tag(layer, self.viewer.layers)  # a duplicated labels layer: its own click log
         if (
             not isinstance(layer, Labels)
             or helpers.is_helper(layer)

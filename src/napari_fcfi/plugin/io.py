@@ -29,7 +29,7 @@ from napari_fcfi.annotation.labels_tiff import (
 )
 
 from .journaling import recorder_of_journal
-from .layers import OWNER_KEY, TAG, image_data, own_tag
+from .layers import TAG, image_data, own_tag
 
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
@@ -62,9 +62,9 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         LabelsJournal(journal).discard()  # the layer's next change starts a new one
     # napari hands the layer's own metadata: the widget's next Save labels goes to this file too (File >
     # Save used to leave it writing a second file under its old name). A new dict: a layer napari
-    # duplicated shares the old one, and must keep its own file. Only this layer holds the new dict: the
-    # owner it named (maybe the original of a copy) goes, the layer's next use claims it.
-    tag.pop(OWNER_KEY, None)
+    # duplicated shares the old one, and must keep its own file. The owner it names stays: a copy never
+    # split from its original (no dock, no journal) then drops the file again at its next use, where
+    # claiming it could make the copy's Save labels replace the original's file.
     metadata[TAG] = {**tag, "saved_to": written[0]}
     return written
 

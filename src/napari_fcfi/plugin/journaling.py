@@ -41,7 +41,7 @@ from napari_fcfi.annotation.clicklog import ObjectRecord, record_to_entry
 from napari_fcfi.annotation.journal import LabelsJournal, base_record, change_record
 from napari_fcfi.annotation.journal_records import object_record
 
-from .layers import TAG, click_log_of, image_data, own_tag
+from .layers import TAG, click_log_of, image_data, own_tag, split_copied_tag
 
 UNDO_KEYS = ("Control-Z", "Control-Shift-Z")
 Bounds = tuple[tuple[int, int], ...]  # (start, stop) per axis of the labels
@@ -433,18 +433,9 @@ class LabelsRecorder:
 
     def _on_inserted(self, event: Any) -> None:
         """A layer napari duplicated from this one holds this layer's FCFI dict (a shallow copy of the
-        metadata): it gets its own at once, before either changes (:func:`.layers.own_tag`)."""
-        layer = event.value
-        metadata = getattr(layer, "metadata", None)
-        mine = self.layer.metadata.get(TAG)
-        if (
-            layer is not self.layer
-            and isinstance(metadata, dict)
-            and mine is not None
-            and metadata.get(TAG) is mine
-        ):
-            own_tag(self.layer)  # (claims the dict first, should nobody have yet)
-            own_tag(layer)
+        metadata): it gets its own at once (:func:`.layers.split_copied_tag`; the dock's controller does
+        the same for every layer, this covers a closed dock)."""
+        split_copied_tag(event.value, self.viewer.layers)
 
     def _on_removed(self, event: Any) -> None:
         if str(getattr(event.value, "unique_id", "")) == str(self.layer.unique_id):

@@ -59,6 +59,23 @@ def own_tag(layer: Any) -> dict[str, Any]:
     return tag
 
 
+def split_copied_tag(layer: Any, layers: Any) -> None:
+    """``layer`` was just inserted: when it holds the very FCFI dict of another layer of ``layers`` (napari
+    duplicated that one), the other keeps it and ``layer`` gets its own (:func:`own_tag`), before either
+    changes. Called for every inserted layer, with or without a journal (the controller and the labels
+    recorders listen)."""
+    metadata = getattr(layer, "metadata", None)
+    tag = metadata.get(TAG) if isinstance(metadata, dict) else None
+    if not isinstance(tag, dict):
+        return
+    for other in layers:
+        other_metadata = getattr(other, "metadata", None)
+        if other is not layer and isinstance(other_metadata, dict) and other_metadata.get(TAG) is tag:
+            own_tag(other)  # the original claims the dict first (it may name no owner yet)
+            own_tag(layer)
+            return
+
+
 def click_log_of(labels: Any) -> ClickLog:
     """The click log stored with a labels layer (created empty on first use): it stays with the labels
     even when the widget is closed."""

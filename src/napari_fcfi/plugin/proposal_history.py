@@ -42,6 +42,7 @@ class _Taken:
     label: int  # its id there (a new one when the old id was taken meanwhile)
     parts: dict[SliceKey, tuple[Region, np.ndarray]]  # per slice: its box and its mask in the box
     shown: bool = False  # (a corrected one) put back in its layer while its object in progress is gone
+    token: Any = None  # (a corrected one) its CorrectedProposal
 
 
 class CorrectedProposal:
@@ -91,8 +92,19 @@ class ProposalHistory:
         comes back like an accepted one (recognised by its starting masks in the commit's record); the
         returned token, on the object's slices, brings it back when an undo or reset takes the object."""
         taken = _Taken(None, layer, int(label), _crop(masks))
+        taken.token = CorrectedProposal(self, taken)
         self._corrected = [*self._corrected[-(HISTORY_LIMIT - 1) :], taken]
-        return CorrectedProposal(self, taken)
+        return taken.token
+
+    def given_back(self, layer: Any, label: int) -> CorrectedProposal | None:
+        """The token of proposal ``label`` of ``layer`` when it is a corrected one given back (undone or
+        reset), else None."""
+        found = [one for one in self._corrected if one.shown and one.layer is layer and one.label == label]
+        return found[-1].token if found else None
+
+    def accepted_as_it_is(self, token: CorrectedProposal | None) -> None:
+        """A given-back corrected proposal was accepted: its correction is over."""
+        self._corrected = [one for one in self._corrected if one.token is not token]
 
     def follow_correction(self, taken: _Taken, object_exists: bool) -> str | None:
         """See :meth:`CorrectedProposal.follow`."""
@@ -226,12 +238,11 @@ class ProposalHistory:
         e.g. by another Segment all); returns how many came back."""
         live = [one for one in taken if self._live(one)]
         layers = {id(one.layer): one.layer for one in live}
-        used = {key: set(np.unique(np.asarray(layer.data)).tolist()) for key, layer in layers.items()}
         back = 0
         for one in live:
-            ids = used[id(one.layer)]
-            if one.label in ids:  # its old id went to a proposal made since
-                one.label = max(ids) + 1
+            data = np.asarray(one.layer.data)
+            if (data == one.label).any():  # its old id went to a proposal made since (no np.unique: a
+                one.label = int(data.max()) + 1  # large stack's sort would freeze Esc and Ctrl+Z)
             painted = False
             for key, (region, mask) in one.parts.items():
                 window = self._plane(one.layer, key)[region]
@@ -239,7 +250,6 @@ class ProposalHistory:
                 window[free] = one.label
                 painted = painted or bool(free.any())
             if painted:
-                ids.add(one.label)
                 back += 1
         for layer in layers.values():
             layer.refresh()
@@ -298,4 +308,4 @@ def _elsewhere(kind: str, labels: Any) -> str:
     )
 
 
-__all__ = ["ProposalHistory"]
+__all__ = ["CorrectedProposal", "ProposalHistory"]

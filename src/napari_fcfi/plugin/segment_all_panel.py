@@ -41,6 +41,7 @@ from .commit_flow import commit_proposal, commits_as_one
 from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 from .journaling import UNDO_KEYS
+from .labels_watch import LabelsEditWatch
 from .proposal_history import ProposalHistory
 from .segment_all_words import CommitProgress, refusal_notes, sizes_note
 
@@ -50,10 +51,7 @@ ACTIONS = "; click one, then A / D / C, or Accept all"
 #: (e.g. the whole nucleus around a label made with one click): accepting it would paint a ring around
 #: the label, so it stays a proposal (C makes it the object in progress, D deletes it).
 COVERED_LABEL_SHARE = 0.5
-AWAITED = (
-    "FCFI: the object in progress is still being predicted; accept when its mask shows (proposals "
-    "overlapping it stay)"
-)
+AWAITED = "FCFI: the object in progress is still being predicted; accept when its mask shows"
 
 
 @dataclass
@@ -92,8 +90,8 @@ class SegmentAllPanel(Container):
             min=0,
             max=10_000,
             value=0,
-            tooltip="Expected object diameter in pixels (0: the median of the objects in the labels layer "
-            "when it holds 3 or more, else estimated from the image)",
+            tooltip="Expected object diameter in pixels (0: estimated from the image, or the median of 3 or "
+            "more labelled objects where the estimate is far from it)",
         )
         self.run_button = PushButton(
             text="Segment all", tooltip="Propose an object for every seed, in the background"
@@ -245,6 +243,7 @@ class SegmentAllPanel(Container):
         object_size = float(self.object_size.value) or None
         users = self._commit_labels()  # objects labelled there already are not proposed again
         users_data = None if users is None else helpers.image_data(users)
+        edits = LabelsEditWatch(users)  # the labels changed during the run: their slices are checked again
         layer = self.proposals_layer(create=True)
         if layer is None:  # no image (checked above)
             return None
@@ -273,6 +272,9 @@ class SegmentAllPanel(Container):
             plane = np.array(users_data[key] if key else users_data)
             return plane if plane.shape == geometry.plane_shape else None
 
+        def labelled_ids(plane: np.ndarray | None) -> list[int]:
+            return [] if plane is None else np.unique(plane[plane > 0]).tolist()
+
         controller.background_runs.add(run)  # closing the viewer or dock detaches it
 
         def work():
@@ -282,13 +284,14 @@ class SegmentAllPanel(Container):
                 torch.set_num_threads(settings.cpu_threads)
             model = cache.get(settings.model_source, settings.device)
             for index, key in enumerate(keys):
+                labelled = labelled_plane(key)
                 steps = iter_segment_all(
                     model,
                     read_plane(image, geometry, key),
                     object_size=object_size,
                     channel_axis=geometry.slice_channel_axis(),
                     channel=channel,
-                    labelled=labelled_plane(key),
+                    labelled=labelled,
                     **engine_settings,
                 )
                 while True:
@@ -297,7 +300,7 @@ class SegmentAllPanel(Container):
                     try:
                         done, total = next(steps)
                     except StopIteration as stop:
-                        yield "slice", key, stop.value
+                        yield "slice", key, stop.value, labelled_ids(labelled)
                         break
                     yield "progress", index, (done / max(total, 1))
 
@@ -305,7 +308,7 @@ class SegmentAllPanel(Container):
             if item[0] == "progress":
                 self.progress.value = int(1000 * (item[1] + item[2]))
                 return
-            _, key, result = item
+            _, key, result, ids = item
             if layer not in controller.viewer.layers:
                 return
             if result.labels.shape != self._plane(layer, key).shape:  # never paint a wrong-shaped result
@@ -315,11 +318,13 @@ class SegmentAllPanel(Container):
             if link_axis is not None and key[link_axis] > 0:
                 before = (*key[:link_axis], key[link_axis] - 1, *key[link_axis + 1 :])
                 previous = np.asarray(self._plane(layer, before)) if before in segmented else None
-            now = self._commit_labels()  # as they are now: the user may have committed meanwhile
-            plane = None if now is None else self._labels_plane(now, key)
-            new, _ = drop_labelled(result.labels, plane)
-            if plane is not None:
-                known.update(np.unique(plane[plane > 0]).tolist())
+            now = self._commit_labels()
+            new = result.labels
+            if now is not None and (now is not users or edits.changed()):  # committed meanwhile
+                plane = self._labels_plane(now, key)
+                new = drop_labelled(new, plane)[0]
+                ids = np.unique(plane[plane > 0]).tolist()
+            known.update(ids)
             labels, tally["next_id"] = link_to_previous(previous, new, tally["next_id"])
             self._plane(layer, key)[...] = labels
             segmented.add(key)
@@ -330,7 +335,7 @@ class SegmentAllPanel(Container):
             if result.object_size is not None:
                 sizes.append((float(result.object_size), result.size_from))
             size = sizes_note(sizes[-1:], now)
-            left_out = left_out_note() if plane is not None and plane.any() else ""
+            left_out = left_out_note() if ids else ""
             if result.message:
                 controller.show_status(f"FCFI: {result.message}")
             elif len(keys) == 1:
@@ -343,6 +348,7 @@ class SegmentAllPanel(Container):
 
         def on_done(*_: Any) -> None:
             self._run = None
+            edits.close()
             self.cancel_button.enabled, self.run_button.enabled = False, True
             self.progress.visible = False
             if run.cancelled:
@@ -416,10 +422,10 @@ class SegmentAllPanel(Container):
         return overlapped
 
     def _awaited(self, found: Proposal) -> bool:
-        """An object in progress on the proposal's slices has no mask yet (its prediction is on its way):
-        whether they overlap cannot be told."""
-        objects = (found.state.objects.get(key, create=False) for key in found.keys)
-        return any(obj is not None and obj.has_object and obj.mask is None for obj in objects)
+        """The prediction of an object in progress on the proposal's slices is on its way (its mask on
+        screen is not that of its clicks yet): whether they overlap cannot be told."""
+        pending = self.controller.predictor.pending
+        return any(pending(found.state.image_id, key) for key in found.keys)
 
     def _refuse_busy(self, busy: list[SliceKey], what: str = "an object in progress") -> None:
         verb = "has" if len(busy) == 1 else "have"
@@ -503,8 +509,10 @@ class SegmentAllPanel(Container):
             )
             return None
         masks = {key: found.mask(key) for key in found.keys}
-        if not commit_proposal(controller, state, masks):  # refused (e.g. all of it is another label)
+        token = self.history.given_back(found.layer, found.label)  # a correction undone, then accepted
+        if not commit_proposal(controller, state, masks, token):  # refused (e.g. all on another label)
             return None
+        self.history.accepted_as_it_is(token)
         record = helpers.click_log_of(state.labels_layer).records[-1]
         self._drop(found, refresh)
         return record, found.layer, found.label, masks
@@ -523,11 +531,9 @@ class SegmentAllPanel(Container):
         found_all = [Proposal(state, layer, proposal, keys) for proposal, keys in slices_of.items()]
         # the user's objects in progress are never painted over: proposals overlapping them stay
         awaited = [found for found in found_all if self._awaited(found)]
-        if awaited:
-            self.controller.show_status(AWAITED)
-            return 0
-        free = [found for found in found_all if not self._overlapped_slices(found)]
-        accepted, busy = [], len(found_all) - len(free)
+        rest = [found for found in found_all if not any(found is one for one in awaited)]
+        free = [found for found in rest if not self._overlapped_slices(found)]
+        accepted, busy = [], len(rest) - len(free)
         refusals: list[str] = []
         progress = CommitProgress(self.accept_all_button, len(free))
         # (no labels layer is made when nothing can be accepted)
@@ -544,6 +550,8 @@ class SegmentAllPanel(Container):
         layer.refresh()
         self.history.accepted(state.labels_layer, accepted)
         kept = []
+        if awaited:
+            kept.append(f"{len(awaited)} on slice(s) whose object in progress is still being predicted")
         if busy:
             kept.append(f"{busy} overlapping an object in progress (commit or reset it, then accept)")
         kept += refusal_notes(refusals)
