@@ -502,3 +502,21 @@ def test_a_correction_given_back_then_accepted_is_not_undone_over_its_label(make
     controller.undo()
     assert not controller.current_object().has_object and proposals.data[CENTRES[0]] == 0
     assert "nothing to undo in the clicks" in widget.status.value, widget.status.value
+
+
+def test_a_deleted_proposal_that_cannot_come_back_leaves_the_history(make_napari_viewer, tmp_path):
+    """Retest: delete a proposal, Segment all again (a newer proposal in its place), Ctrl+Z said it
+    cannot come back, and Ctrl+Shift+Z then said it was deleted again although nothing changed."""
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    panel = widget.segment_all_panel
+    proposals = panel.proposals_layer(create=True)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 6
+    assert panel.delete(6)
+    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 9  # a rerun proposed it again, with another id
+    panel.history.undo(None)
+    assert "holds a newer proposal" in widget.status.value, widget.status.value
+    panel.history.redo(None)
+    assert widget.status.value.startswith("FCFI: nothing to redo in the proposals"), widget.status.value
+    assert (proposals.data == 9).sum() == disk(SHAPE, *CENTRES[0], RADIUS).sum()

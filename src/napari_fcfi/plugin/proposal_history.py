@@ -147,8 +147,11 @@ class ProposalHistory:
             return
         action = source[-1]
         if action.kind == "delete":
-            target.append(source.pop())
-            self.on_status(self._undelete(action) if kind == "undo" else self._delete_again(action))
+            source.pop()
+            done, message = self._undelete(action) if kind == "undo" else self._delete_again(action)
+            if done:  # (one that cannot come back, or is not there to delete again, leaves the history)
+                target.append(action)
+            self.on_status(message)
             return
         recorder = _recorder(labels)
         if recorder is None or not _same(recorder.next_records(kind), action.taken):
@@ -157,16 +160,19 @@ class ProposalHistory:
         # its listeners (this one too, through the controller) move the proposals and say so
         getattr(recorder, kind)()
 
-    def _undelete(self, action: _Action) -> str:
+    def _undelete(self, action: _Action) -> tuple[bool, str]:
         if not self._put_back_all(action.taken):  # its place holds a proposal made since
-            return "FCFI: undo: the deleted proposal's place holds a newer proposal; left as it is"
-        return f"FCFI: undo: deleted proposal {action.taken[0].label} is back; Ctrl+Shift+Z deletes it again"
+            return False, "FCFI: undo: the deleted proposal's place holds a newer proposal; left as it is"
+        label = action.taken[0].label
+        return True, f"FCFI: undo: deleted proposal {label} is back; Ctrl+Shift+Z deletes it again"
 
-    def _delete_again(self, action: _Action) -> str:
-        for one in action.taken:
-            self._drop(one)
+    def _delete_again(self, action: _Action) -> tuple[bool, str]:
+        dropped = [self._drop(one) for one in action.taken]
         action.taken[0].layer.refresh()
-        return f"FCFI: redo: proposal {action.taken[0].label} deleted again; Ctrl+Z brings it back"
+        label = action.taken[0].label
+        if not any(dropped):
+            return False, f"FCFI: redo: proposal {label} is not there any more; nothing deleted"
+        return True, f"FCFI: redo: proposal {label} deleted again; Ctrl+Z brings it back"
 
     # ------------------------------------------------------------------ napari's undo of the labels
     def on_labels_history(self, step: HistoryStep) -> None:
