@@ -315,7 +315,8 @@ def iter_segment_all(
             message=(
                 f"segment all: all {len(seeds)} given seed(s) lie outside the {height} x {width} image"
                 if seeds
-                else f"segment all: every seed found ({len(detected)}) lies on a labelled object"
+                else f"segment all: every seed found ({len(detected)}, object size {object_size:.1f} px) lies "
+                "on a labelled object: nothing new to propose"
                 if detected
                 else f"segment all: no seeds found (object size {object_size:.1f} px); "
                 "try another object size or give seeds"
