@@ -27,6 +27,18 @@ def nuclei() -> np.ndarray:
     return image
 
 
+def proposals_on_nuclei(make_napari_viewer, tmp_path, ids, show=False):
+    """The nuclei image in a viewer, the docked widget and a proposals layer holding a disk proposal per
+    ``ids`` entry (proposal id -> index into CENTRES)."""
+    viewer = make_napari_viewer(show=show)
+    viewer.add_image(nuclei(), name="nuclei")
+    widget = docked_widget(viewer, tmp_path / "journal")
+    proposals = widget.segment_all_panel.proposals_layer(create=True)
+    for proposal, centre in ids.items():
+        proposals.data[disk(SHAPE, *CENTRES[centre], RADIUS)] = proposal
+    return viewer, widget, proposals
+
+
 def test_segment_all_delete_correct_commit_accept_all(make_napari_viewer, qtbot, tmp_path):
     image = nuclei()
     viewer = make_napari_viewer(show=True)
@@ -282,13 +294,8 @@ def test_accepting_over_objects_in_progress_names_the_slices_plainly(make_napari
 def test_the_first_accept_keeps_the_proposals_layer_selected(make_napari_viewer, tmp_path):
     """The first commit creates the labels layer (napari selects it): the selection goes back to the
     proposals layer, so the next click still selects a proposal and A / D / Ctrl+Z still act on them."""
-    viewer = make_napari_viewer()
-    viewer.add_image(nuclei(), name="nuclei")
-    widget = docked_widget(viewer, tmp_path / "journal")
+    viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {3: 0, 4: 1})
     panel = widget.segment_all_panel
-    proposals = panel.proposals_layer(create=True)
-    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
-    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
     viewer.layers.selection.active = proposals
     assert panel.accept(3)
     assert widget.controller.labels_layer is not None
@@ -369,14 +376,8 @@ def test_accepting_beside_an_object_in_progress_keeps_it_and_its_undo(make_napar
     in progress there. Only a proposal overlapping it is held back now; the object keeps its clicks and
     its undo history, and the click log still replays the labels."""
     image = nuclei()
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="nuclei")
-    widget = docked_widget(viewer, tmp_path / "journal")
+    _viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {3: 0, 4: 1, 5: 2})
     controller, panel = widget.controller, widget.segment_all_panel
-    proposals = panel.proposals_layer(create=True)
-    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
-    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
-    proposals.data[disk(SHAPE, *CENTRES[2], RADIUS)] = 5
     assert controller.add_click_world(CENTRES[2], True)
     assert controller.add_click_world((CENTRES[2][0], CENTRES[2][1] + 5), False)
     obj = controller.current_object()
@@ -419,13 +420,8 @@ def test_accepting_beside_an_object_in_progress_keeps_it_and_its_undo(make_napar
 def test_an_undone_or_reset_correction_gives_the_proposal_back(make_napari_viewer, qtbot, tmp_path):
     """Correct (C) could not be taken back: Ctrl+Z stopped at its clicks and Esc dropped the object, and
     the proposal was gone either way. Both give it back now; redo takes it again."""
-    viewer = make_napari_viewer(show=True)
-    viewer.add_image(nuclei(), name="nuclei")
-    widget = docked_widget(viewer, tmp_path / "journal")
-    controller, panel = widget.controller, widget.segment_all_panel
-    proposals = panel.proposals_layer(create=True)
-    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
-    proposals.data[disk(SHAPE, *CENTRES[1], RADIUS)] = 4
+    viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {3: 0, 4: 1}, show=True)
+    controller = widget.controller
     proposal = proposals.data == 3
     viewer.layers.selection.active = proposals
     click(viewer, CENTRES[0])
@@ -488,12 +484,8 @@ def test_segment_all_again_leaves_out_labelled_objects(make_napari_viewer, qtbot
 def test_a_correction_given_back_then_accepted_is_not_undone_over_its_label(make_napari_viewer, tmp_path):
     """Review: Correct, Esc (the proposal back), Accept, then Ctrl+Z undid the reset and put the
     corrected object in progress again over the label just committed."""
-    viewer = make_napari_viewer()
-    viewer.add_image(nuclei(), name="nuclei")
-    widget = docked_widget(viewer, tmp_path / "journal")
+    _viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {3: 0})
     controller, panel = widget.controller, widget.segment_all_panel
-    proposals = panel.proposals_layer(create=True)
-    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 3
     assert panel.correct(3)
     controller.reset_object()
     assert proposals.data[CENTRES[0]] == 3
@@ -507,12 +499,8 @@ def test_a_correction_given_back_then_accepted_is_not_undone_over_its_label(make
 def test_a_deleted_proposal_that_cannot_come_back_leaves_the_history(make_napari_viewer, tmp_path):
     """Retest: delete a proposal, Segment all again (a newer proposal in its place), Ctrl+Z said it
     cannot come back, and Ctrl+Shift+Z then said it was deleted again although nothing changed."""
-    viewer = make_napari_viewer()
-    viewer.add_image(nuclei(), name="nuclei")
-    widget = docked_widget(viewer, tmp_path / "journal")
+    _viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {6: 0})
     panel = widget.segment_all_panel
-    proposals = panel.proposals_layer(create=True)
-    proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 6
     assert panel.delete(6)
     proposals.data[disk(SHAPE, *CENTRES[0], RADIUS)] = 9  # a rerun proposed it again, with another id
     panel.history.undo(None)
