@@ -121,6 +121,10 @@ def test_a_small_leading_axis_is_taken_for_channels(make_napari_viewer, qtbot, t
     assert "'cyx labels' does not fit the image read this way" in widget.status.value, widget.status.value
     widget.channel_menu.value = (None, None)
     assert widget.controller.labels_layer is stacked
+    # one channel chosen: the canvas shows it (retest: it kept showing channel 0, annotated blind)
+    viewer.dims.set_current_step(0, 0)
+    widget.channel_menu.value = (0, 2)
+    assert viewer.dims.current_step[0] == 2
 
     stack = viewer.add_image(np.zeros((12, 40, 50), np.float32), name="zyx")
     assert guess_channels(stack) == ((None, None), "")

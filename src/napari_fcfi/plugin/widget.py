@@ -336,6 +336,11 @@ class FCFIWidget(Container):
             return
         geometry = controller.geometry
         self.propagate_panel.refresh_axes(len(geometry.slice_shape) if geometry is not None else 0)
+        if channel_axis is not None and channel is not None:  # show the channel the network reads
+            world_axis = self.viewer.dims.ndim - layer.ndim + channel_axis
+            self.viewer.dims.set_point(
+                world_axis, layer.translate[channel_axis] + channel * layer.scale[channel_axis]
+            )
         seen = image_notes(layer, channel_axis, why)
         if labels_before is not None and controller.labels_layer is None:  # a new label grid
             seen += (
