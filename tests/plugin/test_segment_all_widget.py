@@ -508,3 +508,22 @@ def test_a_deleted_proposal_that_cannot_come_back_leaves_the_history(make_napari
     panel.history.redo(None)
     assert widget.status.value.startswith("FCFI: nothing to redo in the proposals"), widget.status.value
     assert (proposals.data == 9).sum() == disk(SHAPE, *CENTRES[0], RADIUS).sum()
+
+
+def test_a_proposal_under_an_object_committed_with_clicks_leaves_and_undo_brings_it_back(
+    make_napari_viewer, tmp_path
+):
+    """Retest: a nucleus committed with clicks kept its proposal on top of the new label (Accept all then
+    kept it as "on existing labels")."""
+    viewer, widget, proposals = proposals_on_nuclei(make_napari_viewer, tmp_path, {3: 0, 4: 1})
+    controller = widget.controller
+    viewer.layers.selection.active = controller.points_layer
+    assert controller.add_click_world(CENTRES[0], True) and controller.commit()
+    labels = controller.labels_layer
+    assert labels.data[CENTRES[0]] != 0 and proposals.data[CENTRES[0]] == 0
+    assert proposals.data[CENTRES[1]] == 4  # the other proposal stays
+    assert "1 proposal(s) under it left" in widget.status.value, widget.status.value
+    recorder_of(labels).undo()  # napari's Ctrl+Z on the labels layer
+    assert labels.data[CENTRES[0]] == 0 and proposals.data[CENTRES[0]] == 3
+    recorder_of(labels).redo()
+    assert labels.data[CENTRES[0]] != 0 and proposals.data[CENTRES[0]] == 0

@@ -28,6 +28,7 @@ from napari_fcfi.annotation.geometry import SliceKey
 from napari_fcfi.engine.windows import bbox_of_mask
 
 from .journaling import HistoryStep, LabelsRecorder, recorder_of
+from .layers import click_log_of, image_data
 
 Region = tuple[slice, slice]
 HISTORY_LIMIT = 100  # proposal actions kept for Ctrl+Z on the proposals layer
@@ -75,6 +76,9 @@ class ProposalHistory:
         self._undo: list[_Action] = []
         self._redo: list[_Action] = []
         self._corrected: list[_Taken] = []  # corrected proposals whose commit has not been undone yet
+        # Proposals that left because the user committed the same object with clicks: id(record) -> them.
+        self._covered: dict[int, list[_Taken]] = {}
+        self._seen: set[int] = set()  # the click-log records :meth:`follow_commits` has looked at
 
     # ------------------------------------------------------------------ recording
     def accepted(self, labels: Any, accepted: list[tuple[ObjectRecord, Any, int, dict]]) -> None:
@@ -131,6 +135,51 @@ class ProposalHistory:
         self._undo = [*self._undo[-(HISTORY_LIMIT - 1) :], action]
         self._redo.clear()
 
+    def follow_commits(self, labels: Any, layer: Any, since_now: bool = False) -> int:
+        """Proposals of ``layer`` lying mostly on an object committed into ``labels`` since the last call
+        by clicks (not from a proposal) leave the layer: the user made that object themselves. The
+        commit's undo brings them back, its redo drops them again. ``since_now``: only note the records
+        there are (a new Segment all run). Returns how many left."""
+        records = click_log_of(labels).records
+        new = [record for record in records if id(record) not in self._seen]
+        self._seen = {id(record) for record in records}
+        if since_now:
+            return 0
+        gone = 0
+        for record in new:
+            if any(isinstance(step, ClicksStep) and step.from_segment_all for step in record.steps):
+                continue  # an accepted or corrected proposal: followed as such
+            taken = self._lying_on(labels, layer, record)
+            for one in taken:
+                gone += self._drop(one)
+            if taken:
+                self._covered[id(record)] = taken
+                layer.refresh()
+        return gone
+
+    def _lying_on(self, labels: Any, layer: Any, record: ObjectRecord) -> list[_Taken]:
+        """The proposals lying half or more on ``record``'s object, each whole (all its slices)."""
+        found: dict[int, dict] = {}
+        for key in record.slice_keys:
+            full = image_data(labels)
+            on = np.asarray(full[key] if key else full) == record.label_id
+            plane = np.asarray(self._plane(layer, key))
+            if on.shape != plane.shape:
+                return []
+            for proposal in np.unique(plane[on]).tolist():
+                share = int((plane[on] == proposal).sum())
+                if proposal and 2 * share >= int((plane == proposal).sum()):
+                    found.setdefault(int(proposal), {})
+        for proposal, masks in found.items():
+            data = np.asarray(layer.data)
+            for key in (
+                [()]
+                if data.ndim == 2
+                else [tuple(int(i) for i in k) for k in np.argwhere((data == proposal).any(axis=(-2, -1)))]
+            ):
+                masks[key] = np.asarray(self._plane(layer, key)) == proposal
+        return [_Taken(record, layer, proposal, _crop(masks)) for proposal, masks in found.items()]
+
     # ------------------------------------------------------------------ Ctrl+Z on the proposals layer
     def undo(self, labels: Any) -> None:
         """Take back the last Delete, or hand the last Accept to the labels layer's undo."""
@@ -178,8 +227,10 @@ class ProposalHistory:
     def on_labels_history(self, step: HistoryStep) -> None:
         """napari undid or redid a change of the labels (the controller forwards every step)."""
         self._recognise_corrected(step.withdrawn)
-        coming_back = [a for a in self._find(step.withdrawn) if self._live(a)]
-        leaving = [a for a in self._find(step.added) if self._live(a)]
+        covered_back = [one for record in step.withdrawn for one in self._covered.get(id(record), [])]
+        covered_again = [one for record in step.added for one in self._covered.get(id(record), [])]
+        coming_back = [a for a in [*self._find(step.withdrawn), *covered_back] if self._live(a)]
+        leaving = [a for a in [*self._find(step.added), *covered_again] if self._live(a)]
         self._follow(step)
         back = self._put_back_all(coming_back)
         gone = 0

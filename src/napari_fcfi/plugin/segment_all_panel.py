@@ -183,6 +183,14 @@ class SegmentAllPanel(Container):
         helpers.keep_on_top(viewer, state.preview_layer, state.clicks_layer)
         return layer
 
+    def follow_commits(self) -> None:
+        """Proposals under an object the user committed with clicks leave (the widget calls this after
+        every change; :meth:`ProposalHistory.follow_commits`)."""
+        layer, labels = self.proposals_layer(), self._commit_labels()
+        if layer is not None and labels is not None and (gone := self.history.follow_commits(labels, layer)):
+            status = self.controller.viewer.status
+            self.controller.show_status(f"{status}; {gone} proposal(s) under it left {layer.name!r}")
+
     def _commit_labels(self) -> Labels | None:
         """The labels layer the image's commits go to (None before the first)."""
         state = self.controller.state
@@ -247,6 +255,8 @@ class SegmentAllPanel(Container):
         layer = self.proposals_layer(create=True)
         if layer is None:  # no image (checked above)
             return None
+        if users is not None:  # later commits with clicks take the proposals under them away
+            self.history.follow_commits(users, layer, since_now=True)
         run = BackgroundRun()
         self._run = run
         first_id = int(layer.data.max()) + 1  # ids of earlier runs on other slices stay unique

@@ -426,6 +426,7 @@ class FCFIWidget(Container):
                 self._suggest_labels_file()
         finally:
             self._syncing = False
+        self.segment_all_panel.follow_commits()
         self._show_object()
         settings: AnnotationSettings = controller.settings
         self.model_info.value = f"{Path(settings.model_source).name} on {settings.device}"
