@@ -159,26 +159,22 @@ class ProposalHistory:
 
     def _lying_on(self, labels: Any, layer: Any, record: ObjectRecord) -> list[_Taken]:
         """The proposals lying half or more on ``record``'s object, each whole (all its slices)."""
-        found: dict[int, dict] = {}
+        full = image_data(labels)
+        found: set[int] = set()
         for key in record.slice_keys:
-            full = image_data(labels)
             on = np.asarray(full[key] if key else full) == record.label_id
             plane = np.asarray(self._plane(layer, key))
             if on.shape != plane.shape:
                 return []
-            for proposal in np.unique(plane[on]).tolist():
-                share = int((plane[on] == proposal).sum())
-                if proposal and 2 * share >= int((plane == proposal).sum()):
-                    found.setdefault(int(proposal), {})
-        for proposal, masks in found.items():
-            data = np.asarray(layer.data)
-            for key in (
-                [()]
-                if data.ndim == 2
-                else [tuple(int(i) for i in k) for k in np.argwhere((data == proposal).any(axis=(-2, -1)))]
-            ):
-                masks[key] = np.asarray(self._plane(layer, key)) == proposal
-        return [_Taken(record, layer, proposal, _crop(masks)) for proposal, masks in found.items()]
+            ids, shares = np.unique(plane[on], return_counts=True)
+            found |= {
+                p for p, n in zip(ids.tolist(), shares.tolist()) if p and 2 * n >= int((plane == p).sum())
+            }
+        return [
+            _Taken(record, layer, proposal, _crop({key: self._plane(layer, key) == proposal for key in keys}))
+            for proposal in sorted(found)
+            if (keys := slices_holding(layer.data, proposal))
+        ]
 
     # ------------------------------------------------------------------ Ctrl+Z on the proposals layer
     def undo(self, labels: Any) -> None:
@@ -333,6 +329,15 @@ class ProposalHistory:
         return dropped
 
 
+def slices_holding(data: Any, proposal: int) -> list[SliceKey]:
+    """The slices of a proposals layer's ``data`` that proposal ``proposal`` lies on (one scan)."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        return [()] if (data == proposal).any() else []
+    present = (data == proposal).any(axis=(-2, -1))
+    return [tuple(int(i) for i in index) for index in np.argwhere(present)]
+
+
 def _crop(masks: dict) -> dict[SliceKey, tuple[Region, np.ndarray]]:
     parts = {}
     for key, mask in masks.items():
@@ -365,4 +370,4 @@ def _elsewhere(kind: str, labels: Any) -> str:
     )
 
 
-__all__ = ["CorrectedProposal", "ProposalHistory"]
+__all__ = ["CorrectedProposal", "ProposalHistory", "slices_holding"]

@@ -42,7 +42,7 @@ from .host import AnnotationHost, HostOwner
 from .image_state import ImageState
 from .journaling import UNDO_KEYS
 from .labels_watch import LabelsEditWatch
-from .proposal_history import ProposalHistory
+from .proposal_history import ProposalHistory, slices_holding
 from .segment_all_words import CommitProgress, refusal_notes, sizes_note
 
 ROLE = helpers.PROPOSALS_ROLE
@@ -402,15 +402,7 @@ class SegmentAllPanel(Container):
         if not (np.asarray(self._plane(layer, key)) == proposal).any():
             self.controller.show_status(f"FCFI: proposal {proposal} is not on this slice")
             return None
-        return Proposal(state, layer, int(proposal), self._slices_of(layer, int(proposal)) or [key])
-
-    def _slices_of(self, layer: Labels, proposal: int) -> list[SliceKey]:
-        """The slices a proposal lies on (one scan of the layer)."""
-        data = np.asarray(layer.data)
-        if data.ndim == 2:
-            return [()] if (data == proposal).any() else []
-        present = (data == proposal).any(axis=(-2, -1))
-        return [tuple(int(i) for i in index) for index in np.argwhere(present)]
+        return Proposal(state, layer, int(proposal), slices_holding(layer.data, int(proposal)) or [key])
 
     def _busy_slices(self, found: Proposal) -> list[SliceKey]:
         """The proposal's slices with an object in progress (correcting needs the slice's object slot)."""
